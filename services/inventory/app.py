@@ -1,0 +1,34 @@
+"""Inventory's bootstrap: the real adapters by default; tests pass their own clock or bus."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from services.inventory.models import metadata, platform
+from services.inventory.routes import router
+from shared.clock import Clock
+from shared.messaging.base import Bus
+from shared.runtime import ServiceRuntime, build_runtime
+from shared.settings import Settings, get_settings
+from shared.web import create_service_app
+
+NAME = "inventory"
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    bus: Bus | None = None,
+    engine: Engine | None = None,
+) -> ServiceRuntime:
+    """Assemble the inventory service."""
+    return build_runtime(name=NAME, settings=settings or get_settings(), metadata=metadata,
+                         platform=platform, clock=clock, bus=bus, engine=engine)
+
+
+def create_app(runtime: ServiceRuntime) -> FastAPI:
+    """Inventory's FastAPI app."""
+    return create_service_app(runtime, [router], title="HAI inventory",
+                              description="Pump models, pumps and serial numbers, implants, recalls")

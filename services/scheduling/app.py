@@ -1,0 +1,32 @@
+"""Scheduling's bootstrap: the real adapters by default; tests pass their own clock or bus."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from services.scheduling.models import metadata, platform
+from shared.clock import Clock
+from shared.messaging.base import Bus
+from shared.runtime import ServiceRuntime, build_runtime
+from shared.settings import Settings, get_settings
+from shared.web import create_service_app
+
+NAME = "scheduling"
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    bus: Bus | None = None,
+    engine: Engine | None = None,
+) -> ServiceRuntime:
+    """Assemble the scheduling service."""
+    return build_runtime(name=NAME, settings=settings or get_settings(), metadata=metadata,
+                         platform=platform, clock=clock, bus=bus, engine=engine)
+
+
+def create_app(runtime: ServiceRuntime) -> FastAPI:
+    """Scheduling's FastAPI app."""
+    return create_service_app(runtime, [], title="HAI scheduling")

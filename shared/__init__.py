@@ -1,0 +1,1 @@
+"""Common infrastructure and contracts of the HAI pump services."""

@@ -1,0 +1,119 @@
+"""Bearer JWT authentication and role checks (CONTRACT.md, HTTP conventions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, HTTPException, Request
+
+from shared.settings import Settings, get_settings
+
+ROLES = ("nurse", "pharmacist", "oncologist", "biomed", "oncall", "admin", "service")
+ALGORITHMS_DEV = ["HS256"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject and roles."""
+
+    sub: str
+    roles: frozenset[str]
+
+    def has_any(self, roles: tuple[str, ...] | frozenset[str]) -> bool:
+        return "admin" in self.roles or bool(self.roles & set(roles))
+
+
+class TokenVerifier:
+    """Verifies HS256 dev tokens, or RS256 tokens against a JWKS document in production."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._jwks: jwt.PyJWKClient | None = (
+            jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300)
+            if settings.jwt_jwks_url else None
+        )
+
+    def verify(self, token: str) -> Principal:
+        """Return the principal of a valid token or raise jwt.InvalidTokenError."""
+        options: Any = {"require": ["exp", "sub"]}
+        audience = self.settings.jwt_audience
+        header = jwt.get_unverified_header(token)
+        alg = header.get("alg")
+        if self._jwks is not None and alg in ("RS256", "ES256"):
+            key = self._jwks.get_signing_key_from_jwt(token).key
+            claims = jwt.decode(token, key, algorithms=["RS256", "ES256"], options=options,
+                                audience=audience)
+        elif alg == "HS256" and self.settings.jwt_secret:
+            claims = jwt.decode(token, self.settings.jwt_secret, algorithms=ALGORITHMS_DEV,
+                                options=options, audience=audience)
+        else:
+            raise jwt.InvalidTokenError(f"algorithm {alg!r} not accepted")
+        roles = claims.get("roles") or []
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise jwt.InvalidTokenError("roles claim must be a list of strings")
+        return Principal(sub=str(claims["sub"]), roles=frozenset(roles))
+
+
+def mint_token(sub: str, roles: list[str], *, secret: str, ttl: timedelta = timedelta(hours=12),
+               now: datetime | None = None) -> str:
+    """A dev token signed HS256 with the given secret."""
+    issued = now or datetime.now(UTC)
+    claims: dict[str, Any] = {"sub": sub, "roles": roles, "iat": issued, "exp": issued + ttl}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail,
+                         headers={"WWW-Authenticate": 'Bearer realm="hai"'})
+
+
+def get_verifier(request: Request) -> TokenVerifier:
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if verifier is None:
+        verifier = TokenVerifier(get_settings())
+        request.app.state.token_verifier = verifier
+    return verifier
+
+
+def current_principal(request: Request,
+                      verifier: Annotated[TokenVerifier, Depends(get_verifier)]) -> Principal:
+    """The caller, from the bearer token; 401 when missing or invalid."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("missing bearer token")
+    try:
+        principal = verifier.verify(token.strip())
+    except jwt.ExpiredSignatureError as exc:
+        raise _unauthorized("token expired") from exc
+    except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
+        raise _unauthorized(f"invalid token: {exc}") from exc
+    request.state.actor = principal.sub
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: str) -> Callable[[Principal], Principal]:
+    """A dependency that lets through `admin` and the given roles; 403 otherwise."""
+
+    def dependency(principal: CurrentUser) -> Principal:
+        if not principal.has_any(roles):
+            raise HTTPException(
+                status_code=403,
+                detail=f"needs one of the roles {sorted({*roles, 'admin'})}",
+            )
+        return principal
+
+    dependency.required_roles = tuple(roles)  # type: ignore[attr-defined]
+    return dependency
+
+
+def roles_dep(*roles: str) -> Any:
+    """`Annotated[Principal, Depends(require_roles(...))]` for route signatures."""
+    return Annotated[Principal, Depends(require_roles(*roles))]

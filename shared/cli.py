@@ -1,0 +1,250 @@
+"""The `hai` command: up, serve, worker, migrate, token, dlq (CONTRACT.md, Running)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated, Any
+
+import structlog
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from shared.auth import ROLES, mint_token
+from shared.logging import configure_logging
+from shared.migrations import make_revision, upgrade
+from shared.settings import DEFAULT_PORTS, SERVICES, Settings, get_settings
+
+app = typer.Typer(help="HAI pump safety services.", no_args_is_help=True, add_completion=False)
+dlq_app = typer.Typer(help="Inspect and re-drive dead-lettered messages.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+console = Console(stderr=True)
+log = structlog.get_logger(__name__)
+
+ALL_APPS = (*SERVICES, "dashboard")
+
+
+def service_module(name: str) -> Any:
+    """The `services.<name>.app` module (bootstrap and create_app)."""
+    if name not in ALL_APPS:
+        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(ALL_APPS)}")
+    return importlib.import_module(f"services.{name}.app")
+
+
+def _mount_service_commands() -> None:
+    """Each service may add its own sub-command group (`services/<name>/cli.py`, `app`)."""
+    for name in SERVICES:
+        try:
+            module = importlib.import_module(f"services.{name}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"services.{name}.cli":
+                raise
+            continue
+        app.add_typer(module.app, name=name)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to `hai` (several run in one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn_config(asgi: Any, port: int, host: str) -> uvicorn.Config:
+    return uvicorn.Config(asgi, host=host, port=port, log_config=None, access_log=False,
+                          lifespan="off", timeout_keep_alive=30)
+
+
+def _run_servers(servers: list[_Server], on_stop: list[Any]) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            for s in servers:
+                s.should_exit = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        await asyncio.gather(*(s.serve() for s in servers))
+
+    try:
+        asyncio.run(main())
+    finally:
+        for fn in on_stop:
+            fn()
+
+
+@app.command()
+def migrate(service: Annotated[str, typer.Argument(help="inventory | scheduling | alerts")]) -> None:
+    """Upgrade a service's schema to the latest revision (Alembic)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json, service)
+    if service not in SERVICES:
+        raise typer.BadParameter(f"one of {', '.join(SERVICES)}")
+    upgrade(service, settings.database_url(service))
+    console.print(f"[green]{service}[/green] schema is up to date")
+
+
+@app.command("make-migration", hidden=True)
+def make_migration(service: str, message: Annotated[str, typer.Option("-m")]) -> None:
+    """Autogenerate a migration from the models (developers only)."""
+    settings = get_settings()
+    upgrade(service, settings.database_url(service))
+    make_revision(service, settings.database_url(service), message)
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="inventory | scheduling | alerts | dashboard")],
+    port: Annotated[int | None, typer.Option(help="default: the service's port")] = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="API only")] = False,
+) -> None:
+    """Run one service's API and, unless --no-worker, its background work."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json, service)
+    module = service_module(service)
+    port = port or DEFAULT_PORTS[service]
+    on_stop: list[Any] = []
+    if service == "dashboard":
+        asgi = module.create_app(settings)
+    else:
+        upgrade(service, settings.database_url(service))
+        runtime = module.bootstrap(settings)
+        asgi = module.create_app(runtime)
+        if not no_worker:
+            on_stop.append(_start_worker(module, runtime).stop)
+    log.info("serve.start", service=service, port=port, worker=not no_worker)
+    _run_servers([_Server(_uvicorn_config(asgi, port, host))], on_stop)
+
+
+def _start_worker(module: Any, runtime: Any) -> Any:
+    from shared.runtime import Worker
+
+    worker = Worker(runtime)
+    threading.Thread(target=worker.start, name=f"{runtime.name}-worker-start", daemon=True).start()
+    return worker
+
+
+@app.command()
+def worker(service: Annotated[str, typer.Argument(help="inventory | scheduling | alerts")]) -> None:
+    """Run a service's background work alone: outbox relay, consumers, scheduled jobs."""
+    from shared.runtime import Worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json, service)
+    if service not in SERVICES:
+        raise typer.BadParameter(f"one of {', '.join(SERVICES)}")
+    upgrade(service, settings.database_url(service))
+    runtime = service_module(service).bootstrap(settings)
+    work = Worker(runtime)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    work.start()
+    log.info("worker.running", service=service)
+    stopped.wait()
+    work.stop()
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option("--demo", help="seed demo pumps, patients, on-call")] = False,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+) -> None:
+    """The whole system in one process: three services, their work, and the dashboard."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json, "hai-up")
+    servers: list[_Server] = []
+    on_stop: list[Any] = []
+    for service in SERVICES:
+        upgrade(service, settings.database_url(service))
+        module = service_module(service)
+        runtime = module.bootstrap(settings)
+        on_stop.append(_start_worker(module, runtime).stop)
+        servers.append(_Server(_uvicorn_config(module.create_app(runtime),
+                                               DEFAULT_PORTS[service], host)))
+    dashboard = service_module("dashboard").create_app(settings)
+    servers.append(_Server(_uvicorn_config(dashboard, DEFAULT_PORTS["dashboard"], host)))
+    bus = "RabbitMQ" if settings.amqp_url else "in-process bus"
+    console.print(f"[bold]HAI[/bold] up on {bus}: dashboard http://{host}:8000 · inventory :8001 "
+                  "· scheduling :8002 · alerts :8003 (Ctrl-C stops)")
+    if demo:
+        threading.Thread(target=_seed_demo, args=(settings,), daemon=True).start()
+    _run_servers(servers, on_stop)
+
+
+def _seed_demo(settings: Settings) -> None:
+    try:
+        from services.dashboard.demo import seed
+    except ModuleNotFoundError:
+        console.print("[yellow]no demo data available[/yellow]")
+        return
+    try:
+        seed(settings)
+        console.print("[green]demo data seeded[/green]")
+    except Exception as exc:  # noqa: BLE001 - the system keeps running without demo data
+        console.print(f"[red]demo seeding failed: {exc}[/red]")
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option("--sub", help="the user name (token subject)")],
+    role: Annotated[list[str], typer.Option("--role", help=f"one of {', '.join(ROLES)}")],
+    hours: Annotated[float, typer.Option(help="validity")] = 12.0,
+) -> None:
+    """Print a dev token signed with HAI_JWT_SECRET."""
+    unknown = [r for r in role if r not in ROLES]
+    if unknown:
+        raise typer.BadParameter(f"unknown role(s) {unknown}; one of {', '.join(ROLES)}")
+    settings = get_settings()
+    typer.echo(mint_token(sub, role, secret=settings.jwt_secret, ttl=timedelta(hours=hours)))
+
+
+def _rabbit() -> Any:
+    settings = get_settings()
+    if not settings.amqp_url:
+        console.print("[red]HAI_AMQP_URL is not set: dead letters live in RabbitMQ[/red]")
+        raise typer.Exit(2)
+    from shared.messaging.rabbit import RabbitBus
+
+    return RabbitBus(settings.amqp_url)
+
+
+@dlq_app.command("list")
+def dlq_list(queue: str, limit: Annotated[int, typer.Option()] = 50) -> None:
+    """Show the dead letters of a queue with their reasons (they stay in the DLQ)."""
+    bus = _rabbit()
+    messages = bus.dlq_messages(queue, limit)
+    table = Table(title=f"{queue}.dlq ({len(messages)} shown)")
+    for col in ("message_id", "routing_key", "reason"):
+        table.add_column(col)
+    for m in messages:
+        table.add_row(str(m.message_id), m.routing_key,
+                      str(m.headers.get("x-hai-dlq-reason", m.headers.get("x-death", ""))))
+    Console().print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(queue: str, id: Annotated[str | None, typer.Option("--id")] = None) -> None:
+    """Move dead letters back to their queue (all, or the one with --id) after a fix."""
+    moved = _rabbit().replay_dlq(queue, id)
+    console.print(f"replayed {moved} message(s) to {queue}")
+
+
+def main() -> None:
+    """Entry point of the `hai` script."""
+    _mount_service_commands()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

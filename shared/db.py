@@ -1,0 +1,304 @@
+"""Database plumbing shared by the services: engines, UTC timestamps, platform tables, unit of work."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from shared.clock import Clock, ensure_utc
+from shared.events import CloudEvent
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored with its zone on PostgreSQL and always handed back timezone-aware UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: every timestamp must be timezone-aware")
+        return ensure_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else ensure_utc(value)
+
+
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def new_id() -> str:
+    """A new random identifier (UUID4, text)."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class PlatformTables:
+    """The tables every service keeps beside its own: outbox, inbox, idempotency keys, audit."""
+
+    outbox: Table
+    inbox: Table
+    idempotency: Table
+    audit: Table
+
+
+def define_platform_tables(metadata: MetaData) -> PlatformTables:
+    """Add the platform tables to one service's metadata."""
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("seq", BigIntPK, primary_key=True, autoincrement=True),
+        Column("event_id", String(64), nullable=False, unique=True),
+        Column("exchange", String(100), nullable=False),
+        Column("routing_key", String(200), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("published_at", UTCDateTime, nullable=True),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("last_error", Text, nullable=True),
+    )
+    Index(
+        "ix_outbox_unpublished",
+        outbox.c.seq,
+        postgresql_where=outbox.c.published_at.is_(None),
+        sqlite_where=outbox.c.published_at.is_(None),
+    )
+    inbox = Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", String(64), primary_key=True),
+        Column("event_type", String(200), nullable=False),
+        Column("processed_at", UTCDateTime, nullable=False),
+    )
+    idempotency = Table(
+        "idempotency_keys",
+        metadata,
+        Column("scope", String(300), primary_key=True),
+        Column("key", String(200), primary_key=True),
+        Column("request_hash", String(64), nullable=False),
+        Column("status_code", Integer, nullable=False),
+        Column("response_body", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+    )
+    audit = Table(
+        "audit_log",
+        metadata,
+        Column("id", BigIntPK, primary_key=True, autoincrement=True),
+        Column("at", UTCDateTime, nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("action", String(100), nullable=False),
+        Column("entity_type", String(100), nullable=False),
+        Column("entity_id", String(200), nullable=False),
+        Column("changes", JSON, nullable=False),
+    )
+    Index("ix_audit_entity", audit.c.entity_type, audit.c.entity_id, audit.c.id)
+    return PlatformTables(outbox=outbox, inbox=inbox, idempotency=idempotency, audit=audit)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for a service's database; SQLite files get their folder, WAL and a busy timeout."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, **kwargs)
+
+
+def is_postgres(engine_or_session: Engine | Session) -> bool:
+    """True when the database behind it is PostgreSQL."""
+    bind = engine_or_session.get_bind() if isinstance(engine_or_session, Session) else engine_or_session
+    return bind.dialect.name == "postgresql"
+
+
+def ping(engine: Engine) -> None:
+    """Raise when the database does not answer."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+class UnitOfWork:
+    """One database transaction, with the outbox rows and audit entries written inside it."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        platform: PlatformTables,
+        clock: Clock,
+        source: str,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._session_factory = session_factory
+        self.platform = platform
+        self.clock = clock
+        self.source = source
+        self._after_commit = after_commit
+        self._session: Session | None = None
+        self._published = 0
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("unit of work used outside its 'with' block")
+        return self._session
+
+    def __enter__(self) -> UnitOfWork:
+        self._session = self._session_factory()
+        self._published = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.session.rollback()
+        finally:
+            self.session.close()
+            self._session = None
+
+    def commit(self) -> None:
+        """Commit the transaction, then wake the outbox relay if anything was published."""
+        self.session.commit()
+        if self._published and self._after_commit is not None:
+            self._after_commit()
+        self._published = 0
+
+    def rollback(self) -> None:
+        self.session.rollback()
+        self._published = 0
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def publish(
+        self,
+        event_type: str,
+        data: Any,
+        *,
+        subject: str | None = None,
+        exchange: str = "hai.events",
+    ) -> CloudEvent:
+        """Write an event to the outbox in this transaction; it leaves only if the transaction commits."""
+        event = CloudEvent.create(
+            source=f"/hai/{self.source}", type=event_type, data=data, subject=subject,
+            time=self.clock.now(),
+        )
+        self.publish_event(event, exchange=exchange)
+        return event
+
+    def publish_event(self, event: CloudEvent, *, exchange: str = "hai.events") -> None:
+        """Write an already built event to the outbox."""
+        self.session.execute(
+            insert(self.platform.outbox).values(
+                event_id=event.id,
+                exchange=exchange,
+                routing_key=event.type,
+                body=event.model_dump_json(exclude_none=True),
+                created_at=self.clock.now(),
+            )
+        )
+        self._published += 1
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        entity_type: str,
+        entity_id: str,
+        changes: dict[str, Any] | None = None,
+    ) -> None:
+        """Record who did what to which entity, and when, in this transaction."""
+        self.session.execute(
+            insert(self.platform.audit).values(
+                at=self.clock.now(),
+                actor=actor,
+                action=action,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                changes=json.loads(json.dumps(changes or {}, default=str)),
+            )
+        )
+
+
+class UnitOfWorkFactory:
+    """Makes units of work for one service; wired once in its bootstrap."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        platform: PlatformTables,
+        clock: Clock,
+        source: str,
+    ) -> None:
+        self.engine = engine
+        self.platform = platform
+        self.clock = clock
+        self.source = source
+        self.session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+        self.outbox_signal = threading.Event()
+
+    def __call__(self) -> UnitOfWork:
+        return UnitOfWork(
+            self.session_factory, self.platform, self.clock, self.source,
+            after_commit=self.outbox_signal.set,
+        )
+
+    @contextmanager
+    def begin(self) -> Iterator[UnitOfWork]:
+        """A unit of work that commits when the block ends without error."""
+        with self() as uow:
+            yield uow
+            uow.commit()

@@ -1,0 +1,121 @@
+"""RFC 9457 problem details: the one shape of every error the services answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TITLES = {
+    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+    405: "Method not allowed", 409: "Conflict", 415: "Unsupported media type",
+    422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class DomainError(Exception):
+    """A domain failure with its HTTP status; raised by service functions, shaped by the app."""
+
+    status = 400
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+class Invalid(DomainError):
+    """Bad input the schema could not catch (a 422 naming the field)."""
+
+    status = 422
+
+    def __init__(self, field: str, message: str, **extra: Any) -> None:
+        super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}],
+                         **extra)
+        self.field = field
+
+
+class Unavailable(DomainError):
+    status = 503
+
+
+def problem(status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,
+            type_: str | None = None, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
+    """A problem+json response."""
+    body: dict[str, Any] = {
+        "type": type_ or "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or (str(loc[0]) if loc else "body")
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """The field list of a 422: `[{field, message, type}]`."""
+    out = []
+    for err in exc.errors():
+        out.append({
+            "field": _field_path(err.get("loc", ())),
+            "message": str(err.get("msg", "invalid")),
+            "type": str(err.get("type", "value_error")),
+        })
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Shape every error of the app as problem+json; never a 500 for bad input."""
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return problem(exc.status, exc.detail, errors=exc.errors, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(exc)
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem(422, detail or "invalid request", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database.unavailable", error=type(exc).__name__)
+        return problem(503, "database unavailable; try again shortly",
+                       headers={"Retry-After": "2"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request.failed", path=request.url.path)
+        return problem(500, "internal error; it has been logged")

@@ -1,0 +1,93 @@
+"""`Idempotency-Key` on creating POSTs: same key and body → the first answer; other body → 409."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from shared.auth import CurrentUser
+from shared.db import UnitOfWork
+from shared.errors import Conflict
+
+
+class Idempotency:
+    """The request's key (if any) and what identifies the request it belongs to."""
+
+    def __init__(self, key: str | None, scope: str) -> None:
+        self.key = key
+        self.scope = scope
+
+    def run(
+        self,
+        uow: UnitOfWork,
+        body: Any,
+        create: Callable[[], Any],
+        *,
+        status_code: int = 201,
+    ) -> JSONResponse:
+        """Run `create` in the unit of work and commit, or replay the first answer for this key."""
+        content_hash = _hash(body)
+        if self.key is not None:
+            replay = self._stored(uow, content_hash)
+            if replay is not None:
+                return replay
+        result = create()
+        content = jsonable_encoder(result)
+        if self.key is not None:
+            uow.session.execute(insert(uow.platform.idempotency).values(
+                scope=self.scope, key=self.key, request_hash=content_hash,
+                status_code=status_code, response_body=json.dumps(content),
+                created_at=uow.now(),
+            ))
+        try:
+            uow.commit()
+        except IntegrityError:
+            # a concurrent request with the same key won the race: answer as it did
+            uow.rollback()
+            replay = self._stored(uow, content_hash) if self.key is not None else None
+            if replay is None:
+                raise
+            return replay
+        return JSONResponse(content, status_code=status_code)
+
+    def _stored(self, uow: UnitOfWork, content_hash: str) -> JSONResponse | None:
+        table = uow.platform.idempotency
+        row = uow.session.execute(
+            select(table).where(table.c.scope == self.scope, table.c.key == self.key)
+        ).first()
+        if row is None:
+            return None
+        if row.request_hash != content_hash:
+            raise Conflict(
+                f"Idempotency-Key {self.key!r} was already used with a different request body"
+            )
+        return JSONResponse(json.loads(row.response_body), status_code=row.status_code,
+                            headers={"Idempotent-Replayed": "true"})
+
+
+def _hash(body: Any) -> str:
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json")
+    raw = json.dumps(jsonable_encoder(body), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def idempotency(
+    request: Request,
+    principal: CurrentUser,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Idempotency:
+    """The Idempotency-Key of this request, scoped to its method, path and caller."""
+    return Idempotency(idempotency_key, f"{request.method} {request.url.path} {principal.sub}")
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(idempotency)]

@@ -1,0 +1,1 @@
+"""Reliable messaging: outbox relay, idempotent consumers, RabbitMQ and its in-process twin."""

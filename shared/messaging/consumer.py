@@ -1,0 +1,160 @@
+"""Transport-agnostic event handling: parse, inbox de-duplication, one transaction per batch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from shared.db import UnitOfWork, UnitOfWorkFactory
+from shared.events import CloudEvent
+from shared.messaging.base import Delivery, Outcome, QueueSpec
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[UnitOfWork, CloudEvent], None]
+
+
+class PermanentError(Exception):
+    """A message that can never succeed (unknown id, impossible data): dead-letter it, no retry."""
+
+
+def parse_event(delivery: Delivery) -> CloudEvent:
+    """Parse a delivery's body as a structured-mode CloudEvent or raise PermanentError saying why."""
+    try:
+        raw = json.loads(delivery.body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PermanentError(f"malformed: body is not JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise PermanentError("malformed: body is not a JSON object")
+    try:
+        return CloudEvent.model_validate(raw)
+    except ValidationError as exc:
+        raise PermanentError(f"malformed: not a CloudEvents 1.0 event ({_short(exc)})") from exc
+
+
+def _short(exc: Exception, limit: int = 600) -> str:
+    text = " ".join(str(exc).split())
+    return text[:limit]
+
+
+class EventConsumer:
+    """Handles deliveries of one queue: each event once, after its transaction commits."""
+
+    def __init__(
+        self,
+        name: str,
+        queue: QueueSpec,
+        handlers: Mapping[str, Handler],
+        uow_factory: UnitOfWorkFactory,
+        *,
+        max_attempts: int = 5,
+        on_outcome: Callable[[str, Outcome], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.queue = queue
+        self.handlers = dict(handlers)
+        self.uow_factory = uow_factory
+        self.max_attempts = max_attempts
+        self._on_outcome = on_outcome
+
+    def process(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """Handle a batch: one transaction for all, or one per message when any of them fails."""
+        outcomes: list[Outcome | None] = [None] * len(deliveries)
+        parsed: list[tuple[int, CloudEvent]] = []
+        for i, delivery in enumerate(deliveries):
+            try:
+                event = parse_event(delivery)
+            except PermanentError as exc:
+                outcomes[i] = Outcome.dead_letter(str(exc))
+                continue
+            if event.type not in self.handlers:
+                outcomes[i] = Outcome.dead_letter(f"unknown event type {event.type!r}")
+                continue
+            parsed.append((i, event))
+        if parsed:
+            try:
+                self._handle_batch([e for _, e in parsed])
+                for i, _ in parsed:
+                    outcomes[i] = Outcome.ack()
+            except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the culprit
+                if len(parsed) == 1:
+                    i, event = parsed[0]
+                    outcomes[i] = self._handle_one(event, deliveries[i])
+                else:
+                    for i, event in parsed:
+                        outcomes[i] = self._handle_one(event, deliveries[i])
+        result = [o if o is not None else Outcome.ack() for o in outcomes]
+        if self._on_outcome is not None:
+            for outcome in result:
+                self._on_outcome(self.name, outcome)
+        return result
+
+    def _handle_batch(self, events: Sequence[CloudEvent]) -> None:
+        with self.uow_factory() as uow:
+            seen = self._already_processed(uow, [e.id for e in events])
+            for event in events:
+                if event.id in seen:
+                    continue
+                seen.add(event.id)
+                self._record_and_handle(uow, event)
+            uow.commit()
+
+    def _handle_one(self, event: CloudEvent, delivery: Delivery) -> Outcome:
+        try:
+            with self.uow_factory() as uow:
+                if self._already_processed(uow, [event.id]):
+                    return Outcome.ack()
+                self._record_and_handle(uow, event)
+                uow.commit()
+            return Outcome.ack()
+        except PermanentError as exc:
+            reason = f"rejected: {exc}"
+        except ValidationError as exc:
+            reason = f"invalid data for {event.type}: {_short(exc)}"
+        except IntegrityError as exc:
+            # most often a concurrent consumer handling the same event: a retry will see it done
+            return self._retry_or_dead_letter(delivery, event, f"integrity: {_short(exc)}")
+        except Exception as exc:  # noqa: BLE001 - any other failure is retried a bounded number of times
+            return self._retry_or_dead_letter(delivery, event, f"{type(exc).__name__}: {_short(exc)}")
+        log.warning("event.dead_lettered", consumer=self.name, event_id=event.id,
+                    event_type=event.type, reason=reason)
+        return Outcome.dead_letter(reason)
+
+    def _retry_or_dead_letter(self, delivery: Delivery, event: CloudEvent, reason: str) -> Outcome:
+        attempts = delivery.attempts + 1
+        if attempts >= self.max_attempts:
+            log.error("event.failed_permanently", consumer=self.name, event_id=event.id,
+                      event_type=event.type, attempts=attempts, reason=reason)
+            return Outcome.dead_letter(f"failed {attempts} times; last error: {reason}")
+        log.warning("event.retry", consumer=self.name, event_id=event.id, event_type=event.type,
+                    attempts=attempts, reason=reason)
+        return Outcome.retry(reason)
+
+    def _already_processed(self, uow: UnitOfWork, ids: list[str]) -> set[str]:
+        inbox = uow.platform.inbox
+        rows = uow.session.execute(
+            select(inbox.c.event_id).where(inbox.c.consumer == self.name, inbox.c.event_id.in_(ids))
+        )
+        return {r[0] for r in rows}
+
+    def _record_and_handle(self, uow: UnitOfWork, event: CloudEvent) -> None:
+        uow.session.execute(
+            insert(uow.platform.inbox).values(
+                consumer=self.name, event_id=event.id, event_type=event.type,
+                processed_at=uow.now(),
+            )
+        )
+        self.handlers[event.type](uow, event)
+
+
+def data_of(event: CloudEvent) -> dict[str, Any]:
+    """The event's data as a dict, or PermanentError."""
+    if not isinstance(event.data, dict):
+        raise PermanentError(f"{event.type}: data is not a JSON object")
+    return event.data

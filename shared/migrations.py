@@ -1,0 +1,53 @@
+"""Alembic per service: each service its own history (services/<name>/migrations) and database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData
+
+from shared.db import make_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(service: str, url: str) -> Config:
+    """The Alembic configuration of one service, pointed at one database."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ROOT / "services" / service / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["service"] = service
+    return cfg
+
+
+def upgrade(service: str, url: str, revision: str = "head") -> None:
+    """Upgrade one service's schema (creating the SQLite folder if needed)."""
+    make_engine(url).dispose()
+    command.upgrade(alembic_config(service, url), revision)
+
+
+def make_revision(service: str, url: str, message: str) -> None:
+    """Autogenerate a new revision from the service's models (developers' tool)."""
+    command.revision(alembic_config(service, url), message=message, autogenerate=True)
+
+
+def run_env(metadata: MetaData) -> None:
+    """The body of every service's migrations/env.py."""
+    from alembic import context
+
+    config = context.config
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

@@ -1,0 +1,228 @@
+"""A service assembled once: settings, clock, database, bus, consumers, jobs (its bootstrap)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import Engine, MetaData
+
+from shared.clock import Clock, SystemClock
+from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping
+from shared.messaging.base import Bus, Outcome, QueueSpec
+from shared.messaging.consumer import EventConsumer, Handler
+from shared.messaging.relay import OutboxRelay
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_inproc_bus: Any = None
+_inproc_lock = threading.Lock()
+
+
+def make_bus(settings: Settings) -> Bus:
+    """RabbitMQ when `HAI_AMQP_URL` is set, else the process's one in-process bus."""
+    global _inproc_bus
+    if settings.amqp_url:
+        from shared.messaging.rabbit import RabbitBus
+
+        return RabbitBus(settings.amqp_url, heartbeat_seconds=settings.amqp_heartbeat_seconds,
+                         retry_delay_ms=settings.consumer_retry_delay_ms)
+    with _inproc_lock:
+        if _inproc_bus is None:
+            from shared.messaging.inproc import InProcessBus
+
+            _inproc_bus = InProcessBus()
+        return _inproc_bus  # type: ignore[no-any-return,unused-ignore]
+
+
+@dataclass
+class Subscription:
+    """A queue this service consumes, with a handler per event type."""
+
+    queue: QueueSpec
+    handlers: Mapping[str, Handler]
+
+
+@dataclass
+class Job:
+    """A periodic job: `run(runtime)` returns facts for the log (and the heartbeat)."""
+
+    name: str
+    run: Callable[[ServiceRuntime], dict[str, Any]]
+    interval_seconds: float
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything one service needs at run time, wired once and handed to routes and workers."""
+
+    name: str
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    metadata: MetaData
+    platform: PlatformTables
+    uow_factory: UnitOfWorkFactory
+    bus: Bus
+    subscriptions: list[Subscription] = field(default_factory=list)
+    declared_queues: list[QueueSpec] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    extra: dict[str, Any] = field(default_factory=dict)
+    readiness_checks: list[Callable[[ServiceRuntime], str | None]] = field(default_factory=list)
+    job_last_ok: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.events_handled = Counter(
+            "hai_events_handled_total", "Consumed events by outcome", ["consumer", "outcome"],
+            registry=self.registry)
+        self.events_published = Counter(
+            "hai_events_published_total", "Events relayed from the outbox to the broker",
+            registry=self.registry)
+        self.outbox_backlog = Gauge(
+            "hai_outbox_backlog", "Outbox rows not yet published", registry=self.registry)
+        self.job_runs = Counter(
+            "hai_job_runs_total", "Scheduled job runs by result", ["job", "result"],
+            registry=self.registry)
+
+    def all_queues(self) -> list[QueueSpec]:
+        return [s.queue for s in self.subscriptions] + list(self.declared_queues)
+
+    def check_database(self) -> None:
+        ping(self.engine)
+
+
+def build_runtime(
+    *,
+    name: str,
+    settings: Settings,
+    metadata: MetaData,
+    platform: PlatformTables,
+    clock: Clock | None = None,
+    bus: Bus | None = None,
+    engine: Engine | None = None,
+) -> ServiceRuntime:
+    """The common part of every service's bootstrap."""
+    clock = clock or SystemClock()
+    engine = engine or make_engine(settings.database_url(name))
+    return ServiceRuntime(
+        name=name,
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        metadata=metadata,
+        platform=platform,
+        uow_factory=UnitOfWorkFactory(engine, platform, clock, name),
+        bus=bus or make_bus(settings),
+    )
+
+
+class Worker:
+    """A service's background work: outbox relay, consumers and scheduled jobs, in threads."""
+
+    def __init__(self, runtime: ServiceRuntime, *, relay: bool = True, consumers: bool = True,
+                 jobs: bool = True) -> None:
+        self.runtime = runtime
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.scheduler: BackgroundScheduler | None = None
+        self._relay, self._consumers, self._jobs = relay, consumers, jobs
+
+    def start(self) -> None:
+        rt = self.runtime
+        self._declare_with_retry()
+        if self._relay:
+            relay = OutboxRelay(
+                rt.uow_factory, rt.bus.publisher,
+                batch_size=rt.settings.outbox_batch_size,
+                poll_seconds=rt.settings.outbox_poll_seconds,
+                on_published=rt.events_published.inc,
+            )
+            self._spawn(f"{rt.name}-relay", relay.run, self.stop_event)
+        if self._consumers:
+            for sub in rt.subscriptions:
+                consumer = EventConsumer(
+                    sub.queue.name, sub.queue, sub.handlers, rt.uow_factory,
+                    max_attempts=rt.settings.consumer_max_attempts,
+                    on_outcome=self._count_outcome,
+                )
+                self._spawn(f"{rt.name}-consume-{sub.queue.name}", self._consume, consumer)
+        if self._jobs and rt.jobs:
+            self.scheduler = BackgroundScheduler(timezone="UTC")
+            for job in rt.jobs:
+                self.scheduler.add_job(
+                    self.run_job, "interval", args=[job], seconds=job.interval_seconds,
+                    id=job.name, max_instances=1, coalesce=True, next_run_time=None,
+                )
+            self.scheduler.start()
+            # first run soon after start rather than a whole interval later
+            for job in rt.jobs:
+                self.scheduler.modify_job(job.name, next_run_time=_soon(rt))
+        log.info("worker.started", service=rt.name, threads=len(self.threads),
+                 jobs=[j.name for j in rt.jobs] if self._jobs else [])
+
+    def _declare_with_retry(self) -> None:
+        delay = 0.5
+        while not self.stop_event.is_set():
+            try:
+                self.runtime.bus.declare(self.runtime.all_queues())
+                return
+            except Exception as exc:  # noqa: BLE001 - broker not up yet: keep trying
+                log.warning("worker.declare_failed", error=str(exc), retry_in_s=delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 10)
+
+    def _consume(self, consumer: EventConsumer) -> None:
+        rt = self.runtime
+        while not self.stop_event.is_set():
+            try:
+                rt.bus.consume(consumer.queue, consumer.process,
+                               prefetch=rt.settings.consumer_prefetch, stop=self.stop_event,
+                               retry_delay_ms=rt.settings.consumer_retry_delay_ms)
+            except Exception as exc:  # noqa: BLE001 - the consumer never dies
+                log.error("consumer.crashed", queue=consumer.queue.name, error=str(exc))
+                self.stop_event.wait(1.0)
+
+    def _count_outcome(self, consumer: str, outcome: Outcome) -> None:
+        self.runtime.events_handled.labels(consumer=consumer, outcome=outcome.action).inc()
+
+    def run_job(self, job: Job) -> dict[str, Any]:
+        """Run one job now; a failure is logged and retried at the next interval."""
+        rt = self.runtime
+        started = time.monotonic()
+        try:
+            facts = job.run(rt)
+        except Exception as exc:  # noqa: BLE001 - a failing job tries again next sweep
+            rt.job_runs.labels(job=job.name, result="error").inc()
+            log.exception("job.failed", job=job.name, error=str(exc))
+            return {"ok": False, "error": str(exc)}
+        rt.job_runs.labels(job=job.name, result="ok").inc()
+        rt.job_last_ok[job.name] = time.time()
+        log.info("job.done", job=job.name, seconds=round(time.monotonic() - started, 3),
+                 **{k: v for k, v in (facts or {}).items() if isinstance(v, int | float | str)})
+        return facts or {}
+
+    def _spawn(self, name: str, target: Callable[..., Any], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stop_event.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        for thread in self.threads:
+            thread.join(timeout)
+
+
+def _soon(rt: ServiceRuntime) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=1)

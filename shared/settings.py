@@ -1,0 +1,93 @@
+"""Configuration from `HAI_` environment variables (see CONTRACT.md, Running)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "hai-dev-secret-not-for-production-use-0000"  # noqa: S105 - refused in production
+
+SERVICES = ("inventory", "scheduling", "alerts")
+DEFAULT_PORTS = {"dashboard": 8000, "inventory": 8001, "scheduling": 8002, "alerts": 8003}
+
+
+class Settings(BaseSettings):
+    """Every setting of the system; clinical defaults come from DOMAIN.md."""
+
+    model_config = SettingsConfigDict(env_prefix="HAI_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    amqp_url: str | None = None
+    amqp_heartbeat_seconds: int = 30
+    inventory_database_url: str = "sqlite:///var/inventory.db"
+    scheduling_database_url: str = "sqlite:///var/scheduling.db"
+    alerts_database_url: str = "sqlite:///var/alerts.db"
+    inventory_url: str = "http://127.0.0.1:8001"
+    scheduling_url: str = "http://127.0.0.1:8002"
+    alerts_url: str = "http://127.0.0.1:8003"
+    dashboard_url: str = "http://127.0.0.1:8000"
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_jwks_url: str | None = None
+    jwt_audience: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # messaging
+    outbox_poll_seconds: float = 0.5
+    outbox_batch_size: int = 500
+    consumer_prefetch: int = 200
+    consumer_max_attempts: int = 5
+    consumer_retry_delay_ms: int = 2000
+
+    # scheduling (DOMAIN.md, Scheduling defaults)
+    sweep_interval_seconds: int = 60
+    refill_interval_days: int = 14
+    refill_window_days: int = 4
+    due_soon_hours: int = 48
+    near_empty_hours: int = 72
+    pharmacy_lead_time_days: int = 3
+    delivery_late_hours: int = 12
+    fudr_default_mg_per_kg_day: float = 0.12
+    fudr_label_min_mg_per_kg_day: float = 0.1
+    fudr_label_max_mg_per_kg_day: float = 0.6
+    adjusted_weight_threshold_pct: float = 25.0
+
+    # alerts (DOMAIN.md; CONTRACT.md, Alerts)
+    flow_warning_pct: float = 15.0
+    flow_critical_pct: float = 25.0
+    overdue_critical_hours_to_empty: float = 72.0
+    escalation_delay_seconds: int = 900
+    page_max_attempts: int = 5
+    page_first_retry_seconds: float = 2.0
+    page_timeout_seconds: float = 5.0
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "hai-alerts@localhost"
+    stale_after_intervals: int = 3
+
+    @model_validator(mode="after")
+    def _refuse_dev_defaults_in_production(self) -> Settings:
+        if self.env == "production":
+            if self.jwt_secret == DEV_JWT_SECRET and not self.jwt_jwks_url:
+                raise ValueError("HAI_JWT_SECRET is the dev secret; set a real one in production")
+            if not self.amqp_url:
+                raise ValueError("HAI_AMQP_URL is required in production (no in-process bus)")
+        return self
+
+    def database_url(self, service: str) -> str:
+        """The database URL of one service."""
+        return str(getattr(self, f"{service}_database_url"))
+
+    def service_url(self, service: str) -> str:
+        """Where one service's HTTP API is found."""
+        return str(getattr(self, f"{service}_url"))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
