@@ -1,0 +1,64 @@
+"""The pharmacy queue's messages (CONTRACT.md, Pharmacy queue)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+ORDERS_QUEUE = "pharmacy.orders"
+STATUS_QUEUE = "scheduling.pharmacy-status"
+OrderStatus = Literal["accepted", "rejected", "compounded", "dispatched", "delivered"]
+
+
+class OrderPatient(BaseModel):
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: date
+    weight_kg: float
+
+
+class OrderPump(BaseModel):
+    serial_number: str
+    model_code: str
+    reservoir_ml: float
+    flow_ml_per_day: float
+
+
+class OrderDrug(BaseModel):
+    code: Literal["floxuridine", "dexamethasone", "heparin"]
+    name: str
+    amount: float
+    unit: Literal["mg", "units"]
+    basis: str
+
+
+class OrderRequestedData(BaseModel):
+    """`hai.pharmacy.order.requested` (and `.cancelled`, which carries the same order)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    order_id: str
+    patient: OrderPatient
+    pump: OrderPump
+    fill_volume_ml: float
+    infusion_days: float
+    drugs: list[OrderDrug]
+    diluent: str
+    needed_by: AwareDatetime
+    appointment_id: str
+
+
+class OrderStatusData(BaseModel):
+    """`hai.pharmacy.order.status`, published by the pharmacy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: str
+    status: OrderStatus
+    at: AwareDatetime
+    reason: str | None = None
+    lot: str | None = None
+    beyond_use_at: AwareDatetime | None = None

@@ -1,0 +1,108 @@
+"""Events scheduling publishes (CONTRACT.md, Events)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+
+class AppointmentData(BaseModel):
+    """`hai.scheduling.appointment.scheduled` and `.refill.due_soon` data."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    therapy_id: str
+    patient_mrn: str
+    center: str
+    pump_serial: str
+    fill_type: str  # chemo | saline
+    due_at: AwareDatetime
+    scheduled_for: AwareDatetime | None = None
+    status: str  # scheduled | completed | cancelled
+    projected_empty_at: AwareDatetime | None = None
+    delivery_id: str | None = None
+
+
+class RefillOverdueData(AppointmentData):
+    """`hai.scheduling.refill.overdue`: the appointment plus how late, and how long until empty."""
+
+    overdue_hours: float
+    hours_to_empty: float | None = None
+
+
+class RefillCompletedData(BaseModel):
+    """`hai.scheduling.refill.completed`: the refill."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    pump_serial: str
+    patient_mrn: str
+    center: str
+    performed_at: AwareDatetime
+    residual_volume_ml: float
+    fill_volume_ml: float
+    fill_type: str
+    appointment_id: str | None = None
+    delivery_id: str | None = None
+    elapsed_days: float | None = None
+    measured_flow_ml_per_day: float | None = None
+    expected_flow_ml_per_day: float
+    flow_deviation_pct: float | None = None
+    outside_window: bool = False
+    next_appointment: dict[str, Any] | None = None
+
+
+class FlowRecordedData(BaseModel):
+    """`hai.scheduling.flow.recorded`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    pump_serial: str
+    patient_mrn: str
+    center: str
+    measured_flow_ml_per_day: float
+    expected_flow_ml_per_day: float
+    flow_deviation_pct: float
+    residual_volume_ml: float
+    elapsed_days: float
+    refill_id: str
+
+
+class DeliveryHistoryEntry(BaseModel):
+    at: AwareDatetime
+    status: str
+    reason: str | None = None
+
+
+class DeliveryData(BaseModel):
+    """`hai.scheduling.delivery.updated` / `.late`: the delivery (center added for paging)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    appointment_id: str
+    patient_mrn: str
+    pump_serial: str
+    center: str | None = None
+    needed_by: AwareDatetime
+    status: str
+    drugs: list[dict[str, Any]] = []
+    history: list[DeliveryHistoryEntry] = []
+
+
+class SweepJob(BaseModel):
+    name: str
+    ok: bool
+    facts: dict[str, Any] = {}
+
+
+class SweepCompletedData(BaseModel):
+    """`hai.scheduling.sweep.completed`: the heartbeat, once per sweep."""
+
+    model_config = ConfigDict(extra="allow")
+
+    at: AwareDatetime
+    jobs: list[SweepJob]
