@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_retry_delay_ms: int = 2000
 
+    # inventory: seed the demo pump-model catalogue (DOMAIN.md) at start-up; off in production
+    inventory_seed_demo_catalogue: bool = True
+
     # scheduling (DOMAIN.md, Scheduling defaults)
     sweep_interval_seconds: int = 60
     refill_interval_days: int = 14
@@ -68,6 +71,7 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_from: str = "hai-alerts@localhost"
     stale_after_intervals: int = 3
+    page_sweep_seconds: float = 1.0  # how often the alerts pager looks for due pages and escalations
 
     @model_validator(mode="after")
     def _refuse_dev_defaults_in_production(self) -> Settings:

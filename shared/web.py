@@ -59,6 +59,8 @@ class _Metrics(BaseHTTPMiddleware):
         route = request.scope.get("route")
         # the route template, never the raw path: paths may carry an MRN
         template = getattr(route, "path", "unmatched")
+        if request.url.path.startswith("/v1/") and not template.startswith("/v1"):
+            template = "/v1" + template  # included routers report their path without the prefix
         elapsed = time.perf_counter() - started
         self.requests.labels(request.method, template, str(response.status_code)).inc()
         self.latency.labels(request.method, template).observe(elapsed)

@@ -1,0 +1,36 @@
+# The two commands of the README's quick start: `make up` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up test install lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Install, then start the whole system (three services + dashboard) with demo data.
+up: $(STAMP)
+	$(BIN)/hai up --demo
+
+## Install, then run the linters and the whole test suite.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy shared services bench
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy shared services bench
+
+## Every benchmark, written to bench/RESULTS.md (needs RabbitMQ and PostgreSQL).
+bench: $(STAMP)
+	$(BIN)/python -m bench all
+
+clean:
+	rm -rf $(VENV) var build .pytest_cache .mypy_cache .ruff_cache
