@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 
 from shared.db import make_engine
 
@@ -23,9 +24,22 @@ def alembic_config(service: str, url: str) -> Config:
 
 
 def upgrade(service: str, url: str, revision: str = "head") -> None:
-    """Upgrade one service's schema (creating the SQLite folder if needed)."""
-    make_engine(url).dispose()
-    command.upgrade(alembic_config(service, url), revision)
+    """Upgrade one service's schema; replicas starting together take turns (advisory lock)."""
+    engine = make_engine(url)
+    try:
+        if engine.dialect.name != "postgresql":
+            command.upgrade(alembic_config(service, url), revision)
+            return
+        with engine.connect() as lock_conn:
+            key = zlib.crc32(f"hai-migrate-{service}".encode())
+            lock_conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                command.upgrade(alembic_config(service, url), revision)
+            finally:
+                lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                lock_conn.commit()
+    finally:
+        engine.dispose()
 
 
 def make_revision(service: str, url: str, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -165,8 +166,20 @@ class Worker:
             # first run soon after start rather than a whole interval later
             for job in rt.jobs:
                 self.scheduler.modify_job(job.name, next_run_time=_soon(rt))
+        if rt.settings.worker_heartbeat_file:
+            self._spawn(f"{rt.name}-heartbeat", self._heartbeat, rt.settings.worker_heartbeat_file)
         log.info("worker.started", service=rt.name, threads=len(self.threads),
                  jobs=[j.name for j in rt.jobs] if self._jobs else [])
+
+    def _heartbeat(self, path: str) -> None:
+        """Touch `path` while every worker thread is alive: the liveness probe of a worker pod."""
+        me = threading.current_thread()
+        while True:
+            if all(t.is_alive() for t in self.threads if t is not me):
+                with open(path, "a"):
+                    os.utime(path, None)
+            if self.stop_event.wait(10.0):
+                return
 
     def _declare_with_retry(self) -> None:
         delay = 0.5

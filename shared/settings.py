@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     log_json: bool = True
+    worker_heartbeat_file: str | None = None  # touched while a worker's threads live (pod liveness)
 
     # messaging
     outbox_poll_seconds: float = 0.5

@@ -1,0 +1,85 @@
+"""The deployment files name the probes, the contract's environment, and no dev secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from shared.settings import DEV_JWT_SECRET
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+SERVICES = {"inventory": 8001, "scheduling": 8002, "alerts": 8003}
+CONTRACT_ENV = {
+    "HAI_AMQP_URL", "HAI_INVENTORY_DATABASE_URL", "HAI_SCHEDULING_DATABASE_URL",
+    "HAI_ALERTS_DATABASE_URL", "HAI_INVENTORY_URL", "HAI_SCHEDULING_URL", "HAI_ALERTS_URL",
+    "HAI_JWT_SECRET", "HAI_SWEEP_INTERVAL_SECONDS", "HAI_ENV",
+}
+
+
+def _no_dev_secret(text: str) -> None:
+    assert DEV_JWT_SECRET not in text
+    assert "hai-dev-secret" not in text
+
+
+def test_compose_runs_every_service_on_rabbitmq_and_postgres_with_probes():
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    _no_dev_secret(text)
+    compose = yaml.safe_load(text)
+    services = compose["services"]
+    assert {"rabbitmq", "postgres", "dashboard"} <= set(services)
+    for name, port in SERVICES.items():
+        api, worker = services[name], services[f"{name}-worker"]
+        env = api["environment"]
+        assert CONTRACT_ENV <= set(env), CONTRACT_ENV - set(env)
+        assert env["HAI_ENV"] == "production"
+        assert env["HAI_JWT_SECRET"].startswith("${HAI_JWT_SECRET:?")  # must be supplied
+        assert "/readyz" in " ".join(api["healthcheck"]["test"])
+        assert "--no-worker" in api["command"] and str(port) in api["command"]
+        assert worker["command"] == ["hai", "worker", name]
+        assert worker["deploy"]["replicas"] >= 2
+        assert env["HAI_AMQP_URL"].startswith("amqp://") and "rabbitmq" in env["HAI_AMQP_URL"]
+        assert env[f"HAI_{name.upper()}_DATABASE_URL"].startswith("postgresql+psycopg://")
+
+
+def test_kubernetes_manifests_have_probes_resources_config_and_secret():
+    k8s = DEPLOY / "k8s"
+    config = yaml.safe_load((k8s / "config.yaml").read_text())
+    secret_text = (k8s / "secret.template.yaml").read_text()
+    _no_dev_secret(secret_text)
+    secret = yaml.safe_load(secret_text)
+    assert config["kind"] == "ConfigMap" and secret["kind"] == "Secret"
+    assert all(v == "" for v in secret["stringData"].values())  # template: nothing real, nothing dev
+    provided = set(config["data"]) | set(secret["stringData"])
+    assert CONTRACT_ENV <= provided, CONTRACT_ENV - provided
+    for name, port in {**SERVICES, "dashboard": 8000}.items():
+        text = (k8s / f"{name}.yaml").read_text()
+        _no_dev_secret(text)
+        docs = list(yaml.safe_load_all(text))
+        kinds = [d["kind"] for d in docs]
+        assert "Service" in kinds
+        service = next(d for d in docs if d["kind"] == "Service")
+        assert service["spec"]["ports"][0]["port"] == port
+        for dep in (d for d in docs if d["kind"] == "Deployment"):
+            (container,) = dep["spec"]["template"]["spec"]["containers"]
+            refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
+            assert refs == {"hai-config", "hai-secrets"}
+            assert container["resources"]["limits"]["memory"]
+            assert container["resources"]["requests"]["cpu"]
+            assert "livenessProbe" in container
+            if dep["metadata"]["name"].endswith("-api"):
+                assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+                assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+                assert container["readinessProbe"]["httpGet"]["port"] == port
+
+
+def test_procfile_runs_each_api_with_two_workers():
+    lines = [ln for ln in (DEPLOY / "Procfile").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    procs = dict(ln.split(": ", 1) for ln in lines)
+    for name, port in SERVICES.items():
+        assert procs[name] == f"hai serve {name} --no-worker --port {port}"
+        assert sum(1 for cmd in procs.values() if cmd == f"hai worker {name}") == 2
+    assert procs["dashboard"].startswith("hai serve dashboard")
+    env = (DEPLOY / "local.env").read_text()
+    _no_dev_secret(env)
