@@ -1,0 +1,92 @@
+"""Production: RS256 tokens verified against a JWKS document served by the test; CORS closed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
+
+from shared.clock import MovableClock
+from shared.messaging.inproc import InProcessBus
+from shared.runtime import build_runtime
+from shared.settings import Settings
+from tests.unit.platform.toyservice import metadata, platform, toy_app
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "test-key", "use": "sig", "alg": "RS256"})
+    body = json.dumps({"keys": [jwk]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/jwks.json", key
+    server.shutdown()
+
+
+def _client(tmp_path, **settings_kw) -> TestClient:
+    from sqlalchemy import create_engine
+
+    settings = Settings(env="production", amqp_url="amqp://unused/",
+                        jwt_secret="a-production-secret-0123456789abcdef", **settings_kw)
+    engine = create_engine(f"sqlite:///{tmp_path}/toy.db")
+    metadata.create_all(engine)
+    rt = build_runtime(name="toy", settings=settings, metadata=metadata, platform=platform,
+                       clock=MovableClock(), bus=InProcessBus(), engine=engine)
+    return TestClient(toy_app(rt), raise_server_exceptions=False)
+
+
+def _rs256(key: rsa.RSAPrivateKey, kid: str = "test-key", **claims: object) -> str:
+    payload = {"sub": "dr-who", "roles": ["nurse"], "exp": datetime.now(UTC) + timedelta(minutes=5)}
+    payload.update(claims)
+    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
+
+
+def test_rs256_token_verified_against_jwks(tmp_path, jwks_server):
+    url, key = jwks_server
+    client = _client(tmp_path, jwt_jwks_url=url)
+    ok = client.get("/v1/widgets", headers={"Authorization": f"Bearer {_rs256(key)}"})
+    assert ok.status_code == 200
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = client.get("/v1/widgets", headers={"Authorization": f"Bearer {_rs256(other)}"})
+    assert forged.status_code == 401
+    expired = _rs256(key, exp=datetime.now(UTC) - timedelta(minutes=1))
+    assert client.get("/v1/widgets", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+    unknown_kid = client.get("/v1/widgets", headers={"Authorization": f"Bearer {_rs256(key, 'nope')}"})
+    assert unknown_kid.status_code == 401
+
+
+def test_cors_is_closed_by_default(tmp_path):
+    client = _client(tmp_path)
+    r = client.options("/v1/widgets", headers={"Origin": "https://evil.example",
+                                               "Access-Control-Request-Method": "GET"})
+    assert "access-control-allow-origin" not in r.headers
+    r = client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_cors_opens_only_to_configured_origins(tmp_path):
+    client = _client(tmp_path, cors_origins=["https://dashboard.hospital.example"])
+    ok = client.get("/healthz", headers={"Origin": "https://dashboard.hospital.example"})
+    assert ok.headers.get("access-control-allow-origin") == "https://dashboard.hospital.example"
+    bad = client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in bad.headers
