@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from services.inventory.catalogue import seed_demo_catalogue
 from services.inventory.models import metadata, platform
 from services.inventory.routes import router
 from shared.clock import Clock
@@ -23,9 +24,13 @@ def bootstrap(
     bus: Bus | None = None,
     engine: Engine | None = None,
 ) -> ServiceRuntime:
-    """Assemble the inventory service."""
-    return build_runtime(name=NAME, settings=settings or get_settings(), metadata=metadata,
-                         platform=platform, clock=clock, bus=bus, engine=engine)
+    """Assemble the inventory service (its schema must be migrated; seeds the demo catalogue)."""
+    settings = settings or get_settings()
+    runtime = build_runtime(name=NAME, settings=settings, metadata=metadata,
+                            platform=platform, clock=clock, bus=bus, engine=engine)
+    if settings.inventory_seed_demo_catalogue:
+        seed_demo_catalogue(runtime.uow_factory)
+    return runtime
 
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:

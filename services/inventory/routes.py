@@ -2,18 +2,151 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import JSONResponse
 
 from services.inventory import service
-from services.inventory.schemas import PumpModelRead
-from shared.auth import CurrentUser
+from services.inventory.lifecycle import Move, PumpStatus
+from services.inventory.schemas import (
+    ExplantRequest,
+    HistoryEntry,
+    ImplantRequest,
+    PumpCreate,
+    PumpFilters,
+    PumpModelCreate,
+    PumpModelRead,
+    PumpRead,
+    ReasonRequest,
+    RecallCreate,
+    RecallRead,
+    ReleaseRequest,
+)
+from shared.auth import CurrentUser, Principal, require_roles
+from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.web import UowDep
 
 router = APIRouter(tags=["inventory"])
+
+Admin = Annotated[Principal, Depends(require_roles())]  # admin only
+Biomed = Annotated[Principal, Depends(require_roles("biomed"))]
+Implanter = Annotated[Principal, Depends(require_roles("biomed", "oncologist"))]
+
+CREATED: dict[int | str, dict[str, Any]] = {201: {"description": "created"}, 409: {"description": "conflict"},
+           422: {"description": "invalid"}}
+MOVED: dict[int | str, dict[str, Any]] = {404: {"description": "unknown pump"},
+         409: {"description": "move not allowed; the detail names the current status"}}
 
 
 @router.get("/pump-models")
 def list_pump_models(_: CurrentUser, uow: UowDep, page: PageDep) -> Page[PumpModelRead]:
     """The pump model catalogue."""
     return service.list_models(uow=uow, page=page)
+
+
+@router.post("/pump-models", status_code=201, response_model=PumpModelRead, responses=CREATED)
+def create_pump_model(body: PumpModelCreate, user: Admin, uow: UowDep,
+                      idem: IdempotencyDep) -> JSONResponse:
+    """Add a pump model to the catalogue (admin)."""
+    return idem.run(uow, body, lambda: service.create_model(uow=uow, actor=user.sub, data=body))
+
+
+@router.post("/pumps", status_code=201, response_model=PumpRead, responses=CREATED)
+def register_pump(body: PumpCreate, user: Biomed, uow: UowDep, idem: IdempotencyDep) -> JSONResponse:
+    """Register a received pump from its GS1 UDI or from its fields."""
+    return idem.run(uow, body, lambda: service.register_pump(uow=uow, actor=user.sub, data=body))
+
+
+@router.get("/pumps")
+def list_pumps(
+    _: CurrentUser,
+    uow: UowDep,
+    page: PageDep,
+    status: Annotated[PumpStatus | None, Query()] = None,
+    model_code: Annotated[str | None, Query(max_length=50)] = None,
+    lot_number: Annotated[str | None, Query(max_length=64)] = None,
+    patient_mrn: Annotated[str | None, Query(max_length=64)] = None,
+    expiring_before: Annotated[date | None, Query(description="expiry date strictly before")] = None,
+) -> Page[PumpRead]:
+    """Pumps, filtered, by serial number."""
+    filters = PumpFilters(status=status, model_code=model_code, lot_number=lot_number,
+                          patient_mrn=patient_mrn, expiring_before=expiring_before)
+    return service.list_pumps(uow=uow, filters=filters, page=page)
+
+
+@router.get("/pumps/{serial}", responses={404: {"description": "unknown pump"}})
+def get_pump(serial: str, _: CurrentUser, uow: UowDep) -> PumpRead:
+    """One pump."""
+    return service.get_pump(uow=uow, serial=serial)
+
+
+@router.get("/pumps/{serial}/history", responses={404: {"description": "unknown pump"}})
+def pump_history(serial: str, _: CurrentUser, uow: UowDep, page: PageDep) -> Page[HistoryEntry]:
+    """The pump's device history, oldest first."""
+    return service.history(uow=uow, serial=serial, page=page)
+
+
+@router.post("/pumps/{serial}/implant", responses=MOVED)
+def implant_pump(serial: str, body: ImplantRequest, user: Implanter, uow: UowDep) -> PumpRead:
+    """Record the pump implanted in a patient."""
+    pump = service.implant(uow=uow, actor=user.sub, serial=serial, data=body)
+    uow.commit()
+    return pump
+
+
+@router.post("/pumps/{serial}/explant", responses=MOVED)
+def explant_pump(serial: str, body: ExplantRequest, user: Implanter, uow: UowDep) -> PumpRead:
+    """Record the pump removed from its patient."""
+    pump = service.explant(uow=uow, actor=user.sub, serial=serial,
+                           explanted_at=body.explanted_at, reason=body.reason)
+    uow.commit()
+    return pump
+
+
+@router.post("/pumps/{serial}/quarantine", responses=MOVED)
+def quarantine_pump(serial: str, body: ReasonRequest, user: Biomed, uow: UowDep) -> PumpRead:
+    """Take a stock pump out of use until released."""
+    pump = service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.QUARANTINE,
+                                 reason=body.reason)
+    uow.commit()
+    return pump
+
+
+@router.post("/pumps/{serial}/release", responses=MOVED)
+def release_pump(serial: str, user: Biomed, uow: UowDep,
+                 body: Annotated[ReleaseRequest | None, Body()] = None) -> PumpRead:
+    """Return a quarantined pump to stock."""
+    pump = service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.RELEASE,
+                                 reason=body.reason if body else None)
+    uow.commit()
+    return pump
+
+
+@router.post("/pumps/{serial}/retire", responses=MOVED)
+def retire_pump(serial: str, body: ReasonRequest, user: Biomed, uow: UowDep) -> PumpRead:
+    """Take a pump out of service for good."""
+    pump = service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.RETIRE,
+                                 reason=body.reason)
+    uow.commit()
+    return pump
+
+
+@router.post("/recalls", status_code=201, response_model=RecallRead, responses=CREATED)
+def issue_recall(body: RecallCreate, user: Biomed, uow: UowDep, idem: IdempotencyDep) -> JSONResponse:
+    """Recall lots of a model: quarantine their stock, name their implanted pumps."""
+    return idem.run(uow, body, lambda: service.issue_recall(uow=uow, actor=user.sub, data=body))
+
+
+@router.get("/recalls")
+def list_recalls(_: CurrentUser, uow: UowDep, page: PageDep) -> Page[RecallRead]:
+    """Every recall, newest first."""
+    return service.list_recalls(uow=uow, page=page)
+
+
+@router.get("/recalls/{recall_id}", responses={404: {"description": "unknown recall"}})
+def get_recall(recall_id: str, _: CurrentUser, uow: UowDep) -> RecallRead:
+    """One recall."""
+    return service.get_recall(uow=uow, recall_id=recall_id)

@@ -29,6 +29,7 @@ class PumpData(BaseModel):
     explanted_at: AwareDatetime | None = None
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
+    surgeon: str | None = None
 
 
 class PumpExplantedData(BaseModel):
@@ -38,6 +39,7 @@ class PumpExplantedData(BaseModel):
     patient_mrn: str
     explanted_at: AwareDatetime
     reason: str
+    center: str | None = None
 
 
 class PumpStatusChangedData(BaseModel):
@@ -47,6 +49,7 @@ class PumpStatusChangedData(BaseModel):
     from_status: str
     to_status: str
     reason: str | None = None
+    recall_id: str | None = None
 
 
 class RecalledImplant(BaseModel):
@@ -64,3 +67,4 @@ class RecallIssuedData(BaseModel):
     reason: str
     quarantined: list[str]
     implanted: list[RecalledImplant]
+    already_quarantined: list[str] = []
