@@ -1,18 +1,72 @@
-"""The infusion nurses' dashboard (placeholder until its issue lands)."""
+"""The infusion nurses' dashboard: server-rendered pages over the three services' APIs."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from pathlib import Path
+from typing import Any
 
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from services.dashboard import views
+from services.dashboard.routes import router
+from services.dashboard.session import LoginRequired, login_url
+from shared.auth import TokenVerifier
+from shared.clock import Clock, SystemClock
 from shared.settings import Settings
 
+HERE = Path(__file__).parent
 
-def create_app(settings: Settings) -> FastAPI:
-    """The dashboard app."""
-    app = FastAPI(title="HAI dashboard")
 
-    @app.get("/healthz")
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    env = templates.env
+    env.filters["ts"] = views.fmt_ts
+    env.filters["parse_ts"] = views.parse_ts
+    env.globals["relative"] = views.fmt_relative
+    env.globals["flow_abnormal"] = views.is_flow_abnormal
+    return templates
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None,
+               transport: httpx.BaseTransport | None = None) -> FastAPI:
+    """The dashboard app; tests may pass a clock and an httpx transport for the API calls."""
+    app = FastAPI(title="HAI dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.clock = clock or SystemClock()
+    app.state.transport = transport
+    app.state.verifier = TokenVerifier(settings)
+    app.state.templates = _templates()
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(router)
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        url = login_url(exc.next_path)
+        if request.headers.get("hx-request") == "true":
+            return HTMLResponse("", headers={"HX-Redirect": url})
+        return RedirectResponse(url, status_code=303)
+
+    @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.url.path.startswith("/static/"):
+            return response
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
 
     return app

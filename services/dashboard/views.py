@@ -1,0 +1,248 @@
+"""Presentation logic of the dashboard, plain functions testable without HTTP."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+GS = "\x1d"
+_GS_SPELLINGS = ("<GS>", "<gs>", "\\x1d", "\\x1D", "\\u001d", "\\u001D", "{GS}", "␝")
+
+
+def parse_ts(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp from an API as an aware UTC datetime (None when absent or bad)."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_form_datetime(value: str) -> datetime | None:
+    """A `datetime-local` form value, entered in UTC, as an aware datetime (None when bad)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def iso_z(when: datetime) -> str:
+    """UTC ISO-8601 with a Z, as the APIs want it."""
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def fmt_ts(value: Any) -> str:
+    """A timestamp for people: `2026-11-26 14:00 UTC` (an em dash when absent)."""
+    when = value if isinstance(value, datetime) else parse_ts(value)
+    return when.strftime("%Y-%m-%d %H:%M UTC") if when else "—"
+
+
+def fmt_relative(when: datetime | None, now: datetime) -> str:
+    """`in 5 h`, `3 d ago`: how far a time lies from now."""
+    if when is None:
+        return "—"
+    seconds = (when - now).total_seconds()
+    hours = abs(seconds) / 3600
+    amount = f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} d"
+    return f"in {amount}" if seconds >= 0 else f"{amount} ago"
+
+
+def normalize_udi(text: str) -> str:
+    """A scanned UDI with the scanner's group separator however it arrived, as a real GS."""
+    value = (text or "").strip().replace("\r", "").replace("\n", "")
+    for spelling in _GS_SPELLINGS:
+        value = value.replace(spelling, GS)
+    return value
+
+
+def parse_lots(text: str) -> list[str]:
+    """Lot numbers typed as a comma, semicolon, space or newline separated list."""
+    return [lot for lot in re.split(r"[\s,;]+", text or "") if lot]
+
+
+# --- worklist -------------------------------------------------------------------------------
+
+URGENCY_ORDER = {"overdue": 0, "due_today": 1, "due_soon": 2, "later": 3}
+URGENCY_LABELS = {"overdue": "Overdue", "due_today": "Due today", "due_soon": "Due soon",
+                  "later": "Later"}
+
+
+@dataclass
+class WorklistRow:
+    """One scheduled appointment as the worklist shows it."""
+
+    appointment: dict[str, Any]
+    due_at: datetime | None
+    projected_empty_at: datetime | None
+    urgency: str
+    near_empty: bool
+    empty_already: bool
+    delivery: dict[str, Any] | None = None
+    delivery_error: str | None = None
+    patient: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return URGENCY_LABELS[self.urgency]
+
+
+def urgency_of(due_at: datetime | None, now: datetime, *, due_soon_hours: float) -> str:
+    """overdue, due_today (same UTC day), due_soon (within the notice) or later."""
+    if due_at is None:
+        return "later"
+    if due_at < now:
+        return "overdue"
+    if due_at.date() == now.date():
+        return "due_today"
+    if due_at - now <= timedelta(hours=due_soon_hours):
+        return "due_soon"
+    return "later"
+
+
+def build_worklist(appointments: list[dict[str, Any]], now: datetime, *, due_soon_hours: float,
+                   near_empty_hours: float) -> list[WorklistRow]:
+    """Scheduled appointments sorted overdue first, then due today, due soon, later; by due time."""
+    rows = []
+    for appt in appointments:
+        due_at = parse_ts(appt.get("due_at"))
+        empty_at = parse_ts(appt.get("projected_empty_at"))
+        near_empty = empty_at is not None and empty_at - now <= timedelta(hours=near_empty_hours)
+        rows.append(WorklistRow(
+            appointment=appt, due_at=due_at, projected_empty_at=empty_at,
+            urgency=urgency_of(due_at, now, due_soon_hours=due_soon_hours),
+            near_empty=near_empty, empty_already=empty_at is not None and empty_at <= now,
+        ))
+    far = datetime.max.replace(tzinfo=UTC)
+    rows.sort(key=lambda r: (URGENCY_ORDER[r.urgency], r.due_at or far,
+                             str(r.appointment.get("pump_serial", ""))))
+    return rows
+
+
+# --- flow chart -----------------------------------------------------------------------------
+
+@dataclass
+class ChartPoint:
+    """One measured flow on the chart."""
+
+    x: float
+    y: float
+    flow_ml_per_day: float
+    deviation_pct: float | None
+    at: str
+    abnormal: bool
+
+
+@dataclass
+class FlowChart:
+    """An SVG chart of measured flows against the labeled rate and its ±band."""
+
+    width: int
+    height: int
+    points: list[ChartPoint] = field(default_factory=list)
+    labeled_y: float | None = None
+    band_top_y: float | None = None
+    band_bottom_y: float | None = None
+    labeled_flow_ml_per_day: float | None = None
+    band_pct: float = 15.0
+    y_ticks: list[tuple[float, str]] = field(default_factory=list)
+    x_ticks: list[tuple[float, str]] = field(default_factory=list)
+    plot_left: int = 56
+    plot_right: int = 0
+    plot_top: int = 12
+    plot_bottom: int = 0
+
+    @property
+    def polyline(self) -> str:
+        return " ".join(f"{p.x:.1f},{p.y:.1f}" for p in self.points)
+
+
+def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | None, *,
+               band_pct: float, width: int = 640, height: int = 260) -> FlowChart:
+    """Lay out the measured flows (oldest first) and the labeled rate ±band_pct as SVG geometry."""
+    left, right_pad, top, bottom_pad = 56, 16, 12, 36
+    chart = FlowChart(width=width, height=height, band_pct=band_pct, plot_left=left,
+                      plot_right=width - right_pad, plot_top=top, plot_bottom=height - bottom_pad)
+    measured = [(parse_ts(r.get("performed_at")), r) for r in readings
+                if r.get("measured_flow_ml_per_day") is not None]
+    measured = [(t, r) for t, r in measured if t is not None]
+    labeled = labeled_flow_ml_per_day
+    if labeled is None:
+        expected = [float(r["expected_flow_ml_per_day"]) for _, r in measured
+                    if r.get("expected_flow_ml_per_day")]
+        labeled = expected[-1] if expected else None
+    chart.labeled_flow_ml_per_day = labeled
+    values = [float(r["measured_flow_ml_per_day"]) for _, r in measured]
+    if labeled:
+        values += [labeled * (1 + band_pct / 100), labeled * (1 - band_pct / 100)]
+    if not values:
+        return chart
+    y_min, y_max = min(values), max(values)
+    pad = (y_max - y_min) * 0.15 or max(abs(y_max) * 0.2, 0.1)
+    y_min, y_max = max(0.0, y_min - pad), y_max + pad
+
+    def y_of(value: float) -> float:
+        return chart.plot_bottom - (value - y_min) / (y_max - y_min) * (chart.plot_bottom - top)
+
+    for i in range(5):
+        value = y_min + (y_max - y_min) * i / 4
+        chart.y_ticks.append((y_of(value), f"{value:.2f}"))
+    if labeled:
+        chart.labeled_y = y_of(labeled)
+        chart.band_top_y = y_of(labeled * (1 + band_pct / 100))
+        chart.band_bottom_y = y_of(labeled * (1 - band_pct / 100))
+    if not measured:
+        return chart
+    t0 = measured[0][0].timestamp()  # type: ignore[union-attr]
+    t1 = measured[-1][0].timestamp()  # type: ignore[union-attr]
+    span = (t1 - t0) or 1.0
+
+    def x_of(when: datetime) -> float:
+        if t1 == t0:
+            return (left + chart.plot_right) / 2
+        return left + (when.timestamp() - t0) / span * (chart.plot_right - left)
+
+    for when, r in measured:
+        assert when is not None
+        flow = float(r["measured_flow_ml_per_day"])
+        deviation = r.get("flow_deviation_pct")
+        if deviation is None and labeled:
+            deviation = (flow - labeled) / labeled * 100
+        abnormal = deviation is not None and abs(float(deviation)) > band_pct
+        chart.points.append(ChartPoint(
+            x=x_of(when), y=y_of(flow), flow_ml_per_day=flow,
+            deviation_pct=None if deviation is None else float(deviation),
+            at=fmt_ts(when), abnormal=abnormal,
+        ))
+    firsts = [measured[0][0], measured[-1][0]] if t1 != t0 else [measured[0][0]]
+    chart.x_ticks = [(x_of(w), w.strftime("%Y-%m-%d")) for w in firsts if w is not None]
+    return chart
+
+
+def is_flow_abnormal(deviation_pct: Any, warning_pct: float) -> bool:
+    """Whether a deviation lies outside the ±warning band."""
+    return deviation_pct is not None and abs(float(deviation_pct)) > warning_pct
+
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def sort_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Open ones first (firing before acknowledged), then by severity, newest first."""
+    status_order = {"firing": 0, "acknowledged": 1, "resolved": 2}
+
+    def key(a: dict[str, Any]) -> tuple[int, int, float]:
+        last = parse_ts(a.get("last_raised_at")) or parse_ts(a.get("first_raised_at"))
+        return (status_order.get(a.get("status", ""), 3), SEVERITY_ORDER.get(a.get("severity", ""), 3),
+                -(last.timestamp() if last else 0.0))
+
+    return sorted(alerts, key=key)

@@ -1,0 +1,77 @@
+"""Browser tests: the real system in one child process, seeded with the demo, driven in Chromium."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from services.dashboard.demo import seed
+from tests import services as svc
+from tests.browser.system import ROOT, RunningSystem
+
+SCREENSHOTS = ROOT / "build" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    """Inventory, scheduling, alerts and the dashboard on free ports, with the demo seeded."""
+    running = RunningSystem.start(tmp_path_factory.mktemp("browser-system"))
+    try:
+        seed(running.settings)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright."""
+    svc.need(svc.chromium_available(), f"Chromium at {svc.CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=svc.CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, system: RunningSystem, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser context (no cookies) at tablet-landscape size; screenshot at the end."""
+    context = browser.new_context(viewport={"width": 1024, "height": 768}, base_url=system.dashboard_url)
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    # a blocked script (CSP) or an htmx failure shows up as a console error; pages answering
+    # 4xx on purpose (a form with errors) log "Failed to load resource", checked by type below
+    tab.on("console", lambda msg: errors.append(msg.text)
+           if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    tab.on("response", lambda r: errors.append(f"{r.status} {r.url}")
+           if r.status >= 400 and r.request.resource_type != "document" else None)
+    yield tab
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not errors, f"errors in the browser console: {errors}"
+
+
+def sign_in(page: Any, user: str, *roles: str, start: str = "/worklist") -> None:
+    """Go to a page, land on the sign-in form, pick a demo user and roles, come back."""
+    page.goto(start)
+    page.wait_for_url("**/login?next=*")
+    page.select_option("#sub", user)
+    for box in page.locator("input[name=role]").all():
+        box.set_checked(box.get_attribute("value") in roles)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**{start}")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6].upper()}"
+

@@ -1,0 +1,86 @@
+"""Presentation logic: worklist order, chart geometry, scanner input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.dashboard.views import (
+    build_worklist,
+    flow_chart,
+    iso_z,
+    normalize_udi,
+    parse_form_datetime,
+    parse_lots,
+    urgency_of,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def test_urgency_buckets() -> None:
+    assert urgency_of(NOW - timedelta(minutes=1), NOW, due_soon_hours=48) == "overdue"
+    assert urgency_of(NOW + timedelta(hours=11), NOW, due_soon_hours=48) == "due_today"
+    assert urgency_of(NOW + timedelta(hours=13), NOW, due_soon_hours=48) == "due_soon"
+    assert urgency_of(NOW + timedelta(hours=49), NOW, due_soon_hours=48) == "later"
+    assert urgency_of(None, NOW, due_soon_hours=48) == "later"
+
+
+def test_worklist_sorts_by_urgency_then_due_time_and_flags_near_empty() -> None:
+    appts: list[dict[str, Any]] = [
+        {"pump_serial": "B", "due_at": iso_z(NOW + timedelta(days=5)),
+         "projected_empty_at": iso_z(NOW + timedelta(hours=70))},
+        {"pump_serial": "A", "due_at": iso_z(NOW - timedelta(hours=2)),
+         "projected_empty_at": iso_z(NOW - timedelta(hours=1))},
+        {"pump_serial": "C", "due_at": iso_z(NOW - timedelta(days=2)), "projected_empty_at": None},
+    ]
+    rows = build_worklist(appts, NOW, due_soon_hours=48, near_empty_hours=72)
+    assert [r.appointment["pump_serial"] for r in rows] == ["C", "A", "B"]
+    assert [r.near_empty for r in rows] == [False, True, True]
+    assert rows[1].empty_already and not rows[2].empty_already
+
+
+def test_chart_band_encloses_the_labeled_rate_and_fast_flow_plots_higher() -> None:
+    readings: list[dict[str, Any]] = [
+        {"performed_at": "2026-10-01T08:00:00Z", "measured_flow_ml_per_day": None},
+        {"performed_at": "2026-10-15T08:00:00Z", "measured_flow_ml_per_day": 1.0, "flow_deviation_pct": 0},
+        {"performed_at": "2026-10-29T08:00:00Z", "measured_flow_ml_per_day": 1.3, "flow_deviation_pct": 30},
+    ]
+    chart = flow_chart(readings, 1.0, band_pct=15)
+    assert len(chart.points) == 2  # the first fill has no measurement
+    assert chart.band_top_y is not None and chart.band_bottom_y is not None
+    assert chart.band_top_y < chart.labeled_y < chart.band_bottom_y  # type: ignore[operator]
+    low, high = chart.points
+    assert high.y < low.y and high.x > low.x
+    assert high.abnormal and not low.abnormal
+    assert low.y == chart.labeled_y
+
+
+def test_chart_without_readings_still_draws_the_band() -> None:
+    chart = flow_chart([], 1.0, band_pct=15)
+    assert not chart.points and chart.labeled_y is not None
+    assert flow_chart([], None, band_pct=15).labeled_y is None
+
+
+@given(st.floats(min_value=0.05, max_value=10), st.floats(min_value=0.05, max_value=10))
+def test_every_point_lies_inside_the_plot(labeled: float, measured: float) -> None:
+    chart = flow_chart([{"performed_at": "2026-10-15T08:00:00Z", "measured_flow_ml_per_day": measured}],
+                       labeled, band_pct=15)
+    (point,) = chart.points
+    assert chart.plot_top <= point.y <= chart.plot_bottom
+    assert point.abnormal == (abs(measured - labeled) / labeled * 100 > 15)
+
+
+def test_scanner_group_separators_become_gs() -> None:
+    assert normalize_udi(" 0100812345000016<GS>21SN1\n") == "0100812345000016\x1d21SN1"
+    assert normalize_udi("01X\\x1d21Y") == "01X\x1d21Y"
+    assert normalize_udi("(01)00812345000016(21)SN1") == "(01)00812345000016(21)SN1"
+
+
+def test_form_datetimes_are_utc_and_lots_split() -> None:
+    assert parse_form_datetime("2026-11-26T09:30") == datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+    assert parse_form_datetime("nonsense") is None
+    assert parse_lots("L1, L2;L3\nL4") == ["L1", "L2", "L3", "L4"]
