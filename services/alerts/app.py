@@ -5,10 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from services.alerts import handlers, jobs, paging
+from services.alerts.channels import Channels
 from services.alerts.models import metadata, platform
+from services.alerts.routes import router
 from shared.clock import Clock
 from shared.messaging.base import Bus
-from shared.runtime import ServiceRuntime, build_runtime
+from shared.runtime import ServiceRuntime, Subscription, build_runtime
 from shared.settings import Settings, get_settings
 from shared.web import create_service_app
 
@@ -23,10 +26,18 @@ def bootstrap(
     engine: Engine | None = None,
 ) -> ServiceRuntime:
     """Assemble the alerts service."""
-    return build_runtime(name=NAME, settings=settings or get_settings(), metadata=metadata,
-                         platform=platform, clock=clock, bus=bus, engine=engine)
+    settings = settings or get_settings()
+    runtime = build_runtime(name=NAME, settings=settings, metadata=metadata,
+                            platform=platform, clock=clock, bus=bus, engine=engine)
+    runtime.extra["channels"] = Channels(settings)
+    kick = paging.kicker(runtime).kick
+    runtime.subscriptions.append(Subscription(queue=handlers.queue_spec(),
+                                              handlers=handlers.make_handlers(settings, kick)))
+    runtime.jobs.extend(jobs.jobs(runtime))
+    return runtime
 
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
     """Alerts's FastAPI app."""
-    return create_service_app(runtime, [], title="HAI alerts")
+    return create_service_app(runtime, [router], title="HAI alerts",
+                              description="Alerts, escalation, on-call rotations, silences, pages")

@@ -1,11 +1,14 @@
-"""Alerts's tables (its own database)."""
+"""Alerts's tables (its own database): alerts and their timeline, notifications, on-call, silences."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from typing import Any
 
-from shared.db import NAMING_CONVENTION, define_platform_tables
+from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_tables
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 platform = define_platform_tables(metadata)
@@ -13,3 +16,121 @@ platform = define_platform_tables(metadata)
 
 class Base(DeclarativeBase):
     metadata = metadata
+
+
+class Alert(Base):
+    """One alert; at most one open (not resolved) per dedup_key."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    severity: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20))
+    dedup_key: Mapped[str] = mapped_column(String(300))
+    patient_mrn: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    pump_serial: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    center: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    summary: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    occurrences: Mapped[int] = mapped_column(Integer)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolution: Mapped[str | None] = mapped_column(Text, nullable=True)
+    silenced_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # the highest on-call level paged so far (0: none)
+    escalation_level: Mapped[int] = mapped_column(Integer)
+    # when a still-firing critical alert pages its next level (null: no timed escalation due)
+    next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        Index("uq_alerts_open_dedup_key", "dedup_key", unique=True,
+              postgresql_where=text("status <> 'resolved'"),
+              sqlite_where=text("status <> 'resolved'")),
+        Index("ix_alerts_listing", "first_raised_at", "id"),
+        Index("ix_alerts_pump_open", "pump_serial", "status"),
+        Index("ix_alerts_escalation_due", "next_escalation_at",
+              postgresql_where=text("next_escalation_at IS NOT NULL"),
+              sqlite_where=text("next_escalation_at IS NOT NULL")),
+    )
+
+
+class AlertEvent(Base):
+    """One entry of an alert's timeline: raised, repeated, paged, acknowledged, resolved..."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Notification(Base):
+    """A page to one on-call member: pending → sending → sent | retrying → ... → failed."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    level: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # a worker's lease on a row it is sending: past it, another worker may take the row over
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claim_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+        Index("ix_notifications_listing", "created_at", "id"),
+    )
+
+
+class OncallSchedule(Base):
+    """The on-call of one center: escalation delay and levels of rotating members."""
+
+    __tablename__ = "oncall_schedules"
+
+    center: Mapped[str] = mapped_column(String(100), primary_key=True)
+    escalation_delay_seconds: Mapped[int] = mapped_column(Integer)
+    levels: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class Silence(Base):
+    """A window during which matching alerts are recorded but not paged."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    pump_serial: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    center: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Heartbeat(Base):
+    """When a source's heartbeat (scheduling's sweep.completed) was last heard."""
+
+    __tablename__ = "heartbeats"
+
+    source: Mapped[str] = mapped_column(String(50), primary_key=True)
+    last_heard_at: Mapped[datetime] = mapped_column(UTCDateTime)

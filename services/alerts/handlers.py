@@ -1,0 +1,80 @@
+"""Alerts's event consumers: each event through its rule, inside the consumer's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import event as sa_event
+
+from services.alerts import rules, service
+from shared.contracts.inventory import PumpExplantedData, RecallIssuedData
+from shared.contracts.scheduling import (
+    AppointmentData,
+    DeliveryData,
+    FlowRecordedData,
+    RefillCompletedData,
+    RefillOverdueData,
+    SweepCompletedData,
+)
+from shared.db import UnitOfWork
+from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
+from shared.messaging.base import QueueSpec
+from shared.messaging.consumer import Handler, data_of
+from shared.settings import Settings
+
+QUEUE = "alerts.events"
+
+
+def queue_spec() -> QueueSpec:
+    """The alerts queue, bound to exactly the event types it handles."""
+    return QueueSpec(name=QUEUE, bindings=tuple((EVENTS_EXCHANGE, t) for t in HANDLED_TYPES))
+
+
+HANDLED_TYPES = (
+    EventType.REFILL_DUE_SOON, EventType.REFILL_OVERDUE, rules.RESERVOIR_NEAR_EMPTY,
+    EventType.FLOW_RECORDED, EventType.REFILL_COMPLETED, EventType.DELIVERY_LATE,
+    EventType.DELIVERY_UPDATED, EventType.SWEEP_COMPLETED, EventType.RECALL_ISSUED,
+    EventType.PUMP_EXPLANTED,
+)
+
+
+def make_handlers(settings: Settings, kick: Callable[[], None]) -> dict[str, Handler]:
+    """The handler of every consumed event type; a raise wakes the pager after the commit."""
+
+    def applying(rule: Callable[[CloudEvent], rules.RuleResult]) -> Handler:
+        def handle(uow: UnitOfWork, event: CloudEvent) -> None:
+            result = rule(event)
+            if result.raise_:
+                # the consumer commits after us: wake the pager only once the pages are visible
+                sa_event.listen(uow.session, "after_commit", lambda _s: kick(), once=True)
+            service.apply(uow, result, settings=settings)
+        return handle
+
+    def heartbeat(uow: UnitOfWork, event: CloudEvent) -> None:
+        data = SweepCompletedData.model_validate(data_of(event))
+        service.record_heartbeat(uow)
+        service.apply(uow, rules.heartbeat_heard(data.at), settings=settings)
+
+    return {
+        EventType.REFILL_DUE_SOON: applying(
+            lambda e: rules.refill_due_soon(AppointmentData.model_validate(data_of(e)))),
+        EventType.REFILL_OVERDUE: applying(lambda e: rules.refill_overdue(
+            RefillOverdueData.model_validate(data_of(e)),
+            critical_hours_to_empty=settings.overdue_critical_hours_to_empty)),
+        rules.RESERVOIR_NEAR_EMPTY: applying(
+            lambda e: rules.reservoir_near_empty(rules.NearEmptyData.model_validate(data_of(e)))),
+        EventType.FLOW_RECORDED: applying(lambda e: rules.flow_abnormal(
+            FlowRecordedData.model_validate(data_of(e)),
+            warning_pct=settings.flow_warning_pct, critical_pct=settings.flow_critical_pct)),
+        EventType.REFILL_COMPLETED: applying(
+            lambda e: rules.refill_completed(RefillCompletedData.model_validate(data_of(e)))),
+        EventType.DELIVERY_LATE: applying(
+            lambda e: rules.delivery_late(DeliveryData.model_validate(data_of(e)))),
+        EventType.DELIVERY_UPDATED: applying(
+            lambda e: rules.delivery_updated(DeliveryData.model_validate(data_of(e)))),
+        EventType.RECALL_ISSUED: applying(
+            lambda e: rules.recall_issued(RecallIssuedData.model_validate(data_of(e)))),
+        EventType.PUMP_EXPLANTED: applying(
+            lambda e: rules.pump_explanted(PumpExplantedData.model_validate(data_of(e)))),
+        EventType.SWEEP_COMPLETED: heartbeat,
+    }

@@ -1,0 +1,325 @@
+"""Paging over the database: plan pages, escalate, claim due pages, send them, record the result.
+
+Every page is a `notifications` row written in the transaction that decided it (raise, escalation,
+failure of the level below). The pager sweeps the table: it claims due rows (compare-and-set on
+status and attempts, `FOR UPDATE SKIP LOCKED` on PostgreSQL) by setting them `sending` with a
+lease (`claimed_until`) and a claim token, commits, sends OUTSIDE any transaction, then records
+the result only if it still holds the claim. So two workers never send the same attempt, and a
+worker killed mid-send loses nothing: once its lease runs out another worker takes the row over.
+The window that remains is at-least-once: a worker killed after the recipient got the page but
+before the result was committed makes the page go out again after the lease (the page carries
+`notification_id`, also sent as the webhook's Idempotency-Key, for receivers to de-duplicate).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+
+from services.alerts.channels import Channels, PageMessage, SendError, page_alert
+from services.alerts.models import Alert, Notification, OncallSchedule
+from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
+from services.alerts.records import alert_data, timeline
+from services.alerts.rules import CRITICAL
+from shared.contracts.alerts import NotificationData
+from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres, new_id
+from shared.events import EventType
+from shared.runtime import ServiceRuntime
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SYSTEM = "system"
+DEFAULT_CENTER = "default"  # the on-call used for alerts of a center without one (and system alerts)
+PENDING, SENDING, RETRYING, SENT, FAILED, CANCELLED = (
+    "pending", "sending", "retrying", "sent", "failed", "cancelled")
+CLAIM_BATCH = 50
+MAX_PARALLEL_SENDS = 16
+
+
+# ---- planning (inside the transaction that decides) ----------------------------------------
+
+def schedule_for(uow: UnitOfWork, center: str | None) -> OncallSchedule | None:
+    """The center's on-call, else the `default` one, else None."""
+    schedule = uow.session.get(OncallSchedule, center) if center else None
+    return schedule or uow.session.get(OncallSchedule, DEFAULT_CENTER)
+
+
+def plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
+               schedule: OncallSchedule | None) -> bool:
+    """Write a pending page to whoever holds `level` now; say on the timeline when nobody can be."""
+    if schedule is None:
+        timeline(uow, alert, SYSTEM, "not_paged",
+                 {"level": level, "reason": f"no on-call configured for center {alert.center}"})
+        log.warning("page.no_oncall", alert_id=alert.id, level=level)
+        return False
+    levels = levels_from_json(schedule.levels)
+    if level > len(levels):
+        timeline(uow, alert, SYSTEM, "escalation_exhausted",
+                 {"level": level, "levels": len(levels), "reason": reason})
+        log.warning("page.escalation_exhausted", alert_id=alert.id, level=level)
+        return False
+    now = uow.now()
+    member = shift_at(levels[level - 1], level, now).member
+    notification = Notification(
+        id=new_id(), alert_id=alert.id, level=level, channel=member.channel,
+        recipient=member.name, address=member.address, status=PENDING, attempts=0,
+        created_at=now, next_attempt_at=now,
+    )
+    uow.session.add(notification)
+    alert.escalation_level = max(alert.escalation_level, level)
+    timeline(uow, alert, SYSTEM, "page_planned",
+             {"level": level, "recipient": member.name, "channel": member.channel,
+              "notification_id": notification.id, "reason": reason})
+    return True
+
+
+def arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule | None,
+                   settings: Settings) -> None:
+    """A firing critical alert pages its next level after the escalation delay, while levels remain."""
+    if schedule is None or alert.severity != CRITICAL or alert.status != "firing":
+        alert.next_escalation_at = None
+        return
+    if alert.escalation_level >= len(schedule.levels):
+        alert.next_escalation_at = None
+        return
+    delay = schedule.escalation_delay_seconds or settings.escalation_delay_seconds
+    alert.next_escalation_at = uow.now() + timedelta(seconds=delay)
+
+
+# ---- the sweep -----------------------------------------------------------------------------
+
+def escalate_due(uow_factory: UnitOfWorkFactory, *, settings: Settings) -> int:
+    """Page the next level of every firing critical alert whose escalation time has come."""
+    with uow_factory() as uow:
+        now = uow.now()
+        stmt = (select(Alert)
+                .where(Alert.next_escalation_at.is_not(None), Alert.next_escalation_at <= now,
+                       Alert.status == "firing")
+                .order_by(Alert.next_escalation_at).limit(CLAIM_BATCH))
+        if is_postgres(uow.session):
+            stmt = stmt.with_for_update(skip_locked=True)
+        alerts = list(uow.session.execute(stmt).scalars())
+        for alert in alerts:
+            schedule = schedule_for(uow, alert.center)
+            waited = (schedule.escalation_delay_seconds if schedule
+                      else settings.escalation_delay_seconds)
+            plan_level(uow, alert, alert.escalation_level + 1, schedule=schedule,
+                       reason=f"unacknowledged for {waited} s")
+            arm_escalation(uow, alert, schedule=schedule, settings=settings)
+        uow.commit()
+        return len(alerts)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A page this worker holds the lease of."""
+
+    token: str
+    page: PageMessage
+
+
+def lease_seconds(settings: Settings) -> float:
+    """How long a claim holds: comfortably more than one send may take."""
+    return settings.page_timeout_seconds * 3 + 5
+
+
+def claim_due(uow_factory: UnitOfWorkFactory, *, settings: Settings,
+              limit: int = CLAIM_BATCH) -> list[Claim]:
+    """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim."""
+    claims: list[Claim] = []
+    with uow_factory() as uow:
+        now = uow.now()
+        due = ((Notification.status.in_((PENDING, RETRYING)) & (Notification.next_attempt_at <= now))
+               | ((Notification.status == SENDING) & (Notification.claimed_until <= now)))
+        stmt = (select(Notification, Alert).join(Alert, Alert.id == Notification.alert_id)
+                .where(due).order_by(Notification.next_attempt_at).limit(limit))
+        if is_postgres(uow.session):
+            stmt = stmt.with_for_update(skip_locked=True, of=Notification)
+        rows = [(row[0], row[1]) for row in uow.session.execute(stmt).all()]
+        for notification, alert in rows:
+            if alert.status != "firing":
+                if _set_if_unchanged(uow, notification, status=CANCELLED, claimed_until=None,
+                                     error=f"alert {alert.status} before the page went out"):
+                    timeline(uow, alert, SYSTEM, "page_cancelled",
+                             {"notification_id": notification.id, "alert_status": alert.status})
+                continue
+            token = new_id()
+            if not _set_if_unchanged(uow, notification, status=SENDING, claim_token=token,
+                                     claimed_until=now + timedelta(seconds=lease_seconds(settings)),
+                                     attempts=notification.attempts + 1):
+                continue  # another worker took it between our read and our write
+            claims.append(Claim(token=token, page=PageMessage(
+                notification_id=notification.id, channel=notification.channel,
+                address=notification.address, recipient=notification.recipient,
+                level=notification.level, alert=page_alert(alert_data(alert)),
+                ack_url=f"{settings.dashboard_url.rstrip('/')}/alerts/{alert.id}",
+            )))
+        uow.commit()
+    return claims
+
+
+def _set_if_unchanged(uow: UnitOfWork, n: Notification, **values: Any) -> bool:
+    """Compare-and-set on (status, attempts, claim_token): safe even where SKIP LOCKED is not."""
+    result = uow.session.execute(
+        update(Notification)
+        .where(Notification.id == n.id, Notification.status == n.status,
+               Notification.attempts == n.attempts,
+               (Notification.claim_token == n.claim_token) if n.claim_token is not None
+               else Notification.claim_token.is_(None))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | None, *,
+                  settings: Settings) -> str:
+    """Record how a send went, if this worker still holds the claim; returns the new status."""
+    with uow_factory() as uow:
+        stmt = select(Notification).where(Notification.id == claim.page.notification_id)
+        if is_postgres(uow.session):
+            stmt = stmt.with_for_update()
+        n = uow.session.execute(stmt).scalar_one()
+        if n.status != SENDING or n.claim_token != claim.token:
+            log.warning("page.claim_lost", notification_id=n.id, status=n.status)
+            return "claim_lost"
+        alert = uow.session.get(Alert, n.alert_id)
+        assert alert is not None
+        now = uow.now()
+        n.claimed_until = None
+        n.claim_token = None
+        if error is None:
+            n.status, n.sent_at, n.error = SENT, now, None
+            timeline(uow, alert, SYSTEM, "paged", {"notification_id": n.id, "level": n.level,
+                                                   "recipient": n.recipient, "channel": n.channel,
+                                                   "attempts": n.attempts})
+            uow.publish(EventType.PAGE_SENT, notification_data(n), subject=alert.id)
+        elif n.attempts >= settings.page_max_attempts:
+            n.status, n.error, n.next_attempt_at = FAILED, error, None
+            timeline(uow, alert, SYSTEM, "page_failed", {"notification_id": n.id, "level": n.level,
+                                                         "attempts": n.attempts, "error": error})
+            uow.publish(EventType.PAGE_FAILED, notification_data(n), subject=alert.id)
+            log.error("page.failed", notification_id=n.id, alert_id=alert.id, level=n.level,
+                      attempts=n.attempts)
+            if alert.status == "firing" and alert.escalation_level <= n.level:
+                schedule = schedule_for(uow, alert.center)
+                plan_level(uow, alert, n.level + 1, schedule=schedule,
+                           reason=f"level {n.level} page failed after {n.attempts} attempts")
+                arm_escalation(uow, alert, schedule=schedule, settings=settings)
+        else:
+            delay = next_attempt_delay_seconds(attempts=n.attempts,
+                                               first_retry_seconds=settings.page_first_retry_seconds)
+            n.status, n.error = RETRYING, error
+            n.next_attempt_at = now + timedelta(seconds=delay)
+            timeline(uow, alert, SYSTEM, "page_attempt_failed",
+                     {"notification_id": n.id, "attempt": n.attempts, "error": error,
+                      "next_attempt_at": n.next_attempt_at.isoformat()})
+        status = n.status
+        uow.commit()
+        return status
+
+
+def send(channels: Channels, claim: Claim) -> str | None:
+    """Send one claimed page; the error text, or None when it got through."""
+    try:
+        channels.send(claim.page)
+    except SendError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - any failure of a channel is a failed attempt
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
+    """One pass: escalate what is due, claim due pages, send them in parallel, record results."""
+    settings = runtime.settings
+    escalated = escalate_due(runtime.uow_factory, settings=settings)
+    claims = claim_due(runtime.uow_factory, settings=settings)
+    channels = channels_of(runtime)
+    if len(claims) <= 1:
+        errors = [send(channels, c) for c in claims]
+    else:
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SENDS, len(claims))) as pool:
+            errors = list(pool.map(lambda c: send(channels, c), claims))
+    facts = {"escalated": escalated, "claimed": len(claims), "sent": 0, "retrying": 0,
+             "failed": 0, "claim_lost": 0}
+    for claim, error in zip(claims, errors, strict=True):
+        status = record_result(runtime.uow_factory, claim, error, settings=settings)
+        facts[status] = facts.get(status, 0) + 1
+    return facts
+
+
+def run_pager(runtime: ServiceRuntime) -> dict[str, Any]:
+    """The pager job: one sweep; it also arms the after-commit kick of this process's consumers."""
+    kicker(runtime).armed = True
+    return dict(sweep_once(runtime))
+
+
+class PagerKick:
+    """Runs a sweep in the background right after a consumer's commit raised an alert.
+
+    Kicks coalesce (one pending at most; a kick during a sweep queues one more). The kick only
+    lowers latency: the pager job's sweep over the database stays what guarantees the page. It is
+    armed by the first run of the pager job, so only a process running the jobs kicks.
+    """
+
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+        self.armed = False
+        self._pending = False
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts-pager-kick")
+
+    def kick(self) -> None:
+        """Ask for a sweep soon (no-op until armed)."""
+        if not self.armed:
+            return
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+        self._executor.submit(self._run)
+
+    def _run(self) -> None:
+        with self._lock:
+            self._pending = False
+        try:
+            sweep_once(self.runtime)
+        except Exception as exc:  # noqa: BLE001 - the job's next sweep tries again
+            log.warning("pager.kick_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def kicker(runtime: ServiceRuntime) -> PagerKick:
+    """The runtime's pager kick (made once)."""
+    with _KICK_LOCK:
+        kick = runtime.extra.get("pager_kick")
+        if not isinstance(kick, PagerKick):
+            kick = PagerKick(runtime)
+            runtime.extra["pager_kick"] = kick
+        return kick
+
+
+_KICK_LOCK = threading.Lock()
+
+
+def channels_of(runtime: ServiceRuntime) -> Channels:
+    """The runtime's channels (made once)."""
+    channels: Channels = runtime.extra.setdefault("channels", None) or Channels(runtime.settings)
+    runtime.extra["channels"] = channels
+    return channels
+
+
+def notification_data(n: Notification) -> dict[str, Any]:
+    """The notification as its events carry it."""
+    return NotificationData(
+        id=n.id, alert_id=n.alert_id, level=n.level, channel=n.channel, recipient=n.recipient,
+        status=n.status, attempts=n.attempts, sent_at=n.sent_at, error=n.error,
+    ).model_dump(mode="json")
+

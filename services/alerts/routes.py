@@ -1,0 +1,112 @@
+"""Alerts's HTTP API (thin: parse, call the service, shape the answer)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse
+
+from services.alerts import service
+from services.alerts.schemas import (
+    AckIn,
+    AlertDetail,
+    AlertRead,
+    AlertStatus,
+    NotificationRead,
+    OncallIn,
+    OncallNow,
+    OncallRead,
+    ResolveIn,
+    Severity,
+    SilenceIn,
+    SilenceRead,
+    TimelineEntry,
+)
+from shared.auth import CurrentUser, Principal, require_roles
+from shared.idempotency import IdempotencyDep
+from shared.pagination import Page, PageDep
+from shared.web import UowDep
+
+router = APIRouter(tags=["alerts"])
+
+Responder = Annotated[Principal, Depends(require_roles("oncall", "nurse", "oncologist"))]
+Oncall = Annotated[Principal, Depends(require_roles("oncall"))]
+Center = Annotated[str, Path(min_length=1, max_length=100)]
+
+
+@router.get("/alerts")
+def list_alerts(
+    _: CurrentUser, uow: UowDep, page: PageDep,
+    status: AlertStatus | None = None, severity: Severity | None = None,
+    kind: Annotated[str | None, Query(max_length=50)] = None,
+    patient_mrn: Annotated[str | None, Query(max_length=100)] = None,
+    pump_serial: Annotated[str | None, Query(max_length=100)] = None,
+    center: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[AlertRead]:
+    """Alerts, newest first."""
+    return service.list_alerts(uow=uow, page=page, status=status, severity=severity, kind=kind,
+                               patient_mrn=patient_mrn, pump_serial=pump_serial, center=center)
+
+
+@router.get("/alerts/{alert_id}")
+def get_alert(_: CurrentUser, uow: UowDep, alert_id: str) -> AlertDetail:
+    """One alert with its timeline."""
+    return service.get_alert(uow=uow, alert_id=alert_id)
+
+
+@router.get("/alerts/{alert_id}/timeline")
+def get_timeline(_: CurrentUser, uow: UowDep, page: PageDep, alert_id: str) -> Page[TimelineEntry]:
+    """An alert's timeline, oldest first, paginated."""
+    return service.alert_timeline(uow=uow, alert_id=alert_id, page=page)
+
+
+@router.post("/alerts/{alert_id}/ack")
+def acknowledge(user: Responder, uow: UowDep, alert_id: str, body: AckIn | None = None) -> AlertDetail:
+    """Acknowledge a firing alert (stops its escalation)."""
+    return service.acknowledge(uow=uow, alert_id=alert_id, actor=user.sub,
+                               note=body.note if body else None)
+
+
+@router.post("/alerts/{alert_id}/resolve")
+def resolve(user: Responder, uow: UowDep, alert_id: str, body: ResolveIn) -> AlertDetail:
+    """Resolve an alert."""
+    return service.resolve(uow=uow, alert_id=alert_id, actor=user.sub, resolution=body.resolution)
+
+
+@router.get("/notifications")
+def list_notifications(_: CurrentUser, uow: UowDep, page: PageDep,
+                       alert_id: str | None = None) -> Page[NotificationRead]:
+    """Pages, oldest first."""
+    return service.list_notifications(uow=uow, page=page, alert_id=alert_id)
+
+
+@router.put("/oncall/{center}")
+def put_oncall(user: Oncall, uow: UowDep, center: Center, body: OncallIn) -> OncallRead:
+    """Set a center's on-call levels (center `default` covers centers without one)."""
+    return service.put_oncall(uow=uow, center=center, body=body, actor=user.sub)
+
+
+@router.get("/oncall/{center}")
+def get_oncall(_: CurrentUser, uow: UowDep, center: Center) -> OncallRead:
+    """A center's on-call configuration."""
+    return service.get_oncall(uow=uow, center=center)
+
+
+@router.get("/oncall/{center}/now")
+def oncall_now(_: CurrentUser, uow: UowDep, center: Center) -> OncallNow:
+    """Who holds each level now."""
+    return service.oncall_now(uow=uow, center=center)
+
+
+@router.post("/silences", status_code=201, response_model=SilenceRead)
+def create_silence(user: Oncall, uow: UowDep, idem: IdempotencyDep, body: SilenceIn) -> JSONResponse:
+    """Silence the pages of matching alerts for a while (alerts are still recorded)."""
+    return idem.run(uow, body, lambda: service.create_silence(uow=uow, body=body, actor=user.sub))
+
+
+@router.get("/silences")
+def list_silences(_: CurrentUser, uow: UowDep, page: PageDep,
+                  active: bool | None = None) -> Page[SilenceRead]:
+    """Silences, newest first."""
+    return service.list_silences(uow=uow, page=page, active=active)

@@ -1,0 +1,238 @@
+"""The alert rules: pure functions from an event's payload to the alerts it raises or clears."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.contracts.inventory import PumpExplantedData, RecallIssuedData
+from shared.contracts.scheduling import (
+    AppointmentData,
+    DeliveryData,
+    FlowRecordedData,
+    RefillCompletedData,
+    RefillOverdueData,
+)
+
+# scheduling's added event type: a pump projected to run dry soon
+RESERVOIR_NEAR_EMPTY = "hai.scheduling.reservoir.near_empty"
+
+INFO, WARNING, CRITICAL = "info", "warning", "critical"
+SEVERITY_RANK = {INFO: 0, WARNING: 1, CRITICAL: 2}
+
+REFILL_DUE_SOON = "refill_due_soon"
+REFILL_OVERDUE = "refill_overdue"
+RESERVOIR_NEAR_EMPTY_KIND = "reservoir_near_empty"
+FLOW_ABNORMAL = "flow_abnormal"
+DELIVERY_LATE = "delivery_late"
+DELIVERY_REJECTED = "delivery_rejected"
+DEVICE_RECALLED_IMPLANTED = "device_recalled_implanted"
+SYSTEM_STALE = "system_stale"
+KINDS = (REFILL_DUE_SOON, REFILL_OVERDUE, RESERVOIR_NEAR_EMPTY_KIND, FLOW_ABNORMAL, DELIVERY_LATE,
+         DELIVERY_REJECTED, DEVICE_RECALLED_IMPLANTED, SYSTEM_STALE)
+REFILL_KINDS = (REFILL_DUE_SOON, REFILL_OVERDUE, RESERVOIR_NEAR_EMPTY_KIND)
+
+SYSTEM_STALE_KEY = "system_stale:scheduling"
+
+
+class NearEmptyData(AppointmentData):
+    """`hai.scheduling.reservoir.near_empty`: the appointment plus how long until the pump is dry."""
+
+    hours_to_empty: float | None = None
+
+
+@dataclass(frozen=True)
+class AlertFact:
+    """An alert a rule wants raised (or repeated, when one with its dedup_key is open)."""
+
+    kind: str
+    severity: str
+    dedup_key: str
+    summary: str
+    patient_mrn: str | None = None
+    pump_serial: str | None = None
+    center: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClearFact:
+    """Open alerts a condition that went away resolves: by dedup key, or by pump and kinds."""
+
+    resolution: str
+    dedup_key: str | None = None
+    pump_serial: str | None = None
+    kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """What one event means for the alerts."""
+
+    raise_: tuple[AlertFact, ...] = ()
+    clear: tuple[ClearFact, ...] = ()
+
+
+def max_severity(a: str, b: str) -> str:
+    """The higher of two severities."""
+    return a if SEVERITY_RANK[a] >= SEVERITY_RANK[b] else b
+
+
+def refill_due_soon(data: AppointmentData) -> RuleResult:
+    """A refill due soon: info."""
+    return RuleResult(raise_=(AlertFact(
+        kind=REFILL_DUE_SOON, severity=INFO, dedup_key=f"{REFILL_DUE_SOON}:{data.id}",
+        summary=f"{data.fill_type} refill of pump {data.pump_serial} due {_iso(data.due_at)}",
+        patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
+        details={"appointment_id": data.id, "due_at": _iso(data.due_at),
+                 "fill_type": data.fill_type},
+    ),))
+
+
+def refill_overdue(data: RefillOverdueData, *, critical_hours_to_empty: float) -> RuleResult:
+    """An overdue refill: warning, critical when the pump runs dry within the threshold."""
+    hours = data.hours_to_empty
+    critical = hours is not None and hours < critical_hours_to_empty
+    empty = f", empty in {hours:.0f} h" if hours is not None else ""
+    return RuleResult(raise_=(AlertFact(
+        kind=REFILL_OVERDUE, severity=CRITICAL if critical else WARNING,
+        dedup_key=f"{REFILL_OVERDUE}:{data.id}",
+        summary=f"refill of pump {data.pump_serial} overdue by {data.overdue_hours:.0f} h{empty}",
+        patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
+        details={"appointment_id": data.id, "due_at": _iso(data.due_at),
+                 "overdue_hours": data.overdue_hours, "hours_to_empty": hours},
+    ),))
+
+
+def reservoir_near_empty(data: NearEmptyData) -> RuleResult:
+    """A pump projected to run dry soon: critical."""
+    hours = data.hours_to_empty
+    when = f"in {hours:.0f} h" if hours is not None else f"at {_iso(data.projected_empty_at)}"
+    return RuleResult(raise_=(AlertFact(
+        kind=RESERVOIR_NEAR_EMPTY_KIND, severity=CRITICAL,
+        dedup_key=f"{RESERVOIR_NEAR_EMPTY_KIND}:{data.id}",
+        summary=f"pump {data.pump_serial} projected empty {when}",
+        patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
+        details={"appointment_id": data.id, "hours_to_empty": hours,
+                 "projected_empty_at": _iso(data.projected_empty_at)},
+    ),))
+
+
+def flow_abnormal(data: FlowRecordedData, *, warning_pct: float, critical_pct: float) -> RuleResult:
+    """A measured flow off the labeled rate: warning above `warning_pct`, critical above `critical_pct`.
+
+    A reading back within limits does not resolve an open flow alert: an abnormal reading needs a
+    clinician's look (dose, pump replacement), so a person resolves it.
+    """
+    deviation_pct = data.flow_deviation_pct
+    if abs(deviation_pct) > critical_pct:
+        severity = CRITICAL
+    elif abs(deviation_pct) > warning_pct:
+        severity = WARNING
+    else:
+        return RuleResult()
+    direction = "fast" if deviation_pct > 0 else "slow"
+    return RuleResult(raise_=(AlertFact(
+        kind=FLOW_ABNORMAL, severity=severity, dedup_key=f"{FLOW_ABNORMAL}:{data.pump_serial}",
+        summary=(f"pump {data.pump_serial} flow {direction}: {data.measured_flow_ml_per_day:.2f} "
+                 f"mL/day vs {data.expected_flow_ml_per_day:.2f} labeled ({deviation_pct:+.1f} %)"),
+        patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
+        details={"refill_id": data.refill_id, "flow_deviation_pct": deviation_pct,
+                 "measured_flow_ml_per_day": data.measured_flow_ml_per_day,
+                 "expected_flow_ml_per_day": data.expected_flow_ml_per_day,
+                 "elapsed_days": data.elapsed_days},
+    ),))
+
+
+def refill_completed(data: RefillCompletedData) -> RuleResult:
+    """A completed refill resolves its pump's due-soon, overdue and near-empty alerts."""
+    return RuleResult(clear=(ClearFact(
+        resolution=f"refill {data.id} completed at {_iso(data.performed_at)}",
+        pump_serial=data.pump_serial, kinds=REFILL_KINDS,
+    ),))
+
+
+def delivery_late(data: DeliveryData) -> RuleResult:
+    """A drug delivery not delivered in time: warning."""
+    return RuleResult(raise_=(AlertFact(
+        kind=DELIVERY_LATE, severity=WARNING, dedup_key=f"{DELIVERY_LATE}:{data.id}",
+        summary=f"delivery {data.id} for pump {data.pump_serial} late (needed by "
+                f"{_iso(data.needed_by)}, status {data.status})",
+        patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
+        details={"delivery_id": data.id, "appointment_id": data.appointment_id,
+                 "needed_by": _iso(data.needed_by), "status": data.status},
+    ),))
+
+
+def delivery_updated(data: DeliveryData) -> RuleResult:
+    """A rejected order is critical; a delivered (or cancelled) one resolves its late alert."""
+    if data.status == "rejected":
+        reason = next((h.reason for h in reversed(data.history) if h.status == "rejected"), None)
+        return RuleResult(raise_=(AlertFact(
+            kind=DELIVERY_REJECTED, severity=CRITICAL, dedup_key=f"{DELIVERY_REJECTED}:{data.id}",
+            summary=f"pharmacy rejected delivery {data.id} for pump {data.pump_serial}"
+                    + (f": {reason}" if reason else ""),
+            patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
+            details={"delivery_id": data.id, "appointment_id": data.appointment_id,
+                     "needed_by": _iso(data.needed_by), "reason": reason},
+        ),))
+    if data.status in ("delivered", "cancelled"):
+        return RuleResult(clear=(ClearFact(
+            resolution=f"delivery {data.id} {data.status}",
+            dedup_key=f"{DELIVERY_LATE}:{data.id}",
+        ),))
+    return RuleResult()
+
+
+def recall_issued(data: RecallIssuedData) -> RuleResult:
+    """One critical alert per implanted pump of a recall."""
+    return RuleResult(raise_=tuple(
+        AlertFact(
+            kind=DEVICE_RECALLED_IMPLANTED, severity=CRITICAL,
+            dedup_key=f"{DEVICE_RECALLED_IMPLANTED}:{data.recall_id}:{implant.serial_number}",
+            summary=f"implanted pump {implant.serial_number} recalled ({data.model_code}): "
+                    f"{data.reason}",
+            patient_mrn=implant.patient_mrn, pump_serial=implant.serial_number,
+            center=implant.center,
+            details={"recall_id": data.recall_id, "model_code": data.model_code,
+                     "lot_numbers": list(data.lot_numbers), "reason": data.reason},
+        )
+        for implant in data.implanted
+    ))
+
+
+def pump_explanted(data: PumpExplantedData) -> RuleResult:
+    """An explanted pump needs no more refills nor recall follow-up: resolve those alerts."""
+    return RuleResult(clear=(ClearFact(
+        resolution=f"pump explanted at {_iso(data.explanted_at)}: {data.reason}",
+        pump_serial=data.serial_number, kinds=(*REFILL_KINDS, DEVICE_RECALLED_IMPLANTED),
+    ),))
+
+
+def is_stale(*, last_heard_at: datetime, now: datetime, sweep_interval_seconds: float,
+             stale_after_intervals: int) -> bool:
+    """True when the heartbeat has been silent for more than the allowed number of sweeps."""
+    return (now - last_heard_at).total_seconds() > sweep_interval_seconds * stale_after_intervals
+
+
+def system_stale(*, last_heard_at: datetime, now: datetime) -> AlertFact:
+    """The watchdog's alert: scheduling's sweeps have stopped being heard."""
+    silent_minutes = (now - last_heard_at).total_seconds() / 60
+    return AlertFact(
+        kind=SYSTEM_STALE, severity=CRITICAL, dedup_key=SYSTEM_STALE_KEY,
+        summary=f"no scheduling sweep heard for {silent_minutes:.0f} min: due, overdue and "
+                "near-empty checks may not be running",
+        details={"last_heard_at": _iso(last_heard_at)},
+    )
+
+
+def heartbeat_heard(at: datetime) -> RuleResult:
+    """A heartbeat heard again resolves the watchdog's alert."""
+    return RuleResult(clear=(ClearFact(
+        resolution=f"scheduling sweep heard again at {_iso(at)}", dedup_key=SYSTEM_STALE_KEY,
+    ),))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None

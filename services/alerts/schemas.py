@@ -1,0 +1,155 @@
+"""Alerts's request and response shapes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from services.alerts.rules import KINDS
+from shared.contracts.alerts import AlertData, NotificationData
+
+Severity = Literal["info", "warning", "critical"]
+AlertStatus = Literal["firing", "acknowledged", "resolved"]
+Channel = Literal["webhook", "email", "log"]
+
+
+class TimelineEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: AwareDatetime
+    actor: str
+    action: str
+    details: dict[str, Any] = {}
+
+
+class AlertRead(AlertData):
+    """An alert (the contract's shape, plus who resolved it and whether a silence held its pages)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    resolved_by: str | None = None
+    silenced_by: str | None = None
+
+
+class AlertDetail(AlertRead):
+    """An alert with its timeline, oldest first."""
+
+    timeline: list[TimelineEntry] = []
+
+
+class AckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: str = Field(min_length=1, max_length=2000)
+
+
+class NotificationRead(NotificationData):
+    """A page to one on-call member (status also `pending` or `sending` while under way,
+    `cancelled` when the alert was acknowledged or resolved before it went out)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    address: str | None = None
+    created_at: AwareDatetime | None = None
+    next_attempt_at: AwareDatetime | None = None
+
+
+class MemberIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    channel: Channel
+    address: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _address_fits_channel(self) -> MemberIn:
+        if self.channel == "webhook" and not self.address.startswith(("http://", "https://")):
+            raise ValueError("a webhook address must be an http(s) URL")
+        if self.channel == "email" and "@" not in self.address:
+            raise ValueError("an email address needs an @")
+        return self
+
+
+class LevelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    members: list[MemberIn] = Field(min_length=1)
+    rotation_start: AwareDatetime
+    shift_hours: float = Field(gt=0, le=24 * 366)
+
+
+class OncallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    escalation_delay_seconds: int = Field(default=900, ge=1)
+    levels: list[LevelIn] = Field(min_length=1, max_length=10)
+
+
+class OncallRead(BaseModel):
+    center: str
+    escalation_delay_seconds: int
+    levels: list[LevelIn]
+    updated_at: AwareDatetime
+    updated_by: str
+
+
+class ShiftRead(BaseModel):
+    level: int
+    name: str
+    channel: Channel
+    address: str
+    shift_started_at: AwareDatetime
+    shift_ends_at: AwareDatetime
+
+
+class OncallNow(BaseModel):
+    center: str
+    at: AwareDatetime
+    escalation_delay_seconds: int
+    levels: list[ShiftRead]
+
+
+class SilenceMatchers(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str | None = None
+    pump_serial: str | None = Field(default=None, max_length=100)
+    center: str | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _known_kind(self) -> SilenceMatchers:
+        if self.kind is not None and self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}; one of {', '.join(KINDS)}")
+        return self
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: SilenceMatchers
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: str = Field(min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> SilenceIn:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class SilenceRead(BaseModel):
+    id: str
+    matchers: SilenceMatchers
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: str
+    created_by: str
+    created_at: AwareDatetime

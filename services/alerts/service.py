@@ -1,0 +1,378 @@
+"""Alerts's domain operations: raise with dedup, clear, acknowledge, resolve, on-call, silences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy import Select, and_, or_, select
+
+from services.alerts import paging
+from services.alerts.models import Alert, AlertEvent, Heartbeat, Notification, OncallSchedule, Silence
+from services.alerts.oncall import Level, levels_from_json, on_call_now
+from services.alerts.records import alert_data, timeline
+from services.alerts.rules import (
+    CRITICAL,
+    SEVERITY_RANK,
+    SYSTEM_STALE_KEY,
+    AlertFact,
+    ClearFact,
+    RuleResult,
+    is_stale,
+    system_stale,
+)
+from services.alerts.schemas import (
+    AlertDetail,
+    AlertRead,
+    NotificationRead,
+    OncallIn,
+    OncallNow,
+    OncallRead,
+    ShiftRead,
+    SilenceIn,
+    SilenceMatchers,
+    SilenceRead,
+    TimelineEntry,
+)
+from shared.db import UnitOfWork, is_postgres, new_id
+from shared.errors import Conflict, Invalid, NotFound
+from shared.events import EventType
+from shared.pagination import Page, PageParams, page_of, paginate
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SYSTEM = "system"
+FIRING, ACKNOWLEDGED, RESOLVED = "firing", "acknowledged", "resolved"
+HEARTBEAT_SOURCE = "scheduling"
+
+
+# ---- raising and clearing ------------------------------------------------------------------
+
+def apply(uow: UnitOfWork, result: RuleResult, *, settings: Settings) -> list[Alert]:
+    """Apply what a rule decided: clear first, then raise."""
+    changed: list[Alert] = []
+    for clear_fact in result.clear:
+        changed.extend(clear(uow, clear_fact))
+    for fact in result.raise_:
+        changed.append(raise_alert(uow, fact, settings=settings))
+    return changed
+
+
+def _open_by_key(uow: UnitOfWork, dedup_key: str) -> Alert | None:
+    stmt = select(Alert).where(Alert.dedup_key == dedup_key, Alert.status != RESOLVED)
+    if is_postgres(uow.session):
+        stmt = stmt.with_for_update()
+    return uow.session.execute(stmt).scalar_one_or_none()
+
+
+def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Alert:
+    """Raise an alert, or repeat the open one with its dedup key (severity only rises); plan pages."""
+    now = uow.now()
+    alert = _open_by_key(uow, fact.dedup_key)
+    if alert is not None:
+        alert.occurrences += 1
+        alert.last_raised_at = now
+        rose = SEVERITY_RANK[fact.severity] > SEVERITY_RANK[alert.severity]
+        entry: dict[str, Any] = {"occurrences": alert.occurrences}
+        if rose:
+            entry.update(from_severity=alert.severity, to_severity=fact.severity)
+            alert.severity = fact.severity
+            alert.summary = fact.summary
+        alert.details = {**alert.details, **fact.details}
+        timeline(uow, alert, SYSTEM, "severity_raised" if rose else "repeated", entry)
+        if rose:
+            _audit(uow, alert, "alert.severity_raised", entry)
+            uow.publish(EventType.ALERT_RAISED, alert_data(alert), subject=alert.id)
+            if alert.status == FIRING:
+                _page_from_level_one(uow, alert, settings=settings, reason="severity raised")
+        return alert
+    alert = Alert(
+        id=new_id(), kind=fact.kind, severity=fact.severity, status=FIRING,
+        dedup_key=fact.dedup_key, patient_mrn=fact.patient_mrn, pump_serial=fact.pump_serial,
+        center=fact.center, summary=fact.summary, details=dict(fact.details),
+        first_raised_at=now, last_raised_at=now, occurrences=1, escalation_level=0,
+    )
+    uow.session.add(alert)
+    uow.session.flush()
+    timeline(uow, alert, SYSTEM, "raised", {"severity": alert.severity})
+    _audit(uow, alert, "alert.raised", {"kind": alert.kind, "severity": alert.severity})
+    _page_from_level_one(uow, alert, settings=settings, reason="raised")
+    uow.publish(EventType.ALERT_RAISED, alert_data(alert), subject=alert.id)
+    log.info("alert.raised", alert_id=alert.id, kind=alert.kind, severity=alert.severity)
+    return alert
+
+
+def _page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: Settings, reason: str) -> None:
+    """Critical and warning page level 1 (critical also arms escalation); info and silenced do not."""
+    if alert.severity == "info":
+        return
+    silence = active_silence(uow, alert)
+    if silence is not None:
+        alert.silenced_by = silence.id
+        alert.next_escalation_at = None
+        timeline(uow, alert, SYSTEM, "silenced", {"silence_id": silence.id, "reason": silence.reason})
+        return
+    schedule = paging.schedule_for(uow, alert.center)
+    paging.plan_level(uow, alert, 1, reason=reason, schedule=schedule)
+    if alert.severity == CRITICAL:
+        paging.arm_escalation(uow, alert, schedule=schedule, settings=settings)
+
+
+def clear(uow: UnitOfWork, fact: ClearFact) -> list[Alert]:
+    """Resolve the open alerts a condition that went away names."""
+    stmt = select(Alert).where(Alert.status != RESOLVED)
+    if fact.dedup_key is not None:
+        stmt = stmt.where(Alert.dedup_key == fact.dedup_key)
+    else:
+        stmt = stmt.where(Alert.pump_serial == fact.pump_serial, Alert.kind.in_(fact.kinds))
+    if is_postgres(uow.session):
+        stmt = stmt.with_for_update()
+    alerts = list(uow.session.execute(stmt).scalars())
+    for alert in alerts:
+        _resolve(uow, alert, actor=SYSTEM, resolution=fact.resolution, auto=True)
+    return alerts
+
+
+def _resolve(uow: UnitOfWork, alert: Alert, *, actor: str, resolution: str, auto: bool) -> None:
+    alert.status = RESOLVED
+    alert.resolved_at = uow.now()
+    alert.resolved_by = actor
+    alert.resolution = resolution
+    alert.next_escalation_at = None
+    timeline(uow, alert, actor, "auto_resolved" if auto else "resolved", {"resolution": resolution})
+    _audit(uow, alert, "alert.resolved", {"resolution": resolution}, actor=actor)
+    uow.publish(EventType.ALERT_RESOLVED, alert_data(alert), subject=alert.id)
+
+
+# ---- people acting on alerts ---------------------------------------------------------------
+
+def _get_for_update(uow: UnitOfWork, alert_id: str) -> Alert:
+    stmt = select(Alert).where(Alert.id == alert_id)
+    if is_postgres(uow.session):
+        stmt = stmt.with_for_update()
+    alert = uow.session.execute(stmt).scalar_one_or_none()
+    if alert is None:
+        raise NotFound(f"alert {alert_id} not found")
+    return alert
+
+
+def acknowledge(*, uow: UnitOfWork, alert_id: str, actor: str, note: str | None) -> AlertDetail:
+    """Acknowledge a firing alert: escalation stops. 409 when it is not firing."""
+    alert = _get_for_update(uow, alert_id)
+    if alert.status != FIRING:
+        raise Conflict(f"alert {alert_id} is {alert.status}; only a firing alert can be acknowledged",
+                       current_status=alert.status)
+    alert.status = ACKNOWLEDGED
+    alert.acknowledged_by = actor
+    alert.acknowledged_at = uow.now()
+    alert.next_escalation_at = None
+    timeline(uow, alert, actor, "acknowledged", {"note": note} if note else {})
+    _audit(uow, alert, "alert.acknowledged", {"note": note}, actor=actor)
+    uow.publish(EventType.ALERT_ACKNOWLEDGED, alert_data(alert), subject=alert.id)
+    uow.commit()
+    return get_alert(uow=uow, alert_id=alert_id)
+
+
+def resolve(*, uow: UnitOfWork, alert_id: str, actor: str, resolution: str) -> AlertDetail:
+    """Resolve a firing or acknowledged alert. 409 when already resolved."""
+    alert = _get_for_update(uow, alert_id)
+    if alert.status == RESOLVED:
+        raise Conflict(f"alert {alert_id} is already resolved", current_status=alert.status)
+    _resolve(uow, alert, actor=actor, resolution=resolution, auto=False)
+    uow.commit()
+    return get_alert(uow=uow, alert_id=alert_id)
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+def list_alerts(*, uow: UnitOfWork, page: PageParams, status: str | None = None,
+                severity: str | None = None, kind: str | None = None,
+                patient_mrn: str | None = None, pump_serial: str | None = None,
+                center: str | None = None) -> Page[AlertRead]:
+    """Alerts, newest first, filtered."""
+    stmt: Select[Any] = select(Alert)
+    for column, value in ((Alert.status, status), (Alert.severity, severity), (Alert.kind, kind),
+                          (Alert.patient_mrn, patient_mrn), (Alert.pump_serial, pump_serial),
+                          (Alert.center, center)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    return paginate(uow.session, stmt, keys=[Alert.first_raised_at, Alert.id], params=page,
+                    to_item=AlertRead.model_validate, descending=True)
+
+
+def _timeline_of(uow: UnitOfWork, alert_id: str) -> list[TimelineEntry]:
+    rows = uow.session.execute(
+        select(AlertEvent).where(AlertEvent.alert_id == alert_id).order_by(AlertEvent.id)
+    ).scalars()
+    return [TimelineEntry.model_validate(r) for r in rows]
+
+
+def get_alert(*, uow: UnitOfWork, alert_id: str) -> AlertDetail:
+    """One alert with its timeline."""
+    alert = uow.session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} not found")
+    return AlertDetail(**AlertRead.model_validate(alert).model_dump(),
+                       timeline=_timeline_of(uow, alert_id))
+
+
+def alert_timeline(*, uow: UnitOfWork, alert_id: str, page: PageParams) -> Page[TimelineEntry]:
+    """An alert's timeline, oldest first, paginated."""
+    if uow.session.get(Alert, alert_id) is None:
+        raise NotFound(f"alert {alert_id} not found")
+    rows = list(uow.session.execute(
+        select(AlertEvent).where(AlertEvent.alert_id == alert_id).order_by(AlertEvent.id)
+    ).scalars())
+    paged = page_of(rows, page, key=lambda row: row.id)
+    return Page[TimelineEntry](items=[TimelineEntry.model_validate(r) for r in paged.items],
+                               next_cursor=paged.next_cursor)
+
+
+def list_notifications(*, uow: UnitOfWork, page: PageParams,
+                       alert_id: str | None = None) -> Page[NotificationRead]:
+    """Pages sent or under way, oldest first."""
+    stmt: Select[Any] = select(Notification)
+    if alert_id is not None:
+        stmt = stmt.where(Notification.alert_id == alert_id)
+    return paginate(uow.session, stmt, keys=[Notification.created_at, Notification.id],
+                    params=page, to_item=NotificationRead.model_validate)
+
+
+# ---- on-call -------------------------------------------------------------------------------
+
+def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str) -> OncallRead:
+    """Set (replace) a center's on-call levels and escalation delay."""
+    schedule = uow.session.get(OncallSchedule, center)
+    levels = [lv.model_dump(mode="json") for lv in body.levels]
+    if schedule is None:
+        schedule = OncallSchedule(center=center)
+        uow.session.add(schedule)
+    schedule.escalation_delay_seconds = body.escalation_delay_seconds
+    schedule.levels = levels
+    schedule.updated_at = uow.now()
+    schedule.updated_by = actor
+    uow.audit(actor=actor, action="oncall.updated", entity_type="oncall", entity_id=center,
+              changes={"escalation_delay_seconds": body.escalation_delay_seconds,
+                       "levels": len(levels)})
+    uow.commit()
+    return _oncall_read(schedule)
+
+
+def _oncall_read(schedule: OncallSchedule) -> OncallRead:
+    return OncallRead(center=schedule.center,
+                      escalation_delay_seconds=schedule.escalation_delay_seconds,
+                      levels=schedule.levels,
+                      updated_at=schedule.updated_at, updated_by=schedule.updated_by)
+
+
+def get_oncall(*, uow: UnitOfWork, center: str) -> OncallRead:
+    """A center's on-call configuration."""
+    schedule = uow.session.get(OncallSchedule, center)
+    if schedule is None:
+        raise NotFound(f"no on-call configured for center {center}")
+    return _oncall_read(schedule)
+
+
+def oncall_now(*, uow: UnitOfWork, center: str) -> OncallNow:
+    """Who holds each level of a center's on-call now."""
+    schedule = uow.session.get(OncallSchedule, center)
+    if schedule is None:
+        raise NotFound(f"no on-call configured for center {center}")
+    at = uow.now()
+    shifts = on_call_now(levels_of(schedule), at)
+    return OncallNow(center=center, at=at,
+                     escalation_delay_seconds=schedule.escalation_delay_seconds,
+                     levels=[ShiftRead(level=s.level, name=s.member.name,
+                                       channel=s.member.channel,
+                                       address=s.member.address, shift_started_at=s.started_at,
+                                       shift_ends_at=s.ends_at) for s in shifts])
+
+
+def levels_of(schedule: OncallSchedule) -> list[Level]:
+    """The stored levels as rotation values."""
+    return levels_from_json(schedule.levels)
+
+
+# ---- silences ------------------------------------------------------------------------------
+
+def create_silence(*, uow: UnitOfWork, body: SilenceIn, actor: str) -> SilenceRead:
+    """Silence the pages (never the records) of matching alerts for a while."""
+    m = body.matchers
+    if m.kind is None and m.pump_serial is None and m.center is None:
+        raise Invalid("matchers", "name at least one of kind, pump_serial, center")
+    silence = Silence(id=new_id(), kind=m.kind, pump_serial=m.pump_serial, center=m.center,
+                      starts_at=body.starts_at, ends_at=body.ends_at, reason=body.reason,
+                      created_by=actor, created_at=uow.now())
+    uow.session.add(silence)
+    uow.audit(actor=actor, action="silence.created", entity_type="silence", entity_id=silence.id,
+              changes=body.model_dump(mode="json"))
+    return _silence_read(silence)
+
+
+def _silence_read(s: Silence) -> SilenceRead:
+    return SilenceRead(id=s.id, matchers=SilenceMatchers(kind=s.kind, pump_serial=s.pump_serial,
+                                                         center=s.center),
+                       starts_at=s.starts_at, ends_at=s.ends_at, reason=s.reason,
+                       created_by=s.created_by, created_at=s.created_at)
+
+
+def list_silences(*, uow: UnitOfWork, page: PageParams, active: bool | None = None) -> Page[SilenceRead]:
+    """Silences, newest first; `active` keeps those in force now (or not)."""
+    stmt: Select[Any] = select(Silence)
+    now = uow.now()
+    in_force = and_(Silence.starts_at <= now, Silence.ends_at > now)
+    if active is True:
+        stmt = stmt.where(in_force)
+    elif active is False:
+        stmt = stmt.where(~in_force)
+    return paginate(uow.session, stmt, keys=[Silence.created_at, Silence.id], params=page,
+                    to_item=_silence_read, descending=True)
+
+
+def active_silence(uow: UnitOfWork, alert: Alert) -> Silence | None:
+    """A silence in force now that matches the alert, if any."""
+    now = uow.now()
+    stmt = select(Silence).where(
+        Silence.starts_at <= now, Silence.ends_at > now,
+        or_(Silence.kind.is_(None), Silence.kind == alert.kind),
+        or_(Silence.pump_serial.is_(None), Silence.pump_serial == alert.pump_serial),
+        or_(Silence.center.is_(None), Silence.center == alert.center),
+    ).order_by(Silence.created_at).limit(1)
+    return uow.session.execute(stmt).scalar_one_or_none()
+
+
+# ---- the heartbeat watchdog ----------------------------------------------------------------
+
+def record_heartbeat(uow: UnitOfWork, *, source: str = HEARTBEAT_SOURCE) -> None:
+    """Note that a heartbeat was heard now."""
+    row = uow.session.get(Heartbeat, source, with_for_update=is_postgres(uow.session))
+    if row is None:
+        uow.session.add(Heartbeat(source=source, last_heard_at=uow.now()))
+    else:
+        row.last_heard_at = max(row.last_heard_at, uow.now())
+
+
+def watchdog(uow: UnitOfWork, *, settings: Settings, source: str = HEARTBEAT_SOURCE) -> dict[str, Any]:
+    """Raise `system_stale` when the heartbeat has been silent too long (first run starts the clock)."""
+    now = uow.now()
+    row = uow.session.get(Heartbeat, source)
+    if row is None:
+        uow.session.add(Heartbeat(source=source, last_heard_at=now))
+        return {"stale": False, "started": True}
+    stale = is_stale(last_heard_at=row.last_heard_at, now=now,
+                     sweep_interval_seconds=settings.sweep_interval_seconds,
+                     stale_after_intervals=settings.stale_after_intervals)
+    if not stale:
+        return {"stale": False}
+    already = _open_by_key(uow, SYSTEM_STALE_KEY)
+    if already is None:
+        raise_alert(uow, system_stale(last_heard_at=row.last_heard_at, now=now), settings=settings)
+    return {"stale": True}
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+def _audit(uow: UnitOfWork, alert: Alert, action: str, changes: dict[str, Any],
+           actor: str = SYSTEM) -> None:
+    uow.audit(actor=actor, action=action, entity_type="alert", entity_id=alert.id, changes=changes)

@@ -1,0 +1,166 @@
+"""Paging on PostgreSQL: a worker dying mid-escalation, two workers at once, and RabbitMQ end to end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from services.alerts import app as alerts_app
+from services.alerts import paging
+from services.alerts.models import Notification
+from shared.clock import MovableClock, SystemClock
+from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
+from shared.messaging.base import OutgoingMessage
+from shared.messaging.inproc import InProcessBus
+from shared.migrations import upgrade
+from shared.runtime import ServiceRuntime, Worker
+from tests.helpers import Harness, start_service
+from tests.helpers import test_settings as make_settings
+from tests.integration.alerts.alerts_testkit import (
+    ONCALL,
+    T0,
+    emit,
+    flow_data,
+    oncall_body,
+    wait_until,
+    webhook,
+)
+
+
+def pg_alerts(tmp_path, url: str, clock: MovableClock, bus: InProcessBus, **overrides: object) -> Harness:
+    settings = make_settings(tmp_path, alerts_database_url=url, page_timeout_seconds=2.0, **overrides)
+    return start_service("alerts", settings, clock=clock, bus=bus)
+
+
+def fresh_runtime(h: Harness) -> ServiceRuntime:
+    """Another alerts process on the same database (its own engine, its own channels)."""
+    return alerts_app.bootstrap(h.runtime.settings, clock=h.runtime.clock, bus=InProcessBus())
+
+
+def statuses(rt: ServiceRuntime) -> list[tuple[int, str, int]]:
+    with rt.uow_factory() as uow:
+        rows = uow.session.execute(select(Notification).order_by(Notification.level)).scalars()
+        return [(n.level, n.status, n.attempts) for n in rows]
+
+
+def test_worker_killed_mid_escalation_restarts_without_losing_or_repeating_a_page(
+        tmp_path, pg_database: Callable[[str], str]) -> None:
+    clock, bus = MovableClock(T0), InProcessBus()
+    h = pg_alerts(tmp_path, pg_database("alerts"), clock, bus)
+    with webhook() as l1, webhook() as l2, webhook() as l3:
+        h.client.put("/v1/oncall/north", headers=ONCALL, json=oncall_body(
+            [("ann", "webhook", l1.url)], [("bob", "webhook", l2.url)], [("cy", "webhook", l3.url)],
+            delay_s=900))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=40))
+        first = h.runtime
+        assert paging.sweep_once(first)["sent"] == 1
+        clock.advance(seconds=901)
+        # the first worker escalates and claims the level-2 page, then dies before sending it
+        assert paging.escalate_due(first.uow_factory, settings=first.settings) == 1
+        (claim,) = paging.claim_due(first.uow_factory, settings=first.settings)
+        first.engine.dispose()
+        assert claim.page.level == 2
+
+        second = fresh_runtime(h)
+        assert paging.sweep_once(second)["claimed"] == 0  # the dead worker's lease still holds
+        clock.advance(seconds=paging.lease_seconds(second.settings) + 1)
+        assert paging.sweep_once(second)["sent"] == 1
+        # the dead worker coming back to record its old claim changes nothing
+        assert paging.record_result(first.uow_factory, claim, None, settings=first.settings) == "claim_lost"
+        clock.advance(seconds=900)
+        assert paging.sweep_once(second) == {"escalated": 1, "claimed": 1, "sent": 1, "retrying": 0,
+                                             "failed": 0, "claim_lost": 0}
+        clock.advance(hours=5)
+        third = fresh_runtime(h)
+        assert paging.sweep_once(third)["claimed"] == 0
+        assert [len(l1.pages), len(l2.pages), len(l3.pages)] == [1, 1, 1]
+        assert [p["level"] for p in l2.pages + l3.pages] == [2, 3]
+        assert statuses(third) == [(1, "sent", 1), (2, "sent", 2), (3, "sent", 1)]
+
+
+def test_pages_planned_but_never_claimed_are_sent_by_the_next_worker(
+        tmp_path, pg_database: Callable[[str], str]) -> None:
+    clock, bus = MovableClock(T0), InProcessBus()
+    h = pg_alerts(tmp_path, pg_database("alerts"), clock, bus)
+    with webhook() as l1:
+        h.client.put("/v1/oncall/north", headers=ONCALL, json=oncall_body([("ann", "webhook", l1.url)]))
+        for i in range(3):
+            emit(h, bus, EventType.FLOW_RECORDED, flow_data(f"SN{i}", 40))
+        h.runtime.engine.dispose()  # the worker that raised them is gone
+        assert paging.sweep_once(fresh_runtime(h))["sent"] == 3
+        assert sorted(p["alert"]["pump_serial"] for p in l1.pages) == ["SN0", "SN1", "SN2"]
+
+
+def test_two_workers_page_each_notification_once(tmp_path, pg_database: Callable[[str], str]) -> None:
+    clock, bus = MovableClock(T0), InProcessBus()
+    h = pg_alerts(tmp_path, pg_database("alerts"), clock, bus)
+    with webhook(fail_first=5) as hook:
+        h.client.put("/v1/oncall/north", headers=ONCALL, json=oncall_body([("ann", "webhook", hook.url)]))
+        for i in range(60):
+            emit(h, bus, EventType.FLOW_RECORDED, flow_data(f"SN{i}", 40))
+        workers = [fresh_runtime(h), fresh_runtime(h)]
+        sent = Counter[str]()
+        lock = threading.Lock()
+
+        def work(rt: ServiceRuntime) -> None:
+            for _ in range(40):
+                facts = paging.sweep_once(rt)
+                with lock:
+                    sent.update({k: v for k, v in facts.items() if v})
+
+        for _ in range(3):  # three rounds, the clock moved past the retry backoff between them
+            threads = [threading.Thread(target=work, args=(rt,)) for rt in workers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            clock.advance(seconds=30)
+        ids = Counter(p["notification_id"] for p in hook.pages)
+        assert len(ids) == 60 and set(ids.values()) == {1}, ids.most_common(3)
+        assert sent["sent"] == 60 and sent["claim_lost"] == 0
+        assert hook.attempts == 65
+        assert {s for _, s, _ in statuses(workers[0])} == {"sent"}
+
+
+def test_page_arrives_fast_through_rabbitmq_with_the_worker_running(
+        tmp_path, pg_database: Callable[[str], str], amqp_url: str) -> None:
+    from shared.messaging.rabbit import RabbitBus
+
+    url = pg_database("alerts")
+    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=amqp_url, page_sweep_seconds=1.0)
+    upgrade("alerts", url)
+    bus = RabbitBus(amqp_url)
+    runtime = alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
+    worker = Worker(runtime)
+    with webhook() as hook:
+        from fastapi.testclient import TestClient
+
+        client = TestClient(alerts_app.create_app(runtime))
+        assert client.put("/v1/oncall/north", headers=ONCALL,
+                          json=oncall_body([("ann", "webhook", hook.url)])).status_code == 200
+        worker.start()
+        try:
+            publisher = bus.publisher()
+            latencies = []
+            for i in range(10):
+                event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
+                                          data=flow_data(f"SN{i}", 40))
+                started = time.perf_counter()
+                publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
+                                                         event.to_json_bytes())])
+                count = i + 1
+                wait_until(lambda: len(hook.pages) >= count, 10, f"page {count}")  # noqa: B023
+                latencies.append(hook.arrived_at[i] - started)
+            publisher.close()
+        finally:
+            worker.stop()
+            bus.close()
+    assert sorted(p["alert"]["pump_serial"] for p in hook.pages) == [f"SN{i}" for i in range(10)]
+    # woken by the consumer's commit, not waiting for the next sweep
+    assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
+    assert timedelta(seconds=max(latencies)) < timedelta(seconds=2)
