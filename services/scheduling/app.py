@@ -5,7 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from services.scheduling.handlers import PHARMACY_ORDERS_QUEUE, subscriptions
+from services.scheduling.jobs import scheduler_sweep, sweep_job
 from services.scheduling.models import metadata, platform
+from services.scheduling.routes import router
 from shared.clock import Clock
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, build_runtime
@@ -22,11 +25,22 @@ def bootstrap(
     bus: Bus | None = None,
     engine: Engine | None = None,
 ) -> ServiceRuntime:
-    """Assemble the scheduling service."""
-    return build_runtime(name=NAME, settings=settings or get_settings(), metadata=metadata,
-                         platform=platform, clock=clock, bus=bus, engine=engine)
+    """Assemble the scheduling service: consumers, the pharmacy orders queue, the sweep."""
+    settings = settings or get_settings()
+    runtime = build_runtime(name=NAME, settings=settings, metadata=metadata, platform=platform,
+                            clock=clock, bus=bus, engine=engine)
+    runtime.subscriptions.extend(subscriptions(settings))
+    runtime.declared_queues.append(PHARMACY_ORDERS_QUEUE)
+    runtime.jobs.append(sweep_job(settings))
+    runtime.readiness_checks.append(scheduler_sweep)
+    runtime.extra["started_at"] = runtime.clock.now()
+    return runtime
 
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
     """Scheduling's FastAPI app."""
-    return create_service_app(runtime, [], title="HAI scheduling")
+    return create_service_app(
+        runtime, [router], title="HAI scheduling",
+        description="Patients, therapies, refill appointments and records, flow readings, "
+                    "drug delivery orders",
+    )

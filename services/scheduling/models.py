@@ -1,15 +1,211 @@
-"""Scheduling's tables (its own database)."""
+"""Scheduling's tables (its own database): patients, the implanted-pump read model, therapies,
+appointments, refills, deliveries and their history, and the sweep record."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from datetime import date, datetime
+from typing import Any
 
-from shared.db import NAMING_CONVENTION, define_platform_tables
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, MetaData, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_tables
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 platform = define_platform_tables(metadata)
 
+OPEN_DELIVERY_STATUSES = ("requested", "accepted", "compounded", "dispatched")
+
 
 class Base(DeclarativeBase):
     metadata = metadata
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    mrn: Mapped[str] = mapped_column(String(64), primary_key=True)
+    given_name: Mapped[str] = mapped_column(String(200))
+    family_name: Mapped[str] = mapped_column(String(200))
+    birth_date: Mapped[date] = mapped_column(Date)
+    weight_kg: Mapped[float] = mapped_column(Float)
+    height_cm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sex: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    center: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ImplantedPump(Base):
+    """What scheduling knows of a pump, learnt from inventory's events only."""
+
+    __tablename__ = "implanted_pumps"
+
+    serial_number: Mapped[str] = mapped_column(String(100), primary_key=True)
+    patient_mrn: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    center: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    model_code: Mapped[str] = mapped_column(String(50))
+    reservoir_ml: Mapped[float] = mapped_column(Float)
+    labeled_flow_ml_per_day: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20))  # implanted | explanted | other inventory states
+    implanted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    explanted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Therapy(Base):
+    __tablename__ = "therapies"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_mrn: Mapped[str] = mapped_column(ForeignKey("patients.mrn"), index=True)
+    pump_serial: Mapped[str] = mapped_column(String(100), index=True)
+    regimen: Mapped[str] = mapped_column(String(30))  # fudr_alternating | saline_maintenance
+    status: Mapped[str] = mapped_column(String(20))  # active | paused | stopped
+    start_on: Mapped[date] = mapped_column(Date)
+    refill_interval_days: Mapped[int] = mapped_column(Integer)
+    fudr_mg_per_kg_day: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dosing_weight: Mapped[str] = mapped_column(String(10))  # actual | adjusted
+    dexamethasone_mg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    heparin_units: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fill_volume_ml: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dose_override_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    dose_override_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Appointment(Base):
+    """A refill appointment; the *_announced_at flags make each sweep fact go out once."""
+
+    __tablename__ = "appointments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    therapy_id: Mapped[str] = mapped_column(ForeignKey("therapies.id"), index=True)
+    patient_mrn: Mapped[str] = mapped_column(String(64), index=True)
+    center: Mapped[str] = mapped_column(String(100))
+    pump_serial: Mapped[str] = mapped_column(String(100), index=True)
+    fill_type: Mapped[str] = mapped_column(String(10))  # chemo | saline
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(20))  # scheduled | completed | cancelled
+    projected_empty_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    delivery_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    refill_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_soon_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    overdue_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    near_empty_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        Index("ix_appointments_due", "due_at", "id"),
+        # partial indexes: a sweep reads only the rows still waiting for that fact
+        Index("ix_appointments_due_soon_todo", "due_at",
+              postgresql_where=text("status = 'scheduled' AND due_soon_announced_at IS NULL"),
+              sqlite_where=text("status = 'scheduled' AND due_soon_announced_at IS NULL")),
+        Index("ix_appointments_overdue_todo", "due_at",
+              postgresql_where=text("status = 'scheduled' AND overdue_announced_at IS NULL"),
+              sqlite_where=text("status = 'scheduled' AND overdue_announced_at IS NULL")),
+        Index("ix_appointments_near_empty_todo", "projected_empty_at",
+              postgresql_where=text("status = 'scheduled' AND near_empty_announced_at IS NULL "
+                                    "AND projected_empty_at IS NOT NULL"),
+              sqlite_where=text("status = 'scheduled' AND near_empty_announced_at IS NULL "
+                                "AND projected_empty_at IS NOT NULL")),
+        Index("ix_appointments_order_todo", "due_at",
+              postgresql_where=text("status = 'scheduled' AND fill_type = 'chemo' "
+                                    "AND delivery_id IS NULL"),
+              sqlite_where=text("status = 'scheduled' AND fill_type = 'chemo' "
+                                "AND delivery_id IS NULL")),
+    )
+
+
+class Refill(Base):
+    __tablename__ = "refills"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pump_serial: Mapped[str] = mapped_column(String(100))
+    patient_mrn: Mapped[str] = mapped_column(String(64), index=True)
+    center: Mapped[str] = mapped_column(String(100))
+    therapy_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    appointment_id: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True)
+    delivery_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    residual_volume_ml: Mapped[float] = mapped_column(Float)
+    fill_volume_ml: Mapped[float] = mapped_column(Float)
+    fill_type: Mapped[str] = mapped_column(String(10))
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    elapsed_days: Mapped[float | None] = mapped_column(Float, nullable=True)
+    measured_flow_ml_per_day: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expected_flow_ml_per_day: Mapped[float] = mapped_column(Float)
+    flow_deviation_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+    outside_window: Mapped[bool] = mapped_column(Boolean)
+    projected_empty_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_appointment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_refills_pump_performed", "pump_serial", "performed_at", "id"),)
+
+
+class Delivery(Base):
+    """A drug delivery order; its `id` is the pharmacy's `order_id`."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    appointment_id: Mapped[str] = mapped_column(String(36), index=True)
+    therapy_id: Mapped[str] = mapped_column(String(36), index=True)
+    patient_mrn: Mapped[str] = mapped_column(String(64))
+    pump_serial: Mapped[str] = mapped_column(String(100))
+    center: Mapped[str] = mapped_column(String(100))
+    needed_by: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20))
+    drugs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    order: Mapped[dict[str, Any]] = mapped_column(JSON)  # the order as sent (for the cancellation)
+    lot: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    beyond_use_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    late_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        Index("ix_deliveries_status_id", "status", "id"),
+        Index("ix_deliveries_late_todo", "needed_by",
+              postgresql_where=text("late_announced_at IS NULL AND status IN "
+                                    "('requested', 'accepted', 'compounded', 'dispatched')"),
+              sqlite_where=text("late_announced_at IS NULL AND status IN "
+                                "('requested', 'accepted', 'compounded', 'dispatched')")),
+    )
+
+
+class DeliveryEvent(Base):
+    """One line of a delivery's history; `applied` is false for a late status kept for the record."""
+
+    __tablename__ = "delivery_history"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    applied: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(20))  # scheduling | queue | http
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SweepRun(Base):
+    """One completed sweep (any worker): what `/readyz` reads to spot a dead scheduler."""
+
+    __tablename__ = "sweep_runs"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    jobs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+__all__ = ["Appointment", "Base", "Delivery", "DeliveryEvent", "ImplantedPump", "Patient", "Refill",
+           "SweepRun", "Therapy", "metadata", "platform", "OPEN_DELIVERY_STATUSES"]

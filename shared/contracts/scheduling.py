@@ -106,3 +106,13 @@ class SweepCompletedData(BaseModel):
 
     at: AwareDatetime
     jobs: list[SweepJob]
+
+
+RESERVOIR_NEAR_EMPTY = "hai.scheduling.reservoir.near_empty"  # an added event type
+
+
+class ReservoirNearEmptyData(AppointmentData):
+    """`hai.scheduling.reservoir.near_empty` (added): the open appointment of a pump projected to
+    run dry within the near-empty horizon, and the hours left."""
+
+    hours_to_empty: float

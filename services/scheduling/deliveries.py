@@ -1,0 +1,358 @@
+"""Drug delivery orders: the dose arithmetic sent to the pharmacy, cancellations, and the
+pharmacy's statuses (never backwards, duplicates harmless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+
+import structlog
+from sqlalchemy import insert, select, update
+
+from services.scheduling.dosing import (
+    DosingError,
+    diluent_text,
+    dosing_weight_kg,
+    in_label_range,
+    order_drug_lines,
+)
+from services.scheduling.models import (
+    OPEN_DELIVERY_STATUSES,
+    Appointment,
+    Delivery,
+    DeliveryEvent,
+    ImplantedPump,
+    Patient,
+    Refill,
+    Therapy,
+)
+from services.scheduling.outbox import publish_many
+from services.scheduling.schemas import DeliveryHistoryRead, DeliveryRead
+from shared.clock import ensure_utc
+from shared.contracts.pharmacy import OrderDrug, OrderPatient, OrderPump, OrderRequestedData
+from shared.contracts.scheduling import DeliveryData, DeliveryHistoryEntry
+from shared.db import UnitOfWork, new_id
+from shared.errors import NotFound
+from shared.events import PHARMACY_EXCHANGE, EventType
+from shared.pagination import Page, PageParams, paginate
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+STATUS_RANK = {"requested": 0, "accepted": 1, "compounded": 2, "dispatched": 3, "delivered": 4}
+TERMINAL = frozenset({"delivered", "rejected", "cancelled"})
+Decision = Literal["apply", "duplicate", "late"]
+
+
+def decide(current: str, incoming: str) -> Decision:
+    """Whether a status moves an order forward (apply), repeats it (duplicate) or comes too late."""
+    if incoming == current:
+        return "duplicate"
+    if current in TERMINAL:
+        return "late"
+    if incoming in ("rejected", "cancelled"):
+        return "apply"
+    return "apply" if STATUS_RANK[incoming] > STATUS_RANK[current] else "late"
+
+
+# ---------------------------------------------------------------- reading
+
+def rowcount(result: object) -> int:
+    """Rows matched by an UPDATE (a CursorResult's rowcount)."""
+    return int(getattr(result, "rowcount", 0))
+
+
+def get_row(uow: UnitOfWork, delivery_id: str) -> Delivery | None:
+    """The delivery row, or None."""
+    return uow.session.get(Delivery, delivery_id)
+
+
+def _history(uow: UnitOfWork, ids: Sequence[str]) -> dict[str, list[DeliveryEvent]]:
+    out: dict[str, list[DeliveryEvent]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    rows = uow.session.scalars(select(DeliveryEvent).where(DeliveryEvent.delivery_id.in_(ids))
+                               .order_by(DeliveryEvent.id))
+    for row in rows:
+        out[row.delivery_id].append(row)
+    return out
+
+
+def _read(d: Delivery, history: list[DeliveryEvent]) -> DeliveryRead:
+    return DeliveryRead(
+        id=d.id, appointment_id=d.appointment_id, therapy_id=d.therapy_id,
+        patient_mrn=d.patient_mrn, pump_serial=d.pump_serial, center=d.center,
+        needed_by=d.needed_by, status=d.status, drugs=d.drugs,
+        fill_volume_ml=d.order.get("fill_volume_ml"), diluent=d.order.get("diluent"),
+        lot=d.lot, beyond_use_at=d.beyond_use_at, created_at=d.created_at, updated_at=d.updated_at,
+        history=[DeliveryHistoryRead(at=h.at, status=h.status, reason=h.reason, applied=h.applied)
+                 for h in history],
+    )
+
+
+def _data(read: DeliveryRead) -> DeliveryData:
+    return DeliveryData(
+        id=read.id, appointment_id=read.appointment_id, patient_mrn=read.patient_mrn,
+        pump_serial=read.pump_serial, center=read.center, needed_by=read.needed_by,
+        status=read.status, drugs=read.drugs,
+        history=[DeliveryHistoryEntry(at=h.at, status=h.status, reason=h.reason)
+                 for h in read.history],
+        therapy_id=read.therapy_id, lot=read.lot, beyond_use_at=read.beyond_use_at,
+    )
+
+
+def get_delivery(*, uow: UnitOfWork, delivery_id: str) -> DeliveryRead:
+    """One delivery with its history."""
+    d = get_row(uow, delivery_id)
+    if d is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    return _read(d, _history(uow, [d.id])[d.id])
+
+
+def list_deliveries(*, uow: UnitOfWork, page: PageParams, status: str | None,
+                    patient_mrn: str | None) -> Page[DeliveryRead]:
+    """Deliveries, by needed-by time, optionally of one status or patient."""
+    stmt = select(Delivery)
+    if status:
+        stmt = stmt.where(Delivery.status == status)
+    if patient_mrn:
+        stmt = stmt.where(Delivery.patient_mrn == patient_mrn)
+    page_rows = paginate(uow.session, stmt, keys=[Delivery.needed_by, Delivery.id], params=page,
+                         to_item=lambda d: d)
+    history = _history(uow, [d.id for d in page_rows.items])
+    return Page[DeliveryRead](items=[_read(d, history[d.id]) for d in page_rows.items],
+                              next_cursor=page_rows.next_cursor)
+
+
+# ---------------------------------------------------------------- ordering
+
+def place_order_if_due(uow: UnitOfWork, appt: Appointment, *, settings: Settings,
+                       actor: str) -> Delivery | None:
+    """Order a chemo fill at once when its appointment is already inside the pharmacy lead time."""
+    if appt.fill_type != "chemo" or appt.status != "scheduled" or appt.delivery_id is not None:
+        return None
+    if appt.due_at > uow.now() + timedelta(days=settings.pharmacy_lead_time_days):
+        return None
+    therapy = uow.session.get(Therapy, appt.therapy_id)
+    if therapy is None or therapy.status != "active":
+        return None
+    order_id = new_id()
+    claimed = rowcount(uow.session.execute(
+        update(Appointment).where(Appointment.id == appt.id, Appointment.delivery_id.is_(None))
+        .values(delivery_id=order_id).execution_options(synchronize_session=False)))
+    if not claimed:
+        return None
+    uow.session.refresh(appt)
+    placed, _failed = build_orders(uow, [appt], settings=settings, actor=actor)
+    if not placed:
+        uow.session.refresh(appt)  # the claim was released: the sweep tries again and logs why
+        return None
+    return placed[0]
+
+
+def _latest_flows(uow: UnitOfWork, pumps: dict[str, ImplantedPump]) -> dict[str, float]:
+    """The latest measured flow of each pump since its implant."""
+    flows: dict[str, float] = {}
+    if not pumps:
+        return flows
+    rows = uow.session.execute(
+        select(Refill.pump_serial, Refill.performed_at, Refill.measured_flow_ml_per_day)
+        .where(Refill.pump_serial.in_(list(pumps)), Refill.measured_flow_ml_per_day.is_not(None))
+        .order_by(Refill.pump_serial, Refill.performed_at.desc())
+    )
+    for serial, performed_at, flow in rows:
+        implanted_at = pumps[serial].implanted_at
+        if serial in flows or (implanted_at is not None and performed_at < implanted_at):
+            continue
+        if flow and flow > 0:
+            flows[serial] = float(flow)
+    return flows
+
+
+def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Settings,
+                 actor: str) -> tuple[list[Delivery], list[tuple[str, DosingError]]]:
+    """Write the orders of appointments already claimed (their `delivery_id` set to the new
+    order id): deliveries, history, `order.requested` and `delivery.updated`, in bulk. An
+    appointment whose dose cannot be computed gets its claim released and is reported."""
+    session = uow.session
+    now = uow.now()
+    therapies = {t.id: t for t in session.scalars(
+        select(Therapy).where(Therapy.id.in_({a.therapy_id for a in appts})))}
+    patients = {p.mrn: p for p in session.scalars(
+        select(Patient).where(Patient.mrn.in_({a.patient_mrn for a in appts})))}
+    pumps = {p.serial_number: p for p in session.scalars(
+        select(ImplantedPump).where(ImplantedPump.serial_number.in_({a.pump_serial for a in appts})))}
+    flows = _latest_flows(uow, pumps)
+    placed: list[Delivery] = []
+    failed: list[tuple[str, DosingError]] = []
+    orders: list[tuple[str, object, str | None]] = []
+    updates: list[tuple[str, object, str | None]] = []
+    audits = []
+    history = []
+    for appt in appts:
+        assert appt.delivery_id is not None
+        try:
+            order = _order_for(appt, therapies.get(appt.therapy_id), patients.get(appt.patient_mrn),
+                               pumps.get(appt.pump_serial), flows, settings)
+        except DosingError as exc:
+            failed.append((appt.id, exc))
+            continue
+        delivery = Delivery(
+            id=order.order_id, appointment_id=appt.id, therapy_id=appt.therapy_id,
+            patient_mrn=appt.patient_mrn, pump_serial=appt.pump_serial, center=appt.center,
+            needed_by=order.needed_by, status="requested",
+            drugs=[d.model_dump(mode="json") for d in order.drugs],
+            order=order.model_dump(mode="json"), created_at=now, updated_at=now,
+        )
+        placed.append(delivery)
+        history.append({"delivery_id": delivery.id, "at": now, "status": "requested",
+                        "reason": None, "applied": True, "source": "scheduling", "recorded_at": now})
+        orders.append((EventType.ORDER_REQUESTED, order, order.order_id))
+        audits.append({"at": now, "actor": actor, "action": "delivery.ordered",
+                       "entity_type": "delivery", "entity_id": delivery.id,
+                       "changes": {"appointment_id": appt.id,
+                                   "drugs": [d.model_dump(mode="json") for d in order.drugs]}})
+    if failed:
+        session.execute(update(Appointment).where(Appointment.id.in_([i for i, _ in failed]))
+                        .values(delivery_id=None).execution_options(synchronize_session=False))
+        for appt_id, error in failed:
+            log.error("order.not_placed", appointment_id=appt_id, field=error.field,
+                      error=error.message)
+    if placed:
+        session.add_all(placed)
+        session.flush()
+        session.execute(insert(DeliveryEvent), history)
+        session.execute(insert(uow.platform.audit), audits)
+        for d in placed:
+            hist = [DeliveryHistoryRead(at=now, status="requested")]
+            read = DeliveryRead(
+                id=d.id, appointment_id=d.appointment_id, therapy_id=d.therapy_id,
+                patient_mrn=d.patient_mrn, pump_serial=d.pump_serial, center=d.center,
+                needed_by=d.needed_by, status=d.status, drugs=d.drugs, created_at=now,
+                updated_at=now, history=hist)
+            updates.append((EventType.DELIVERY_UPDATED, _data(read), d.id))
+        publish_many(uow, orders, exchange=PHARMACY_EXCHANGE)
+        publish_many(uow, updates)
+    return placed, failed
+
+
+def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | None,
+               pump: ImplantedPump | None, flows: dict[str, float],
+               settings: Settings) -> OrderRequestedData:
+    if therapy is None or patient is None:
+        raise DosingError("therapy_id", "therapy or patient missing")
+    if pump is None:
+        raise DosingError("pump_serial", "pump unknown to scheduling")
+    dose = therapy.fudr_mg_per_kg_day or settings.fudr_default_mg_per_kg_day
+    if not in_label_range(dose, minimum=settings.fudr_label_min_mg_per_kg_day,
+                          maximum=settings.fudr_label_max_mg_per_kg_day) \
+            and not therapy.dose_override_reason:
+        raise DosingError("fudr_mg_per_kg_day", f"{dose} mg/kg/day outside the label range "
+                                                "without an oncologist's override")
+    weight = dosing_weight_kg(actual_kg=patient.weight_kg, mode=therapy.dosing_weight,
+                              height_cm=patient.height_cm, sex=patient.sex,
+                              adjusted_threshold_pct=settings.adjusted_weight_threshold_pct)
+    measured = flows.get(pump.serial_number)
+    flow = measured if measured is not None else pump.labeled_flow_ml_per_day
+    fill = therapy.fill_volume_ml or pump.reservoir_ml
+    lines = order_drug_lines(
+        dose_mg_per_kg_day=dose, weight=weight, fill_volume_ml=fill, flow_ml_per_day=flow,
+        flow_source="latest measured" if measured is not None else "labeled",
+        dexamethasone_mg=therapy.dexamethasone_mg, heparin_units=therapy.heparin_units)
+    assert appt.delivery_id is not None
+    return OrderRequestedData(
+        order_id=appt.delivery_id,
+        patient=OrderPatient(mrn=patient.mrn, given_name=patient.given_name,
+                             family_name=patient.family_name, birth_date=patient.birth_date,
+                             weight_kg=patient.weight_kg),
+        pump=OrderPump(serial_number=pump.serial_number, model_code=pump.model_code,
+                       reservoir_ml=pump.reservoir_ml, flow_ml_per_day=flow),
+        fill_volume_ml=fill,
+        infusion_days=round(fill / flow, 1),
+        drugs=[OrderDrug(code=line.code, name=line.name, amount=line.amount,
+                         unit=line.unit, basis=line.basis)
+               for line in lines],
+        diluent=diluent_text(fill),
+        needed_by=appt.scheduled_for or appt.due_at,
+        appointment_id=appt.id,
+        center=appt.center, therapy_id=therapy.id, dosing_weight_kg=weight.kg,
+        dose_override_by=therapy.dose_override_by,
+        dose_override_reason=therapy.dose_override_reason,
+    )
+
+
+def cancel_open_orders(uow: UnitOfWork, *, therapy_id: str, actor: str, reason: str) -> list[str]:
+    """Cancel a therapy's open orders and tell the pharmacy (`order.cancelled`)."""
+    session = uow.session
+    rows = list(session.scalars(select(Delivery).where(
+        Delivery.therapy_id == therapy_id, Delivery.status.in_(OPEN_DELIVERY_STATUSES))
+        .with_for_update()))
+    now = uow.now()
+    for d in rows:
+        d.status, d.updated_at = "cancelled", now
+        session.add(DeliveryEvent(delivery_id=d.id, at=now, status="cancelled", reason=reason,
+                                  applied=True, source="scheduling", recorded_at=now))
+        session.execute(update(Appointment).where(Appointment.delivery_id == d.id,
+                                                  Appointment.status == "scheduled")
+                        .values(delivery_id=None).execution_options(synchronize_session=False))
+        session.flush()
+        uow.publish(EventType.ORDER_CANCELLED, {**d.order, "reason": reason}, subject=d.id,
+                    exchange=PHARMACY_EXCHANGE)
+        uow.publish(EventType.DELIVERY_UPDATED, _data(get_delivery(uow=uow, delivery_id=d.id)),
+                    subject=d.id)
+        uow.audit(actor=actor, action="delivery.cancelled", entity_type="delivery",
+                  entity_id=d.id, changes={"reason": reason})
+    return [d.id for d in rows]
+
+
+# ---------------------------------------------------------------- statuses from the pharmacy
+
+def apply_status(uow: UnitOfWork, *, order_id: str, status: str, at: datetime,
+                 reason: str | None, lot: str | None, beyond_use_at: datetime | None,
+                 source: str, actor: str) -> tuple[DeliveryRead, Decision]:
+    """Apply a pharmacy status: forward moves apply, a repeat changes nothing, a late one is
+    only recorded in the history. Raises NotFound for an unknown order."""
+    session = uow.session
+    at = ensure_utc(at)
+    beyond_use_at = ensure_utc(beyond_use_at) if beyond_use_at else None
+    d = session.scalar(select(Delivery).where(Delivery.id == order_id).with_for_update())
+    if d is None:
+        raise NotFound(f"no delivery order {order_id}")
+    decision = decide(d.status, status)
+    now = uow.now()
+    if decision == "duplicate":
+        return get_delivery(uow=uow, delivery_id=d.id), decision
+    if decision == "late":
+        seen = session.scalar(select(DeliveryEvent.id).where(
+            DeliveryEvent.delivery_id == d.id, DeliveryEvent.status == status,
+            DeliveryEvent.at == at).limit(1))
+        if seen is None:
+            note = f"not applied: order already {d.status}"
+            session.add(DeliveryEvent(delivery_id=d.id, at=at, status=status,
+                                      reason=f"{note}; {reason}" if reason else note,
+                                      applied=False, source=source, recorded_at=now))
+            session.flush()
+            log.info("delivery.status_late", delivery_id=d.id, status=status, current=d.status)
+        return get_delivery(uow=uow, delivery_id=d.id), decision
+    before = d.status
+    d.status, d.updated_at = status, now
+    if lot:
+        d.lot = lot
+    if beyond_use_at:
+        d.beyond_use_at = beyond_use_at
+    session.add(DeliveryEvent(delivery_id=d.id, at=at, status=status, reason=reason, applied=True,
+                              source=source, recorded_at=now))
+    session.flush()
+    read = get_delivery(uow=uow, delivery_id=d.id)
+    uow.publish(EventType.DELIVERY_UPDATED, _data(read), subject=d.id)
+    uow.audit(actor=actor, action="delivery.status", entity_type="delivery", entity_id=d.id,
+              changes={"from": before, "to": status, "at": at, "reason": reason, "source": source})
+    log.info("delivery.status_applied", delivery_id=d.id, from_status=before, to_status=status)
+    return read, decision
+
+
+def delivery_payloads(uow: UnitOfWork, rows: Sequence[Delivery]) -> list[DeliveryData]:
+    """The contract payloads of many deliveries (one history query)."""
+    history = _history(uow, [d.id for d in rows])
+    return [_data(_read(d, history[d.id])) for d in rows]

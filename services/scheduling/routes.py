@@ -1,0 +1,194 @@
+"""Scheduling's HTTP API (thin: parse, call the service, shape the answer)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from services.scheduling import deliveries, service
+from services.scheduling.schemas import (
+    AppointmentBook,
+    AppointmentRead,
+    DeliveryRead,
+    DeliveryStatusIn,
+    FlowReading,
+    PatientCreate,
+    PatientRead,
+    PatientUpdate,
+    RefillCreate,
+    RefillRead,
+    TherapyCreate,
+    TherapyRead,
+    TherapyUpdate,
+)
+from shared.auth import CurrentUser, Principal, require_roles
+from shared.errors import Conflict
+from shared.idempotency import IdempotencyDep
+from shared.pagination import Page, PageDep
+from shared.web import RuntimeDep, UowDep
+
+router = APIRouter()
+
+Clinician = Annotated[Principal, Depends(require_roles("nurse", "oncologist"))]
+Oncologist = Annotated[Principal, Depends(require_roles("oncologist"))]
+Nurse = Annotated[Principal, Depends(require_roles("nurse"))]
+Pharmacist = Annotated[Principal, Depends(require_roles("pharmacist"))]
+
+AppointmentStatus = Literal["scheduled", "completed", "cancelled"]
+DeliveryStatus = Literal["requested", "accepted", "compounded", "dispatched", "delivered",
+                         "rejected", "cancelled"]
+TherapyStatus = Literal["active", "paused", "stopped"]
+
+
+# ---------------------------------------------------------------- patients
+
+@router.post("/patients", status_code=201, response_model=PatientRead, tags=["patients"])
+def create_patient(body: PatientCreate, user: Clinician, uow: UowDep,
+                   idem: IdempotencyDep) -> JSONResponse:
+    """Register a patient (nurse, oncologist)."""
+    return idem.run(uow, body, lambda: service.create_patient(uow=uow, body=body, actor=user.sub))
+
+
+@router.get("/patients/{mrn}", tags=["patients"])
+def get_patient(mrn: str, _: CurrentUser, uow: UowDep) -> PatientRead:
+    """One patient."""
+    return service.get_patient(uow=uow, mrn=mrn)
+
+
+@router.patch("/patients/{mrn}", tags=["patients"])
+def update_patient(mrn: str, body: PatientUpdate, user: Clinician, uow: UowDep) -> PatientRead:
+    """Change a patient's details, e.g. a new weight (nurse, oncologist)."""
+    result = service.update_patient(uow=uow, mrn=mrn, body=body, actor=user.sub)
+    uow.commit()
+    return result
+
+
+# ---------------------------------------------------------------- therapies
+
+@router.post("/therapies", status_code=201, response_model=TherapyRead, tags=["therapies"])
+def create_therapy(body: TherapyCreate, user: Oncologist, uow: UowDep, runtime: RuntimeDep,
+                   idem: IdempotencyDep) -> JSONResponse:
+    """Start a therapy and schedule its first fill (oncologist); 409 if scheduling has not seen
+    the pump implanted in that patient."""
+    return idem.run(uow, body, lambda: service.create_therapy(
+        uow=uow, body=body, actor=user.sub, settings=runtime.settings))
+
+
+@router.get("/therapies", tags=["therapies"])
+def list_therapies(_: CurrentUser, uow: UowDep, page: PageDep, patient_mrn: str | None = None,
+                   status: TherapyStatus | None = None) -> Page[TherapyRead]:
+    """Therapies, newest first."""
+    return service.list_therapies(uow=uow, page=page, patient_mrn=patient_mrn, status=status)
+
+
+@router.get("/therapies/{therapy_id}", tags=["therapies"])
+def get_therapy(therapy_id: str, _: CurrentUser, uow: UowDep) -> TherapyRead:
+    """One therapy."""
+    return service.get_therapy(uow=uow, therapy_id=therapy_id)
+
+
+@router.patch("/therapies/{therapy_id}", tags=["therapies"])
+def update_therapy(therapy_id: str, body: TherapyUpdate, user: Oncologist, uow: UowDep,
+                   runtime: RuntimeDep) -> TherapyRead:
+    """`{"action": "pause" | "resume" | "stop", "reason"?}` and/or new dosing settings
+    (oncologist). Pause cancels open pharmacy orders and orders nothing until resumed
+    (appointments stay: the pump must not run dry); stop cancels open appointments and orders."""
+    result = service.update_therapy(uow=uow, therapy_id=therapy_id, body=body, actor=user.sub,
+                                    settings=runtime.settings)
+    uow.commit()
+    return result
+
+
+# ---------------------------------------------------------------- appointments
+
+@router.get("/appointments", tags=["appointments"])
+def list_appointments(
+    _: CurrentUser, uow: UowDep, page: PageDep,
+    status: AppointmentStatus | None = None,
+    due_before: Annotated[AwareDatetime | None, Query()] = None,
+    center: str | None = None,
+    patient_mrn: str | None = None,
+) -> Page[AppointmentRead]:
+    """The nurses' worklist, ordered by due time (no `status`: every status)."""
+    return service.list_appointments(uow=uow, page=page, status=status, due_before=due_before,
+                                     center=center, patient_mrn=patient_mrn)
+
+
+@router.get("/appointments/{appointment_id}", tags=["appointments"])
+def get_appointment(appointment_id: str, _: CurrentUser, uow: UowDep) -> AppointmentRead:
+    """One appointment."""
+    return service.get_appointment(uow=uow, appointment_id=appointment_id)
+
+
+@router.patch("/appointments/{appointment_id}", tags=["appointments"])
+def book_appointment(appointment_id: str, body: AppointmentBook, user: Nurse,
+                     uow: UowDep) -> AppointmentRead:
+    """Book `scheduled_for` (nurse)."""
+    result = service.book_appointment(uow=uow, appointment_id=appointment_id, body=body,
+                                      actor=user.sub)
+    uow.commit()
+    return result
+
+
+# ---------------------------------------------------------------- refills and flow
+
+@router.post("/refills", status_code=201, response_model=RefillRead, tags=["refills"])
+def record_refill(body: RefillCreate, user: Nurse, uow: UowDep, runtime: RuntimeDep,
+                  idem: IdempotencyDep) -> JSONResponse:
+    """Record a refill (nurse): flow figures, the appointment completed and the next one."""
+    return idem.run(uow, body, lambda: service.record_refill(
+        uow=uow, body=body, actor=user.sub, settings=runtime.settings))
+
+
+@router.get("/refills", tags=["refills"])
+def list_refills(_: CurrentUser, uow: UowDep, page: PageDep, pump_serial: str | None = None,
+                 patient_mrn: str | None = None) -> Page[RefillRead]:
+    """Refills, newest first."""
+    return service.list_refills(uow=uow, page=page, pump_serial=pump_serial,
+                                patient_mrn=patient_mrn)
+
+
+@router.get("/refills/{refill_id}", tags=["refills"])
+def get_refill(refill_id: str, _: CurrentUser, uow: UowDep) -> RefillRead:
+    """One refill."""
+    return service.get_refill(uow=uow, refill_id=refill_id)
+
+
+@router.get("/pumps/{serial}/flow-readings", tags=["refills"])
+def flow_readings(serial: str, _: CurrentUser, uow: UowDep, page: PageDep) -> Page[FlowReading]:
+    """The measured flow series of a pump, oldest first."""
+    return service.flow_readings(uow=uow, pump_serial=serial, page=page)
+
+
+# ---------------------------------------------------------------- deliveries
+
+@router.get("/deliveries", tags=["deliveries"])
+def list_deliveries(_: CurrentUser, uow: UowDep, page: PageDep,
+                    status: DeliveryStatus | None = None,
+                    patient_mrn: str | None = None) -> Page[DeliveryRead]:
+    """Drug delivery orders, by needed-by time."""
+    return deliveries.list_deliveries(uow=uow, page=page, status=status, patient_mrn=patient_mrn)
+
+
+@router.get("/deliveries/{delivery_id}", tags=["deliveries"])
+def get_delivery(delivery_id: str, _: CurrentUser, uow: UowDep) -> DeliveryRead:
+    """One delivery (its id is the pharmacy's order_id) with its history."""
+    return deliveries.get_delivery(uow=uow, delivery_id=delivery_id)
+
+
+@router.post("/deliveries/{delivery_id}/status", tags=["deliveries"])
+def delivery_status(delivery_id: str, body: DeliveryStatusIn, user: Pharmacist,
+                    uow: UowDep) -> DeliveryRead:
+    """The HTTP twin of the pharmacy's status message (pharmacist). A repeat changes nothing;
+    a status that would move the order backwards is recorded in its history and answered 409."""
+    result, decision = deliveries.apply_status(
+        uow, order_id=delivery_id, status=body.status, at=body.at, reason=body.reason,
+        lot=body.lot, beyond_use_at=body.beyond_use_at, source="http", actor=user.sub)
+    uow.commit()
+    if decision == "late":
+        raise Conflict(f"order is already {result.status}; {body.status} recorded, not applied",
+                       current_status=result.status)
+    return result

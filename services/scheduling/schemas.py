@@ -1,0 +1,222 @@
+"""Scheduling's request and response shapes (CONTRACT.md, Scheduling)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Regimen = Literal["fudr_alternating", "saline_maintenance"]
+FillType = Literal["chemo", "saline"]
+Sex = Literal["female", "male"]
+DosingWeightMode = Literal["actual", "adjusted"]
+TherapyAction = Literal["pause", "resume", "stop"]
+PharmacyStatus = Literal["accepted", "rejected", "compounded", "dispatched", "delivered"]
+
+
+class _Read(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class PatientCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mrn: str = Field(min_length=1, max_length=64)
+    given_name: str = Field(min_length=1, max_length=200)
+    family_name: str = Field(min_length=1, max_length=200)
+    birth_date: date
+    weight_kg: float = Field(gt=0, le=500)
+    center: str = Field(min_length=1, max_length=100)
+    height_cm: float | None = Field(default=None, gt=0, le=300)
+    sex: Sex | None = None
+
+
+class PatientUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    given_name: str | None = Field(default=None, min_length=1, max_length=200)
+    family_name: str | None = Field(default=None, min_length=1, max_length=200)
+    birth_date: date | None = None
+    weight_kg: float | None = Field(default=None, gt=0, le=500)
+    center: str | None = Field(default=None, min_length=1, max_length=100)
+    height_cm: float | None = Field(default=None, gt=0, le=300)
+    sex: Sex | None = None
+
+
+class PatientRead(_Read):
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: date
+    weight_kg: float
+    center: str
+    height_cm: float | None
+    sex: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TherapyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    patient_mrn: str = Field(min_length=1, max_length=64)
+    pump_serial: str = Field(min_length=1, max_length=100)
+    regimen: Regimen
+    start_on: date
+    refill_interval_days: int | None = Field(default=None, ge=1, le=120)
+    fudr_mg_per_kg_day: float | None = Field(default=None, gt=0)
+    dosing_weight: DosingWeightMode = "actual"
+    dexamethasone_mg: float | None = Field(default=None, ge=0)
+    heparin_units: float | None = Field(default=None, ge=0)
+    fill_volume_ml: float | None = Field(default=None, gt=0)
+    dose_override_reason: str | None = Field(
+        default=None, min_length=1, max_length=2000,
+        description="an oncologist's reason for a FUDR dose outside the label range "
+                    "(0.1–0.6 mg/kg/day by default); the token's subject is recorded as "
+                    "dose_override_by")
+
+
+class TherapyUpdate(BaseModel):
+    """`PATCH /v1/therapies/{id}`: an `action` (pause | resume | stop) and/or new dosing settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: TherapyAction | None = Field(
+        default=None, description="pause (no pharmacy orders; open orders cancelled), resume, "
+                                  "or stop (open appointments and orders cancelled; final)")
+    reason: str | None = Field(default=None, max_length=2000)
+    refill_interval_days: int | None = Field(default=None, ge=1, le=120)
+    fudr_mg_per_kg_day: float | None = Field(default=None, gt=0)
+    dosing_weight: DosingWeightMode | None = None
+    dexamethasone_mg: float | None = Field(default=None, ge=0)
+    heparin_units: float | None = Field(default=None, ge=0)
+    fill_volume_ml: float | None = Field(default=None, gt=0)
+    dose_override_reason: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
+class TherapyRead(_Read):
+    id: str
+    patient_mrn: str
+    pump_serial: str
+    regimen: str
+    status: str
+    status_reason: str | None
+    start_on: date
+    refill_interval_days: int
+    fudr_mg_per_kg_day: float | None
+    dosing_weight: str
+    dexamethasone_mg: float | None
+    heparin_units: float | None
+    fill_volume_ml: float | None
+    dose_override_by: str | None
+    dose_override_reason: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class AppointmentRead(_Read):
+    id: str
+    therapy_id: str
+    patient_mrn: str
+    center: str
+    pump_serial: str
+    fill_type: str
+    due_at: datetime
+    scheduled_for: datetime | None
+    status: str
+    projected_empty_at: datetime | None
+    delivery_id: str | None
+    refill_id: str | None = None
+
+
+class AppointmentBook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scheduled_for: AwareDatetime
+
+
+class RefillCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pump_serial: str = Field(min_length=1, max_length=100)
+    performed_at: AwareDatetime
+    residual_volume_ml: float = Field(ge=0, le=1000)
+    fill_volume_ml: float = Field(gt=0, le=1000)
+    fill_type: FillType
+    appointment_id: str | None = None
+    delivery_id: str | None = None
+    notes: str | None = Field(default=None, max_length=4000)
+
+
+class RefillRead(_Read):
+    id: str
+    pump_serial: str
+    patient_mrn: str
+    center: str
+    therapy_id: str | None
+    performed_at: datetime
+    residual_volume_ml: float
+    fill_volume_ml: float
+    fill_type: str
+    appointment_id: str | None
+    delivery_id: str | None
+    notes: str | None
+    elapsed_days: float | None
+    measured_flow_ml_per_day: float | None
+    expected_flow_ml_per_day: float
+    flow_deviation_pct: float | None
+    outside_window: bool
+    projected_empty_at: datetime | None
+    recorded_by: str
+    created_at: datetime
+    next_appointment: AppointmentRead | None = None
+
+
+class FlowReading(BaseModel):
+    refill_id: str
+    performed_at: datetime
+    elapsed_days: float
+    residual_volume_ml: float
+    measured_flow_ml_per_day: float
+    expected_flow_ml_per_day: float
+    flow_deviation_pct: float
+
+
+class DeliveryHistoryRead(BaseModel):
+    at: datetime
+    status: str
+    reason: str | None = None
+    applied: bool = True
+
+
+class DeliveryRead(BaseModel):
+    id: str
+    appointment_id: str
+    therapy_id: str
+    patient_mrn: str
+    pump_serial: str
+    center: str
+    needed_by: datetime
+    status: str
+    drugs: list[dict[str, Any]]
+    fill_volume_ml: float | None = None
+    diluent: str | None = None
+    lot: str | None = None
+    beyond_use_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    history: list[DeliveryHistoryRead]
+
+
+class DeliveryStatusIn(BaseModel):
+    """`POST /v1/deliveries/{id}/status`: the HTTP twin of the pharmacy's status message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: PharmacyStatus
+    at: AwareDatetime
+    reason: str | None = Field(default=None, max_length=2000)
+    lot: str | None = Field(default=None, max_length=100)
+    beyond_use_at: AwareDatetime | None = None

@@ -1,0 +1,101 @@
+"""Scheduling on PostgreSQL: two workers sweeping at once announce each fact exactly once, and of
+two concurrent refills for one appointment one wins."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from services.scheduling.jobs import sweep
+from shared.clock import MovableClock
+from shared.contracts.scheduling import RESERVOIR_NEAR_EMPTY
+from shared.events import EventType
+from shared.messaging.inproc import InProcessBus
+from tests.helpers import Harness
+from tests.helpers import test_settings as settings_for
+from tests.unit.scheduling.scheduling_support import (
+    NURSE,
+    T0,
+    implant,
+    outbox,
+    patient,
+    start,
+    therapy,
+    worklist,
+)
+
+N = 40
+
+
+def test_two_workers_announce_each_fact_once(tmp_path: Path,
+                                             pg_database: Callable[[str], str]) -> None:
+    url = pg_database("scheduling")
+    settings = settings_for(tmp_path, scheduling_database_url=url)
+    clock = MovableClock(T0)
+    a, bus = start(settings, clock)
+    b, _ = start(settings, clock, InProcessBus())
+    for i in range(N):
+        patient(a, f"M{i}")
+        implant(a, bus, f"S{i}", f"M{i}")
+        # every other one chemo: orders at lead time too
+        therapy(a, f"M{i}", f"S{i}", start_on=f"2026-11-{10 + i % 3:02d}",
+                regimen="fudr_alternating" if i % 2 else "saline_maintenance")
+    before = len(outbox(a, EventType.ORDER_REQUESTED))
+    errors: list[BaseException] = []
+
+    def run(h: Harness) -> None:
+        try:
+            facts = sweep(h.runtime)
+            assert facts["ok"], facts
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    for step in (timedelta(days=5), timedelta(days=1), timedelta(days=1), timedelta(days=1),
+                 timedelta(days=3)):
+        clock.advance(step)
+        threads = [threading.Thread(target=run, args=(h,)) for h in (a, b, a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+    for event_type in (EventType.REFILL_DUE_SOON, EventType.REFILL_OVERDUE):
+        ids = Counter(e["data"]["id"] for e in outbox(a, event_type))
+        assert len(ids) == N and set(ids.values()) == {1}, (event_type, ids)
+    orders = Counter(e["data"]["appointment_id"] for e in outbox(a, EventType.ORDER_REQUESTED))
+    assert len(orders) == N // 2 and set(orders.values()) == {1}
+    assert before < len(orders)
+    late = Counter(e["data"]["id"] for e in outbox(a, EventType.DELIVERY_LATE))
+    assert len(late) == N // 2 and set(late.values()) == {1}
+    assert outbox(a, RESERVOIR_NEAR_EMPTY) == []  # nothing filled yet: no projection
+    assert len(outbox(a, EventType.SWEEP_COMPLETED)) == 20
+
+
+def test_concurrent_refills_one_wins(tmp_path: Path, pg_database: Callable[[str], str]) -> None:
+    url = pg_database("scheduling")
+    clock = MovableClock(T0)
+    h, bus = start(settings_for(tmp_path, scheduling_database_url=url), clock)
+    patient(h)
+    implant(h, bus)
+    therapy(h, start_on="2026-11-02", regimen="saline_maintenance")
+    [appt] = worklist(h)
+    body = {"pump_serial": "SN1", "performed_at": T0.isoformat(), "residual_volume_ml": 0,
+            "fill_volume_ml": 30, "fill_type": "saline", "appointment_id": appt["id"]}
+    codes: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def post() -> None:
+        barrier.wait()
+        codes.append(h.client.post("/v1/refills", json=body, headers=NURSE).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [201, 409, 409, 409]
+    assert len(outbox(h, EventType.REFILL_COMPLETED)) == 1
+    assert [a["status"] for a in worklist(h)] == ["completed", "scheduled"]

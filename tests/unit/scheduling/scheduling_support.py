@@ -1,0 +1,97 @@
+"""Helpers of the scheduling tests: a harness, inventory's implant event, and the outbox's events."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from shared.clock import MovableClock
+from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
+from shared.messaging.base import OutgoingMessage
+from shared.messaging.inproc import InProcessBus
+from shared.settings import Settings
+from tests.helpers import Harness, auth, deliver, start_service
+
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+NURSE = auth("nurse", sub="nina")
+ONCOLOGIST = auth("oncologist", sub="dr-oz")
+PHARMACIST = auth("pharmacist", sub="phil")
+
+
+def start(settings: Settings, clock: MovableClock | None = None,
+          bus: InProcessBus | None = None) -> tuple[Harness, InProcessBus]:
+    """The scheduling service on its own database, an in-process bus and a movable clock."""
+    bus = bus or InProcessBus()
+    h = start_service("scheduling", settings, clock=clock or MovableClock(T0), bus=bus)
+    bus.declare(h.runtime.all_queues())
+    return h, bus
+
+
+def send(bus: InProcessBus, event_type: str, data: Any, *, exchange: str = EVENTS_EXCHANGE,
+         subject: str | None = None, event_id: str | None = None) -> CloudEvent:
+    """Publish an event as another system would."""
+    event = CloudEvent.create(source="/test", type=event_type, data=data, subject=subject,
+                              id=event_id)
+    bus.publish_batch([OutgoingMessage(message_id=event.id, exchange=exchange,
+                                       routing_key=event_type, body=event.to_json_bytes())])
+    return event
+
+
+def implant(h: Harness, bus: InProcessBus, serial: str = "SN1", mrn: str = "MRN1", *,
+            reservoir_ml: float = 30.0, labeled_flow_ml_per_day: float = 1.0,
+            center: str = "C1", implanted_at: datetime | None = None) -> None:
+    """Inventory says: this pump was implanted in this patient."""
+    send(bus, EventType.PUMP_IMPLANTED, {
+        "serial_number": serial, "model_code": "INTERA-3000", "reservoir_ml": reservoir_ml,
+        "labeled_flow_ml_per_day": labeled_flow_ml_per_day, "status": "implanted",
+        "patient_mrn": mrn, "center": center,
+        "implanted_at": (implanted_at or datetime(2026, 10, 1, tzinfo=UTC)).isoformat(),
+    }, subject=serial)
+    outcomes = deliver([h], bus)
+    assert all(o.action == "ack" for o in outcomes), outcomes
+
+
+def patient(h: Harness, mrn: str = "MRN1", **overrides: Any) -> dict[str, Any]:
+    """Register a patient through the API."""
+    body = {"mrn": mrn, "given_name": "Ada", "family_name": "Lovelace",
+            "birth_date": "1960-05-01", "weight_kg": 70, "center": "C1", **overrides}
+    r = h.client.post("/v1/patients", json=body, headers=NURSE)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def therapy(h: Harness, mrn: str = "MRN1", serial: str = "SN1", **overrides: Any) -> dict[str, Any]:
+    """Start a therapy through the API."""
+    body = {"patient_mrn": mrn, "pump_serial": serial, "regimen": "fudr_alternating",
+            "start_on": "2026-11-10", **overrides}
+    r = h.client.post("/v1/therapies", json=body, headers=ONCOLOGIST)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def setup_therapy(h: Harness, bus: InProcessBus, mrn: str = "MRN1", serial: str = "SN1",
+                  **overrides: Any) -> dict[str, Any]:
+    """Patient, implanted pump and therapy in one go."""
+    patient(h, mrn)
+    implant(h, bus, serial, mrn)
+    return therapy(h, mrn, serial, **overrides)
+
+
+def outbox(h: Harness, event_type: str | None = None) -> list[dict[str, Any]]:
+    """Every event scheduling wrote to its outbox (optionally of one type), oldest first."""
+    table = h.runtime.platform.outbox
+    stmt = select(table.c.body, table.c.exchange).order_by(table.c.seq)
+    if event_type:
+        stmt = stmt.where(table.c.routing_key == event_type)
+    with h.runtime.engine.connect() as conn:
+        return [{**json.loads(r.body), "exchange": r.exchange} for r in conn.execute(stmt)]
+
+
+def worklist(h: Harness, **params: Any) -> list[dict[str, Any]]:
+    """The appointments worklist."""
+    r = h.client.get("/v1/appointments", params=params, headers=NURSE)
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
