@@ -56,3 +56,22 @@ def pg_database() -> Iterator[Callable[[str], str]]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that stop the broker or the database stop them for everyone: run them last."""
     items.sort(key=lambda item: 1 if item.get_closest_marker("broker_stop") else 0)
+
+
+@pytest.fixture(scope="module")
+def pg_database_module() -> Iterator[Callable[[str], str]]:
+    """Like pg_database, for module-scoped fixtures (e.g. a whole running topology)."""
+    svc.need(svc.postgres_available(), f"PostgreSQL at {svc.PG_HOST}:{svc.PG_PORT}")
+    made: list[str] = []
+
+    def make(label: str) -> str:
+        name = f"hai_test_{svc.RUN_ID}_{label}_{next(_db_counter)}"
+        made.append(name)
+        return svc.create_database(name)
+
+    yield make
+    for name in made:
+        try:
+            svc.drop_database(name)
+        except Exception:  # noqa: BLE001 - best effort clean-up
+            pass

@@ -1,0 +1,67 @@
+"""Building blocks of the clinical story through the public HTTP API (shared by e2e tests and
+benchmarks)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from tests.e2e.support import wait_for
+from tests.e2e.topology import Topology
+
+
+def setup_oncall(system: Topology, center: str, l1_url: str, l2_url: str | None = None,
+                 delay_s: int = 3) -> None:
+    levels = [{"members": [{"name": "Level One", "channel": "webhook", "address": l1_url}],
+               "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24}]
+    if l2_url:
+        levels.append({"members": [{"name": "Level Two", "channel": "webhook", "address": l2_url}],
+                       "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24})
+    with system.client("alerts", "oncall") as alerts:
+        r = alerts.put(f"/v1/oncall/{center}", json={"escalation_delay_seconds": delay_s,
+                                                      "levels": levels})
+        assert r.status_code == 200, r.text
+
+
+def pump_on_therapy(system: Topology, serial: str, mrn: str, center: str, *,
+                    filled_days_ago: float = 14) -> float:
+    """Register, implant, patient, saline therapy and a first fill; returns the labeled flow."""
+    now = datetime.now(UTC)
+    with system.client("inventory", "biomed") as inv:
+        model = inv.get("/v1/pump-models").json()["items"][0]
+        r = inv.post("/v1/pumps", json={
+            "serial_number": serial, "model_code": model["code"], "lot_number": "LOT-F",
+            "expiry_date": (date.today() + timedelta(days=700)).isoformat()})
+        assert r.status_code == 201, r.text
+        r = inv.post(f"/v1/pumps/{serial}/implant", json={
+            "patient_mrn": mrn, "implanted_at": (now - timedelta(days=60)).isoformat(),
+            "center": center})
+        assert r.status_code == 200, r.text
+        labeled = float(r.json()["labeled_flow_ml_per_day"])
+    with system.client("scheduling", "nurse", "oncologist") as sch:
+        r = sch.post("/v1/patients", json={
+            "mrn": mrn, "given_name": "Fault", "family_name": "Tolerant",
+            "birth_date": "1970-01-01", "weight_kg": 70, "center": center})
+        assert r.status_code == 201, r.text
+        wait_for(f"therapy for {serial}", lambda: sch.post("/v1/therapies", json={
+            "patient_mrn": mrn, "pump_serial": serial, "regimen": "saline_maintenance",
+            "start_on": (now - timedelta(days=filled_days_ago + 1)).date().isoformat(),
+        }).status_code == 201, timeout=60)
+        r = sch.post("/v1/refills", json={
+            "pump_serial": serial, "performed_at": (now - timedelta(days=filled_days_ago)).isoformat(),
+            "residual_volume_ml": 0, "fill_volume_ml": 30, "fill_type": "saline"})
+        assert r.status_code == 201, r.text
+    return labeled
+
+
+def abnormal_refill(system: Topology, serial: str, labeled: float, *, days_ago: float,
+                    elapsed_days: float, factor: float = 1.4) -> dict[str, Any]:
+    """A refill whose measured flow is `factor` × the labeled rate."""
+    performed = datetime.now(UTC) - timedelta(days=days_ago)
+    residual = round(30 - factor * labeled * elapsed_days, 3)
+    with system.client("scheduling", "nurse") as sch:
+        r = sch.post("/v1/refills", json={
+            "pump_serial": serial, "performed_at": performed.isoformat(),
+            "residual_volume_ml": residual, "fill_volume_ml": 30, "fill_type": "saline"})
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]

@@ -1,0 +1,169 @@
+"""Faults on the production topology. Each test counts what was lost and what took effect
+twice; both must be 0. A stream here is one abnormal refill per pump; each must end as exactly
+one `flow_abnormal` alert raised once (occurrences 1) in the alerts service."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from urllib.parse import unquote, urlparse
+
+import httpx
+import pika
+import pytest
+
+from tests.e2e.story import abnormal_refill, pump_on_therapy, setup_oncall
+from tests.e2e.support import WebhookReceiver, wait_for
+from tests.e2e.topology import Topology
+from tests.services import rabbitmqctl
+
+PUMPS = 8
+
+
+def _prepare(system: Topology, receiver: WebhookReceiver, center: str) -> dict[str, float]:
+    setup_oncall(system, center, receiver.url(f"/{center}/l1"))
+    return {f"SN-{center}-{i:02d}": pump_on_therapy(system, f"SN-{center}-{i:02d}",
+                                                   f"MRN-{center}-{i:02d}", center)
+            for i in range(PUMPS)}
+
+
+def _flow_alerts(system: Topology, center: str) -> list[dict]:
+    with system.client("alerts", "nurse") as alerts:
+        items, cursor = [], None
+        while True:
+            params = {"kind": "flow_abnormal", "center": center, "limit": 500}
+            if cursor:
+                params["cursor"] = cursor
+            page = alerts.get("/v1/alerts", params=params).json()
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return items
+
+
+def _lost_and_twice(system: Topology, center: str, pumps: dict[str, float]) -> tuple[int, int]:
+    wait_for(f"{len(pumps)} flow alerts in {center}",
+             lambda: len(_flow_alerts(system, center)) >= len(pumps), timeout=90)
+    time.sleep(2)  # anything that would arrive twice has had its chance
+    alerts = _flow_alerts(system, center)
+    seen = {a["pump_serial"] for a in alerts}
+    lost = len(set(pumps) - seen)
+    twice = sum(a["occurrences"] - 1 for a in alerts) + (len(alerts) - len(seen))
+    return lost, twice
+
+
+def test_worker_killed_mid_batch_loses_nothing(system: Topology, receiver: WebhookReceiver):
+    center = "F-KILL"
+    pumps = _prepare(system, receiver, center)
+    for serial, labeled in pumps.items():
+        abnormal_refill(system, serial, labeled, days_ago=0, elapsed_days=14)
+    for name in ("scheduling_worker_1", "alerts_worker_1"):
+        system.procs[name].kill(signal.SIGKILL)
+    time.sleep(1)
+    for name in ("scheduling_worker_1", "alerts_worker_1"):
+        system.start(name)
+    assert _lost_and_twice(system, center, pumps) == (0, 0)
+
+
+def _vhost_of(system: Topology) -> str:
+    return unquote(urlparse(system.env["HAI_AMQP_URL"]).path.lstrip("/")) or "/"
+
+
+def _queue_counts(system: Topology) -> dict[str, int]:
+    out = rabbitmqctl("list_queues", "-p", _vhost_of(system), "name", "messages", "--quiet",
+                      "--no-table-headers").stdout
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+MALFORMED = [
+    b"not json at all",
+    b"[1,2,3]",
+    json.dumps({"hello": "world"}).encode(),
+    json.dumps({"specversion": "1.0", "id": "x", "source": "/s", "type": "hai.nobody.knows"}).encode(),
+    json.dumps({"specversion": "1.0", "id": "y", "source": "/s",
+                "type": "hai.scheduling.flow.recorded", "data": {"pump_serial": 42}}).encode(),
+]
+
+
+def test_a_thousand_malformed_messages_per_queue_are_dead_lettered(system: Topology,
+                                                                    receiver: WebhookReceiver):
+    center = "F-JUNK"
+    pumps = _prepare(system, receiver, center)
+    consumed = [q for q in _queue_counts(system)
+                if not q.endswith((".dlq", ".retry")) and q != "pharmacy.orders"]
+    assert consumed, "no consumed queues found"
+    before = _queue_counts(system)
+    conn = pika.BlockingConnection(pika.URLParameters(system.env["HAI_AMQP_URL"]))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for queue in consumed:
+        for i in range(1000):
+            body = MALFORMED[i % len(MALFORMED)]
+            if b'"id": "x"' in body or b'"id": "y"' in body:
+                body = body.replace(b'"id": "', f'"id": "{queue}-{i}-'.encode())
+            ch.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    conn.close()
+    for serial, labeled in pumps.items():  # good messages flow meanwhile
+        abnormal_refill(system, serial, labeled, days_ago=0, elapsed_days=14)
+    for queue in consumed:
+        wait_for(f"1000 dead letters in {queue}.dlq", lambda q=queue: _queue_counts(system).get(
+            f"{q}.dlq", 0) - before.get(f"{q}.dlq", 0) >= 1000, timeout=120)
+    assert _lost_and_twice(system, center, pumps) == (0, 0)
+    # the reason travels with each dead letter
+    conn = pika.BlockingConnection(pika.URLParameters(system.env["HAI_AMQP_URL"]))
+    ch = conn.channel()
+    method, props, _ = ch.basic_get(f"{consumed[0]}.dlq")
+    assert method is not None and props.headers.get("x-hai-dlq-reason")
+    conn.close()
+    for name, proc in system.procs.items():
+        assert proc.alive(), f"{name} died"
+
+
+@pytest.mark.broker_stop
+def test_rabbitmq_stopped_and_started_mid_stream(system: Topology, receiver: WebhookReceiver):
+    center = "F-RMQ"
+    pumps = _prepare(system, receiver, center)
+    serials = list(pumps)
+    half = len(serials) // 2
+    for serial in serials[:half]:
+        abnormal_refill(system, serial, pumps[serial], days_ago=0, elapsed_days=14)
+    rabbitmqctl("stop_app")
+    try:
+        for serial in serials[half:]:  # the APIs keep taking refills: the outbox holds the events
+            abnormal_refill(system, serial, pumps[serial], days_ago=0, elapsed_days=14)
+    finally:
+        rabbitmqctl("start_app")
+        rabbitmqctl("await_startup", timeout=120)
+    assert _lost_and_twice(system, center, pumps) == (0, 0)
+
+
+@pytest.mark.broker_stop
+def test_postgresql_restarted_apis_answer_503_then_recover(system: Topology,
+                                                           receiver: WebhookReceiver):
+    center = "F-PG"
+    pumps = _prepare(system, receiver, center)
+    cluster = subprocess.run("ls /etc/postgresql", shell=True, capture_output=True,
+                             text=True).stdout.split()[0]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "stop", "-m",
+                    "fast"], check=True, timeout=60)
+    try:
+        with system.client("inventory", "nurse") as inv:
+            r = inv.get("/v1/pump-models")
+            assert r.status_code == 503
+            assert r.headers["content-type"].startswith("application/problem+json")
+        assert httpx.get(system.url("scheduling") + "/readyz", timeout=10).status_code == 503
+    finally:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "start"],
+                       check=True, timeout=60)
+    wait_for("the APIs to recover", lambda: httpx.get(system.url("scheduling") + "/readyz",
+                                                      timeout=5).status_code == 200, timeout=60)
+    for serial, labeled in pumps.items():
+        abnormal_refill(system, serial, labeled, days_ago=0, elapsed_days=14)
+    assert _lost_and_twice(system, center, pumps) == (0, 0)

@@ -1,0 +1,148 @@
+"""The production topology as processes: each service's API plus two workers, on PostgreSQL
+and RabbitMQ (a vhost and databases of this run's own), like deploy/Procfile."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared.auth import mint_token
+from shared.settings import DEV_JWT_SECRET
+
+SERVICES = ("inventory", "scheduling", "alerts")
+LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "e2e-logs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen and self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+
+@dataclass
+class Topology:
+    env: dict[str, str]
+    ports: dict[str, int]
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def client(self, service: str, *roles: str, sub: str = "e2e") -> httpx.Client:
+        token = mint_token(sub, list(roles) or ["admin"], secret=self.env["HAI_JWT_SECRET"])
+        return httpx.Client(base_url=self.url(service), timeout=15,
+                            headers={"Authorization": f"Bearer {token}"})
+
+    def logs(self) -> dict[str, str]:
+        return {name: p.log_path.read_text(errors="replace") if p.log_path.exists() else ""
+                for name, p in self.procs.items()}
+
+    def start(self, name: str) -> None:
+        self.procs[name].start()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for service in (*SERVICES, "dashboard"):
+            if service not in self.ports:
+                continue
+            while True:
+                try:
+                    path = "/healthz" if service == "dashboard" else "/readyz"
+                    if httpx.get(self.url(service) + path, timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} not ready; logs:\n{self.logs()}")
+                time.sleep(0.3)
+
+
+def hai(*args: str) -> list[str]:
+    return [sys.executable, "-m", "shared.cli_main", *args]
+
+
+@contextmanager
+def topology(amqp_url: str, db_urls: dict[str, str], *, workers: int = 2,
+             sweep_seconds: int = 2, dashboard: bool = False,
+             extra_env: dict[str, str] | None = None, label: str = "e2e") -> Iterator[Topology]:
+    """Start every API (no worker) and `workers` workers per service; stop them all after."""
+    ports = {s: free_port() for s in SERVICES}
+    if dashboard:
+        ports["dashboard"] = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAI_")}
+    env.update({
+        "HAI_ENV": "test",
+        "HAI_AMQP_URL": amqp_url,
+        "HAI_JWT_SECRET": DEV_JWT_SECRET,
+        "HAI_SWEEP_INTERVAL_SECONDS": str(sweep_seconds),
+        "HAI_OUTBOX_POLL_SECONDS": "0.2",
+        "HAI_CONSUMER_RETRY_DELAY_MS": "500",
+        "HAI_PAGE_SWEEP_SECONDS": "0.5",
+        "HAI_PAGE_FIRST_RETRY_SECONDS": "0.5",
+        "HAI_LOG_LEVEL": "INFO",
+    })
+    for s in SERVICES:
+        env[f"HAI_{s.upper()}_DATABASE_URL"] = db_urls[s]
+        env[f"HAI_{s.upper()}_URL"] = f"http://127.0.0.1:{ports[s]}"
+    if dashboard:
+        env["HAI_DASHBOARD_URL"] = f"http://127.0.0.1:{ports['dashboard']}"
+    env.update(extra_env or {})
+    run_dir = LOG_DIR / f"{label}-{int(time.time())}"
+    topo = Topology(env=env, ports=ports)
+    for s in SERVICES:
+        # migrate once up front so that replicas start on a ready schema
+        subprocess.run(hai("migrate", s), env=env, check=True, capture_output=True, timeout=120)
+        topo.procs[s] = Proc(s, hai("serve", s, "--no-worker", "--port", str(ports[s])), env,
+                             run_dir / f"{s}.log")
+        for i in range(1, workers + 1):
+            topo.procs[f"{s}_worker_{i}"] = Proc(f"{s}_worker_{i}", hai("worker", s), env,
+                                                 run_dir / f"{s}_worker_{i}.log")
+    if dashboard:
+        topo.procs["dashboard"] = Proc("dashboard", hai("serve", "dashboard", "--port",
+                                                        str(ports["dashboard"])), env,
+                                       run_dir / "dashboard.log")
+    try:
+        for proc in topo.procs.values():
+            proc.start()
+        topo.wait_ready()
+        yield topo
+    finally:
+        for proc in topo.procs.values():
+            proc.kill(signal.SIGTERM)
