@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -237,6 +237,22 @@ class UnitOfWork:
         )
         self.publish_event(event, exchange=exchange)
         return event
+
+    def publish_many(self, events: Sequence[tuple[str, Any, str | None]], *,
+                     exchange: str = "hai.events") -> int:
+        """Write many (type, data, subject) events to the outbox in one statement."""
+        if not events:
+            return 0
+        now = self.clock.now()
+        rows = []
+        for event_type, data, subject in events:
+            event = CloudEvent.create(source=f"/hai/{self.source}", type=event_type, data=data,
+                                      subject=subject, time=now)
+            rows.append({"event_id": event.id, "exchange": exchange, "routing_key": event.type,
+                         "body": event.model_dump_json(exclude_none=True), "created_at": now})
+        self.session.execute(insert(self.platform.outbox), rows)
+        self._published += len(rows)
+        return len(rows)
 
     def publish_event(self, event: CloudEvent, *, exchange: str = "hai.events") -> None:
         """Write an already built event to the outbox."""

@@ -30,6 +30,7 @@ class EventType:
     DELIVERY_UPDATED = "hai.scheduling.delivery.updated"
     DELIVERY_LATE = "hai.scheduling.delivery.late"
     SWEEP_COMPLETED = "hai.scheduling.sweep.completed"
+    RESERVOIR_NEAR_EMPTY = "hai.scheduling.reservoir.near_empty"  # added to the contract
     ALERT_RAISED = "hai.alerts.alert.raised"
     ALERT_ACKNOWLEDGED = "hai.alerts.alert.acknowledged"
     ALERT_RESOLVED = "hai.alerts.alert.resolved"

@@ -14,9 +14,10 @@ from shared.contracts.scheduling import (
     RefillCompletedData,
     RefillOverdueData,
 )
+from shared.events import EventType
 
 # scheduling's added event type: a pump projected to run dry soon
-RESERVOIR_NEAR_EMPTY = "hai.scheduling.reservoir.near_empty"
+RESERVOIR_NEAR_EMPTY = EventType.RESERVOIR_NEAR_EMPTY
 
 INFO, WARNING, CRITICAL = "info", "warning", "critical"
 SEVERITY_RANK = {INFO: 0, WARNING: 1, CRITICAL: 2}

@@ -192,7 +192,6 @@ def sweep(runtime: ServiceRuntime) -> dict[str, Any]:
                                  jobs=[r.model_dump(mode="json") for r in results]))
         uow.publish(EventType.SWEEP_COMPLETED, SweepCompletedData(at=finished, jobs=results))
         uow.commit()
-    runtime.uow_factory.outbox_signal.set()
     summary: dict[str, Any] = {"ok": all(r.ok for r in results)}
     for r in results:
         for key, value in r.facts.items():

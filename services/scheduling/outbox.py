@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert
-
 from services.scheduling.models import Appointment
 from shared.contracts.scheduling import AppointmentData
 from shared.db import UnitOfWork
-from shared.events import EVENTS_EXCHANGE, CloudEvent
+from shared.events import EVENTS_EXCHANGE
 
 
 def appointment_data(appt: Appointment) -> AppointmentData:
@@ -25,16 +23,5 @@ def appointment_data(appt: Appointment) -> AppointmentData:
 
 def publish_many(uow: UnitOfWork, events: Sequence[tuple[str, Any, str | None]],
                  *, exchange: str = EVENTS_EXCHANGE) -> int:
-    """Write many (type, data, subject) events to the outbox in one executemany; same rows as
-    `uow.publish`. The caller wakes the relay after commit (`outbox_signal`)."""
-    if not events:
-        return 0
-    now = uow.now()
-    rows = []
-    for event_type, data, subject in events:
-        event = CloudEvent.create(source=f"/hai/{uow.source}", type=event_type, data=data,
-                                  subject=subject, time=now)
-        rows.append({"event_id": event.id, "exchange": exchange, "routing_key": event.type,
-                     "body": event.model_dump_json(exclude_none=True), "created_at": now})
-    uow.session.execute(insert(uow.platform.outbox), rows)
-    return len(rows)
+    """Write many (type, data, subject) events to the outbox in one statement."""
+    return uow.publish_many(events, exchange=exchange)

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from shared.events import EventType
+
 
 class AppointmentData(BaseModel):
     """`hai.scheduling.appointment.scheduled` and `.refill.due_soon` data."""
@@ -108,7 +110,7 @@ class SweepCompletedData(BaseModel):
     jobs: list[SweepJob]
 
 
-RESERVOIR_NEAR_EMPTY = "hai.scheduling.reservoir.near_empty"  # an added event type
+RESERVOIR_NEAR_EMPTY = EventType.RESERVOIR_NEAR_EMPTY  # an added event type
 
 
 class ReservoirNearEmptyData(AppointmentData):
