@@ -16,6 +16,7 @@ from sqlalchemy import Engine, MetaData
 
 from shared.clock import Clock, SystemClock
 from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping
+from shared.logging import safe_error
 from shared.messaging.base import Bus, Outcome, QueueSpec
 from shared.messaging.consumer import EventConsumer, Handler
 from shared.messaging.relay import OutboxRelay
@@ -200,7 +201,7 @@ class Worker:
                                prefetch=rt.settings.consumer_prefetch, stop=self.stop_event,
                                retry_delay_ms=rt.settings.consumer_retry_delay_ms)
             except Exception as exc:  # noqa: BLE001 - the consumer never dies
-                log.error("consumer.crashed", queue=consumer.queue.name, error=str(exc))
+                log.error("consumer.crashed", queue=consumer.queue.name, error=safe_error(exc))
                 self.stop_event.wait(1.0)
 
     def _count_outcome(self, consumer: str, outcome: Outcome) -> None:
@@ -214,12 +215,16 @@ class Worker:
             facts = job.run(rt)
         except Exception as exc:  # noqa: BLE001 - a failing job tries again next sweep
             rt.job_runs.labels(job=job.name, result="error").inc()
-            log.exception("job.failed", job=job.name, error=str(exc))
-            return {"ok": False, "error": str(exc)}
+            log.exception("job.failed", job=job.name, error=safe_error(exc))
+            return {"ok": False, "error": safe_error(exc)}
         rt.job_runs.labels(job=job.name, result="ok").inc()
         rt.job_last_ok[job.name] = time.time()
-        log.info("job.done", job=job.name, seconds=round(time.monotonic() - started, 3),
-                 **{k: v for k, v in (facts or {}).items() if isinstance(v, int | float | str)})
+        elapsed = time.monotonic() - started
+        shown = {k: v for k, v in (facts or {}).items() if isinstance(v, int | float | str)}
+        # a frequent job that found nothing to do logs at debug, so its log stays readable
+        busy = elapsed > 1.0 or any(v for v in shown.values() if not isinstance(v, str))
+        (log.info if busy else log.debug)("job.done", job=job.name, seconds=round(elapsed, 3),
+                                           **shown)
         return facts or {}
 
     def _spawn(self, name: str, target: Callable[..., Any], *args: Any) -> None:

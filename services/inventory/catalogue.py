@@ -53,19 +53,19 @@ def seed_demo_catalogue(uow_factory: UnitOfWorkFactory) -> int:
             ).first()
             if known is not None:
                 continue
-            uow.session.add(PumpModel(
-                code=entry.code, manufacturer=entry.manufacturer, name=entry.name,
-                gtin=entry.gtin, reservoir_ml=entry.reservoir_ml,
-                nominal_flow_ml_per_day=entry.nominal_flow_ml_per_day, demo=True,
-                notes=VERIFY_NOTE, created_at=uow.now(),
-            ))
-            uow.audit(actor="system", action="pump_model.seeded", entity_type="pump_model",
-                      entity_id=entry.code, changes={"gtin": entry.gtin, "demo": True})
             try:
+                uow.session.add(PumpModel(
+                    code=entry.code, manufacturer=entry.manufacturer, name=entry.name,
+                    gtin=entry.gtin, reservoir_ml=entry.reservoir_ml,
+                    nominal_flow_ml_per_day=entry.nominal_flow_ml_per_day, demo=True,
+                    notes=VERIFY_NOTE, created_at=uow.now(),
+                ))
+                uow.audit(actor="system", action="pump_model.seeded", entity_type="pump_model",
+                          entity_id=entry.code, changes={"gtin": entry.gtin, "demo": True})
                 uow.commit()
                 added += 1
             except IntegrityError:
-                uow.rollback()  # another replica seeded it first
+                uow.rollback()  # another replica seeded it first (the audit insert autoflushes)
     if added:
         log.info("inventory.catalogue_seeded", models=added)
     return added

@@ -30,9 +30,19 @@ def e2e_databases() -> Iterator[Callable[[str], str]]:
 
 
 @pytest.fixture(scope="session")
-def system(amqp_url: str, e2e_databases: Callable[[str], str]) -> Iterator[Topology]:
+def e2e_amqp_url() -> Iterator[str]:
+    """A vhost of the end-to-end topology's own: its settings (e.g. retry delays) are its own."""
+    svc.need(svc.rabbitmq_available(), f"RabbitMQ at {svc.AMQP_HOST}:{svc.AMQP_PORT}")
+    name = f"hai-test-{svc.RUN_ID}-e2e"
+    url = svc.create_vhost(name)
+    yield url
+    svc.delete_vhost(name)
+
+
+@pytest.fixture(scope="session")
+def system(e2e_amqp_url: str, e2e_databases: Callable[[str], str]) -> Iterator[Topology]:
     dbs = {s: e2e_databases(s) for s in ("inventory", "scheduling", "alerts")}
-    with topology(amqp_url, dbs, label="e2e") as topo:
+    with topology(e2e_amqp_url, dbs, label="e2e") as topo:
         yield topo
 
 

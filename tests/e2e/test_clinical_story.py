@@ -71,7 +71,7 @@ def _therapy(system: Topology, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_story_from_udi_to_acknowledged_page(system: Topology, receiver: WebhookReceiver,
-                                             amqp_url: str) -> None:
+                                             e2e_amqp_url: str) -> None:
     now = datetime.now(UTC)
     serial, mrn = "SN-E2E-0001", "MRN-E2E-0001"
     _setup_oncall(system, receiver, CENTER)
@@ -86,7 +86,7 @@ def test_story_from_udi_to_acknowledged_page(system: Topology, receiver: Webhook
     assert therapy["regimen"] == "fudr_alternating"
 
     # the first chemo fill is within the pharmacy lead time: an order goes out at once
-    pharmacy = PharmacySimulator(amqp_url)
+    pharmacy = PharmacySimulator(e2e_amqp_url)
     orders = pharmacy.fetch_orders()
     order = next(o for o in orders if o["data"]["pump"]["serial_number"] == serial)
     data = order["data"]
