@@ -64,6 +64,15 @@ def _uvicorn_config(asgi: Any, port: int, host: str) -> uvicorn.Config:
                           lifespan="off", timeout_keep_alive=30)
 
 
+def _loop_factory() -> Any:
+    """uvloop when installed (it is, with uvicorn[standard]), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def _run_servers(servers: list[_Server], on_stop: list[Any]) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -77,7 +86,8 @@ def _run_servers(servers: list[_Server], on_stop: list[Any]) -> None:
         await asyncio.gather(*(s.serve() for s in servers))
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
     finally:
         for fn in on_stop:
             fn()

@@ -136,6 +136,8 @@ def define_platform_tables(metadata: MetaData) -> PlatformTables:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for a service's database; SQLite files get their folder, WAL and a busy timeout."""
+    # a failed statement's error names the statement, never its values (they may be an MRN)
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -153,9 +155,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # no pre-ping (a round trip on every checkout): a connection found dead raises, the pool is
+    # invalidated at once, the request answers 503 and the next one reconnects
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("pool_recycle", 1800)
     return create_engine(url, **kwargs)
 
 

@@ -81,7 +81,7 @@ def _hash(body: Any) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def idempotency(
+async def idempotency(
     request: Request,
     principal: CurrentUser,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
