@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 ## Every benchmark, written to bench/RESULTS.md (needs RabbitMQ and PostgreSQL).
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench all
 
 clean:
