@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import signal
 import sys
 import threading
@@ -231,17 +232,27 @@ def _rabbit() -> Any:
 
 
 @dlq_app.command("list")
-def dlq_list(queue: str, limit: Annotated[int, typer.Option()] = 50) -> None:
+def dlq_list(
+    queue: str,
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
     """Show the dead letters of a queue with their reasons (they stay in the DLQ)."""
     bus = _rabbit()
     messages = bus.dlq_messages(queue, limit)
-    table = Table(title=f"{queue}.dlq ({len(messages)} shown)")
+    rows = [{"message_id": m.message_id, "routing_key": m.routing_key,
+             "reason": str(m.headers.get("x-hai-dlq-reason", m.headers.get("x-death", "")))}
+            for m in messages]
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    table = Table(title=f"{queue}.dlq ({len(rows)} shown)")
     for col in ("message_id", "routing_key", "reason"):
-        table.add_column(col)
-    for m in messages:
-        table.add_row(str(m.message_id), m.routing_key,
-                      str(m.headers.get("x-hai-dlq-reason", m.headers.get("x-death", ""))))
-    Console().print(table)
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(str(row["message_id"]), row["routing_key"], row["reason"])
+    Console(width=max(Console().width, 160)).print(table)
 
 
 @dlq_app.command("replay")
