@@ -14,12 +14,54 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's 400 for an undecodable body
 TITLES = {
     400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
     405: "Method not allowed", 409: "Conflict", 415: "Unsupported media type",
     422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error",
     503: "Service unavailable",
 }
+
+
+# The JSON schema of a problem document, published once in each OpenAPI as `Problem`.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"},
+                               "type": {"type": "string"}},
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+PROBLEM_DESCRIPTIONS = {
+    401: "missing, expired or invalid bearer token",
+    403: "the token lacks a role this route needs",
+    404: "unknown resource",
+    409: "state conflict (the detail says the current state), or an Idempotency-Key reused "
+         "with another body",
+    422: "bad input; `errors` names each bad field",
+    503: "a dependency (database, broker) is unavailable",
+}
+
+
+def problem_response(status: int, description: str | None = None) -> dict[str, Any]:
+    """The OpenAPI description of one problem+json answer."""
+    return {
+        "description": description or PROBLEM_DESCRIPTIONS.get(status, TITLES.get(status, "Error")),
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
 
 
 class DomainError(Exception):
@@ -107,6 +149,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+            # a body that is not even text (FastAPI's 400) is bad input like any other: 422
+            return problem(422, "body: not valid JSON", headers=headers,
+                           errors=[{"field": "body", "message": "not valid JSON",
+                                    "type": "json_invalid"}])
         return problem(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(OperationalError)
@@ -117,5 +164,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request.failed", path=request.url.path)
+        # the route template, never the raw path: a path may carry an MRN
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.exception("request.failed", method=request.method, route=route)
         return problem(500, "internal error; it has been logged")

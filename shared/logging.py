@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from typing import Any
 
 import structlog
@@ -23,6 +24,46 @@ def redact_patient_data(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str
     return event_dict
 
 
+def safe_error(exc: BaseException, limit: int = 600) -> str:
+    """`Type: message` of an exception, where a validation error names its fields and never
+    their values (pydantic and FastAPI put the rejected input, often a patient, in the text)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            found = errors()
+        except Exception:  # noqa: BLE001 - an errors() of another shape: fall back to the type
+            found = None
+        if isinstance(found, list | tuple):
+            fields = "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', ())) or '?'}: {e.get('msg', '')}"
+                for e in found if isinstance(e, dict))
+            return f"{type(exc).__name__}: {fields}"[:limit]
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:limit]
+
+
+def format_exc_info_safely(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Render `exc_info` as a traceback whose exception lines come from `safe_error`."""
+    exc_info = event_dict.pop("exc_info", None)
+    if not exc_info:
+        return event_dict
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    exc = exc_info if isinstance(exc_info, BaseException) else exc_info[1]
+    if exc is None:
+        return event_dict
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts.insert(0, "".join(traceback.format_tb(current.__traceback__))
+                     + safe_error(current, limit=2000) + "\n")
+        current = current.__cause__ or current.__context__
+    event_dict["exception"] = "\n".join(parts)
+    return event_dict
+
+
 _configured = False
 
 
@@ -39,7 +80,7 @@ def configure_logging(level: str = "INFO", json_output: bool = True, service: st
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_patient_data,
-        structlog.processors.format_exc_info,
+        format_exc_info_safely,
         renderer,
     ]
     structlog.configure(

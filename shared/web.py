@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
 import structlog
@@ -11,18 +12,19 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import TokenVerifier
 from shared.clock import Clock
 from shared.db import UnitOfWork
-from shared.errors import install_error_handlers, problem
+from shared.errors import PROBLEM_SCHEMA, install_error_handlers, problem, problem_response
 from shared.runtime import ServiceRuntime
 
 log = structlog.get_logger(__name__)
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+async def get_runtime(request: Request) -> ServiceRuntime:
     runtime: ServiceRuntime = request.app.state.runtime
     return runtime
 
@@ -30,13 +32,23 @@ def get_runtime(request: Request) -> ServiceRuntime:
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 
 
-def get_uow(runtime: RuntimeDep) -> Iterator[UnitOfWork]:
-    """A unit of work for one request; the route (or Idempotency.run) commits it."""
-    with runtime.uow_factory() as uow:
+async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+    """A unit of work for one request; the route (or Idempotency.run) commits it.
+
+    Opening a session does no I/O, and closing one after a commit returns its connection to
+    the pool, so this runs on the event loop rather than costing two thread hops a request."""
+    uow = runtime.uow_factory()
+    uow.__enter__()
+    try:
         yield uow
+    finally:
+        if uow.session.in_transaction():  # a rollback talks to the database: not on the loop
+            await run_in_threadpool(uow.__exit__, None, None, None)
+        else:
+            uow.__exit__(None, None, None)
 
 
-def get_clock(runtime: RuntimeDep) -> Clock:
+async def get_clock(runtime: RuntimeDep) -> Clock:
     return runtime.clock
 
 
@@ -44,30 +56,42 @@ UowDep = Annotated[UnitOfWork, Depends(get_uow)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-class _Metrics(BaseHTTPMiddleware):
-    def __init__(self, app: Any, runtime: ServiceRuntime) -> None:
-        super().__init__(app)
+class _Metrics:
+    """Request counts and latencies by route template (plain ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp, runtime: ServiceRuntime) -> None:
+        self.app = app
         self.requests = Counter("hai_http_requests_total", "HTTP requests",
                                 ["method", "route", "status"], registry=runtime.registry)
         self.latency = Histogram("hai_http_request_seconds", "HTTP request latency",
                                  ["method", "route"], registry=runtime.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        # the route template, never the raw path: paths may carry an MRN
-        template = getattr(route, "path", "unmatched")
-        if request.url.path.startswith("/v1/") and not template.startswith("/v1"):
-            template = "/v1" + template  # included routers report their path without the prefix
-        elapsed = time.perf_counter() - started
-        self.requests.labels(request.method, template, str(response.status_code)).inc()
-        self.latency.labels(request.method, template).observe(elapsed)
-        if response.status_code >= 500:
-            log.warning("http.error", method=request.method, route=template,
-                        status=response.status_code)
-        return response
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            # the route template, never the raw path: paths may carry an MRN
+            template = getattr(scope.get("route"), "path", "unmatched")
+            if scope["path"].startswith("/v1/") and not template.startswith("/v1"):
+                template = "/v1" + template  # included routers report their path without the prefix
+            method = scope["method"]
+            self.requests.labels(method, template, str(status)).inc()
+            self.latency.labels(method, template).observe(time.perf_counter() - started)
+            if status >= 500:
+                log.warning("http.error", method=method, route=template, status=status)
 
 
 def create_service_app(
@@ -89,7 +113,50 @@ def create_service_app(
     for router in routers:
         app.include_router(router, prefix="/v1")
     app.include_router(health_router())
+    document_problems(app)
     return app
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def document_problems(app: FastAPI) -> None:
+    """Declare in the app's OpenAPI the problem+json answers each /v1 operation can give."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_problem_responses(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def with_problem_responses(spec: dict[str, Any]) -> dict[str, Any]:
+    """401, 403 and 422 on every /v1 operation, 404 where the path names a resource or a write
+    looks one up, 409 on writes; all as problem+json (a route's own description is kept)."""
+    for path, operations in spec.get("paths", {}).items():
+        if not path.startswith("/v1"):
+            continue
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            statuses = [401, 403, 422]
+            writes = method.upper() in WRITE_METHODS
+            if writes or "{" in path:
+                statuses.append(404)
+            if writes:
+                statuses.append(409)
+            responses = operation["responses"]
+            for status in statuses:
+                declared = responses.get(str(status), {})
+                responses[str(status)] = problem_response(status, declared.get("description"))
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    if "HTTPValidationError" not in json.dumps(spec.get("paths", {})):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    return spec
 
 
 def health_router() -> APIRouter:
@@ -100,7 +167,7 @@ def health_router() -> APIRouter:
         """The process is alive."""
         return {"status": "ok"}
 
-    @router.get("/readyz", response_model=None)
+    @router.get("/readyz", response_model=None, responses={503: problem_response(503)})
     def readyz(runtime: RuntimeDep) -> JSONResponse | dict[str, Any]:
         """The database and the broker answer (and the service's own checks pass)."""
         down: dict[str, str] = {}
@@ -124,7 +191,8 @@ def health_router() -> APIRouter:
                            down=down)
         return {"status": "ready"}
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=Response, responses={
+        200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}}})
     def metrics(runtime: RuntimeDep) -> Response:
         """Prometheus text format."""
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)

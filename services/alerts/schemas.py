@@ -82,7 +82,8 @@ class LevelIn(BaseModel):
 
     members: list[MemberIn] = Field(min_length=1)
     rotation_start: AwareDatetime
-    shift_hours: float = Field(gt=0, le=24 * 366)
+    # at least a minute: a shorter shift rounds to a zero timedelta and breaks the rotation
+    shift_hours: float = Field(ge=1 / 60, le=24 * 366)
 
 
 class OncallIn(BaseModel):

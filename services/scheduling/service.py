@@ -411,18 +411,11 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         ).order_by(Appointment.due_at).limit(1))
     if body.delivery_id and deliveries.get_row(uow, body.delivery_id) is None:
         raise Invalid("delivery_id", "no such delivery")
-    prev_row = _previous_fill(uow, pump)
-    previous = (PreviousFill(prev_row.performed_at, prev_row.fill_volume_ml)
-                if prev_row is not None else None)
-    problems = refill_problems(now=now, performed_at=body.performed_at,
-                               residual_volume_ml=body.residual_volume_ml,
-                               fill_volume_ml=body.fill_volume_ml, reservoir_ml=pump.reservoir_ml,
-                               previous=previous, implanted_at=pump.implanted_at)
-    if problems:
-        raise _invalid(problems)
     refill_id = new_id()
     if appt is not None:
-        # the conditional update is the lock: of two refills for one appointment, one wins
+        # the conditional update is the lock: of two refills for one appointment, one wins.
+        # Claim before reading the previous fill, so the loser waits here and answers 409
+        # (rather than seeing the winner's refill and a 422); a later 422 rolls it back.
         claimed = deliveries.rowcount(session.execute(
             update(Appointment)
             .where(Appointment.id == appt.id, Appointment.status == "scheduled")
@@ -432,6 +425,15 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         if not claimed:
             raise Conflict("appointment was completed by another refill", current_status="completed")
         session.refresh(appt)
+    prev_row = _previous_fill(uow, pump)
+    previous = (PreviousFill(prev_row.performed_at, prev_row.fill_volume_ml)
+                if prev_row is not None else None)
+    problems = refill_problems(now=now, performed_at=body.performed_at,
+                               residual_volume_ml=body.residual_volume_ml,
+                               fill_volume_ml=body.fill_volume_ml, reservoir_ml=pump.reservoir_ml,
+                               previous=previous, implanted_at=pump.implanted_at)
+    if problems:
+        raise _invalid(problems)
     figures = refill_figures(performed_at=body.performed_at,
                              residual_volume_ml=body.residual_volume_ml,
                              fill_volume_ml=body.fill_volume_ml,

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.db import UnitOfWork, UnitOfWorkFactory
 from shared.events import CloudEvent
+from shared.logging import safe_error
 from shared.messaging.base import Delivery, Outcome, QueueSpec
 
 log = structlog.get_logger(__name__)
@@ -39,8 +40,7 @@ def parse_event(delivery: Delivery) -> CloudEvent:
 
 
 def _short(exc: Exception, limit: int = 600) -> str:
-    text = " ".join(str(exc).split())
-    return text[:limit]
+    return safe_error(exc, limit).partition(": ")[2]
 
 
 class EventConsumer:

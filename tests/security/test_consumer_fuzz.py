@@ -1,0 +1,187 @@
+"""Every consumer, fed random and malformed messages: each one is acked or dead-lettered with a
+reason (never retried for bad data, never an exception out of the consumer), and a
+dead-lettered message leaves no row behind in any of the service's tables.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from shared.contracts.pharmacy import STATUS_QUEUE
+from shared.events import CloudEvent, EventType
+from shared.messaging.base import Delivery
+from shared.messaging.consumer import EventConsumer
+from tests.helpers import start_service, test_settings
+
+AT = "2026-11-26T14:00:00Z"
+APPOINTMENT = {
+    "id": "apt-1", "therapy_id": "th-1", "patient_mrn": "MRN-FUZZ-1", "center": "north",
+    "pump_serial": "SN-FUZZ-1", "fill_type": "chemo", "due_at": AT, "status": "scheduled",
+    "projected_empty_at": "2026-11-30T14:00:00Z",
+}
+# One valid payload per consumed event type: the seed the mutations start from.
+VALID: dict[str, dict[str, Any]] = {
+    EventType.PUMP_IMPLANTED: {
+        "serial_number": "SN-FUZZ-1", "model_code": "MED-40", "reservoir_ml": 40.0,
+        "labeled_flow_ml_per_day": 2.0, "status": "implanted", "patient_mrn": "MRN-FUZZ-1",
+        "center": "north", "implanted_at": AT,
+    },
+    EventType.PUMP_EXPLANTED: {
+        "serial_number": "SN-FUZZ-1", "patient_mrn": "MRN-FUZZ-1", "explanted_at": AT,
+        "reason": "end of therapy", "center": "north",
+    },
+    EventType.PUMP_STATUS_CHANGED: {
+        "serial_number": "SN-FUZZ-1", "from_status": "in_stock", "to_status": "quarantined",
+        "reason": "recall",
+    },
+    EventType.ORDER_STATUS: {"order_id": "ord-1", "status": "accepted", "at": AT},
+    EventType.REFILL_DUE_SOON: APPOINTMENT,
+    EventType.REFILL_OVERDUE: {**APPOINTMENT, "overdue_hours": 5.0, "hours_to_empty": 30.0},
+    EventType.RESERVOIR_NEAR_EMPTY: {**APPOINTMENT, "hours_to_empty": 20.0},
+    EventType.FLOW_RECORDED: {
+        "pump_serial": "SN-FUZZ-1", "patient_mrn": "MRN-FUZZ-1", "center": "north",
+        "measured_flow_ml_per_day": 2.6, "expected_flow_ml_per_day": 2.0,
+        "flow_deviation_pct": 30.0, "residual_volume_ml": 5.0, "elapsed_days": 14.0,
+        "refill_id": "rf-1",
+    },
+    EventType.REFILL_COMPLETED: {
+        "id": "rf-1", "pump_serial": "SN-FUZZ-1", "patient_mrn": "MRN-FUZZ-1", "center": "north",
+        "performed_at": AT, "residual_volume_ml": 5.0, "fill_volume_ml": 30.0,
+        "fill_type": "chemo", "expected_flow_ml_per_day": 2.0, "appointment_id": "apt-1",
+    },
+    EventType.DELIVERY_LATE: {
+        "id": "ord-1", "appointment_id": "apt-1", "patient_mrn": "MRN-FUZZ-1",
+        "pump_serial": "SN-FUZZ-1", "center": "north", "needed_by": AT, "status": "requested",
+    },
+    EventType.DELIVERY_UPDATED: {
+        "id": "ord-1", "appointment_id": "apt-1", "patient_mrn": "MRN-FUZZ-1",
+        "pump_serial": "SN-FUZZ-1", "center": "north", "needed_by": AT, "status": "rejected",
+        "history": [{"at": AT, "status": "rejected", "reason": "out of stock"}],
+    },
+    EventType.SWEEP_COMPLETED: {"at": AT, "jobs": [{"name": "overdue", "ok": True}]},
+    EventType.RECALL_ISSUED: {
+        "recall_id": "rc-1", "model_code": "MED-40", "lot_numbers": ["LOT42"], "reason": "valve",
+        "quarantined": ["SN-FUZZ-2"],
+        "implanted": [{"serial_number": "SN-FUZZ-1", "patient_mrn": "MRN-FUZZ-1",
+                       "center": "north"}],
+    },
+}
+
+json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63)
+                | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
+                | st.sampled_from(["", AT, "2026-13-45", "2026-11-26T14:00:00", "-1", "1e308"]))
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                           max_leaves=10)
+
+
+@st.composite
+def payloads(draw: st.DrawFn, event_type: str) -> Any:
+    """A payload for the event type: the valid one, mutated, or anything at all."""
+    valid = dict(VALID[event_type])
+    how = draw(st.sampled_from(["valid", "drop", "replace", "extra", "random", "not-object"]))
+    if how == "drop":
+        valid.pop(draw(st.sampled_from(sorted(valid))))
+    elif how == "replace":
+        for key in draw(st.lists(st.sampled_from(sorted(valid)), min_size=1, max_size=3)):
+            valid[key] = draw(json_values)
+    elif how == "extra":
+        valid[draw(st.text(min_size=1, max_size=10))] = draw(json_values)
+    elif how == "random":
+        return draw(st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+    elif how == "not-object":
+        return draw(json_values.filter(lambda v: not isinstance(v, dict)))
+    return valid
+
+
+@st.composite
+def bodies(draw: st.DrawFn, event_types: list[str]) -> bytes:
+    """A message body: a CloudEvent of a handled (or unknown) type, or a malformed one."""
+    kind = draw(st.sampled_from(["event", "event", "event", "bytes", "json", "envelope"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=80))
+    if kind == "json":
+        return json.dumps(draw(json_values)).encode()
+    event_type = draw(st.sampled_from([*event_types, "hai.unknown.thing"]))
+    data = draw(payloads(event_type)) if event_type in VALID else draw(json_values)
+    envelope: dict[str, Any] = json.loads(CloudEvent.create(
+        source="/fuzz", type=event_type, data=None, id=str(uuid.uuid4())).model_dump_json())
+    envelope["data"] = data
+    if kind == "envelope":
+        key = draw(st.sampled_from(["specversion", "id", "source", "type", "time"]))
+        if draw(st.booleans()):
+            envelope.pop(key)
+        else:
+            envelope[key] = draw(json_values)
+    return json.dumps(envelope).encode()
+
+
+def _row_counts(runtime) -> dict[str, int]:
+    with runtime.engine.connect() as conn:
+        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                for t in runtime.metadata.sorted_tables if t.name != "inbox"}
+
+
+def _consumers(name: str, tmp_path) -> list[tuple[Any, EventConsumer]]:
+    harness = start_service(name, test_settings(tmp_path))
+    rt = harness.runtime
+    return [(rt, EventConsumer(sub.queue.name, sub.queue, sub.handlers, rt.uow_factory,
+                               max_attempts=rt.settings.consumer_max_attempts))
+            for sub in rt.subscriptions]
+
+
+def _fuzz(runtime, consumer: EventConsumer) -> dict[str, int]:
+    """Feed the consumer generated messages one at a time; count the outcomes."""
+    seen = {"ack": 0, "dead_letter": 0}
+
+    @given(body=bodies(sorted(consumer.handlers)))
+    @settings(max_examples=80, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    def one_message(body: bytes) -> None:
+        before = _row_counts(runtime)
+        delivery = Delivery(body=body, routing_key="fuzz", exchange="hai.events",
+                            message_id=str(uuid.uuid4()))
+        [outcome] = consumer.process([delivery])
+        assert outcome.action in ("ack", "dead_letter"), (
+            f"{consumer.name}: {outcome.action} ({outcome.reason}) for {body!r}")
+        seen[outcome.action] += 1
+        if outcome.action == "dead_letter":
+            assert outcome.reason, body
+            assert _row_counts(runtime) == before, f"dead-lettered {body!r} left rows behind"
+
+    one_message()
+    return seen
+
+
+@pytest.mark.parametrize("name", ["scheduling", "alerts"])
+def test_every_message_is_acked_or_dead_lettered_and_leaves_nothing_when_refused(name, tmp_path):
+    consumers = _consumers(name, tmp_path)
+    assert consumers, f"{name} consumes no queue"
+    for runtime, consumer in consumers:
+        missing = set(consumer.handlers) - set(VALID)
+        assert not missing, f"no valid seed payload for {missing}"
+        seen = _fuzz(runtime, consumer)
+        assert seen["dead_letter"] > 0, (consumer.name, seen)
+        if consumer.name != STATUS_QUEUE:  # statuses of orders never placed are all refused
+            assert seen["ack"] > 0, (consumer.name, seen)
+
+
+@pytest.mark.parametrize("name", ["scheduling", "alerts"])
+def test_a_batch_with_a_bad_message_still_handles_the_good_ones(name, tmp_path):
+    for _, consumer in _consumers(name, tmp_path):
+        event_type = sorted(consumer.handlers)[0]
+        good = CloudEvent.create(source="/fuzz", type=event_type, data=VALID[event_type])
+        bad = CloudEvent.create(source="/fuzz", type=event_type, data={"nonsense": True})
+        deliveries = [Delivery(body=e.to_json_bytes(), routing_key=event_type,
+                               exchange="hai.events") for e in (good, bad)]
+        deliveries.append(Delivery(body=b"\xff{", routing_key="x", exchange="hai.events"))
+        outcomes = consumer.process(deliveries)
+        assert [o.action for o in outcomes][1:] == ["dead_letter", "dead_letter"], outcomes
+        assert outcomes[0].action in ("ack", "dead_letter")
