@@ -82,7 +82,8 @@ def _token(roles: list[str]) -> dict[str, str]:
 
 BAD_TOKENS = {
     "expired": lambda: mint_token("m", ["admin"], secret=DEV_JWT_SECRET, ttl=timedelta(seconds=-5)),
-    "wrong signature": lambda: mint_token("m", ["admin"], secret="not-the-secret-0123456789abcdef-0123456789"),
+    "wrong signature": lambda: mint_token("m", ["admin"],
+                                          secret="not-the-secret-0123456789abcdef-0123456789"),
     "alg none": lambda: jwt.encode({"sub": "m", "roles": ["admin"],
                                     "exp": datetime.now(UTC) + timedelta(hours=1)},
                                    None, algorithm="none"),
