@@ -78,7 +78,7 @@ def test_procfile_runs_each_api_with_two_workers():
              if ln and not ln.startswith("#")]
     procs = dict(ln.split(": ", 1) for ln in lines)
     for name, port in SERVICES.items():
-        assert procs[name] == f"hai serve {name} --no-worker --port {port}"
+        assert procs[name] == f"hai serve {name} --no-worker --port ${{{name.upper()}_PORT:-{port}}}"
         assert sum(1 for cmd in procs.values() if cmd == f"hai worker {name}") == 2
     assert procs["dashboard"].startswith("hai serve dashboard")
     env = (DEPLOY / "local.env").read_text()

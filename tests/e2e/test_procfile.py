@@ -1,0 +1,65 @@
+"""deploy/Procfile, run by honcho as an operator would, brings the whole topology up on
+PostgreSQL and RabbitMQ: every API ready, the dashboard answering."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests import services as svc
+from tests.e2e.topology import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_honcho_runs_the_procfile(e2e_databases, tmp_path):
+    svc.need(svc.rabbitmq_available(), "RabbitMQ")
+    vhost = f"hai-test-{svc.RUN_ID}-procfile"
+    amqp = svc.create_vhost(vhost)
+    ports = {s: free_port() for s in ("inventory", "scheduling", "alerts", "dashboard")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAI_")}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env["HAI_AMQP_URL"] = amqp
+    for name, port in ports.items():
+        env[f"{name.upper()}_PORT"] = str(port)
+        env[f"HAI_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+    for name in ("inventory", "scheduling", "alerts"):
+        env[f"HAI_{name.upper()}_DATABASE_URL"] = e2e_databases(f"procfile_{name}")
+    log = (tmp_path / "honcho.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", "deploy/Procfile",
+                             "-d", str(ROOT)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        pending = dict(ports)
+        while pending and time.monotonic() < deadline:
+            for name, port in list(pending.items()):
+                path = "/healthz" if name == "dashboard" else "/readyz"
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code == 200:
+                        del pending[name]
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.5)
+        assert not pending, f"not ready: {pending}\n{(tmp_path / 'honcho.log').read_text()[-4000:]}"
+        assert proc.poll() is None
+        # honcho's own log names each process it started with its pid
+        text = (tmp_path / "honcho.log").read_text()
+        pids = [int(p) for p in re.findall(r"_worker_\d\.1 started \(pid=(\d+)\)", text)]
+        assert len(pids) == 6, text[-3000:]  # two workers for each of the three services
+        for pid in pids:
+            os.kill(pid, 0)  # alive
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        svc.delete_vhost(vhost)
