@@ -4,9 +4,11 @@ appointments, refills and flow readings (deliveries live in deliveries.py)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.scheduling import deliveries
 from services.scheduling.dosing import DosingError, dosing_weight_kg, in_label_range
@@ -424,7 +426,9 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         ))
         if not claimed:
             raise Conflict("appointment was completed by another refill", current_status="completed")
-        session.refresh(appt)
+        # the row now holds what was just written: mirror it without another round trip
+        for key, value in (("status", "completed"), ("refill_id", refill_id), ("updated_at", now)):
+            set_committed_value(appt, key, value)
     prev_row = _previous_fill(uow, pump)
     previous = (PreviousFill(prev_row.performed_at, prev_row.fill_volume_ml)
                 if prev_row is not None else None)
@@ -440,10 +444,11 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
                              labeled_flow_ml_per_day=pump.labeled_flow_ml_per_day, previous=previous)
     outside = appt is not None and is_outside_window(body.performed_at, appt.due_at,
                                                      settings.refill_window_days)
-    patient = get_patient_or_raise(uow=uow, mrn=therapy.patient_mrn)
+    center = (appt.center if appt is not None
+              else get_patient_or_raise(uow=uow, mrn=therapy.patient_mrn).center)
     refill = Refill(
         id=refill_id, pump_serial=pump.serial_number, patient_mrn=therapy.patient_mrn,
-        center=appt.center if appt is not None else patient.center, therapy_id=therapy.id,
+        center=center, therapy_id=therapy.id,
         appointment_id=appt.id if appt is not None else None, delivery_id=body.delivery_id,
         performed_at=body.performed_at, residual_volume_ml=body.residual_volume_ml,
         fill_volume_ml=body.fill_volume_ml, fill_type=body.fill_type, notes=body.notes,
@@ -453,7 +458,6 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         projected_empty_at=figures.projected_empty_at, recorded_by=actor, created_at=now,
     )
     session.add(refill)
-    session.flush()
     nxt = schedule_appointment(
         uow, therapy=therapy, center=refill.center,
         fill_type=next_fill_type(therapy.regimen, body.fill_type),
@@ -464,22 +468,23 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
     session.flush()
     result = RefillRead.model_validate(refill)
     result.next_appointment = AppointmentRead.model_validate(nxt)
-    uow.publish(EventType.REFILL_COMPLETED, RefillCompletedData(
+    events: list[tuple[str, Any, str | None]] = [(EventType.REFILL_COMPLETED, RefillCompletedData(
         **result.model_dump(exclude={"notes", "next_appointment", "therapy_id", "recorded_by",
                                      "created_at", "projected_empty_at"}),
         next_appointment=result.next_appointment.model_dump(mode="json"),
         projected_empty_at=figures.projected_empty_at,
-    ), subject=pump.serial_number)
+    ), pump.serial_number)]
     if figures.measured_flow_ml_per_day is not None:
         assert figures.flow_deviation_pct is not None and figures.elapsed_days is not None
-        uow.publish(EventType.FLOW_RECORDED, FlowRecordedData(
+        events.append((EventType.FLOW_RECORDED, FlowRecordedData(
             pump_serial=pump.serial_number, patient_mrn=refill.patient_mrn, center=refill.center,
             measured_flow_ml_per_day=figures.measured_flow_ml_per_day,
             expected_flow_ml_per_day=figures.expected_flow_ml_per_day,
             flow_deviation_pct=figures.flow_deviation_pct,
             residual_volume_ml=body.residual_volume_ml, elapsed_days=figures.elapsed_days,
             refill_id=refill.id,
-        ), subject=pump.serial_number)
+        ), pump.serial_number))
+    uow.publish_many(events)  # one statement for both events
     uow.audit(actor=actor, action="refill.recorded", entity_type="refill", entity_id=refill.id,
               changes={"pump_serial": pump.serial_number, "appointment_id": refill.appointment_id,
                        "residual_volume_ml": body.residual_volume_ml,
