@@ -143,7 +143,10 @@ def _resolve(future: Future[Any], exc: BaseException | None = None) -> None:
 
 
 def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
+    if isinstance(exc, PublishError):
+        return str(exc)[:500]
+    text = str(exc)
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:500]
 
 
 class _Batch:
@@ -481,9 +484,12 @@ class RabbitBus:
                 method, props, body = channel.basic_get(dlq, auto_ack=False)
                 if method is None:
                     break
+                headers = dict(props.headers or {})
+                exchange, routing_key = _first_routing(headers, method.exchange,
+                                                       method.routing_key)
                 found.append(Delivery(
-                    body=body, routing_key=method.routing_key, exchange=method.exchange,
-                    message_id=props.message_id, headers=dict(props.headers or {}),
+                    body=body, routing_key=routing_key, exchange=exchange,
+                    message_id=props.message_id, headers=headers,
                     redelivered=method.redelivered, tag=method.delivery_tag,
                 ))
             return found
@@ -519,6 +525,21 @@ class RabbitBus:
             return moved
         finally:
             _close_quietly(conn)
+
+
+def _first_routing(headers: dict[str, Any], exchange: str, routing_key: str) -> tuple[str, str]:
+    """Where a dead letter was first routed, as the in-process bus keeps it."""
+    if HEADER_ORIGINAL_ROUTING_KEY in headers:
+        return (str(headers.get(HEADER_ORIGINAL_EXCHANGE, exchange)),
+                str(headers[HEADER_ORIGINAL_ROUTING_KEY]))
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[-1], dict):
+        # dead-lettered by the broker itself (e.g. the pharmacy system's reject): the oldest
+        # entry is last and holds the first exchange and routing keys
+        first = deaths[-1]
+        keys = first.get("routing-keys") or [routing_key]
+        return str(first.get("exchange", exchange)), str(keys[0])
+    return exchange, routing_key
 
 
 def _copy_properties(props: Any, headers: dict[str, Any],

@@ -1,0 +1,113 @@
+"""`python -m bench all` runs every benchmark on the local RabbitMQ and PostgreSQL and writes
+bench/RESULTS.md: each figure beside its baseline measured in the same run, the ratio, the
+machine and the date. `python -m bench NAME` runs one."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+# name → (module, keyword arguments of its run())
+BENCHMARKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "pipeline": ("bench.pipeline", {}),
+    "api": ("bench.api_load", {}),
+    "inventory": ("bench.inventory_api", {}),
+    "page": ("bench.time_to_page", {}),
+    "sweep": ("bench.sweep", {}),
+}
+
+
+def machine() -> str:
+    """What the figures were measured on."""
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, Python {platform.python_version()}"
+
+
+def run_one(name: str) -> dict[str, Any]:
+    module_name, kwargs = BENCHMARKS[name]
+    started = time.monotonic()
+    try:
+        module = importlib.import_module(module_name)
+        figures = module.run(**kwargs)
+        return {"ok": True, "seconds": round(time.monotonic() - started, 1), "figures": figures}
+    except Exception as exc:  # noqa: BLE001 - one failing benchmark must not hide the others
+        traceback.print_exc()
+        return {"ok": False, "seconds": round(time.monotonic() - started, 1),
+                "error": f"{type(exc).__name__}: {exc}"}
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    """RESULTS.md from the gathered figures."""
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {machine()}, with the local",
+        "RabbitMQ and PostgreSQL. Each figure stands beside its baseline from the same run.",
+        "Regenerate with `make bench` (or `.venv/bin/python -m bench all`).",
+        "",
+    ]
+    for name, result in results.items():
+        lines.append(f"## {name}")
+        lines.append("")
+        if not result["ok"]:
+            lines += [f"Failed after {result['seconds']} s: `{result['error']}`", ""]
+            continue
+        figures = result["figures"]
+        table = figures.get("table") if isinstance(figures, dict) else None
+        if table:
+            lines.append("| measure | ours | baseline | ratio | aim | met |")
+            lines.append("|---|---|---|---|---|---|")
+            for row in table:
+                lines.append("| {measure} | {ours} | {baseline} | {ratio} | {aim} | {met} |".format(
+                    **{k: row.get(k, "") for k in ("measure", "ours", "baseline", "ratio", "aim",
+                                                   "met")}))
+            lines.append("")
+        rest = {k: v for k, v in figures.items() if k != "table"} if isinstance(figures, dict) else figures
+        lines += ["<details><summary>all figures</summary>", "", "```json",
+                  json.dumps(rest, indent=2, default=str), "```", "", "</details>", ""]
+        lines.append(f"({result['seconds']} s)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("which", nargs="*", default=["all"],
+                        help=f"all, or some of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    args = parser.parse_args(argv)
+    names = list(BENCHMARKS) if args.which == ["all"] else args.which
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {unknown}")
+    results = {}
+    for name in names:
+        print(f"== {name}", flush=True)
+        results[name] = run_one(name)
+        print(json.dumps(results[name], indent=2, default=str), flush=True)
+    Path(args.out).write_text(render(results))
+    print(f"wrote {args.out}")
+    return 0 if all(r["ok"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,391 @@
+"""How fast events go outbox → relay → RabbitMQ → consumer → commit, against the broker's own limit.
+
+`python -m bench.pipeline [--events N]` measures, in one vhost and one database of its own:
+(a) ours: N events already committed to the outbox, OutboxRelay + RabbitBus + EventConsumer
+    (whose handler inserts a row), from relay start to the last consumer commit;
+(b) the broker's limit: raw pika, the same messages persistent to a quorum queue with pipelined
+    confirms (a window of unconfirmed messages) and a prefetching consumer acking many at once;
+(c) naive publishing that waits for each confirm, on a sample;
+(d) RabbitBus alone (publish_batch + consume acking everything, no database): the transport's
+    share of the gap between (a) and (b).
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pika
+from pika.adapters.select_connection import SelectConnection
+from sqlalchemy import Column, MetaData, String, Table, func, insert, select, text
+
+from bench._infra import database, rabbitmqctl, vhost
+from shared.clock import SystemClock
+from shared.db import (
+    NAMING_CONVENTION,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    define_platform_tables,
+    make_engine,
+)
+from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
+from shared.messaging.base import Outcome, OutgoingMessage, QueueSpec
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.rabbit import RabbitBus
+from shared.messaging.relay import OutboxRelay
+
+EVENT_TYPE = EventType.FLOW_RECORDED
+RELAY_BATCH = 500
+PREFETCH = 200
+RAW_WINDOW = 500
+RAW_ACK_EVERY = 100
+TIMEOUT_S = 600.0
+
+
+def _sample_data(i: int) -> dict[str, Any]:
+    """A payload the size of a real flow.recorded event."""
+    return {
+        "pump_serial": f"SN{i:08d}", "patient_mrn": f"MRN{i:07d}", "center": "Lyon",
+        "measured_flow_ml_per_day": 0.98, "expected_flow_ml_per_day": 1.0,
+        "flow_deviation_pct": -2.0, "residual_volume_ml": 3.5, "elapsed_days": 14.0,
+        "refill_id": f"refill-{i}",
+    }
+
+
+def _fill_outbox(uow_factory: UnitOfWorkFactory, events: int) -> list[bytes]:
+    """Commit `events` events to the outbox in bulk (not timed); return their bodies."""
+    outbox = uow_factory.platform.outbox
+    now = datetime.now(UTC)
+    bodies: list[bytes] = []
+    for start in range(0, events, 2000):
+        rows = []
+        for i in range(start, min(start + 2000, events)):
+            event = CloudEvent.create(source="/hai/bench", type=EVENT_TYPE,
+                                      data=_sample_data(i), subject=f"SN{i:08d}", time=now)
+            body = event.model_dump_json(exclude_none=True)
+            bodies.append(body.encode())
+            rows.append({"event_id": event.id, "exchange": EVENTS_EXCHANGE,
+                         "routing_key": EVENT_TYPE, "body": body, "created_at": now})
+        with uow_factory.begin() as uow:
+            uow.session.execute(insert(outbox), rows)
+    return bodies
+
+
+def _seed_history(engine: Any, platform: Any, consumer: str, rows: int) -> None:
+    """Give the tables the history and statistics of a service that has been running a while.
+
+    On a brand-new database the planner has no statistics and answers the inbox look-up
+    (`consumer = ? AND event_id IN (...)`) by reading every row of the consumer: the cost grows
+    with the inbox and dwarfs everything else, which a running service (analyzed by
+    autovacuum) never sees.
+    """
+    now = datetime.now(UTC)
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        for start in range(0, rows, 5000):
+            ids = [f"old-{i}" for i in range(start, min(start + 5000, rows))]
+            conn.execute(insert(platform.inbox), [
+                {"consumer": consumer, "event_id": i, "event_type": EVENT_TYPE,
+                 "processed_at": now} for i in ids])
+            conn.execute(insert(platform.outbox), [
+                {"event_id": i, "exchange": EVENTS_EXCHANGE, "routing_key": EVENT_TYPE,
+                 "body": "{}", "created_at": old, "published_at": old} for i in ids])
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+
+
+def _wait_for_consumer(vhost_name: str, queue: str, deadline_s: float = 20.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        out = rabbitmqctl("list_queues", "-p", vhost_name, "--no-table-headers", "--quiet",
+                          "name", "consumers").stdout
+        if any(line.split("\t") == [queue, "1"] for line in out.splitlines()):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"no consumer on {queue} after {deadline_s}s")
+
+
+def measure_ours(amqp_url: str, vhost_name: str, db_url: str, events: int) -> dict[str, float]:
+    """(a) Outbox → OutboxRelay → RabbitBus → EventConsumer → one row per event, committed."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    platform = define_platform_tables(metadata)
+    effects = Table("bench_effects", metadata,
+                    Column("event_id", String(64), primary_key=True),
+                    Column("refill_id", String(64), nullable=False))
+    engine = make_engine(db_url)
+    metadata.create_all(engine)
+    uow_factory = UnitOfWorkFactory(engine, platform, SystemClock(), "bench")
+    _seed_history(engine, platform, "bench", events)
+    _fill_outbox(uow_factory, events)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+
+    def handle(uow: UnitOfWork, event: CloudEvent) -> None:
+        uow.session.execute(insert(effects).values(event_id=event.id,
+                                                   refill_id=event.data["refill_id"]))
+
+    handled = 0
+    published = 0
+    all_handled = threading.Event()
+    relay_done_at: list[float] = []
+
+    def on_outcome(_name: str, outcome: Outcome) -> None:
+        nonlocal handled
+        # called once the batch's transaction has committed
+        handled += outcome.action == "ack"
+        if handled >= events:
+            all_handled.set()
+
+    def on_published(count: int) -> None:
+        nonlocal published
+        published += count
+        if published >= events and not relay_done_at:
+            relay_done_at.append(time.monotonic())
+
+    queue = QueueSpec("bench.ours", ((EVENTS_EXCHANGE, "hai.scheduling.#"),))
+    bus = RabbitBus(amqp_url)
+    bus.declare([queue])
+    consumer = EventConsumer("bench", queue, {EVENT_TYPE: handle}, uow_factory,
+                             on_outcome=on_outcome)
+    stop = threading.Event()
+    consumer_thread = threading.Thread(
+        target=bus.consume, args=(queue, consumer.process),
+        kwargs={"prefetch": PREFETCH, "stop": stop, "retry_delay_ms": 2000}, daemon=True)
+    consumer_thread.start()
+    _wait_for_consumer(vhost_name, queue.name)
+
+    relay = OutboxRelay(uow_factory, bus.publisher, batch_size=RELAY_BATCH,
+                        on_published=on_published)
+    started = time.monotonic()
+    relay_thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    relay_thread.start()
+    try:
+        if not all_handled.wait(TIMEOUT_S):
+            raise RuntimeError(f"only {handled}/{events} handled after {TIMEOUT_S}s")
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        relay_thread.join(10)
+        consumer_thread.join(10)
+        bus.close()
+    with engine.connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(effects)).scalar_one()
+    engine.dispose()
+    if rows != events:
+        raise RuntimeError(f"{rows} rows for {events} events")
+    relay_elapsed = (relay_done_at[0] if relay_done_at else time.monotonic()) - started
+    return {"ours_events_per_s": events / elapsed, "ours_seconds": elapsed,
+            "ours_relay_events_per_s": events / relay_elapsed}
+
+
+class _RawPublisher:
+    """Pipelined confirms done by hand: keep `window` messages unconfirmed until all are sent."""
+
+    def __init__(self, params: pika.URLParameters, queue: str, bodies: Sequence[bytes],
+                 window: int) -> None:
+        self.params, self.queue, self.bodies, self.window = params, queue, bodies, window
+        self.sent = 0
+        self.confirmed = 0
+        self.error: BaseException | None = None
+        self._conn: Any = None
+        self._channel: Any = None
+        self._props = pika.BasicProperties(content_type="application/cloudevents+json",
+                                           delivery_mode=2)
+
+    def run(self) -> None:
+        self._conn = SelectConnection(self.params, on_open_callback=self._on_open,
+                                      on_open_error_callback=self._on_error,
+                                      on_close_callback=self._on_error)
+        self._conn.ioloop.start()
+
+    def _on_error(self, conn: Any, exc: BaseException) -> None:
+        if self.confirmed < len(self.bodies):
+            self.error = exc
+        conn.ioloop.stop()
+
+    def _on_open(self, conn: Any) -> None:
+        conn.channel(on_open_callback=self._on_channel)
+
+    def _on_channel(self, channel: Any) -> None:
+        self._channel = channel
+        channel.confirm_delivery(self._on_confirm, callback=lambda _f: self._fill())
+
+    def _fill(self) -> None:
+        while self.sent < len(self.bodies) and self.sent - self.confirmed < self.window:
+            self._channel.basic_publish("", self.queue, self.bodies[self.sent], self._props)
+            self.sent += 1
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        if isinstance(method, pika.spec.Basic.Nack):
+            self.error = RuntimeError("nacked")
+        self.confirmed = method.delivery_tag if method.multiple else self.confirmed + 1
+        if self.confirmed >= len(self.bodies):
+            self._conn.close()
+        else:
+            self._fill()
+
+
+class _RawConsumer:
+    """A prefetching consumer acking `ack_every` messages at once."""
+
+    def __init__(self, params: pika.URLParameters, queue: str, expected: int,
+                 prefetch: int, ack_every: int) -> None:
+        self.params, self.queue, self.expected = params, queue, expected
+        self.prefetch, self.ack_every = prefetch, ack_every
+        self.received = 0
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        self._conn: Any = None
+
+    def run(self) -> None:
+        self._conn = SelectConnection(self.params, on_open_callback=self._on_open,
+                                      on_close_callback=lambda c, _e: c.ioloop.stop())
+        self._conn.ioloop.start()
+
+    def _on_open(self, conn: Any) -> None:
+        conn.channel(on_open_callback=self._on_channel)
+
+    def _on_channel(self, channel: Any) -> None:
+        channel.basic_qos(prefetch_count=self.prefetch, callback=lambda _f: self._consume(channel))
+
+    def _consume(self, channel: Any) -> None:
+        channel.basic_consume(self.queue, self._on_message,
+                              callback=lambda _f: self.ready.set())
+
+    def _on_message(self, channel: Any, method: Any, _props: Any, _body: bytes) -> None:
+        self.received += 1
+        if self.received % self.ack_every == 0 or self.received >= self.expected:
+            channel.basic_ack(method.delivery_tag, multiple=True)
+        if self.received >= self.expected:
+            self.done.set()
+            self._conn.close()
+
+
+def measure_broker_limit(amqp_url: str, bodies: Sequence[bytes]) -> dict[str, float]:
+    """(b) Raw pika, pipelined confirms and multi-acks: what the broker and client allow."""
+    queue = "bench.raw"
+    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as conn:
+        conn.channel().queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    consumer = _RawConsumer(pika.URLParameters(amqp_url), queue, len(bodies), PREFETCH,
+                            RAW_ACK_EVERY)
+    threading.Thread(target=consumer.run, daemon=True).start()
+    if not consumer.ready.wait(20):
+        raise RuntimeError("raw consumer did not start")
+    publisher = _RawPublisher(pika.URLParameters(amqp_url), queue, bodies, RAW_WINDOW)
+    started = time.monotonic()
+    pub_thread = threading.Thread(target=publisher.run, daemon=True)
+    pub_thread.start()
+    pub_thread.join(TIMEOUT_S)
+    published = time.monotonic() - started
+    if publisher.error is not None:
+        raise RuntimeError(f"raw publishing failed: {publisher.error}")
+    if not consumer.done.wait(TIMEOUT_S):
+        raise RuntimeError(f"raw consumer got {consumer.received}/{len(bodies)}")
+    elapsed = time.monotonic() - started
+    return {"limit_msgs_per_s": len(bodies) / elapsed,
+            "limit_publish_msgs_per_s": len(bodies) / published}
+
+
+def measure_transport(amqp_url: str, vhost_name: str, bodies: Sequence[bytes]) -> dict[str, float]:
+    """(d) RabbitBus alone: publish_batch of RELAY_BATCH, consume acking all, no database."""
+    queue = QueueSpec("bench.transport", ((EVENTS_EXCHANGE, "bench.transport"),))
+    bus = RabbitBus(amqp_url)
+    bus.declare([queue])
+    received = 0
+    done = threading.Event()
+
+    def process(batch: Sequence[Any]) -> list[Outcome]:
+        nonlocal received
+        received += len(batch)
+        if received >= len(bodies):
+            done.set()
+        return [Outcome.ack()] * len(batch)
+
+    stop = threading.Event()
+    thread = threading.Thread(target=bus.consume, args=(queue, process),
+                              kwargs={"prefetch": PREFETCH, "stop": stop,
+                                      "retry_delay_ms": 2000}, daemon=True)
+    thread.start()
+    _wait_for_consumer(vhost_name, queue.name)
+    messages = [OutgoingMessage(message_id=str(i), exchange=EVENTS_EXCHANGE,
+                                routing_key="bench.transport", body=body)
+                for i, body in enumerate(bodies)]
+    publisher = bus.publisher()
+    started = time.monotonic()
+    try:
+        for start in range(0, len(messages), RELAY_BATCH):
+            publisher.publish_batch(messages[start:start + RELAY_BATCH])
+        published = time.monotonic() - started
+        if not done.wait(TIMEOUT_S):
+            raise RuntimeError(f"transport consumer got {received}/{len(bodies)}")
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(10)
+        bus.close()
+    return {"transport_msgs_per_s": len(bodies) / elapsed,
+            "transport_publish_msgs_per_s": len(bodies) / published}
+
+
+def measure_naive(amqp_url: str, bodies: Sequence[bytes]) -> dict[str, float]:
+    """(c) Publishing that waits for each message's confirm before sending the next."""
+    queue = "bench.naive"
+    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as conn:
+        channel = conn.channel()
+        channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.confirm_delivery()
+        props = pika.BasicProperties(content_type="application/cloudevents+json",
+                                     delivery_mode=2)
+        started = time.monotonic()
+        for body in bodies:
+            channel.basic_publish("", queue, body, props)
+        elapsed = time.monotonic() - started
+    return {"naive_msgs_per_s": len(bodies) / elapsed}
+
+
+def run(events: int = 20000, naive_sample: int = 2000) -> dict[str, float]:
+    """Measure ours, the broker's limit and naive confirms; return the figures."""
+    with vhost("pipeline") as amqp_url, database("pipeline") as db_url:
+        vhost_name = amqp_url.rsplit("/", 1)[-1]
+        result: dict[str, float] = {"events": events}
+        result.update(measure_ours(amqp_url, vhost_name, db_url, events))
+        bodies = [
+            CloudEvent.create(source="/hai/bench", type=EVENT_TYPE, data=_sample_data(i))
+            .to_json_bytes() for i in range(events)
+        ]
+        result.update(measure_broker_limit(amqp_url, bodies))
+        result.update(measure_transport(amqp_url, vhost_name, bodies))
+        result.update(measure_naive(amqp_url, bodies[:naive_sample]))
+    result["ratio_ours_to_limit"] = result["ours_events_per_s"] / result["limit_msgs_per_s"]
+    result["ratio_transport_to_limit"] = (result["transport_msgs_per_s"]
+                                          / result["limit_msgs_per_s"])
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: run and print the figures."""
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--naive-sample", type=int, default=2000)
+    args = parser.parse_args(argv)
+    r = run(args.events, args.naive_sample)
+    print(f"events: {int(r['events'])}")
+    print(f"(a) ours, outbox → consumer commit: {r['ours_events_per_s']:8.0f} events/s "
+          f"({r['ours_seconds']:.1f} s; relay alone {r['ours_relay_events_per_s']:.0f}/s)")
+    print(f"(b) broker limit, raw pika:         {r['limit_msgs_per_s']:8.0f} msgs/s "
+          f"(publishing alone {r['limit_publish_msgs_per_s']:.0f}/s)")
+    print(f"(c) naive, one confirm at a time:   {r['naive_msgs_per_s']:8.0f} msgs/s")
+    print(f"(d) RabbitBus alone, no database:   {r['transport_msgs_per_s']:8.0f} msgs/s "
+          f"(publish_batch alone {r['transport_publish_msgs_per_s']:.0f}/s)")
+    print(f"ours / limit: {r['ratio_ours_to_limit']:.0%}   "
+          f"RabbitBus / limit: {r['ratio_transport_to_limit']:.0%}")
+
+
+if __name__ == "__main__":
+    main()
