@@ -18,7 +18,7 @@ from shared.clock import Clock, SystemClock
 from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping
 from shared.logging import safe_error
 from shared.messaging.base import Bus, Outcome, QueueSpec
-from shared.messaging.consumer import EventConsumer, Handler
+from shared.messaging.consumer import BatchHandler, EventConsumer, Handler
 from shared.messaging.relay import OutboxRelay
 from shared.settings import Settings
 
@@ -50,6 +50,7 @@ class Subscription:
 
     queue: QueueSpec
     handlers: Mapping[str, Handler]
+    batch_handlers: Mapping[str, BatchHandler] = field(default_factory=dict)
 
 
 @dataclass
@@ -153,7 +154,7 @@ class Worker:
                 consumer = EventConsumer(
                     sub.queue.name, sub.queue, sub.handlers, rt.uow_factory,
                     max_attempts=rt.settings.consumer_max_attempts,
-                    on_outcome=self._count_outcome,
+                    on_outcome=self._count_outcome, batch_handlers=sub.batch_handlers,
                 )
                 self._spawn(f"{rt.name}-consume-{sub.queue.name}", self._consume, consumer)
         if self._jobs and rt.jobs:

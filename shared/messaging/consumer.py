@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from shared.db import UnitOfWork, UnitOfWorkFactory
 from shared.events import CloudEvent
@@ -19,6 +19,11 @@ from shared.messaging.base import Delivery, Outcome, QueueSpec
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, CloudEvent], None]
+BatchHandler = Callable[[UnitOfWork, Sequence[CloudEvent]], None]
+
+# the database is away (down, restarting, a failover): no message is at fault, so the batch
+# goes back to the queue whole and no attempt is counted against any message
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 
 class PermanentError(Exception):
@@ -55,10 +60,13 @@ class EventConsumer:
         *,
         max_attempts: int = 5,
         on_outcome: Callable[[str, Outcome], None] | None = None,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
     ) -> None:
         self.name = name
         self.queue = queue
         self.handlers = dict(handlers)
+        # a batch handler takes a run of consecutive events of its type in one call
+        self.batch_handlers = dict(batch_handlers or {})
         self.uow_factory = uow_factory
         self.max_attempts = max_attempts
         self._on_outcome = on_outcome
@@ -73,7 +81,7 @@ class EventConsumer:
             except PermanentError as exc:
                 outcomes[i] = Outcome.dead_letter(str(exc))
                 continue
-            if event.type not in self.handlers:
+            if event.type not in self.handlers and event.type not in self.batch_handlers:
                 outcomes[i] = Outcome.dead_letter(f"unknown event type {event.type!r}")
                 continue
             parsed.append((i, event))
@@ -82,6 +90,8 @@ class EventConsumer:
                 self._handle_batch([e for _, e in parsed])
                 for i, _ in parsed:
                     outcomes[i] = Outcome.ack()
+            except INFRASTRUCTURE_ERRORS:
+                raise  # the transport puts the batch back; nothing is counted
             except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the culprit
                 if len(parsed) == 1:
                     i, event = parsed[0]
@@ -98,11 +108,12 @@ class EventConsumer:
     def _handle_batch(self, events: Sequence[CloudEvent]) -> None:
         with self.uow_factory() as uow:
             seen = self._already_processed(uow, [e.id for e in events])
+            fresh: list[CloudEvent] = []
             for event in events:
-                if event.id in seen:
-                    continue
-                seen.add(event.id)
-                self._record_and_handle(uow, event)
+                if event.id not in seen:
+                    seen.add(event.id)
+                    fresh.append(event)
+            self._record_and_handle(uow, fresh)
             uow.commit()
 
     def _handle_one(self, event: CloudEvent, delivery: Delivery) -> Outcome:
@@ -110,9 +121,11 @@ class EventConsumer:
             with self.uow_factory() as uow:
                 if self._already_processed(uow, [event.id]):
                     return Outcome.ack()
-                self._record_and_handle(uow, event)
+                self._record_and_handle(uow, [event])
                 uow.commit()
             return Outcome.ack()
+        except INFRASTRUCTURE_ERRORS:
+            raise
         except PermanentError as exc:
             reason = f"rejected: {exc}"
         except ValidationError as exc:
@@ -143,14 +156,29 @@ class EventConsumer:
         )
         return {r[0] for r in rows}
 
-    def _record_and_handle(self, uow: UnitOfWork, event: CloudEvent) -> None:
-        uow.session.execute(
-            insert(uow.platform.inbox).values(
-                consumer=self.name, event_id=event.id, event_type=event.type,
-                processed_at=uow.now(),
-            )
-        )
-        self.handlers[event.type](uow, event)
+    def _record_and_handle(self, uow: UnitOfWork, events: Sequence[CloudEvent]) -> None:
+        """Write the inbox rows in one statement, then hand the events over in their order."""
+        if not events:
+            return
+        now = uow.now()
+        uow.session.execute(insert(uow.platform.inbox), [
+            {"consumer": self.name, "event_id": e.id, "event_type": e.type, "processed_at": now}
+            for e in events
+        ])
+        run: list[CloudEvent] = []
+        for event in events:
+            if run and run[0].type != event.type:
+                self._flush_run(uow, run)
+                run = []
+            if event.type in self.batch_handlers:
+                run.append(event)
+            else:
+                self.handlers[event.type](uow, event)
+        self._flush_run(uow, run)
+
+    def _flush_run(self, uow: UnitOfWork, run: list[CloudEvent]) -> None:
+        if run:
+            self.batch_handlers[run[0].type](uow, run)
 
 
 def data_of(event: CloudEvent) -> dict[str, Any]:

@@ -107,7 +107,14 @@ class InProcessBus:
                     batch.append(q.get_nowait())
                 except queue.Empty:
                     break
-            for delivery, outcome in zip(batch, process(batch), strict=True):
+            try:
+                outcomes = process(batch)
+            except Exception:  # noqa: BLE001 - e.g. the database is away: put the batch back whole
+                for delivery in batch:
+                    q.put(delivery)
+                stop.wait(1.0)
+                continue
+            for delivery, outcome in zip(batch, outcomes, strict=True):
                 if outcome.action == "retry":
                     headers = dict(delivery.headers)
                     headers[HEADER_ATTEMPTS] = delivery.attempts + 1
