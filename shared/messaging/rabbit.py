@@ -598,7 +598,8 @@ class _Consumer:
             channel = conn.channel()
             publish = conn.channel()
             publish.confirm_delivery()
-            channel.basic_qos(prefetch_count=self.prefetch)
+            # twice the batch in flight: the next batch arrives while this one is handled
+            channel.basic_qos(prefetch_count=self.prefetch * 2)
             pending: list[tuple[Any, Any, bytes]] = []
             channel.basic_consume(
                 self.queue.name,
