@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from services.alerts.rules import KINDS
 from shared.contracts.alerts import AlertData, NotificationData
+from shared.schemas import RequestModel
 
 Severity = Literal["info", "warning", "critical"]
 AlertStatus = Literal["firing", "acknowledged", "resolved"]
@@ -38,13 +39,13 @@ class AlertDetail(AlertRead):
     timeline: list[TimelineEntry] = []
 
 
-class AckIn(BaseModel):
+class AckIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str | None = Field(default=None, max_length=2000)
 
 
-class ResolveIn(BaseModel):
+class ResolveIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     resolution: str = Field(min_length=1, max_length=2000)
@@ -61,7 +62,7 @@ class NotificationRead(NotificationData):
     next_attempt_at: AwareDatetime | None = None
 
 
-class MemberIn(BaseModel):
+class MemberIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
@@ -77,7 +78,7 @@ class MemberIn(BaseModel):
         return self
 
 
-class LevelIn(BaseModel):
+class LevelIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     members: list[MemberIn] = Field(min_length=1)
@@ -86,7 +87,7 @@ class LevelIn(BaseModel):
     shift_hours: float = Field(ge=1 / 60, le=24 * 366)
 
 
-class OncallIn(BaseModel):
+class OncallIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     escalation_delay_seconds: int = Field(default=900, ge=1)
@@ -117,7 +118,7 @@ class OncallNow(BaseModel):
     levels: list[ShiftRead]
 
 
-class SilenceMatchers(BaseModel):
+class SilenceMatchers(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: str | None = None
@@ -131,7 +132,7 @@ class SilenceMatchers(BaseModel):
         return self
 
 
-class SilenceIn(BaseModel):
+class SilenceIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     matchers: SilenceMatchers

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from services.inventory.lifecycle import PumpStatus
 from shared.contracts.inventory import RecalledImplant
+from shared.schemas import RequestModel
 
 # printable ASCII without '/' (a serial is a path segment), as GS1 AI 21 allows it otherwise
 Serial = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
@@ -34,7 +35,7 @@ class PumpModelRead(BaseModel):
     notes: str | None = None
 
 
-class PumpModelCreate(BaseModel):
+class PumpModelCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     code: Code
@@ -46,7 +47,7 @@ class PumpModelCreate(BaseModel):
     notes: Annotated[str | None, Field(max_length=2000)] = None
 
 
-class PumpCreate(BaseModel):
+class PumpCreate(RequestModel):
     """Either `udi`, or `serial_number, model_code, lot_number, expiry_date` (checked in service)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -90,7 +91,7 @@ class PumpFilters(BaseModel):
     expiring_before: date | None = None
 
 
-class ImplantRequest(BaseModel):
+class ImplantRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     patient_mrn: Mrn
@@ -99,20 +100,20 @@ class ImplantRequest(BaseModel):
     surgeon: Text200 | None = None
 
 
-class ExplantRequest(BaseModel):
+class ExplantRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     explanted_at: AwareDatetime | None = Field(default=None, description="default: now")
     reason: Reason
 
 
-class ReasonRequest(BaseModel):
+class ReasonRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Reason
 
 
-class ReleaseRequest(BaseModel):
+class ReleaseRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Reason | None = None
@@ -129,7 +130,7 @@ class HistoryEntry(BaseModel):
     details: dict[str, Any]
 
 
-class RecallCreate(BaseModel):
+class RecallCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     model_code: Code

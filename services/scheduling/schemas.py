@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from shared.schemas import RequestModel
+
 Regimen = Literal["fudr_alternating", "saline_maintenance"]
 FillType = Literal["chemo", "saline"]
 Sex = Literal["female", "male"]
@@ -19,7 +21,7 @@ class _Read(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class PatientCreate(BaseModel):
+class PatientCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     mrn: str = Field(min_length=1, max_length=64)
@@ -32,7 +34,7 @@ class PatientCreate(BaseModel):
     sex: Sex | None = None
 
 
-class PatientUpdate(BaseModel):
+class PatientUpdate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     given_name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -57,7 +59,7 @@ class PatientRead(_Read):
     updated_at: datetime
 
 
-class TherapyCreate(BaseModel):
+class TherapyCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     patient_mrn: str = Field(min_length=1, max_length=64)
@@ -77,7 +79,7 @@ class TherapyCreate(BaseModel):
                     "dose_override_by")
 
 
-class TherapyUpdate(BaseModel):
+class TherapyUpdate(RequestModel):
     """`PATCH /v1/therapies/{id}`: an `action` (pause | resume | stop) and/or new dosing settings."""
 
     model_config = ConfigDict(extra="forbid")
@@ -131,13 +133,13 @@ class AppointmentRead(_Read):
     refill_id: str | None = None
 
 
-class AppointmentBook(BaseModel):
+class AppointmentBook(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     scheduled_for: AwareDatetime
 
 
-class RefillCreate(BaseModel):
+class RefillCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     pump_serial: str = Field(min_length=1, max_length=100)
@@ -210,7 +212,7 @@ class DeliveryRead(BaseModel):
     history: list[DeliveryHistoryRead]
 
 
-class DeliveryStatusIn(BaseModel):
+class DeliveryStatusIn(RequestModel):
     """`POST /v1/deliveries/{id}/status`: the HTTP twin of the pharmacy's status message."""
 
     model_config = ConfigDict(extra="forbid")

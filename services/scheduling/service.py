@@ -303,8 +303,9 @@ def _stop_therapy(uow: UnitOfWork, therapy: Therapy, *, actor: str, reason: str 
 # ---------------------------------------------------------------- appointments
 
 def schedule_appointment(uow: UnitOfWork, *, therapy: Therapy, center: str, fill_type: str,
-                         due_at: datetime, projected_empty_at: datetime | None) -> Appointment:
-    """Create the next appointment of a therapy and announce it."""
+                         due_at: datetime, projected_empty_at: datetime | None,
+                         announce: bool = True) -> Appointment:
+    """Create the next appointment of a therapy and announce it (unless the caller will)."""
     now = uow.now()
     appt = Appointment(
         id=new_id(), therapy_id=therapy.id, patient_mrn=therapy.patient_mrn, center=center,
@@ -313,8 +314,9 @@ def schedule_appointment(uow: UnitOfWork, *, therapy: Therapy, center: str, fill
         created_at=now, updated_at=now,
     )
     uow.session.add(appt)
-    uow.session.flush()
-    uow.publish(EventType.APPOINTMENT_SCHEDULED, appointment_data(appt), subject=appt.pump_serial)
+    if announce:
+        uow.publish(EventType.APPOINTMENT_SCHEDULED, appointment_data(appt),
+                    subject=appt.pump_serial)
     return appt
 
 
@@ -446,6 +448,12 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
                                                      settings.refill_window_days)
     center = (appt.center if appt is not None
               else get_patient_or_raise(uow=uow, mrn=therapy.patient_mrn).center)
+    nxt = schedule_appointment(
+        uow, therapy=therapy, center=center,
+        fill_type=next_fill_type(therapy.regimen, body.fill_type),
+        due_at=body.performed_at + timedelta(days=therapy.refill_interval_days),
+        projected_empty_at=figures.projected_empty_at, announce=False,
+    )
     refill = Refill(
         id=refill_id, pump_serial=pump.serial_number, patient_mrn=therapy.patient_mrn,
         center=center, therapy_id=therapy.id,
@@ -456,16 +464,10 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         expected_flow_ml_per_day=figures.expected_flow_ml_per_day,
         flow_deviation_pct=figures.flow_deviation_pct, outside_window=outside,
         projected_empty_at=figures.projected_empty_at, recorded_by=actor, created_at=now,
+        next_appointment_id=nxt.id,
     )
     session.add(refill)
-    nxt = schedule_appointment(
-        uow, therapy=therapy, center=refill.center,
-        fill_type=next_fill_type(therapy.regimen, body.fill_type),
-        due_at=body.performed_at + timedelta(days=therapy.refill_interval_days),
-        projected_empty_at=figures.projected_empty_at,
-    )
-    refill.next_appointment_id = nxt.id
-    session.flush()
+    session.flush()  # the appointment and the refill in one flush, before the answer is read
     result = RefillRead.model_validate(refill)
     result.next_appointment = AppointmentRead.model_validate(nxt)
     events: list[tuple[str, Any, str | None]] = [(EventType.REFILL_COMPLETED, RefillCompletedData(
@@ -484,7 +486,8 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
             residual_volume_ml=body.residual_volume_ml, elapsed_days=figures.elapsed_days,
             refill_id=refill.id,
         ), pump.serial_number))
-    uow.publish_many(events)  # one statement for both events
+    events.append((EventType.APPOINTMENT_SCHEDULED, appointment_data(nxt), pump.serial_number))
+    uow.publish_many(events)  # one statement for all three events
     uow.audit(actor=actor, action="refill.recorded", entity_type="refill", entity_id=refill.id,
               changes={"pump_serial": pump.serial_number, "appointment_id": refill.appointment_id,
                        "residual_volume_ml": body.residual_volume_ml,
