@@ -34,9 +34,8 @@ def fresh_vhost() -> Iterator[str]:
     svc.delete_vhost(name)
 
 
-@pytest.fixture
-def pg_database() -> Iterator[Callable[[str], str]]:
-    """Make fresh PostgreSQL databases named for this run: `url = pg_database("inventory")`."""
+def databases() -> Iterator[Callable[[str], str]]:
+    """Make fresh PostgreSQL databases named for this run; drop them when done."""
     svc.need(svc.postgres_available(), f"PostgreSQL at {svc.PG_HOST}:{svc.PG_PORT}")
     made: list[str] = []
 
@@ -51,27 +50,14 @@ def pg_database() -> Iterator[Callable[[str], str]]:
             svc.drop_database(name)
         except Exception:  # noqa: BLE001 - best effort clean-up
             pass
+
+
+@pytest.fixture
+def pg_database() -> Iterator[Callable[[str], str]]:
+    """Fresh PostgreSQL databases for one test: `url = pg_database("inventory")`."""
+    yield from databases()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that stop the broker or the database stop them for everyone: run them last."""
     items.sort(key=lambda item: 1 if item.get_closest_marker("broker_stop") else 0)
-
-
-@pytest.fixture(scope="module")
-def pg_database_module() -> Iterator[Callable[[str], str]]:
-    """Like pg_database, for module-scoped fixtures (e.g. a whole running topology)."""
-    svc.need(svc.postgres_available(), f"PostgreSQL at {svc.PG_HOST}:{svc.PG_PORT}")
-    made: list[str] = []
-
-    def make(label: str) -> str:
-        name = f"hai_test_{svc.RUN_ID}_{label}_{next(_db_counter)}"
-        made.append(name)
-        return svc.create_database(name)
-
-    yield make
-    for name in made:
-        try:
-            svc.drop_database(name)
-        except Exception:  # noqa: BLE001 - best effort clean-up
-            pass

@@ -7,26 +7,15 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests import services as svc
+from tests.conftest import databases
 from tests.e2e.support import WebhookReceiver
 from tests.e2e.topology import Topology, topology
 
 
 @pytest.fixture(scope="session")
 def e2e_databases() -> Iterator[Callable[[str], str]]:
-    svc.need(svc.postgres_available(), f"PostgreSQL at {svc.PG_HOST}:{svc.PG_PORT}")
-    made: list[str] = []
-
-    def make(label: str) -> str:
-        name = f"hai_test_{svc.RUN_ID}_e2e_{label}"
-        made.append(name)
-        return svc.create_database(name)
-
-    yield make
-    for name in made:
-        try:
-            svc.drop_database(name)
-        except Exception:  # noqa: BLE001 - best effort clean-up
-            pass
+    """Fresh PostgreSQL databases for the whole end-to-end session."""
+    yield from databases()
 
 
 @pytest.fixture(scope="session")
