@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote
+
+import httpx
 
 AMQP_HOST = os.environ.get("HAI_BENCH_AMQP_HOST", "127.0.0.1")
 AMQP_PORT = int(os.environ.get("HAI_BENCH_AMQP_PORT", "5672"))
@@ -59,3 +63,44 @@ def database(label: str) -> Iterator[str]:
         yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], path: str = "/readyz",
+               timeout_s: float = 90.0) -> None:
+    """Wait until a started service answers `path` with 200; fail if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url}{path} not ready after {timeout_s} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a started process, killing it if it does not end."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def ok(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON body of a successful answer, or an error naming what failed."""
+    if response.status_code >= 300:
+        raise RuntimeError(f"{what}: HTTP {response.status_code} {response.text[:500]}")
+    return dict(response.json())

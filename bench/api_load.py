@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from bench._infra import database, vhost
+from bench._infra import database, free_port, ok, stop, vhost, wait_ready
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
 
@@ -77,43 +76,6 @@ def require_wrk() -> str:
         raise RuntimeError("wrk (the HTTP load generator) is not installed: "
                            "`apt-get install wrk` (Debian/Ubuntu), then run again")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], path: str = "/readyz",
-                timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url}{path} not ready after {timeout_s} s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _ok(response: httpx.Response, what: str) -> dict[str, Any]:
-    if response.status_code >= 300:
-        raise RuntimeError(f"{what}: HTTP {response.status_code} {response.text[:500]}")
-    return dict(response.json())
 
 
 # ---------------------------------------------------------------- memory
@@ -172,14 +134,14 @@ def seed(urls: dict[str, str], headers: dict[str, str], pumps: int, workers: int
 
         def admit(i: int) -> None:
             center = CENTERS[i % len(CENTERS)]
-            _ok(inv.post("/v1/pumps", json={
+            ok(inv.post("/v1/pumps", json={
                 "serial_number": serial(i), "model_code": MODEL_CODE, "lot_number": f"LDLOT-{i % 20}",
                 "expiry_date": expiry, "labeled_flow_ml_per_day": LABELED_FLOW_ML_PER_DAY}),
                 "register pump")
-            _ok(inv.post(f"/v1/pumps/{serial(i)}/implant", json={
+            ok(inv.post(f"/v1/pumps/{serial(i)}/implant", json={
                 "patient_mrn": mrn(i), "implanted_at": implanted_at.isoformat(), "center": center}),
                 "implant")
-            _ok(sch.post("/v1/patients", json={
+            ok(sch.post("/v1/patients", json={
                 "mrn": mrn(i), "given_name": "Load", "family_name": f"Patient{i}",
                 "birth_date": "1960-01-01", "weight_kg": 70, "center": center}), "patient")
 
@@ -191,10 +153,10 @@ def seed(urls: dict[str, str], headers: dict[str, str], pumps: int, workers: int
             while True:  # 409 until scheduling has learnt the implant from inventory's event
                 r = sch.post("/v1/therapies", json=therapy)
                 if r.status_code != 409 or time.monotonic() > deadline:
-                    _ok(r, "therapy")
+                    ok(r, "therapy")
                     break
                 time.sleep(0.2)
-            _ok(sch.post("/v1/refills", json={
+            ok(sch.post("/v1/refills", json={
                 "pump_serial": serial(i), "performed_at": first_fill_at.isoformat(),
                 "residual_volume_ml": 0, "fill_volume_ml": FILL_VOLUME_ML, "fill_type": "saline"}),
                 "first fill")
@@ -325,7 +287,7 @@ def run(duration_s: int = 30, connections: int = 32, pumps: int = 400, warmup_s:
     with ExitStack() as stack:
         amqp = stack.enter_context(vhost("api"))
         dbs = {s: stack.enter_context(database(s[:3])) for s in SERVICES}
-        urls = {s: f"http://127.0.0.1:{_free_port()}" for s in SERVICES}
+        urls = {s: f"http://127.0.0.1:{free_port()}" for s in SERVICES}
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hai-bench-api-")))
         env = {**os.environ, "HAI_AMQP_URL": amqp, "HAI_LOG_LEVEL": "WARNING", "HAI_ENV": "development",
                **{f"HAI_{s.upper()}_DATABASE_URL": u for s, u in dbs.items()},
@@ -337,21 +299,21 @@ def run(duration_s: int = 30, connections: int = 32, pumps: int = 400, warmup_s:
                 procs[s] = subprocess.Popen(
                     [str(BIN / "hai"), "serve", s, "--port", urls[s].rsplit(":", 1)[1]],
                     env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(workdir))
-                stack.callback(_stop, procs[s])
+                stack.callback(stop, procs[s])
             for s in SERVICES:
-                _wait_ready(urls[s], procs[s])
+                wait_ready(urls[s], procs[s])
             seed_started = time.monotonic()
             serials = seed(urls, headers, pumps)
             seed_s = round(time.monotonic() - seed_started, 1)
 
-            bare_url = f"http://127.0.0.1:{_free_port()}"
+            bare_url = f"http://127.0.0.1:{free_port()}"
             bare_log = (workdir / "bare.log").open("wb")
             bare = subprocess.Popen(
                 [sys.executable, "-m", "bench.bare_app", "--port", bare_url.rsplit(":", 1)[1],
                  "--inventory-db", dbs["inventory"], "--scheduling-db", dbs["scheduling"]],
                 cwd=str(ROOT), stdout=bare_log, stderr=subprocess.STDOUT)
-            stack.callback(_stop, bare)
-            _wait_ready(bare_url, bare, path="/healthz")
+            stack.callback(stop, bare)
+            wait_ready(bare_url, bare, path="/healthz")
 
             figures = _drive(urls, bare_url, dbs, serials, workdir, token=token,
                              duration_s=duration_s, connections=connections, warmup_s=warmup_s)

@@ -16,7 +16,6 @@ import argparse
 import io
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench._infra import database
+from bench._infra import database, free_port
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
 
@@ -40,12 +39,6 @@ FILTER_INDEXES = ("ix_pumps_status_model_serial", "ix_pumps_model_lot_serial", "
                   "ix_pumps_patient_serial", "ix_pumps_expiry_serial")
 AIM_P99_MS = 20.0
 LOTS = 500
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serial(i: int) -> str:
@@ -146,7 +139,7 @@ class ServiceProcess:
     """`hai serve inventory --no-worker` on a free port."""
 
     def __init__(self, pg_url: str, secret: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "HAI_INVENTORY_DATABASE_URL": pg_url, "HAI_JWT_SECRET": secret,
                "HAI_AMQP_URL": "", "HAI_ENV": "development", "HAI_LOG_LEVEL": "WARNING"}

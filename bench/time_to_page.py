@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import queue
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,8 @@ from typing import Any
 
 import httpx
 
-from bench._infra import database, vhost
+from bench._infra import database, free_port, ok, vhost, wait_ready
+from bench._infra import stop as stop_process
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
 
@@ -39,12 +39,6 @@ CENTER = "bench-center"
 AIM_P99_MS = 500.0
 QUIET_KINDS = ("refill_due_soon", "refill_overdue", "reservoir_near_empty", "delivery_late",
                "delivery_rejected", "device_recalled_implanted", "system_stale")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -98,42 +92,22 @@ def _start(service: str, port: int, env: dict[str, str], logdir: Path) -> subpro
                             stderr=subprocess.STDOUT, cwd=str(logdir))
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
-
-
-def _ok(response: httpx.Response, what: str) -> dict[str, Any]:
-    if response.status_code >= 300:
-        raise RuntimeError(f"{what}: HTTP {response.status_code} {response.text[:500]}")
-    return dict(response.json())
-
-
 def _setup_pumps(inv: httpx.Client, sch: httpx.Client, n: int, days_back: int) -> list[PumpState]:
     """Register, implant, admit, start a therapy and make a first fill for each pump."""
-    model = _ok(inv.get("/v1/pump-models"), "pump models")["items"][0]
+    model = ok(inv.get("/v1/pump-models"), "pump models")["items"][0]
     now = datetime.now(UTC).replace(microsecond=0)
     base = now - timedelta(days=days_back)
     run = os.urandom(3).hex()
     pumps = []
     for i in range(n):
         serial, mrn = f"BENCH-{run}-{i:04d}", f"BMRN-{run}-{i:04d}"
-        pump = _ok(inv.post("/v1/pumps", json={
+        pump = ok(inv.post("/v1/pumps", json={
             "serial_number": serial, "model_code": model["code"], "lot_number": "BENCHLOT",
             "expiry_date": (now + timedelta(days=3650)).date().isoformat()}), "register pump")
-        _ok(inv.post(f"/v1/pumps/{serial}/implant", json={
+        ok(inv.post(f"/v1/pumps/{serial}/implant", json={
             "patient_mrn": mrn, "implanted_at": (base - timedelta(days=1)).isoformat(),
             "center": CENTER}), "implant")
-        _ok(sch.post("/v1/patients", json={
+        ok(sch.post("/v1/patients", json={
             "mrn": mrn, "given_name": "Bench", "family_name": f"Patient{i}", "birth_date": "1960-01-01",
             "weight_kg": 70, "center": CENTER}), "patient")
         therapy = {"patient_mrn": mrn, "pump_serial": serial, "regimen": "saline_maintenance",
@@ -142,10 +116,10 @@ def _setup_pumps(inv: httpx.Client, sch: httpx.Client, n: int, days_back: int) -
         while True:  # scheduling learns the implant from inventory's event
             r = sch.post("/v1/therapies", json=therapy)
             if r.status_code == 201 or time.monotonic() > deadline:
-                _ok(r, "therapy")
+                ok(r, "therapy")
                 break
             time.sleep(0.1)
-        _ok(sch.post("/v1/refills", json={
+        ok(sch.post("/v1/refills", json={
             "pump_serial": serial, "performed_at": base.isoformat(), "residual_volume_ml": 0,
             "fill_volume_ml": pump["reservoir_ml"], "fill_type": "saline"}), "first fill")
         state = PumpState(serial=serial, labeled_flow_ml_per_day=pump["labeled_flow_ml_per_day"],
@@ -163,7 +137,7 @@ def run(readings: int = 1000, rate: float = 20.0, pumps: int = 50,
     with ExitStack() as stack:
         amqp = stack.enter_context(vhost("page"))
         dbs = {s: stack.enter_context(database(s[:3])) for s in ("inventory", "scheduling", "alerts")}
-        ports = {s: _free_port() for s in dbs}
+        ports = {s: free_port() for s in dbs}
         urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
         logdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hai-bench-page-")))
         receiver = Receiver()
@@ -173,10 +147,10 @@ def run(readings: int = 1000, rate: float = 20.0, pumps: int = 50,
                **{f"HAI_{s.upper()}_URL": u for s, u in urls.items()}}
         procs = {s: _start(s, ports[s], env, logdir) for s in dbs}
         for proc in procs.values():
-            stack.callback(_stop, proc)
+            stack.callback(stop_process, proc)
         try:
             for s, proc in procs.items():
-                _wait_ready(urls[s], proc)
+                wait_ready(urls[s], proc)
             return _measure(urls, headers, receiver, readings=readings, rate=rate, n_pumps=pumps,
                             flow_factor=flow_factor)
         except Exception:
@@ -187,25 +161,17 @@ def run(readings: int = 1000, rate: float = 20.0, pumps: int = 50,
     raise AssertionError("unreachable")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def _measure(urls: dict[str, str], headers: dict[str, str], receiver: Receiver, *, readings: int,
              rate: float, n_pumps: int, flow_factor: float) -> dict[str, Any]:
     inv = httpx.Client(base_url=urls["inventory"], headers=headers, timeout=30)
     sch = httpx.Client(base_url=urls["scheduling"], headers=headers, timeout=30)
     alr = httpx.Client(base_url=urls["alerts"], headers=headers, timeout=30)
-    _ok(alr.put(f"/v1/oncall/{CENTER}", json={"escalation_delay_seconds": 3600, "levels": [{
+    ok(alr.put(f"/v1/oncall/{CENTER}", json={"escalation_delay_seconds": 3600, "levels": [{
         "members": [{"name": "bench", "channel": "webhook", "address": receiver.url}],
         "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24}]}), "on-call")
     now = datetime.now(UTC)
     for kind in QUIET_KINDS:  # only flow pages are measured; the past-dated refills make others
-        _ok(alr.post("/v1/silences", json={
+        ok(alr.post("/v1/silences", json={
             "matchers": {"kind": kind, "center": CENTER}, "starts_at": now.isoformat(),
             "ends_at": (now + timedelta(days=1)).isoformat(), "reason": "benchmark"}), "silence")
     pumps = _setup_pumps(inv, sch, n_pumps, days_back=readings + 3)
