@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -277,8 +278,12 @@ def _frame(frame: str) -> str:
 # ---------------------------------------------------------------- the benchmark
 
 def run(duration_s: int = 30, connections: int = 32, pumps: int = 400, warmup_s: int = 3,
-        profile: bool = False) -> dict[str, Any]:
-    """Start the system and the baseline, seed, drive each endpoint; return the figures."""
+        profile: bool = False, pause_workers: bool = False) -> dict[str, Any]:
+    """Start the system and the baseline, seed, drive each endpoint; return the figures.
+
+    `pause_workers`: each service's background work runs as a separate `hai worker`, paused
+    (SIGSTOP) during the measured load, to isolate the request path from the event pipeline
+    (relay, consumers) that shares the machine's cores; the events wait in the outbox."""
     require_wrk()
     if pumps < 2 * connections:
         raise ValueError("need at least two pumps per connection (half of them for the baseline)")
@@ -294,12 +299,20 @@ def run(duration_s: int = 30, connections: int = 32, pumps: int = 400, warmup_s:
                **{f"HAI_{s.upper()}_URL": u for s, u in urls.items()}}
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
+            workers: list[subprocess.Popen[bytes]] = []
             for s in SERVICES:
                 log = (workdir / f"{s}.log").open("wb")
-                procs[s] = subprocess.Popen(
-                    [str(BIN / "hai"), "serve", s, "--port", urls[s].rsplit(":", 1)[1]],
-                    env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(workdir))
+                serve = [str(BIN / "hai"), "serve", s, "--port", urls[s].rsplit(":", 1)[1]]
+                procs[s] = subprocess.Popen(serve + (["--no-worker"] if pause_workers else []),
+                                            env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=str(workdir))
                 stack.callback(stop, procs[s])
+                if pause_workers:
+                    workers.append(subprocess.Popen([str(BIN / "hai"), "worker", s], env=env,
+                                                    stdout=log, stderr=subprocess.STDOUT,
+                                                    cwd=str(workdir)))
+                    stack.callback(stop, workers[-1])
+                    stack.callback(os.kill, workers[-1].pid, signal.SIGCONT)
             for s in SERVICES:
                 wait_ready(urls[s], procs[s])
             seed_started = time.monotonic()
@@ -315,8 +328,11 @@ def run(duration_s: int = 30, connections: int = 32, pumps: int = 400, warmup_s:
             stack.callback(stop, bare)
             wait_ready(bare_url, bare, path="/healthz")
 
+            for worker in workers:
+                os.kill(worker.pid, signal.SIGSTOP)
             figures = _drive(urls, bare_url, dbs, serials, workdir, token=token,
                              duration_s=duration_s, connections=connections, warmup_s=warmup_s)
+            figures["workers_paused_during_load"] = pause_workers
             figures["seed"] = {"pumps": pumps, "seconds": seed_s}
             figures["memory_mb"] = {
                 **{s: rss_mb(procs[s].pid) for s in SERVICES}, "bare_app": rss_mb(bare.pid),
@@ -441,11 +457,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--pumps", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=3, help="seconds of unmeasured load first")
+    parser.add_argument("--pause-workers", action="store_true",
+                        help="isolate the request path: pause the background work during the load")
     parser.add_argument("--profile", action="store_true",
                         help="then profile each service under load with py-spy")
     args = parser.parse_args(argv)
     figures = run(duration_s=args.duration, connections=args.connections, pumps=args.pumps,
-                  warmup_s=args.warmup, profile=args.profile)
+                  warmup_s=args.warmup, profile=args.profile, pause_workers=args.pause_workers)
     print(json.dumps(figures, indent=2, default=str))
     return 0
 
