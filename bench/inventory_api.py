@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench._infra import database, free_port
+from bench._infra import database, free_port, stop, wait_ready
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
 
@@ -146,26 +146,14 @@ class ServiceProcess:
         self.proc = subprocess.Popen([HAI, "serve", "inventory", "--no-worker", "--port",
                                       str(self.port)], cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"inventory exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("inventory did not start within 60 s")
+        try:
+            wait_ready(self.url, self.proc, path="/healthz", timeout_s=60)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
 
 
 def run(pumps: int = 100_000, requests: int = 2000, warmup: int = 200) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -241,7 +242,6 @@ class Worker:
             thread.join(timeout)
 
 
-def _soon(rt: ServiceRuntime) -> Any:
-    from datetime import UTC, datetime, timedelta
-
+def _soon(rt: ServiceRuntime) -> datetime:
+    """A second from now (APScheduler's own clock, not the service's injectable one)."""
     return datetime.now(UTC) + timedelta(seconds=1)

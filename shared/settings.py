@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     # messaging
     outbox_poll_seconds: float = 0.5
     outbox_batch_size: int = 500
-    consumer_prefetch: int = 200
+    consumer_prefetch: int = 200  # a consumer's batch; twice this is kept in flight
     consumer_max_attempts: int = 5
     consumer_retry_delay_ms: int = 2000
 
