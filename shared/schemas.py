@@ -1,29 +1,50 @@
-"""The base of every request body: unknown fields and booleans posing as numbers are refused."""
+"""Request input rules shared by every service: unknown fields, booleans posing as numbers and
+numbers posing as timestamps are refused (422 naming the field)."""
 
 from __future__ import annotations
 
-from typing import Any, get_args
+import re
+from datetime import date
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
+
+_NUMBER = re.compile(r"\s*[-+]?\d+(\.\d*)?([eE][-+]?\d+)?\s*")
 
 
-def _allows_bool(annotation: Any) -> bool:
-    if annotation is bool:
+def _allows(annotation: Any, kind: type | tuple[type, ...]) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, kind):
         return True
-    return any(_allows_bool(arg) for arg in get_args(annotation))
+    return any(_allows(arg, kind) for arg in get_args(annotation))
+
+
+def iso_only(value: Any) -> Any:
+    """Refuse a number (or a string of digits) where a date or timestamp is expected: pydantic
+    would read it as Unix time, and `due_before=299` is a mistake, not 1970."""
+    if isinstance(value, int | float) and not isinstance(value, bool) or (
+            isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("expected ISO 8601 (e.g. 2026-11-26T14:00:00Z, or 2026-11-26 for a date)")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(iso_only)]
+IsoDate = Annotated[date, BeforeValidator(iso_only)]
 
 
 class RequestModel(BaseModel):
     """A request body. A misspelt field (`residual_volume` for `residual_volume_ml`) is a 422,
-    never silently dropped; `true` is not 1 mL."""
+    never silently dropped; `true` is not 1 mL; `1764165600` is not a timestamp."""
 
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, bool) and info.field_name is not None:
-            field = cls.model_fields[info.field_name]
-            if not _allows_bool(field.annotation):
-                raise ValueError("a boolean is not accepted here")
+        if info.field_name is None:
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and not _allows(annotation, bool):
+            raise ValueError("a boolean is not accepted here")
+        if _allows(annotation, (date, AwareDatetime)) and not _allows(annotation, (int, float, str)):
+            return iso_only(value)
         return value

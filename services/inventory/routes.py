@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
@@ -27,6 +26,7 @@ from services.inventory.schemas import (
 from shared.auth import CurrentUser, Principal, require_roles
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
+from shared.schemas import IsoDate
 from shared.web import UowDep
 
 router = APIRouter(tags=["inventory"])
@@ -69,7 +69,7 @@ def list_pumps(
     model_code: Annotated[str | None, Query(max_length=50)] = None,
     lot_number: Annotated[str | None, Query(max_length=64)] = None,
     patient_mrn: Annotated[str | None, Query(max_length=64)] = None,
-    expiring_before: Annotated[date | None, Query(description="expiry date strictly before")] = None,
+    expiring_before: Annotated[IsoDate | None, Query(description="expiry date strictly before")] = None,
 ) -> Page[PumpRead]:
     """Pumps, filtered, by serial number."""
     filters = PumpFilters(status=status, model_code=model_code, lot_number=lot_number,

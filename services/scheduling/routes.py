@@ -6,7 +6,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from services.scheduling import deliveries, service
 from services.scheduling.schemas import (
@@ -28,6 +27,7 @@ from shared.auth import CurrentUser, Principal, require_roles
 from shared.errors import Conflict
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
+from shared.schemas import Timestamp
 from shared.web import RuntimeDep, UowDep
 
 router = APIRouter()
@@ -108,7 +108,7 @@ def update_therapy(therapy_id: str, body: TherapyUpdate, user: Oncologist, uow: 
 def list_appointments(
     _: CurrentUser, uow: UowDep, page: PageDep,
     status: AppointmentStatus | None = None,
-    due_before: Annotated[AwareDatetime | None, Query()] = None,
+    due_before: Annotated[Timestamp | None, Query()] = None,
     center: str | None = None,
     patient_mrn: str | None = None,
 ) -> Page[AppointmentRead]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
-from pydantic import ValidationError
+from pydantic import AwareDatetime, ValidationError
 
 from shared.schemas import RequestModel
 from tests.helpers import auth, start_service, test_settings
@@ -35,3 +37,30 @@ def test_through_the_api(tmp_path):
     body.pop("height_cm")
     r = h.client.post("/v1/patients", json={**body, "weight": 80}, headers=auth("nurse"))
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "weight"
+
+
+class Dated(RequestModel):
+    performed_at: AwareDatetime
+    start_on: date | None = None
+
+
+def test_a_number_is_not_a_timestamp_or_a_date():
+    with pytest.raises(ValidationError, match="ISO 8601"):
+        Dated.model_validate({"performed_at": 1764165600})
+    with pytest.raises(ValidationError, match="ISO 8601"):
+        Dated.model_validate({"performed_at": "2026-11-26T14:00:00Z", "start_on": "20261126"})
+    ok = Dated.model_validate({"performed_at": "2026-11-26T14:00:00Z", "start_on": "2026-11-26"})
+    assert ok.start_on == date(2026, 11, 26)
+
+
+def test_query_timestamps_and_dates_are_iso_only(tmp_path):
+    sch = start_service("scheduling", test_settings(tmp_path))
+    assert sch.client.get("/v1/appointments", params={"due_before": "299"},
+                          headers=auth("nurse")).status_code == 422
+    assert sch.client.get("/v1/appointments", params={"due_before": "2026-11-26T00:00:00Z"},
+                          headers=auth("nurse")).status_code == 200
+    inv = start_service("inventory", test_settings(tmp_path))
+    assert inv.client.get("/v1/pumps", params={"expiring_before": "20261126"},
+                          headers=auth("nurse")).status_code == 422
+    assert inv.client.get("/v1/pumps", params={"expiring_before": "2026-11-26"},
+                          headers=auth("nurse")).status_code == 200
