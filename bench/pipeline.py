@@ -1,18 +1,25 @@
 """How fast events go outbox → relay → RabbitMQ → consumer → commit, against the broker's own limit.
 
 `python -m bench.pipeline [--events N]` measures, in one vhost and one database of its own:
-(a) ours: N events already committed to the outbox, OutboxRelay + RabbitBus + EventConsumer
-    (whose handler inserts a row), from relay start to the last consumer commit;
+(a) ours: N events already committed to the outbox, OutboxRelay + RabbitBus + EventConsumer,
+    from relay start to the last consumer commit; the handler writes one row per event, either
+    with a batch handler (one INSERT per delivered batch) or with a plain handler (one INSERT,
+    so one database round trip, per event);
 (b) the broker's limit: raw pika, the same messages persistent to a quorum queue with pipelined
     confirms (a window of unconfirmed messages) and a prefetching consumer acking many at once;
 (c) naive publishing that waits for each confirm, on a sample;
 (d) RabbitBus alone (publish_batch + consume acking everything, no database): the transport's
     share of the gap between (a) and (b).
+In (a), (b) and (d) the sending side and the receiving side run in two processes, as they do in
+production (the relay in the service that publishes, the consumer in the one that subscribes):
+the receiving side is a process of its own, started before the clock starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import queue as queue_module
 import threading
 import time
 from collections.abc import Sequence
@@ -98,9 +105,12 @@ def _seed_history(engine: Any, platform: Any, consumer: str, rows: int) -> None:
         conn.execute(text("ANALYZE"))
 
 
-def _wait_for_consumer(vhost_name: str, queue: str, deadline_s: float = 20.0) -> None:
+def _wait_for_consumer(vhost_name: str, queue: str, proc: Any, deadline_s: float = 30.0) -> None:
+    """Wait until the receiving process consumes from `queue`; fail if it exits first."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
+        if not proc.is_alive():
+            raise RuntimeError(f"the consumer of {queue} exited with {proc.exitcode}")
         out = rabbitmqctl("list_queues", "-p", vhost_name, "--no-table-headers", "--quiet",
                           "name", "consumers").stdout
         if any(line.split("\t") == [queue, "1"] for line in out.splitlines()):
@@ -109,24 +119,20 @@ def _wait_for_consumer(vhost_name: str, queue: str, deadline_s: float = 20.0) ->
     raise RuntimeError(f"no consumer on {queue} after {deadline_s}s")
 
 
-def measure_ours(amqp_url: str, vhost_name: str, db_url: str, events: int,
-                 *, batch: bool = False) -> dict[str, float]:
-    """(a) Outbox → OutboxRelay → RabbitBus → EventConsumer → one row per event, committed.
+def _effects_table(metadata: MetaData) -> Table:
+    return Table("bench_effects", metadata,
+                 Column("event_id", String(64), primary_key=True),
+                 Column("refill_id", String(64), nullable=False))
 
-    `batch`: the handler takes each run of events in one call (one INSERT for the run), as a
-    service's batch handler may; otherwise one call and one INSERT per event."""
+
+def _ours_consumer_side(db_url: str, amqp_url: str, queue: QueueSpec, events: int, batch: bool,
+                        report: Any) -> None:
+    """The subscribing service: RabbitBus.consume + EventConsumer, each handled event one row."""
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     platform = define_platform_tables(metadata)
-    effects = Table("bench_effects", metadata,
-                    Column("event_id", String(64), primary_key=True),
-                    Column("refill_id", String(64), nullable=False))
+    effects = _effects_table(metadata)
     engine = make_engine(db_url)
-    metadata.create_all(engine)
     uow_factory = UnitOfWorkFactory(engine, platform, SystemClock(), "bench")
-    _seed_history(engine, platform, "bench", events)
-    _fill_outbox(uow_factory, events)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("ANALYZE"))
 
     def handle(uow: UnitOfWork, event: CloudEvent) -> None:
         uow.session.execute(insert(effects).values(event_id=event.id,
@@ -137,16 +143,86 @@ def measure_ours(amqp_url: str, vhost_name: str, db_url: str, events: int,
             {"event_id": e.id, "refill_id": e.data["refill_id"]} for e in run])
 
     handled = 0
-    published = 0
     all_handled = threading.Event()
-    relay_done_at: list[float] = []
+    done_at: list[float] = []
 
     def on_outcome(_name: str, outcome: Outcome) -> None:
         nonlocal handled
         # called once the batch's transaction has committed
         handled += outcome.action == "ack"
-        if handled >= events:
+        if handled >= events and not done_at:
+            done_at.append(time.monotonic())
             all_handled.set()
+
+    bus = RabbitBus(amqp_url)
+    consumer = EventConsumer("bench", queue, {} if batch else {EVENT_TYPE: handle}, uow_factory,
+                             on_outcome=on_outcome,
+                             batch_handlers={EVENT_TYPE: handle_run} if batch else None)
+    stop = threading.Event()
+    thread = threading.Thread(target=bus.consume, args=(queue, consumer.process),
+                              kwargs={"prefetch": PREFETCH, "stop": stop, "retry_delay_ms": 2000},
+                              daemon=True)
+    thread.start()
+    try:
+        if not all_handled.wait(TIMEOUT_S):
+            report.put(("error", f"only {handled}/{events} handled after {TIMEOUT_S}s"))
+            return
+    finally:
+        stop.set()
+        thread.join(10)
+        bus.close()
+    with engine.connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(effects)).scalar_one()
+    engine.dispose()
+    if rows != events:
+        report.put(("error", f"{rows} rows for {events} events"))
+    else:
+        report.put(("done", done_at[0]))
+
+
+def _receiving_side(target: Any, *args: Any) -> tuple[Any, Any]:
+    """Start `target(*args, report)` in a process of its own; return (process, report queue)."""
+    ctx = multiprocessing.get_context("spawn")
+    report = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, report), daemon=True)
+    proc.start()
+    return proc, report
+
+
+def _outcome(proc: Any, report: Any, what: str) -> Any:
+    """What the receiving side reported: its figure, or an error if it failed or went silent."""
+    try:
+        kind, value = report.get(timeout=TIMEOUT_S)
+    except queue_module.Empty:
+        raise RuntimeError(f"{what}: no report after {TIMEOUT_S}s") from None
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+    if kind != "done":
+        raise RuntimeError(f"{what}: {value}")
+    return value
+
+
+def measure_ours(amqp_url: str, vhost_name: str, db_url: str, events: int,
+                 *, batch: bool = False) -> dict[str, float]:
+    """(a) Outbox → OutboxRelay → RabbitBus → EventConsumer → one row per event, committed.
+
+    `batch`: the handler takes each run of events in one call (one INSERT for the run), as a
+    service's batch handler may; otherwise one call and one INSERT per event."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    platform = define_platform_tables(metadata)
+    _effects_table(metadata)
+    engine = make_engine(db_url)
+    metadata.create_all(engine)
+    uow_factory = UnitOfWorkFactory(engine, platform, SystemClock(), "bench")
+    _seed_history(engine, platform, "bench", events)
+    _fill_outbox(uow_factory, events)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+
+    published = 0
+    relay_done_at: list[float] = []
 
     def on_published(count: int) -> None:
         nonlocal published
@@ -158,36 +234,23 @@ def measure_ours(amqp_url: str, vhost_name: str, db_url: str, events: int,
                       ((EVENTS_EXCHANGE, "hai.scheduling.#"),))
     bus = RabbitBus(amqp_url)
     bus.declare([queue])
-    consumer = EventConsumer("bench", queue, {} if batch else {EVENT_TYPE: handle}, uow_factory,
-                             on_outcome=on_outcome,
-                             batch_handlers={EVENT_TYPE: handle_run} if batch else None)
-    stop = threading.Event()
-    consumer_thread = threading.Thread(
-        target=bus.consume, args=(queue, consumer.process),
-        kwargs={"prefetch": PREFETCH, "stop": stop, "retry_delay_ms": 2000}, daemon=True)
-    consumer_thread.start()
-    _wait_for_consumer(vhost_name, queue.name)
-
+    proc, report = _receiving_side(_ours_consumer_side, db_url, amqp_url, queue, events, batch)
+    _wait_for_consumer(vhost_name, queue.name, proc)
     relay = OutboxRelay(uow_factory, bus.publisher, batch_size=RELAY_BATCH,
                         on_published=on_published)
+    stop = threading.Event()
     started = time.monotonic()
     relay_thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
     relay_thread.start()
     try:
-        if not all_handled.wait(TIMEOUT_S):
-            raise RuntimeError(f"only {handled}/{events} handled after {TIMEOUT_S}s")
-        elapsed = time.monotonic() - started
+        done_at = _outcome(proc, report, "ours")
     finally:
         stop.set()
         relay_thread.join(10)
-        consumer_thread.join(10)
         bus.close()
-    with engine.connect() as conn:
-        rows = conn.execute(select(func.count()).select_from(effects)).scalar_one()
-    engine.dispose()
-    if rows != events:
-        raise RuntimeError(f"{rows} rows for {events} events")
-    relay_elapsed = (relay_done_at[0] if relay_done_at else time.monotonic()) - started
+        engine.dispose()
+    elapsed = done_at - started
+    relay_elapsed = (relay_done_at[0] if relay_done_at else done_at) - started
     return {"ours_events_per_s": events / elapsed, "ours_seconds": elapsed,
             "ours_relay_events_per_s": events / relay_elapsed}
 
@@ -250,6 +313,7 @@ class _RawConsumer:
         self.received = 0
         self.ready = threading.Event()
         self.done = threading.Event()
+        self.done_at = 0.0
         self._conn: Any = None
 
     def run(self) -> None:
@@ -272,8 +336,24 @@ class _RawConsumer:
         if self.received % self.ack_every == 0 or self.received >= self.expected:
             channel.basic_ack(method.delivery_tag, multiple=True)
         if self.received >= self.expected:
+            self.done_at = time.monotonic()
             self.done.set()
             self._conn.close()
+
+
+def _raw_consumer_side(amqp_url: str, queue: str, expected: int, report: Any) -> None:
+    """The raw receiving side, in a process of its own."""
+    consumer = _RawConsumer(pika.URLParameters(amqp_url), queue, expected, PREFETCH,
+                            RAW_ACK_EVERY)
+    threading.Thread(target=consumer.run, daemon=True).start()
+    if not consumer.ready.wait(20):
+        report.put(("error", "raw consumer did not start"))
+        return
+    report.put(("ready", None))
+    if consumer.done.wait(TIMEOUT_S):
+        report.put(("done", consumer.done_at))
+    else:
+        report.put(("error", f"raw consumer got {consumer.received}/{expected}"))
 
 
 def measure_broker_limit(amqp_url: str, bodies: Sequence[bytes]) -> dict[str, float]:
@@ -281,11 +361,10 @@ def measure_broker_limit(amqp_url: str, bodies: Sequence[bytes]) -> dict[str, fl
     queue = "bench.raw"
     with pika.BlockingConnection(pika.URLParameters(amqp_url)) as conn:
         conn.channel().queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
-    consumer = _RawConsumer(pika.URLParameters(amqp_url), queue, len(bodies), PREFETCH,
-                            RAW_ACK_EVERY)
-    threading.Thread(target=consumer.run, daemon=True).start()
-    if not consumer.ready.wait(20):
-        raise RuntimeError("raw consumer did not start")
+    proc, report = _receiving_side(_raw_consumer_side, amqp_url, queue, len(bodies))
+    kind, value = report.get(timeout=60)
+    if kind != "ready":
+        raise RuntimeError(f"raw: {value}")
     publisher = _RawPublisher(pika.URLParameters(amqp_url), queue, bodies, RAW_WINDOW)
     started = time.monotonic()
     pub_thread = threading.Thread(target=publisher.run, daemon=True)
@@ -293,26 +372,26 @@ def measure_broker_limit(amqp_url: str, bodies: Sequence[bytes]) -> dict[str, fl
     pub_thread.join(TIMEOUT_S)
     published = time.monotonic() - started
     if publisher.error is not None:
+        proc.kill()
         raise RuntimeError(f"raw publishing failed: {publisher.error}")
-    if not consumer.done.wait(TIMEOUT_S):
-        raise RuntimeError(f"raw consumer got {consumer.received}/{len(bodies)}")
-    elapsed = time.monotonic() - started
+    elapsed = _outcome(proc, report, "raw") - started
     return {"limit_msgs_per_s": len(bodies) / elapsed,
             "limit_publish_msgs_per_s": len(bodies) / published}
 
 
-def measure_transport(amqp_url: str, vhost_name: str, bodies: Sequence[bytes]) -> dict[str, float]:
-    """(d) RabbitBus alone: publish_batch of RELAY_BATCH, consume acking all, no database."""
-    queue = QueueSpec("bench.transport", ((EVENTS_EXCHANGE, "bench.transport"),))
+def _transport_consumer_side(amqp_url: str, queue: QueueSpec, expected: int,
+                             report: Any) -> None:
+    """RabbitBus.consume acking everything, no database, in a process of its own."""
     bus = RabbitBus(amqp_url)
-    bus.declare([queue])
     received = 0
     done = threading.Event()
+    done_at: list[float] = []
 
     def process(batch: Sequence[Any]) -> list[Outcome]:
         nonlocal received
         received += len(batch)
-        if received >= len(bodies):
+        if received >= expected and not done_at:
+            done_at.append(time.monotonic())
             done.set()
         return [Outcome.ack()] * len(batch)
 
@@ -321,7 +400,24 @@ def measure_transport(amqp_url: str, vhost_name: str, bodies: Sequence[bytes]) -
                               kwargs={"prefetch": PREFETCH, "stop": stop,
                                       "retry_delay_ms": 2000}, daemon=True)
     thread.start()
-    _wait_for_consumer(vhost_name, queue.name)
+    try:
+        if done.wait(TIMEOUT_S):
+            report.put(("done", done_at[0]))
+        else:
+            report.put(("error", f"transport consumer got {received}/{expected}"))
+    finally:
+        stop.set()
+        thread.join(10)
+        bus.close()
+
+
+def measure_transport(amqp_url: str, vhost_name: str, bodies: Sequence[bytes]) -> dict[str, float]:
+    """(d) RabbitBus alone: publish_batch of RELAY_BATCH, consume acking all, no database."""
+    queue = QueueSpec("bench.transport", ((EVENTS_EXCHANGE, "bench.transport"),))
+    bus = RabbitBus(amqp_url)
+    bus.declare([queue])
+    proc, report = _receiving_side(_transport_consumer_side, amqp_url, queue, len(bodies))
+    _wait_for_consumer(vhost_name, queue.name, proc)
     messages = [OutgoingMessage(message_id=str(i), exchange=EVENTS_EXCHANGE,
                                 routing_key="bench.transport", body=body)
                 for i, body in enumerate(bodies)]
@@ -331,12 +427,8 @@ def measure_transport(amqp_url: str, vhost_name: str, bodies: Sequence[bytes]) -
         for start in range(0, len(messages), RELAY_BATCH):
             publisher.publish_batch(messages[start:start + RELAY_BATCH])
         published = time.monotonic() - started
-        if not done.wait(TIMEOUT_S):
-            raise RuntimeError(f"transport consumer got {received}/{len(bodies)}")
-        elapsed = time.monotonic() - started
+        elapsed = _outcome(proc, report, "transport") - started
     finally:
-        stop.set()
-        thread.join(10)
         bus.close()
     return {"transport_msgs_per_s": len(bodies) / elapsed,
             "transport_publish_msgs_per_s": len(bodies) / published}

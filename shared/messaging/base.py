@@ -100,6 +100,10 @@ class Publisher(Protocol):
     def publish_batch(self, messages: Sequence[OutgoingMessage], timeout: float = 30.0) -> None:
         """Publish every message persistently; return once the broker confirmed them all."""
 
+    def publish_batch_async(self, messages: Sequence[OutgoingMessage],
+                            timeout: float = 30.0) -> Callable[[], None]:
+        """Send the messages; the returned callable waits for their confirms (PublishError)."""
+
     def close(self) -> None: ...
 
 

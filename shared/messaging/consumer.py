@@ -8,10 +8,11 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import Executable, String, bindparam, func, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-from shared.db import UnitOfWork, UnitOfWorkFactory
+from shared.db import UnitOfWork, UnitOfWorkFactory, UTCDateTime, is_postgres
 from shared.events import CloudEvent
 from shared.logging import safe_error
 from shared.messaging.base import Delivery, Outcome, QueueSpec
@@ -32,6 +33,10 @@ class PermanentError(Exception):
 
 def parse_event(delivery: Delivery) -> CloudEvent:
     """Parse a delivery's body as a structured-mode CloudEvent or raise PermanentError saying why."""
+    try:
+        return CloudEvent.model_validate_json(delivery.body)  # one pass, for the common case
+    except ValidationError:
+        pass  # parsed again below, step by step, to say precisely what is wrong
     try:
         raw = json.loads(delivery.body)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -70,6 +75,7 @@ class EventConsumer:
         self.uow_factory = uow_factory
         self.max_attempts = max_attempts
         self._on_outcome = on_outcome
+        self._claim_pg = _pg_claim_statement(uow_factory.platform.inbox)
 
     def process(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         """Handle a batch: one transaction for all, or one per message when any of them fails."""
@@ -107,21 +113,16 @@ class EventConsumer:
 
     def _handle_batch(self, events: Sequence[CloudEvent]) -> None:
         with self.uow_factory() as uow:
-            seen = self._already_processed(uow, [e.id for e in events])
-            fresh: list[CloudEvent] = []
-            for event in events:
-                if event.id not in seen:
-                    seen.add(event.id)
-                    fresh.append(event)
-            self._record_and_handle(uow, fresh)
+            self._handle_events(uow, self._claim(uow, events))
             uow.commit()
 
     def _handle_one(self, event: CloudEvent, delivery: Delivery) -> Outcome:
         try:
             with self.uow_factory() as uow:
-                if self._already_processed(uow, [event.id]):
-                    return Outcome.ack()
-                self._record_and_handle(uow, [event])
+                fresh = self._claim(uow, [event])
+                if not fresh:
+                    return Outcome.ack()  # handled before: a redelivery
+                self._handle_events(uow, fresh)
                 uow.commit()
             return Outcome.ack()
         except INFRASTRUCTURE_ERRORS:
@@ -149,22 +150,39 @@ class EventConsumer:
                     attempts=attempts, reason=reason)
         return Outcome.retry(reason)
 
-    def _already_processed(self, uow: UnitOfWork, ids: list[str]) -> set[str]:
-        inbox = uow.platform.inbox
-        rows = uow.session.execute(
-            select(inbox.c.event_id).where(inbox.c.consumer == self.name, inbox.c.event_id.in_(ids))
-        )
-        return {r[0] for r in rows}
+    def _claim(self, uow: UnitOfWork, events: Sequence[CloudEvent]) -> list[CloudEvent]:
+        """Write the events' inbox rows; return those not handled before, in order, each once.
 
-    def _record_and_handle(self, uow: UnitOfWork, events: Sequence[CloudEvent]) -> None:
-        """Write the inbox rows in one statement, then hand the events over in their order."""
+        On PostgreSQL this is one statement (`INSERT … ON CONFLICT DO NOTHING RETURNING`): an
+        event another consumer is handling right now waits for that transaction, and counts as
+        handled if it commits. Elsewhere: look the ids up, then insert the new ones."""
         if not events:
-            return
+            return []
         now = uow.now()
-        uow.session.execute(insert(uow.platform.inbox), [
-            {"consumer": self.name, "event_id": e.id, "event_type": e.type, "processed_at": now}
-            for e in events
-        ])
+        if is_postgres(uow.session):
+            ids = [e.id for e in events]
+            claimed = set(uow.session.scalars(self._claim_pg, {
+                "consumer": self.name, "ids": ids, "types": [e.type for e in events],
+                "now": now}))
+        else:
+            inbox = uow.platform.inbox
+            seen = set(uow.session.scalars(select(inbox.c.event_id).where(
+                inbox.c.consumer == self.name, inbox.c.event_id.in_([e.id for e in events]))))
+            claimed = {e.id for e in events} - seen
+            if claimed:
+                uow.session.execute(insert(inbox), [
+                    {"consumer": self.name, "event_id": e.id, "event_type": e.type,
+                     "processed_at": now}
+                    for e in {e.id: e for e in events if e.id in claimed}.values()])
+        fresh: list[CloudEvent] = []
+        for event in events:
+            if event.id in claimed:
+                claimed.discard(event.id)  # a duplicate inside the batch counts once
+                fresh.append(event)
+        return fresh
+
+    def _handle_events(self, uow: UnitOfWork, events: Sequence[CloudEvent]) -> None:
+        """Hand the events over in their order; consecutive ones of a batch handler's type at once."""
         run: list[CloudEvent] = []
         for event in events:
             if run and run[0].type != event.type:
@@ -179,6 +197,25 @@ class EventConsumer:
     def _flush_run(self, uow: UnitOfWork, run: list[CloudEvent]) -> None:
         if run:
             self.batch_handlers[run[0].type](uow, run)
+
+
+def _pg_claim_statement(inbox: Any) -> Executable:
+    """INSERT the (consumer, id, type) rows from two arrays, skip those already there, and return
+    the ids written: a fixed statement of four parameters, whatever the batch's size."""
+    rows = func.unnest(
+        bindparam("ids", type_=postgresql.ARRAY(String)),
+        bindparam("types", type_=postgresql.ARRAY(String)),
+    ).table_valued("event_id", "event_type").render_derived(name="claimed")
+    return (
+        postgresql.insert(inbox)
+        .from_select(
+            ["consumer", "event_id", "event_type", "processed_at"],
+            select(bindparam("consumer", type_=String), rows.c.event_id, rows.c.event_type,
+                   bindparam("now", type_=UTCDateTime)),
+        )
+        .on_conflict_do_nothing()
+        .returning(inbox.c.event_id)
+    )
 
 
 def data_of(event: CloudEvent) -> dict[str, Any]:

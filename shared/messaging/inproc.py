@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared.messaging.base import (
@@ -71,6 +71,11 @@ class InProcessBus:
                         body=msg.body, routing_key=msg.routing_key, exchange=msg.exchange,
                         message_id=msg.message_id, headers=dict(msg.headers),
                     ))
+
+    def publish_batch_async(self, messages: Sequence[OutgoingMessage],
+                            timeout: float = 30.0) -> Callable[[], None]:
+        self.publish_batch(messages, timeout)  # delivered at once: nothing to wait for
+        return lambda: None
 
     def depth(self, name: str) -> int:
         return self._queues[name].qsize()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -161,7 +162,7 @@ class _Batch:
         self._singles: set[int] = set()
 
     def ack(self, tag: int, multiple: bool) -> None:
-        if tag < self.first:
+        if tag < self.first or (not multiple and tag > self.last):
             return
         if multiple:
             self._upto = max(self._upto, tag)
@@ -184,12 +185,13 @@ class _PublishLink:
         self._conn: SelectConnection | None = None
         self._channel: Any = None
         self._next_tag = 1
-        self._batch: _Batch | None = None
+        # the batches sent and not yet confirmed, oldest first (their tags are in that order)
+        self._batches: deque[_Batch] = deque()
         # guards the hand-over: no callback is queued on an ioloop that has already been closed
         self._lock = threading.Lock()
         self._loop_closed = False
         self._closing = False
-        self._waiting: Future[None] | None = None
+        self._waiting: set[Future[None]] = set()
         self._thread = threading.Thread(target=self._run, name="hai-rabbit-publisher",
                                         daemon=True)
         self._thread.start()
@@ -201,24 +203,33 @@ class _PublishLink:
         return self.ready.done() and self.ready.exception() is None and not self.broken
 
     def publish(self, messages: Sequence[OutgoingMessage], timeout: float) -> None:
+        self.wait(self.send(messages), len(messages), timeout)
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> Future[None]:
+        """Hand the messages to the ioloop; the future completes when all are confirmed."""
         done: Future[None] = Future()
         with self._lock:
             if self._loop_closed or self._conn is None or self.broken:
                 raise PublishError("publisher connection is closed")
-            self._waiting = done
+            self._waiting.add(done)
             self._conn.ioloop.add_callback_threadsafe(lambda: self._start(messages, done))
+        return done
+
+    def wait(self, done: Future[None], count: int, timeout: float) -> None:
+        """Wait for a batch handed over by `send`; PublishError if refused, lost or late."""
         try:
             done.result(timeout)
         except FutureTimeout:
             self.broken = True
             raise PublishError(
-                f"{len(messages)} messages not confirmed within {timeout:.1f}s") from None
+                f"{count} messages not confirmed within {timeout:.1f}s") from None
         except PublishError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever broke, the caller sees a PublishError
             raise PublishError(_short(exc)) from exc
         finally:
-            self._waiting = None
+            with self._lock:
+                self._waiting.discard(done)
 
     def close(self) -> None:
         with self._lock:
@@ -250,10 +261,10 @@ class _PublishLink:
             self.broken = True
             with self._lock:
                 self._loop_closed = True
-                waiting = self._waiting
+                waiting = list(self._waiting)
             self._fail(PublishError("publisher connection closed"))
-            if waiting is not None:
-                _resolve(waiting, PublishError("publisher connection closed"))
+            for done in waiting:
+                _resolve(done, PublishError("publisher connection closed"))
             if conn is not None:
                 try:
                     conn.ioloop.close()
@@ -264,8 +275,8 @@ class _PublishLink:
         self.broken = True
         error = exc if isinstance(exc, PublishError) else PublishError(_short(exc))
         _resolve(self.ready, error)
-        if self._batch is not None:
-            _resolve(self._batch.future, error)
+        for batch in self._batches:
+            _resolve(batch.future, error)
 
     def _on_open(self, conn: Any) -> None:
         conn.channel(on_open_callback=self._on_channel_open)
@@ -304,15 +315,19 @@ class _PublishLink:
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
-        batch = self._batch
-        if batch is None:
-            return
+        tag, multiple = method.delivery_tag, method.multiple
         if isinstance(method, pika.spec.Basic.Nack):
-            if method.delivery_tag >= batch.first:
-                _resolve(batch.future, PublishError(
-                    f"broker refused message(s) up to tag {method.delivery_tag}"))
-            return
-        batch.ack(method.delivery_tag, method.multiple)
+            for batch in self._batches:
+                if batch.first <= tag and (multiple or tag <= batch.last):
+                    _resolve(batch.future, PublishError(
+                        f"broker refused message(s) up to tag {tag}"))
+        else:
+            for batch in self._batches:
+                if batch.first > tag:
+                    break
+                batch.ack(tag, multiple)
+        while self._batches and self._batches[0].future.done():
+            self._batches.popleft()
 
     def _start(self, messages: Sequence[OutgoingMessage], done: Future[None]) -> None:
         channel = self._channel
@@ -320,7 +335,7 @@ class _PublishLink:
             _resolve(done, PublishError("publisher channel is closed"))
             return
         first = self._next_tag
-        self._batch = _Batch(done, first, first + len(messages) - 1)
+        self._batches.append(_Batch(done, first, first + len(messages) - 1))
         try:
             for msg in messages:
                 channel.basic_publish(
@@ -369,6 +384,33 @@ class RabbitPublisher:
             except PublishError:
                 self._drop_link()
                 raise
+
+    def publish_batch_async(self, messages: Sequence[OutgoingMessage],
+                            timeout: float = 30.0) -> Callable[[], None]:
+        """Send every message persistently and return at once; calling the result waits until
+        the broker confirmed them all (PublishError otherwise). Batches sent one after the
+        other reach the broker in that order; several may await their confirms at once."""
+        if not messages:
+            return lambda: None
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            link = self._connected_link(min(timeout, self._connect_timeout))
+            try:
+                done = link.send(messages)
+            except PublishError:
+                self._drop_link()
+                raise
+
+        def wait() -> None:
+            try:
+                link.wait(done, len(messages), max(deadline - time.monotonic(), 0.1))
+            except PublishError:
+                with self._lock:
+                    if self._link is link:
+                        self._drop_link()
+                raise
+
+        return wait
 
     def _connected_link(self, timeout: float) -> _PublishLink:
         link = self._link

@@ -328,6 +328,56 @@ def test_two_consumers_on_one_queue_handle_each_event_once(world: World) -> None
     assert first.deliveries and second.deliveries, "both consumers took part"
 
 
+def test_the_relay_keeps_the_outbox_order_with_batches_in_flight(world: World) -> None:
+    # 1,000 events in batches of 50: the relay sends each batch before it waits for the
+    # confirms of the one before; the queue must still hold them in the order committed
+    ids = world.commit_events(1000)
+    relay = world.start_relay(batch_size=50)
+    wait_until(lambda: world.unpublished() == 0, 30, "every outbox row marked sent")
+    assert relay.last_run_at is not None
+    recorder = world.start_consumer(prefetch=100)
+    wait_until(lambda: world.effects_total() >= len(ids), 30, "all events handled")
+    received = [d.message_id or "" for d in recorder.deliveries]
+    assert received == ids
+    assert max(world.effect_counts().values()) == 1
+
+
+def test_the_same_events_handled_at_once_by_two_consumers_count_once(world: World) -> None:
+    # two transactions claim the same 200 inbox rows at the same moment: the second waits for
+    # the first and, once it commits, finds them taken: no duplicate, no error, no retry
+    events = [CloudEvent.create(source="/hai/test", type=THING_HAPPENED, data={"i": i})
+              for i in range(200)]
+    batch = [Delivery(body=e.to_json_bytes(), routing_key=THING_HAPPENED,
+                      exchange=EVENTS_EXCHANGE, message_id=e.id, tag=i + 1)
+             for i, e in enumerate(events)]
+    inside, release = threading.Event(), threading.Event()
+
+    def held_open(uow: UnitOfWork, event: CloudEvent) -> None:
+        world._record(uow, event)
+        if event.id == events[-1].id:
+            inside.set()
+            release.wait(10)  # the first transaction stays open, its inbox rows written
+
+    first = EventConsumer("things", world.queue, {THING_HAPPENED: held_open}, world.uow)
+    second = EventConsumer("things", world.queue, {THING_HAPPENED: world._record}, world.uow)
+    outcomes: dict[str, list[Outcome]] = {}
+    threads = [threading.Thread(target=lambda: outcomes.update(first=first.process(batch)))]
+    threads[0].start()
+    assert inside.wait(10)
+    threads.append(threading.Thread(target=lambda: outcomes.update(second=second.process(batch))))
+    threads[1].start()
+    threads[1].join(1.0)
+    assert threads[1].is_alive(), "the second consumer must wait for the first's inbox rows"
+    release.set()
+    for thread in threads:
+        thread.join(20)
+    assert set(outcomes) == {"first", "second"}
+    assert all(o.action == "ack" for result in outcomes.values() for o in result)
+    counts = world.effect_counts()
+    assert set(counts) == {e.id for e in events}
+    assert max(counts.values()) == 1
+
+
 def _raw(message_id: str, body: bytes, routing_key: str = "hai.test.raw") -> OutgoingMessage:
     return OutgoingMessage(message_id=message_id, exchange=EVENTS_EXCHANGE,
                            routing_key=routing_key, body=body)
