@@ -14,6 +14,13 @@ EVENTS_EXCHANGE = "hai.events"
 PHARMACY_EXCHANGE = "hai.pharmacy"
 
 
+def ensure_aware_utc(value: datetime) -> datetime:
+    """The same instant in UTC; a naive datetime is refused."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime refused: event times must be timezone-aware")
+    return value.astimezone(UTC)
+
+
 class EventType:
     """Every event type of CONTRACT.md, Events and Pharmacy queue."""
 
@@ -71,15 +78,20 @@ class CloudEvent(BaseModel):
         time: datetime | None = None,
         id: str | None = None,
     ) -> CloudEvent:
-        """Build an event; pydantic payloads are dumped in JSON mode."""
+        """Build an event; pydantic payloads are dumped in JSON mode.
+
+        Built without validation (every field is ours and well-formed by construction; the
+        time is made UTC here): this runs for every event every service writes."""
         if isinstance(data, BaseModel):
             data = data.model_dump(mode="json")
-        return cls(
+        if not source or not type:
+            raise ValueError("an event needs a source and a type")
+        return cls.model_construct(
             specversion="1.0",
             id=id or str(uuid.uuid4()),
             source=source,
             type=type,
-            time=time or datetime.now(UTC),
+            time=ensure_aware_utc(time) if time is not None else datetime.now(UTC),
             subject=subject,
             datacontenttype="application/json",
             data=data,

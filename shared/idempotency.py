@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -33,20 +33,21 @@ class Idempotency:
         create: Callable[[], Any],
         *,
         status_code: int = 201,
-    ) -> JSONResponse:
+    ) -> Response:
         """Run `create` in the unit of work and commit, or replay the first answer for this key."""
-        content_hash = _hash(body)
+        content_hash = _hash(body) if self.key is not None else ""
         if self.key is not None:
             replay = self._stored(uow, content_hash)
             if replay is not None:
                 return replay
         result = create()
-        content = jsonable_encoder(result)
+        # serialized once, by pydantic when it can: the answer and the stored copy are the same
+        content = (result.model_dump_json(by_alias=True) if isinstance(result, BaseModel)
+                   else json.dumps(jsonable_encoder(result)))
         if self.key is not None:
             uow.session.execute(insert(uow.platform.idempotency).values(
                 scope=self.scope, key=self.key, request_hash=content_hash,
-                status_code=status_code, response_body=json.dumps(content),
-                created_at=uow.now(),
+                status_code=status_code, response_body=content, created_at=uow.now(),
             ))
         try:
             uow.commit()
@@ -57,9 +58,9 @@ class Idempotency:
             if replay is None:
                 raise
             return replay
-        return JSONResponse(content, status_code=status_code)
+        return Response(content, status_code=status_code, media_type="application/json")
 
-    def _stored(self, uow: UnitOfWork, content_hash: str) -> JSONResponse | None:
+    def _stored(self, uow: UnitOfWork, content_hash: str) -> Response | None:
         table = uow.platform.idempotency
         row = uow.session.execute(
             select(table).where(table.c.scope == self.scope, table.c.key == self.key)
@@ -70,8 +71,8 @@ class Idempotency:
             raise Conflict(
                 f"Idempotency-Key {self.key!r} was already used with a different request body"
             )
-        return JSONResponse(json.loads(row.response_body), status_code=row.status_code,
-                            headers={"Idempotent-Replayed": "true"})
+        return Response(row.response_body, status_code=row.status_code,
+                        media_type="application/json", headers={"Idempotent-Replayed": "true"})
 
 
 def _hash(body: Any) -> str:

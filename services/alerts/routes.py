@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from services.alerts import service
 from services.alerts.schemas import (
@@ -100,7 +100,7 @@ def oncall_now(_: CurrentUser, uow: UowDep, center: Center) -> OncallNow:
 
 
 @router.post("/silences", status_code=201, response_model=SilenceRead)
-def create_silence(user: Oncall, uow: UowDep, idem: IdempotencyDep, body: SilenceIn) -> JSONResponse:
+def create_silence(user: Oncall, uow: UowDep, idem: IdempotencyDep, body: SilenceIn) -> Response:
     """Silence the pages of matching alerts for a while (alerts are still recorded)."""
     return idem.run(uow, body, lambda: service.create_silence(uow=uow, body=body, actor=user.sub))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from services.inventory import service
 from services.inventory.lifecycle import Move, PumpStatus
@@ -49,13 +49,13 @@ def list_pump_models(_: CurrentUser, uow: UowDep, page: PageDep) -> Page[PumpMod
 
 @router.post("/pump-models", status_code=201, response_model=PumpModelRead, responses=CREATED)
 def create_pump_model(body: PumpModelCreate, user: Admin, uow: UowDep,
-                      idem: IdempotencyDep) -> JSONResponse:
+                      idem: IdempotencyDep) -> Response:
     """Add a pump model to the catalogue (admin)."""
     return idem.run(uow, body, lambda: service.create_model(uow=uow, actor=user.sub, data=body))
 
 
 @router.post("/pumps", status_code=201, response_model=PumpRead, responses=CREATED)
-def register_pump(body: PumpCreate, user: Biomed, uow: UowDep, idem: IdempotencyDep) -> JSONResponse:
+def register_pump(body: PumpCreate, user: Biomed, uow: UowDep, idem: IdempotencyDep) -> Response:
     """Register a received pump from its GS1 UDI or from its fields."""
     return idem.run(uow, body, lambda: service.register_pump(uow=uow, actor=user.sub, data=body))
 
@@ -135,7 +135,7 @@ def retire_pump(serial: str, body: ReasonRequest, user: Biomed, uow: UowDep) -> 
 
 
 @router.post("/recalls", status_code=201, response_model=RecallRead, responses=CREATED)
-def issue_recall(body: RecallCreate, user: Biomed, uow: UowDep, idem: IdempotencyDep) -> JSONResponse:
+def issue_recall(body: RecallCreate, user: Biomed, uow: UowDep, idem: IdempotencyDep) -> Response:
     """Recall lots of a model: quarantine their stock, name their implanted pumps."""
     return idem.run(uow, body, lambda: service.issue_recall(uow=uow, actor=user.sub, data=body))
 

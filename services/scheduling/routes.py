@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from services.scheduling import deliveries, service
 from services.scheduling.schemas import (
@@ -47,7 +47,7 @@ TherapyStatus = Literal["active", "paused", "stopped"]
 
 @router.post("/patients", status_code=201, response_model=PatientRead, tags=["patients"])
 def create_patient(body: PatientCreate, user: Clinician, uow: UowDep,
-                   idem: IdempotencyDep) -> JSONResponse:
+                   idem: IdempotencyDep) -> Response:
     """Register a patient (nurse, oncologist)."""
     return idem.run(uow, body, lambda: service.create_patient(uow=uow, body=body, actor=user.sub))
 
@@ -70,7 +70,7 @@ def update_patient(mrn: str, body: PatientUpdate, user: Clinician, uow: UowDep) 
 
 @router.post("/therapies", status_code=201, response_model=TherapyRead, tags=["therapies"])
 def create_therapy(body: TherapyCreate, user: Oncologist, uow: UowDep, runtime: RuntimeDep,
-                   idem: IdempotencyDep) -> JSONResponse:
+                   idem: IdempotencyDep) -> Response:
     """Start a therapy and schedule its first fill (oncologist); 409 if scheduling has not seen
     the pump implanted in that patient."""
     return idem.run(uow, body, lambda: service.create_therapy(
@@ -137,7 +137,7 @@ def book_appointment(appointment_id: str, body: AppointmentBook, user: Nurse,
 
 @router.post("/refills", status_code=201, response_model=RefillRead, tags=["refills"])
 def record_refill(body: RefillCreate, user: Nurse, uow: UowDep, runtime: RuntimeDep,
-                  idem: IdempotencyDep) -> JSONResponse:
+                  idem: IdempotencyDep) -> Response:
     """Record a refill (nurse): flow figures, the appointment completed and the next one."""
     return idem.run(uow, body, lambda: service.record_refill(
         uow=uow, body=body, actor=user.sub, settings=runtime.settings))

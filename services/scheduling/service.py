@@ -372,11 +372,15 @@ def book_appointment(*, uow: UnitOfWork, appointment_id: str, body: AppointmentB
 
 # ---------------------------------------------------------------- refills
 
-def _previous_fill(uow: UnitOfWork, pump: ImplantedPump) -> Refill | None:
-    stmt = select(Refill).where(Refill.pump_serial == pump.serial_number)
+def _previous_fill(uow: UnitOfWork, pump: ImplantedPump) -> PreviousFill | None:
+    """When the pump was last filled since its implant, and with how much."""
+    stmt = select(Refill.performed_at, Refill.fill_volume_ml).where(
+        Refill.pump_serial == pump.serial_number)
     if pump.implanted_at is not None:
         stmt = stmt.where(Refill.performed_at >= pump.implanted_at)
-    return uow.session.scalar(stmt.order_by(Refill.performed_at.desc(), Refill.id.desc()).limit(1))
+    row = uow.session.execute(
+        stmt.order_by(Refill.performed_at.desc(), Refill.id.desc()).limit(1)).first()
+    return PreviousFill(row[0], row[1]) if row is not None else None
 
 
 def _invalid(problems: list[tuple[str, str]]) -> DomainError:
@@ -431,9 +435,7 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         # the row now holds what was just written: mirror it without another round trip
         for key, value in (("status", "completed"), ("refill_id", refill_id), ("updated_at", now)):
             set_committed_value(appt, key, value)
-    prev_row = _previous_fill(uow, pump)
-    previous = (PreviousFill(prev_row.performed_at, prev_row.fill_volume_ml)
-                if prev_row is not None else None)
+    previous = _previous_fill(uow, pump)
     problems = refill_problems(now=now, performed_at=body.performed_at,
                                residual_volume_ml=body.residual_volume_ml,
                                fill_volume_ml=body.fill_volume_ml, reservoir_ml=pump.reservoir_ml,
