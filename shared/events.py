@@ -14,13 +14,6 @@ EVENTS_EXCHANGE = "hai.events"
 PHARMACY_EXCHANGE = "hai.pharmacy"
 
 
-def ensure_aware_utc(value: datetime) -> datetime:
-    """The same instant in UTC; a naive datetime is refused."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime refused: event times must be timezone-aware")
-    return value.astimezone(UTC)
-
-
 class EventType:
     """Every event type of CONTRACT.md, Events and Pharmacy queue."""
 
@@ -86,12 +79,14 @@ class CloudEvent(BaseModel):
             data = data.model_dump(mode="json")
         if not source or not type:
             raise ValueError("an event needs a source and a type")
+        if time is not None and time.tzinfo is None:
+            raise ValueError("naive datetime refused: event times must be timezone-aware")
         return cls.model_construct(
             specversion="1.0",
             id=id or str(uuid.uuid4()),
             source=source,
             type=type,
-            time=ensure_aware_utc(time) if time is not None else datetime.now(UTC),
+            time=(time or datetime.now(UTC)).astimezone(UTC),
             subject=subject,
             datacontenttype="application/json",
             data=data,

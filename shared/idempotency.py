@@ -35,8 +35,9 @@ class Idempotency:
         status_code: int = 201,
     ) -> Response:
         """Run `create` in the unit of work and commit, or replay the first answer for this key."""
-        content_hash = _hash(body) if self.key is not None else ""
+        content_hash = ""
         if self.key is not None:
+            content_hash = _hash(body)
             replay = self._stored(uow, content_hash)
             if replay is not None:
                 return replay

@@ -137,11 +137,12 @@ class OutboxRelay:
     def run(self, stop: threading.Event) -> None:
         """Relay until stopped: at once after a local commit, else every poll interval.
 
-        On PostgreSQL the relay keeps the broker busy: it claims and sends the next batch
-        before it waits for the confirms of the one before, so the broker's work on one batch
-        overlaps the database's on the other. The batches still leave in order; only if a batch
-        fails after the next one was sent does that one arrive first (the failed one is sent
-        again later, as after any failure: delivery is at least once)."""
+        On PostgreSQL, while there is a backlog (full batches), the relay keeps the broker busy:
+        it claims and sends the next batch before it waits for the confirms of the one before,
+        so the broker's work on one batch overlaps the database's on the other. A batch that is
+        not full is settled at once, as a lone event should be. The batches still leave in
+        order; only if a batch fails after the next one was sent does that one arrive first
+        (the failed one is sent again later, as after any failure: delivery is at least once)."""
         signal = self.uow_factory.outbox_signal
         pipelined = is_postgres(self.uow_factory.engine)
         backoff = 0.5
@@ -155,9 +156,11 @@ class OutboxRelay:
                         sent = self._send_next()
                         if sent is not None:
                             in_flight.append(sent)
-                        if len(in_flight) > 1 or (in_flight and sent is None):
+                        # a full batch means a backlog: keep it in flight and claim the next;
+                        # otherwise settle now, so a lone event costs no more than before
+                        busy = sent is not None and len(sent.seqs) >= self.batch_size
+                        while len(in_flight) > 1 or (in_flight and not busy):
                             self._settle(in_flight.pop(0))
-                        busy = bool(in_flight)
                     else:
                         busy = self.run_once() >= self.batch_size
                     backoff = 0.5
