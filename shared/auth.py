@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,10 @@ from shared.settings import Settings, get_settings
 
 ROLES = ("nurse", "pharmacist", "oncologist", "biomed", "oncall", "admin", "service")
 ALGORITHMS_DEV = ["HS256"]
+# a verified token is trusted again, without its signature checked, until it expires but for at
+# most this long (so a signing key withdrawn from the JWKS stops working soon after)
+VERIFIED_TOKEN_TTL_S = 60.0
+VERIFIED_TOKEN_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,9 @@ class TokenVerifier:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # token → (principal, trusted until, epoch seconds): each caller sends the same token
+        # with every request, and checking its signature is the costliest step of a GET
+        self._verified: dict[str, tuple[Principal, float]] = {}
         self._jwks: jwt.PyJWKClient | None = (
             jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300)
             if settings.jwt_jwks_url else None
@@ -44,6 +52,18 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """Return the principal of a valid token or raise jwt.InvalidTokenError."""
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        principal, expires_at = self._verify_signed(token)
+        if len(self._verified) >= VERIFIED_TOKEN_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, min(expires_at, now + VERIFIED_TOKEN_TTL_S))
+        return principal
+
+    def _verify_signed(self, token: str) -> tuple[Principal, float]:
+        """Check the signature and claims; the principal and when the token expires."""
         options: Any = {"require": ["exp", "sub"]}
         audience = self.settings.jwt_audience
         header = jwt.get_unverified_header(token)
@@ -60,7 +80,7 @@ class TokenVerifier:
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise jwt.InvalidTokenError("roles claim must be a list of strings")
-        return Principal(sub=str(claims["sub"]), roles=frozenset(roles))
+        return Principal(sub=str(claims["sub"]), roles=frozenset(roles)), float(claims["exp"])
 
 
 def mint_token(sub: str, roles: list[str], *, secret: str, ttl: timedelta = timedelta(hours=12),
