@@ -5,8 +5,12 @@
     from relay start to the last consumer commit; the handler writes one row per event, either
     with a batch handler (one INSERT per delivered batch) or with a plain handler (one INSERT,
     so one database round trip, per event);
-(b) the broker's limit: raw pika, the same messages persistent to a quorum queue with pipelined
-    confirms (a window of unconfirmed messages) and a prefetching consumer acking many at once;
+(b) the broker's limit: raw pika, the same messages (the same topic exchange `hai.events`, routing
+    key and properties: persistent, content type, `message_id`) to a quorum queue bound as ours,
+    with pipelined confirms (a window of unconfirmed messages) and a prefetching consumer acking
+    many at once; (b0) the same through the default exchange straight to the queue, with no
+    `message_id`: a lighter path than the services take (routing through a topic exchange costs
+    the broker a quarter of its rate here), printed for reference;
 (c) naive publishing that waits for each confirm, on a sample;
 (d) RabbitBus alone (publish_batch + consume acking everything, no database): the transport's
     share of the gap between (a) and (b).
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import queue as queue_module
+import statistics
 import threading
 import time
 from collections.abc import Sequence
@@ -119,6 +124,16 @@ def _wait_for_consumer(vhost_name: str, queue: str, proc: Any, deadline_s: float
     raise RuntimeError(f"no consumer on {queue} after {deadline_s}s")
 
 
+def _delete_queues(amqp_url: str, *names: str) -> None:
+    """Delete a measurement's queues once it is over: a queue left bound to `hai.events` would
+    take a copy of every message of the measurements after it (extra broker work, and stale
+    messages for the next round's consumer)."""
+    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as conn:
+        channel = conn.channel()
+        for name in names:
+            channel.queue_delete(name)
+
+
 def _effects_table(metadata: MetaData) -> Table:
     return Table("bench_effects", metadata,
                  Column("event_id", String(64), primary_key=True),
@@ -135,8 +150,10 @@ def _ours_consumer_side(db_url: str, amqp_url: str, queue: QueueSpec, events: in
     uow_factory = UnitOfWorkFactory(engine, platform, SystemClock(), "bench")
 
     def handle(uow: UnitOfWork, event: CloudEvent) -> None:
-        uow.session.execute(insert(effects).values(event_id=event.id,
-                                                   refill_id=event.data["refill_id"]))
+        # a fixed statement and its parameters, as the services write (not `.values()`, which
+        # builds and caches a statement per call)
+        uow.session.execute(insert(effects), {"event_id": event.id,
+                                              "refill_id": event.data["refill_id"]})
 
     def handle_run(uow: UnitOfWork, run: Sequence[CloudEvent]) -> None:
         uow.session.execute(insert(effects), [
@@ -249,6 +266,7 @@ def measure_ours(amqp_url: str, vhost_name: str, db_url: str, events: int,
         relay_thread.join(10)
         bus.close()
         engine.dispose()
+        _delete_queues(amqp_url, queue.name, queue.retry_queue, queue.dlq)
     elapsed = done_at - started
     relay_elapsed = (relay_done_at[0] if relay_done_at else done_at) - started
     return {"ours_events_per_s": events / elapsed, "ours_seconds": elapsed,
@@ -256,16 +274,21 @@ def measure_ours(amqp_url: str, vhost_name: str, db_url: str, events: int,
 
 
 class _RawPublisher:
-    """Pipelined confirms done by hand: keep `window` messages unconfirmed until all are sent."""
+    """Pipelined confirms done by hand: keep `window` messages unconfirmed until all are sent.
+
+    `routed`: publish as the relay does, to the topic exchange with the event's routing key and
+    its id as `message_id`; otherwise to the default exchange, straight to `queue`."""
 
     def __init__(self, params: pika.URLParameters, queue: str, bodies: Sequence[bytes],
-                 window: int) -> None:
+                 window: int, *, routed: bool = True) -> None:
         self.params, self.queue, self.bodies, self.window = params, queue, bodies, window
         self.sent = 0
         self.confirmed = 0
         self.error: BaseException | None = None
         self._conn: Any = None
         self._channel: Any = None
+        self._exchange, self._routing_key = (EVENTS_EXCHANGE, EVENT_TYPE) if routed else ("", queue)
+        self._routed = routed
         self._props = pika.BasicProperties(content_type="application/cloudevents+json",
                                            delivery_mode=2)
 
@@ -289,7 +312,12 @@ class _RawPublisher:
 
     def _fill(self) -> None:
         while self.sent < len(self.bodies) and self.sent - self.confirmed < self.window:
-            self._channel.basic_publish("", self.queue, self.bodies[self.sent], self._props)
+            props = self._props
+            if self._routed:
+                props = pika.BasicProperties(content_type="application/cloudevents+json",
+                                             delivery_mode=2, message_id=str(self.sent))
+            self._channel.basic_publish(self._exchange, self._routing_key,
+                                        self.bodies[self.sent], props)
             self.sent += 1
 
     def _on_confirm(self, frame: Any) -> None:
@@ -356,16 +384,25 @@ def _raw_consumer_side(amqp_url: str, queue: str, expected: int, report: Any) ->
         report.put(("error", f"raw consumer got {consumer.received}/{expected}"))
 
 
-def measure_broker_limit(amqp_url: str, bodies: Sequence[bytes]) -> dict[str, float]:
-    """(b) Raw pika, pipelined confirms and multi-acks: what the broker and client allow."""
-    queue = "bench.raw"
+def measure_broker_limit(amqp_url: str, bodies: Sequence[bytes],
+                         *, routed: bool = True) -> dict[str, float]:
+    """(b) Raw pika, pipelined confirms and multi-acks: what the broker and client allow.
+
+    `routed` (b): through `hai.events` as the relay publishes; otherwise (b0) the default
+    exchange straight to the queue."""
+    queue = "bench.raw" if routed else "bench.raw-direct"
     with pika.BlockingConnection(pika.URLParameters(amqp_url)) as conn:
-        conn.channel().queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel = conn.channel()
+        channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        if routed:
+            channel.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
+            channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key="hai.scheduling.#")
     proc, report = _receiving_side(_raw_consumer_side, amqp_url, queue, len(bodies))
     kind, value = report.get(timeout=60)
     if kind != "ready":
         raise RuntimeError(f"raw: {value}")
-    publisher = _RawPublisher(pika.URLParameters(amqp_url), queue, bodies, RAW_WINDOW)
+    publisher = _RawPublisher(pika.URLParameters(amqp_url), queue, bodies, RAW_WINDOW,
+                              routed=routed)
     started = time.monotonic()
     pub_thread = threading.Thread(target=publisher.run, daemon=True)
     pub_thread.start()
@@ -374,7 +411,10 @@ def measure_broker_limit(amqp_url: str, bodies: Sequence[bytes]) -> dict[str, fl
     if publisher.error is not None:
         proc.kill()
         raise RuntimeError(f"raw publishing failed: {publisher.error}")
-    elapsed = _outcome(proc, report, "raw") - started
+    try:
+        elapsed = _outcome(proc, report, "raw") - started
+    finally:
+        _delete_queues(amqp_url, queue)
     return {"limit_msgs_per_s": len(bodies) / elapsed,
             "limit_publish_msgs_per_s": len(bodies) / published}
 
@@ -430,6 +470,7 @@ def measure_transport(amqp_url: str, vhost_name: str, bodies: Sequence[bytes]) -
         elapsed = _outcome(proc, report, "transport") - started
     finally:
         bus.close()
+        _delete_queues(amqp_url, queue.name, queue.retry_queue, queue.dlq)
     return {"transport_msgs_per_s": len(bodies) / elapsed,
             "transport_publish_msgs_per_s": len(bodies) / published}
 
@@ -447,30 +488,58 @@ def measure_naive(amqp_url: str, bodies: Sequence[bytes]) -> dict[str, float]:
         for body in bodies:
             channel.basic_publish("", queue, body, props)
         elapsed = time.monotonic() - started
+        channel.queue_delete(queue)
     return {"naive_msgs_per_s": len(bodies) / elapsed}
 
 
-def run(events: int = 20000, naive_sample: int = 2000) -> dict[str, float]:
-    """Measure ours, the broker's limit and naive confirms; return the figures."""
-    with vhost("pipeline") as amqp_url, database("pipeline") as db_url:
-        vhost_name = amqp_url.rsplit("/", 1)[-1]
-        result: dict[str, float] = {"events": events}
+RATIOS = {  # figure name: (numerator, denominator), each pair measured in the same round
+    "ratio_ours_to_limit": ("ours_events_per_s", "limit_msgs_per_s"),
+    "ratio_ours_batch_to_limit": ("ours_batch_events_per_s", "limit_msgs_per_s"),
+    "ratio_transport_to_limit": ("transport_msgs_per_s", "limit_msgs_per_s"),
+    "ratio_ours_batch_to_direct_limit": ("ours_batch_events_per_s", "limit_direct_msgs_per_s"),
+}
+
+
+def _round(amqp_url: str, vhost_name: str, events: int, bodies: Sequence[bytes]) -> dict[str, float]:
+    """One of each measurement, back to back; each of ours on a database of its own."""
+    result: dict[str, float] = {}
+    with database("pipeline") as db_url:
         result.update(measure_ours(amqp_url, vhost_name, db_url, events))
-        with database("pipeline_batch") as batch_db_url:
-            batch = measure_ours(amqp_url, vhost_name, batch_db_url, events, batch=True)
-        result.update({k.replace("ours_", "ours_batch_"): v for k, v in batch.items()})
-        bodies = [
-            CloudEvent.create(source="/hai/bench", type=EVENT_TYPE, data=_sample_data(i))
-            .to_json_bytes() for i in range(events)
-        ]
-        result.update(measure_broker_limit(amqp_url, bodies))
-        result.update(measure_transport(amqp_url, vhost_name, bodies))
-        result.update(measure_naive(amqp_url, bodies[:naive_sample]))
-    result["ratio_ours_to_limit"] = result["ours_events_per_s"] / result["limit_msgs_per_s"]
-    result["ratio_ours_batch_to_limit"] = (result["ours_batch_events_per_s"]
-                                           / result["limit_msgs_per_s"])
-    result["ratio_transport_to_limit"] = (result["transport_msgs_per_s"]
-                                          / result["limit_msgs_per_s"])
+    with database("pipeline_batch") as batch_db_url:
+        batch = measure_ours(amqp_url, vhost_name, batch_db_url, events, batch=True)
+    result.update({k.replace("ours_", "ours_batch_"): v for k, v in batch.items()})
+    result.update(measure_broker_limit(amqp_url, bodies))
+    direct = measure_broker_limit(amqp_url, bodies, routed=False)
+    result.update({k.replace("limit_", "limit_direct_"): v for k, v in direct.items()})
+    result.update(measure_transport(amqp_url, vhost_name, bodies))
+    for name, (num, den) in RATIOS.items():
+        result[name] = result[num] / result[den]
+    return result
+
+
+def run(events: int = 20000, naive_sample: int = 2000, rounds: int = 3) -> dict[str, Any]:
+    """Measure ours, the broker's limit and naive confirms `rounds` times, interleaved; return
+    each figure's median and its range over the rounds.
+
+    This machine's speed drifts by tens of percent from minute to minute, so one measurement of
+    each, a minute apart, would compare different machines: every round measures all of them
+    back to back, and a ratio is taken within one round."""
+    now = datetime.now(UTC)
+    bodies = [  # the bodies the outbox holds in (a)
+        CloudEvent.create(source="/hai/bench", type=EVENT_TYPE, data=_sample_data(i),
+                          subject=f"SN{i:08d}", time=now)
+        .model_dump_json(exclude_none=True).encode() for i in range(events)
+    ]
+    with vhost("pipeline") as amqp_url:
+        vhost_name = amqp_url.rsplit("/", 1)[-1]
+        per_round = [_round(amqp_url, vhost_name, events, bodies) for _ in range(max(1, rounds))]
+        naive = measure_naive(amqp_url, bodies[:naive_sample])
+    result: dict[str, Any] = {"events": events, "rounds": len(per_round)}
+    for key in per_round[0]:
+        values = [r[key] for r in per_round]
+        result[key] = statistics.median(values)
+        result[f"{key}_range"] = [min(values), max(values)]
+    result.update(naive)
     return result
 
 
@@ -480,20 +549,26 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--naive-sample", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    r = run(args.events, args.naive_sample)
-    print(f"events: {int(r['events'])}")
+    r = run(args.events, args.naive_sample, args.rounds)
+    print(f"events: {int(r['events'])}; medians of {r['rounds']} interleaved rounds")
     print(f"(a) ours, outbox → consumer commit: {r['ours_events_per_s']:8.0f} events/s "
           f"({r['ours_seconds']:.1f} s; relay alone {r['ours_relay_events_per_s']:.0f}/s)")
     print(f"(a') ours with a batch handler:     {r['ours_batch_events_per_s']:8.0f} events/s")
     print(f"(b) broker limit, raw pika:         {r['limit_msgs_per_s']:8.0f} msgs/s "
           f"(publishing alone {r['limit_publish_msgs_per_s']:.0f}/s)")
+    print(f"(b0) raw pika, default exchange:    {r['limit_direct_msgs_per_s']:8.0f} msgs/s "
+          f"(no routing, no message_id; ours with batch handler / this: "
+          f"{r['ratio_ours_batch_to_direct_limit']:.0%})")
     print(f"(c) naive, one confirm at a time:   {r['naive_msgs_per_s']:8.0f} msgs/s")
     print(f"(d) RabbitBus alone, no database:   {r['transport_msgs_per_s']:8.0f} msgs/s "
           f"(publish_batch alone {r['transport_publish_msgs_per_s']:.0f}/s)")
-    print(f"ours / limit: {r['ratio_ours_to_limit']:.0%}   "
-          f"ours with batch handler / limit: {r['ratio_ours_batch_to_limit']:.0%}   "
-          f"RabbitBus / limit: {r['ratio_transport_to_limit']:.0%}")
+    for label, key in (("ours / limit", "ratio_ours_to_limit"),
+                       ("ours with batch handler / limit", "ratio_ours_batch_to_limit"),
+                       ("RabbitBus / limit", "ratio_transport_to_limit")):
+        low, high = r[f"{key}_range"]
+        print(f"{label}: {r[key]:.0%} (rounds: {low:.0%}–{high:.0%})")
 
 
 if __name__ == "__main__":
