@@ -4,10 +4,18 @@ numbers posing as timestamps are refused (422 naming the field)."""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, get_args
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationInfo,
+    field_validator,
+)
 
 _NUMBER = re.compile(r"\s*[-+]?\d+(\.\d*)?([eE][-+]?\d+)?\s*")
 
@@ -27,8 +35,34 @@ def iso_only(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(iso_only)]
-IsoDate = Annotated[date, BeforeValidator(iso_only)]
+# the span a clinical date or time may take: outside it a value is a typing slip (0001-01-01,
+# 9999-12-31), and arithmetic on it (to UTC, + 14 days) would overflow into a 500
+EARLIEST = date(1900, 1, 1)
+LATEST = date(2199, 12, 31)
+
+
+def plausible(value: Any) -> Any:
+    """Refuse a date or timestamp outside 1900-01-01 … 2199-12-31 (UTC for a timestamp)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            try:
+                day = value.astimezone(UTC).date()
+            except OverflowError:
+                day = date.min if value.year < 2000 else date.max
+        else:
+            day = value.date()
+    elif isinstance(value, date):
+        day = value
+    else:
+        return value
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"out of range: must lie between {EARLIEST.isoformat()} and "
+                         f"{LATEST.isoformat()}")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(iso_only), AfterValidator(plausible)]
+IsoDate = Annotated[date, BeforeValidator(iso_only), AfterValidator(plausible)]
 
 
 class RequestModel(BaseModel):
@@ -48,3 +82,8 @@ class RequestModel(BaseModel):
         if _allows(annotation, (date, AwareDatetime)) and not _allows(annotation, (int, float, str)):
             return iso_only(value)
         return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plausible_dates(cls, value: Any) -> Any:
+        return plausible(value)

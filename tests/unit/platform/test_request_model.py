@@ -64,3 +64,25 @@ def test_query_timestamps_and_dates_are_iso_only(tmp_path):
                           headers=auth("nurse")).status_code == 422
     assert inv.client.get("/v1/pumps", params={"expiring_before": "2026-11-26"},
                           headers=auth("nurse")).status_code == 200
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+03:00", "9999-12-31T23:00:00-03:00",
+                                  "1899-12-31T23:59:59Z", "2200-01-01T00:00:00Z"])
+def test_a_timestamp_outside_the_plausible_span_is_refused(when):
+    # found by schemathesis: 0001-01-01T00:00+03:00 overflowed on its way to UTC (a 500)
+    with pytest.raises(ValidationError, match="out of range"):
+        Dated.model_validate({"performed_at": when})
+    with pytest.raises(ValidationError, match="out of range"):
+        Dated.model_validate({"performed_at": "2026-11-26T14:00:00Z", "start_on": when[:10]})
+    assert Dated.model_validate({"performed_at": "1900-01-01T00:00:00Z",
+                                 "start_on": "2199-12-31"}).start_on == date(2199, 12, 31)
+
+
+def test_an_implausible_timestamp_is_a_422_through_the_api(tmp_path):
+    sch = start_service("scheduling", test_settings(tmp_path))
+    r = sch.client.post("/v1/refills", headers=auth("nurse"), json={
+        "pump_serial": "SN-1", "performed_at": "0001-01-01T00:00:00+03:00",
+        "residual_volume_ml": 0, "fill_volume_ml": 30, "fill_type": "chemo"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "performed_at"
+    assert sch.client.get("/v1/appointments", params={"due_before": "0001-01-01T00:00:00+03:00"},
+                          headers=auth("nurse")).status_code == 422
