@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, String, exists, func, literal_column, select, update
+from sqlalchemy import ColumnElement, String, any_, exists, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from services.scheduling.deliveries import build_orders, delivery_payloads
@@ -53,9 +53,14 @@ def _claim(session: Session, model: Any, conditions: Sequence[ColumnElement[bool
     worker holds are skipped, and the conditions are checked again under the row lock."""
     ids = select(model.id).where(*conditions).limit(BATCH)
     if is_postgres(session):
-        ids = ids.with_for_update(skip_locked=True)
-    stmt = (update(model).where(model.id.in_(ids.scalar_subquery()), *conditions)
-            .values(**values).returning(model))
+        # `id = ANY(ARRAY(subquery))`: the ids are picked first (one InitPlan), then fetched by
+        # primary key. With `id IN (subquery)` the planner hash-joins the subquery against a
+        # scan of the whole table: the cost grew with the table, not with the rows due
+        picked = any_(func.array(ids.with_for_update(skip_locked=True).scalar_subquery()))
+        stmt = update(model).where(model.id == picked, *conditions)
+    else:
+        stmt = update(model).where(model.id.in_(ids.scalar_subquery()), *conditions)
+    stmt = stmt.values(**values).returning(model)
     return list(session.scalars(stmt, execution_options={"synchronize_session": False}))
 
 
