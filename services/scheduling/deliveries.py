@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, cast
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 
 from services.scheduling.dosing import (
     DosingError,
@@ -128,8 +128,9 @@ def list_deliveries(*, uow: UnitOfWork, page: PageParams, status: str | None,
 # ---------------------------------------------------------------- ordering
 
 def place_order_if_due(uow: UnitOfWork, appt: Appointment, *, settings: Settings,
-                       actor: str) -> Delivery | None:
-    """Order a chemo fill at once when its appointment is already inside the pharmacy lead time."""
+                       actor: str) -> str | None:
+    """Order a chemo fill at once when its appointment is already inside the pharmacy lead time;
+    returns the order's id, or None when no order was placed."""
     if appt.fill_type != "chemo" or appt.status != "scheduled" or appt.delivery_id is not None:
         return None
     if appt.due_at > uow.now() + timedelta(days=settings.pharmacy_lead_time_days):
@@ -171,10 +172,11 @@ def _latest_flows(uow: UnitOfWork, pumps: dict[str, ImplantedPump]) -> dict[str,
 
 
 def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Settings,
-                 actor: str) -> tuple[list[Delivery], list[tuple[str, DosingError]]]:
+                 actor: str) -> tuple[list[str], list[tuple[str, DosingError]]]:
     """Write the orders of appointments already claimed (their `delivery_id` set to the new
-    order id): deliveries, history, `order.requested` and `delivery.updated`, in bulk. An
-    appointment whose dose cannot be computed gets its claim released and is reported."""
+    order id): deliveries, history, `order.requested` and `delivery.updated`, in bulk (plain
+    INSERTs: the sweep writes hundreds at once). Returns the ids of the orders placed, and the
+    appointments whose dose could not be computed: their claim is released and reported."""
     session = uow.session
     now = uow.now()
     therapies = {t.id: t for t in session.scalars(
@@ -184,7 +186,7 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Set
     pumps = {p.serial_number: p for p in session.scalars(
         select(ImplantedPump).where(ImplantedPump.serial_number.in_({a.pump_serial for a in appts})))}
     flows = _latest_flows(uow, pumps)
-    placed: list[Delivery] = []
+    placed: list[dict[str, Any]] = []
     failed: list[tuple[str, DosingError]] = []
     orders: list[tuple[str, object, str | None]] = []
     updates: list[tuple[str, object, str | None]] = []
@@ -198,21 +200,21 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Set
         except DosingError as exc:
             failed.append((appt.id, exc))
             continue
-        delivery = Delivery(
-            id=order.order_id, appointment_id=appt.id, therapy_id=appt.therapy_id,
-            patient_mrn=appt.patient_mrn, pump_serial=appt.pump_serial, center=appt.center,
-            needed_by=order.needed_by, status="requested",
-            drugs=[d.model_dump(mode="json") for d in order.drugs],
-            order=order.model_dump(mode="json"), created_at=now, updated_at=now,
-        )
-        placed.append(delivery)
-        history.append({"delivery_id": delivery.id, "at": now, "status": "requested",
+        drugs = [d.model_dump(mode="json") for d in order.drugs]
+        placed.append({
+            "id": order.order_id, "appointment_id": appt.id, "therapy_id": appt.therapy_id,
+            "patient_mrn": appt.patient_mrn, "pump_serial": appt.pump_serial,
+            "center": appt.center, "needed_by": order.needed_by, "status": "requested",
+            "drugs": drugs, "order": order.model_dump(mode="json"), "lot": None,
+            "beyond_use_at": None, "created_at": now, "updated_at": now,
+            "late_announced_at": None,
+        })
+        history.append({"delivery_id": order.order_id, "at": now, "status": "requested",
                         "reason": None, "applied": True, "source": "scheduling", "recorded_at": now})
         orders.append((EventType.ORDER_REQUESTED, order, order.order_id))
         audits.append({"at": now, "actor": actor, "action": "delivery.ordered",
-                       "entity_type": "delivery", "entity_id": delivery.id,
-                       "changes": {"appointment_id": appt.id,
-                                   "drugs": [d.model_dump(mode="json") for d in order.drugs]}})
+                       "entity_type": "delivery", "entity_id": order.order_id,
+                       "changes": {"appointment_id": appt.id, "drugs": drugs}})
     if failed:
         session.execute(update(Appointment).where(Appointment.id.in_([i for i, _ in failed]))
                         .values(delivery_id=None).execution_options(synchronize_session=False))
@@ -220,21 +222,20 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Set
             log.error("order.not_placed", appointment_id=appt_id, field=error.field,
                       error=error.message)
     if placed:
-        session.add_all(placed)
-        session.flush()
+        # the table, not the mapped class: a plain executemany, without the ORM's unit of work
+        session.execute(insert(cast(Table, Delivery.__table__)), placed)
         session.execute(insert(DeliveryEvent), history)
         session.execute(insert(uow.platform.audit), audits)
         for d in placed:
-            hist = [DeliveryHistoryRead(at=now, status="requested")]
-            read = DeliveryRead(
-                id=d.id, appointment_id=d.appointment_id, therapy_id=d.therapy_id,
-                patient_mrn=d.patient_mrn, pump_serial=d.pump_serial, center=d.center,
-                needed_by=d.needed_by, status=d.status, drugs=d.drugs, created_at=now,
-                updated_at=now, history=hist)
-            updates.append((EventType.DELIVERY_UPDATED, _data(read), d.id))
+            updates.append((EventType.DELIVERY_UPDATED, DeliveryData(
+                id=d["id"], appointment_id=d["appointment_id"], patient_mrn=d["patient_mrn"],
+                pump_serial=d["pump_serial"], center=d["center"], needed_by=d["needed_by"],
+                status=d["status"], drugs=d["drugs"],
+                history=[DeliveryHistoryEntry(at=now, status="requested", reason=None)],
+                therapy_id=d["therapy_id"], lot=None, beyond_use_at=None), d["id"]))
         publish_many(uow, orders, exchange=PHARMACY_EXCHANGE)
         publish_many(uow, updates)
-    return placed, failed
+    return [d["id"] for d in placed], failed
 
 
 def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | None,
