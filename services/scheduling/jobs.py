@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, String, any_, exists, func, literal_column, select, update
+from sqlalchemy import ColumnElement, String, any_, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from services.scheduling.deliveries import build_orders, delivery_payloads
@@ -126,8 +126,11 @@ def announce_near_empty(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
 def place_due_orders(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
     """An order for each chemo appointment of an active therapy within the pharmacy lead time."""
     now = uow.now()
-    active = exists().where(Therapy.id == Appointment.therapy_id,
-                            Therapy.status == literal_column("'active'"))
+    # a correlated scalar subquery, looked up by primary key for each candidate row: written as
+    # EXISTS, PostgreSQL turned it into a hash join over every therapy (a scan of the whole
+    # table in each claim, whatever the number due)
+    active = (select(Therapy.status).where(Therapy.id == Appointment.therapy_id)
+              .scalar_subquery() == literal_column("'active'"))
     conditions = [Appointment.status == SCHEDULED, Appointment.fill_type == CHEMO,
                   Appointment.delivery_id.is_(None),
                   Appointment.due_at <= now + timedelta(days=settings.pharmacy_lead_time_days),
