@@ -39,7 +39,7 @@ from services.scheduling.schemas import (
 from shared.clock import ensure_utc
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
 from shared.contracts.scheduling import FlowRecordedData, RefillCompletedData
-from shared.db import UnitOfWork, new_id
+from shared.db import UnitOfWork, is_postgres, new_id
 from shared.errors import Conflict, DomainError, Invalid, NotFound
 from shared.events import EventType
 from shared.pagination import Page, PageParams, paginate
@@ -417,6 +417,13 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         appt = session.scalar(select(Appointment).where(
             Appointment.pump_serial == pump.serial_number, Appointment.status == "scheduled",
         ).order_by(Appointment.due_at).limit(1))
+    if appt is None and is_postgres(session):
+        # no appointment to claim: the pump's row is the lock instead, so that of two refills
+        # sent at once the second reads the first as its previous fill (and is refused if it
+        # is the same one again) rather than both going through
+        session.execute(select(ImplantedPump.serial_number)
+                        .where(ImplantedPump.serial_number == pump.serial_number)
+                        .with_for_update())
     if body.delivery_id and deliveries.get_row(uow, body.delivery_id) is None:
         raise Invalid("delivery_id", "no such delivery")
     refill_id = new_id()

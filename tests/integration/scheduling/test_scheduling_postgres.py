@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import text
+
 from services.scheduling.jobs import sweep
 from shared.clock import MovableClock
 from shared.contracts.scheduling import RESERVOIR_NEAR_EMPTY
@@ -99,3 +101,36 @@ def test_concurrent_refills_one_wins(tmp_path: Path, pg_database: Callable[[str]
     assert sorted(codes) == [201, 409, 409, 409]
     assert len(outbox(h, EventType.REFILL_COMPLETED)) == 1
     assert [a["status"] for a in worklist(h)] == ["completed", "scheduled"]
+
+
+def test_concurrent_refills_without_an_open_appointment_do_not_both_go_through(
+        tmp_path: Path, pg_database: Callable[[str], str]) -> None:
+    """With no scheduled appointment to claim, the pump's row serializes the refills: the same
+    refill sent four times at once is recorded once; the others are told it is not after the
+    previous fill."""
+    url = pg_database("scheduling")
+    clock = MovableClock(T0)
+    h, bus = start(settings_for(tmp_path, scheduling_database_url=url), clock)
+    patient(h)
+    implant(h, bus)
+    therapy(h, start_on="2026-11-02", regimen="saline_maintenance")
+    with h.runtime.engine.begin() as conn:  # e.g. its appointment was cancelled
+        conn.execute(text("UPDATE appointments SET status = 'cancelled'"))
+    body = {"pump_serial": "SN1", "performed_at": T0.isoformat(), "residual_volume_ml": 0,
+            "fill_volume_ml": 30, "fill_type": "saline"}
+    answers: list[tuple[int, str]] = []
+    barrier = threading.Barrier(4)
+
+    def post() -> None:
+        barrier.wait()
+        r = h.client.post("/v1/refills", json=body, headers=NURSE)
+        answers.append((r.status_code, r.text))
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(code for code, _ in answers) == [201, 422, 422, 422], answers
+    assert all("not after the previous fill" in text for code, text in answers if code == 422)
+    assert len(outbox(h, EventType.REFILL_COMPLETED)) == 1
