@@ -54,10 +54,9 @@ def test_start_up_heap_is_frozen_out_of_full_collections():
     then no longer walks it (45 ms per pass over an API's ~137k start-up objects here, felt
     as the tail of request latency)."""
     import gc
+    import weakref
 
     from shared.cli import _settle_heap
-
-    import weakref
 
     class Node:
         other: object = None
