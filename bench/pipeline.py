@@ -49,6 +49,7 @@ from shared.messaging.base import Outcome, OutgoingMessage, QueueSpec
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.rabbit import RabbitBus
 from shared.messaging.relay import OutboxRelay
+from shared.runtime import settle_heap
 
 EVENT_TYPE = EventType.FLOW_RECORDED
 RELAY_BATCH = 500
@@ -175,6 +176,7 @@ def _ours_consumer_side(db_url: str, amqp_url: str, queue: QueueSpec, events: in
     consumer = EventConsumer("bench", queue, {} if batch else {EVENT_TYPE: handle}, uow_factory,
                              on_outcome=on_outcome,
                              batch_handlers={EVENT_TYPE: handle_run} if batch else None)
+    settle_heap()  # as `hai worker` does once started
     stop = threading.Event()
     thread = threading.Thread(target=bus.consume, args=(queue, consumer.process),
                               kwargs={"prefetch": PREFETCH, "stop": stop, "retry_delay_ms": 2000},
@@ -255,6 +257,7 @@ def measure_ours(amqp_url: str, vhost_name: str, db_url: str, events: int,
     _wait_for_consumer(vhost_name, queue.name, proc)
     relay = OutboxRelay(uow_factory, bus.publisher, batch_size=RELAY_BATCH,
                         on_published=on_published)
+    settle_heap()  # the relay runs in `hai worker`, which does this once started
     stop = threading.Event()
     started = time.monotonic()
     relay_thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)

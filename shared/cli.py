@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib
 import json
 import signal
@@ -23,6 +22,7 @@ from rich.table import Table
 from shared.auth import ROLES, mint_token
 from shared.logging import configure_logging
 from shared.migrations import make_revision, upgrade
+from shared.runtime import settle_heap
 from shared.settings import DEFAULT_PORTS, SERVICES, Settings, get_settings
 
 app = typer.Typer(help="HAI pump safety services.", no_args_is_help=True, add_completion=False)
@@ -136,17 +136,9 @@ def serve(
         if not no_worker:
             on_stop.append(_start_worker(module, runtime).stop)
     log.info("serve.start", service=service, port=port, worker=not no_worker)
-    _settle_heap()
+    settle_heap()
     _run_servers([_Server(_uvicorn_config(asgi, port, host))], on_stop)
 
-
-def _settle_heap() -> None:
-    """Move what start-up built (modules, the app, schemas, mappers) out of the collector's
-    sight: a full collection then walks only what requests allocate. Without it, every full
-    collection walked the whole start-up heap, a pause of several ms in the middle of some
-    request (the tail of the latency)."""
-    gc.collect()
-    gc.freeze()
 
 
 def _start_worker(module: Any, runtime: Any) -> Any:
@@ -169,7 +161,7 @@ def worker(service: Annotated[str, typer.Argument(help="inventory | scheduling |
     upgrade(service, settings.database_url(service))
     runtime = service_module(service).bootstrap(settings)
     work = Worker(runtime)
-    _settle_heap()
+    settle_heap()
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
@@ -203,7 +195,7 @@ def up(
                   "· scheduling :8002 · alerts :8003 (Ctrl-C stops)")
     if demo:
         threading.Thread(target=_seed_demo, args=(settings,), daemon=True).start()
-    _settle_heap()
+    settle_heap()
     _run_servers(servers, on_stop)
 
 

@@ -56,7 +56,7 @@ def test_start_up_heap_is_frozen_out_of_full_collections():
     import gc
     import weakref
 
-    from shared.cli import _settle_heap
+    from shared.runtime import settle_heap
 
     class Node:
         other: object = None
@@ -66,7 +66,7 @@ def test_start_up_heap_is_frozen_out_of_full_collections():
     gone = weakref.ref(a)
     del a, b
     try:
-        _settle_heap()
+        settle_heap()
         assert gc.get_freeze_count() > 1000
         assert gone() is None  # start-up garbage is collected first, not frozen
     finally:
