@@ -140,7 +140,6 @@ def serve(
     _run_servers([_Server(_uvicorn_config(asgi, port, host))], on_stop)
 
 
-
 def _start_worker(module: Any, runtime: Any) -> Any:
     from shared.runtime import Worker
 
