@@ -175,6 +175,34 @@ class _Batch:
             _resolve(self.future)
 
 
+class _CoalescingConnection(SelectConnection):
+    """A SelectConnection whose frames of one ioloop turn leave in one write.
+
+    pika hands the transport each frame on its own, and the transport sends each with a
+    `send()` of its own: three system calls per message (method, header, body), 1,500 for a
+    relay batch of 500, and as many small segments for the broker to read. Here the frames
+    queue up while the turn runs and go out joined, in their order, at the start of the next."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._outgoing: list[bytes] = []
+        super().__init__(*args, **kwargs)
+
+    def _output_marshaled_frames(self, marshaled_frames: Sequence[bytes]) -> None:
+        # every frame pika sends passes here (pika 1.x); same statistics as pika keeps
+        if not self._outgoing:
+            self.ioloop.call_later(0, self._flush_outgoing)
+        for marshaled in marshaled_frames:
+            self.bytes_sent += len(marshaled)
+            self.frames_sent += 1
+            self._outgoing.append(marshaled)
+
+    def _flush_outgoing(self) -> None:
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        if data:
+            self._adapter_emit_data(data)
+
+
 class _PublishLink:
     """One SelectConnection and its confirm-mode channel, driven by a daemon thread."""
 
@@ -244,7 +272,7 @@ class _PublishLink:
     def _run(self) -> None:
         conn: SelectConnection | None = None
         try:
-            conn = SelectConnection(
+            conn = _CoalescingConnection(
                 self._parameters,
                 on_open_callback=self._on_open,
                 on_open_error_callback=self._on_open_error,

@@ -555,3 +555,21 @@ def test_publishing_and_consuming_resume_after_the_broker_restarts(world: World)
     assert max(counts.values()) == 1
     wait_until(lambda: world.unpublished() == 0, 10, "the outbox drained")
     print(f"{in_flight} of the first wave were not yet handled when the broker stopped")
+
+
+def test_a_batch_leaves_in_a_few_writes_not_one_per_frame(world: World) -> None:
+    # pika writes each frame on its own (three per message); the publisher's connection joins
+    # the frames of one ioloop turn into one write, in their order
+    publisher = world.bus.publisher()
+    message = partial(OutgoingMessage, exchange=EVENTS_EXCHANGE, routing_key="test.coalesce",
+                      body=b'{"i": 0}')
+    publisher.publish_batch([message(message_id="warm-up")])  # opens the connection
+    conn = publisher._link._conn  # type: ignore[union-attr]
+    writes: list[int] = []
+    emit = conn._adapter_emit_data
+    conn._adapter_emit_data = lambda data: (writes.append(len(data)), emit(data))[1]
+    frames_before = conn.frames_sent
+    publisher.publish_batch([message(message_id=f"m{i}") for i in range(300)])
+    assert conn.frames_sent - frames_before == 900
+    assert 1 <= len(writes) <= 5, writes
+    publisher.close()
