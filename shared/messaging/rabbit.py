@@ -199,7 +199,9 @@ class _CoalescingConnection(SelectConnection):
     def _flush_outgoing(self) -> None:
         data = b"".join(self._outgoing)
         self._outgoing.clear()
-        if data:
+        # the connection may have been lost since the frames were queued: they are dropped, as
+        # pika drops what is written to a transport no longer there
+        if data and self._transport is not None:
             self._adapter_emit_data(data)
 
 
