@@ -8,7 +8,9 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from httpx import Response
 from sqlalchemy import text
 
 from services.scheduling.jobs import sweep
@@ -76,29 +78,40 @@ def test_two_workers_announce_each_fact_once(tmp_path: Path,
     assert len(outbox(a, EventType.SWEEP_COMPLETED)) == 20
 
 
-def test_concurrent_refills_one_wins(tmp_path: Path, pg_database: Callable[[str], str]) -> None:
-    url = pg_database("scheduling")
-    clock = MovableClock(T0)
-    h, bus = start(settings_for(tmp_path, scheduling_database_url=url), clock)
+def _pump_in_therapy(tmp_path: Path, pg_database: Callable[[str], str]) -> Harness:
+    """Scheduling on PostgreSQL with pump SN1 implanted and a saline therapy running."""
+    h, bus = start(settings_for(tmp_path, scheduling_database_url=pg_database("scheduling")),
+                   MovableClock(T0))
     patient(h)
     implant(h, bus)
     therapy(h, start_on="2026-11-02", regimen="saline_maintenance")
-    [appt] = worklist(h)
-    body = {"pump_serial": "SN1", "performed_at": T0.isoformat(), "residual_volume_ml": 0,
-            "fill_volume_ml": 30, "fill_type": "saline", "appointment_id": appt["id"]}
-    codes: list[int] = []
-    barrier = threading.Barrier(4)
+    return h
+
+
+def _post_refills_at_once(h: Harness, body: dict[str, Any], times: int = 4) -> list[Response]:
+    """POST the same refill from `times` threads released together."""
+    answers: list[Response] = []
+    barrier = threading.Barrier(times)
 
     def post() -> None:
         barrier.wait()
-        codes.append(h.client.post("/v1/refills", json=body, headers=NURSE).status_code)
+        answers.append(h.client.post("/v1/refills", json=body, headers=NURSE))
 
-    threads = [threading.Thread(target=post) for _ in range(4)]
+    threads = [threading.Thread(target=post) for _ in range(times)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(codes) == [201, 409, 409, 409]
+    return answers
+
+
+def test_concurrent_refills_one_wins(tmp_path: Path, pg_database: Callable[[str], str]) -> None:
+    h = _pump_in_therapy(tmp_path, pg_database)
+    [appt] = worklist(h)
+    answers = _post_refills_at_once(h, {
+        "pump_serial": "SN1", "performed_at": T0.isoformat(), "residual_volume_ml": 0,
+        "fill_volume_ml": 30, "fill_type": "saline", "appointment_id": appt["id"]})
+    assert sorted(r.status_code for r in answers) == [201, 409, 409, 409]
     assert len(outbox(h, EventType.REFILL_COMPLETED)) == 1
     assert [a["status"] for a in worklist(h)] == ["completed", "scheduled"]
 
@@ -108,29 +121,12 @@ def test_concurrent_refills_without_an_open_appointment_do_not_both_go_through(
     """With no scheduled appointment to claim, the pump's row serializes the refills: the same
     refill sent four times at once is recorded once; the others are told it is not after the
     previous fill."""
-    url = pg_database("scheduling")
-    clock = MovableClock(T0)
-    h, bus = start(settings_for(tmp_path, scheduling_database_url=url), clock)
-    patient(h)
-    implant(h, bus)
-    therapy(h, start_on="2026-11-02", regimen="saline_maintenance")
+    h = _pump_in_therapy(tmp_path, pg_database)
     with h.runtime.engine.begin() as conn:  # e.g. its appointment was cancelled
         conn.execute(text("UPDATE appointments SET status = 'cancelled'"))
-    body = {"pump_serial": "SN1", "performed_at": T0.isoformat(), "residual_volume_ml": 0,
-            "fill_volume_ml": 30, "fill_type": "saline"}
-    answers: list[tuple[int, str]] = []
-    barrier = threading.Barrier(4)
-
-    def post() -> None:
-        barrier.wait()
-        r = h.client.post("/v1/refills", json=body, headers=NURSE)
-        answers.append((r.status_code, r.text))
-
-    threads = [threading.Thread(target=post) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(code for code, _ in answers) == [201, 422, 422, 422], answers
-    assert all("not after the previous fill" in text for code, text in answers if code == 422)
+    answers = _post_refills_at_once(h, {
+        "pump_serial": "SN1", "performed_at": T0.isoformat(), "residual_volume_ml": 0,
+        "fill_volume_ml": 30, "fill_type": "saline"})
+    assert sorted(r.status_code for r in answers) == [201, 422, 422, 422], [r.text for r in answers]
+    assert all("not after the previous fill" in r.text for r in answers if r.status_code == 422)
     assert len(outbox(h, EventType.REFILL_COMPLETED)) == 1
