@@ -62,6 +62,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else ensure_utc(value)
 
 
+# the outbox columns a writer fills in; the rest have defaults
+OUTBOX_COLUMNS = ("event_id", "exchange", "routing_key", "body", "created_at")
+
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -252,11 +255,28 @@ class UnitOfWork:
         for event_type, data, subject in events:
             event = CloudEvent.create(source=f"/hai/{self.source}", type=event_type, data=data,
                                       subject=subject, time=now)
-            rows.append({"event_id": event.id, "exchange": exchange, "routing_key": event.type,
-                         "body": event.model_dump_json(exclude_none=True), "created_at": now})
-        self.session.execute(insert(self.platform.outbox), rows)
+            rows.append((event.id, exchange, event.type, event.model_dump_json(exclude_none=True),
+                         now))
+        if len(rows) > 1 and is_postgres(self.session):
+            self._copy_outbox(rows)
+        else:
+            self.session.execute(insert(self.platform.outbox), [
+                dict(zip(OUTBOX_COLUMNS, row, strict=True)) for row in rows])
         self._published += len(rows)
         return len(rows)
+
+    def _copy_outbox(self, rows: list[tuple[str, str, str, str, datetime]]) -> None:
+        """Stream the rows into the outbox with COPY, on this transaction's connection.
+
+        An executemany of rows this size (events of about 1 kB) stalled for 200 ms at random on
+        loopback, with the server idle: psycopg runs it in pipeline mode, results and parameters
+        flowing both ways at once. COPY flows one way and is one statement for the server."""
+        driver = self.session.connection().connection.driver_connection
+        table = self.platform.outbox.name
+        with driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+                f"COPY {table} ({', '.join(OUTBOX_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def publish_event(self, event: CloudEvent, *, exchange: str = "hai.events") -> None:
         """Write an already built event to the outbox."""
