@@ -3,8 +3,9 @@
 `python -m bench.pipeline [--events N]` measures, in one vhost and one database of its own:
 (a) ours: N events already committed to the outbox, OutboxRelay + RabbitBus + EventConsumer,
     from relay start to the last consumer commit; the handler writes one row per event, either
-    with a batch handler (one INSERT per delivered batch) or with a plain handler (one INSERT,
-    so one database round trip, per event);
+    with a batch handler (the run of events a delivered batch holds written with one
+    `bulk_insert`, a COPY) or with a plain handler (one INSERT, so one database round trip, per
+    event);
 (b) the broker's limit: raw pika, the same messages (the same topic exchange `hai.events`, routing
     key and properties: persistent, content type, `message_id`) to a quorum queue bound as ours,
     with pipelined confirms (a window of unconfirmed messages) and a prefetching consumer acking
@@ -41,6 +42,7 @@ from shared.db import (
     NAMING_CONVENTION,
     UnitOfWork,
     UnitOfWorkFactory,
+    bulk_insert,
     define_platform_tables,
     make_engine,
 )
@@ -157,7 +159,7 @@ def _ours_consumer_side(db_url: str, amqp_url: str, queue: QueueSpec, events: in
                                               "refill_id": event.data["refill_id"]})
 
     def handle_run(uow: UnitOfWork, run: Sequence[CloudEvent]) -> None:
-        uow.session.execute(insert(effects), [
+        bulk_insert(uow.session, effects, [
             {"event_id": e.id, "refill_id": e.data["refill_id"]} for e in run])
 
     handled = 0

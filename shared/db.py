@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,9 +61,6 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else ensure_utc(value)
 
-
-# the outbox columns a writer fills in; the rest have defaults
-OUTBOX_COLUMNS = ("event_id", "exchange", "routing_key", "body", "created_at")
 
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -178,6 +175,36 @@ def ping(engine: Engine) -> None:
         conn.execute(text("SELECT 1"))
 
 
+def bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows (each with the same columns) in this session's transaction.
+
+    On PostgreSQL they are streamed with COPY: one statement, rows formatted in C, data flowing
+    one way. An executemany (psycopg runs it in pipeline mode, one INSERT per row) costs several
+    times the CPU, and for rows of about 1 kB it stalled for ~200 ms at random with the server
+    idle. The columns' bind processing still applies (UTC timestamps, JSON). Elsewhere, or when
+    a missing column has a Python-side default that COPY would not apply: executemany."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    python_defaults = any(c.default is not None for c in table.c if c.name not in rows[0])
+    if len(rows) == 1 or python_defaults or not is_postgres(session):
+        session.execute(insert(table), list(rows))
+        return
+    dialect = session.get_bind().dialect
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+    quote = dialect.identifier_preparer
+    statement = (f"COPY {quote.format_table(table)} "
+                 f"({', '.join(quote.quote(name) for name in columns)}) FROM STDIN")
+    driver = session.connection().connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        for row in rows:
+            if len(row) != len(columns):
+                raise ValueError("bulk_insert: every row must have the same columns")
+            copy.write_row([value if process is None else process(value)
+                            for value, process in zip((row[name] for name in columns),
+                                                      processors, strict=True)])
+
+
 class UnitOfWork:
     """One database transaction, with the outbox rows and audit entries written inside it."""
 
@@ -255,28 +282,11 @@ class UnitOfWork:
         for event_type, data, subject in events:
             event = CloudEvent.create(source=f"/hai/{self.source}", type=event_type, data=data,
                                       subject=subject, time=now)
-            rows.append((event.id, exchange, event.type, event.model_dump_json(exclude_none=True),
-                         now))
-        if len(rows) > 1 and is_postgres(self.session):
-            self._copy_outbox(rows)
-        else:
-            self.session.execute(insert(self.platform.outbox), [
-                dict(zip(OUTBOX_COLUMNS, row, strict=True)) for row in rows])
+            rows.append({"event_id": event.id, "exchange": exchange, "routing_key": event.type,
+                         "body": event.model_dump_json(exclude_none=True), "created_at": now})
+        bulk_insert(self.session, self.platform.outbox, rows)
         self._published += len(rows)
         return len(rows)
-
-    def _copy_outbox(self, rows: list[tuple[str, str, str, str, datetime]]) -> None:
-        """Stream the rows into the outbox with COPY, on this transaction's connection.
-
-        An executemany of rows this size (events of about 1 kB) stalled for 200 ms at random on
-        loopback, with the server idle: psycopg runs it in pipeline mode, results and parameters
-        flowing both ways at once. COPY flows one way and is one statement for the server."""
-        driver = self.session.connection().connection.driver_connection
-        table = self.platform.outbox.name
-        with driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
-                f"COPY {table} ({', '.join(OUTBOX_COLUMNS)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
 
     def publish_event(self, event: CloudEvent, *, exchange: str = "hai.events") -> None:
         """Write an already built event to the outbox."""

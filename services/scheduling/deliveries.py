@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 import structlog
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, select, update
 
 from services.scheduling.dosing import (
     DosingError,
@@ -32,7 +32,7 @@ from services.scheduling.schemas import DeliveryHistoryRead, DeliveryRead
 from shared.clock import ensure_utc
 from shared.contracts.pharmacy import OrderDrug, OrderPatient, OrderPump, OrderRequestedData
 from shared.contracts.scheduling import DeliveryData, DeliveryHistoryEntry
-from shared.db import UnitOfWork, new_id
+from shared.db import UnitOfWork, bulk_insert, new_id
 from shared.errors import NotFound
 from shared.events import PHARMACY_EXCHANGE, EventType
 from shared.pagination import Page, PageParams, paginate
@@ -222,10 +222,10 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Set
             log.error("order.not_placed", appointment_id=appt_id, field=error.field,
                       error=error.message)
     if placed:
-        # the table, not the mapped class: a plain executemany, without the ORM's unit of work
-        session.execute(insert(cast(Table, Delivery.__table__)), placed)
-        session.execute(insert(DeliveryEvent), history)
-        session.execute(insert(uow.platform.audit), audits)
+        # the tables, not the mapped classes: bulk inserts, without the ORM's unit of work
+        bulk_insert(session, cast(Table, Delivery.__table__), placed)
+        bulk_insert(session, cast(Table, DeliveryEvent.__table__), history)
+        bulk_insert(session, uow.platform.audit, audits)
         for d in placed:
             updates.append((EventType.DELIVERY_UPDATED, DeliveryData(
                 id=d["id"], appointment_id=d["appointment_id"], patient_mrn=d["patient_mrn"],

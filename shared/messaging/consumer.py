@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import Executable, String, bindparam, func, insert, select
+from sqlalchemy import Executable, String, bindparam, cast, func, insert, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
@@ -160,10 +160,11 @@ class EventConsumer:
             return []
         now = uow.now()
         if is_postgres(uow.session):
-            ids = [e.id for e in events]
+            # one JSON text parameter: psycopg dumps a text array element by element in Python
+            # (a regular expression for each), a fifth of the consumer's database time
+            pairs = json.dumps([(e.id, e.type) for e in events])
             claimed = set(uow.session.scalars(self._claim_pg, {
-                "consumer": self.name, "ids": ids, "types": [e.type for e in events],
-                "now": now}))
+                "consumer": self.name, "events": pairs, "now": now}).all())
         else:
             inbox = uow.platform.inbox
             seen = set(uow.session.scalars(select(inbox.c.event_id).where(
@@ -200,18 +201,18 @@ class EventConsumer:
 
 
 def _pg_claim_statement(inbox: Any) -> Executable:
-    """INSERT the (consumer, id, type) rows from two arrays, skip those already there, and return
-    the ids written: a fixed statement of four parameters, whatever the batch's size."""
-    rows = func.unnest(
-        bindparam("ids", type_=postgresql.ARRAY(String)),
-        bindparam("types", type_=postgresql.ARRAY(String)),
-    ).table_valued("event_id", "event_type").render_derived(name="claimed")
+    """INSERT the (consumer, id, type) rows of a JSON array of [id, type] pairs, skip those
+    already there, and return the ids written: a fixed statement of three parameters, whatever
+    the batch's size."""
+    pair = func.jsonb_array_elements(
+        cast(bindparam("events", type_=String), postgresql.JSONB),
+    ).table_valued("value").render_derived(name="claimed")
     return (
         postgresql.insert(inbox)
         .from_select(
             ["consumer", "event_id", "event_type", "processed_at"],
-            select(bindparam("consumer", type_=String), rows.c.event_id, rows.c.event_type,
-                   bindparam("now", type_=UTCDateTime)),
+            select(bindparam("consumer", type_=String), pair.c.value.op("->>")(0),
+                   pair.c.value.op("->>")(1), bindparam("now", type_=UTCDateTime)),
         )
         .on_conflict_do_nothing()
         .returning(inbox.c.event_id)
