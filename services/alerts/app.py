@@ -31,8 +31,11 @@ def bootstrap(
                             platform=platform, clock=clock, bus=bus, engine=engine)
     runtime.extra["channels"] = Channels(settings)
     kick = paging.kicker(runtime).kick
-    runtime.subscriptions.append(Subscription(queue=handlers.queue_spec(),
-                                              handlers=handlers.make_handlers(settings, kick)))
+    every_handler = handlers.make_handlers(settings, kick)
+    for spec in handlers.queue_specs():
+        handled = {key for _, key in spec.bindings}
+        runtime.subscriptions.append(Subscription(
+            queue=spec, handlers={t: h for t, h in every_handler.items() if t in handled}))
     runtime.jobs.extend(jobs.jobs(runtime))
     return runtime
 

@@ -23,11 +23,24 @@ from shared.messaging.consumer import Handler, data_of
 from shared.settings import Settings
 
 QUEUE = "alerts.events"
+# flow readings have a queue and a consumer of their own: an abnormal flow pages the on-call
+# now, and must not wait behind the hundreds of due-soon, overdue and near-empty events a sweep
+# announces at once (behind them, the time to page went from ~50 ms to ~0.5–1 s at p99)
+FLOW_QUEUE = "alerts.flow"
+FLOW_TYPES = (EventType.FLOW_RECORDED,)
 
 
-def queue_spec() -> QueueSpec:
-    """The alerts queue, bound to exactly the event types it handles."""
-    return QueueSpec(name=QUEUE, bindings=tuple((EVENTS_EXCHANGE, t) for t in HANDLED_TYPES))
+def queue_specs() -> tuple[QueueSpec, QueueSpec]:
+    """The alerts queues, each bound to exactly the event types it handles: flow readings, and
+    the rest. No handler of one queue depends on the order of the other's events: no other
+    event clears a flow alert."""
+    return (
+        QueueSpec(name=FLOW_QUEUE, bindings=tuple((EVENTS_EXCHANGE, t) for t in FLOW_TYPES)),
+        QueueSpec(name=QUEUE, bindings=tuple((EVENTS_EXCHANGE, t) for t in HANDLED_TYPES
+                                             if t not in FLOW_TYPES),
+                  # earlier releases routed flow readings to this queue too
+                  retired_bindings=tuple((EVENTS_EXCHANGE, t) for t in FLOW_TYPES)),
+    )
 
 
 HANDLED_TYPES = (

@@ -42,6 +42,9 @@ class QueueSpec:
 
     name: str
     bindings: tuple[tuple[str, str], ...]  # (exchange, routing key pattern)
+    # bindings an earlier release declared and this one no longer wants: removed on declare, so
+    # that an upgraded broker stops routing those messages here
+    retired_bindings: tuple[tuple[str, str], ...] = ()
 
     @property
     def dlq(self) -> str:

@@ -91,10 +91,13 @@ def _declare_exchange(channel: Any, *, name: str, kind: str) -> None:
 
 
 def _declare_queue(channel: Any, *, name: str, arguments: dict[str, Any],
-                   bindings: Sequence[tuple[str, str]]) -> None:
+                   bindings: Sequence[tuple[str, str]],
+                   retired: Sequence[tuple[str, str]] = ()) -> None:
     channel.queue_declare(name, durable=True, arguments=arguments)
     for exchange, key in bindings:
         channel.queue_bind(name, exchange, routing_key=key)
+    for exchange, key in retired:  # unbinding a binding that is not there is not an error
+        channel.queue_unbind(name, exchange, routing_key=key)
 
 
 def topology(queues: Sequence[QueueSpec],
@@ -112,7 +115,8 @@ def topology(queues: Sequence[QueueSpec],
         steps += [
             (f"queue {spec.name}", partial(_declare_queue, name=spec.name,
                                            arguments=queue_arguments(spec),
-                                           bindings=spec.bindings)),
+                                           bindings=spec.bindings,
+                                           retired=spec.retired_bindings)),
             (f"queue {spec.dlq}", partial(_declare_queue, name=spec.dlq,
                                           arguments={"x-queue-type": "quorum"},
                                           bindings=((DLX_EXCHANGE, spec.name),))),

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from services.alerts import app as alerts_app
 from services.alerts import paging
-from services.alerts.models import Notification
+from services.alerts.models import Alert, Notification
 from shared.clock import MovableClock, SystemClock
 from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
 from shared.messaging.base import OutgoingMessage
@@ -24,6 +24,7 @@ from tests.helpers import test_settings as make_settings
 from tests.integration.alerts.alerts_testkit import (
     ONCALL,
     T0,
+    appointment_data,
     emit,
     flow_data,
     oncall_body,
@@ -164,3 +165,84 @@ def test_page_arrives_fast_through_rabbitmq_with_the_worker_running(
     # woken by the consumer's commit, not waiting for the next sweep
     assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
     assert timedelta(seconds=max(latencies)) < timedelta(seconds=2)
+
+
+def test_a_flow_page_does_not_wait_behind_a_burst_of_sweep_announcements(
+        tmp_path, pg_database: Callable[[str], str], fresh_vhost: str) -> None:
+    # a sweep announces hundreds of overdue refills at once; an abnormal flow reading sent just
+    # after them must page without waiting for them all: flow readings have their own queue
+    from shared.messaging.rabbit import RabbitBus
+
+    url = pg_database("alerts")
+    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=fresh_vhost,
+                             page_sweep_seconds=1.0)
+    upgrade("alerts", url)
+    bus = RabbitBus(fresh_vhost)
+    runtime = alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
+    bus.declare(runtime.all_queues())
+    burst = 600
+
+    def message(event_type: str, data: dict[str, object]) -> OutgoingMessage:
+        event = CloudEvent.create(source="/hai/test", type=event_type, data=data)
+        return OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type, event.to_json_bytes())
+
+    publisher = bus.publisher()
+    publisher.publish_batch([message(EventType.REFILL_OVERDUE, appointment_data(
+        f"appt-{i}", f"SN-OVERDUE-{i}", overdue_hours=30.0, hours_to_empty=200.0))
+        for i in range(burst)])
+    publisher.publish_batch([message(EventType.FLOW_RECORDED, flow_data("SN-FLOW", 40))])
+    publisher.close()
+
+    def overdue_alerts() -> int:
+        with runtime.uow_factory() as uow:
+            return len(uow.session.scalars(select(Alert.id).where(
+                Alert.kind == "refill_overdue")).all())
+
+    worker = Worker(runtime)
+    with webhook() as hook:
+        from fastapi.testclient import TestClient
+
+        client = TestClient(alerts_app.create_app(runtime))
+        assert client.put("/v1/oncall/north", headers=ONCALL,
+                          json=oncall_body([("ann", "webhook", hook.url)])).status_code == 200
+        worker.start()
+        try:
+            wait_until(lambda: any(p["alert"]["pump_serial"] == "SN-FLOW" for p in hook.pages),
+                       30, "the flow page")
+            handled_before_the_page = overdue_alerts()
+            wait_until(lambda: overdue_alerts() == burst, 60, "the whole burst handled")
+        finally:
+            worker.stop()
+            bus.close()
+    # behind the burst in one queue, the page would come only after all 600
+    assert handled_before_the_page < burst // 2, handled_before_the_page
+
+
+def test_upgrading_the_broker_moves_flow_readings_off_the_old_queue(fresh_vhost: str) -> None:
+    # an earlier release bound alerts.events to flow readings too; declaring this release's
+    # queues must unbind it, or every reading would be handled through both queues
+    import pika
+
+    from services.alerts import handlers
+    from shared.messaging.base import QueueSpec
+    from shared.messaging.rabbit import RabbitBus
+
+    bus = RabbitBus(fresh_vhost)
+    try:
+        bus.declare([QueueSpec(name=handlers.QUEUE, bindings=tuple(
+            (EVENTS_EXCHANGE, t) for t in handlers.HANDLED_TYPES))])  # the earlier release
+        bus.declare(list(handlers.queue_specs()))
+        bus.declare(list(handlers.queue_specs()))  # again: unbinding what is gone is no error
+        event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
+                                  data=flow_data("SN-UP", 40))
+        publisher = bus.publisher()
+        publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
+                                                 event.to_json_bytes())])
+        publisher.close()
+    finally:
+        bus.close()
+    with pika.BlockingConnection(pika.URLParameters(fresh_vhost)) as conn:
+        channel = conn.channel()
+        depth = {name: channel.queue_declare(name, passive=True).method.message_count
+                 for name in (handlers.QUEUE, handlers.FLOW_QUEUE)}
+    assert depth == {handlers.QUEUE: 0, handlers.FLOW_QUEUE: 1}
