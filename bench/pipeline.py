@@ -229,8 +229,8 @@ def measure_ours(amqp_url: str, vhost_name: str, db_url: str, events: int,
                  *, batch: bool = False) -> dict[str, float]:
     """(a) Outbox → OutboxRelay → RabbitBus → EventConsumer → one row per event, committed.
 
-    `batch`: the handler takes each run of events in one call (one INSERT for the run), as a
-    service's batch handler may; otherwise one call and one INSERT per event."""
+    `batch`: the handler takes each run of events in one call (one bulk_insert, a COPY, for the
+    run), as a service's batch handler may; otherwise one call and one INSERT per event."""
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     platform = define_platform_tables(metadata)
     _effects_table(metadata)
