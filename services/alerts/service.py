@@ -78,6 +78,10 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Aler
         if rose:
             entry.update(from_severity=alert.severity, to_severity=fact.severity)
             alert.severity = fact.severity
+        if fact.summary != alert.summary:
+            # the summary tells the latest fact, as the details do (a flow alert first raised at
+            # +30 % kept saying +30 % after a +79 % reading); the severity keeps the worst
+            entry.update(from_summary=alert.summary, to_summary=fact.summary)
             alert.summary = fact.summary
         alert.details = {**alert.details, **fact.details}
         timeline(uow, alert, SYSTEM, "severity_raised" if rose else "repeated", entry)

@@ -123,6 +123,8 @@ def test_repeats_count_and_severity_only_rises(h: Harness, bus: InProcessBus) ->
         assert (alert["severity"], alert["occurrences"]) == ("critical", 4)
         assert alert["last_raised_at"] == "2026-11-26T14:05:00Z"
         assert alert["first_raised_at"] == "2026-11-26T14:00:00Z"
+        # the summary and the details tell the latest reading; the severity keeps the worst
+        assert "+16.0 %" in alert["summary"] and alert["details"]["flow_deviation_pct"] == 16
         # warning paged once; the rise to critical paged level 1 again; the repeats paged nothing
         assert [p["alert"]["severity"] for p in hook.pages] == ["warning", "critical"]
     assert actions(h, alert["id"]).count("repeated") == 2
