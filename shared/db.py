@@ -191,7 +191,8 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
         session.execute(insert(table), list(rows))
         return
     dialect = session.get_bind().dialect
-    processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                  for name in columns]
     quote = dialect.identifier_preparer
     statement = (f"COPY {quote.format_table(table)} "
                  f"({', '.join(quote.quote(name) for name in columns)}) FROM STDIN")

@@ -24,6 +24,7 @@ from tests.helpers import test_settings as make_settings
 from tests.integration.alerts.alerts_testkit import (
     ONCALL,
     T0,
+    WebhookReceiver,
     appointment_data,
     emit,
     flow_data,
@@ -128,6 +129,16 @@ def test_two_workers_page_each_notification_once(tmp_path, pg_database: Callable
         assert {s for _, s, _ in statuses(workers[0])} == {"sent"}
 
 
+def start_paging_to(hook: WebhookReceiver, runtime: ServiceRuntime, worker: Worker) -> None:
+    """Put `hook` on call for centre north, then start the worker (consumers, pager)."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(alerts_app.create_app(runtime))
+    assert client.put("/v1/oncall/north", headers=ONCALL,
+                      json=oncall_body([("ann", "webhook", hook.url)])).status_code == 200
+    worker.start()
+
+
 def test_page_arrives_fast_through_rabbitmq_with_the_worker_running(
         tmp_path, pg_database: Callable[[str], str], amqp_url: str) -> None:
     from shared.messaging.rabbit import RabbitBus
@@ -139,12 +150,7 @@ def test_page_arrives_fast_through_rabbitmq_with_the_worker_running(
     runtime = alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
     worker = Worker(runtime)
     with webhook() as hook:
-        from fastapi.testclient import TestClient
-
-        client = TestClient(alerts_app.create_app(runtime))
-        assert client.put("/v1/oncall/north", headers=ONCALL,
-                          json=oncall_body([("ann", "webhook", hook.url)])).status_code == 200
-        worker.start()
+        start_paging_to(hook, runtime, worker)
         try:
             publisher = bus.publisher()
             latencies = []
@@ -200,12 +206,7 @@ def test_a_flow_page_does_not_wait_behind_a_burst_of_sweep_announcements(
 
     worker = Worker(runtime)
     with webhook() as hook:
-        from fastapi.testclient import TestClient
-
-        client = TestClient(alerts_app.create_app(runtime))
-        assert client.put("/v1/oncall/north", headers=ONCALL,
-                          json=oncall_body([("ann", "webhook", hook.url)])).status_code == 200
-        worker.start()
+        start_paging_to(hook, runtime, worker)
         try:
             wait_until(lambda: any(p["alert"]["pump_serial"] == "SN-FLOW" for p in hook.pages),
                        30, "the flow page")
