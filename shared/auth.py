@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +11,7 @@ import jwt
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from shared.clock import Clock, SystemClock
 from shared.settings import Settings, get_settings
 
 ROLES = ("nurse", "pharmacist", "oncologist", "biomed", "oncall", "admin", "service")
@@ -20,6 +20,7 @@ ALGORITHMS_DEV = ["HS256"]
 # most this long (so a signing key withdrawn from the JWKS stops working soon after)
 VERIFIED_TOKEN_TTL_S = 60.0
 VERIFIED_TOKEN_CACHE_SIZE = 4096
+CLOCK_LEEWAY_S = 0.0  # as PyJWT's default: no leeway
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,15 @@ class Principal:
 
 
 class TokenVerifier:
-    """Verifies HS256 dev tokens, or RS256 tokens against a JWKS document in production."""
+    """Verifies HS256 dev tokens, or RS256 tokens against a JWKS document in production.
 
-    def __init__(self, settings: Settings) -> None:
+    `exp`, `nbf` and `iat` are judged by the verifier's clock: the wall clock (SystemClock) in
+    every service and in production; a process that mints its own tokens on an injected clock
+    (the dashboard under test) verifies them on that same clock."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock: Clock = clock or SystemClock()
         # token → (principal, trusted until, epoch seconds): each caller sends the same token
         # with every request, and checking its signature is the costliest step of a GET
         self._verified: dict[str, tuple[Principal, float]] = {}
@@ -52,19 +58,21 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """Return the principal of a valid token or raise jwt.InvalidTokenError."""
-        now = time.time()
+        now = self.clock.now().timestamp()
         cached = self._verified.get(token)
         if cached is not None and now < cached[1]:
             return cached[0]
-        principal, expires_at = self._verify_signed(token)
+        principal, expires_at = self._verify_signed(token, now)
         if len(self._verified) >= VERIFIED_TOKEN_CACHE_SIZE:
             self._verified.clear()
         self._verified[token] = (principal, min(expires_at, now + VERIFIED_TOKEN_TTL_S))
         return principal
 
-    def _verify_signed(self, token: str) -> tuple[Principal, float]:
-        """Check the signature and claims; the principal and when the token expires."""
-        options: Any = {"require": ["exp", "sub"]}
+    def _verify_signed(self, token: str, now: float) -> tuple[Principal, float]:
+        """Check the signature and claims at `now`; the principal and when the token expires."""
+        # PyJWT judges time claims by the wall clock: they are checked below on our clock instead
+        options: Any = {"require": ["exp", "sub"], "verify_exp": False, "verify_nbf": False,
+                        "verify_iat": False}
         audience = self.settings.jwt_audience
         header = jwt.get_unverified_header(token)
         alg = header.get("alg")
@@ -77,10 +85,25 @@ class TokenVerifier:
                                 options=options, audience=audience)
         else:
             raise jwt.InvalidTokenError(f"algorithm {alg!r} not accepted")
+        _check_time_claims(claims, now)
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise jwt.InvalidTokenError("roles claim must be a list of strings")
         return Principal(sub=str(claims["sub"]), roles=frozenset(roles)), float(claims["exp"])
+
+
+def _check_time_claims(claims: dict[str, Any], now: float) -> None:
+    """`exp` passed, `nbf` not yet reached, `iat` in the future: each refuses the token."""
+    for name in ("exp", "nbf", "iat"):
+        if name in claims and (isinstance(claims[name], bool)
+                               or not isinstance(claims[name], int | float)):
+            raise jwt.InvalidTokenError(f"the {name} claim must be a number")
+    if now >= float(claims["exp"]) + CLOCK_LEEWAY_S:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    if "nbf" in claims and now < float(claims["nbf"]) - CLOCK_LEEWAY_S:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
+    if "iat" in claims and now < float(claims["iat"]) - CLOCK_LEEWAY_S:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
 
 
 def mint_token(sub: str, roles: list[str], *, secret: str, ttl: timedelta = timedelta(hours=12),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,5 +88,22 @@ def deliver(harnesses: Sequence[Harness], bus: InProcessBus, rounds: int = 20) -
         if not moved:
             break
     return outcomes
+
+def wait_until(predicate: Callable[[], Any], *, what: str, timeout_s: float = 10.0,
+               interval_s: float = 0.02) -> Any:
+    """Poll until predicate() is truthy and return it; fail naming what was awaited.
+
+    Waits on an Event rather than time.sleep: the suite also runs under libfaketime, whose
+    clock_nanosleep refuses Python's absolute monotonic sleeps."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"gave up after {timeout_s:g} s waiting for {what}")
+        pause.wait(interval_s)
+
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test

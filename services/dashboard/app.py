@@ -38,7 +38,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
     app.state.transport = transport
-    app.state.verifier = TokenVerifier(settings)
+    # the clock that mints the dev tokens also judges their expiry (the wall clock in production)
+    app.state.verifier = TokenVerifier(settings, app.state.clock)
     app.state.templates = _templates()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)

@@ -9,6 +9,7 @@ import pytest
 
 from services.dashboard.views import iso_z
 from shared.auth import TokenVerifier, mint_token
+from shared.clock import MovableClock
 from tests.unit.dashboard.fakes import NOW, FakeApis, client, page, settings, sign_in
 
 
@@ -44,7 +45,7 @@ def test_dev_sign_in_keeps_the_minted_token_in_an_httponly_lax_cookie(fake: Fake
     cookie = response.headers["set-cookie"]
     assert "hai_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
     token = c.cookies["hai_session"]
-    principal = TokenVerifier(settings()).verify(token)
+    principal = TokenVerifier(settings(), MovableClock(NOW)).verify(token)
     assert principal.sub == "otto.oncall" and principal.roles == {"oncall", "nurse"}
 
 
@@ -53,7 +54,7 @@ def test_sign_in_refuses_an_unknown_user_and_an_open_redirect(fake: FakeApis) ->
     assert c.post("/login", data={"sub": "mallory", "role": ["admin"]}).status_code == 400
     usual = c.post("/login", data={"sub": "bea.biomed"})
     assert usual.status_code == 303
-    assert TokenVerifier(settings()).verify(c.cookies["hai_session"]).roles == {"biomed"}
+    assert TokenVerifier(settings(), MovableClock(NOW)).verify(c.cookies["hai_session"]).roles == {"biomed"}
     response = c.post("/login", data={"sub": "nora.nurse", "role": ["nurse"],
                                       "next": "//evil.example/x"})
     assert response.headers["location"] == "/worklist"
@@ -65,10 +66,10 @@ def test_production_accepts_only_a_verified_pasted_token(fake: FakeApis) -> None
     form = c.get("/login").text
     assert "identity provider" in form and 'name="sub"' not in form
     assert c.post("/login", data={"sub": "ada.admin", "role": ["admin"]}).status_code == 401
-    forged = mint_token("eve", ["admin"], secret="not-the-secret-" * 3)
+    forged = mint_token("eve", ["admin"], secret="not-the-secret-" * 3, now=NOW)
     refused = c.post("/login", data={"token": forged})
     assert refused.status_code == 401 and "not accepted" in refused.text
-    good = mint_token("nina", ["nurse"], secret=secret)
+    good = mint_token("nina", ["nurse"], secret=secret, now=NOW)
     response = c.post("/login", data={"token": f"Bearer {good}"})
     assert response.status_code == 303
     assert "Secure" in response.headers["set-cookie"]

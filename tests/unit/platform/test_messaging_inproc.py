@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 from sqlalchemy import func, select
@@ -14,6 +13,7 @@ from shared.messaging.base import HEADER_DLQ_REASON, QueueSpec
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.inproc import InProcessBus, topic_matches
 from shared.messaging.relay import OutboxRelay
+from tests.helpers import wait_until
 from tests.unit.platform.toyservice import Seen, on_widget, toy_runtime
 
 QUEUE = QueueSpec("toy.widgets", (("hai.events", "toy.widget.*"),))
@@ -93,10 +93,10 @@ def test_failing_handler_is_retried_then_dead_lettered_and_others_flow(tmp_path)
     thread = threading.Thread(target=bus.consume, args=(QUEUE, consumer.process),
                               kwargs={"prefetch": 10, "stop": stop, "retry_delay_ms": 50})
     thread.start()
-    deadline = time.monotonic() + 10
-    while not bus.dead_letters[QUEUE.name] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stop.set()
+    try:
+        wait_until(lambda: bus.dead_letters[QUEUE.name], what="the poison message's dead letter")
+    finally:
+        stop.set()
     thread.join()
     (dead,) = bus.dead_letters[QUEUE.name]
     assert "failed 3 times" in dead.headers[HEADER_DLQ_REASON]
