@@ -109,7 +109,7 @@ def create_app(inventory_db_url: str, scheduling_db_url: str) -> FastAPI:
                                        residual_volume_ml=body.residual_volume_ml,
                                        fill_volume_ml=body.fill_volume_ml,
                                        reservoir_ml=pump.reservoir_ml, previous=previous,
-                                       implanted_at=pump.implanted_at)
+                                       implanted_at=pump.implanted_at, min_interval_hours=24.0)
             if problems:
                 raise HTTPException(422, [{"field": f, "message": m} for f, m in problems])
             figures = refill_figures(performed_at=performed_at,
