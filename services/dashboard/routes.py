@@ -204,9 +204,9 @@ def _pump_or_none(ctx: Ctx, serial: str) -> dict[str, Any] | None:
 
 
 def _delivery_or_none(ctx: Ctx, values: dict[str, str]) -> dict[str, Any] | None:
-    """The order a chemo fill names, to show its status, lot and beyond-use time beside the
-    scanned id (None when unknown: the service's refusal then says why)."""
-    delivery_id = values.get("delivery_id", "")
+    """The order a chemo fill names (the scanned id, else the appointment's expected order), to
+    show its status, lot and beyond-use time (None when unknown: the service's refusal says why)."""
+    delivery_id = values.get("delivery_id") or values.get("expected_delivery_id", "")
     if values.get("fill_type") != "chemo" or not delivery_id:
         return None
     try:
@@ -220,9 +220,11 @@ def _delivery_or_none(ctx: Ctx, values: dict[str, str]) -> dict[str, Any] | None
 @router.get("/refill", response_class=HTMLResponse)
 def refill_form(ctx: CtxDep, pump: str = "", appointment: str = "", fill_type: str = "",
                 delivery: str = "") -> HTMLResponse:
-    """The refill form, prefilled from a worklist row."""
+    """The refill form, prefilled from a worklist row; the chemo bag's order id is left for the
+    nurse to scan (the appointment's order is shown beside it, to compare)."""
     values = {"pump_serial": pump, "appointment_id": appointment, "fill_type": fill_type or "saline",
-              "delivery_id": delivery.strip(), "performed_at": ctx.now.strftime("%Y-%m-%dT%H:%M"),
+              "delivery_id": "", "expected_delivery_id": delivery.strip(),
+              "performed_at": ctx.now.strftime("%Y-%m-%dT%H:%M"),
               "residual_volume_ml": "", "fill_volume_ml": "", "notes": ""}
     return ctx.render("refill.html", values=values, field_errors={}, pump=_pump_or_none(ctx, pump),
                       delivery=_delivery_or_none(ctx, values), idempotency_key=str(uuid.uuid4()))
@@ -244,6 +246,7 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
                   fill_type: Annotated[str, Form()] = "",
                   appointment_id: Annotated[str, Form()] = "",
                   delivery_id: Annotated[str, Form()] = "",
+                  expected_delivery_id: Annotated[str, Form()] = "",
                   notes: Annotated[str, Form()] = "",
                   idempotency_key: Annotated[str, Form()] = "") -> HTMLResponse:
     """Record a refill through the scheduling API; its field errors come back beside the fields."""
@@ -251,7 +254,7 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
               "residual_volume_ml": residual_volume_ml, "fill_volume_ml": fill_volume_ml,
               "fill_type": fill_type, "appointment_id": appointment_id,
               "delivery_id": delivery_id.strip(),  # a scanner may add a newline or spaces
-              "notes": notes}
+              "expected_delivery_id": expected_delivery_id.strip(), "notes": notes}
     field_errors: dict[str, str] = {}
     status_code = 422
     if not values["pump_serial"]:

@@ -42,10 +42,13 @@ def test_the_form_asks_a_chemo_fill_for_the_scanned_order_and_shows_what_is_know
     sign_in(c)
     html = c.get("/refill", params={"pump": "SN1", "appointment": "a-1", "fill_type": "chemo",
                                     "delivery": "ord-1"}).text
-    assert '<input id="delivery_id" name="delivery_id" value="ord-1"' in html
+    # the bag is scanned, not taken on trust from the worklist: the field starts empty, with
+    # the appointment's order beside it to compare
+    assert '<input id="delivery_id" name="delivery_id" value=""' in html
     assert 'type="hidden" name="delivery_id"' not in html
     facts = re.search(r'data-testid="delivery-facts">(.*?)</p>', html, re.S)
     assert facts is not None
+    assert "This appointment&#39;s order ord-1" in facts.group(1)
     assert "dispatched" in facts.group(1) and "lot LOT-42" in facts.group(1)
     assert "use before 2026-11-28 18:00 UTC" in facts.group(1)
     saline = c.get("/refill", params={"pump": "SN1", "fill_type": "saline"}).text
@@ -62,12 +65,14 @@ def test_a_chemo_fill_before_the_bag_is_dispatched_is_refused_beside_the_order_f
                                                           "lot": None, "beyond_use_at": None})
     c = client(fake)
     sign_in(c)
-    response = c.post("/refill", data={**FORM, "fill_type": "chemo", "delivery_id": " ord-1\n"})
+    response = c.post("/refill", data={**FORM, "fill_type": "chemo", "delivery_id": " ord-1\n",
+                                       "expected_delivery_id": "ord-1"})
     assert response.status_code == 422
     html = response.text
     assert _beside(html, "delivery_id") == message
     assert "answered 422" not in html  # beside its field, not in a banner
-    assert re.search(r'data-testid="delivery-facts">Order ord-1: <strong>requested</strong>\.', html)
+    assert re.search(r'data-testid="delivery-facts">Scanned order ord-1: <strong>requested</strong>\.',
+                     html)
     assert 'value="ord-1"' in html  # what was scanned is kept, trimmed
     [sent] = fake.called("scheduling", "POST", "/v1/refills")
     assert sent["delivery_id"] == "ord-1" and sent["fill_type"] == "chemo"
@@ -78,12 +83,14 @@ def test_a_chemo_fill_without_a_scan_is_refused_beside_the_order_field(fake: Fak
     _refused(fake, "delivery_id", message)
     c = client(fake)
     sign_in(c)
-    response = c.post("/refill", data={**FORM, "fill_type": "chemo"})
+    fake.on("scheduling", "GET", "/v1/deliveries/ord-1", DELIVERY)
+    response = c.post("/refill", data={**FORM, "fill_type": "chemo", "expected_delivery_id": "ord-1"})
     assert response.status_code == 422 and _beside(response.text, "delivery_id") == (
         "a chemo fill needs the delivery order id printed on the bag&#39;s label (scan it); "
         "none was given")
+    assert "This appointment&#39;s order ord-1" in response.text  # still there to compare
     [sent] = fake.called("scheduling", "POST", "/v1/refills")
-    assert "delivery_id" not in sent
+    assert "delivery_id" not in sent and "expected_delivery_id" not in sent
 
 
 def test_a_refill_minutes_after_the_previous_is_refused_beside_performed_at(fake: FakeApis) -> None:
