@@ -191,6 +191,9 @@ def bearer_admission(protected_prefix: str = "/v1") -> Admission:
 
     async def admit(scope: Scope) -> Response | None:
         path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):  # behind a proxy's prefix, as the router sees it
+            path = path[len(root_path):]
         if scope["method"] == "OPTIONS" or not (path == protected_prefix
                                                  or path.startswith(protected_prefix + "/")):
             return None
