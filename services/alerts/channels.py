@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import smtplib
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -63,7 +64,23 @@ class Channels:
         self.settings = settings
         self.resolve = resolve
         # never follow a redirect: it could lead anywhere, past the address checks
-        self.http = httpx.Client(timeout=settings.page_timeout_seconds, follow_redirects=False)
+        self.http = self._client()
+        # pages go to a checked address, not a name; over TLS a kept connection was verified for
+        # one name, so each name has its own connections
+        self._tls: dict[str, httpx.Client] = {}
+        self._tls_lock = threading.Lock()
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(timeout=self.settings.page_timeout_seconds, follow_redirects=False)
+
+    def _client_for(self, tls_server_name: str | None) -> httpx.Client:
+        if tls_server_name is None:
+            return self.http
+        with self._tls_lock:
+            client = self._tls.get(tls_server_name)
+            if client is None:
+                client = self._tls[tls_server_name] = self._client()
+            return client
 
     def send(self, page: PageMessage) -> None:
         """Send a page; raise SendError when it did not get through."""
@@ -96,8 +113,8 @@ class Channels:
                    "Idempotency-Key": page.notification_id, **signed}
         extensions = {"sni_hostname": target.tls_server_name} if target.tls_server_name else {}
         try:
-            response = self.http.post(target.url, content=body, headers=headers,
-                                      extensions=extensions)
+            response = self._client_for(target.tls_server_name).post(
+                target.url, content=body, headers=headers, extensions=extensions)
         except httpx.HTTPError as exc:
             raise SendError(f"webhook: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 300:
@@ -130,3 +147,6 @@ class Channels:
 
     def close(self) -> None:
         self.http.close()
+        with self._tls_lock:
+            for client in self._tls.values():
+                client.close()

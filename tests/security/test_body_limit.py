@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -60,7 +61,20 @@ def call(app: Any, path: str, upload: Upload, headers: dict[str, str], *,
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(app(scope, upload, send))
+    # on a thread of its own: a test before may leave an event loop running on this one
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(app(scope, upload, send))
+        except BaseException as exc:  # noqa: BLE001 - raised again below, on the test's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body
