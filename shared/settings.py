@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     worker_heartbeat_file: str | None = None  # touched while a worker's threads live (pod liveness)
+    # a request body over this is refused with 413 before anything parses it (CONTRACT, HTTP)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
     # messaging
     outbox_poll_seconds: float = 0.5
@@ -74,6 +76,8 @@ class Settings(BaseSettings):
     smtp_from: str = "hai-alerts@localhost"
     stale_after_intervals: int = 3
     page_sweep_seconds: float = 1.0  # how often the alerts pager looks for due pages and escalations
+    # production refuses webhook addresses on loopback and private ranges unless this is set
+    webhook_allow_private: bool = False
 
     @model_validator(mode="after")
     def _refuse_dev_defaults_in_production(self) -> Settings:

@@ -28,12 +28,14 @@ from services.alerts.schemas import (
     OncallIn,
     OncallNow,
     OncallRead,
+    OncallSet,
     ShiftRead,
     SilenceIn,
     SilenceMatchers,
     SilenceRead,
     TimelineEntry,
 )
+from services.alerts.webhooks import new_secret, refusal_of_url
 from shared.db import UnitOfWork, is_postgres, new_id
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import EventType
@@ -245,22 +247,46 @@ def list_notifications(*, uow: UnitOfWork, page: PageParams,
 
 # ---- on-call -------------------------------------------------------------------------------
 
-def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str) -> OncallRead:
-    """Set (replace) a center's on-call levels and escalation delay."""
+def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str,
+               allow_private: bool) -> OncallSet:
+    """Set (replace) a center's on-call levels, escalation delay and webhook signing secret."""
+    check_webhook_addresses(body, allow_private=allow_private)
     schedule = uow.session.get(OncallSchedule, center)
     levels = [lv.model_dump(mode="json") for lv in body.levels]
     if schedule is None:
         schedule = OncallSchedule(center=center)
         uow.session.add(schedule)
+    generated = None
+    if body.webhook_secret is not None:
+        schedule.webhook_secret, secret_change = body.webhook_secret.get_secret_value(), "set"
+    elif schedule.webhook_secret is None:
+        generated = new_secret()
+        schedule.webhook_secret, secret_change = generated, "generated"
+    else:
+        secret_change = "kept"
     schedule.escalation_delay_seconds = body.escalation_delay_seconds
     schedule.levels = levels
     schedule.updated_at = uow.now()
     schedule.updated_by = actor
     uow.audit(actor=actor, action="oncall.updated", entity_type="oncall", entity_id=center,
               changes={"escalation_delay_seconds": body.escalation_delay_seconds,
-                       "levels": len(levels)})
+                       "levels": len(levels), "webhook_secret": secret_change})
     uow.commit()
-    return _oncall_read(schedule)
+    return OncallSet(center=schedule.center,
+                     escalation_delay_seconds=schedule.escalation_delay_seconds,
+                     levels=schedule.levels, updated_at=schedule.updated_at,
+                     updated_by=schedule.updated_by, webhook_secret=generated)
+
+
+def check_webhook_addresses(body: OncallIn, *, allow_private: bool) -> None:
+    """422 naming the first webhook address a page may not go to (CONTRACT: Alerts)."""
+    for i, level in enumerate(body.levels):
+        for j, member in enumerate(level.members):
+            if member.channel != "webhook":
+                continue
+            refusal = refusal_of_url(member.address, allow_private=allow_private)
+            if refusal:
+                raise Invalid(f"levels.{i}.members.{j}.address", f"refused: {refusal}")
 
 
 def _oncall_read(schedule: OncallSchedule) -> OncallRead:

@@ -10,13 +10,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from services.dashboard import views
 from services.dashboard.routes import router
-from services.dashboard.session import LoginRequired, login_url
+from services.dashboard.session import LoginRequired, login_url, read_session
 from shared.auth import TokenVerifier
 from shared.clock import Clock, SystemClock
+from shared.errors import ServerErrorGuard
 from shared.settings import Settings
+from shared.web import RequestGate
 
 HERE = Path(__file__).parent
 
@@ -46,10 +50,22 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        url = login_url(exc.next_path)
-        if request.headers.get("hx-request") == "true":
-            return HTMLResponse("", headers={"HX-Redirect": url})
-        return RedirectResponse(url, status_code=303)
+        return _to_sign_in(request, exc.next_path)
+
+    async def _signed_in_first(scope: Scope) -> Response | None:
+        # a form posted without a session goes to sign in before its body is read
+        if scope["method"] != "POST" or scope["path"] in SESSIONLESS_POSTS:
+            return None
+        request = Request(scope)
+        verifier = app.state.verifier
+        if verifier.uses_jwks:  # may fetch the key set: not on the event loop
+            found = await run_in_threadpool(read_session, request, verifier)
+        else:
+            found = read_session(request, verifier)
+        return None if found is not None else _to_sign_in(request, request.url.path)
+
+    app.add_middleware(RequestGate, max_body_bytes=settings.max_body_bytes, admit=_signed_in_first)
+    app.add_middleware(ServerErrorGuard, respond=_server_error_page)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -71,3 +87,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         return response
 
     return app
+
+
+SESSIONLESS_POSTS = frozenset({"/login", "/logout"})
+
+
+def _server_error_page() -> Response:
+    return HTMLResponse("<!doctype html><title>Error</title><p>Something went wrong; it has been "
+                        "logged. <a href=\"/worklist\">Back to the worklist</a></p>", status_code=500)
+
+
+def _to_sign_in(request: Request, next_path: str) -> Response:
+    url = login_url(next_path)
+    if request.headers.get("hx-request") == "true":
+        return HTMLResponse("", headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)

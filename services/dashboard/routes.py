@@ -133,9 +133,12 @@ def login(request: Request, next: Annotated[str, Form()] = "/worklist",
             chosen = sess.mint_dev_token(settings, sub, roles, now)
     if chosen and error is None:
         try:
-            request.app.state.verifier.verify(chosen)
+            principal = request.app.state.verifier.verify(chosen)
         except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
             error = f"This token is not accepted: {exc}"
+        else:
+            if not principal.has_known_role:
+                error = sess.NO_KNOWN_ROLE
     if error:
         return render(request, "login.html", status_code=400 if dev else 401,
                       next=sess.safe_next(next), error=error, dev=dev,
