@@ -13,6 +13,7 @@ import jwt
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from services.dashboard import csrf
 from services.dashboard import session as sess
 from services.dashboard.api import Api, ApiError
 from services.dashboard.views import (
@@ -106,9 +107,11 @@ def home() -> RedirectResponse:
 def login_form(request: Request, next: str = "/worklist") -> HTMLResponse:
     """The sign-in page: a demo user in development, a pasted token in production."""
     settings: Settings = request.app.state.settings
-    return render(request, "login.html", next=sess.safe_next(next), error=None,
-                  dev=sess.dev_signin_allowed(settings), demo_users=sess.DEMO_USERS,
-                  roles=sess.SIGNIN_ROLES, user=None)
+    response = render(request, "login.html", next=sess.safe_next(next), error=None,
+                      dev=sess.dev_signin_allowed(settings), demo_users=sess.DEMO_USERS,
+                      roles=sess.SIGNIN_ROLES, user=None)
+    csrf.keep_login_nonce(request, response)
+    return response
 
 
 @router.post("/login", response_model=None)
@@ -148,6 +151,7 @@ def login(request: Request, next: Annotated[str, Form()] = "/worklist",
     response = see_other(sess.safe_next(next))
     sess.set_session_cookie(response, chosen, max_age_seconds=max_age,
                             secure=settings.env == "production" or request.url.scheme == "https")
+    csrf.forget_login_nonce(response)
     return response
 
 
