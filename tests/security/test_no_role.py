@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 
@@ -17,7 +18,7 @@ from services.dashboard.session import COOKIE
 from shared.settings import DEV_JWT_SECRET
 from tests.helpers import auth, start_service, test_settings
 from tests.security.test_role_matrix import _concrete, _routes
-from tests.unit.dashboard.fakes import NOW, FakeApis, client
+from tests.unit.dashboard.fakes import NOW, FakeApis, client, login_token
 
 
 def _signed(secret: str = DEV_JWT_SECRET, now: datetime | None = None, **claims: Any) -> str:
@@ -70,7 +71,9 @@ def test_the_dashboard_refuses_to_sign_in_a_token_without_a_known_role(label):
     secret = "a-real-production-secret-of-enough-length-1234"
     fake = FakeApis()
     c = client(fake, env="production", jwt_secret=secret, amqp_url="amqp://x/")
-    refused = c.post("/login", data={"token": _signed(secret, now=NOW, **ROLELESS[label])})
+    c.base_url = httpx.URL("https://testserver")  # production cookies are Secure
+    refused = c.post("/login", data={"token": _signed(secret, now=NOW, **ROLELESS[label]),
+                                     "csrf_token": login_token(c)})
     assert refused.status_code == 401
     assert "carries no role the HAI services know" in refused.text
     assert COOKIE not in refused.cookies
