@@ -172,7 +172,7 @@ def check_order_hard_limits(lines: list[DrugLine], *, weight_kg: float, fill_vol
             if not _within(line.amount, low - 0.05, high + 0.05):
                 raise DosingError("floxuridine",
                                   f"{_plain(line.amount)} mg of floxuridine is outside the hard "
-                                  f"limit of {_num(low, 1)}–{_num(high, 1)} mg for this fill "
+                                  f"limit of {_num(round(low, 1))}–{_num(round(high, 1))} mg for this fill "
                                   f"({_num(limits.fudr_min_mg_per_kg_day)}–"
                                   f"{_num(limits.fudr_max_mg_per_kg_day)} mg/kg/day x "
                                   f"{_num(weight_kg)} kg x {_num(fill_volume_ml)} mL / "
