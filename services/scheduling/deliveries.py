@@ -287,6 +287,13 @@ def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | No
     if pump is None:
         raise DosingError("pump_serial", "pump unknown to scheduling")
     dose = therapy.fudr_mg_per_kg_day or settings.fudr_default_mg_per_kg_day
+    limits = hard_limits(settings)
+    # the therapy's settings were checked when they were written; check them again, as the
+    # amounts below, right before the order leaves (rows written before the limits existed)
+    hard = hard_limit_problems(fudr_mg_per_kg_day=dose, dexamethasone_mg=therapy.dexamethasone_mg,
+                               heparin_units=therapy.heparin_units, limits=limits)
+    if hard:
+        raise DosingError(*hard[0])
     if not in_label_range(dose, minimum=settings.fudr_label_min_mg_per_kg_day,
                           maximum=settings.fudr_label_max_mg_per_kg_day) \
             and not therapy.dose_override_reason:
@@ -295,13 +302,6 @@ def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | No
     weight = dosing_weight_kg(actual_kg=patient.weight_kg, mode=therapy.dosing_weight,
                               height_cm=patient.height_cm, sex=patient.sex,
                               adjusted_threshold_pct=settings.adjusted_weight_threshold_pct)
-    limits = hard_limits(settings)
-    # the therapy's settings were checked when they were written; check them again, as the
-    # amounts below, right before the order leaves (rows written before the limits existed)
-    hard = hard_limit_problems(fudr_mg_per_kg_day=dose, dexamethasone_mg=therapy.dexamethasone_mg,
-                               heparin_units=therapy.heparin_units, limits=limits)
-    if hard:
-        raise DosingError(*hard[0])
     measured = flows.get(pump.serial_number)
     flow = measured if measured is not None else pump.labeled_flow_ml_per_day
     fill = therapy.fill_volume_ml or pump.reservoir_ml
