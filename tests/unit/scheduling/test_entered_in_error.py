@@ -161,3 +161,20 @@ def test_the_dose_uses_the_latest_flow_not_a_voided_one(tmp_path: Path) -> None:
     assert order[0]["data"]["pump"]["flow_ml_per_day"] == 1.0
     [fudr] = [d for d in order[0]["data"]["drugs"] if d["code"] == "floxuridine"]
     assert fudr["amount"] == 252.0  # 0.12 mg/kg/day x 70 kg x 30 mL / 1.0 mL/day
+
+
+def test_the_reopened_appointment_is_announced_again_by_the_sweep(tmp_path: Path) -> None:
+    from services.scheduling.jobs import sweep
+
+    h, bus = start(settings_for(tmp_path))
+    setup_therapy(h, bus, regimen="saline_maintenance", start_on="2026-11-02")
+    refill(h, 20, 0)  # the next one was due 6 days ago
+    sweep(h.runtime)
+    [overdue] = outbox(h, EventType.REFILL_OVERDUE)
+    second = refill(h, 1, 30 - 19 * 1.0)
+    assert second["appointment_id"] == overdue["data"]["id"]
+    assert void(h, second["id"]).status_code == 200
+    sweep(h.runtime)
+    # the refill that completed it was wrong: it is overdue still, and alerts must hear it again
+    assert [e["data"]["id"] for e in outbox(h, EventType.REFILL_OVERDUE)] == [
+        overdue["data"]["id"]] * 2
