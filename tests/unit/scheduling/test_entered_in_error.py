@@ -60,6 +60,7 @@ def test_latest_refill_entered_in_error_leaves_every_figure(tmp_path: Path) -> N
 
     older = void(h, first["id"])
     assert older.status_code == 409 and second["id"] in older.json()["detail"]
+    assert older.json()["latest_refill_id"] == second["id"]
 
     r = void(h, second["id"], reason="  residual of another patient's pump  ")
     assert r.status_code == 200, r.text
