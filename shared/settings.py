@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     refill_window_days: int = 4
     due_soon_hours: int = 48
     near_empty_hours: int = 72
+    min_refill_interval_hours: float = 24.0  # DOMAIN.md, Safety rules
     pharmacy_lead_time_days: int = 3
     delivery_late_hours: int = 12
     fudr_default_mg_per_kg_day: float = 0.12

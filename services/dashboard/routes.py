@@ -33,7 +33,7 @@ router = APIRouter()
 EXPIRING_SOON_DAYS = 90
 OPEN_ALERT_STATUSES = ("firing", "acknowledged")
 REFILL_FIELDS = ("pump_serial", "performed_at", "residual_volume_ml", "fill_volume_ml", "fill_type",
-                 "notes")
+                 "delivery_id", "notes")
 
 
 @dataclass
@@ -203,15 +203,31 @@ def _pump_or_none(ctx: Ctx, serial: str) -> dict[str, Any] | None:
         return None
 
 
+def _delivery_or_none(ctx: Ctx, values: dict[str, str]) -> dict[str, Any] | None:
+    """The order a chemo fill names (the scanned id, else the appointment's expected order), to
+    show its status, lot and beyond-use time (None when unknown: the service's refusal says why)."""
+    delivery_id = values.get("delivery_id") or values.get("expected_delivery_id", "")
+    if values.get("fill_type") != "chemo" or not delivery_id:
+        return None
+    try:
+        delivery: dict[str, Any] = ctx.api.get("scheduling",
+                                               f"/v1/deliveries/{quote(delivery_id, safe='')}")
+        return delivery
+    except ApiError:
+        return None
+
+
 @router.get("/refill", response_class=HTMLResponse)
 def refill_form(ctx: CtxDep, pump: str = "", appointment: str = "", fill_type: str = "",
                 delivery: str = "") -> HTMLResponse:
-    """The refill form, prefilled from a worklist row."""
+    """The refill form, prefilled from a worklist row; the chemo bag's order id is left for the
+    nurse to scan (the appointment's order is shown beside it, to compare)."""
     values = {"pump_serial": pump, "appointment_id": appointment, "fill_type": fill_type or "saline",
-              "delivery_id": delivery, "performed_at": ctx.now.strftime("%Y-%m-%dT%H:%M"),
+              "delivery_id": "", "expected_delivery_id": delivery.strip(),
+              "performed_at": ctx.now.strftime("%Y-%m-%dT%H:%M"),
               "residual_volume_ml": "", "fill_volume_ml": "", "notes": ""}
     return ctx.render("refill.html", values=values, field_errors={}, pump=_pump_or_none(ctx, pump),
-                      idempotency_key=str(uuid.uuid4()))
+                      delivery=_delivery_or_none(ctx, values), idempotency_key=str(uuid.uuid4()))
 
 
 def _float_or_error(raw: str, name: str, errors: dict[str, str]) -> float | None:
@@ -230,13 +246,15 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
                   fill_type: Annotated[str, Form()] = "",
                   appointment_id: Annotated[str, Form()] = "",
                   delivery_id: Annotated[str, Form()] = "",
+                  expected_delivery_id: Annotated[str, Form()] = "",
                   notes: Annotated[str, Form()] = "",
                   idempotency_key: Annotated[str, Form()] = "") -> HTMLResponse:
     """Record a refill through the scheduling API; its field errors come back beside the fields."""
     values = {"pump_serial": pump_serial.strip(), "performed_at": performed_at,
               "residual_volume_ml": residual_volume_ml, "fill_volume_ml": fill_volume_ml,
-              "fill_type": fill_type, "appointment_id": appointment_id, "delivery_id": delivery_id,
-              "notes": notes}
+              "fill_type": fill_type, "appointment_id": appointment_id,
+              "delivery_id": delivery_id.strip(),  # a scanner may add a newline or spaces
+              "expected_delivery_id": expected_delivery_id.strip(), "notes": notes}
     field_errors: dict[str, str] = {}
     status_code = 422
     if not values["pump_serial"]:
@@ -255,8 +273,8 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
         }
         if appointment_id:
             body["appointment_id"] = appointment_id
-        if delivery_id:
-            body["delivery_id"] = delivery_id
+        if values["delivery_id"]:
+            body["delivery_id"] = values["delivery_id"]
         if notes.strip():
             body["notes"] = notes.strip()
         try:
@@ -266,7 +284,7 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
             field_errors = exc.field_errors() if exc.status == 422 else {}
             status_code = exc.status if 400 <= exc.status < 500 else 502
             unplaced = {k: v for k, v in field_errors.items()
-                        if k not in (*REFILL_FIELDS, "appointment_id", "delivery_id")}
+                        if k not in (*REFILL_FIELDS, "appointment_id")}
             if exc.status != 422 or unplaced or not field_errors:
                 ctx.errors.append(exc.banner())
         else:
@@ -275,7 +293,7 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
                               next_appointment=refill.get("next_appointment"))
     return ctx.render("refill.html", status_code=status_code, values=values, field_errors=field_errors,
                       pump=_pump_or_none(ctx, values["pump_serial"]),
-                      idempotency_key=str(uuid.uuid4()))
+                      delivery=_delivery_or_none(ctx, values), idempotency_key=str(uuid.uuid4()))
 
 
 # --- pump and patient -----------------------------------------------------------------------

@@ -89,7 +89,8 @@ def _read(d: Delivery, history: list[DeliveryEvent]) -> DeliveryRead:
         patient_mrn=d.patient_mrn, pump_serial=d.pump_serial, center=d.center,
         needed_by=d.needed_by, status=d.status, drugs=d.drugs,
         fill_volume_ml=d.order.get("fill_volume_ml"), diluent=d.order.get("diluent"),
-        lot=d.lot, beyond_use_at=d.beyond_use_at, created_at=d.created_at, updated_at=d.updated_at,
+        lot=d.lot, beyond_use_at=d.beyond_use_at, administered_at=d.administered_at,
+        refill_id=d.refill_id, created_at=d.created_at, updated_at=d.updated_at,
         history=[DeliveryHistoryRead(at=h.at, status=h.status, reason=h.reason, applied=h.applied)
                  for h in history],
     )
@@ -103,6 +104,7 @@ def _data(read: DeliveryRead) -> DeliveryData:
         history=[DeliveryHistoryEntry(at=h.at, status=h.status, reason=h.reason)
                  for h in read.history],
         therapy_id=read.therapy_id, lot=read.lot, beyond_use_at=read.beyond_use_at,
+        administered_at=read.administered_at, refill_id=read.refill_id,
     )
 
 
@@ -359,6 +361,36 @@ def cancel_open_orders(uow: UnitOfWork, *, therapy_id: str, actor: str, reason: 
         uow.audit(actor=actor, action="delivery.cancelled", entity_type="delivery",
                   entity_id=d.id, changes={"reason": reason})
     return [d.id for d in rows]
+
+
+# ---------------------------------------------------------------- the chemo fill
+
+def lock_for_fill(uow: UnitOfWork, delivery_id: str) -> Delivery | None:
+    """The delivery a chemo fill names, locked so that a pharmacy status arriving at the same
+    time is applied before or after the fill, never across it."""
+    return uow.session.scalar(select(Delivery).where(Delivery.id == delivery_id).with_for_update())
+
+
+def record_administration(uow: UnitOfWork, d: Delivery, *, refill_id: str,
+                          performed_at: datetime, actor: str) -> None:
+    """Link a delivery to the chemo fill that used it; a dispatched order becomes delivered
+    (history, `delivery.updated`, audit), as a pharmacy status would make it."""
+    session = uow.session
+    now = uow.now()
+    before = d.status
+    d.administered_at, d.refill_id, d.updated_at = performed_at, refill_id, now
+    if before == "dispatched":
+        d.status = "delivered"
+        session.add(DeliveryEvent(delivery_id=d.id, at=performed_at, status="delivered",
+                                  reason=f"administered: refill {refill_id}", applied=True,
+                                  source="scheduling", recorded_at=now))
+    session.flush()
+    uow.publish(EventType.DELIVERY_UPDATED, _data(get_delivery(uow=uow, delivery_id=d.id)),
+                subject=d.id)
+    uow.audit(actor=actor, action="delivery.administered", entity_type="delivery", entity_id=d.id,
+              changes={"from": before, "to": d.status, "refill_id": refill_id,
+                       "administered_at": performed_at})
+    log.info("delivery.administered", delivery_id=d.id, refill_id=refill_id, from_status=before)
 
 
 # ---------------------------------------------------------------- statuses from the pharmacy

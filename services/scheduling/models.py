@@ -94,6 +94,9 @@ class Appointment(Base):
     projected_empty_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     delivery_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     refill_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # which rule set due_at: interval | projected_empty (flow.next_due)
+    due_basis: Mapped[str] = mapped_column(String(20), default="interval",
+                                           server_default="interval")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_soon_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -181,6 +184,9 @@ class Delivery(Base):
     order: Mapped[dict[str, Any]] = mapped_column(JSON)  # the order as sent (for the cancellation)
     lot: Mapped[str | None] = mapped_column(String(100), nullable=True)
     beyond_use_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the chemo fill that used this order: when (its performed_at) and which refill
+    administered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    refill_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     late_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

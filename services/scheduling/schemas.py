@@ -13,6 +13,7 @@ Regimen = Literal["fudr_alternating", "saline_maintenance"]
 FillType = Literal["chemo", "saline"]
 Sex = Literal["female", "male"]
 DosingWeightMode = Literal["actual", "adjusted"]
+DueBasis = Literal["interval", "projected_empty"]
 TherapyAction = Literal["pause", "resume", "stop"]
 RefillStatus = Literal["recorded", "entered_in_error"]
 PharmacyStatus = Literal["accepted", "rejected", "compounded", "dispatched", "delivered"]
@@ -132,6 +133,10 @@ class AppointmentRead(_Read):
     projected_empty_at: datetime | None
     delivery_id: str | None
     refill_id: str | None = None
+    due_basis: DueBasis = Field(
+        default="interval", description="which rule set due_at: performed_at + the refill "
+                                        "interval, or the projected empty time − the near-empty "
+                                        "margin (the earlier wins)")
 
 
 class AppointmentBook(RequestModel):
@@ -227,6 +232,9 @@ class DeliveryRead(BaseModel):
     diluent: str | None = None
     lot: str | None = None
     beyond_use_at: datetime | None = None
+    administered_at: datetime | None = Field(
+        default=None, description="performed_at of the chemo fill that used this order")
+    refill_id: str | None = Field(default=None, description="the chemo fill that used this order")
     created_at: datetime
     updated_at: datetime
     history: list[DeliveryHistoryRead]

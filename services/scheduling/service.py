@@ -3,7 +3,7 @@ appointments, refills and flow readings (deliveries live in deliveries.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -18,9 +18,12 @@ from services.scheduling.dosing import (
     in_label_range,
 )
 from services.scheduling.flow import (
+    DeliveryFacts,
     PreviousFill,
+    chemo_delivery_problem,
     first_fill_type,
     is_outside_window,
+    next_due,
     next_fill_type,
     refill_figures,
     refill_problems,
@@ -30,6 +33,7 @@ from services.scheduling.models import (
     ENTERED_IN_ERROR,
     RECORDED,
     Appointment,
+    Delivery,
     ImplantedPump,
     Patient,
     Refill,
@@ -324,14 +328,14 @@ def _stop_therapy(uow: UnitOfWork, therapy: Therapy, *, actor: str, reason: str 
 
 def schedule_appointment(uow: UnitOfWork, *, therapy: Therapy, center: str, fill_type: str,
                          due_at: datetime, projected_empty_at: datetime | None,
-                         announce: bool = True) -> Appointment:
+                         due_basis: str = "interval", announce: bool = True) -> Appointment:
     """Create the next appointment of a therapy and announce it (unless the caller will)."""
     now = uow.now()
     appt = Appointment(
         id=new_id(), therapy_id=therapy.id, patient_mrn=therapy.patient_mrn, center=center,
         pump_serial=therapy.pump_serial, fill_type=fill_type, due_at=due_at, scheduled_for=None,
         status="scheduled", projected_empty_at=projected_empty_at, delivery_id=None,
-        created_at=now, updated_at=now,
+        due_basis=due_basis, created_at=now, updated_at=now,
     )
     uow.session.add(appt)
     if announce:
@@ -393,14 +397,14 @@ def book_appointment(*, uow: UnitOfWork, appointment_id: str, body: AppointmentB
 # ---------------------------------------------------------------- refills
 
 def _previous_fill(uow: UnitOfWork, pump: ImplantedPump) -> PreviousFill | None:
-    """When the pump was last filled since its implant, and with how much."""
-    stmt = select(Refill.performed_at, Refill.fill_volume_ml).where(
+    """When the pump was last filled since its implant, with how much, and by which refill."""
+    stmt = select(Refill.performed_at, Refill.fill_volume_ml, Refill.id).where(
         Refill.pump_serial == pump.serial_number, Refill.status == RECORDED)
     if pump.implanted_at is not None:
         stmt = stmt.where(Refill.performed_at >= pump.implanted_at)
     row = uow.session.execute(
         stmt.order_by(Refill.performed_at.desc(), Refill.id.desc()).limit(1)).first()
-    return PreviousFill(row[0], row[1]) if row is not None else None
+    return PreviousFill(row[0], row[1], row[2]) if row is not None else None
 
 
 def _invalid(problems: list[tuple[str, str]]) -> DomainError:
@@ -409,6 +413,23 @@ def _invalid(problems: list[tuple[str, str]]) -> DomainError:
     exc.errors = [{"field": f, "message": m} for f, m in problems]
     exc.detail = "; ".join(f"{f}: {m}" for f, m in problems)
     return exc
+
+
+def _chemo_delivery(uow: UnitOfWork, body: RefillCreate, appt: Appointment | None,
+                    therapy: Therapy, now: datetime) -> Delivery | str:
+    """The delivery a chemo fill uses (locked), or why it may not use it."""
+    d = deliveries.lock_for_fill(uow, body.delivery_id) if body.delivery_id else None
+    facts = None if d is None else DeliveryFacts(
+        id=d.id, appointment_id=d.appointment_id, patient_mrn=d.patient_mrn, status=d.status,
+        beyond_use_at=d.beyond_use_at)
+    problem = chemo_delivery_problem(
+        delivery_id=body.delivery_id, delivery=facts,
+        appointment_id=appt.id if appt is not None else None,
+        patient_mrn=therapy.patient_mrn, performed_at=body.performed_at, now=now)
+    if problem is not None:
+        return problem
+    assert d is not None
+    return d
 
 
 def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
@@ -444,7 +465,8 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         session.execute(select(ImplantedPump.serial_number)
                         .where(ImplantedPump.serial_number == pump.serial_number)
                         .with_for_update())
-    if body.delivery_id and deliveries.get_row(uow, body.delivery_id) is None:
+    if body.delivery_id and body.fill_type != "chemo" \
+            and deliveries.get_row(uow, body.delivery_id) is None:
         raise Invalid("delivery_id", "no such delivery")
     refill_id = new_id()
     if appt is not None:
@@ -466,7 +488,11 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
     problems = refill_problems(now=now, performed_at=body.performed_at,
                                residual_volume_ml=body.residual_volume_ml,
                                fill_volume_ml=body.fill_volume_ml, reservoir_ml=pump.reservoir_ml,
-                               previous=previous, implanted_at=pump.implanted_at)
+                               previous=previous, implanted_at=pump.implanted_at,
+                               min_interval_hours=settings.min_refill_interval_hours)
+    delivery = _chemo_delivery(uow, body, appt, therapy, now) if body.fill_type == "chemo" else None
+    if isinstance(delivery, str):
+        problems.append(("delivery_id", delivery))
     if problems:
         raise _invalid(problems)
     figures = refill_figures(performed_at=body.performed_at,
@@ -477,11 +503,15 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
                                                      settings.refill_window_days)
     center = (appt.center if appt is not None
               else get_patient_or_raise(uow=uow, mrn=therapy.patient_mrn).center)
+    due_at, due_basis = next_due(performed_at=body.performed_at,
+                                 interval_days=therapy.refill_interval_days,
+                                 projected_empty_at=figures.projected_empty_at,
+                                 near_empty_hours=settings.near_empty_hours)
     nxt = schedule_appointment(
         uow, therapy=therapy, center=center,
         fill_type=next_fill_type(therapy.regimen, body.fill_type),
-        due_at=body.performed_at + timedelta(days=therapy.refill_interval_days),
-        projected_empty_at=figures.projected_empty_at, announce=False,
+        due_at=due_at, projected_empty_at=figures.projected_empty_at, due_basis=due_basis,
+        announce=False,
     )
     refill = Refill(
         id=refill_id, pump_serial=pump.serial_number, patient_mrn=therapy.patient_mrn,
@@ -517,6 +547,9 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         ), pump.serial_number))
     events.append((EventType.APPOINTMENT_SCHEDULED, appointment_data(nxt), pump.serial_number))
     uow.publish_many(events)  # one statement for all three events
+    if isinstance(delivery, Delivery):
+        deliveries.record_administration(uow, delivery, refill_id=refill.id,
+                                         performed_at=body.performed_at, actor=actor)
     uow.audit(actor=actor, action="refill.recorded", entity_type="refill", entity_id=refill.id,
               changes={"pump_serial": pump.serial_number, "appointment_id": refill.appointment_id,
                        "residual_volume_ml": body.residual_volume_ml,

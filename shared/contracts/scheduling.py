@@ -25,6 +25,7 @@ class AppointmentData(BaseModel):
     status: str  # scheduled | completed | cancelled
     projected_empty_at: AwareDatetime | None = None
     delivery_id: str | None = None
+    due_basis: str | None = None  # interval | projected_empty (added)
 
 
 class RefillOverdueData(AppointmentData):
@@ -93,6 +94,8 @@ class DeliveryData(BaseModel):
     status: str
     drugs: list[dict[str, Any]] = []
     history: list[DeliveryHistoryEntry] = []
+    administered_at: AwareDatetime | None = None  # added: the chemo fill that used the order
+    refill_id: str | None = None  # added
 
 
 class SweepJob(BaseModel):

@@ -1,7 +1,7 @@
 """refills entered in error (status, who, when, why) and the refusal of an appointment's order
 
 Revision ID: 6a1f0c9e2b47
-Revises: d15440fd4d35
+Revises: 5a1e7c0d2b94
 Create Date: 2026-12-01 15:20:00
 """
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import shared.db
 
 revision: str = '6a1f0c9e2b47'
-down_revision: str | None = 'd15440fd4d35'
+down_revision: str | None = '5a1e7c0d2b94'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
