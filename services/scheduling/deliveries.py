@@ -393,6 +393,24 @@ def record_administration(uow: UnitOfWork, d: Delivery, *, refill_id: str,
     log.info("delivery.administered", delivery_id=d.id, refill_id=refill_id, from_status=before)
 
 
+def withdraw_administration(uow: UnitOfWork, *, refill_id: str, actor: str, reason: str) -> list[str]:
+    """Unlink the deliveries a refill entered in error had used (its status stays: the bag went
+    where the pharmacy said); the next chemo fill may name the order again."""
+    session = uow.session
+    rows = list(session.scalars(select(Delivery).where(Delivery.refill_id == refill_id)))
+    now = uow.now()
+    for d in rows:
+        before = d.administered_at
+        d.administered_at, d.refill_id, d.updated_at = None, None, now
+        session.flush()
+        uow.publish(EventType.DELIVERY_UPDATED, _data(get_delivery(uow=uow, delivery_id=d.id)),
+                    subject=d.id)
+        uow.audit(actor=actor, action="delivery.administration_withdrawn", entity_type="delivery",
+                  entity_id=d.id, changes={"refill_id": refill_id, "administered_at": before,
+                                           "reason": reason})
+    return [d.id for d in rows]
+
+
 # ---------------------------------------------------------------- statuses from the pharmacy
 
 def apply_status(uow: UnitOfWork, *, order_id: str, status: str, at: datetime,

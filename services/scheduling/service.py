@@ -642,6 +642,8 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
                         near_empty_announced_at=None)
                 .execution_options(synchronize_session=False))):
             reopened = refill.appointment_id
+    deliveries.withdraw_administration(uow, refill_id=refill.id, actor=actor,
+                                       reason=f"refill {refill.id} entered in error: {body.reason}")
     if cancelled is not None and refill.therapy_id:
         deliveries.cancel_open_orders(uow, therapy_id=refill.therapy_id, actor=actor,
                                       reason=f"refill {refill.id} entered in error",

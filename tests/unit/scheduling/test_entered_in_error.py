@@ -179,3 +179,25 @@ def test_the_reopened_appointment_is_announced_again_by_the_sweep(tmp_path: Path
     # the refill that completed it was wrong: it is overdue still, and alerts must hear it again
     assert [e["data"]["id"] for e in outbox(h, EventType.REFILL_OVERDUE)] == [
         overdue["data"]["id"]] * 2
+
+
+def test_a_voided_chemo_fill_gives_its_bag_back_to_the_reopened_appointment(tmp_path: Path) -> None:
+    from tests.unit.scheduling.scheduling_support import dispatch
+
+    h, bus = start(settings_for(tmp_path))
+    setup_therapy(h, bus, start_on="2026-11-02")  # chemo due today: ordered at once
+    [appt] = worklist(h)
+    order_id = appt["delivery_id"]
+    dispatch(h, order_id, lot="LOT-42")
+    chemo = refill(h, 0, 0, fill_type="chemo", delivery_id=order_id)
+    used = h.client.get(f"/v1/deliveries/{order_id}", headers=NURSE).json()
+    assert used["refill_id"] == chemo["id"] and used["status"] == "delivered"
+    assert void(h, chemo["id"], reason="recorded on the wrong pump").status_code == 200
+    back = h.client.get(f"/v1/deliveries/{order_id}", headers=NURSE).json()
+    assert back["status"] == "delivered"  # the bag was delivered; only its use is withdrawn
+    assert back["refill_id"] is None and back["administered_at"] is None
+    assert outbox(h, EventType.DELIVERY_UPDATED)[-1]["data"]["refill_id"] is None
+    assert appointment(h, appt["id"])["status"] == "scheduled"
+    again = refill(h, 0, 0, fill_type="chemo", delivery_id=order_id)  # the same bag, rightly
+    assert h.client.get(f"/v1/deliveries/{order_id}",
+                        headers=NURSE).json()["refill_id"] == again["id"]
