@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     fudr_label_min_mg_per_kg_day: float = 0.1
     fudr_label_max_mg_per_kg_day: float = 0.6
     adjusted_weight_threshold_pct: float = 25.0
+    # hard limits per fill (DOMAIN.md, Safety rules): no override passes them
+    fudr_hard_min_mg_per_kg_day: float = 0.05
+    fudr_hard_max_mg_per_kg_day: float = 1.0
+    dexamethasone_hard_max_mg: float = 50.0
+    heparin_hard_max_units: float = 100_000.0
 
     # alerts (DOMAIN.md; CONTRACT.md, Alerts)
     flow_warning_pct: float = 15.0

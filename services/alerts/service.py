@@ -85,7 +85,7 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Aler
             # +30 % kept saying +30 % after a +79 % reading); the severity keeps the worst
             entry.update(from_summary=alert.summary, to_summary=fact.summary)
             alert.summary = fact.summary
-        alert.details = {**alert.details, **fact.details}
+        alert.details = _merged_details(alert.details, fact.details)
         timeline(uow, alert, SYSTEM, "severity_raised" if rose else "repeated", entry)
         if rose:
             _audit(uow, alert, "alert.severity_raised", entry)
@@ -107,6 +107,22 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Aler
     uow.publish(EventType.ALERT_RAISED, alert_data(alert), subject=alert.id)
     log.info("alert.raised", alert_id=alert.id, kind=alert.kind, severity=alert.severity)
     return alert
+
+
+def _refill_ids(details: dict[str, Any]) -> list[str]:
+    """The readings behind an alert (alerts raised before `refill_ids` carry `refill_id` only)."""
+    ids = details.get("refill_ids")
+    if isinstance(ids, list):
+        return [str(i) for i in ids]
+    return [str(details["refill_id"])] if details.get("refill_id") else []
+
+
+def _merged_details(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    merged = {**old, **new}
+    if "refill_ids" in new:
+        earlier = _refill_ids(old)
+        merged["refill_ids"] = earlier + [i for i in _refill_ids(new) if i not in earlier]
+    return merged
 
 
 def _page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: Settings, reason: str) -> None:
@@ -135,9 +151,34 @@ def clear(uow: UnitOfWork, fact: ClearFact) -> list[Alert]:
     if is_postgres(uow.session):
         stmt = stmt.with_for_update()
     alerts = list(uow.session.execute(stmt).scalars())
+    if fact.refill_id is not None:
+        return _withdraw_reading(uow, alerts, fact)
     for alert in alerts:
         _resolve(uow, alert, actor=SYSTEM, resolution=fact.resolution, auto=True)
     return alerts
+
+
+def _withdraw_reading(uow: UnitOfWork, alerts: list[Alert], fact: ClearFact) -> list[Alert]:
+    """A reading entered in error: the alerts it alone raised resolve with the reason; one that
+    other readings repeated stays open, with the withdrawal on its timeline."""
+    changed = []
+    for alert in alerts:
+        ids = _refill_ids(alert.details)
+        if fact.refill_id not in ids:
+            continue
+        changed.append(alert)
+        left = [i for i in ids if i != fact.refill_id]
+        if not left:
+            _resolve(uow, alert, actor=SYSTEM, resolution=fact.resolution, auto=True)
+            continue
+        details = {**alert.details, "refill_ids": left}
+        if details.get("refill_id") == fact.refill_id:
+            details["refill_id"] = left[-1]
+        alert.details = details
+        timeline(uow, alert, SYSTEM, "reading_withdrawn",
+                 {"refill_id": fact.refill_id, "resolution": fact.resolution,
+                  "readings_left": left})
+    return changed
 
 
 def _resolve(uow: UnitOfWork, alert: Alert, *, actor: str, resolution: str, auto: bool) -> None:

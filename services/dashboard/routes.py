@@ -306,8 +306,11 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
 # --- pump and patient -----------------------------------------------------------------------
 
 @router.get("/pumps/{serial}", response_class=HTMLResponse)
-def pump_page(ctx: CtxDep, serial: str) -> HTMLResponse:
+def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
     """A pump and its patient: flow chart, device history, next appointment, open alerts."""
+    if voided:
+        ctx.flash.append(f"Refill {voided} marked entered in error: its reading left the flow "
+                         "series and the appointment it completed is open again.")
     path = quote(serial, safe="")
     pump = ctx.attempt(lambda: ctx.api.get("inventory", f"/v1/pumps/{path}"))
     history = ctx.attempt(lambda: ctx.api.items("inventory", f"/v1/pumps/{path}/history"), [])
@@ -330,9 +333,48 @@ def pump_page(ctx: CtxDep, serial: str) -> HTMLResponse:
     labeled = (pump or {}).get("labeled_flow_ml_per_day")
     chart = flow_chart(readings, float(labeled) if labeled is not None else None,
                        band_pct=ctx.settings.flow_warning_pct)
+    refills = ctx.attempt(lambda: ctx.api.get("scheduling", "/v1/refills", pump_serial=serial,
+                                              limit=10).get("items", []), [])
+    latest = next((r for r in refills if r.get("status", "recorded") == "recorded"), None)
     return ctx.render("pump.html", serial=serial, pump=pump, patient=patient, readings=readings,
                       history=history, chart=chart, next_appointment=next_appointment,
-                      open_alerts=open_alerts)
+                      open_alerts=open_alerts, refills=refills,
+                      latest_refill_id=latest.get("id") if latest else None)
+
+
+def _void_page(ctx: Ctx, serial: str, refill_id: str, *, reason: str = "",
+               field_errors: dict[str, str] | None = None, status_code: int = 200) -> HTMLResponse:
+    refill = ctx.attempt(lambda: ctx.api.get(
+        "scheduling", f"/v1/refills/{quote(refill_id, safe='')}"))
+    return ctx.render("refill_void.html", serial=serial, refill=refill, refill_id=refill_id,
+                      reason=reason, field_errors=field_errors or {},
+                      status_code=status_code if refill else 404)
+
+
+@router.get("/pumps/{serial}/refills/{refill_id}/entered-in-error", response_class=HTMLResponse)
+def refill_void_form(ctx: CtxDep, serial: str, refill_id: str) -> HTMLResponse:
+    """The confirmation step of marking a refill entered in error: what it was, and why."""
+    return _void_page(ctx, serial, refill_id)
+
+
+@router.post("/pumps/{serial}/refills/{refill_id}/entered-in-error", response_model=None)
+def refill_void_submit(ctx: CtxDep, serial: str, refill_id: str,
+                       reason: Annotated[str, Form()] = "") -> Response:
+    """Mark the refill entered in error through the scheduling API; a missing reason or the
+    API's refusal comes back on the confirmation page."""
+    if not reason.strip():
+        return _void_page(ctx, serial, refill_id, field_errors={
+            "reason": "Say why this refill record is wrong"}, status_code=422)
+    try:
+        ctx.api.post("scheduling", f"/v1/refills/{quote(refill_id, safe='')}/entered-in-error",
+                     {"reason": reason.strip()})
+    except ApiError as exc:
+        field_errors = exc.field_errors() if exc.status == 422 else {}
+        if not field_errors.get("reason"):
+            ctx.errors.append(exc.banner())
+        return _void_page(ctx, serial, refill_id, reason=reason, field_errors=field_errors,
+                          status_code=exc.status if 400 <= exc.status < 500 else 502)
+    return see_other(f"/pumps/{quote(serial, safe='')}?voided={quote(refill_id, safe='')}")
 
 
 # --- alerts ---------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.schemas import RequestModel
 
@@ -15,6 +15,7 @@ Sex = Literal["female", "male"]
 DosingWeightMode = Literal["actual", "adjusted"]
 DueBasis = Literal["interval", "projected_empty"]
 TherapyAction = Literal["pause", "resume", "stop"]
+RefillStatus = Literal["recorded", "entered_in_error"]
 PharmacyStatus = Literal["accepted", "rejected", "compounded", "dispatched", "delivered"]
 
 
@@ -179,6 +180,25 @@ class RefillRead(_Read):
     recorded_by: str
     created_at: datetime
     next_appointment: AppointmentRead | None = None
+    status: RefillStatus = "recorded"
+    voided_by: str | None = None
+    voided_at: datetime | None = None
+    void_reason: str | None = None
+
+
+class RefillVoid(RequestModel):
+    """`POST /v1/refills/{id}/entered-in-error`: why the record is wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank: say why the record is wrong")
+        return value.strip()
 
 
 class FlowReading(BaseModel):

@@ -138,7 +138,9 @@ def scheduling_story(harness: Harness, bus: InProcessBus, call: Call) -> None:
     call("POST", "/v1/deliveries/{delivery_id}/status",
          f"/v1/deliveries/{appt['delivery_id']}/status",
          {"status": "dispatched", "at": (T0 - timedelta(hours=2)).isoformat()})
-    call("POST", "/v1/refills", "/v1/refills", refill_body(appt))
+    done = call("POST", "/v1/refills", "/v1/refills", refill_body(appt))
+    call("POST", "/v1/refills/{refill_id}/entered-in-error",
+         f"/v1/refills/{done['id']}/entered-in-error", {"reason": "recorded twice"})
     call("PATCH", "/v1/therapies/{therapy_id}", f"/v1/therapies/{therapy['id']}",
          {"action": "pause", "reason": "neutropenia"})
 
