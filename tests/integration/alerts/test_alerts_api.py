@@ -8,7 +8,6 @@ import email.policy
 import json
 import socket
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -504,9 +503,19 @@ def test_timeline_records_repeat_acknowledge_after_raise(h: Harness, bus: InProc
     clock(h).advance(minutes=1)
     emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=21))
     (alert,) = alerts(h)
-    detail = h.client.get(f"/v1/alerts/{alert['id']}", headers=NURSE).json()
-    assert [(e["action"], e["actor"]) for e in detail["timeline"]] == [
-        ("raised", "system"), ("not_paged", "system"), ("repeated", "system")]
-    assert detail["timeline"][2]["at"] == "2026-11-26T14:01:00Z"
-    assert detail["details"]["flow_deviation_pct"] == 21
-    assert clock(h).now() - timedelta(minutes=1) == T0
+    url = f"/v1/alerts/{alert['id']}"
+    clock(h).advance(minutes=1)
+    ack = h.client.post(f"{url}/ack", json={"note": "seen"}, headers=NURSE)
+    assert ack.status_code == 200, ack.text
+    clock(h).advance(minutes=1)
+    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=22))
+    detail = h.client.get(url, headers=NURSE).json()
+    assert [(e["action"], e["actor"], e["at"]) for e in detail["timeline"]] == [
+        ("raised", "system", "2026-11-26T14:00:00Z"),
+        ("not_paged", "system", "2026-11-26T14:00:00Z"),
+        ("repeated", "system", "2026-11-26T14:01:00Z"),
+        ("acknowledged", "nurse-nina", "2026-11-26T14:02:00Z"),
+        ("repeated", "system", "2026-11-26T14:03:00Z")]
+    # a repeat after the acknowledgement keeps it acknowledged, and tells the latest fact
+    assert (detail["status"], detail["acknowledged_by"]) == ("acknowledged", "nurse-nina")
+    assert detail["details"]["flow_deviation_pct"] == 22
