@@ -14,9 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import inspect, text
 
 from shared.clock import MovableClock
+from shared.db import make_engine
 from shared.messaging.inproc import InProcessBus
+from shared.migrations import upgrade
 from tests import services as svc
 from tests.helpers import Harness, start_service
 from tests.helpers import test_settings as make_settings
@@ -35,14 +38,28 @@ def pg_url(label: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    """The inventory app on its own PostgreSQL database, with a movable clock and in-process bus."""
+def inventory_database() -> Iterator[str]:
+    """A migrated inventory database for the module's tests, emptied before each one."""
     name, url = pg_url("inventory")
-    settings = make_settings(tmp_path_factory.mktemp("inv"), inventory_database_url=url)
+    upgrade("inventory", url)
+    yield url
+    svc.drop_database(name)
+
+
+@pytest.fixture
+def inventory(inventory_database: str, tmp_path: Path) -> Iterator[Harness]:
+    """The inventory app on a PostgreSQL database that holds nothing another test left (every
+    table emptied, the catalogue seeded again), with a movable clock and in-process bus."""
+    engine = make_engine(inventory_database)
+    with engine.begin() as conn:
+        tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
+        conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
+                          + " RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    settings = make_settings(tmp_path, inventory_database_url=inventory_database)
     harness = start_service("inventory", settings, clock=MovableClock(NOW), bus=InProcessBus())
     yield harness
     harness.runtime.engine.dispose()
-    svc.drop_database(name)
 
 
 def free_port() -> int:
