@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -42,6 +43,7 @@ from shared.messaging.rabbit import BrokerUnavailable, RabbitBus
 from shared.messaging.relay import OutboxRelay
 from tests import helpers
 from tests import services as svc
+from tests.private_services import private_rabbitmq
 
 THING_HAPPENED = "hai.test.thing.happened"
 THING_CHECKED = "hai.test.thing.checked"  # data validated by a pydantic model
@@ -529,20 +531,31 @@ def _consumers(world: World) -> int:
     return 0
 
 
+@pytest.fixture
+def own_world(tmp_path: Path, pg_database: Callable[[str], str]) -> Iterator[tuple[World, Any]]:
+    """A World on a RabbitMQ node of this test's own: stopping it disturbs nobody else."""
+    with private_rabbitmq(tmp_path) as rabbit:
+        w = World(rabbit.url, pg_database("rabbit_own"))
+        try:
+            yield w, rabbit
+        finally:
+            w.shutdown()
+
+
 @pytest.mark.broker_stop
-def test_publishing_and_consuming_resume_after_the_broker_restarts(world: World) -> None:
+def test_publishing_and_consuming_resume_after_the_broker_restarts(own_world) -> None:
+    world, rabbit = own_world
     world.start_consumer(prefetch=200)
     world.start_relay(batch_size=250)
     ids = world.commit_events(3000)
     wait_until(partial(world.handled_at_least, 300), 30, "the stream under way")
 
-    assert svc.rabbitmqctl("stop_app").returncode == 0
+    rabbit.stop_app()  # this test's own node: nobody else's broker stops
     in_flight = len(ids) - world.effects_total()
     try:
         ids += world.commit_events(1500)  # written while the broker is down
     finally:
-        assert svc.rabbitmqctl("start_app").returncode == 0
-        assert svc.rabbitmqctl("await_startup").returncode == 0
+        rabbit.start_app()
 
     wait_until(partial(world.handled_at_least, len(ids)), 50, f"all {len(ids)} handled")
     counts = world.effect_counts()
