@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -18,26 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests import services as svc
+from tests.ports import free_port as private_port
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
-# below the kernel's ephemeral range (32768-60999 by default), so that no outgoing connection
-# and no bind(0) elsewhere takes the port between our check and the server's bind
-PRIVATE_PORTS = range(20000, 32000)
-
-
-def private_port(taken: set[int] | None = None) -> int:
-    """A port in PRIVATE_PORTS that nothing listens on now."""
-    for _ in range(200):
-        port = random.choice(PRIVATE_PORTS)
-        if taken and port in taken:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port in the private range")
 
 
 class PrivateRabbit:

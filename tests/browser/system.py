@@ -8,7 +8,6 @@ with the HAI_* variables set; `RunningSystem` does that and waits until everythi
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,12 @@ from typing import Any
 import httpx
 
 from shared.settings import SERVICES, Settings
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60.0
 
 
-def free_port() -> int:
-    """A port nobody listens on right now (never the default 8000-8003)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve_all(ports: list[int]) -> None:
@@ -66,7 +61,7 @@ class RunningSystem:
     def start(cls, workdir: Path, **env_overrides: str) -> RunningSystem:
         """Start the child process on temp SQLite files and wait until every server answers."""
         workdir.mkdir(parents=True, exist_ok=True)
-        ports = [free_port() for _ in range(4)]
+        ports = free_ports(4)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HAI_")}
         env.update({
             "HAI_ENV": "test",

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests import services as svc
-from tests.e2e.topology import free_port
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,8 @@ def test_honcho_runs_the_procfile(e2e_databases, tmp_path):
     svc.need(svc.rabbitmq_available(), "RabbitMQ")
     vhost = f"hai-test-{svc.RUN_ID}-procfile"
     amqp = svc.create_vhost(vhost)
-    ports = {s: free_port() for s in ("inventory", "scheduling", "alerts", "dashboard")}
+    names = ("inventory", "scheduling", "alerts", "dashboard")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAI_")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     env["HAI_AMQP_URL"] = amqp

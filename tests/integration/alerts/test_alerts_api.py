@@ -6,7 +6,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from tests.integration.alerts.alerts_testkit import (
     oncall_body,
     webhook,
 )
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -411,15 +411,11 @@ class _Inbox:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_email_page_through_a_real_smtp_server(tmp_path: Path, bus: InProcessBus) -> None:
     inbox = _Inbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -441,7 +437,7 @@ def test_email_page_through_a_real_smtp_server(tmp_path: Path, bus: InProcessBus
 
 
 def test_email_to_a_dead_smtp_server_is_retried(tmp_path: Path, bus: InProcessBus) -> None:
-    settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=_free_port(),
+    settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=free_port(),
                              page_timeout_seconds=1.0)
     h = start_service("alerts", settings, clock=MovableClock(T0), bus=bus)
     put_oncall(h, "north", oncall_body([("ann", "email", "ann@hospital.test")]))
