@@ -17,6 +17,7 @@ import httpx
 
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
+from tests.helpers import wait_until
 from tests.ports import free_ports
 
 SERVICES = ("inventory", "scheduling", "alerts")
@@ -78,16 +79,19 @@ class Topology:
         for service in (*SERVICES, "dashboard"):
             if service not in self.ports:
                 continue
-            while True:
-                try:
-                    path = "/healthz" if service == "dashboard" else "/readyz"
-                    if httpx.get(self.url(service) + path, timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{service} not ready; logs:\n{self.logs()}")
-                time.sleep(0.3)
+            path = "/healthz" if service == "dashboard" else "/readyz"
+            try:
+                wait_until(lambda u=self.url(service) + path: _answers(u), what=f"{service} ready",
+                           timeout_s=max(deadline - time.monotonic(), 0.1), interval_s=0.3)
+            except AssertionError as exc:
+                raise TimeoutError(f"{exc}; logs:\n{self.logs()}") from None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def hai(*args: str) -> list[str]:
