@@ -56,8 +56,10 @@ class PrivateRabbit:
 
     def start(self) -> None:
         with (self.workdir / "server.out").open("wb") as out:
+            # cwd: the node writes its crash dumps (MnesiaCore.*) there, not in the checkout
             self.process = subprocess.Popen([str(RABBIT_BIN / "rabbitmq-server")], env=self.env,
-                                            stdout=out, stderr=subprocess.STDOUT)
+                                            stdout=out, stderr=subprocess.STDOUT,
+                                            cwd=self.workdir)
         # `wait` waits for the node's pid file, then for the app: no race with the node's boot
         self._check(self.ctl("wait", "--timeout", "120", self.env["RABBITMQ_PID_FILE"],
                              timeout=180))
