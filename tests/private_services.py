@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -59,7 +60,7 @@ class PrivateRabbit:
             # cwd: the node writes its crash dumps (MnesiaCore.*) there, not in the checkout
             self.process = subprocess.Popen([str(RABBIT_BIN / "rabbitmq-server")], env=self.env,
                                             stdout=out, stderr=subprocess.STDOUT,
-                                            cwd=self.workdir)
+                                            cwd=self.workdir, start_new_session=True)
         # `wait` waits for the node's pid file, then for the app: no race with the node's boot
         self._check(self.ctl("wait", "--timeout", "120", self.env["RABBITMQ_PID_FILE"],
                              timeout=180))
@@ -80,14 +81,24 @@ class PrivateRabbit:
         self.await_startup()
 
     def shutdown(self) -> None:
+        """Stop the node; whatever of its process group is left (a node that never finished
+        booting) is killed, so that no node of ours outlives its test."""
         if self.process is None:
             return
         self.ctl("stop", timeout=60)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+            pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)  # its own session: only this node's processes
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                continue
 
 
 @contextmanager
