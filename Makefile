@@ -8,7 +8,7 @@ LOCK := requirements-dev.lock
 # one interpreter and platform family for every lock: what CI and `make up` run
 LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet
 
-.PHONY: up test test-unit-shifted install lint lock bench clean
+.PHONY: up test test-unit-shifted install lint lock bench mutation clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,5 +48,11 @@ bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench all
 
+## Mutation testing of the pure core and the safety-critical platform pieces (pyproject
+## [tool.mutmut]; only those modules, against their unit tests: CPU is shared).
+mutation: $(STAMP)
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) var build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build mutants .pytest_cache .mypy_cache .ruff_cache

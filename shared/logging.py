@@ -8,6 +8,7 @@ import traceback
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import StatementError
 
 # keys whose values identify a patient: dropped from every log line as a safety net
 PATIENT_KEYS = frozenset({
@@ -38,6 +39,12 @@ def safe_error(exc: BaseException, limit: int = 600) -> str:
                 f"{'.'.join(str(p) for p in e.get('loc', ())) or '?'}: {e.get('msg', '')}"
                 for e in found if isinstance(e, dict))
             return f"{type(exc).__name__}: {fields}"[:limit]
+    if isinstance(exc, StatementError):
+        # SQLAlchemy appends the statement and its parameters (an MRN, a name) to the driver's
+        # message, and the driver's DETAIL line quotes the clashing values: keep neither
+        text = str(exc.orig).split("DETAIL:")[0] if exc.orig is not None else ""
+        text = " ".join(text.split()) or "database error"
+        return f"{type(exc).__name__}: {text}"[:limit]
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:limit]
 

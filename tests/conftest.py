@@ -59,5 +59,6 @@ def pg_database() -> Iterator[Callable[[str], str]]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that stop the broker or the database stop them for everyone: run them last."""
+    """Tests that stop a broker or a database (their own, tests/private_services.py) start
+    whole topologies of their own: slow, so they run last."""
     items.sort(key=lambda item: 1 if item.get_closest_marker("broker_stop") else 0)

@@ -8,7 +8,6 @@ with the HAI_* variables set; `RunningSystem` does that and waits until everythi
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,13 @@ from typing import Any
 import httpx
 
 from shared.settings import SERVICES, Settings
+from tests.helpers import wait_until
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60.0
 
 
-def free_port() -> int:
-    """A port nobody listens on right now (never the default 8000-8003)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve_all(ports: list[int]) -> None:
@@ -64,9 +60,20 @@ class RunningSystem:
 
     @classmethod
     def start(cls, workdir: Path, **env_overrides: str) -> RunningSystem:
-        """Start the child process on temp SQLite files and wait until every server answers."""
+        """Start the child process on temp SQLite files and wait until every server answers;
+        on "address already in use" (another process took a port first) try other ports."""
+        for attempt in range(3):
+            try:
+                return cls._start(workdir / f"try-{attempt}", **env_overrides)
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc).lower():
+                    raise
+        raise RuntimeError("no free ports for the browser system in 3 tries")
+
+    @classmethod
+    def _start(cls, workdir: Path, **env_overrides: str) -> RunningSystem:
         workdir.mkdir(parents=True, exist_ok=True)
-        ports = [free_port() for _ in range(4)]
+        ports = free_ports(4)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HAI_")}
         env.update({
             "HAI_ENV": "test",
@@ -103,17 +110,19 @@ class RunningSystem:
         urls = [self.settings.service_url(s) for s in SERVICES] + [self.dashboard_url]
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         for url in urls:
-            while True:
+            def up(url: str = url) -> bool:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"system exited early; log:\n{self.log_tail()}")
                 try:
-                    if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                        break
+                    return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
                 except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{url} did not come up; log:\n{self.log_tail()}")
-                time.sleep(0.2)
+                    return False
+
+            try:
+                wait_until(up, what=f"{url} to come up",
+                           timeout_s=max(deadline - time.monotonic(), 0.1), interval_s=0.2)
+            except AssertionError as exc:
+                raise RuntimeError(f"{exc}; log:\n{self.log_tail()}") from None
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

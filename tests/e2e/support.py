@@ -13,6 +13,7 @@ from typing import Any
 import pika
 
 from shared.events import CloudEvent, EventType
+from tests.helpers import wait_until
 
 
 class WebhookReceiver:
@@ -57,17 +58,20 @@ class WebhookReceiver:
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30, every: float = 0.2) -> Any:
     """Poll until `probe()` is truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
+    last: list[Any] = [None]
+
+    def attempt() -> Any:
         try:
-            last = probe()
+            last[0] = probe()
         except Exception as exc:  # noqa: BLE001 - keep polling; report the last error
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+            last[0] = exc
+            return None
+        return last[0]
+
+    try:
+        return wait_until(attempt, what=what, timeout_s=timeout, interval_s=every)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last: {last[0]!r}") from None
 
 
 class PharmacySimulator:
@@ -79,20 +83,20 @@ class PharmacySimulator:
 
     def fetch_orders(self, timeout: float = 30) -> list[dict[str, Any]]:
         """Take every order waiting in the queue (at least one, within timeout)."""
-        deadline = time.monotonic() + timeout
         conn = pika.BlockingConnection(self.params)
         try:
             ch = conn.channel()
             got: list[dict[str, Any]] = []
-            while time.monotonic() < deadline:
-                method, props, body = ch.basic_get("pharmacy.orders")
-                if method is None:
-                    if got:
-                        break
-                    time.sleep(0.2)
-                    continue
-                got.append(json.loads(body))
-                ch.basic_ack(method.delivery_tag)
+
+            def take_all() -> bool:
+                while True:
+                    method, props, body = ch.basic_get("pharmacy.orders")
+                    if method is None:
+                        return bool(got)
+                    got.append(json.loads(body))
+                    ch.basic_ack(method.delivery_tag)
+
+            wait_until(take_all, what="an order in pharmacy.orders", timeout_s=timeout)
             self.orders.extend(got)
             return got
         finally:

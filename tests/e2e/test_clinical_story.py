@@ -183,9 +183,39 @@ def test_missed_refill_becomes_critical_and_escalates(system: Topology, receiver
 
 
 def test_no_patient_data_in_any_log_line(system: Topology) -> None:
-    """Runs after the story: no name, birth date or MRN in any service's log."""
-    logs = system.logs()
-    assert any(logs.values())
+    """This test's own patient goes through every service (accepted, refused as a duplicate,
+    refused as invalid, implanted, treated, refilled, alerted on): her name, birth date and MRN
+    appear in no service's log, while her pump's serial (not patient data) shows the logs were
+    written as her data went through."""
+    now = datetime.now(UTC)
+    serial, mrn, center = "SN-E2E-LOG-1", "MRN-E2E-LOG-1", "E2E-LOG"
+    given, family, born = "Loglinda", "Secretson", "1957-03-21"
+    person = {"mrn": mrn, "given_name": given, "family_name": family, "birth_date": born,
+              "weight_kg": 64, "center": center}
+    with system.client("scheduling", "nurse") as sch:
+        assert sch.post("/v1/patients", json=person).status_code == 201
+        assert sch.post("/v1/patients", json=person).status_code == 409
+        assert sch.post("/v1/patients", json={**person, "mrn": f"{mrn}-X",
+                                             "weight_kg": -1}).status_code == 422
+        assert sch.patch(f"/v1/patients/{mrn}", json={"birth_date": "not a date"}).status_code == 422
+    pump = _register_and_implant(system, serial, mrn, center, now - timedelta(days=30))
+    _therapy(system, {"patient_mrn": mrn, "pump_serial": serial, "regimen": "fudr_alternating",
+                      "start_on": (now + timedelta(days=1)).date().isoformat()})
+    with system.client("scheduling", "nurse") as sch:
+        for performed_at, residual_ml in ((now - timedelta(days=14), 0.0),
+                                          (now, round(30 - 1.4 * pump["labeled_flow_ml_per_day"]
+                                                      * 14, 2))):
+            r = sch.post("/v1/refills", json={
+                "pump_serial": serial, "performed_at": performed_at.isoformat(),
+                "residual_volume_ml": residual_ml, "fill_volume_ml": 30, "fill_type": "chemo"})
+            assert r.status_code == 201, r.text
+    with system.client("alerts", "nurse") as alerts:
+        wait_for("the flow alert about this test's pump", lambda: [
+            a for a in alerts.get("/v1/alerts", params={"center": center}).json()["items"]
+            if a["pump_serial"] == serial and a["kind"] == "flow_abnormal"])
+    logs = wait_for("this test's pump in the inventory and scheduling logs", lambda: (
+        lambda found: found if all(serial in found[n] for n in ("inventory", "scheduling"))
+        else None)(system.logs()))
     for name, text in logs.items():
-        for secret in ("Testina", "Storyteller", "1961-04-12", "MRN-E2E-0001", "MRN-E2E-0002"):
+        for secret in (given, family, born, mrn):
             assert secret not in text, f"{secret!r} appears in the log of {name}"

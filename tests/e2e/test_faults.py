@@ -7,16 +7,18 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
+from collections.abc import Callable
 from urllib.parse import unquote, urlparse
 
 import httpx
 import pika
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.e2e.story import abnormal_refill, pump_on_therapy, setup_oncall
 from tests.e2e.support import WebhookReceiver, wait_for
-from tests.e2e.topology import Topology
+from tests.e2e.topology import SERVICES, Topology, topology
+from tests.private_services import private_postgresql, private_rabbitmq
 from tests.services import rabbitmqctl
 
 PUMPS = 8
@@ -43,10 +45,31 @@ def _flow_alerts(system: Topology, center: str) -> list[dict]:
                 return items
 
 
-def _lost_and_twice(system: Topology, center: str, pumps: dict[str, float]) -> tuple[int, int]:
+def _unpublished(system: Topology) -> int:
+    """Outbox rows not yet on the broker, over the three services."""
+    total = 0
+    for service in SERVICES:
+        engine = create_engine(system.env[f"HAI_{service.upper()}_DATABASE_URL"])
+        try:
+            with engine.connect() as conn:
+                total += conn.execute(text(
+                    "SELECT count(*) FROM outbox WHERE published_at IS NULL")).scalar_one()
+        finally:
+            engine.dispose()
+    return total
+
+
+def _lost_and_twice(system: Topology, center: str, pumps: dict[str, float],
+                    ctl: Ctl | None = None) -> tuple[int, int]:
     wait_for(f"{len(pumps)} flow alerts in {center}",
              lambda: len(_flow_alerts(system, center)) >= len(pumps), timeout=90)
-    time.sleep(2)  # anything that would arrive twice has had its chance
+    # anything that would arrive twice has had its chance once nothing is left to deliver: every
+    # outbox published, every consumed queue (retry queues too) empty and acked. Not the dead
+    # letters, nor the pharmacy's orders (the pharmacy system reads those; none runs here)
+    wait_for("every outbox published and every consumed queue drained", lambda: (
+        _unpublished(system) == 0 and not any(
+            n for q, n in _queue_counts(system, ctl).items()
+            if not q.endswith(".dlq") and q != "pharmacy.orders")), timeout=90)
     alerts = _flow_alerts(system, center)
     seen = {a["pump_serial"] for a in alerts}
     lost = len(set(pumps) - seen)
@@ -60,8 +83,7 @@ def test_worker_killed_mid_batch_loses_nothing(system: Topology, receiver: Webho
     for serial, labeled in pumps.items():
         abnormal_refill(system, serial, labeled, days_ago=0, elapsed_days=14)
     for name in ("scheduling_worker_1", "alerts_worker_1"):
-        system.procs[name].kill(signal.SIGKILL)
-    time.sleep(1)
+        system.procs[name].kill(signal.SIGKILL)  # returns once the process is gone
     for name in ("scheduling_worker_1", "alerts_worker_1"):
         system.start(name)
     assert _lost_and_twice(system, center, pumps) == (0, 0)
@@ -71,9 +93,14 @@ def _vhost_of(system: Topology) -> str:
     return unquote(urlparse(system.env["HAI_AMQP_URL"]).path.lstrip("/")) or "/"
 
 
-def _queue_counts(system: Topology) -> dict[str, int]:
-    out = rabbitmqctl("list_queues", "-p", _vhost_of(system), "name", "messages", "--quiet",
-                      "--no-table-headers").stdout
+Ctl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _queue_counts(system: Topology, ctl: Ctl | None = None) -> dict[str, int]:
+    """Messages (ready and unacknowledged) per queue, on the machine's broker or on `ctl`'s node."""
+    args = ("list_queues", "-p", _vhost_of(system), "name", "messages", "--quiet",
+            "--no-table-headers")
+    out = (ctl or rabbitmqctl)(*args).stdout
     counts = {}
     for line in out.splitlines():
         parts = line.split()
@@ -126,44 +153,51 @@ def test_a_thousand_malformed_messages_per_queue_are_dead_lettered(system: Topol
         assert proc.alive(), f"{name} died"
 
 
+def _own_topology(amqp_url: str, db_urls: dict[str, str], label: str):
+    return topology(amqp_url, db_urls, label=label)
+
+
 @pytest.mark.broker_stop
-def test_rabbitmq_stopped_and_started_mid_stream(system: Topology, receiver: WebhookReceiver):
+def test_rabbitmq_stopped_and_started_mid_stream(tmp_path, pg_database, receiver: WebhookReceiver):
+    """On a RabbitMQ node of this test's own (the machine's broker is never stopped)."""
     center = "F-RMQ"
-    pumps = _prepare(system, receiver, center)
-    serials = list(pumps)
-    half = len(serials) // 2
-    for serial in serials[:half]:
-        abnormal_refill(system, serial, pumps[serial], days_ago=0, elapsed_days=14)
-    rabbitmqctl("stop_app")
-    try:
-        for serial in serials[half:]:  # the APIs keep taking refills: the outbox holds the events
+    dbs = {s: pg_database(f"faults_rmq_{s}") for s in SERVICES}
+    with private_rabbitmq(tmp_path) as rabbit, \
+            _own_topology(rabbit.url, dbs, "faults-rmq") as system:
+        pumps = _prepare(system, receiver, center)
+        serials = list(pumps)
+        half = len(serials) // 2
+        for serial in serials[:half]:
             abnormal_refill(system, serial, pumps[serial], days_ago=0, elapsed_days=14)
-    finally:
-        rabbitmqctl("start_app")
-        rabbitmqctl("await_startup", timeout=120)
-    assert _lost_and_twice(system, center, pumps) == (0, 0)
+        rabbit.stop_app()
+        try:
+            for serial in serials[half:]:  # the APIs keep taking refills: the outbox holds them
+                abnormal_refill(system, serial, pumps[serial], days_ago=0, elapsed_days=14)
+        finally:
+            rabbit.start_app()
+        assert _lost_and_twice(system, center, pumps, rabbit.ctl) == (0, 0)
 
 
 @pytest.mark.broker_stop
-def test_postgresql_restarted_apis_answer_503_then_recover(system: Topology,
+def test_postgresql_restarted_apis_answer_503_then_recover(fresh_vhost: str,
                                                            receiver: WebhookReceiver):
+    """On a PostgreSQL cluster of this test's own (the machine's database is never stopped)."""
     center = "F-PG"
-    pumps = _prepare(system, receiver, center)
-    cluster = subprocess.run("ls /etc/postgresql", shell=True, capture_output=True,
-                             text=True).stdout.split()[0]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "stop", "-m",
-                    "fast"], check=True, timeout=60)
-    try:
-        with system.client("inventory", "nurse") as inv:
-            r = inv.get("/v1/pump-models")
-            assert r.status_code == 503
-            assert r.headers["content-type"].startswith("application/problem+json")
-        assert httpx.get(system.url("scheduling") + "/readyz", timeout=10).status_code == 503
-    finally:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "start"],
-                       check=True, timeout=60)
-    wait_for("the APIs to recover", lambda: httpx.get(system.url("scheduling") + "/readyz",
-                                                      timeout=5).status_code == 200, timeout=60)
-    for serial, labeled in pumps.items():
-        abnormal_refill(system, serial, labeled, days_ago=0, elapsed_days=14)
-    assert _lost_and_twice(system, center, pumps) == (0, 0)
+    with private_postgresql() as pg:
+        dbs = {s: pg.create_database(f"faults_pg_{s}") for s in SERVICES}
+        with _own_topology(fresh_vhost, dbs, "faults-pg") as system:
+            pumps = _prepare(system, receiver, center)
+            pg.stop()
+            try:
+                with system.client("inventory", "nurse") as inv:
+                    r = inv.get("/v1/pump-models")
+                    assert r.status_code == 503
+                    assert r.headers["content-type"].startswith("application/problem+json")
+                assert httpx.get(system.url("scheduling") + "/readyz", timeout=10).status_code == 503
+            finally:
+                pg.start()
+            wait_for("the APIs to recover", lambda: httpx.get(
+                system.url("scheduling") + "/readyz", timeout=5).status_code == 200, timeout=60)
+            for serial, labeled in pumps.items():
+                abnormal_refill(system, serial, labeled, days_ago=0, elapsed_days=14)
+            assert _lost_and_twice(system, center, pumps) == (0, 0)

@@ -8,13 +8,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests import services as svc
-from tests.e2e.topology import free_port
+from tests.helpers import wait_until
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,8 @@ def test_honcho_runs_the_procfile(e2e_databases, tmp_path):
     svc.need(svc.rabbitmq_available(), "RabbitMQ")
     vhost = f"hai-test-{svc.RUN_ID}-procfile"
     amqp = svc.create_vhost(vhost)
-    ports = {s: free_port() for s in ("inventory", "scheduling", "alerts", "dashboard")}
+    names = ("inventory", "scheduling", "alerts", "dashboard")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAI_")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     env["HAI_AMQP_URL"] = amqp
@@ -37,9 +38,9 @@ def test_honcho_runs_the_procfile(e2e_databases, tmp_path):
                              "-d", str(ROOT)], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 90
         pending = dict(ports)
-        while pending and time.monotonic() < deadline:
+
+        def all_ready() -> bool:
             for name, port in list(pending.items()):
                 path = "/healthz" if name == "dashboard" else "/readyz"
                 try:
@@ -47,8 +48,14 @@ def test_honcho_runs_the_procfile(e2e_databases, tmp_path):
                         del pending[name]
                 except httpx.HTTPError:
                     pass
-            time.sleep(0.5)
-        assert not pending, f"not ready: {pending}\n{(tmp_path / 'honcho.log').read_text()[-4000:]}"
+            return not pending
+
+        try:
+            wait_until(all_ready, what="every Procfile process ready", timeout_s=90,
+                       interval_s=0.5)
+        except AssertionError:
+            raise AssertionError(f"not ready: {pending}\n"
+                                 f"{(tmp_path / 'honcho.log').read_text()[-4000:]}") from None
         assert proc.poll() is None
         # honcho's own log names each process it started with its pid
         text = (tmp_path / "honcho.log").read_text()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,13 @@ import httpx
 
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
+from tests.helpers import wait_until
+from tests.ports import free_ports
 
 SERVICES = ("inventory", "scheduling", "alerts")
 LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "e2e-logs"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -82,16 +79,19 @@ class Topology:
         for service in (*SERVICES, "dashboard"):
             if service not in self.ports:
                 continue
-            while True:
-                try:
-                    path = "/healthz" if service == "dashboard" else "/readyz"
-                    if httpx.get(self.url(service) + path, timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{service} not ready; logs:\n{self.logs()}")
-                time.sleep(0.3)
+            path = "/healthz" if service == "dashboard" else "/readyz"
+            try:
+                wait_until(lambda u=self.url(service) + path: _answers(u), what=f"{service} ready",
+                           timeout_s=max(deadline - time.monotonic(), 0.1), interval_s=0.3)
+            except AssertionError as exc:
+                raise TimeoutError(f"{exc}; logs:\n{self.logs()}") from None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def hai(*args: str) -> list[str]:
@@ -103,9 +103,9 @@ def topology(amqp_url: str, db_urls: dict[str, str], *, workers: int = 2,
              sweep_seconds: int = 2, dashboard: bool = False,
              extra_env: dict[str, str] | None = None, label: str = "e2e") -> Iterator[Topology]:
     """Start every API (no worker) and `workers` workers per service; stop them all after."""
-    ports = {s: free_port() for s in SERVICES}
-    if dashboard:
-        ports["dashboard"] = free_port()
+    ports = dict(zip([*SERVICES, "dashboard"], free_ports(len(SERVICES) + 1), strict=True))
+    if not dashboard:
+        del ports["dashboard"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAI_")}
     env.update({
         "HAI_ENV": "test",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -16,18 +15,14 @@ from shared.messaging.base import OutgoingMessage, QueueSpec
 from shared.messaging.consumer import EventConsumer, PermanentError
 from shared.messaging.rabbit import RabbitBus
 from shared.settings import get_settings
+from tests.helpers import wait_until
 from tests.unit.platform.toyservice import Seen, toy_runtime
 
 QUEUE = QueueSpec("toy.dlq-tool", (("hai.events", "toy.widget.*"),))
 
 
-def _wait(probe, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe():
-            return True
-        time.sleep(0.1)
-    return False
+def _wait(probe, what: str, timeout=20.0):
+    return wait_until(probe, what=what, timeout_s=timeout)
 
 
 @pytest.fixture
@@ -61,7 +56,7 @@ def test_list_then_replay_after_a_fix(cli_env, tmp_path):
     bus.publisher().publish_batch([OutgoingMessage(e.id, "hai.events", e.type, e.to_json_bytes())
                                    for e in events])
     runner = CliRunner()
-    assert _wait(lambda: len(bus.dlq_messages(QUEUE.name)) == 2)
+    _wait(lambda: len(bus.dlq_messages(QUEUE.name)) == 2, "two dead letters")
 
     listed = runner.invoke(app, ["dlq", "list", QUEUE.name, "--json"])
     assert listed.exit_code == 0, listed.output
@@ -81,7 +76,7 @@ def test_list_then_replay_after_a_fix(cli_env, tmp_path):
         with runtime.uow_factory() as uow:
             return len(uow.session.query(Seen).all())
 
-    assert _wait(lambda: handled() == 2)
+    _wait(lambda: handled() == 2, "both replayed messages handled")
     assert bus.dlq_messages(QUEUE.name) == []
     stop.set()
     thread.join(5)

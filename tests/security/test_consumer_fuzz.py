@@ -183,15 +183,45 @@ def test_every_message_is_acked_or_dead_lettered_and_leaves_nothing_when_refused
             assert seen["ack"] > 0, (consumer.name, seen)
 
 
+def _order_id(tmp_path) -> tuple[Any, str]:
+    """Scheduling with a chemo order placed (a therapy starting inside the lead time)."""
+    from tests.unit.scheduling.scheduling_support import setup_therapy, start, worklist
+
+    harness, bus = start(test_settings(tmp_path))
+    setup_therapy(harness, bus, start_on="2026-11-04")
+    [appt] = worklist(harness)
+    return harness, appt["delivery_id"]
+
+
+def _inbox_ids(runtime) -> set[str]:
+    inbox = runtime.platform.inbox
+    with runtime.engine.connect() as conn:
+        return set(conn.execute(select(inbox.c.event_id)).scalars())
+
+
 @pytest.mark.parametrize("name", ["scheduling", "alerts"])
 def test_a_batch_with_a_bad_message_still_handles_the_good_ones(name, tmp_path):
-    for _, consumer in _consumers(name, tmp_path):
-        event_type = sorted(consumer.handlers)[0]
-        good = CloudEvent.create(source="/fuzz", type=event_type, data=VALID[event_type])
+    consumers = _consumers(name, tmp_path / "fuzz")
+    assert consumers
+    for runtime, consumer in consumers:
+        if consumer.name == STATUS_QUEUE:  # a status is only good for an order that exists
+            harness, order_id = _order_id(tmp_path / "orders")
+            runtime = harness.runtime
+            consumer = EventConsumer(consumer.name, consumer.queue, consumer.handlers,
+                                     runtime.uow_factory, max_attempts=3)
+            event_type = EventType.ORDER_STATUS
+            good_data: dict[str, Any] = {"order_id": order_id, "status": "accepted", "at": AT}
+        else:
+            event_type = sorted(consumer.handlers)[0]
+            good_data = VALID[event_type]
+        good = CloudEvent.create(source="/fuzz", type=event_type, data=good_data)
         bad = CloudEvent.create(source="/fuzz", type=event_type, data={"nonsense": True})
         deliveries = [Delivery(body=e.to_json_bytes(), routing_key=event_type,
                                exchange="hai.events") for e in (good, bad)]
         deliveries.append(Delivery(body=b"\xff{", routing_key="x", exchange="hai.events"))
         outcomes = consumer.process(deliveries)
+        assert [(o.action, o.reason) for o in outcomes][0] == ("ack", None), (consumer.name,
+                                                                            outcomes)
         assert [o.action for o in outcomes][1:] == ["dead_letter", "dead_letter"], outcomes
-        assert outcomes[0].action in ("ack", "dead_letter")
+        handled = _inbox_ids(runtime)
+        assert good.id in handled and bad.id not in handled, (consumer.name, handled)

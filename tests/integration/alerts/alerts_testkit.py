@@ -14,6 +14,7 @@ from typing import Any
 from shared.events import EVENTS_EXCHANGE, CloudEvent
 from shared.messaging.base import OutgoingMessage
 from shared.messaging.inproc import InProcessBus
+from tests import helpers
 from tests.helpers import Harness, auth, deliver
 
 T0 = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
@@ -123,10 +124,5 @@ def appointment_data(appt_id: str = "appt-1", serial: str = "SN1001", *, center:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll until `predicate` holds; fail saying what did not happen in time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Poll until `predicate` holds; fail naming what was awaited (tests.helpers.wait_until)."""
+    helpers.wait_until(predicate, what=what, timeout_s=timeout)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -139,12 +137,15 @@ def start_paging_to(hook: WebhookReceiver, runtime: ServiceRuntime, worker: Work
     worker.start()
 
 
-def test_page_arrives_fast_through_rabbitmq_with_the_worker_running(
+def test_a_page_is_sent_on_the_consumers_commit_not_on_the_next_sweep(
         tmp_path, pg_database: Callable[[str], str], amqp_url: str) -> None:
+    """The pager's sweep is an hour apart here: pages that arrive at all were sent because the
+    consumer's commit woke the pager (no timing is measured: timings belong in bench/)."""
     from shared.messaging.rabbit import RabbitBus
 
     url = pg_database("alerts")
-    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=amqp_url, page_sweep_seconds=1.0)
+    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=amqp_url,
+                             page_sweep_seconds=3600.0)
     upgrade("alerts", url)
     bus = RabbitBus(amqp_url)
     runtime = alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
@@ -153,24 +154,19 @@ def test_page_arrives_fast_through_rabbitmq_with_the_worker_running(
         start_paging_to(hook, runtime, worker)
         try:
             publisher = bus.publisher()
-            latencies = []
             for i in range(10):
                 event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
                                           data=flow_data(f"SN{i}", 40))
-                started = time.perf_counter()
                 publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
                                                          event.to_json_bytes())])
                 count = i + 1
-                wait_until(lambda: len(hook.pages) >= count, 10, f"page {count}")  # noqa: B023
-                latencies.append(hook.arrived_at[i] - started)
+                wait_until(lambda: len(hook.pages) >= count, 30,  # noqa: B023
+                           f"page {count}, sent when the consumer commits")
             publisher.close()
         finally:
             worker.stop()
             bus.close()
     assert sorted(p["alert"]["pump_serial"] for p in hook.pages) == [f"SN{i}" for i in range(10)]
-    # woken by the consumer's commit, not waiting for the next sweep
-    assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
-    assert timedelta(seconds=max(latencies)) < timedelta(seconds=2)
 
 
 def test_a_flow_page_does_not_wait_behind_a_burst_of_sweep_announcements(

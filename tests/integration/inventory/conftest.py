@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import inspect, text
 
 from shared.clock import MovableClock
+from shared.db import make_engine
 from shared.messaging.inproc import InProcessBus
+from shared.migrations import upgrade
 from tests import services as svc
-from tests.helpers import Harness, start_service
+from tests.helpers import Harness, start_service, wait_until
 from tests.helpers import test_settings as make_settings
+from tests.ports import free_port
 
 NOW = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]
@@ -35,45 +37,64 @@ def pg_url(label: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    """The inventory app on its own PostgreSQL database, with a movable clock and in-process bus."""
+def inventory_database() -> Iterator[str]:
+    """A migrated inventory database for the module's tests, emptied before each one."""
     name, url = pg_url("inventory")
-    settings = make_settings(tmp_path_factory.mktemp("inv"), inventory_database_url=url)
-    harness = start_service("inventory", settings, clock=MovableClock(NOW), bus=InProcessBus())
-    yield harness
-    harness.runtime.engine.dispose()
+    upgrade("inventory", url)
+    yield url
     svc.drop_database(name)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture
+def inventory(inventory_database: str, tmp_path: Path) -> Iterator[Harness]:
+    """The inventory app on a PostgreSQL database that holds nothing another test left (every
+    table emptied, the catalogue seeded again), with a movable clock and in-process bus."""
+    engine = make_engine(inventory_database)
+    with engine.begin() as conn:
+        tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
+        conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
+                          + " RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    settings = make_settings(tmp_path, inventory_database_url=inventory_database)
+    harness = start_service("inventory", settings, clock=MovableClock(NOW), bus=InProcessBus())
+    yield harness
+    harness.runtime.engine.dispose()
+
+
 
 
 class ServiceProcess:
     """`hai serve inventory` running as its own process on a free port."""
 
     def __init__(self, env: dict[str, str], *, worker: bool = False) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [HAI, "serve", "inventory", "--port", str(self.port)]
-        if not worker:
-            args.append("--no-worker")
-        self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited: {self.proc.stderr.read().decode()[-2000:]}"
-                                   if self.proc.stderr else "service exited")
+        for _ in range(3):  # another process may take the port first: then try another one
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            args = [HAI, "serve", "inventory", "--port", str(self.port)]
+            if not worker:
+                args.append("--no-worker")
+            self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env},
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("service did not start in 30 s")
+                exited = wait_until(self._up_or_exited,
+                                    what=f"inventory to answer on {self.url}", timeout_s=30)
+            except AssertionError:
+                self.stop()
+                raise
+            if exited == "up":
+                return
+            error = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+            if "address already in use" not in error.lower():
+                raise RuntimeError(f"service exited: {error}")
+        raise RuntimeError("no free port found for the service in 3 tries")
+
+    def _up_or_exited(self) -> str | None:
+        if self.proc.poll() is not None:
+            return "exited"
+        try:
+            return "up" if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200 else None
+        except httpx.TransportError:
+            return None
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from shared.events import EVENTS_EXCHANGE, PHARMACY_EXCHANGE, CloudEvent, EventT
 from shared.messaging.base import HEADER_DLQ_REASON, Delivery, Outcome, OutgoingMessage
 from shared.messaging.rabbit import RabbitBus
 from shared.runtime import Worker
+from tests import helpers
 from tests.helpers import test_settings as settings_for
 from tests.unit.scheduling.scheduling_support import NURSE, T0, patient, start, therapy, worklist
 
@@ -29,12 +29,8 @@ def _msg(event_type: str, data: Any, exchange: str, event_id: str | None = None)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Poll until `predicate` holds; fail naming what was awaited (tests.helpers.wait_until)."""
+    helpers.wait_until(predicate, what=what, timeout_s=timeout)
 
 
 class PharmacySimulator:

@@ -39,10 +39,10 @@ MODEL = DEMO_CATALOGUE[0].code
 _serials = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def rt(tmp_path_factory: pytest.TempPathFactory) -> ServiceRuntime:
-    tmp: Path = tmp_path_factory.mktemp("inventory")
-    cfg = make_settings(tmp)
+@pytest.fixture
+def rt(tmp_path: Path) -> ServiceRuntime:
+    """Inventory on a SQLite database of this test's own."""
+    cfg = make_settings(tmp_path)
     upgrade("inventory", cfg.inventory_database_url)
     return bootstrap(cfg, clock=MovableClock(NOW), bus=InProcessBus())
 

@@ -141,8 +141,15 @@ def test_measured_equal_to_labeled_gives_zero_deviation(volume: float, flow: flo
         return
     measured = measured_flow_ml_per_day(volume, residual, days)
     assert measured == pytest.approx(flow)
-    assert flow_deviation_pct(measured, measured) == 0.0
     assert flow_deviation_pct(measured, flow) == pytest.approx(0.0, abs=1e-6)
+
+
+@given(flow=flows, pct=st.floats(min_value=-90, max_value=300, allow_nan=False))
+def test_deviation_is_the_percentage_above_the_expected_flow(flow: float, pct: float) -> None:
+    measured = flow * (1 + pct / 100)
+    assert flow_deviation_pct(measured, flow) == pytest.approx(pct, abs=1e-6)
+    assert flow_deviation_pct(2 * flow, flow) == pytest.approx(100.0)
+    assert flow_deviation_pct(flow / 2, flow) == pytest.approx(-50.0)
 
 
 @given(small=volumes, extra=st.floats(min_value=0.01, max_value=30), flow=flows)
