@@ -35,8 +35,8 @@ def test_the_api_measures_flow_from_the_previous_fill(tmp_path: Path) -> None:
     h, bus = start(settings_for(tmp_path))
     patient(h)
     implant(h, bus, labeled_flow_ml_per_day=LABELED)
-    therapy(h, start_on="2026-11-02")
-    body = {"pump_serial": "SN1", "fill_type": "chemo"}
+    therapy(h, start_on="2026-11-02", regimen="saline_maintenance")
+    body = {"pump_serial": "SN1", "fill_type": "saline"}
     first = h.client.post("/v1/refills", headers=NURSE, json={
         **body, "performed_at": T0.isoformat(), "residual_volume_ml": 0,
         "fill_volume_ml": PREVIOUS_ML})
@@ -44,7 +44,7 @@ def test_the_api_measures_flow_from_the_previous_fill(tmp_path: Path) -> None:
     h.clock.advance(days=DAYS + 1)  # type: ignore[attr-defined]
     second_at = T0 + timedelta(days=DAYS)
     second = h.client.post("/v1/refills", headers=NURSE, json={
-        **body, "fill_type": "saline", "performed_at": second_at.isoformat(),
+        **body, "performed_at": second_at.isoformat(),
         "residual_volume_ml": RESIDUAL_ML, "fill_volume_ml": FILL_ML})
     assert second.status_code == 201, second.text
     got = second.json()
