@@ -9,6 +9,8 @@ from typing import Any
 
 import structlog
 
+from shared.dberrors import is_db_error, safe_db_error
+
 # keys whose values identify a patient: dropped from every log line as a safety net
 PATIENT_KEYS = frozenset({
     "mrn", "patient_mrn", "given_name", "family_name", "birth_date", "name", "patient",
@@ -26,7 +28,10 @@ def redact_patient_data(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str
 
 def safe_error(exc: BaseException, limit: int = 600) -> str:
     """`Type: message` of an exception, where a validation error names its fields and never
-    their values (pydantic and FastAPI put the rejected input, often a patient, in the text)."""
+    their values (pydantic and FastAPI put the rejected input, often a patient, in the text),
+    and a database error its SQLSTATE and the names it concerns (its text carries values)."""
+    if is_db_error(exc):
+        return safe_db_error(exc)[:limit]
     errors = getattr(exc, "errors", None)
     if callable(errors):
         try:
@@ -52,6 +57,12 @@ def format_exc_info_safely(_: Any, __: str, event_dict: dict[str, Any]) -> dict[
     exc = exc_info if isinstance(exc_info, BaseException) else exc_info[1]
     if exc is None:
         return event_dict
+    event_dict["exception"] = safe_traceback(exc)
+    return event_dict
+
+
+def safe_traceback(exc: BaseException) -> str:
+    """A traceback of the exception and its causes, each exception line from `safe_error`."""
     parts: list[str] = []
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -60,8 +71,32 @@ def format_exc_info_safely(_: Any, __: str, event_dict: dict[str, Any]) -> dict[
         parts.insert(0, "".join(traceback.format_tb(current.__traceback__))
                      + safe_error(current, limit=2000) + "\n")
         current = current.__cause__ or current.__context__
-    event_dict["exception"] = "\n".join(parts)
-    return event_dict
+    return "\n".join(parts)
+
+
+class SafeFormatter(logging.Formatter):
+    """The stdlib logs' formatter (uvicorn, SQLAlchemy's pool, ...): tracebacks via `safe_traceback`."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        exc = ei[1] if isinstance(ei, tuple) else None
+        return super().formatException(ei) if exc is None else safe_traceback(exc).rstrip("\n")
+
+
+def log_processors(json_output: bool = True) -> list[Any]:
+    """The structlog processors of every process: redaction, safe tracebacks, then rendering."""
+    renderer: Any = (structlog.processors.JSONRenderer() if json_output
+                     else structlog.dev.ConsoleRenderer(colors=False))
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_patient_data,
+        format_exc_info_safely,
+        renderer,
+    ]
+
+
+STDLIB_FORMAT = '{"level":"%(levelname)s","logger":"%(name)s","event":"%(message)s"}'
 
 
 _configured = False
@@ -73,26 +108,17 @@ def configure_logging(level: str = "INFO", json_output: bool = True, service: st
     if _configured:
         return
     _configured = True
-    renderer: Any = (structlog.processors.JSONRenderer() if json_output
-                     else structlog.dev.ConsoleRenderer(colors=False))
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_patient_data,
-        format_exc_info_safely,
-        renderer,
-    ]
     structlog.configure(
-        processors=processors,
+        processors=log_processors(json_output),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     if service:
         structlog.contextvars.bind_contextvars(service=service)
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format='{"level":"%(levelname)s","logger":"%(name)s","event":"%(message)s"}')
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format=STDLIB_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(SafeFormatter(STDLIB_FORMAT))
     # uvicorn's access log prints full URLs, which may carry an MRN in a query: keep it off
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("pika").setLevel(logging.WARNING)
