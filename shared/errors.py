@@ -168,10 +168,10 @@ def install_error_handlers(app: FastAPI) -> None:
         # names the table and constraint, never the values (the database's text carries them)
         table, constraint = table_of(exc), constraint_of(exc)
         log.info("database.unique_race", error=safe_db_error(exc))
-        what = f"a {table} row with the same key" if table else "a row with the same key"
+        where = f" into {table}" if table else ""
         extra: dict[str, Any] = {"constraint": constraint} if constraint else {}
-        return problem(409, f"{what} already exists (written by a concurrent request); "
-                            "read the current state before trying again", **extra)
+        return problem(409, f"already exists: a concurrent request wrote the same key{where} "
+                            "first; read the current state before trying again", **extra)
 
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:

@@ -77,6 +77,14 @@ def safe_traceback(exc: BaseException) -> str:
 class SafeFormatter(logging.Formatter):
     """The stdlib logs' formatter (uvicorn, SQLAlchemy's pool, ...): tracebacks via `safe_traceback`."""
 
+    def format(self, record: logging.LogRecord) -> str:
+        # another handler may have cached its own rendering of the traceback on the record
+        cached, record.exc_text = record.exc_text, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
     def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
         exc = ei[1] if isinstance(ei, tuple) else None
         return super().formatException(ei) if exc is None else safe_traceback(exc).rstrip("\n")
