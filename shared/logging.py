@@ -57,12 +57,6 @@ def format_exc_info_safely(_: Any, __: str, event_dict: dict[str, Any]) -> dict[
     exc = exc_info if isinstance(exc_info, BaseException) else exc_info[1]
     if exc is None:
         return event_dict
-    event_dict["exception"] = safe_traceback(exc)
-    return event_dict
-
-
-def safe_traceback(exc: BaseException) -> str:
-    """A traceback of the exception and its causes, each exception line from `safe_error`."""
     parts: list[str] = []
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -71,63 +65,98 @@ def safe_traceback(exc: BaseException) -> str:
         parts.insert(0, "".join(traceback.format_tb(current.__traceback__))
                      + safe_error(current, limit=2000) + "\n")
         current = current.__cause__ or current.__context__
-    return "\n".join(parts)
+    event_dict["exception"] = "\n".join(parts)
+    return event_dict
 
 
-class SafeFormatter(logging.Formatter):
-    """The stdlib logs' formatter (uvicorn, SQLAlchemy's pool, ...): tracebacks via `safe_traceback`."""
+class _NamedPrintLogger(structlog.PrintLogger):
+    """structlog's fast print logger, knowing the name it was asked for (`get_logger(__name__)`)."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        # another handler may have cached its own rendering of the traceback on the record
-        cached, record.exc_text = record.exc_text, None
-        try:
-            return super().format(record)
-        finally:
-            record.exc_text = cached
-
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
-        exc = ei[1] if isinstance(ei, tuple) else None
-        return super().formatException(ei) if exc is None else safe_traceback(exc).rstrip("\n")
+    def __init__(self, name: str) -> None:
+        super().__init__(file=sys.stderr)
+        self.name = name
 
 
-def log_processors(json_output: bool = True) -> list[Any]:
-    """The structlog processors of every process: redaction, safe tracebacks, then rendering."""
-    renderer: Any = (structlog.processors.JSONRenderer() if json_output
-                     else structlog.dev.ConsoleRenderer(colors=False))
-    return [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_patient_data,
-        format_exc_info_safely,
-        renderer,
-    ]
+def _named_print_logger(*args: Any) -> _NamedPrintLogger:
+    return _NamedPrintLogger(str(args[0]) if args else "hai")
 
 
-STDLIB_FORMAT = '{"level":"%(levelname)s","logger":"%(name)s","event":"%(message)s"}'
+def add_logger_name(logger: Any, _: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The `logger` field: the module's name for our lines, the stdlib logger's for the others."""
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict["logger"] = record.name
+    else:
+        event_dict.setdefault("logger", getattr(logger, "name", "hai"))
+    return event_dict
 
 
 _configured = False
+_service = "hai"
+
+
+def add_service(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The `service` field on every line, from any thread (a new thread starts without the
+    main thread's context variables)."""
+    event_dict.setdefault("service", _service)
+    return event_dict
+
+
+def _renderer(json_output: bool) -> Any:
+    return (structlog.processors.JSONRenderer() if json_output
+            else structlog.dev.ConsoleRenderer(colors=False))
+
+
+def _shared_processors() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        add_service,
+        add_logger_name,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+        redact_patient_data,
+        format_exc_info_safely,
+    ]
+
+
+def log_processors(json_output: bool = True) -> list[Any]:
+    """Our structlog lines' processors: fields, redaction, safe tracebacks, then rendering."""
+    return [*_shared_processors(), _renderer(json_output)]
+
+
+def stdlib_formatter(json_output: bool = True) -> logging.Formatter:
+    """The formatter of the stdlib loggers (uvicorn, SQLAlchemy, ...): the same processors."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    _renderer(json_output)],
+    )
 
 
 def configure_logging(level: str = "INFO", json_output: bool = True, service: str | None = None) -> None:
-    """Configure structlog and the stdlib root logger once per process."""
-    global _configured
+    """Configure structlog and the stdlib root logger once per process.
+
+    Every line is one JSON object with `time`, `level`, `service`, `logger` and `event`: ours
+    straight from structlog, and those of uvicorn, httpx, pika, APScheduler and Alembic through
+    the same processors (a stdlib handler with structlog's ProcessorFormatter)."""
+    global _configured, _service
     if _configured:
         return
     _configured = True
+    _service = service or "hai"
     structlog.configure(
         processors=log_processors(json_output),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_named_print_logger,
         cache_logger_on_first_use=True,
     )
-    if service:
-        structlog.contextvars.bind_contextvars(service=service)
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format=STDLIB_FORMAT)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(SafeFormatter(STDLIB_FORMAT))
-    # uvicorn's access log prints full URLs, which may carry an MRN in a query: keep it off
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(stdlib_formatter(json_output))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # uvicorn's access log and httpx's request lines print full URLs, which may carry an MRN
+    # (a patient's path, a query): keep them off
     logging.getLogger("uvicorn.access").disabled = True
-    logging.getLogger("pika").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpcore", "pika", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

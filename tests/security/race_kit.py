@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from shared.clock import MovableClock
 from shared.db import make_engine
-from shared.logging import STDLIB_FORMAT, SafeFormatter, log_processors
+from shared.logging import log_processors, stdlib_formatter
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from shared.settings import Settings
@@ -120,7 +120,7 @@ def production_logs() -> Iterator[CapturedLogs]:
                         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
                         cache_logger_on_first_use=False)
     handler = logging.StreamHandler(buffer)
-    handler.setFormatter(SafeFormatter(STDLIB_FORMAT))
+    handler.setFormatter(stdlib_formatter(json_output=True))
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(handler)

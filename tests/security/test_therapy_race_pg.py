@@ -31,7 +31,7 @@ from tests.unit.scheduling.scheduling_support import (
     therapy,
 )
 
-INITIAL = "d15440fd4d35"  # scheduling's revision before the indexes
+PREVIOUS = "6a1f0c9e2b47"  # scheduling's revision before the indexes
 
 
 def _scheduling(tmp_path: Path, url: str) -> tuple[Harness, InProcessBus]:
@@ -173,7 +173,7 @@ def test_the_migration_refuses_existing_duplicates_and_changes_nothing(
         scheduling_url: str) -> None:
     """Which duplicate to keep is a clinical decision: the upgrade names them (ids, no MRN)
     and stops; once all but one are stopped it goes through."""
-    upgrade("scheduling", scheduling_url, INITIAL)
+    upgrade("scheduling", scheduling_url, PREVIOUS)
     engine = make_engine(scheduling_url)
     try:
         for mrn in ("MRN-SECRET-1", "MRN-SECRET-2"):
@@ -188,12 +188,12 @@ def test_the_migration_refuses_existing_duplicates_and_changes_nothing(
         assert "t-a, t-b" in message and "t-c, t-d" in message and "MRN-SECRET" not in message
         assert "1 pump(s) and 2 patient(s)" in message
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == INITIAL
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == PREVIOUS
         with engine.begin() as conn:
             conn.execute(text("UPDATE therapies SET status = 'stopped' WHERE id IN ('t-b', 't-d')"))
         upgrade("scheduling", scheduling_url)
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) != INITIAL
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) != PREVIOUS
         with pytest.raises(IntegrityError):
             _add_therapy(engine, "t-e", serial="SN1", mrn="MRN-SECRET-2")
     finally:

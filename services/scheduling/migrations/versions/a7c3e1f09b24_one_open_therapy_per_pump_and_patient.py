@@ -12,7 +12,7 @@ guessed here: stop the extra ones (`PATCH /v1/therapies/{id}` with `{"action": "
 also cancels their appointments and orders) on the running release, then upgrade again.
 
 Revision ID: a7c3e1f09b24
-Revises: d15440fd4d35
+Revises: 6a1f0c9e2b47
 Create Date: 2026-12-01 15:25:00
 """
 from collections.abc import Sequence
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = 'a7c3e1f09b24'
-down_revision: str | None = 'd15440fd4d35'
+down_revision: str | None = '6a1f0c9e2b47'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
