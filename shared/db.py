@@ -30,7 +30,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from shared.clock import Clock, ensure_utc
@@ -142,6 +142,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs.pop("pool_timeout", None)  # one connection per thread: no checkout to time
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
@@ -175,6 +177,16 @@ def ping(engine: Engine) -> None:
         conn.execute(text("SELECT 1"))
 
 
+def insert_if_absent(session: Session, table: Table | type[DeclarativeBase],
+                     values: Mapping[str, Any]) -> None:
+    """Insert the row unless its primary key is taken (`ON CONFLICT DO NOTHING`): of requests
+    creating the same key at once, none fails; on PostgreSQL the later ones wait for the first."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    stmt = (postgresql.insert(table) if is_postgres(session) else sqlite.insert(table))
+    session.execute(stmt.values(**values).on_conflict_do_nothing())
+
+
 def bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert many rows (each with the same columns) in this session's transaction.
 
@@ -206,6 +218,13 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
                                                       processors, strict=True)])
 
 
+def _set_lock_timeout(session: Session, _transaction: Any, connection: Any) -> None:
+    """PostgreSQL: a transaction that must answer a caller waits this long for a lock, then fails."""
+    timeout_ms = session.info.get("lock_timeout_ms")
+    if timeout_ms:
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+
+
 class UnitOfWork:
     """One database transaction, with the outbox rows and audit entries written inside it."""
 
@@ -216,12 +235,14 @@ class UnitOfWork:
         clock: Clock,
         source: str,
         after_commit: Callable[[], None] | None = None,
+        lock_timeout_ms: int | None = None,
     ) -> None:
         self._session_factory = session_factory
         self.platform = platform
         self.clock = clock
         self.source = source
         self._after_commit = after_commit
+        self._lock_timeout_ms = lock_timeout_ms
         self._session: Session | None = None
         self._published = 0
 
@@ -233,6 +254,8 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         self._session = self._session_factory()
+        if self._lock_timeout_ms:
+            self._session.info["lock_timeout_ms"] = self._lock_timeout_ms
         self._published = 0
         return self
 
@@ -324,18 +347,31 @@ class UnitOfWorkFactory:
         platform: PlatformTables,
         clock: Clock,
         source: str,
+        request_lock_timeout_ms: int | None = None,
     ) -> None:
         self.engine = engine
         self.platform = platform
         self.clock = clock
         self.source = source
+        self.request_lock_timeout_ms = request_lock_timeout_ms
         self.session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+        if request_lock_timeout_ms and engine.dialect.name == "postgresql":
+            event.listen(self.session_factory, "after_begin", _set_lock_timeout)
         self.outbox_signal = threading.Event()
 
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(
             self.session_factory, self.platform, self.clock, self.source,
             after_commit=self.outbox_signal.set,
+        )
+
+    def for_request(self) -> UnitOfWork:
+        """A unit of work for an HTTP request: on PostgreSQL it waits for a row lock at most
+        `request_lock_timeout_ms`, then fails (409), rather than hold the caller and a pooled
+        connection (background work keeps waiting: nobody is on the line)."""
+        return UnitOfWork(
+            self.session_factory, self.platform, self.clock, self.source,
+            after_commit=self.outbox_signal.set, lock_timeout_ms=self.request_lock_timeout_ms,
         )
 
     @contextmanager

@@ -9,9 +9,12 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.dberrors import constraint_of, is_contention, is_unique_violation, safe_db_error, table_of
 
 log = structlog.get_logger(__name__)
 
@@ -51,11 +54,12 @@ PROBLEM_DESCRIPTIONS = {
     401: "missing, expired or invalid bearer token",
     403: "the token lacks a role this route needs",
     404: "unknown resource",
-    409: "state conflict (the detail says the current state), or an Idempotency-Key reused "
-         "with another body",
+    409: "state conflict (the detail says the current state), a concurrent request that wrote "
+         "the same key first or holds the row, or an Idempotency-Key reused with another body",
     413: "the request body is over the size limit (HAI_MAX_BODY_BYTES)",
     422: "bad input; `errors` names each bad field",
-    503: "a dependency (database, broker) is unavailable",
+    503: "a dependency (database, broker) is unavailable, or every database connection is busy "
+         "(see Retry-After)",
 }
 
 
@@ -159,11 +163,35 @@ def install_error_handlers(app: FastAPI) -> None:
                                     "type": "json_invalid"}])
         return problem(exc.status_code, str(exc.detail), headers=headers)
 
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        if not is_unique_violation(exc):
+            raise exc  # a bug, not a race: the 500 of ServerErrorGuard
+        # a concurrent request wrote the same key between our read and our write; the answer
+        # names the table and constraint, never the values (the database's text carries them)
+        table, constraint = table_of(exc), constraint_of(exc)
+        log.info("database.unique_race", error=safe_db_error(exc))
+        where = f" into {table}" if table else ""
+        extra: dict[str, Any] = {"constraint": constraint} if constraint else {}
+        return problem(409, f"already exists: a concurrent request wrote the same key{where} "
+                            "first; read the current state before trying again", **extra)
+
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database.unavailable", error=type(exc).__name__)
+        if is_contention(exc):
+            log.info("database.contention", error=safe_db_error(exc))
+            return problem(409, "the resource is locked by another request; try again",
+                           headers={"Retry-After": "1"})
+        log.error("database.unavailable", error=safe_db_error(exc))
         return problem(503, "database unavailable; try again shortly",
                        headers={"Retry-After": "2"})
+
+    @app.exception_handler(PoolTimeoutError)
+    async def _pool_exhausted(_: Request, exc: PoolTimeoutError) -> JSONResponse:
+        # every connection is busy: say so at once rather than queue the caller
+        log.warning("database.pool_exhausted")
+        return problem(503, "every database connection is busy; try again shortly",
+                       headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -41,21 +41,25 @@ class Idempotency:
             replay = self._stored(uow, content_hash)
             if replay is not None:
                 return replay
-        result = create()
-        # serialized once, by pydantic when it can: the answer and the stored copy are the same
-        content = (result.model_dump_json(by_alias=True) if isinstance(result, BaseModel)
-                   else json.dumps(jsonable_encoder(result)))
-        if self.key is not None:
-            uow.session.execute(insert(uow.platform.idempotency).values(
-                scope=self.scope, key=self.key, request_hash=content_hash,
-                status_code=status_code, response_body=content, created_at=uow.now(),
-            ))
         try:
+            result = create()
+            # serialized once, by pydantic when it can: the answer and the stored copy are the same
+            content = (result.model_dump_json(by_alias=True) if isinstance(result, BaseModel)
+                       else json.dumps(jsonable_encoder(result)))
+            if self.key is not None:
+                uow.session.execute(insert(uow.platform.idempotency).values(
+                    scope=self.scope, key=self.key, request_hash=content_hash,
+                    status_code=status_code, response_body=content, created_at=uow.now(),
+                ))
             uow.commit()
-        except IntegrityError:
-            # a concurrent request with the same key won the race: answer as it did
+        except (IntegrityError, Conflict):
+            # a concurrent request with the same key may have won the race, its creation and
+            # its key committed together after our first look (our write then collides with
+            # its row, or our read sees it): answer as it did
+            if self.key is None:
+                raise
             uow.rollback()
-            replay = self._stored(uow, content_hash) if self.key is not None else None
+            replay = self._stored(uow, content_hash)
             if replay is None:
                 raise
             return replay

@@ -10,6 +10,8 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import StatementError
 
+from shared.dberrors import is_db_error, safe_db_error
+
 # keys whose values identify a patient: dropped from every log line as a safety net
 PATIENT_KEYS = frozenset({
     "mrn", "patient_mrn", "given_name", "family_name", "birth_date", "name", "patient",
@@ -27,7 +29,10 @@ def redact_patient_data(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str
 
 def safe_error(exc: BaseException, limit: int = 600) -> str:
     """`Type: message` of an exception, where a validation error names its fields and never
-    their values (pydantic and FastAPI put the rejected input, often a patient, in the text)."""
+    their values (pydantic and FastAPI put the rejected input, often a patient, in the text),
+    and a database error its SQLSTATE and the names it concerns (its text carries values)."""
+    if is_db_error(exc):
+        return safe_db_error(exc)[:limit]
     errors = getattr(exc, "errors", None)
     if callable(errors):
         try:
@@ -104,6 +109,37 @@ def add_service(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return event_dict
 
 
+def _renderer(json_output: bool) -> Any:
+    return (structlog.processors.JSONRenderer() if json_output
+            else structlog.dev.ConsoleRenderer(colors=False))
+
+
+def _shared_processors() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        add_service,
+        add_logger_name,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+        redact_patient_data,
+        format_exc_info_safely,
+    ]
+
+
+def log_processors(json_output: bool = True) -> list[Any]:
+    """Our structlog lines' processors: fields, redaction, safe tracebacks, then rendering."""
+    return [*_shared_processors(), _renderer(json_output)]
+
+
+def stdlib_formatter(json_output: bool = True) -> logging.Formatter:
+    """The formatter of the stdlib loggers (uvicorn, SQLAlchemy, ...): the same processors."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    _renderer(json_output)],
+    )
+
+
 def configure_logging(level: str = "INFO", json_output: bool = True, service: str | None = None) -> None:
     """Configure structlog and the stdlib root logger once per process.
 
@@ -115,28 +151,14 @@ def configure_logging(level: str = "INFO", json_output: bool = True, service: st
         return
     _configured = True
     _service = service or "hai"
-    renderer: Any = (structlog.processors.JSONRenderer() if json_output
-                     else structlog.dev.ConsoleRenderer(colors=False))
-    shared_processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        add_service,
-        add_logger_name,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
-        redact_patient_data,
-        format_exc_info_safely,
-    ]
     structlog.configure(
-        processors=[*shared_processors, renderer],
+        processors=log_processors(json_output),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=_named_print_logger,
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared_processors,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-    ))
+    handler.setFormatter(stdlib_formatter(json_output))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -116,7 +116,8 @@ def build_runtime(
 ) -> ServiceRuntime:
     """The common part of every service's bootstrap."""
     clock = clock or SystemClock()
-    engine = engine or make_engine(settings.database_url(name))
+    engine = engine or make_engine(settings.database_url(name),
+                                   pool_timeout=settings.db_pool_timeout_seconds)
     return ServiceRuntime(
         name=name,
         settings=settings,
@@ -124,7 +125,8 @@ def build_runtime(
         engine=engine,
         metadata=metadata,
         platform=platform,
-        uow_factory=UnitOfWorkFactory(engine, platform, clock, name),
+        uow_factory=UnitOfWorkFactory(engine, platform, clock, name,
+                                      request_lock_timeout_ms=settings.db_lock_timeout_ms),
         bus=bus or make_bus(settings),
     )
 

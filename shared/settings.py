@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # a request body over this is refused with 413 before anything parses it (CONTRACT, HTTP)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
+    # database contention (CONTRACT.md: a locked row is 409 within a second, an exhausted pool 503)
+    db_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    db_lock_timeout_ms: int = Field(default=500, ge=1, le=60_000)  # API requests only, PostgreSQL
+
     # messaging
     outbox_poll_seconds: float = 0.5
     outbox_batch_size: int = 500

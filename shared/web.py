@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 import structlog
@@ -12,7 +14,6 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Respons
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,18 +40,26 @@ async def get_runtime(request: Request) -> ServiceRuntime:
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 
 
+# Threads of their own for the rollback that ends a failed request. Were it queued for the
+# request threadpool, it could wait behind requests that hold every thread while they wait for
+# a pooled connection, which only that rollback would give back: every one then stalls until
+# the pool's checkout timeout. A rollback never waits for a connection (it holds its own).
+_RELEASE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="uow-release")
+
+
 async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
     """A unit of work for one request; the route (or Idempotency.run) commits it.
 
     Opening a session does no I/O, and closing one after a commit returns its connection to
     the pool, so this runs on the event loop rather than costing two thread hops a request."""
-    uow = runtime.uow_factory()
+    uow = runtime.uow_factory.for_request()
     uow.__enter__()
     try:
         yield uow
     finally:
         if uow.session.in_transaction():  # a rollback talks to the database: not on the loop
-            await run_in_threadpool(uow.__exit__, None, None, None)
+            await asyncio.get_running_loop().run_in_executor(
+                _RELEASE, uow.__exit__, None, None, None)
         else:
             uow.__exit__(None, None, None)
 

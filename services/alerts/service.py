@@ -36,7 +36,7 @@ from services.alerts.schemas import (
     TimelineEntry,
 )
 from services.alerts.webhooks import new_secret, refusal_of_url
-from shared.db import UnitOfWork, is_postgres, new_id
+from shared.db import UnitOfWork, insert_if_absent, is_postgres, new_id
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import EventType
 from shared.pagination import Page, PageParams, page_of, paginate
@@ -292,11 +292,14 @@ def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str,
                allow_private: bool) -> OncallSet:
     """Set (replace) a center's on-call levels, escalation delay and webhook signing secret."""
     check_webhook_addresses(body, allow_private=allow_private)
-    schedule = uow.session.get(OncallSchedule, center)
     levels = [lv.model_dump(mode="json") for lv in body.levels]
-    if schedule is None:
-        schedule = OncallSchedule(center=center)
-        uow.session.add(schedule)
+    # a PUT replaces whatever is there: of concurrent PUTs creating one center, the last wins
+    # (a read-then-insert let all but one fail on the key)
+    insert_if_absent(uow.session, OncallSchedule, {
+        "center": center, "escalation_delay_seconds": body.escalation_delay_seconds,
+        "levels": levels, "updated_at": uow.now(), "updated_by": actor})
+    schedule = uow.session.get_one(OncallSchedule, center,
+                                   with_for_update=is_postgres(uow.session))
     generated = None
     if body.webhook_secret is not None:
         schedule.webhook_secret, secret_change = body.webhook_secret.get_secret_value(), "set"

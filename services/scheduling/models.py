@@ -16,6 +16,11 @@ platform = define_platform_tables(metadata)
 
 OPEN_DELIVERY_STATUSES = ("requested", "accepted", "compounded", "dispatched")
 RECORDED, ENTERED_IN_ERROR = "recorded", "entered_in_error"  # a refill's status
+# at most one open therapy per pump and per patient, kept by the database (two requests at the
+# same moment would both pass a read-then-write check and send two chemo orders)
+OPEN_THERAPY_WHERE = "status IN ('active', 'paused')"
+ONE_OPEN_THERAPY_PER_PUMP = "uq_therapies_open_pump"
+ONE_OPEN_THERAPY_PER_PATIENT = "uq_therapies_open_patient"
 
 
 class Base(DeclarativeBase):
@@ -75,6 +80,13 @@ class Therapy(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index(ONE_OPEN_THERAPY_PER_PUMP, "pump_serial", unique=True,
+              postgresql_where=text(OPEN_THERAPY_WHERE), sqlite_where=text(OPEN_THERAPY_WHERE)),
+        Index(ONE_OPEN_THERAPY_PER_PATIENT, "patient_mrn", unique=True,
+              postgresql_where=text(OPEN_THERAPY_WHERE), sqlite_where=text(OPEN_THERAPY_WHERE)),
+    )
 
 
 class Appointment(Base):

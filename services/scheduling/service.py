@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services.scheduling import deliveries
@@ -58,6 +59,7 @@ from shared.clock import ensure_utc
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
 from shared.contracts.scheduling import FlowRecordedData, RefillCompletedData, RefillVoidedData
 from shared.db import UnitOfWork, is_postgres, new_id
+from shared.dberrors import is_unique_violation
 from shared.errors import Conflict, DomainError, Invalid, NotFound
 from shared.events import EventType
 from shared.pagination import Page, PageParams, paginate
@@ -206,11 +208,7 @@ def create_therapy(*, uow: UnitOfWork, body: TherapyCreate, actor: str,
             pump.status if pump.patient_mrn == body.patient_mrn else f"{pump.status} in another patient")
         raise Conflict(f"scheduling has not seen pump {body.pump_serial} implanted in this patient "
                        f"(current state: {known})", current_status=known)
-    open_one = session.scalar(select(Therapy).where(
-        Therapy.pump_serial == body.pump_serial, Therapy.status.in_(OPEN_THERAPY)))
-    if open_one is not None:
-        raise Conflict(f"pump {body.pump_serial} already has therapy {open_one.id} "
-                       f"(status {open_one.status})", current_status=open_one.status)
+    _refuse_second_open_therapy(uow, body)
     now = uow.now()
     dose = body.fudr_mg_per_kg_day
     if body.regimen == "fudr_alternating" and dose is None:
@@ -228,7 +226,16 @@ def create_therapy(*, uow: UnitOfWork, body: TherapyCreate, actor: str,
     )
     _validate_dosing(therapy, patient, pump, settings)
     session.add(therapy)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        # a concurrent request opened one after our check: the database's unique index refused
+        # ours; say which therapy is open now
+        if not is_unique_violation(exc):
+            raise
+        uow.rollback()
+        _refuse_second_open_therapy(uow, body)
+        raise Conflict("this pump or patient already has an open therapy") from None
     uow.audit(actor=actor, action="therapy.created", entity_type="therapy", entity_id=therapy.id,
               changes=body.model_dump(mode="json"))
     appt = schedule_appointment(uow, therapy=therapy, center=patient.center,
@@ -236,6 +243,20 @@ def create_therapy(*, uow: UnitOfWork, body: TherapyCreate, actor: str,
                                 due_at=start_of_day_utc(body.start_on), projected_empty_at=None)
     deliveries.place_order_if_due(uow, appt, settings=settings, actor=actor)
     return TherapyRead.model_validate(therapy)
+
+
+def _refuse_second_open_therapy(uow: UnitOfWork, body: TherapyCreate) -> None:
+    """409 naming the open therapy when the pump or the patient already has one."""
+    open_one = uow.session.scalar(select(Therapy).where(
+        or_(Therapy.pump_serial == body.pump_serial, Therapy.patient_mrn == body.patient_mrn),
+        Therapy.status.in_(OPEN_THERAPY)).limit(1))
+    if open_one is None:
+        return
+    owner = (f"pump {body.pump_serial}" if open_one.pump_serial == body.pump_serial
+             else f"this patient (on pump {open_one.pump_serial})")
+    raise Conflict(f"{owner} already has therapy {open_one.id} (status {open_one.status}); "
+                   "stop it before starting another", current_status=open_one.status,
+                   therapy_id=open_one.id)
 
 
 def get_therapy_or_raise(*, uow: UnitOfWork, therapy_id: str) -> Therapy:

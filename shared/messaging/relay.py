@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, any_, bindparam, select, update
 from sqlalchemy.dialects import postgresql
 
 from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres
+from shared.logging import safe_error
 from shared.messaging.base import OutgoingMessage, Publisher
 
 log = structlog.get_logger(__name__)
@@ -166,7 +167,7 @@ class OutboxRelay:
                     backoff = 0.5
                 except Exception as exc:  # noqa: BLE001 - the relay must outlive broker and DB outages
                     self._abandon(in_flight)
-                    log.warning("outbox.relay_failed", error=f"{type(exc).__name__}: {exc}",
+                    log.warning("outbox.relay_failed", error=safe_error(exc),
                                 retry_in_s=backoff)
                     stop.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
