@@ -36,6 +36,7 @@ MAX_CURSOR_LENGTH = 1000
 NOT_OURS = "not a cursor this list gave out; start again without it"
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _INT64 = 2**63
+_CONTROLS = frozenset(chr(c) for c in [*range(1, 32), *range(127, 160)])
 
 
 class CursorCodec:
@@ -128,8 +129,8 @@ def _of_kind(value: Any, kind: type) -> bool:
         return isinstance(value, int) and -_INT64 <= value < _INT64
     if issubclass(kind, float):
         return isinstance(value, int | float) and math.isfinite(value)
-    if issubclass(kind, str):
-        return isinstance(value, str) and text_problem(value) is None
+    if issubclass(kind, str):  # what a database can hold: no NUL, no lone surrogate
+        return isinstance(value, str) and text_problem(value, keep=_CONTROLS) is None
     return isinstance(value, kind)
 
 

@@ -2,8 +2,8 @@
 
 No string may carry NUL (PostgreSQL refuses it, SQLite stores it) or a lone surrogate (it cannot
 be encoded to UTF-8); single-line text carries no control character at all. Identifiers (MRNs,
-serial numbers, lots, centres) must also come back in a URL path: no `/` or `\\`, no leading dot,
-no surrounding spaces. Each refusal is a 422 naming the field, in plain words.
+serial numbers, lots, centres) must also come back in a URL path: no `/`, `\\` or `%`, no leading
+dot, no surrounding spaces. Each refusal is a 422 naming the field, in plain words.
 
 The types are `Annotated[str, StringConstraints(...), text_rules(...)]`: the rules run first
 (on the raw input, and trim it), then the length and pattern, which the OpenAPI also shows.
@@ -41,8 +41,9 @@ def identifier_problem(value: str, kind: IdentifierKind) -> str | None:
     """Why `value` (clean, trimmed text) cannot be an identifier read back in a URL path, or
     None. A `code` (MRN, serial, lot) is printable ASCII without spaces; a `centre` may hold
     letters beyond ASCII and inner spaces."""
-    if "/" in value or "\\" in value:
-        return "must not contain '/' or '\\'"
+    if "/" in value or "\\" in value or "%" in value:
+        # '%': a path decoded once too often (a proxy, a test client) turns %2F into '/'
+        return "must not contain '/', '\\' or '%'"
     if value.startswith("."):
         return "must not start with a dot"
     if kind == "code":
@@ -77,8 +78,8 @@ def text_rules(*, keep: frozenset[str] = frozenset(), strip: bool = True,
 
 # ECMA patterns for the OpenAPI (fuzzers generate from them); the rules above are the authority
 # and are never looser, so a value the rules accept always matches
-CODE_PATTERN = r"^[\x21-\x2d\x30-\x5b\x5d-\x7e][\x21-\x2e\x30-\x5b\x5d-\x7e]*$"
-CENTRE_PATTERN = r"^[^\x00-\x20\x7f./\\][^\x00-\x1f\x7f/\\]*$"
+CODE_PATTERN = r"^[\x21-\x24\x26-\x2d\x30-\x5b\x5d-\x7e][\x21-\x24\x26-\x2e\x30-\x5b\x5d-\x7e]*$"
+CENTRE_PATTERN = r"^[^\x00-\x20\x7f%./\\][^\x00-\x1f\x7f%/\\]*$"
 LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 
 LINE_RULES = text_rules()
@@ -88,13 +89,14 @@ CENTRE_RULES = text_rules(identifier="centre")
 KEY_RULES = text_rules(strip=False, not_blank=False)
 
 # An identifier people read and type (MRN, serial number, lot number): 1–64 characters of
-# printable ASCII without spaces, '/' or '\', not starting with a dot.
+# printable ASCII without spaces, '/', '\' or '%', not starting with a dot.
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=CODE_PATTERN),
                  CODE_RULES]
 # A pump model's code: the same, at most 50 characters.
 ModelCode = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=CODE_PATTERN),
                       CODE_RULES]
-# A centre: 1–100 printable characters (inner spaces allowed), no '/' or '\', no leading dot.
+# A centre: 1–100 printable characters (inner spaces allowed), no '/', '\' or '%', no leading
+# dot.
 Centre = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=CENTRE_PATTERN),
                    CENTRE_RULES]
 # A name or short label on one line (a person, a manufacturer, a location): 1–200 characters.
