@@ -144,10 +144,12 @@ def test_any_edit_of_a_cursor_is_refused(values: list[Any], data: st.DataObject)
     raw = bytearray(_unb64(payload))
     at = data.draw(st.integers(0, len(raw) - 1))
     raw[at] ^= data.draw(st.integers(1, 255))
-    edited = f"{_b64(bytes(raw))}.{mac}"
-    with pytest.raises(Invalid) as caught:
-        CODEC.decode(edited, list_id="l")
-    assert caught.value.field == "cursor"
+    others = data.draw(st.lists(KEY_VALUES, min_size=1, max_size=2).filter(lambda v: v != values))
+    # a byte flipped, and a well-formed cursor of other values under the first one's signature
+    for edited_payload in (bytes(raw), _unb64(CODEC.encode(others, list_id="l").split(".")[0])):
+        with pytest.raises(Invalid) as caught:
+            CODEC.decode(f"{_b64(edited_payload)}.{mac}", list_id="l")
+        assert caught.value.field == "cursor"
 
 
 def test_a_cursor_from_another_list_or_key_or_of_another_type_is_refused() -> None:
