@@ -1,15 +1,20 @@
 # The two commands of the README's quick start: `make up` and `make test`.
+# Both install exactly what the lock files pin, with their hashes (`make lock` refreshes them).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements-dev.lock
+# one interpreter and platform family for every lock: what CI and `make up` run
+LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet
 
-.PHONY: up test install lint bench clean
+.PHONY: up test test-unit-shifted install lint lock bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,9 +29,19 @@ test: $(STAMP)
 	$(BIN)/mypy shared services bench
 	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
 
+## The unit tests at another date: DAYS ahead of today (libfaketime; Debian's `faketime`).
+DAYS ?= 365
+test-unit-shifted: $(STAMP)
+	FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "+$(DAYS)d" $(BIN)/pytest -q -p no:cacheprovider tests/unit
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services bench
+
+## Refresh both lock files from pyproject.toml (newest versions that fit its ranges).
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev -c requirements.lock $(LOCK_FLAGS) -o $(LOCK)
 
 ## Every benchmark, written to bench/RESULTS.md (needs RabbitMQ and PostgreSQL).
 bench: $(STAMP)

@@ -64,36 +64,77 @@ def format_exc_info_safely(_: Any, __: str, event_dict: dict[str, Any]) -> dict[
     return event_dict
 
 
+class _NamedPrintLogger(structlog.PrintLogger):
+    """structlog's fast print logger, knowing the name it was asked for (`get_logger(__name__)`)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(file=sys.stderr)
+        self.name = name
+
+
+def _named_print_logger(*args: Any) -> _NamedPrintLogger:
+    return _NamedPrintLogger(str(args[0]) if args else "hai")
+
+
+def add_logger_name(logger: Any, _: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The `logger` field: the module's name for our lines, the stdlib logger's for the others."""
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict["logger"] = record.name
+    else:
+        event_dict.setdefault("logger", getattr(logger, "name", "hai"))
+    return event_dict
+
+
 _configured = False
+_service = "hai"
+
+
+def add_service(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The `service` field on every line, from any thread (a new thread starts without the
+    main thread's context variables)."""
+    event_dict.setdefault("service", _service)
+    return event_dict
 
 
 def configure_logging(level: str = "INFO", json_output: bool = True, service: str | None = None) -> None:
-    """Configure structlog and the stdlib root logger once per process."""
-    global _configured
+    """Configure structlog and the stdlib root logger once per process.
+
+    Every line is one JSON object with `time`, `level`, `service`, `logger` and `event`: ours
+    straight from structlog, and those of uvicorn, httpx, pika, APScheduler and Alembic through
+    the same processors (a stdlib handler with structlog's ProcessorFormatter)."""
+    global _configured, _service
     if _configured:
         return
     _configured = True
+    _service = service or "hai"
     renderer: Any = (structlog.processors.JSONRenderer() if json_output
                      else structlog.dev.ConsoleRenderer(colors=False))
-    processors: list[Any] = [
+    shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_service,
+        add_logger_name,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
         redact_patient_data,
         format_exc_info_safely,
-        renderer,
     ]
     structlog.configure(
-        processors=processors,
+        processors=[*shared_processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_named_print_logger,
         cache_logger_on_first_use=True,
     )
-    if service:
-        structlog.contextvars.bind_contextvars(service=service)
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format='{"level":"%(levelname)s","logger":"%(name)s","event":"%(message)s"}')
-    # uvicorn's access log prints full URLs, which may carry an MRN in a query: keep it off
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # uvicorn's access log and httpx's request lines print full URLs, which may carry an MRN
+    # (a patient's path, a query): keep them off
     logging.getLogger("uvicorn.access").disabled = True
-    logging.getLogger("pika").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpcore", "pika", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

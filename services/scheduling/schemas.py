@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from shared.schemas import RequestModel
 from shared.text import LINE_BREAKS, LINE_PATTERN, Centre, Code, Key, Line, Paragraph, text_rules
@@ -14,7 +14,9 @@ Regimen = Literal["fudr_alternating", "saline_maintenance"]
 FillType = Literal["chemo", "saline"]
 Sex = Literal["female", "male"]
 DosingWeightMode = Literal["actual", "adjusted"]
+DueBasis = Literal["interval", "projected_empty"]
 TherapyAction = Literal["pause", "resume", "stop"]
+RefillStatus = Literal["recorded", "entered_in_error"]
 PharmacyStatus = Literal["accepted", "rejected", "compounded", "dispatched", "delivered"]
 # free text that may be left empty: a refill's notes, a pharmacy's reason
 Notes = Annotated[str, StringConstraints(max_length=4000), text_rules(keep=LINE_BREAKS,
@@ -74,10 +76,10 @@ class TherapyCreate(RequestModel):
     regimen: Regimen
     start_on: date
     refill_interval_days: int | None = Field(default=None, ge=1, le=120)
-    fudr_mg_per_kg_day: float | None = Field(default=None, gt=0, le=100)
+    fudr_mg_per_kg_day: float | None = Field(default=None, gt=0)
     dosing_weight: DosingWeightMode = "actual"
-    dexamethasone_mg: float | None = Field(default=None, ge=0, le=1000)
-    heparin_units: float | None = Field(default=None, ge=0, le=1_000_000)
+    dexamethasone_mg: float | None = Field(default=None, ge=0)
+    heparin_units: float | None = Field(default=None, ge=0)
     fill_volume_ml: float | None = Field(default=None, gt=0, le=1000)
     dose_override_reason: Paragraph | None = Field(
         default=None,
@@ -96,10 +98,10 @@ class TherapyUpdate(RequestModel):
                                   "or stop (open appointments and orders cancelled; final)")
     reason: Paragraph | None = None
     refill_interval_days: int | None = Field(default=None, ge=1, le=120)
-    fudr_mg_per_kg_day: float | None = Field(default=None, gt=0, le=100)
+    fudr_mg_per_kg_day: float | None = Field(default=None, gt=0)
     dosing_weight: DosingWeightMode | None = None
-    dexamethasone_mg: float | None = Field(default=None, ge=0, le=1000)
-    heparin_units: float | None = Field(default=None, ge=0, le=1_000_000)
+    dexamethasone_mg: float | None = Field(default=None, ge=0)
+    heparin_units: float | None = Field(default=None, ge=0)
     fill_volume_ml: float | None = Field(default=None, gt=0, le=1000)
     dose_override_reason: Paragraph | None = None
 
@@ -138,6 +140,10 @@ class AppointmentRead(_Read):
     projected_empty_at: datetime | None
     delivery_id: str | None
     refill_id: str | None = None
+    due_basis: DueBasis = Field(
+        default="interval", description="which rule set due_at: performed_at + the refill "
+                                        "interval, or the projected empty time − the near-empty "
+                                        "margin (the earlier wins)")
 
 
 class AppointmentBook(RequestModel):
@@ -181,6 +187,25 @@ class RefillRead(_Read):
     recorded_by: str
     created_at: datetime
     next_appointment: AppointmentRead | None = None
+    status: RefillStatus = "recorded"
+    voided_by: str | None = None
+    voided_at: datetime | None = None
+    void_reason: str | None = None
+
+
+class RefillVoid(RequestModel):
+    """`POST /v1/refills/{id}/entered-in-error`: why the record is wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Paragraph
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank: say why the record is wrong")
+        return value.strip()
 
 
 class FlowReading(BaseModel):
@@ -214,6 +239,9 @@ class DeliveryRead(BaseModel):
     diluent: str | None = None
     lot: str | None = None
     beyond_use_at: datetime | None = None
+    administered_at: datetime | None = Field(
+        default=None, description="performed_at of the chemo fill that used this order")
+    refill_id: str | None = Field(default=None, description="the chemo fill that used this order")
     created_at: datetime
     updated_at: datetime
     history: list[DeliveryHistoryRead]

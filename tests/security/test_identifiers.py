@@ -56,8 +56,8 @@ def test_a_serial_or_lot_that_cannot_be_read_back_is_refused(services: dict[str,
     _refused(inv, "POST", "/v1/recalls", {**stories.recall_body(), "lot_numbers": ["L1", code]},
              "lot_numbers.1")
     _refused(sched, "POST", "/v1/therapies", stories.therapy_body(serial=code), "pump_serial")
-    _refused(sched, "POST", "/v1/refills", {**stories.refill_body("a-1"), "pump_serial": code},
-             "pump_serial")
+    refill = stories.refill_body({"id": "a-1", "delivery_id": "d-1"})
+    _refused(sched, "POST", "/v1/refills", {**refill, "pump_serial": code}, "pump_serial")
 
 
 @pytest.mark.parametrize("serial", ["A/B", ".x", "A%2FB"])
