@@ -91,6 +91,9 @@ class CursorCodec:
             payload, mac = _unb64(payload_part), _unb64(mac_part)
         except (binascii.Error, ValueError) as exc:
             raise Invalid("cursor", NOT_OURS) from exc
+        if _b64(payload) != payload_part or _b64(mac) != mac_part:
+            # only the one spelling we give out: base64's unused last bits must not vary
+            raise Invalid("cursor", NOT_OURS)
         if not hmac.compare_digest(mac, self._sign(payload)):
             raise Invalid("cursor", NOT_OURS)
         return payload
