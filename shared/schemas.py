@@ -1,5 +1,6 @@
-"""Request input rules shared by every service: unknown fields, booleans posing as numbers and
-numbers posing as timestamps are refused (422 naming the field)."""
+"""Request input rules shared by every service: unknown fields, booleans posing as numbers,
+numbers posing as timestamps, numbers that are not finite and strings with NUL or a lone
+surrogate are refused (422 naming the field)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from shared.text import text_problem
 
 _NUMBER = re.compile(r"\s*[-+]?\d+(\.\d*)?([eE][-+]?\d+)?\s*")
 
@@ -65,11 +69,17 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(iso_only), AfterValidator(p
 IsoDate = Annotated[date, BeforeValidator(iso_only), AfterValidator(plausible)]
 
 
+# the backstop below refuses only what no database can hold (a field's own type says the rest,
+# down to the item of a list): NUL and lone surrogates
+_ANY_CONTROL = frozenset(chr(c) for c in [*range(1, 32), *range(127, 160)])
+
+
 class RequestModel(BaseModel):
     """A request body. A misspelt field (`residual_volume` for `residual_volume_ml`) is a 422,
-    never silently dropped; `true` is not 1 mL; `1764165600` is not a timestamp."""
+    never silently dropped; `true` is not 1 mL; `1764165600` is not a timestamp; `1e309` is
+    not a number; NUL is refused in every string, whatever the field's own type."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -79,6 +89,9 @@ class RequestModel(BaseModel):
         annotation = cls.model_fields[info.field_name].annotation
         if isinstance(value, bool) and not _allows(annotation, bool):
             raise ValueError("a boolean is not accepted here")
+        problem = text_problem(value, keep=_ANY_CONTROL) if isinstance(value, str) else None
+        if problem:
+            raise PydanticCustomError("text_invalid", problem)
         if _allows(annotation, (date, AwareDatetime)) and not _allows(annotation, (int, float, str)):
             return iso_only(value)
         return value

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     jwt_secret: str = DEV_JWT_SECRET
     jwt_jwks_url: str | None = None
     jwt_audience: str | None = None
+    # signs pagination cursors (HMAC-SHA256); unset: a key derived from HAI_JWT_SECRET. Every
+    # replica of a service must share it, or a page's cursor fails on the next replica.
+    cursor_secret: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     log_json: bool = True

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
@@ -108,6 +109,56 @@ class _Metrics:
             self.latency.labels(method, template).observe(time.perf_counter() - started)
             if status >= 500:
                 log.warning("http.error", method=method, route=template, status=status)
+
+
+class _UrlGuard:
+    """Refuses a path or query string that carries NUL or bytes that are not UTF-8, before any
+    route runs: no such text can name a resource (404) or filter a list (422 naming the
+    parameter). The types of each parameter refuse it too; this is the backstop for any
+    parameter that forgets to."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = url_refusal(scope.get("raw_path") or scope["path"].encode("utf-8", "replace"),
+                                  scope.get("query_string", b""))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _bad_bytes(raw: bytes) -> str | None:
+    if b"\x00" in raw:
+        return "must not contain the NUL character"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "must be valid UTF-8 text"
+    return None
+
+
+def url_refusal(raw_path: bytes, query_string: bytes) -> JSONResponse | None:
+    """The problem answer for a hostile path (404) or query parameter (422), else None."""
+    problem_text = _bad_bytes(unquote_to_bytes(raw_path))
+    if problem_text:
+        return problem(404, f"no such resource: the path {problem_text}")
+    errors = []
+    for pair in query_string.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        name_bytes = unquote_to_bytes(name.replace(b"+", b" "))
+        field = name_bytes.decode("utf-8", "replace").replace("\x00", "") or "query"
+        for part in (name_bytes, unquote_to_bytes(value.replace(b"+", b" "))):
+            problem_text = _bad_bytes(part)
+            if problem_text:
+                errors.append({"field": field, "message": problem_text, "type": "text_invalid"})
+                break
+    if errors:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem(422, detail, errors=errors)
+    return None
 
 
 # answers the gate gives before the app sees the request; None lets the request through
@@ -233,6 +284,7 @@ def create_service_app(
     app.state.runtime = runtime
     app.state.token_verifier = TokenVerifier(runtime.settings)
     install_error_handlers(app)
+    app.add_middleware(_UrlGuard)  # within the gate: no token is 401 whatever the URL holds
     app.add_middleware(RequestGate, max_body_bytes=runtime.settings.max_body_bytes,
                        admit=bearer_admission())
     app.add_middleware(_Metrics, runtime=runtime)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 
 from services.alerts import service
@@ -28,23 +28,25 @@ from services.alerts.webhooks import private_allowed
 from shared.auth import CurrentUser, Principal, require_roles
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
+from shared.text import Centre, Key
 from shared.web import RuntimeDep, UowDep
 
 router = APIRouter(tags=["alerts"])
 
 Responder = Annotated[Principal, Depends(require_roles("oncall", "nurse", "oncologist"))]
 Oncall = Annotated[Principal, Depends(require_roles("oncall"))]
-Center = Annotated[str, Path(min_length=1, max_length=100)]
+Center = Key
+NewCenter = Annotated[Centre, Path(description="a centre code, or `default`")]
 
 
 @router.get("/alerts")
 def list_alerts(
     _: CurrentUser, uow: UowDep, page: PageDep,
     status: AlertStatus | None = None, severity: Severity | None = None,
-    kind: Annotated[str | None, Query(max_length=50)] = None,
-    patient_mrn: Annotated[str | None, Query(max_length=100)] = None,
-    pump_serial: Annotated[str | None, Query(max_length=100)] = None,
-    center: Annotated[str | None, Query(max_length=100)] = None,
+    kind: Key | None = None,
+    patient_mrn: Key | None = None,
+    pump_serial: Key | None = None,
+    center: Key | None = None,
 ) -> Page[AlertRead]:
     """Alerts, newest first."""
     return service.list_alerts(uow=uow, page=page, status=status, severity=severity, kind=kind,
@@ -52,39 +54,39 @@ def list_alerts(
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(_: CurrentUser, uow: UowDep, alert_id: str) -> AlertDetail:
+def get_alert(_: CurrentUser, uow: UowDep, alert_id: Key) -> AlertDetail:
     """One alert with its timeline."""
     return service.get_alert(uow=uow, alert_id=alert_id)
 
 
 @router.get("/alerts/{alert_id}/timeline")
-def get_timeline(_: CurrentUser, uow: UowDep, page: PageDep, alert_id: str) -> Page[TimelineEntry]:
+def get_timeline(_: CurrentUser, uow: UowDep, page: PageDep, alert_id: Key) -> Page[TimelineEntry]:
     """An alert's timeline, oldest first, paginated."""
     return service.alert_timeline(uow=uow, alert_id=alert_id, page=page)
 
 
 @router.post("/alerts/{alert_id}/ack")
-def acknowledge(user: Responder, uow: UowDep, alert_id: str, body: AckIn | None = None) -> AlertDetail:
+def acknowledge(user: Responder, uow: UowDep, alert_id: Key, body: AckIn | None = None) -> AlertDetail:
     """Acknowledge a firing alert (stops its escalation)."""
     return service.acknowledge(uow=uow, alert_id=alert_id, actor=user.sub,
                                note=body.note if body else None)
 
 
 @router.post("/alerts/{alert_id}/resolve")
-def resolve(user: Responder, uow: UowDep, alert_id: str, body: ResolveIn) -> AlertDetail:
+def resolve(user: Responder, uow: UowDep, alert_id: Key, body: ResolveIn) -> AlertDetail:
     """Resolve an alert."""
     return service.resolve(uow=uow, alert_id=alert_id, actor=user.sub, resolution=body.resolution)
 
 
 @router.get("/notifications")
 def list_notifications(_: CurrentUser, uow: UowDep, page: PageDep,
-                       alert_id: str | None = None) -> Page[NotificationRead]:
+                       alert_id: Key | None = None) -> Page[NotificationRead]:
     """Pages, oldest first."""
     return service.list_notifications(uow=uow, page=page, alert_id=alert_id)
 
 
 @router.put("/oncall/{center}")
-def put_oncall(user: Oncall, uow: UowDep, runtime: RuntimeDep, center: Center,
+def put_oncall(user: Oncall, uow: UowDep, runtime: RuntimeDep, center: NewCenter,
                body: OncallIn) -> OncallSet:
     """Set a center's on-call levels (center `default` covers centers without one) and the secret
     that signs its webhook pages (generated, and shown in this answer only, when none is set)."""

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from services.alerts.rules import KINDS
 from services.alerts.webhooks import secret_problem
 from shared.contracts.alerts import AlertData, NotificationData
 from shared.schemas import RequestModel
+from shared.text import LINE_PATTERN, Centre, Code, Line, Paragraph, text_rules
 
 Severity = Literal["info", "warning", "critical"]
 AlertStatus = Literal["firing", "acknowledged", "resolved"]
 Channel = Literal["webhook", "email", "log"]
+# a page's address: a URL, an email address or a log name, on one line
+Address = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=LINE_PATTERN),
+                    text_rules()]
+# a day: an unacknowledged alert must reach the next level while it still matters (and the
+# column is a 32-bit integer)
+MAX_ESCALATION_DELAY_SECONDS = 24 * 3600
 
 
 class TimelineEntry(BaseModel):
@@ -43,13 +59,13 @@ class AlertDetail(AlertRead):
 class AckIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str | None = Field(default=None, max_length=2000)
+    note: Paragraph | None = None
 
 
 class ResolveIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    resolution: str = Field(min_length=1, max_length=2000)
+    resolution: Paragraph
 
 
 class NotificationRead(NotificationData):
@@ -66,9 +82,9 @@ class NotificationRead(NotificationData):
 class MemberIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Line
     channel: Channel
-    address: str = Field(min_length=1, max_length=500)
+    address: Address
 
     @model_validator(mode="after")
     def _address_fits_channel(self) -> MemberIn:
@@ -91,7 +107,7 @@ class LevelIn(RequestModel):
 class OncallIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    escalation_delay_seconds: int = Field(default=900, ge=1)
+    escalation_delay_seconds: int = Field(default=900, ge=1, le=MAX_ESCALATION_DELAY_SECONDS)
     levels: list[LevelIn] = Field(min_length=1, max_length=10)
     # signs the webhook pages (Standard Webhooks); absent: the current one is kept, or one made
     webhook_secret: SecretStr | None = Field(
@@ -139,9 +155,9 @@ class OncallNow(BaseModel):
 class SilenceMatchers(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str | None = None
-    pump_serial: str | None = Field(default=None, max_length=100)
-    center: str | None = Field(default=None, max_length=100)
+    kind: Code | None = None
+    pump_serial: Code | None = None
+    center: Centre | None = None
 
     @model_validator(mode="after")
     def _known_kind(self) -> SilenceMatchers:
@@ -156,7 +172,7 @@ class SilenceIn(RequestModel):
     matchers: SilenceMatchers
     starts_at: AwareDatetime
     ends_at: AwareDatetime
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Paragraph
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> SilenceIn:

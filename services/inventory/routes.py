@@ -27,6 +27,7 @@ from shared.auth import CurrentUser, Principal, require_roles
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.schemas import IsoDate
+from shared.text import Key
 from shared.web import UowDep
 
 router = APIRouter(tags=["inventory"])
@@ -66,9 +67,9 @@ def list_pumps(
     uow: UowDep,
     page: PageDep,
     status: Annotated[PumpStatus | None, Query()] = None,
-    model_code: Annotated[str | None, Query(max_length=50)] = None,
-    lot_number: Annotated[str | None, Query(max_length=64)] = None,
-    patient_mrn: Annotated[str | None, Query(max_length=64)] = None,
+    model_code: Key | None = None,
+    lot_number: Key | None = None,
+    patient_mrn: Key | None = None,
     expiring_before: Annotated[IsoDate | None, Query(description="expiry date strictly before")] = None,
 ) -> Page[PumpRead]:
     """Pumps, filtered, by serial number."""
@@ -78,19 +79,19 @@ def list_pumps(
 
 
 @router.get("/pumps/{serial}", responses={404: {"description": "unknown pump"}})
-def get_pump(serial: str, _: CurrentUser, uow: UowDep) -> PumpRead:
+def get_pump(serial: Key, _: CurrentUser, uow: UowDep) -> PumpRead:
     """One pump."""
     return service.get_pump(uow=uow, serial=serial)
 
 
 @router.get("/pumps/{serial}/history", responses={404: {"description": "unknown pump"}})
-def pump_history(serial: str, _: CurrentUser, uow: UowDep, page: PageDep) -> Page[HistoryEntry]:
+def pump_history(serial: Key, _: CurrentUser, uow: UowDep, page: PageDep) -> Page[HistoryEntry]:
     """The pump's device history, oldest first."""
     return service.history(uow=uow, serial=serial, page=page)
 
 
 @router.post("/pumps/{serial}/implant", responses=MOVED)
-def implant_pump(serial: str, body: ImplantRequest, user: Implanter, uow: UowDep) -> PumpRead:
+def implant_pump(serial: Key, body: ImplantRequest, user: Implanter, uow: UowDep) -> PumpRead:
     """Record the pump implanted in a patient."""
     pump = service.implant(uow=uow, actor=user.sub, serial=serial, data=body)
     uow.commit()
@@ -98,7 +99,7 @@ def implant_pump(serial: str, body: ImplantRequest, user: Implanter, uow: UowDep
 
 
 @router.post("/pumps/{serial}/explant", responses=MOVED)
-def explant_pump(serial: str, body: ExplantRequest, user: Implanter, uow: UowDep) -> PumpRead:
+def explant_pump(serial: Key, body: ExplantRequest, user: Implanter, uow: UowDep) -> PumpRead:
     """Record the pump removed from its patient."""
     pump = service.explant(uow=uow, actor=user.sub, serial=serial,
                            explanted_at=body.explanted_at, reason=body.reason)
@@ -107,7 +108,7 @@ def explant_pump(serial: str, body: ExplantRequest, user: Implanter, uow: UowDep
 
 
 @router.post("/pumps/{serial}/quarantine", responses=MOVED)
-def quarantine_pump(serial: str, body: ReasonRequest, user: Biomed, uow: UowDep) -> PumpRead:
+def quarantine_pump(serial: Key, body: ReasonRequest, user: Biomed, uow: UowDep) -> PumpRead:
     """Take a stock pump out of use until released."""
     pump = service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.QUARANTINE,
                                  reason=body.reason)
@@ -116,7 +117,7 @@ def quarantine_pump(serial: str, body: ReasonRequest, user: Biomed, uow: UowDep)
 
 
 @router.post("/pumps/{serial}/release", responses=MOVED)
-def release_pump(serial: str, user: Biomed, uow: UowDep,
+def release_pump(serial: Key, user: Biomed, uow: UowDep,
                  body: Annotated[ReleaseRequest | None, Body()] = None) -> PumpRead:
     """Return a quarantined pump to stock."""
     pump = service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.RELEASE,
@@ -126,7 +127,7 @@ def release_pump(serial: str, user: Biomed, uow: UowDep,
 
 
 @router.post("/pumps/{serial}/retire", responses=MOVED)
-def retire_pump(serial: str, body: ReasonRequest, user: Biomed, uow: UowDep) -> PumpRead:
+def retire_pump(serial: Key, body: ReasonRequest, user: Biomed, uow: UowDep) -> PumpRead:
     """Take a pump out of service for good."""
     pump = service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.RETIRE,
                                  reason=body.reason)
@@ -147,6 +148,6 @@ def list_recalls(_: CurrentUser, uow: UowDep, page: PageDep) -> Page[RecallRead]
 
 
 @router.get("/recalls/{recall_id}", responses={404: {"description": "unknown recall"}})
-def get_recall(recall_id: str, _: CurrentUser, uow: UowDep) -> RecallRead:
+def get_recall(recall_id: Key, _: CurrentUser, uow: UowDep) -> RecallRead:
     """One recall."""
     return service.get_recall(uow=uow, recall_id=recall_id)

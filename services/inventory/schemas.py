@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from services.inventory.lifecycle import PumpStatus
 from shared.contracts.inventory import RecalledImplant
 from shared.schemas import RequestModel
+from shared.text import GS, Centre, Line, ModelCode, Paragraph, text_rules
+from shared.text import Code as Identifier
 
-# printable ASCII without '/' (a serial is a path segment), as GS1 AI 21 allows it otherwise
-Serial = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                                          pattern=r"^[!-.0-~]+$")]
-Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
-Lot = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Mrn = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-FlowMlPerDay = Annotated[float, Field(gt=0, le=100)]
+# printable ASCII without spaces, '/' or '\\' (a serial is a path segment), no leading dot
+Serial = Identifier
+Text200 = Line
+Code = ModelCode
+Lot = Identifier
+Mrn = Identifier
+Reason = Paragraph
+FlowMlPerDay = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+# a GS1 element string: the raw form separates its elements with GS, the one control kept
+Udi = Annotated[str, StringConstraints(min_length=1, max_length=500),
+                text_rules(keep=frozenset({GS}))]
+_GTIN = re.compile(r"[0-9]{8}|[0-9]{12,14}")
+
+
+def _gtin_digits(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        if not _GTIN.fullmatch(value):
+            raise PydanticCustomError("gtin_invalid", "must be 8, 12, 13 or 14 digits")
+    return value
+
+
+Gtin = Annotated[str, StringConstraints(pattern=r"^[0-9]{8}$|^[0-9]{12,14}$"),
+                 BeforeValidator(_gtin_digits)]
 
 
 class PumpModelRead(BaseModel):
@@ -41,10 +60,10 @@ class PumpModelCreate(RequestModel):
     code: Code
     manufacturer: Text200
     name: Text200
-    gtin: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{8}$|^\d{12,14}$")]
-    reservoir_ml: Annotated[float, Field(gt=0, le=1000)]
+    gtin: Gtin
+    reservoir_ml: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
     nominal_flow_ml_per_day: FlowMlPerDay
-    notes: Annotated[str | None, Field(max_length=2000)] = None
+    notes: Paragraph | None = None
 
 
 class PumpCreate(RequestModel):
@@ -52,7 +71,7 @@ class PumpCreate(RequestModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    udi: Annotated[str | None, Field(min_length=1, max_length=500)] = None
+    udi: Udi | None = None
     serial_number: Serial | None = None
     model_code: Code | None = None
     lot_number: Lot | None = None
@@ -96,7 +115,7 @@ class ImplantRequest(RequestModel):
 
     patient_mrn: Mrn
     implanted_at: AwareDatetime
-    center: Text200
+    center: Centre
     surgeon: Text200 | None = None
 
 

@@ -38,6 +38,7 @@ from shared.db import UnitOfWork, new_id
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import EventType
 from shared.pagination import Page, PageParams, paginate
+from shared.text import code_problem
 
 log = structlog.get_logger(__name__)
 
@@ -279,9 +280,11 @@ def _identify(uow: UnitOfWork, data: PumpCreate) -> tuple[PumpModel, str, str | 
             err.errors = [{"field": p.field, "message": p.message} for p in exc.problems]
             err.detail = "; ".join(f"{p.field}: {p.message}" for p in exc.problems)
             raise err from exc
-        if len(parsed.serial_number) > 64 or "/" in parsed.serial_number:
-            raise Invalid("udi.serial_number", "serial number (AI 21) must be at most 64 "
-                                               "characters without '/'")
+        for field, value in (("serial_number", parsed.serial_number),
+                             ("lot_number", parsed.lot_number)):
+            problem = code_problem(value) if value is not None else None
+            if problem:
+                raise Invalid(f"udi.{field}", f"{field.replace('_', ' ')} {problem}")
         model = uow.session.execute(
             select(PumpModel).where(PumpModel.gtin == parsed.gtin)).scalars().first()
         if model is None:

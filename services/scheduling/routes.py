@@ -29,6 +29,7 @@ from shared.errors import Conflict
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.schemas import Timestamp
+from shared.text import Key
 from shared.web import RuntimeDep, UowDep
 
 router = APIRouter()
@@ -54,13 +55,13 @@ def create_patient(body: PatientCreate, user: Clinician, uow: UowDep,
 
 
 @router.get("/patients/{mrn}", tags=["patients"])
-def get_patient(mrn: str, _: CurrentUser, uow: UowDep) -> PatientRead:
+def get_patient(mrn: Key, _: CurrentUser, uow: UowDep) -> PatientRead:
     """One patient."""
     return service.get_patient(uow=uow, mrn=mrn)
 
 
 @router.patch("/patients/{mrn}", tags=["patients"])
-def update_patient(mrn: str, body: PatientUpdate, user: Clinician, uow: UowDep) -> PatientRead:
+def update_patient(mrn: Key, body: PatientUpdate, user: Clinician, uow: UowDep) -> PatientRead:
     """Change a patient's details, e.g. a new weight (nurse, oncologist)."""
     result = service.update_patient(uow=uow, mrn=mrn, body=body, actor=user.sub)
     uow.commit()
@@ -79,20 +80,20 @@ def create_therapy(body: TherapyCreate, user: Oncologist, uow: UowDep, runtime: 
 
 
 @router.get("/therapies", tags=["therapies"])
-def list_therapies(_: CurrentUser, uow: UowDep, page: PageDep, patient_mrn: str | None = None,
+def list_therapies(_: CurrentUser, uow: UowDep, page: PageDep, patient_mrn: Key | None = None,
                    status: TherapyStatus | None = None) -> Page[TherapyRead]:
     """Therapies, newest first."""
     return service.list_therapies(uow=uow, page=page, patient_mrn=patient_mrn, status=status)
 
 
 @router.get("/therapies/{therapy_id}", tags=["therapies"])
-def get_therapy(therapy_id: str, _: CurrentUser, uow: UowDep) -> TherapyRead:
+def get_therapy(therapy_id: Key, _: CurrentUser, uow: UowDep) -> TherapyRead:
     """One therapy."""
     return service.get_therapy(uow=uow, therapy_id=therapy_id)
 
 
 @router.patch("/therapies/{therapy_id}", tags=["therapies"])
-def update_therapy(therapy_id: str, body: TherapyUpdate, user: Oncologist, uow: UowDep,
+def update_therapy(therapy_id: Key, body: TherapyUpdate, user: Oncologist, uow: UowDep,
                    runtime: RuntimeDep) -> TherapyRead:
     """`{"action": "pause" | "resume" | "stop", "reason"?}` and/or new dosing settings
     (oncologist). Pause cancels open pharmacy orders and orders nothing until resumed
@@ -110,8 +111,8 @@ def list_appointments(
     _: CurrentUser, uow: UowDep, page: PageDep,
     status: AppointmentStatus | None = None,
     due_before: Annotated[Timestamp | None, Query()] = None,
-    center: str | None = None,
-    patient_mrn: str | None = None,
+    center: Key | None = None,
+    patient_mrn: Key | None = None,
 ) -> Page[AppointmentRead]:
     """The nurses' worklist, ordered by due time (no `status`: every status)."""
     return service.list_appointments(uow=uow, page=page, status=status, due_before=due_before,
@@ -119,13 +120,13 @@ def list_appointments(
 
 
 @router.get("/appointments/{appointment_id}", tags=["appointments"])
-def get_appointment(appointment_id: str, _: CurrentUser, uow: UowDep) -> AppointmentRead:
+def get_appointment(appointment_id: Key, _: CurrentUser, uow: UowDep) -> AppointmentRead:
     """One appointment."""
     return service.get_appointment(uow=uow, appointment_id=appointment_id)
 
 
 @router.patch("/appointments/{appointment_id}", tags=["appointments"])
-def book_appointment(appointment_id: str, body: AppointmentBook, user: Nurse,
+def book_appointment(appointment_id: Key, body: AppointmentBook, user: Nurse,
                      uow: UowDep) -> AppointmentRead:
     """Book `scheduled_for` (nurse)."""
     result = service.book_appointment(uow=uow, appointment_id=appointment_id, body=body,
@@ -156,21 +157,21 @@ def void_refill(refill_id: str, body: RefillVoid, user: Clinician, uow: UowDep) 
 
 
 @router.get("/refills", tags=["refills"])
-def list_refills(_: CurrentUser, uow: UowDep, page: PageDep, pump_serial: str | None = None,
-                 patient_mrn: str | None = None) -> Page[RefillRead]:
+def list_refills(_: CurrentUser, uow: UowDep, page: PageDep, pump_serial: Key | None = None,
+                 patient_mrn: Key | None = None) -> Page[RefillRead]:
     """Refills, newest first."""
     return service.list_refills(uow=uow, page=page, pump_serial=pump_serial,
                                 patient_mrn=patient_mrn)
 
 
 @router.get("/refills/{refill_id}", tags=["refills"])
-def get_refill(refill_id: str, _: CurrentUser, uow: UowDep) -> RefillRead:
+def get_refill(refill_id: Key, _: CurrentUser, uow: UowDep) -> RefillRead:
     """One refill."""
     return service.get_refill(uow=uow, refill_id=refill_id)
 
 
 @router.get("/pumps/{serial}/flow-readings", tags=["refills"])
-def flow_readings(serial: str, _: CurrentUser, uow: UowDep, page: PageDep) -> Page[FlowReading]:
+def flow_readings(serial: Key, _: CurrentUser, uow: UowDep, page: PageDep) -> Page[FlowReading]:
     """The measured flow series of a pump, oldest first."""
     return service.flow_readings(uow=uow, pump_serial=serial, page=page)
 
@@ -180,19 +181,19 @@ def flow_readings(serial: str, _: CurrentUser, uow: UowDep, page: PageDep) -> Pa
 @router.get("/deliveries", tags=["deliveries"])
 def list_deliveries(_: CurrentUser, uow: UowDep, page: PageDep,
                     status: DeliveryStatus | None = None,
-                    patient_mrn: str | None = None) -> Page[DeliveryRead]:
+                    patient_mrn: Key | None = None) -> Page[DeliveryRead]:
     """Drug delivery orders, by needed-by time."""
     return deliveries.list_deliveries(uow=uow, page=page, status=status, patient_mrn=patient_mrn)
 
 
 @router.get("/deliveries/{delivery_id}", tags=["deliveries"])
-def get_delivery(delivery_id: str, _: CurrentUser, uow: UowDep) -> DeliveryRead:
+def get_delivery(delivery_id: Key, _: CurrentUser, uow: UowDep) -> DeliveryRead:
     """One delivery (its id is the pharmacy's order_id) with its history."""
     return deliveries.get_delivery(uow=uow, delivery_id=delivery_id)
 
 
 @router.post("/deliveries/{delivery_id}/status", tags=["deliveries"])
-def delivery_status(delivery_id: str, body: DeliveryStatusIn, user: Pharmacist,
+def delivery_status(delivery_id: Key, body: DeliveryStatusIn, user: Pharmacist,
                     uow: UowDep) -> DeliveryRead:
     """The HTTP twin of the pharmacy's status message (pharmacist). A repeat changes nothing;
     a status that would move the order backwards is recorded in its history and answered 409."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from shared.schemas import RequestModel
+from shared.text import LINE_BREAKS, LINE_PATTERN, Centre, Code, Key, Line, Paragraph, text_rules
 
 Regimen = Literal["fudr_alternating", "saline_maintenance"]
 FillType = Literal["chemo", "saline"]
@@ -17,6 +18,12 @@ DueBasis = Literal["interval", "projected_empty"]
 TherapyAction = Literal["pause", "resume", "stop"]
 RefillStatus = Literal["recorded", "entered_in_error"]
 PharmacyStatus = Literal["accepted", "rejected", "compounded", "dispatched", "delivered"]
+# free text that may be left empty: a refill's notes, a pharmacy's reason
+Notes = Annotated[str, StringConstraints(max_length=4000), text_rules(keep=LINE_BREAKS,
+                                                                      not_blank=False)]
+# the pharmacy's own lot number of a compounded fill (its format is the pharmacy's)
+PharmacyLot = Annotated[str, StringConstraints(max_length=100, pattern=LINE_PATTERN),
+                        text_rules(not_blank=False)]
 
 
 class _Read(BaseModel):
@@ -26,12 +33,12 @@ class _Read(BaseModel):
 class PatientCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    mrn: str = Field(min_length=1, max_length=64)
-    given_name: str = Field(min_length=1, max_length=200)
-    family_name: str = Field(min_length=1, max_length=200)
+    mrn: Code
+    given_name: Line
+    family_name: Line
     birth_date: date
     weight_kg: float = Field(gt=0, le=500)
-    center: str = Field(min_length=1, max_length=100)
+    center: Centre
     height_cm: float | None = Field(default=None, gt=0, le=300)
     sex: Sex | None = None
 
@@ -39,11 +46,11 @@ class PatientCreate(RequestModel):
 class PatientUpdate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    given_name: str | None = Field(default=None, min_length=1, max_length=200)
-    family_name: str | None = Field(default=None, min_length=1, max_length=200)
+    given_name: Line | None = None
+    family_name: Line | None = None
     birth_date: date | None = None
     weight_kg: float | None = Field(default=None, gt=0, le=500)
-    center: str | None = Field(default=None, min_length=1, max_length=100)
+    center: Centre | None = None
     height_cm: float | None = Field(default=None, gt=0, le=300)
     sex: Sex | None = None
 
@@ -64,8 +71,8 @@ class PatientRead(_Read):
 class TherapyCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    patient_mrn: str = Field(min_length=1, max_length=64)
-    pump_serial: str = Field(min_length=1, max_length=100)
+    patient_mrn: Code
+    pump_serial: Code
     regimen: Regimen
     start_on: date
     refill_interval_days: int | None = Field(default=None, ge=1, le=120)
@@ -73,9 +80,9 @@ class TherapyCreate(RequestModel):
     dosing_weight: DosingWeightMode = "actual"
     dexamethasone_mg: float | None = Field(default=None, ge=0)
     heparin_units: float | None = Field(default=None, ge=0)
-    fill_volume_ml: float | None = Field(default=None, gt=0)
-    dose_override_reason: str | None = Field(
-        default=None, min_length=1, max_length=2000,
+    fill_volume_ml: float | None = Field(default=None, gt=0, le=1000)
+    dose_override_reason: Paragraph | None = Field(
+        default=None,
         description="an oncologist's reason for a FUDR dose outside the label range "
                     "(0.1–0.6 mg/kg/day by default); the token's subject is recorded as "
                     "dose_override_by")
@@ -89,14 +96,14 @@ class TherapyUpdate(RequestModel):
     action: TherapyAction | None = Field(
         default=None, description="pause (no pharmacy orders; open orders cancelled), resume, "
                                   "or stop (open appointments and orders cancelled; final)")
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Paragraph | None = None
     refill_interval_days: int | None = Field(default=None, ge=1, le=120)
     fudr_mg_per_kg_day: float | None = Field(default=None, gt=0)
     dosing_weight: DosingWeightMode | None = None
     dexamethasone_mg: float | None = Field(default=None, ge=0)
     heparin_units: float | None = Field(default=None, ge=0)
-    fill_volume_ml: float | None = Field(default=None, gt=0)
-    dose_override_reason: str | None = Field(default=None, min_length=1, max_length=2000)
+    fill_volume_ml: float | None = Field(default=None, gt=0, le=1000)
+    dose_override_reason: Paragraph | None = None
 
 
 class TherapyRead(_Read):
@@ -148,14 +155,14 @@ class AppointmentBook(RequestModel):
 class RefillCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    pump_serial: str = Field(min_length=1, max_length=100)
+    pump_serial: Code
     performed_at: AwareDatetime
     residual_volume_ml: float = Field(ge=0, le=1000)
     fill_volume_ml: float = Field(gt=0, le=1000)
     fill_type: FillType
-    appointment_id: str | None = None
-    delivery_id: str | None = None
-    notes: str | None = Field(default=None, max_length=4000)
+    appointment_id: Key | None = None
+    delivery_id: Key | None = None
+    notes: Notes | None = None
 
 
 class RefillRead(_Read):
@@ -191,7 +198,7 @@ class RefillVoid(RequestModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Paragraph
 
     @field_validator("reason")
     @classmethod
@@ -247,6 +254,6 @@ class DeliveryStatusIn(RequestModel):
 
     status: PharmacyStatus
     at: AwareDatetime
-    reason: str | None = Field(default=None, max_length=2000)
-    lot: str | None = Field(default=None, max_length=100)
+    reason: Notes | None = None
+    lot: PharmacyLot | None = None
     beyond_use_at: AwareDatetime | None = None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from shared.text import LINE_BREAKS, Key, text_rules
 
 ORDERS_QUEUE = "pharmacy.orders"
 STATUS_QUEUE = "scheduling.pharmacy-status"
@@ -56,9 +58,10 @@ class OrderStatusData(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    order_id: str
+    order_id: Key
     status: OrderStatus
     at: AwareDatetime
-    reason: str | None = None
-    lot: str | None = None
+    # the pharmacy's text, refused (dead-lettered) when no database could hold it
+    reason: Annotated[str, text_rules(keep=LINE_BREAKS, not_blank=False)] | None = None
+    lot: Annotated[str, text_rules(not_blank=False)] | None = None
     beyond_use_at: AwareDatetime | None = None
