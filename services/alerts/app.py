@@ -9,6 +9,7 @@ from services.alerts import handlers, jobs, paging
 from services.alerts.channels import Channels
 from services.alerts.models import metadata, platform
 from services.alerts.routes import router
+from shared.audit import audit_router
 from shared.clock import Clock
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, Subscription, build_runtime
@@ -42,5 +43,5 @@ def bootstrap(
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
     """Alerts's FastAPI app."""
-    return create_service_app(runtime, [router], title="HAI alerts",
+    return create_service_app(runtime, [router, audit_router()], title="HAI alerts",
                               description="Alerts, escalation, on-call rotations, silences, pages")

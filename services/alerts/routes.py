@@ -23,6 +23,7 @@ from services.alerts.schemas import (
     SilenceRead,
     TimelineEntry,
 )
+from shared.audit import ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
@@ -37,22 +38,23 @@ Center = Annotated[str, Path(min_length=1, max_length=100)]
 
 @router.get("/alerts")
 def list_alerts(
-    _: CurrentUser, uow: UowDep, page: PageDep,
+    uow: UowDep, audit: ReadAuditDep, page: PageDep,
     status: AlertStatus | None = None, severity: Severity | None = None,
     kind: Annotated[str | None, Query(max_length=50)] = None,
     patient_mrn: Annotated[str | None, Query(max_length=100)] = None,
     pump_serial: Annotated[str | None, Query(max_length=100)] = None,
     center: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Page[AlertRead]:
-    """Alerts, newest first."""
-    return service.list_alerts(uow=uow, page=page, status=status, severity=severity, kind=kind,
-                               patient_mrn=patient_mrn, pump_serial=pump_serial, center=center)
+    """Alerts, newest first (the patients read are audited)."""
+    return audit.page(service.list_alerts(
+        uow=uow, page=page, status=status, severity=severity, kind=kind,
+        patient_mrn=patient_mrn, pump_serial=pump_serial, center=center))
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(_: CurrentUser, uow: UowDep, alert_id: str) -> AlertDetail:
-    """One alert with its timeline."""
-    return service.get_alert(uow=uow, alert_id=alert_id)
+def get_alert(uow: UowDep, audit: ReadAuditDep, alert_id: str) -> AlertDetail:
+    """One alert with its timeline (the read is audited)."""
+    return audit.item(service.get_alert(uow=uow, alert_id=alert_id))
 
 
 @router.get("/alerts/{alert_id}/timeline")
