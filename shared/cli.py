@@ -150,7 +150,12 @@ def _start_worker(module: Any, runtime: Any) -> Any:
 
 
 @app.command()
-def worker(service: Annotated[str, typer.Argument(help="inventory | scheduling | alerts")]) -> None:
+def worker(
+    service: Annotated[str, typer.Argument(help="inventory | scheduling | alerts")],
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve the worker's Prometheus metrics (queue depths, consumer outcomes, job "
+             "heartbeats, page failures) on this port")] = None,
+) -> None:
     """Run a service's background work alone: outbox relay, consumers, scheduled jobs."""
     from shared.runtime import Worker
 
@@ -161,6 +166,10 @@ def worker(service: Annotated[str, typer.Argument(help="inventory | scheduling |
     upgrade(service, settings.database_url(service))
     runtime = service_module(service).bootstrap(settings)
     work = Worker(runtime)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, registry=runtime.registry)
     settle_heap()
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

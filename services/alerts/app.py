@@ -38,6 +38,7 @@ def bootstrap(
         runtime.subscriptions.append(Subscription(
             queue=spec, handlers={t: h for t, h in every_handler.items() if t in handled}))
     runtime.jobs.extend(jobs.jobs(runtime))
+    paging.page_failures(runtime)  # on /metrics from the start, before any page fails
     return runtime
 
 

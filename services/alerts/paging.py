@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 from sqlalchemy import select, update
 
 from services.alerts.channels import Channels, PageMessage, SendError, page_alert
@@ -253,7 +254,22 @@ def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
     for claim, error in zip(claims, errors, strict=True):
         status = record_result(runtime.uow_factory, claim, error, settings=settings)
         facts[status] = facts.get(status, 0) + 1
+        if status in (RETRYING, FAILED):
+            page_failures(runtime).labels(channel=claim.page.channel, result=status).inc()
     return facts
+
+
+def page_failures(runtime: ServiceRuntime) -> Counter:
+    """`hai_page_failures_total{channel,result}`: failed attempts (`retrying`) and pages given
+    up (`failed`), by channel (made once per runtime)."""
+    with _METRIC_LOCK:
+        counter: Counter | None = runtime.extra.get("page_failures")
+        if counter is None:
+            counter = Counter("hai_page_failures_total",
+                              "Failed page attempts by channel; result failed when given up",
+                              ["channel", "result"], registry=runtime.registry)
+            runtime.extra["page_failures"] = counter
+        return counter
 
 
 def run_pager(runtime: ServiceRuntime) -> dict[str, Any]:
@@ -307,6 +323,7 @@ def kicker(runtime: ServiceRuntime) -> PagerKick:
 
 
 _KICK_LOCK = threading.Lock()
+_METRIC_LOCK = threading.Lock()
 
 
 def channels_of(runtime: ServiceRuntime) -> Channels:
