@@ -16,6 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine, MetaData
 
+from shared import tracing
 from shared.clock import Clock, SystemClock
 from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping
 from shared.logging import safe_error
@@ -123,6 +124,8 @@ def build_runtime(
     """The common part of every service's bootstrap."""
     clock = clock or SystemClock()
     engine = engine or make_engine(settings.database_url(name))
+    tracing.configure(settings.otlp_endpoint, name)
+    tracing.instrument_engine(engine)
     return ServiceRuntime(
         name=name,
         settings=settings,

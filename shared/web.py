@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import tracing
 from shared.auth import TokenVerifier
 from shared.clock import Clock
 from shared.db import UnitOfWork
@@ -107,6 +108,7 @@ def create_service_app(
     app.state.token_verifier = TokenVerifier(runtime.settings)
     install_error_handlers(app)
     app.add_middleware(_Metrics, runtime=runtime)
+    tracing.instrument_app(app)
     if runtime.settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=runtime.settings.cors_origins,
                            allow_methods=["*"], allow_headers=["*"])

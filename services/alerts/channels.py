@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import structlog
 
+from shared import tracing
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -68,8 +69,11 @@ class Channels:
 
     def _webhook(self, page: PageMessage) -> None:
         try:
-            response = self.http.post(page.address, json=page.body(),
-                                      headers={"Idempotency-Key": page.notification_id})
+            # the page's trace goes with it (W3C traceparent), when tracing is on
+            traceparent = tracing.current_traceparent()
+            response = self.http.post(page.address, json=page.body(), headers={
+                "Idempotency-Key": page.notification_id,
+                **({"traceparent": traceparent} if traceparent else {})})
         except httpx.HTTPError as exc:
             raise SendError(f"webhook: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 300:

@@ -92,6 +92,8 @@ class Notification(Base):
     claim_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # W3C traceparent of the work that planned the page (tracing on): the page joins its trace
+    traceparent: Mapped[str | None] = mapped_column(String(55), nullable=True)
 
     __table_args__ = (
         Index("ix_notifications_due", "status", "next_attempt_at"),

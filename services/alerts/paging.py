@@ -28,6 +28,7 @@ from services.alerts.models import Alert, Notification, OncallSchedule
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
 from services.alerts.records import alert_data, timeline
 from services.alerts.rules import CRITICAL
+from shared import tracing
 from shared.contracts.alerts import NotificationData
 from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres, new_id
 from shared.events import EventType
@@ -71,7 +72,7 @@ def plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
     notification = Notification(
         id=new_id(), alert_id=alert.id, level=level, channel=member.channel,
         recipient=member.name, address=member.address, status=PENDING, attempts=0,
-        created_at=now, next_attempt_at=now,
+        created_at=now, next_attempt_at=now, traceparent=tracing.current_traceparent(),
     )
     uow.session.add(notification)
     alert.escalation_level = max(alert.escalation_level, level)
@@ -124,6 +125,7 @@ class Claim:
 
     token: str
     page: PageMessage
+    traceparent: str | None = None
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -161,7 +163,7 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: Settings,
                 address=notification.address, recipient=notification.recipient,
                 level=notification.level, alert=page_alert(alert_data(alert)),
                 ack_url=f"{settings.dashboard_url.rstrip('/')}/alerts/{alert.id}",
-            )))
+            ), traceparent=notification.traceparent))
         uow.commit()
     return claims
 
@@ -229,6 +231,12 @@ def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | Non
 
 def send(channels: Channels, claim: Claim) -> str | None:
     """Send one claimed page; the error text, or None when it got through."""
+    with tracing.span(f"page {claim.page.channel}", parent=claim.traceparent, kind="producer",
+                      **{"hai.notification_id": claim.page.notification_id}):
+        return _send(channels, claim)
+
+
+def _send(channels: Channels, claim: Claim) -> str | None:
     try:
         channels.send(claim.page)
     except SendError as exc:

@@ -28,6 +28,7 @@ class WebhookReceiver:
         self.fail_first = fail_first
         self.always_fail = always_fail
         self.pages: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.attempts = 0
         self.arrived_at: list[float] = []
         self.lock = threading.Lock()
@@ -41,6 +42,7 @@ class WebhookReceiver:
                     failing = receiver.always_fail or receiver.attempts <= receiver.fail_first
                     if not failing:
                         receiver.pages.append(json.loads(body))
+                        receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
                         receiver.arrived_at.append(time.perf_counter())
                 self.send_response(503 if failing else 200)
                 self.send_header("content-length", "0")
