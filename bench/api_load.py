@@ -295,7 +295,11 @@ def run(duration_s: int = 30, connections: int = 32, pumps: int = 400, warmup_s:
         dbs = {s: stack.enter_context(database(s[:3])) for s in SERVICES}
         urls = {s: f"http://127.0.0.1:{free_port()}" for s in SERVICES}
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hai-bench-api-")))
+        # the load refills each pump an hour after its previous fill: the clinical minimum
+        # (24 h) would refuse them, so the services and the baseline allow that step
+        min_interval = {"HAI_MIN_REFILL_INTERVAL_HOURS": str(REFILL_STEP_S / 3600)}
         env = {**os.environ, "HAI_AMQP_URL": amqp, "HAI_LOG_LEVEL": "WARNING", "HAI_ENV": "development",
+               **min_interval,
                **{f"HAI_{s.upper()}_DATABASE_URL": u for s, u in dbs.items()},
                **{f"HAI_{s.upper()}_URL": u for s, u in urls.items()}}
         procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -326,7 +330,8 @@ def run(duration_s: int = 30, connections: int = 32, pumps: int = 400, warmup_s:
             bare = subprocess.Popen(
                 [sys.executable, "-m", "bench.bare_app", "--port", bare_url.rsplit(":", 1)[1],
                  "--inventory-db", dbs["inventory"], "--scheduling-db", dbs["scheduling"]],
-                cwd=str(ROOT), stdout=bare_log, stderr=subprocess.STDOUT)
+                cwd=str(ROOT), stdout=bare_log, stderr=subprocess.STDOUT,
+                env={**os.environ, **min_interval})
             stack.callback(stop, bare)
             wait_ready(bare_url, bare, path="/healthz")
 

@@ -19,7 +19,7 @@ import argparse
 import base64
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 import uvicorn
@@ -30,9 +30,16 @@ from sqlalchemy.orm import sessionmaker
 
 from services.inventory.models import Pump
 from services.inventory.schemas import PumpRead
-from services.scheduling.flow import PreviousFill, next_fill_type, refill_figures, refill_problems
+from services.scheduling.flow import (
+    PreviousFill,
+    next_due,
+    next_fill_type,
+    refill_figures,
+    refill_problems,
+)
 from services.scheduling.models import Appointment, ImplantedPump, Refill, Therapy
 from services.scheduling.schemas import AppointmentRead, RefillCreate, RefillRead
+from shared.settings import Settings
 
 OPEN_THERAPY = ("active", "paused")
 POOL = {"pool_size": 10, "max_overflow": 20}  # the services' pool (shared.db.make_engine)
@@ -50,6 +57,7 @@ def _cursor(appt: Appointment) -> str:
 
 def create_app(inventory_db_url: str, scheduling_db_url: str) -> FastAPI:
     """The bare app on the two databases."""
+    settings = Settings()  # the same refill rules as the service (HAI_MIN_REFILL_INTERVAL_HOURS)
     inventory = sessionmaker(bind=create_engine(inventory_db_url, **POOL), expire_on_commit=False)
     scheduling = sessionmaker(bind=create_engine(scheduling_db_url, **POOL), expire_on_commit=False)
     app = FastAPI(title="bare baseline")
@@ -109,7 +117,8 @@ def create_app(inventory_db_url: str, scheduling_db_url: str) -> FastAPI:
                                        residual_volume_ml=body.residual_volume_ml,
                                        fill_volume_ml=body.fill_volume_ml,
                                        reservoir_ml=pump.reservoir_ml, previous=previous,
-                                       implanted_at=pump.implanted_at)
+                                       implanted_at=pump.implanted_at,
+                                       min_interval_hours=settings.min_refill_interval_hours)
             if problems:
                 raise HTTPException(422, [{"field": f, "message": m} for f, m in problems])
             figures = refill_figures(performed_at=performed_at,
@@ -129,11 +138,15 @@ def create_app(inventory_db_url: str, scheduling_db_url: str) -> FastAPI:
                 expected_flow_ml_per_day=figures.expected_flow_ml_per_day,
                 flow_deviation_pct=figures.flow_deviation_pct, outside_window=False,
                 projected_empty_at=figures.projected_empty_at, recorded_by="bare", created_at=now)
+            due_at, due_basis = next_due(performed_at=performed_at,
+                                         interval_days=therapy.refill_interval_days,
+                                         projected_empty_at=figures.projected_empty_at,
+                                         near_empty_hours=settings.near_empty_hours)
             nxt = Appointment(
                 id=_new_id(), therapy_id=therapy.id, patient_mrn=therapy.patient_mrn, center=center,
                 pump_serial=pump.serial_number,
                 fill_type=next_fill_type(therapy.regimen, body.fill_type),
-                due_at=performed_at + timedelta(days=therapy.refill_interval_days),
+                due_at=due_at, due_basis=due_basis,
                 scheduled_for=None, status="scheduled", projected_empty_at=figures.projected_empty_at,
                 delivery_id=None, created_at=now, updated_at=now)
             refill.next_appointment_id = nxt.id

@@ -15,6 +15,7 @@ from shared.clock import Clock, SystemClock
 from shared.settings import Settings, get_settings
 
 ROLES = ("nurse", "pharmacist", "oncologist", "biomed", "oncall", "admin", "service")
+KNOWN_ROLES = frozenset(ROLES)
 ALGORITHMS_DEV = ["HS256"]
 # a verified token is trusted again, without its signature checked, until it expires but for at
 # most this long (so a signing key withdrawn from the JWKS stops working soon after)
@@ -32,6 +33,11 @@ class Principal:
 
     def has_any(self, roles: tuple[str, ...] | frozenset[str]) -> bool:
         return "admin" in self.roles or bool(self.roles & set(roles))
+
+    @property
+    def has_known_role(self) -> bool:
+        """At least one role of ROLES: a signed token without one may read nothing."""
+        return bool(self.roles & KNOWN_ROLES)
 
 
 class TokenVerifier:
@@ -127,11 +133,9 @@ async def get_verifier(request: Request) -> TokenVerifier:
     return verifier
 
 
-async def current_principal(request: Request,
-                            verifier: Annotated[TokenVerifier, Depends(get_verifier)]) -> Principal:
-    """The caller, from the bearer token; 401 when missing or invalid."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+async def authenticate(authorization: str, verifier: TokenVerifier) -> Principal:
+    """The caller of an `Authorization` header: 401 when missing or invalid, 403 without a known role."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("missing bearer token")
     try:
@@ -143,8 +147,25 @@ async def current_principal(request: Request,
         raise _unauthorized("token expired") from exc
     except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
         raise _unauthorized(f"invalid token: {exc}") from exc
+    if not principal.has_known_role:
+        raise no_known_role()
+    return principal
+
+
+async def current_principal(request: Request,
+                            verifier: Annotated[TokenVerifier, Depends(get_verifier)]) -> Principal:
+    """The caller, from the bearer token (already checked by the request gate, when the app has one)."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        principal = await authenticate(request.headers.get("authorization", ""), verifier)
     request.state.actor = principal.sub
     return principal
+
+
+def no_known_role() -> HTTPException:
+    """403 for a valid token that carries none of ROLES (CONTRACT: even reads need one)."""
+    return HTTPException(status_code=403,
+                         detail=f"the token carries no known role; needs one of {sorted(ROLES)}")
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger(__name__)
 
@@ -17,7 +19,7 @@ PROBLEM_JSON = "application/problem+json"
 BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's 400 for an undecodable body
 TITLES = {
     400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-    405: "Method not allowed", 409: "Conflict", 415: "Unsupported media type",
+    405: "Method not allowed", 409: "Conflict", 413: "Content too large", 415: "Unsupported media type",
     422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error",
     503: "Service unavailable",
 }
@@ -51,6 +53,7 @@ PROBLEM_DESCRIPTIONS = {
     404: "unknown resource",
     409: "state conflict (the detail says the current state), or an Idempotency-Key reused "
          "with another body",
+    413: "the request body is over the size limit (HAI_MAX_BODY_BYTES)",
     422: "bad input; `errors` names each bad field",
     503: "a dependency (database, broker) is unavailable",
 }
@@ -164,7 +167,52 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # the route template, never the raw path: a path may carry an MRN
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        log.exception("request.failed", method=request.method, route=route)
-        return problem(500, "internal error; it has been logged")
+        # reached only when ServerErrorGuard is not in front (it answers 500s itself)
+        _log_failure(request.scope)
+        return server_error()
+
+
+def server_error() -> JSONResponse:
+    """The 500 problem; it closes the connection, since the server may drop it after an error."""
+    return problem(500, "internal error; it has been logged", headers={"connection": "close"})
+
+
+def _log_failure(scope: Scope) -> None:
+    # the route template, never the raw path: a path may carry an MRN
+    route = getattr(scope.get("route"), "path", "unmatched")
+    log.exception("request.failed", method=scope.get("method"), route=route)
+
+
+class ServerErrorGuard:
+    """Answer an unexpected exception with the 500 problem and `Connection: close`, and stop it here.
+
+    Left to Starlette, the exception is re-raised after the 500 is sent and the server then
+    resets the connection, without having told a keep-alive client it would: the client's next
+    request on that connection fails. Here the answer says `Connection: close`, its body is sent
+    whole, and the server closes the connection cleanly after it."""
+
+    def __init__(self, app: ASGIApp, respond: Callable[[], Response] | None = None) -> None:
+        self.app = app
+        self.respond = respond or server_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if started:
+                raise  # too late for an answer: the server drops the connection
+            _log_failure(scope)
+            response = self.respond()
+            response.headers["connection"] = "close"
+            await response(scope, receive, send)

@@ -31,6 +31,8 @@ class EventType:
     DELIVERY_LATE = "hai.scheduling.delivery.late"
     SWEEP_COMPLETED = "hai.scheduling.sweep.completed"
     RESERVOIR_NEAR_EMPTY = "hai.scheduling.reservoir.near_empty"  # added to the contract
+    REFILL_VOIDED = "hai.scheduling.refill.voided"
+    ORDER_REFUSED = "hai.scheduling.order.refused"  # added to the contract
     ALERT_RAISED = "hai.alerts.alert.raised"
     ALERT_ACKNOWLEDGED = "hai.alerts.alert.acknowledged"
     ALERT_RESOLVED = "hai.alerts.alert.resolved"

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     worker_heartbeat_file: str | None = None  # touched while a worker's threads live (pod liveness)
+    # a request body over this is refused with 413 before anything parses it (CONTRACT, HTTP)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
     # messaging
     outbox_poll_seconds: float = 0.5
@@ -55,12 +57,18 @@ class Settings(BaseSettings):
     refill_window_days: int = 4
     due_soon_hours: int = 48
     near_empty_hours: int = 72
+    min_refill_interval_hours: float = 24.0  # DOMAIN.md, Safety rules
     pharmacy_lead_time_days: int = 3
     delivery_late_hours: int = 12
     fudr_default_mg_per_kg_day: float = 0.12
     fudr_label_min_mg_per_kg_day: float = 0.1
     fudr_label_max_mg_per_kg_day: float = 0.6
     adjusted_weight_threshold_pct: float = 25.0
+    # hard limits per fill (DOMAIN.md, Safety rules): no override passes them
+    fudr_hard_min_mg_per_kg_day: float = 0.05
+    fudr_hard_max_mg_per_kg_day: float = 1.0
+    dexamethasone_hard_max_mg: float = 50.0
+    heparin_hard_max_units: float = 100_000.0
 
     # alerts (DOMAIN.md; CONTRACT.md, Alerts)
     flow_warning_pct: float = 15.0
@@ -75,6 +83,8 @@ class Settings(BaseSettings):
     smtp_from: str = "hai-alerts@localhost"
     stale_after_intervals: int = 3
     page_sweep_seconds: float = 1.0  # how often the alerts pager looks for due pages and escalations
+    # production refuses webhook addresses on loopback and private ranges unless this is set
+    webhook_allow_private: bool = False
 
     @model_validator(mode="after")
     def _refuse_dev_defaults_in_production(self) -> Settings:

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import tracing
-from shared.auth import TokenVerifier
+from shared.auth import TokenVerifier, authenticate
 from shared.clock import Clock
 from shared.db import UnitOfWork
-from shared.errors import PROBLEM_SCHEMA, install_error_handlers, problem, problem_response
+from shared.errors import (
+    PROBLEM_SCHEMA,
+    ServerErrorGuard,
+    install_error_handlers,
+    problem,
+    problem_response,
+)
 from shared.runtime import ServiceRuntime
 
 log = structlog.get_logger(__name__)
@@ -95,6 +102,117 @@ class _Metrics:
                 log.warning("http.error", method=method, route=template, status=status)
 
 
+# answers the gate gives before the app sees the request; None lets the request through
+Admission = Callable[[Scope], Awaitable[Response | None]]
+
+
+class RequestGate:
+    """Admit a request before its body is read, then cap the body before anything parses it.
+
+    `admit` runs first (the services check the bearer token there: 401/403 without reading a
+    byte of the body); then a body over `max_body_bytes`, by its Content-Length or by the bytes
+    of a chunked upload as they come, is answered 413 and the rest of it is not read. A body
+    within the limit is buffered here and handed to the app whole."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, admit: Admission | None = None) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.admit = admit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = _content_length(headers)
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        unread_body = chunked or (declared or 0) > 0
+        if self.admit is not None:
+            refusal = await self.admit(scope)
+            if refusal is not None:
+                # a large or unknown body is not worth draining: close the connection after this
+                if chunked or (declared or 0) > self.max_body_bytes:
+                    refusal.headers["connection"] = "close"
+                await refusal(scope, receive, send)
+                return
+        if declared is not None and declared > self.max_body_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        if not unread_body:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left; nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(413, f"the request body is over the limit of {self.max_body_bytes} bytes",
+                           headers={"connection": "close"})
+        await response(scope, receive, send)
+
+
+def _content_length(headers: Headers) -> int | None:
+    raw = headers.get("content-length")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None  # the server refuses such a request before it reaches us
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the buffered body once, then whatever the connection says next."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def bearer_admission(protected_prefix: str = "/v1") -> Admission:
+    """The services' admission: every route under /v1 needs a valid token with a known role."""
+
+    async def admit(scope: Scope) -> Response | None:
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):  # behind a proxy's prefix, as the router sees it
+            path = path[len(root_path):]
+        if scope["method"] == "OPTIONS" or not (path == protected_prefix
+                                                 or path.startswith(protected_prefix + "/")):
+            return None
+        app = scope["app"]
+        verifier = getattr(app.state, "token_verifier", None)
+        if verifier is None:
+            return problem(503, "no token verifier configured")
+        try:
+            principal = await authenticate(Headers(scope=scope).get("authorization", ""), verifier)
+        except HTTPException as exc:
+            return problem(exc.status_code, str(exc.detail),
+                           headers=dict(exc.headers) if exc.headers else None)
+        scope.setdefault("state", {})["principal"] = principal
+        return None
+
+    return admit
+
+
 def create_service_app(
     runtime: ServiceRuntime,
     routers: Sequence[APIRouter],
@@ -107,11 +225,14 @@ def create_service_app(
     app.state.runtime = runtime
     app.state.token_verifier = TokenVerifier(runtime.settings)
     install_error_handlers(app)
+    app.add_middleware(RequestGate, max_body_bytes=runtime.settings.max_body_bytes,
+                       admit=bearer_admission())
     app.add_middleware(_Metrics, runtime=runtime)
     tracing.instrument_app(app)
     if runtime.settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=runtime.settings.cors_origins,
                            allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(ServerErrorGuard)  # outermost of ours: a 500 from anything within
     for router in routers:
         app.include_router(router, prefix="/v1")
     app.include_router(health_router())
@@ -136,7 +257,7 @@ def document_problems(app: FastAPI) -> None:
 
 def with_problem_responses(spec: dict[str, Any]) -> dict[str, Any]:
     """401, 403 and 422 on every /v1 operation, 404 where the path names a resource or a write
-    looks one up, 409 on writes; all as problem+json (a route's own description is kept)."""
+    looks one up, 409 and 413 on writes; all as problem+json (a route's own description is kept)."""
     for path, operations in spec.get("paths", {}).items():
         if not path.startswith("/v1"):
             continue
@@ -148,7 +269,7 @@ def with_problem_responses(spec: dict[str, Any]) -> dict[str, Any]:
             if writes or "{" in path:
                 statuses.append(404)
             if writes:
-                statuses.append(409)
+                statuses += [409, 413]
             responses = operation["responses"]
             for status in statuses:
                 declared = responses.get(str(status), {})

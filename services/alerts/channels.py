@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import smtplib
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import structlog
 
+from services.alerts.webhooks import (
+    AddressRefused,
+    Resolver,
+    private_allowed,
+    resolve_target,
+    signature_headers,
+    system_resolver,
+)
 from shared import tracing
 from shared.settings import Settings
 
@@ -31,6 +42,8 @@ class PageMessage:
     level: int
     alert: dict[str, Any]
     ack_url: str
+    # signs a webhook page; kept out of the repr so that no log line carries it
+    webhook_secret: str | None = field(default=None, repr=False)
 
     def body(self) -> dict[str, Any]:
         """The webhook body of the contract: {alert, level, recipient, ack_url} (+ notification_id)."""
@@ -48,9 +61,27 @@ def page_alert(alert: dict[str, Any]) -> dict[str, Any]:
 class Channels:
     """The senders of every channel; one per runtime (its HTTP client keeps connections warm)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, resolve: Resolver = system_resolver) -> None:
         self.settings = settings
-        self.http = httpx.Client(timeout=settings.page_timeout_seconds)
+        self.resolve = resolve
+        # never follow a redirect: it could lead anywhere, past the address checks
+        self.http = self._client()
+        # pages go to a checked address, not a name; over TLS a kept connection was verified for
+        # one name, so each name has its own connections
+        self._tls: dict[str, httpx.Client] = {}
+        self._tls_lock = threading.Lock()
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(timeout=self.settings.page_timeout_seconds, follow_redirects=False)
+
+    def _client_for(self, tls_server_name: str | None) -> httpx.Client:
+        if tls_server_name is None:
+            return self.http
+        with self._tls_lock:
+            client = self._tls.get(tls_server_name)
+            if client is None:
+                client = self._tls[tls_server_name] = self._client()
+            return client
 
     def send(self, page: PageMessage) -> None:
         """Send a page; raise SendError when it did not get through."""
@@ -68,12 +99,26 @@ class Channels:
             raise SendError(f"unknown channel {page.channel!r}")
 
     def _webhook(self, page: PageMessage) -> None:
+        if not page.webhook_secret:
+            raise SendError("webhook: the on-call table has no signing secret; set one (PUT)")
         try:
-            # the page's trace goes with it (W3C traceparent), when tracing is on
-            traceparent = tracing.current_traceparent()
-            response = self.http.post(page.address, json=page.body(), headers={
-                "Idempotency-Key": page.notification_id,
-                **({"traceparent": traceparent} if traceparent else {})})
+            target = resolve_target(page.address, allow_private=private_allowed(self.settings),
+                                    resolve=self.resolve)
+        except AddressRefused as exc:
+            raise SendError(f"webhook: address refused: {exc}") from exc
+        body = json.dumps(page.body(), separators=(",", ":")).encode()
+        # the receiver judges the signature's age on its own clock: the wall clock, not ours
+        signed = signature_headers(page.webhook_secret, message_id=page.notification_id,
+                                   body=body, at=datetime.now(UTC))
+        headers = {"content-type": "application/json", "host": target.host_header,
+                   "Idempotency-Key": page.notification_id, **signed}
+        traceparent = tracing.current_traceparent()  # the page's trace goes with it, when on
+        if traceparent:
+            headers["traceparent"] = traceparent
+        extensions = {"sni_hostname": target.tls_server_name} if target.tls_server_name else {}
+        try:
+            response = self._client_for(target.tls_server_name).post(
+                target.url, content=body, headers=headers, extensions=extensions)
         except httpx.HTTPError as exc:
             raise SendError(f"webhook: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 300:
@@ -106,3 +151,6 @@ class Channels:
 
     def close(self) -> None:
         self.http.close()
+        with self._tls_lock:
+            for client in self._tls.values():
+                client.close()

@@ -12,8 +12,10 @@ from shared.contracts.scheduling import (
     AppointmentData,
     DeliveryData,
     FlowRecordedData,
+    OrderRefusedData,
     RefillCompletedData,
     RefillOverdueData,
+    RefillVoidedData,
     SweepCompletedData,
 )
 from shared.db import UnitOfWork
@@ -27,13 +29,15 @@ QUEUE = "alerts.events"
 # now, and must not wait behind the hundreds of due-soon, overdue and near-empty events a sweep
 # announces at once (behind them, the time to page went from ~50 ms to ~0.5–1 s at p99)
 FLOW_QUEUE = "alerts.flow"
-FLOW_TYPES = (EventType.FLOW_RECORDED,)
+# a refill entered in error withdraws the flow alert its reading raised: it rides the flow queue,
+# behind the reading it withdraws, never ahead of it
+FLOW_TYPES = (EventType.FLOW_RECORDED, EventType.REFILL_VOIDED)
 
 
 def queue_specs() -> tuple[QueueSpec, QueueSpec]:
     """The alerts queues, each bound to exactly the event types it handles: flow readings, and
-    the rest. No handler of one queue depends on the order of the other's events: no other
-    event clears a flow alert."""
+    the rest. No handler of one queue depends on the order of the other's events: only a voided
+    refill, on the flow queue too, clears a flow alert."""
     return (
         QueueSpec(name=FLOW_QUEUE, bindings=tuple((EVENTS_EXCHANGE, t) for t in FLOW_TYPES)),
         QueueSpec(name=QUEUE, bindings=tuple((EVENTS_EXCHANGE, t) for t in HANDLED_TYPES
@@ -47,7 +51,7 @@ HANDLED_TYPES = (
     EventType.REFILL_DUE_SOON, EventType.REFILL_OVERDUE, rules.RESERVOIR_NEAR_EMPTY,
     EventType.FLOW_RECORDED, EventType.REFILL_COMPLETED, EventType.DELIVERY_LATE,
     EventType.DELIVERY_UPDATED, EventType.SWEEP_COMPLETED, EventType.RECALL_ISSUED,
-    EventType.PUMP_EXPLANTED,
+    EventType.PUMP_EXPLANTED, EventType.REFILL_VOIDED, EventType.ORDER_REFUSED,
 )
 
 
@@ -89,5 +93,9 @@ def make_handlers(settings: Settings, kick: Callable[[], None]) -> dict[str, Han
             lambda e: rules.recall_issued(RecallIssuedData.model_validate(data_of(e)))),
         EventType.PUMP_EXPLANTED: applying(
             lambda e: rules.pump_explanted(PumpExplantedData.model_validate(data_of(e)))),
+        EventType.REFILL_VOIDED: applying(
+            lambda e: rules.refill_voided(RefillVoidedData.model_validate(data_of(e)))),
+        EventType.ORDER_REFUSED: applying(
+            lambda e: rules.order_refused(OrderRefusedData.model_validate(data_of(e)))),
         EventType.SWEEP_COMPLETED: heartbeat,
     }

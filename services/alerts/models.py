@@ -92,6 +92,8 @@ class Notification(Base):
     claim_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the on-call table that planned the page: its secret signs a webhook page
+    oncall_center: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # W3C traceparent of the work that planned the page (tracing on): the page joins its trace
     traceparent: Mapped[str | None] = mapped_column(String(55), nullable=True)
 
@@ -111,6 +113,8 @@ class OncallSchedule(Base):
     levels: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str] = mapped_column(String(200))
+    # signs the center's webhook pages (Standard Webhooks, `whsec_...`); never shown by a GET
+    webhook_secret: Mapped[str | None] = mapped_column(String(120), nullable=True)
 
 
 class Silence(Base):

@@ -72,7 +72,8 @@ def plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
     notification = Notification(
         id=new_id(), alert_id=alert.id, level=level, channel=member.channel,
         recipient=member.name, address=member.address, status=PENDING, attempts=0,
-        created_at=now, next_attempt_at=now, traceparent=tracing.current_traceparent(),
+        created_at=now, next_attempt_at=now, oncall_center=schedule.center,
+        traceparent=tracing.current_traceparent(),
     )
     uow.session.add(notification)
     alert.escalation_level = max(alert.escalation_level, level)
@@ -163,9 +164,19 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: Settings,
                 address=notification.address, recipient=notification.recipient,
                 level=notification.level, alert=page_alert(alert_data(alert)),
                 ack_url=f"{settings.dashboard_url.rstrip('/')}/alerts/{alert.id}",
+                webhook_secret=(signing_secret(uow, notification, alert)
+                                if notification.channel == "webhook" else None),
             ), traceparent=notification.traceparent))
         uow.commit()
     return claims
+
+
+def signing_secret(uow: UnitOfWork, n: Notification, alert: Alert) -> str | None:
+    """The secret of the on-call table that planned the page (pages planned before tables had
+    one named: the table that would plan it now)."""
+    schedule = (uow.session.get(OncallSchedule, n.oncall_center) if n.oncall_center
+                else schedule_for(uow, alert.center))
+    return schedule.webhook_secret if schedule is not None else None
 
 
 def _set_if_unchanged(uow: UnitOfWork, n: Notification, **values: Any) -> bool:

@@ -17,17 +17,19 @@ from services.alerts.schemas import (
     OncallIn,
     OncallNow,
     OncallRead,
+    OncallSet,
     ResolveIn,
     Severity,
     SilenceIn,
     SilenceRead,
     TimelineEntry,
 )
+from services.alerts.webhooks import private_allowed
 from shared.audit import ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
-from shared.web import UowDep
+from shared.web import RuntimeDep, UowDep
 
 router = APIRouter(tags=["alerts"])
 
@@ -84,9 +86,12 @@ def list_notifications(_: CurrentUser, uow: UowDep, page: PageDep,
 
 
 @router.put("/oncall/{center}")
-def put_oncall(user: Oncall, uow: UowDep, center: Center, body: OncallIn) -> OncallRead:
-    """Set a center's on-call levels (center `default` covers centers without one)."""
-    return service.put_oncall(uow=uow, center=center, body=body, actor=user.sub)
+def put_oncall(user: Oncall, uow: UowDep, runtime: RuntimeDep, center: Center,
+               body: OncallIn) -> OncallSet:
+    """Set a center's on-call levels (center `default` covers centers without one) and the secret
+    that signs its webhook pages (generated, and shown in this answer only, when none is set)."""
+    return service.put_oncall(uow=uow, center=center, body=body, actor=user.sub,
+                              allow_private=private_allowed(runtime.settings))
 
 
 @router.get("/oncall/{center}")

@@ -11,8 +11,10 @@ from shared.contracts.scheduling import (
     AppointmentData,
     DeliveryData,
     FlowRecordedData,
+    OrderRefusedData,
     RefillCompletedData,
     RefillOverdueData,
+    RefillVoidedData,
 )
 from shared.events import EventType
 
@@ -30,8 +32,9 @@ DELIVERY_LATE = "delivery_late"
 DELIVERY_REJECTED = "delivery_rejected"
 DEVICE_RECALLED_IMPLANTED = "device_recalled_implanted"
 SYSTEM_STALE = "system_stale"
+ORDER_REFUSED = "order_refused"  # added to the contract
 KINDS = (REFILL_DUE_SOON, REFILL_OVERDUE, RESERVOIR_NEAR_EMPTY_KIND, FLOW_ABNORMAL, DELIVERY_LATE,
-         DELIVERY_REJECTED, DEVICE_RECALLED_IMPLANTED, SYSTEM_STALE)
+         DELIVERY_REJECTED, DEVICE_RECALLED_IMPLANTED, SYSTEM_STALE, ORDER_REFUSED)
 REFILL_KINDS = (REFILL_DUE_SOON, REFILL_OVERDUE, RESERVOIR_NEAR_EMPTY_KIND)
 
 SYSTEM_STALE_KEY = "system_stale:scheduling"
@@ -59,12 +62,14 @@ class AlertFact:
 
 @dataclass(frozen=True)
 class ClearFact:
-    """Open alerts a condition that went away resolves: by dedup key, or by pump and kinds."""
+    """Open alerts a condition that went away resolves: by dedup key, by pump and kinds, or
+    (`refill_id`, with pump and kinds) the alerts that one refill's reading raised."""
 
     resolution: str
     dedup_key: str | None = None
     pump_serial: str | None = None
     kinds: tuple[str, ...] = ()
+    refill_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,10 @@ def flow_abnormal(data: FlowRecordedData, *, warning_pct: float, critical_pct: f
         summary=(f"pump {data.pump_serial} flow {direction}: {data.measured_flow_ml_per_day:.2f} "
                  f"mL/day vs {data.expected_flow_ml_per_day:.2f} labeled ({deviation_pct:+.1f} %)"),
         patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
-        details={"refill_id": data.refill_id, "flow_deviation_pct": deviation_pct,
+        # refill_ids: every reading that raised or repeated the alert, so that a reading
+        # entered in error later withdraws only its own part (a repeat replaces refill_id)
+        details={"refill_id": data.refill_id, "refill_ids": [data.refill_id],
+                 "flow_deviation_pct": deviation_pct,
                  "measured_flow_ml_per_day": data.measured_flow_ml_per_day,
                  "expected_flow_ml_per_day": data.expected_flow_ml_per_day,
                  "elapsed_days": data.elapsed_days},
@@ -151,6 +159,31 @@ def refill_completed(data: RefillCompletedData) -> RuleResult:
     return RuleResult(clear=(ClearFact(
         resolution=f"refill {data.id} completed at {_iso(data.performed_at)}",
         pump_serial=data.pump_serial, kinds=REFILL_KINDS,
+    ),))
+
+
+def refill_voided(data: RefillVoidedData) -> RuleResult:
+    """A refill entered in error withdraws the flow alert its reading raised (resolved with the
+    reason when no other reading backs it), and the alerts of the appointment it created."""
+    resolution = f"refill {data.refill_id} entered in error by {data.voided_by}: {data.reason}"
+    clears = [ClearFact(resolution=resolution, pump_serial=data.pump_serial,
+                        kinds=(FLOW_ABNORMAL,), refill_id=data.refill_id)]
+    if data.cancelled_appointment_id:
+        clears.extend(ClearFact(resolution=resolution, dedup_key=f"{kind}:{data.cancelled_appointment_id}")
+                      for kind in REFILL_KINDS)
+    return RuleResult(clear=tuple(clears))
+
+
+def order_refused(data: OrderRefusedData) -> RuleResult:
+    """A chemo fill whose pharmacy order was refused (a hard dose limit, a dose that cannot be
+    computed): critical, for the oncologist to correct the therapy before the fill is due."""
+    return RuleResult(raise_=(AlertFact(
+        kind=ORDER_REFUSED, severity=CRITICAL, dedup_key=f"{ORDER_REFUSED}:{data.appointment_id}",
+        summary=f"no pharmacy order sent for the {data.fill_type} fill of pump {data.pump_serial} "
+                f"due {_iso(data.due_at)}: {data.reason}",
+        patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
+        details={"appointment_id": data.appointment_id, "therapy_id": data.therapy_id,
+                 "field": data.field, "reason": data.reason, "due_at": _iso(data.due_at)},
     ),))
 
 
@@ -182,6 +215,12 @@ def delivery_updated(data: DeliveryData) -> RuleResult:
         return RuleResult(clear=(ClearFact(
             resolution=f"delivery {data.id} {data.status}",
             dedup_key=f"{DELIVERY_LATE}:{data.id}",
+        ),))
+    if data.status == "requested":
+        # the order of an appointment once refused went out after all (the therapy corrected)
+        return RuleResult(clear=(ClearFact(
+            resolution=f"order {data.id} sent to the pharmacy",
+            dedup_key=f"{ORDER_REFUSED}:{data.appointment_id}",
         ),))
     return RuleResult()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from services.alerts.rules import KINDS
+from services.alerts.webhooks import secret_problem
 from shared.contracts.alerts import AlertData, NotificationData
 from shared.schemas import RequestModel
 
@@ -92,6 +93,17 @@ class OncallIn(RequestModel):
 
     escalation_delay_seconds: int = Field(default=900, ge=1)
     levels: list[LevelIn] = Field(min_length=1, max_length=10)
+    # signs the webhook pages (Standard Webhooks); absent: the current one is kept, or one made
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="`whsec_` + base64 of 24 to 64 random bytes; never shown back")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _usable_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = secret_problem(value.get_secret_value()) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class OncallRead(BaseModel):
@@ -100,6 +112,12 @@ class OncallRead(BaseModel):
     levels: list[LevelIn]
     updated_at: AwareDatetime
     updated_by: str
+
+
+class OncallSet(OncallRead):
+    """The on-call table as set; `webhook_secret` only when this PUT generated it (shown once)."""
+
+    webhook_secret: str | None = None
 
 
 class ShiftRead(BaseModel):

@@ -28,12 +28,14 @@ from services.alerts.schemas import (
     OncallIn,
     OncallNow,
     OncallRead,
+    OncallSet,
     ShiftRead,
     SilenceIn,
     SilenceMatchers,
     SilenceRead,
     TimelineEntry,
 )
+from services.alerts.webhooks import new_secret, refusal_of_url
 from shared.db import UnitOfWork, is_postgres, new_id
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import EventType
@@ -83,7 +85,7 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Aler
             # +30 % kept saying +30 % after a +79 % reading); the severity keeps the worst
             entry.update(from_summary=alert.summary, to_summary=fact.summary)
             alert.summary = fact.summary
-        alert.details = {**alert.details, **fact.details}
+        alert.details = _merged_details(alert.details, fact.details)
         timeline(uow, alert, SYSTEM, "severity_raised" if rose else "repeated", entry)
         if rose:
             _audit(uow, alert, "alert.severity_raised", entry)
@@ -105,6 +107,22 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Aler
     uow.publish(EventType.ALERT_RAISED, alert_data(alert), subject=alert.id)
     log.info("alert.raised", alert_id=alert.id, kind=alert.kind, severity=alert.severity)
     return alert
+
+
+def _refill_ids(details: dict[str, Any]) -> list[str]:
+    """The readings behind an alert (alerts raised before `refill_ids` carry `refill_id` only)."""
+    ids = details.get("refill_ids")
+    if isinstance(ids, list):
+        return [str(i) for i in ids]
+    return [str(details["refill_id"])] if details.get("refill_id") else []
+
+
+def _merged_details(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    merged = {**old, **new}
+    if "refill_ids" in new:
+        earlier = _refill_ids(old)
+        merged["refill_ids"] = earlier + [i for i in _refill_ids(new) if i not in earlier]
+    return merged
 
 
 def _page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: Settings, reason: str) -> None:
@@ -133,9 +151,34 @@ def clear(uow: UnitOfWork, fact: ClearFact) -> list[Alert]:
     if is_postgres(uow.session):
         stmt = stmt.with_for_update()
     alerts = list(uow.session.execute(stmt).scalars())
+    if fact.refill_id is not None:
+        return _withdraw_reading(uow, alerts, fact)
     for alert in alerts:
         _resolve(uow, alert, actor=SYSTEM, resolution=fact.resolution, auto=True)
     return alerts
+
+
+def _withdraw_reading(uow: UnitOfWork, alerts: list[Alert], fact: ClearFact) -> list[Alert]:
+    """A reading entered in error: the alerts it alone raised resolve with the reason; one that
+    other readings repeated stays open, with the withdrawal on its timeline."""
+    changed = []
+    for alert in alerts:
+        ids = _refill_ids(alert.details)
+        if fact.refill_id not in ids:
+            continue
+        changed.append(alert)
+        left = [i for i in ids if i != fact.refill_id]
+        if not left:
+            _resolve(uow, alert, actor=SYSTEM, resolution=fact.resolution, auto=True)
+            continue
+        details = {**alert.details, "refill_ids": left}
+        if details.get("refill_id") == fact.refill_id:
+            details["refill_id"] = left[-1]
+        alert.details = details
+        timeline(uow, alert, SYSTEM, "reading_withdrawn",
+                 {"refill_id": fact.refill_id, "resolution": fact.resolution,
+                  "readings_left": left})
+    return changed
 
 
 def _resolve(uow: UnitOfWork, alert: Alert, *, actor: str, resolution: str, auto: bool) -> None:
@@ -245,22 +288,46 @@ def list_notifications(*, uow: UnitOfWork, page: PageParams,
 
 # ---- on-call -------------------------------------------------------------------------------
 
-def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str) -> OncallRead:
-    """Set (replace) a center's on-call levels and escalation delay."""
+def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str,
+               allow_private: bool) -> OncallSet:
+    """Set (replace) a center's on-call levels, escalation delay and webhook signing secret."""
+    check_webhook_addresses(body, allow_private=allow_private)
     schedule = uow.session.get(OncallSchedule, center)
     levels = [lv.model_dump(mode="json") for lv in body.levels]
     if schedule is None:
         schedule = OncallSchedule(center=center)
         uow.session.add(schedule)
+    generated = None
+    if body.webhook_secret is not None:
+        schedule.webhook_secret, secret_change = body.webhook_secret.get_secret_value(), "set"
+    elif schedule.webhook_secret is None:
+        generated = new_secret()
+        schedule.webhook_secret, secret_change = generated, "generated"
+    else:
+        secret_change = "kept"
     schedule.escalation_delay_seconds = body.escalation_delay_seconds
     schedule.levels = levels
     schedule.updated_at = uow.now()
     schedule.updated_by = actor
     uow.audit(actor=actor, action="oncall.updated", entity_type="oncall", entity_id=center,
               changes={"escalation_delay_seconds": body.escalation_delay_seconds,
-                       "levels": len(levels)})
+                       "levels": len(levels), "webhook_secret": secret_change})
     uow.commit()
-    return _oncall_read(schedule)
+    return OncallSet(center=schedule.center,
+                     escalation_delay_seconds=schedule.escalation_delay_seconds,
+                     levels=schedule.levels, updated_at=schedule.updated_at,
+                     updated_by=schedule.updated_by, webhook_secret=generated)
+
+
+def check_webhook_addresses(body: OncallIn, *, allow_private: bool) -> None:
+    """422 naming the first webhook address a page may not go to (CONTRACT: Alerts)."""
+    for i, level in enumerate(body.levels):
+        for j, member in enumerate(level.members):
+            if member.channel != "webhook":
+                continue
+            refusal = refusal_of_url(member.address, allow_private=allow_private)
+            if refusal:
+                raise Invalid(f"levels.{i}.members.{j}.address", f"refused: {refusal}")
 
 
 def _oncall_read(schedule: OncallSchedule) -> OncallRead:

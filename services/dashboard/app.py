@@ -6,19 +6,37 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+import structlog
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
-from services.dashboard import views
+from services.dashboard import csrf, views
 from services.dashboard.routes import router
-from services.dashboard.session import LoginRequired, login_url
+from services.dashboard.session import LoginRequired, login_url, read_session
 from shared.auth import TokenVerifier
 from shared.clock import Clock, SystemClock
+from shared.errors import ServerErrorGuard
 from shared.settings import Settings
+from shared.web import RequestGate
 
 HERE = Path(__file__).parent
+log = structlog.get_logger(__name__)
+
+
+@pass_context
+def _csrf_field(context: Any, login: bool = False) -> Markup:
+    return csrf.field(context["request"], login=login)
+
+
+@pass_context
+def _csrf_token(context: Any, login: bool = False) -> str:
+    return csrf.token(context["request"], login=login)
 
 
 def _templates() -> Jinja2Templates:
@@ -28,13 +46,17 @@ def _templates() -> Jinja2Templates:
     env.filters["parse_ts"] = views.parse_ts
     env.globals["relative"] = views.fmt_relative
     env.globals["flow_abnormal"] = views.is_flow_abnormal
+    env.globals["csrf_field"] = _csrf_field  # inside every <form method="post">
+    env.globals["csrf_token"] = _csrf_token  # the htmx header, on <body>
     return templates
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None,
                transport: httpx.BaseTransport | None = None) -> FastAPI:
     """The dashboard app; tests may pass a clock and an httpx transport for the API calls."""
-    app = FastAPI(title="HAI dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    # every state-changing request of every route: same origin, and the page's token
+    app = FastAPI(title="HAI dashboard", docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(csrf.protect)])
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
     app.state.transport = transport
@@ -46,10 +68,31 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        url = login_url(exc.next_path)
-        if request.headers.get("hx-request") == "true":
-            return HTMLResponse("", headers={"HX-Redirect": url})
-        return RedirectResponse(url, status_code=303)
+        return _to_sign_in(request, exc.next_path)
+
+    async def _signed_in_first(scope: Scope) -> Response | None:
+        # a form posted without a session goes to sign in before its body is read
+        if scope["method"] != "POST" or scope["path"] in SESSIONLESS_POSTS:
+            return None
+        request = Request(scope)
+        verifier = app.state.verifier
+        if verifier.uses_jwks:  # may fetch the key set: not on the event loop
+            found = await run_in_threadpool(read_session, request, verifier)
+        else:
+            found = read_session(request, verifier)
+        return None if found is not None else _to_sign_in(request, request.url.path)
+
+    app.add_middleware(RequestGate, max_body_bytes=settings.max_body_bytes, admit=_signed_in_first)
+    app.add_middleware(ServerErrorGuard, respond=_server_error_page)
+
+    @app.exception_handler(csrf.CsrfRejected)
+    async def _csrf_rejected(request: Request, exc: csrf.CsrfRejected) -> Response:
+        log.warning("dashboard.csrf_refused", method=request.method, path=request.url.path,
+                    reason=exc.reason)
+        templates: Jinja2Templates = request.app.state.templates
+        return templates.TemplateResponse(request, "forbidden.html",
+                                          {"settings": settings, "user": None, "reason": exc.reason},
+                                          status_code=403)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -71,3 +114,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         return response
 
     return app
+
+
+SESSIONLESS_POSTS = frozenset({"/login", "/logout"})
+
+
+def _server_error_page() -> Response:
+    return HTMLResponse("<!doctype html><title>Error</title><p>Something went wrong; it has been "
+                        "logged. <a href=\"/worklist\">Back to the worklist</a></p>", status_code=500)
+
+
+def _to_sign_in(request: Request, next_path: str) -> Response:
+    url = login_url(next_path)
+    if request.headers.get("hx-request") == "true":
+        return HTMLResponse("", headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)

@@ -13,6 +13,7 @@ import jwt
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from services.dashboard import csrf
 from services.dashboard import session as sess
 from services.dashboard.api import Api, ApiError
 from services.dashboard.views import (
@@ -33,7 +34,7 @@ router = APIRouter()
 EXPIRING_SOON_DAYS = 90
 OPEN_ALERT_STATUSES = ("firing", "acknowledged")
 REFILL_FIELDS = ("pump_serial", "performed_at", "residual_volume_ml", "fill_volume_ml", "fill_type",
-                 "notes")
+                 "delivery_id", "notes")
 
 
 @dataclass
@@ -106,9 +107,11 @@ def home() -> RedirectResponse:
 def login_form(request: Request, next: str = "/worklist") -> HTMLResponse:
     """The sign-in page: a demo user in development, a pasted token in production."""
     settings: Settings = request.app.state.settings
-    return render(request, "login.html", next=sess.safe_next(next), error=None,
-                  dev=sess.dev_signin_allowed(settings), demo_users=sess.DEMO_USERS,
-                  roles=sess.SIGNIN_ROLES, user=None)
+    response = render(request, "login.html", next=sess.safe_next(next), error=None,
+                      dev=sess.dev_signin_allowed(settings), demo_users=sess.DEMO_USERS,
+                      roles=sess.SIGNIN_ROLES, user=None)
+    csrf.keep_login_nonce(request, response)
+    return response
 
 
 @router.post("/login", response_model=None)
@@ -133,9 +136,12 @@ def login(request: Request, next: Annotated[str, Form()] = "/worklist",
             chosen = sess.mint_dev_token(settings, sub, roles, now)
     if chosen and error is None:
         try:
-            request.app.state.verifier.verify(chosen)
+            principal = request.app.state.verifier.verify(chosen)
         except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
             error = f"This token is not accepted: {exc}"
+        else:
+            if not principal.has_known_role:
+                error = sess.NO_KNOWN_ROLE
     if error:
         return render(request, "login.html", status_code=400 if dev else 401,
                       next=sess.safe_next(next), error=error, dev=dev,
@@ -145,6 +151,7 @@ def login(request: Request, next: Annotated[str, Form()] = "/worklist",
     response = see_other(sess.safe_next(next))
     sess.set_session_cookie(response, chosen, max_age_seconds=max_age,
                             secure=settings.env == "production" or request.url.scheme == "https")
+    csrf.forget_login_nonce(response)
     return response
 
 
@@ -203,15 +210,31 @@ def _pump_or_none(ctx: Ctx, serial: str) -> dict[str, Any] | None:
         return None
 
 
+def _delivery_or_none(ctx: Ctx, values: dict[str, str]) -> dict[str, Any] | None:
+    """The order a chemo fill names (the scanned id, else the appointment's expected order), to
+    show its status, lot and beyond-use time (None when unknown: the service's refusal says why)."""
+    delivery_id = values.get("delivery_id") or values.get("expected_delivery_id", "")
+    if values.get("fill_type") != "chemo" or not delivery_id:
+        return None
+    try:
+        delivery: dict[str, Any] = ctx.api.get("scheduling",
+                                               f"/v1/deliveries/{quote(delivery_id, safe='')}")
+        return delivery
+    except ApiError:
+        return None
+
+
 @router.get("/refill", response_class=HTMLResponse)
 def refill_form(ctx: CtxDep, pump: str = "", appointment: str = "", fill_type: str = "",
                 delivery: str = "") -> HTMLResponse:
-    """The refill form, prefilled from a worklist row."""
+    """The refill form, prefilled from a worklist row; the chemo bag's order id is left for the
+    nurse to scan (the appointment's order is shown beside it, to compare)."""
     values = {"pump_serial": pump, "appointment_id": appointment, "fill_type": fill_type or "saline",
-              "delivery_id": delivery, "performed_at": ctx.now.strftime("%Y-%m-%dT%H:%M"),
+              "delivery_id": "", "expected_delivery_id": delivery.strip(),
+              "performed_at": ctx.now.strftime("%Y-%m-%dT%H:%M"),
               "residual_volume_ml": "", "fill_volume_ml": "", "notes": ""}
     return ctx.render("refill.html", values=values, field_errors={}, pump=_pump_or_none(ctx, pump),
-                      idempotency_key=str(uuid.uuid4()))
+                      delivery=_delivery_or_none(ctx, values), idempotency_key=str(uuid.uuid4()))
 
 
 def _float_or_error(raw: str, name: str, errors: dict[str, str]) -> float | None:
@@ -230,13 +253,15 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
                   fill_type: Annotated[str, Form()] = "",
                   appointment_id: Annotated[str, Form()] = "",
                   delivery_id: Annotated[str, Form()] = "",
+                  expected_delivery_id: Annotated[str, Form()] = "",
                   notes: Annotated[str, Form()] = "",
                   idempotency_key: Annotated[str, Form()] = "") -> HTMLResponse:
     """Record a refill through the scheduling API; its field errors come back beside the fields."""
     values = {"pump_serial": pump_serial.strip(), "performed_at": performed_at,
               "residual_volume_ml": residual_volume_ml, "fill_volume_ml": fill_volume_ml,
-              "fill_type": fill_type, "appointment_id": appointment_id, "delivery_id": delivery_id,
-              "notes": notes}
+              "fill_type": fill_type, "appointment_id": appointment_id,
+              "delivery_id": delivery_id.strip(),  # a scanner may add a newline or spaces
+              "expected_delivery_id": expected_delivery_id.strip(), "notes": notes}
     field_errors: dict[str, str] = {}
     status_code = 422
     if not values["pump_serial"]:
@@ -255,8 +280,8 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
         }
         if appointment_id:
             body["appointment_id"] = appointment_id
-        if delivery_id:
-            body["delivery_id"] = delivery_id
+        if values["delivery_id"]:
+            body["delivery_id"] = values["delivery_id"]
         if notes.strip():
             body["notes"] = notes.strip()
         try:
@@ -266,7 +291,7 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
             field_errors = exc.field_errors() if exc.status == 422 else {}
             status_code = exc.status if 400 <= exc.status < 500 else 502
             unplaced = {k: v for k, v in field_errors.items()
-                        if k not in (*REFILL_FIELDS, "appointment_id", "delivery_id")}
+                        if k not in (*REFILL_FIELDS, "appointment_id")}
             if exc.status != 422 or unplaced or not field_errors:
                 ctx.errors.append(exc.banner())
         else:
@@ -275,14 +300,17 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
                               next_appointment=refill.get("next_appointment"))
     return ctx.render("refill.html", status_code=status_code, values=values, field_errors=field_errors,
                       pump=_pump_or_none(ctx, values["pump_serial"]),
-                      idempotency_key=str(uuid.uuid4()))
+                      delivery=_delivery_or_none(ctx, values), idempotency_key=str(uuid.uuid4()))
 
 
 # --- pump and patient -----------------------------------------------------------------------
 
 @router.get("/pumps/{serial}", response_class=HTMLResponse)
-def pump_page(ctx: CtxDep, serial: str) -> HTMLResponse:
+def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
     """A pump and its patient: flow chart, device history, next appointment, open alerts."""
+    if voided:
+        ctx.flash.append(f"Refill {voided} marked entered in error: its reading left the flow "
+                         "series and the appointment it completed is open again.")
     path = quote(serial, safe="")
     pump = ctx.attempt(lambda: ctx.api.get("inventory", f"/v1/pumps/{path}"))
     history = ctx.attempt(lambda: ctx.api.items("inventory", f"/v1/pumps/{path}/history"), [])
@@ -305,9 +333,48 @@ def pump_page(ctx: CtxDep, serial: str) -> HTMLResponse:
     labeled = (pump or {}).get("labeled_flow_ml_per_day")
     chart = flow_chart(readings, float(labeled) if labeled is not None else None,
                        band_pct=ctx.settings.flow_warning_pct)
+    refills = ctx.attempt(lambda: ctx.api.get("scheduling", "/v1/refills", pump_serial=serial,
+                                              limit=10).get("items", []), [])
+    latest = next((r for r in refills if r.get("status", "recorded") == "recorded"), None)
     return ctx.render("pump.html", serial=serial, pump=pump, patient=patient, readings=readings,
                       history=history, chart=chart, next_appointment=next_appointment,
-                      open_alerts=open_alerts)
+                      open_alerts=open_alerts, refills=refills,
+                      latest_refill_id=latest.get("id") if latest else None)
+
+
+def _void_page(ctx: Ctx, serial: str, refill_id: str, *, reason: str = "",
+               field_errors: dict[str, str] | None = None, status_code: int = 200) -> HTMLResponse:
+    refill = ctx.attempt(lambda: ctx.api.get(
+        "scheduling", f"/v1/refills/{quote(refill_id, safe='')}"))
+    return ctx.render("refill_void.html", serial=serial, refill=refill, refill_id=refill_id,
+                      reason=reason, field_errors=field_errors or {},
+                      status_code=status_code if refill else 404)
+
+
+@router.get("/pumps/{serial}/refills/{refill_id}/entered-in-error", response_class=HTMLResponse)
+def refill_void_form(ctx: CtxDep, serial: str, refill_id: str) -> HTMLResponse:
+    """The confirmation step of marking a refill entered in error: what it was, and why."""
+    return _void_page(ctx, serial, refill_id)
+
+
+@router.post("/pumps/{serial}/refills/{refill_id}/entered-in-error", response_model=None)
+def refill_void_submit(ctx: CtxDep, serial: str, refill_id: str,
+                       reason: Annotated[str, Form()] = "") -> Response:
+    """Mark the refill entered in error through the scheduling API; a missing reason or the
+    API's refusal comes back on the confirmation page."""
+    if not reason.strip():
+        return _void_page(ctx, serial, refill_id, field_errors={
+            "reason": "Say why this refill record is wrong"}, status_code=422)
+    try:
+        ctx.api.post("scheduling", f"/v1/refills/{quote(refill_id, safe='')}/entered-in-error",
+                     {"reason": reason.strip()})
+    except ApiError as exc:
+        field_errors = exc.field_errors() if exc.status == 422 else {}
+        if not field_errors.get("reason"):
+            ctx.errors.append(exc.banner())
+        return _void_page(ctx, serial, refill_id, reason=reason, field_errors=field_errors,
+                          status_code=exc.status if 400 <= exc.status < 500 else 502)
+    return see_other(f"/pumps/{quote(serial, safe='')}?voided={quote(refill_id, safe='')}")
 
 
 # --- alerts ---------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ DEMO_USERS = (
     DemoUser("ada.admin", "Ada Admin (everything)", ("admin",)),
 )
 SIGNIN_ROLES = tuple(r for r in ROLES if r != "service")
+NO_KNOWN_ROLE = ("This token carries no role the HAI services know (one of "
+                 + ", ".join(ROLES) + "); ask for a role to be granted, then sign in again.")
 
 
 class LoginRequired(Exception):
@@ -66,6 +68,8 @@ def read_session(request: Request, verifier: TokenVerifier) -> Session | None:
     try:
         principal = verifier.verify(token)
     except (jwt.InvalidTokenError, jwt.PyJWKClientError):
+        return None
+    if not principal.has_known_role:  # the services would refuse every call it makes
         return None
     return Session(principal=principal, token=token)
 

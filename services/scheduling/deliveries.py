@@ -12,13 +12,17 @@ from sqlalchemy import Table, select, update
 
 from services.scheduling.dosing import (
     DosingError,
+    HardLimits,
+    check_order_hard_limits,
     diluent_text,
     dosing_weight_kg,
+    hard_limit_problems,
     in_label_range,
     order_drug_lines,
 )
 from services.scheduling.models import (
     OPEN_DELIVERY_STATUSES,
+    RECORDED,
     Appointment,
     Delivery,
     DeliveryEvent,
@@ -31,7 +35,7 @@ from services.scheduling.outbox import publish_many
 from services.scheduling.schemas import DeliveryHistoryRead, DeliveryRead
 from shared.clock import ensure_utc
 from shared.contracts.pharmacy import OrderDrug, OrderPatient, OrderPump, OrderRequestedData
-from shared.contracts.scheduling import DeliveryData, DeliveryHistoryEntry
+from shared.contracts.scheduling import DeliveryData, DeliveryHistoryEntry, OrderRefusedData
 from shared.db import UnitOfWork, bulk_insert, new_id
 from shared.errors import NotFound
 from shared.events import PHARMACY_EXCHANGE, EventType
@@ -85,7 +89,8 @@ def _read(d: Delivery, history: list[DeliveryEvent]) -> DeliveryRead:
         patient_mrn=d.patient_mrn, pump_serial=d.pump_serial, center=d.center,
         needed_by=d.needed_by, status=d.status, drugs=d.drugs,
         fill_volume_ml=d.order.get("fill_volume_ml"), diluent=d.order.get("diluent"),
-        lot=d.lot, beyond_use_at=d.beyond_use_at, created_at=d.created_at, updated_at=d.updated_at,
+        lot=d.lot, beyond_use_at=d.beyond_use_at, administered_at=d.administered_at,
+        refill_id=d.refill_id, created_at=d.created_at, updated_at=d.updated_at,
         history=[DeliveryHistoryRead(at=h.at, status=h.status, reason=h.reason, applied=h.applied)
                  for h in history],
     )
@@ -99,6 +104,7 @@ def _data(read: DeliveryRead) -> DeliveryData:
         history=[DeliveryHistoryEntry(at=h.at, status=h.status, reason=h.reason)
                  for h in read.history],
         therapy_id=read.therapy_id, lot=read.lot, beyond_use_at=read.beyond_use_at,
+        administered_at=read.administered_at, refill_id=read.refill_id,
     )
 
 
@@ -126,6 +132,14 @@ def list_deliveries(*, uow: UnitOfWork, page: PageParams, status: str | None,
 
 
 # ---------------------------------------------------------------- ordering
+
+def hard_limits(settings: Settings) -> HardLimits:
+    """The hard dose limits per fill (DOMAIN.md, Safety rules) of these settings."""
+    return HardLimits(fudr_min_mg_per_kg_day=settings.fudr_hard_min_mg_per_kg_day,
+                      fudr_max_mg_per_kg_day=settings.fudr_hard_max_mg_per_kg_day,
+                      dexamethasone_max_mg=settings.dexamethasone_hard_max_mg,
+                      heparin_max_units=settings.heparin_hard_max_units)
+
 
 def place_order_if_due(uow: UnitOfWork, appt: Appointment, *, settings: Settings,
                        actor: str) -> str | None:
@@ -159,7 +173,8 @@ def _latest_flows(uow: UnitOfWork, pumps: dict[str, ImplantedPump]) -> dict[str,
         return flows
     rows = uow.session.execute(
         select(Refill.pump_serial, Refill.performed_at, Refill.measured_flow_ml_per_day)
-        .where(Refill.pump_serial.in_(list(pumps)), Refill.measured_flow_ml_per_day.is_not(None))
+        .where(Refill.pump_serial.in_(list(pumps)), Refill.status == RECORDED,
+               Refill.measured_flow_ml_per_day.is_not(None))
         .order_by(Refill.pump_serial, Refill.performed_at.desc())
     )
     for serial, performed_at, flow in rows:
@@ -218,9 +233,14 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Set
     if failed:
         session.execute(update(Appointment).where(Appointment.id.in_([i for i, _ in failed]))
                         .values(delivery_id=None).execution_options(synchronize_session=False))
-        for appt_id, error in failed:
-            log.error("order.not_placed", appointment_id=appt_id, field=error.field,
-                      error=error.message)
+        _announce_refusals(uow, [(a, e) for a in appts for i, e in failed if i == a.id])
+    settled = [a.id for a in appts if a.order_refused_reason is not None
+               and a.id not in {i for i, _ in failed}]
+    if settled:
+        # an order placed after a refusal: the next refusal is news again
+        session.execute(update(Appointment).where(Appointment.id.in_(settled))
+                        .values(order_refused_reason=None)
+                        .execution_options(synchronize_session=False))
     if placed:
         # the tables, not the mapped classes: bulk inserts, without the ORM's unit of work
         bulk_insert(session, cast(Table, Delivery.__table__), placed)
@@ -238,6 +258,29 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Set
     return [d["id"] for d in placed], failed
 
 
+def _announce_refusals(uow: UnitOfWork, refused: list[tuple[Appointment, DosingError]]) -> None:
+    """Tell of each order refused (`hai.scheduling.order.refused`, an alert for the oncologist)
+    once per reason: the sweep tries again every round (a corrected weight or dose lets it
+    through), and a refusal already told for the same reason is not told again."""
+    now = uow.now()
+    events: list[tuple[str, object, str | None]] = []
+    for appt, error in refused:
+        log.error("order.not_placed", appointment_id=appt.id, field=error.field,
+                  error=error.message)
+        if appt.order_refused_reason == error.message:
+            continue
+        uow.session.execute(update(Appointment).where(Appointment.id == appt.id)
+                            .values(order_refused_reason=error.message)
+                            .execution_options(synchronize_session=False))
+        events.append((EventType.ORDER_REFUSED, OrderRefusedData(
+            appointment_id=appt.id, therapy_id=appt.therapy_id, patient_mrn=appt.patient_mrn,
+            pump_serial=appt.pump_serial, center=appt.center, fill_type=appt.fill_type,
+            due_at=appt.due_at, field=error.field, reason=error.message, refused_at=now,
+        ), appt.pump_serial))
+    if events:
+        publish_many(uow, events)
+
+
 def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | None,
                pump: ImplantedPump | None, flows: dict[str, float],
                settings: Settings) -> OrderRequestedData:
@@ -246,6 +289,13 @@ def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | No
     if pump is None:
         raise DosingError("pump_serial", "pump unknown to scheduling")
     dose = therapy.fudr_mg_per_kg_day or settings.fudr_default_mg_per_kg_day
+    limits = hard_limits(settings)
+    # the therapy's settings were checked when they were written; check them again, as the
+    # amounts below, right before the order leaves (rows written before the limits existed)
+    hard = hard_limit_problems(fudr_mg_per_kg_day=dose, dexamethasone_mg=therapy.dexamethasone_mg,
+                               heparin_units=therapy.heparin_units, limits=limits)
+    if hard:
+        raise DosingError(*hard[0])
     if not in_label_range(dose, minimum=settings.fudr_label_min_mg_per_kg_day,
                           maximum=settings.fudr_label_max_mg_per_kg_day) \
             and not therapy.dose_override_reason:
@@ -261,6 +311,8 @@ def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | No
         dose_mg_per_kg_day=dose, weight=weight, fill_volume_ml=fill, flow_ml_per_day=flow,
         flow_source="latest measured" if measured is not None else "labeled",
         dexamethasone_mg=therapy.dexamethasone_mg, heparin_units=therapy.heparin_units)
+    check_order_hard_limits(lines, weight_kg=weight.kg, fill_volume_ml=fill, flow_ml_per_day=flow,
+                            limits=limits)
     assert appt.delivery_id is not None
     return OrderRequestedData(
         order_id=appt.delivery_id,
@@ -283,12 +335,16 @@ def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | No
     )
 
 
-def cancel_open_orders(uow: UnitOfWork, *, therapy_id: str, actor: str, reason: str) -> list[str]:
-    """Cancel a therapy's open orders and tell the pharmacy (`order.cancelled`)."""
+def cancel_open_orders(uow: UnitOfWork, *, therapy_id: str, actor: str, reason: str,
+                       appointment_id: str | None = None) -> list[str]:
+    """Cancel a therapy's open orders (or only those of one appointment) and tell the pharmacy
+    (`order.cancelled`)."""
     session = uow.session
-    rows = list(session.scalars(select(Delivery).where(
-        Delivery.therapy_id == therapy_id, Delivery.status.in_(OPEN_DELIVERY_STATUSES))
-        .with_for_update()))
+    stmt = select(Delivery).where(Delivery.therapy_id == therapy_id,
+                                  Delivery.status.in_(OPEN_DELIVERY_STATUSES))
+    if appointment_id is not None:
+        stmt = stmt.where(Delivery.appointment_id == appointment_id)
+    rows = list(session.scalars(stmt.with_for_update()))
     now = uow.now()
     for d in rows:
         d.status, d.updated_at = "cancelled", now
@@ -304,6 +360,54 @@ def cancel_open_orders(uow: UnitOfWork, *, therapy_id: str, actor: str, reason: 
                     subject=d.id)
         uow.audit(actor=actor, action="delivery.cancelled", entity_type="delivery",
                   entity_id=d.id, changes={"reason": reason})
+    return [d.id for d in rows]
+
+
+# ---------------------------------------------------------------- the chemo fill
+
+def lock_for_fill(uow: UnitOfWork, delivery_id: str) -> Delivery | None:
+    """The delivery a chemo fill names, locked so that a pharmacy status arriving at the same
+    time is applied before or after the fill, never across it."""
+    return uow.session.scalar(select(Delivery).where(Delivery.id == delivery_id).with_for_update())
+
+
+def record_administration(uow: UnitOfWork, d: Delivery, *, refill_id: str,
+                          performed_at: datetime, actor: str) -> None:
+    """Link a delivery to the chemo fill that used it; a dispatched order becomes delivered
+    (history, `delivery.updated`, audit), as a pharmacy status would make it."""
+    session = uow.session
+    now = uow.now()
+    before = d.status
+    d.administered_at, d.refill_id, d.updated_at = performed_at, refill_id, now
+    if before == "dispatched":
+        d.status = "delivered"
+        session.add(DeliveryEvent(delivery_id=d.id, at=performed_at, status="delivered",
+                                  reason=f"administered: refill {refill_id}", applied=True,
+                                  source="scheduling", recorded_at=now))
+    session.flush()
+    uow.publish(EventType.DELIVERY_UPDATED, _data(get_delivery(uow=uow, delivery_id=d.id)),
+                subject=d.id)
+    uow.audit(actor=actor, action="delivery.administered", entity_type="delivery", entity_id=d.id,
+              changes={"from": before, "to": d.status, "refill_id": refill_id,
+                       "administered_at": performed_at})
+    log.info("delivery.administered", delivery_id=d.id, refill_id=refill_id, from_status=before)
+
+
+def withdraw_administration(uow: UnitOfWork, *, refill_id: str, actor: str, reason: str) -> list[str]:
+    """Unlink the deliveries a refill entered in error had used (its status stays: the bag went
+    where the pharmacy said); the next chemo fill may name the order again."""
+    session = uow.session
+    rows = list(session.scalars(select(Delivery).where(Delivery.refill_id == refill_id)))
+    now = uow.now()
+    for d in rows:
+        before = d.administered_at
+        d.administered_at, d.refill_id, d.updated_at = None, None, now
+        session.flush()
+        uow.publish(EventType.DELIVERY_UPDATED, _data(get_delivery(uow=uow, delivery_id=d.id)),
+                    subject=d.id)
+        uow.audit(actor=actor, action="delivery.administration_withdrawn", entity_type="delivery",
+                  entity_id=d.id, changes={"refill_id": refill_id, "administered_at": before,
+                                           "reason": reason})
     return [d.id for d in rows]
 
 

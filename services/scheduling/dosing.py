@@ -114,3 +114,80 @@ def order_drug_lines(*, dose_mg_per_kg_day: float, weight: DosingWeight, fill_vo
 def diluent_text(fill_volume_ml: float) -> str:
     """The diluent line: 0.9 % sodium chloride up to the fill volume."""
     return f"0.9% sodium chloride to {_num(fill_volume_ml)} mL"
+
+
+# ---------------------------------------------------------------- hard limits (DOMAIN.md, Safety rules)
+
+@dataclass(frozen=True)
+class HardLimits:
+    """The hard limits of one fill that no oncologist's override passes."""
+
+    fudr_min_mg_per_kg_day: float
+    fudr_max_mg_per_kg_day: float
+    dexamethasone_max_mg: float
+    heparin_max_units: float
+
+
+def _within(value: float, low: float, high: float) -> bool:
+    # written so that NaN (every comparison false) falls outside, as infinity does
+    return low <= value <= high
+
+
+def hard_limit_problems(*, fudr_mg_per_kg_day: float | None, dexamethasone_mg: float | None,
+                        heparin_units: float | None,
+                        limits: HardLimits) -> list[tuple[str, str]]:
+    """Each dose setting outside its hard limit as (field, message); empty when all are within."""
+    problems: list[tuple[str, str]] = []
+    if fudr_mg_per_kg_day is not None and not _within(
+            fudr_mg_per_kg_day, limits.fudr_min_mg_per_kg_day, limits.fudr_max_mg_per_kg_day):
+        problems.append(("fudr_mg_per_kg_day",
+                         f"{_plain(fudr_mg_per_kg_day)} mg/kg/day is outside the hard limit of "
+                         f"{_num(limits.fudr_min_mg_per_kg_day)}–{_num(limits.fudr_max_mg_per_kg_day)}"
+                         " mg/kg/day, which no override passes"))
+    if dexamethasone_mg is not None and not _within(dexamethasone_mg, 0.0,
+                                                    limits.dexamethasone_max_mg):
+        problems.append(("dexamethasone_mg",
+                         f"{_plain(dexamethasone_mg)} mg per fill is outside the hard limit of "
+                         f"0–{_num(limits.dexamethasone_max_mg)} mg, which no override passes"))
+    if heparin_units is not None and not _within(heparin_units, 0.0, limits.heparin_max_units):
+        problems.append(("heparin_units",
+                         f"{_plain(heparin_units)} units per fill is outside the hard limit of "
+                         f"0–{limits.heparin_max_units:,.0f} units, which no override passes"))
+    return problems
+
+
+def check_order_hard_limits(lines: list[DrugLine], *, weight_kg: float, fill_volume_ml: float,
+                            flow_ml_per_day: float, limits: HardLimits) -> None:
+    """Check the drug amounts of an order once more, just before it is sent: the FUDR amount
+    against hard range × weight × volume / flow, the additives against their limits per fill.
+    Raises DosingError naming the drug."""
+    for line in lines:
+        if line.code == "floxuridine":
+            if not flow_ml_per_day > 0:
+                raise DosingError("floxuridine", "the pump's flow is not positive")
+            factor = weight_kg * fill_volume_ml / flow_ml_per_day
+            low = limits.fudr_min_mg_per_kg_day * factor
+            high = limits.fudr_max_mg_per_kg_day * factor
+            # the amount is rounded to 0.1 mg on the order: allow that rounding, nothing more
+            if not _within(line.amount, low - 0.05, high + 0.05):
+                raise DosingError("floxuridine",
+                                  f"{_plain(line.amount)} mg of floxuridine is outside the hard "
+                                  f"limit of {_num(round(low, 1))}–{_num(round(high, 1))} mg for this fill "
+                                  f"({_num(limits.fudr_min_mg_per_kg_day)}–"
+                                  f"{_num(limits.fudr_max_mg_per_kg_day)} mg/kg/day x "
+                                  f"{_num(weight_kg)} kg x {_num(fill_volume_ml)} mL / "
+                                  f"{_num(flow_ml_per_day, 1)} mL/day); no override passes it")
+        elif line.code == "dexamethasone" and not _within(line.amount, 0.0,
+                                                          limits.dexamethasone_max_mg):
+            raise DosingError("dexamethasone", f"{_plain(line.amount)} mg of dexamethasone is "
+                                               "outside the hard limit of 0–"
+                                               f"{_num(limits.dexamethasone_max_mg)} mg per fill")
+        elif line.code == "heparin" and not _within(line.amount, 0.0, limits.heparin_max_units):
+            raise DosingError("heparin", f"{_plain(line.amount)} units of heparin are outside the "
+                                         f"hard limit of 0–{limits.heparin_max_units:,.0f} units "
+                                         "per fill")
+
+
+def _plain(value: float) -> str:
+    """A number as given, readable also when absurd (1e+300, inf)."""
+    return _num(value) if abs(value) < 1e9 else f"{value:g}"

@@ -1,10 +1,12 @@
 """Refill arithmetic of DOMAIN.md (pure functions): measured flow, deviation, projected empty time,
-the regimen's fill sequence, the appointment window and the checks for impossible numbers."""
+the regimen's fill sequence, the appointment window, the next due time, and the checks for
+impossible numbers, fills too close together and chemo without its delivery."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 
 SECONDS_PER_DAY = 86_400.0
 REGIMENS = ("fudr_alternating", "saline_maintenance")
@@ -68,10 +70,29 @@ def is_outside_window(performed_at: datetime, due_at: datetime, window_days: flo
     return abs((performed_at - due_at).total_seconds()) > window_days * SECONDS_PER_DAY
 
 
+DueBasis = Literal["interval", "projected_empty"]
+
+
+def next_due(*, performed_at: datetime, interval_days: float, projected_empty_at: datetime | None,
+             near_empty_hours: float) -> tuple[datetime, DueBasis]:
+    """When the next refill is due, and which rule set it: the earlier of `performed_at +
+    interval` and `projected_empty_at − near-empty margin` (DOMAIN.md, Safety rules), never
+    before performed_at; the interval wins a tie."""
+    by_interval = performed_at + timedelta(days=interval_days)
+    if projected_empty_at is None:
+        return by_interval, "interval"
+    before_empty = projected_empty_at - timedelta(hours=near_empty_hours)
+    if before_empty >= by_interval:
+        return by_interval, "interval"
+    # a pump that runs dry within the margin is due at once, not in the past
+    return max(before_empty, performed_at), "projected_empty"
+
+
 @dataclass(frozen=True)
 class PreviousFill:
     performed_at: datetime
     fill_volume_ml: float
+    refill_id: str | None = None
 
 
 def refill_problems(
@@ -83,6 +104,7 @@ def refill_problems(
     reservoir_ml: float,
     previous: PreviousFill | None,
     implanted_at: datetime | None,
+    min_interval_hours: float,
 ) -> list[tuple[str, str]]:
     """Each impossible number of a refill as (field, message); empty when the refill is possible."""
     problems: list[tuple[str, str]] = []
@@ -99,6 +121,9 @@ def refill_problems(
         if performed_at <= previous.performed_at:
             problems.append(("performed_at", "is not after the previous fill "
                                              f"({previous.performed_at.isoformat()})"))
+        elif performed_at - previous.performed_at < timedelta(hours=min_interval_hours):
+            problems.append(("performed_at", too_soon_message(performed_at, previous,
+                                                               min_interval_hours)))
         if residual_volume_ml > previous.fill_volume_ml:
             problems.append(("residual_volume_ml", f"{residual_volume_ml} mL is above the "
                                                    f"{previous.fill_volume_ml} mL left at the "
@@ -110,6 +135,59 @@ def refill_problems(
         if implanted_at is not None and performed_at < implanted_at:
             problems.append(("performed_at", "is before the pump was implanted"))
     return problems
+
+
+def too_soon_message(performed_at: datetime, previous: PreviousFill,
+                     min_interval_hours: float) -> str:
+    """Why a fill too soon after the previous one is refused, and how to correct the record."""
+    hours = (performed_at - previous.performed_at).total_seconds() / 3600.0
+    path = f"/v1/refills/{previous.refill_id or '{id}'}/entered-in-error"
+    return (f"is {hours:.1f} h after the previous fill of this pump "
+            f"({previous.performed_at.isoformat()}); fills of one pump must be at least "
+            f"{min_interval_hours:g} h apart; if the previous refill was recorded in error, "
+            f"mark it entered-in-error (POST {path}) first")
+
+
+@dataclass(frozen=True)
+class DeliveryFacts:
+    """What a chemo fill needs to know of the delivery order it names."""
+
+    id: str
+    appointment_id: str
+    patient_mrn: str
+    status: str
+    beyond_use_at: datetime | None
+
+
+ADMINISTRABLE = ("dispatched", "delivered")
+
+
+def chemo_delivery_problem(*, delivery_id: str | None, delivery: DeliveryFacts | None,
+                           appointment_id: str | None, patient_mrn: str,
+                           performed_at: datetime, now: datetime) -> str | None:
+    """Why a chemo fill may not be recorded against this delivery (None when it may): it must
+    name this patient's delivery for the appointment it completes, `dispatched` or `delivered`,
+    not past its beyond-use time at the fill nor now (DOMAIN.md, Safety rules)."""
+    if not delivery_id:
+        return ("a chemo fill needs the delivery order id printed on the bag's label "
+                "(scan it); none was given")
+    if delivery is None:
+        return f"no delivery order {delivery_id}; scan the order id on the bag's label"
+    if delivery.patient_mrn != patient_mrn or appointment_id is None \
+            or delivery.appointment_id != appointment_id:
+        return (f"delivery order {delivery_id} is not the one ordered for this patient's "
+                "appointment; check the bag belongs to this patient")
+    if delivery.status not in ADMINISTRABLE:
+        return (f"delivery order {delivery_id} is {delivery.status}: the pharmacy has not "
+                "dispatched it yet, so the bag cannot be in hand")
+    if delivery.beyond_use_at is not None:
+        if performed_at > delivery.beyond_use_at:
+            return (f"delivery order {delivery_id} was past its beyond-use time "
+                    f"({delivery.beyond_use_at.isoformat()}) at the fill; do not use it")
+        if now > delivery.beyond_use_at:
+            return (f"delivery order {delivery_id} is past its beyond-use time "
+                    f"({delivery.beyond_use_at.isoformat()}); do not use it")
+    return None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 platform = define_platform_tables(metadata)
 
 OPEN_DELIVERY_STATUSES = ("requested", "accepted", "compounded", "dispatched")
+RECORDED, ENTERED_IN_ERROR = "recorded", "entered_in_error"  # a refill's status
 
 
 class Base(DeclarativeBase):
@@ -93,11 +94,16 @@ class Appointment(Base):
     projected_empty_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     delivery_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     refill_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # which rule set due_at: interval | projected_empty (flow.next_due)
+    due_basis: Mapped[str] = mapped_column(String(20), default="interval",
+                                           server_default="interval")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_soon_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     overdue_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     near_empty_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # why the last try at its pharmacy order was refused (told once per reason); null once sent
+    order_refused_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         Index("ix_appointments_due", "due_at", "id"),
@@ -129,7 +135,7 @@ class Refill(Base):
     patient_mrn: Mapped[str] = mapped_column(String(64), index=True)
     center: Mapped[str] = mapped_column(String(100))
     therapy_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    appointment_id: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True)
+    appointment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     delivery_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     residual_volume_ml: Mapped[float] = mapped_column(Float)
@@ -145,8 +151,20 @@ class Refill(Base):
     next_appointment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     recorded_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # recorded | entered_in_error: a record is never deleted; a voided one leaves every figure
+    status: Mapped[str] = mapped_column(String(20), default=RECORDED,
+                                        server_default=text(f"'{RECORDED}'"))
+    voided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    void_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
-    __table_args__ = (Index("ix_refills_pump_performed", "pump_serial", "performed_at", "id"),)
+    __table_args__ = (
+        Index("ix_refills_pump_performed", "pump_serial", "performed_at", "id"),
+        # one recorded refill per appointment; a voided one gives its appointment back
+        Index("uq_refills_appointment_recorded", "appointment_id", unique=True,
+              postgresql_where=text(f"status = '{RECORDED}'"),
+              sqlite_where=text(f"status = '{RECORDED}'")),
+    )
 
 
 class Delivery(Base):
@@ -166,6 +184,9 @@ class Delivery(Base):
     order: Mapped[dict[str, Any]] = mapped_column(JSON)  # the order as sent (for the cancellation)
     lot: Mapped[str | None] = mapped_column(String(100), nullable=True)
     beyond_use_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the chemo fill that used this order: when (its performed_at) and which refill
+    administered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    refill_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     late_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -208,4 +229,5 @@ class SweepRun(Base):
 
 
 __all__ = ["Appointment", "Base", "Delivery", "DeliveryEvent", "ImplantedPump", "Patient", "Refill",
-           "SweepRun", "Therapy", "metadata", "platform", "OPEN_DELIVERY_STATUSES"]
+           "SweepRun", "Therapy", "metadata", "platform", "OPEN_DELIVERY_STATUSES", "RECORDED",
+           "ENTERED_IN_ERROR"]

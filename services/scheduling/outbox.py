@@ -18,6 +18,7 @@ def appointment_data(appt: Appointment) -> AppointmentData:
         pump_serial=appt.pump_serial, fill_type=appt.fill_type, due_at=appt.due_at,
         scheduled_for=appt.scheduled_for, status=appt.status,
         projected_empty_at=appt.projected_empty_at, delivery_id=appt.delivery_id,
+        due_basis=appt.due_basis or "interval",
     )
 
 

@@ -19,6 +19,7 @@ from services.scheduling.schemas import (
     PatientUpdate,
     RefillCreate,
     RefillRead,
+    RefillVoid,
     TherapyCreate,
     TherapyRead,
     TherapyUpdate,
@@ -147,6 +148,17 @@ def record_refill(body: RefillCreate, user: Nurse, uow: UowDep, runtime: Runtime
     """Record a refill (nurse): flow figures, the appointment completed and the next one."""
     return idem.run(uow, body, lambda: service.record_refill(
         uow=uow, body=body, actor=user.sub, settings=runtime.settings))
+
+
+@router.post("/refills/{refill_id}/entered-in-error", tags=["refills"])
+def void_refill(refill_id: str, body: RefillVoid, user: Clinician, uow: UowDep) -> RefillRead:
+    """Mark the latest refill of a pump entered in error, with the reason (nurse, oncologist):
+    it stays for the audit, leaves the flow series and every figure, cancels the appointment it
+    created and opens again the one it completed. 409 when it is not the pump's latest refill
+    (the answer names the latest) or is already entered in error."""
+    result = service.void_refill(uow=uow, refill_id=refill_id, body=body, actor=user.sub)
+    uow.commit()
+    return result
 
 
 @router.get("/refills", tags=["refills"])

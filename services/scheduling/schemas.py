@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.schemas import RequestModel
 
@@ -13,7 +13,9 @@ Regimen = Literal["fudr_alternating", "saline_maintenance"]
 FillType = Literal["chemo", "saline"]
 Sex = Literal["female", "male"]
 DosingWeightMode = Literal["actual", "adjusted"]
+DueBasis = Literal["interval", "projected_empty"]
 TherapyAction = Literal["pause", "resume", "stop"]
+RefillStatus = Literal["recorded", "entered_in_error"]
 PharmacyStatus = Literal["accepted", "rejected", "compounded", "dispatched", "delivered"]
 
 
@@ -131,6 +133,10 @@ class AppointmentRead(_Read):
     projected_empty_at: datetime | None
     delivery_id: str | None
     refill_id: str | None = None
+    due_basis: DueBasis = Field(
+        default="interval", description="which rule set due_at: performed_at + the refill "
+                                        "interval, or the projected empty time − the near-empty "
+                                        "margin (the earlier wins)")
 
 
 class AppointmentBook(RequestModel):
@@ -174,6 +180,25 @@ class RefillRead(_Read):
     recorded_by: str
     created_at: datetime
     next_appointment: AppointmentRead | None = None
+    status: RefillStatus = "recorded"
+    voided_by: str | None = None
+    voided_at: datetime | None = None
+    void_reason: str | None = None
+
+
+class RefillVoid(RequestModel):
+    """`POST /v1/refills/{id}/entered-in-error`: why the record is wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank: say why the record is wrong")
+        return value.strip()
 
 
 class FlowReading(BaseModel):
@@ -207,6 +232,9 @@ class DeliveryRead(BaseModel):
     diluent: str | None = None
     lot: str | None = None
     beyond_use_at: datetime | None = None
+    administered_at: datetime | None = Field(
+        default=None, description="performed_at of the chemo fill that used this order")
+    refill_id: str | None = Field(default=None, description="the chemo fill that used this order")
     created_at: datetime
     updated_at: datetime
     history: list[DeliveryHistoryRead]

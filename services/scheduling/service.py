@@ -3,7 +3,7 @@ appointments, refills and flow readings (deliveries live in deliveries.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -11,17 +11,34 @@ from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services.scheduling import deliveries
-from services.scheduling.dosing import DosingError, dosing_weight_kg, in_label_range
+from services.scheduling.dosing import (
+    DosingError,
+    dosing_weight_kg,
+    hard_limit_problems,
+    in_label_range,
+)
 from services.scheduling.flow import (
+    DeliveryFacts,
     PreviousFill,
+    chemo_delivery_problem,
     first_fill_type,
     is_outside_window,
+    next_due,
     next_fill_type,
     refill_figures,
     refill_problems,
     start_of_day_utc,
 )
-from services.scheduling.models import Appointment, ImplantedPump, Patient, Refill, Therapy
+from services.scheduling.models import (
+    ENTERED_IN_ERROR,
+    RECORDED,
+    Appointment,
+    Delivery,
+    ImplantedPump,
+    Patient,
+    Refill,
+    Therapy,
+)
 from services.scheduling.outbox import appointment_data
 from services.scheduling.schemas import (
     AppointmentBook,
@@ -32,13 +49,14 @@ from services.scheduling.schemas import (
     PatientUpdate,
     RefillCreate,
     RefillRead,
+    RefillVoid,
     TherapyCreate,
     TherapyRead,
     TherapyUpdate,
 )
 from shared.clock import ensure_utc
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
-from shared.contracts.scheduling import FlowRecordedData, RefillCompletedData
+from shared.contracts.scheduling import FlowRecordedData, RefillCompletedData, RefillVoidedData
 from shared.db import UnitOfWork, is_postgres, new_id
 from shared.errors import Conflict, DomainError, Invalid, NotFound
 from shared.events import EventType
@@ -147,6 +165,12 @@ def on_pump_status_changed(uow: UnitOfWork, data: PumpStatusChangedData) -> None
 
 def _validate_dosing(therapy: Therapy, patient: Patient, pump: ImplantedPump,
                      settings: Settings) -> None:
+    hard = hard_limit_problems(fudr_mg_per_kg_day=therapy.fudr_mg_per_kg_day,
+                               dexamethasone_mg=therapy.dexamethasone_mg,
+                               heparin_units=therapy.heparin_units,
+                               limits=deliveries.hard_limits(settings))
+    if hard:
+        raise _invalid(hard)
     if therapy.fill_volume_ml is not None and therapy.fill_volume_ml > pump.reservoir_ml:
         raise Invalid("fill_volume_ml", f"{therapy.fill_volume_ml} mL is above the pump's "
                                         f"reservoir of {pump.reservoir_ml} mL")
@@ -304,14 +328,14 @@ def _stop_therapy(uow: UnitOfWork, therapy: Therapy, *, actor: str, reason: str 
 
 def schedule_appointment(uow: UnitOfWork, *, therapy: Therapy, center: str, fill_type: str,
                          due_at: datetime, projected_empty_at: datetime | None,
-                         announce: bool = True) -> Appointment:
+                         due_basis: str = "interval", announce: bool = True) -> Appointment:
     """Create the next appointment of a therapy and announce it (unless the caller will)."""
     now = uow.now()
     appt = Appointment(
         id=new_id(), therapy_id=therapy.id, patient_mrn=therapy.patient_mrn, center=center,
         pump_serial=therapy.pump_serial, fill_type=fill_type, due_at=due_at, scheduled_for=None,
         status="scheduled", projected_empty_at=projected_empty_at, delivery_id=None,
-        created_at=now, updated_at=now,
+        due_basis=due_basis, created_at=now, updated_at=now,
     )
     uow.session.add(appt)
     if announce:
@@ -373,14 +397,14 @@ def book_appointment(*, uow: UnitOfWork, appointment_id: str, body: AppointmentB
 # ---------------------------------------------------------------- refills
 
 def _previous_fill(uow: UnitOfWork, pump: ImplantedPump) -> PreviousFill | None:
-    """When the pump was last filled since its implant, and with how much."""
-    stmt = select(Refill.performed_at, Refill.fill_volume_ml).where(
-        Refill.pump_serial == pump.serial_number)
+    """When the pump was last filled since its implant, with how much, and by which refill."""
+    stmt = select(Refill.performed_at, Refill.fill_volume_ml, Refill.id).where(
+        Refill.pump_serial == pump.serial_number, Refill.status == RECORDED)
     if pump.implanted_at is not None:
         stmt = stmt.where(Refill.performed_at >= pump.implanted_at)
     row = uow.session.execute(
         stmt.order_by(Refill.performed_at.desc(), Refill.id.desc()).limit(1)).first()
-    return PreviousFill(row[0], row[1]) if row is not None else None
+    return PreviousFill(row[0], row[1], row[2]) if row is not None else None
 
 
 def _invalid(problems: list[tuple[str, str]]) -> DomainError:
@@ -389,6 +413,23 @@ def _invalid(problems: list[tuple[str, str]]) -> DomainError:
     exc.errors = [{"field": f, "message": m} for f, m in problems]
     exc.detail = "; ".join(f"{f}: {m}" for f, m in problems)
     return exc
+
+
+def _chemo_delivery(uow: UnitOfWork, body: RefillCreate, appt: Appointment | None,
+                    therapy: Therapy, now: datetime) -> Delivery | str:
+    """The delivery a chemo fill uses (locked), or why it may not use it."""
+    d = deliveries.lock_for_fill(uow, body.delivery_id) if body.delivery_id else None
+    facts = None if d is None else DeliveryFacts(
+        id=d.id, appointment_id=d.appointment_id, patient_mrn=d.patient_mrn, status=d.status,
+        beyond_use_at=d.beyond_use_at)
+    problem = chemo_delivery_problem(
+        delivery_id=body.delivery_id, delivery=facts,
+        appointment_id=appt.id if appt is not None else None,
+        patient_mrn=therapy.patient_mrn, performed_at=body.performed_at, now=now)
+    if problem is not None:
+        return problem
+    assert d is not None
+    return d
 
 
 def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
@@ -424,7 +465,8 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         session.execute(select(ImplantedPump.serial_number)
                         .where(ImplantedPump.serial_number == pump.serial_number)
                         .with_for_update())
-    if body.delivery_id and deliveries.get_row(uow, body.delivery_id) is None:
+    if body.delivery_id and body.fill_type != "chemo" \
+            and deliveries.get_row(uow, body.delivery_id) is None:
         raise Invalid("delivery_id", "no such delivery")
     refill_id = new_id()
     if appt is not None:
@@ -446,7 +488,11 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
     problems = refill_problems(now=now, performed_at=body.performed_at,
                                residual_volume_ml=body.residual_volume_ml,
                                fill_volume_ml=body.fill_volume_ml, reservoir_ml=pump.reservoir_ml,
-                               previous=previous, implanted_at=pump.implanted_at)
+                               previous=previous, implanted_at=pump.implanted_at,
+                               min_interval_hours=settings.min_refill_interval_hours)
+    delivery = _chemo_delivery(uow, body, appt, therapy, now) if body.fill_type == "chemo" else None
+    if isinstance(delivery, str):
+        problems.append(("delivery_id", delivery))
     if problems:
         raise _invalid(problems)
     figures = refill_figures(performed_at=body.performed_at,
@@ -457,11 +503,15 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
                                                      settings.refill_window_days)
     center = (appt.center if appt is not None
               else get_patient_or_raise(uow=uow, mrn=therapy.patient_mrn).center)
+    due_at, due_basis = next_due(performed_at=body.performed_at,
+                                 interval_days=therapy.refill_interval_days,
+                                 projected_empty_at=figures.projected_empty_at,
+                                 near_empty_hours=settings.near_empty_hours)
     nxt = schedule_appointment(
         uow, therapy=therapy, center=center,
         fill_type=next_fill_type(therapy.regimen, body.fill_type),
-        due_at=body.performed_at + timedelta(days=therapy.refill_interval_days),
-        projected_empty_at=figures.projected_empty_at, announce=False,
+        due_at=due_at, projected_empty_at=figures.projected_empty_at, due_basis=due_basis,
+        announce=False,
     )
     refill = Refill(
         id=refill_id, pump_serial=pump.serial_number, patient_mrn=therapy.patient_mrn,
@@ -497,6 +547,9 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         ), pump.serial_number))
     events.append((EventType.APPOINTMENT_SCHEDULED, appointment_data(nxt), pump.serial_number))
     uow.publish_many(events)  # one statement for all three events
+    if isinstance(delivery, Delivery):
+        deliveries.record_administration(uow, delivery, refill_id=refill.id,
+                                         performed_at=body.performed_at, actor=actor)
     uow.audit(actor=actor, action="refill.recorded", entity_type="refill", entity_id=refill.id,
               changes={"pump_serial": pump.serial_number, "appointment_id": refill.appointment_id,
                        "residual_volume_ml": body.residual_volume_ml,
@@ -536,11 +589,96 @@ def list_refills(*, uow: UnitOfWork, page: PageParams, pump_serial: str | None,
                     to_item=lambda r: _refill_read(uow, r), descending=True)
 
 
+def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str) -> RefillRead:
+    """Mark the latest refill of a pump entered in error: its row stays for the audit, its
+    reading leaves every figure, the appointment it created is cancelled (with its open order)
+    and the one it completed is open again; `refill.voided` tells alerts."""
+    session = uow.session
+    refill = session.get(Refill, refill_id)
+    if refill is None:
+        raise NotFound(f"no refill {refill_id}")
+    if refill.status == ENTERED_IN_ERROR:
+        raise _already_void(refill)
+    now = uow.now()
+    # locks in record_refill's order (the appointment, then the pump): the conditional update
+    # of the appointment this refill created races a refill completing it, and one wins
+    cancelled = None
+    if refill.next_appointment_id:
+        cancelled = refill.next_appointment_id if deliveries.rowcount(session.execute(
+            update(Appointment)
+            .where(Appointment.id == refill.next_appointment_id, Appointment.status == "scheduled")
+            .values(status="cancelled", updated_at=now)
+            .execution_options(synchronize_session=False))) else None
+    if is_postgres(session):
+        session.execute(select(ImplantedPump.serial_number)
+                        .where(ImplantedPump.serial_number == refill.pump_serial).with_for_update())
+    claimed = deliveries.rowcount(session.execute(
+        update(Refill).where(Refill.id == refill.id, Refill.status == RECORDED)
+        .values(status=ENTERED_IN_ERROR, voided_by=actor, voided_at=now, void_reason=body.reason)
+        .execution_options(synchronize_session=False)))
+    session.refresh(refill)
+    if not claimed:
+        raise _already_void(refill)
+    later = session.scalar(select(Refill).where(
+        Refill.pump_serial == refill.pump_serial, Refill.status == RECORDED,
+        (Refill.performed_at > refill.performed_at)
+        | ((Refill.performed_at == refill.performed_at) & (Refill.id > refill.id)),
+    ).order_by(Refill.performed_at.desc(), Refill.id.desc()).limit(1))
+    if later is not None:
+        raise Conflict(f"only the latest refill of pump {refill.pump_serial} can be entered in "
+                       f"error; the latest is refill {later.id} performed at "
+                       f"{later.performed_at.isoformat()}: correct that one first",
+                       current_status="not_latest", latest_refill_id=later.id)
+    reopened = None
+    therapy = session.get(Therapy, refill.therapy_id) if refill.therapy_id else None
+    if refill.appointment_id and therapy is not None and therapy.status in OPEN_THERAPY:
+        if deliveries.rowcount(session.execute(
+                update(Appointment)
+                .where(Appointment.id == refill.appointment_id, Appointment.status == "completed",
+                       Appointment.refill_id == refill.id)
+                # open again, its facts untold: the sweep announces them anew if still due
+                .values(status="scheduled", refill_id=None, updated_at=now,
+                        due_soon_announced_at=None, overdue_announced_at=None,
+                        near_empty_announced_at=None)
+                .execution_options(synchronize_session=False))):
+            reopened = refill.appointment_id
+    deliveries.withdraw_administration(uow, refill_id=refill.id, actor=actor,
+                                       reason=f"refill {refill.id} entered in error: {body.reason}")
+    if cancelled is not None and refill.therapy_id:
+        deliveries.cancel_open_orders(uow, therapy_id=refill.therapy_id, actor=actor,
+                                      reason=f"refill {refill.id} entered in error",
+                                      appointment_id=cancelled)
+    events: list[tuple[str, Any, str | None]] = [(EventType.REFILL_VOIDED, RefillVoidedData(
+        refill_id=refill.id, pump_serial=refill.pump_serial, patient_mrn=refill.patient_mrn,
+        center=refill.center, reason=body.reason, voided_by=actor, voided_at=now,
+        cancelled_appointment_id=cancelled, reopened_appointment_id=reopened,
+    ), refill.pump_serial)]
+    if reopened is not None:
+        appt = session.get(Appointment, reopened)
+        assert appt is not None
+        session.refresh(appt)
+        events.append((EventType.APPOINTMENT_SCHEDULED, appointment_data(appt), refill.pump_serial))
+    uow.publish_many(events)
+    uow.audit(actor=actor, action="refill.entered_in_error", entity_type="refill",
+              entity_id=refill.id, changes={"reason": body.reason,
+                                            "cancelled_appointment_id": cancelled,
+                                            "reopened_appointment_id": reopened})
+    log.info("refill.entered_in_error", refill_id=refill.id, pump_serial=refill.pump_serial,
+             cancelled_appointment_id=cancelled, reopened_appointment_id=reopened)
+    return _refill_read(uow, refill)
+
+
+def _already_void(refill: Refill) -> Conflict:
+    when = refill.voided_at.isoformat() if refill.voided_at else "earlier"
+    return Conflict(f"refill {refill.id} is already entered in error (by {refill.voided_by} at "
+                    f"{when})", current_status=ENTERED_IN_ERROR)
+
+
 def flow_readings(*, uow: UnitOfWork, pump_serial: str, page: PageParams) -> Page[FlowReading]:
     """The measured flow series of a pump, oldest first."""
     if uow.session.get(ImplantedPump, pump_serial) is None:
         raise NotFound(f"scheduling knows no pump {pump_serial}")
-    stmt = select(Refill).where(Refill.pump_serial == pump_serial,
+    stmt = select(Refill).where(Refill.pump_serial == pump_serial, Refill.status == RECORDED,
                                 Refill.measured_flow_ml_per_day.is_not(None))
 
     def to_item(r: Refill) -> FlowReading:

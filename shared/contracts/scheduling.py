@@ -25,6 +25,7 @@ class AppointmentData(BaseModel):
     status: str  # scheduled | completed | cancelled
     projected_empty_at: AwareDatetime | None = None
     delivery_id: str | None = None
+    due_basis: str | None = None  # interval | projected_empty (added)
 
 
 class RefillOverdueData(AppointmentData):
@@ -93,6 +94,8 @@ class DeliveryData(BaseModel):
     status: str
     drugs: list[dict[str, Any]] = []
     history: list[DeliveryHistoryEntry] = []
+    administered_at: AwareDatetime | None = None  # added: the chemo fill that used the order
+    refill_id: str | None = None  # added
 
 
 class SweepJob(BaseModel):
@@ -118,3 +121,38 @@ class ReservoirNearEmptyData(AppointmentData):
     run dry within the near-empty horizon, and the hours left."""
 
     hours_to_empty: float
+
+
+class RefillVoidedData(BaseModel):
+    """`hai.scheduling.refill.voided`: a refill entered in error (its row stays, out of every
+    figure); the appointment it created was cancelled and the one it completed opened again."""
+
+    model_config = ConfigDict(extra="allow")
+
+    refill_id: str
+    pump_serial: str
+    patient_mrn: str
+    center: str
+    reason: str
+    voided_by: str
+    voided_at: AwareDatetime
+    cancelled_appointment_id: str | None = None
+    reopened_appointment_id: str | None = None
+
+
+class OrderRefusedData(BaseModel):
+    """`hai.scheduling.order.refused` (added): a chemo fill's pharmacy order that was not sent,
+    because its dose could not be computed or broke a hard limit; `field` names the culprit."""
+
+    model_config = ConfigDict(extra="allow")
+
+    appointment_id: str
+    therapy_id: str
+    patient_mrn: str
+    pump_serial: str
+    center: str
+    fill_type: str
+    due_at: AwareDatetime
+    field: str
+    reason: str
+    refused_at: AwareDatetime

@@ -99,12 +99,17 @@ class PharmacySimulator:
             conn.close()
 
     def send_status(self, order_id: str, status: str, *, reason: str | None = None,
-                    raw: bytes | None = None, event_id: str | None = None) -> str:
+                    raw: bytes | None = None, event_id: str | None = None,
+                    lot: str | None = None, beyond_use_at: datetime | None = None) -> str:
         """Publish `hai.pharmacy.order.status` (or raw bytes) to hai.pharmacy; returns the id."""
         data: dict[str, Any] = {"order_id": order_id, "status": status,
                                 "at": datetime.now(UTC).isoformat()}
         if reason:
             data["reason"] = reason
+        if lot:
+            data["lot"] = lot
+        if beyond_use_at:
+            data["beyond_use_at"] = beyond_use_at.isoformat()
         event = CloudEvent.create(source="/pharmacy/sim", type=EventType.ORDER_STATUS, data=data,
                                   subject=order_id, id=event_id)
         body = raw if raw is not None else event.to_json_bytes()
@@ -117,3 +122,28 @@ class PharmacySimulator:
         finally:
             conn.close()
         return event.id
+
+
+class EventTap:
+    """A queue of the test's own on `hai.events`, bound to some event types: what the other
+    services hear, read back from the broker."""
+
+    def __init__(self, amqp_url: str, *routing_keys: str) -> None:
+        self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        self.ch = self.conn.channel()
+        self.queue = self.ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        for key in routing_keys:
+            self.ch.queue_bind(self.queue, "hai.events", routing_key=key)
+        self.seen: list[dict[str, Any]] = []
+
+    def take(self) -> list[dict[str, Any]]:
+        """Everything heard so far (the events are kept, oldest first)."""
+        while True:
+            method, _props, body = self.ch.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                return self.seen
+            self.seen.append(json.loads(body))
+
+    def close(self) -> None:
+        if self.conn.is_open:
+            self.conn.close()

@@ -98,10 +98,19 @@ def therapy_body(serial: str = "SN-AUD-1", mrn: str = "MRN-AUD-1") -> dict[str, 
             "start_on": (T0 + timedelta(days=2)).date().isoformat()}
 
 
-def refill_body(appointment_id: str, serial: str = "SN-AUD-1") -> dict[str, Any]:
+def refill_body(appt: dict[str, Any], serial: str = "SN-AUD-1") -> dict[str, Any]:
+    """The chemo fill of an appointment, with the order id scanned from its bag."""
     return {"pump_serial": serial, "performed_at": (T0 - timedelta(hours=1)).isoformat(),
             "residual_volume_ml": 2.0, "fill_volume_ml": 30.0, "fill_type": "chemo",
-            "appointment_id": appointment_id}
+            "appointment_id": appt["id"], "delivery_id": appt["delivery_id"]}
+
+
+def dispatched(harness: Harness, appt: dict[str, Any]) -> None:
+    """The pharmacy dispatches an appointment's order (a chemo fill needs its bag in hand)."""
+    r = harness.client.post(f"/v1/deliveries/{appt['delivery_id']}/status",
+                            json={"status": "dispatched", "at": (T0 - timedelta(hours=2)).isoformat()},
+                            headers=auth("pharmacist", sub="pharmacy"))
+    assert r.status_code == 200, r.text
 
 
 def therapy_ready(harness: Harness, bus: InProcessBus, call: Call, serial: str = "SN-AUD-1",
@@ -125,8 +134,13 @@ def scheduling_story(harness: Harness, bus: InProcessBus, call: Call) -> None:
     assert appt["delivery_id"], appt
     call("POST", "/v1/deliveries/{delivery_id}/status",
          f"/v1/deliveries/{appt['delivery_id']}/status",
-         {"status": "accepted", "at": T0.isoformat()})
-    call("POST", "/v1/refills", "/v1/refills", refill_body(appt["id"]))
+         {"status": "accepted", "at": (T0 - timedelta(hours=3)).isoformat()})
+    call("POST", "/v1/deliveries/{delivery_id}/status",
+         f"/v1/deliveries/{appt['delivery_id']}/status",
+         {"status": "dispatched", "at": (T0 - timedelta(hours=2)).isoformat()})
+    done = call("POST", "/v1/refills", "/v1/refills", refill_body(appt))
+    call("POST", "/v1/refills/{refill_id}/entered-in-error",
+         f"/v1/refills/{done['id']}/entered-in-error", {"reason": "recorded twice"})
     call("PATCH", "/v1/therapies/{therapy_id}", f"/v1/therapies/{therapy['id']}",
          {"action": "pause", "reason": "neutropenia"})
 

@@ -9,6 +9,7 @@ the rows of a request go in by COPY).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -51,7 +52,10 @@ def test_reads_of_patient_data_are_audited_and_queryable_by_admin_only(settings)
         return r.json()
 
     _, appt = therapy_ready(harness, bus, call, serial="SN-A1", mrn="MRN-A1")
-    call("POST", "/v1/refills", "/v1/refills", refill_body(appt["id"], serial="SN-A1"))
+    for status, hours_ago in (("accepted", 3), ("dispatched", 2)):
+        call("POST", "", f"/v1/deliveries/{appt['delivery_id']}/status",
+             {"status": status, "at": (T0 - timedelta(hours=hours_ago)).isoformat()})
+    call("POST", "/v1/refills", "/v1/refills", refill_body(appt, serial="SN-A1"))
     therapy_ready(harness, bus, call, serial="SN-B2", mrn="MRN-B2")
     setup_ids = {e["id"] for e in _audit(client)}
 

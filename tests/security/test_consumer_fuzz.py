@@ -66,6 +66,16 @@ VALID: dict[str, dict[str, Any]] = {
         "history": [{"at": AT, "status": "rejected", "reason": "out of stock"}],
     },
     EventType.SWEEP_COMPLETED: {"at": AT, "jobs": [{"name": "overdue", "ok": True}]},
+    EventType.REFILL_VOIDED: {
+        "refill_id": "rf-1", "pump_serial": "SN-FUZZ-1", "patient_mrn": "MRN-FUZZ-1",
+        "center": "north", "reason": "wrong pump", "voided_by": "nina", "voided_at": AT,
+        "cancelled_appointment_id": "apt-2", "reopened_appointment_id": "apt-1",
+    },
+    EventType.ORDER_REFUSED: {
+        "appointment_id": "apt-1", "therapy_id": "th-1", "patient_mrn": "MRN-FUZZ-1",
+        "pump_serial": "SN-FUZZ-1", "center": "north", "fill_type": "chemo", "due_at": AT,
+        "field": "floxuridine", "reason": "above the hard limit", "refused_at": AT,
+    },
     EventType.RECALL_ISSUED: {
         "recall_id": "rc-1", "model_code": "MED-40", "lot_numbers": ["LOT42"], "reason": "valve",
         "quarantined": ["SN-FUZZ-2"],

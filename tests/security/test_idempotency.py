@@ -42,7 +42,8 @@ def _therapy(harness: Harness, bus: Any, call: stories.Call):
 
 def _refill(harness: Harness, bus: Any, call: stories.Call):
     _, appt = stories.therapy_ready(harness, bus, call)
-    body = stories.refill_body(appt["id"])
+    stories.dispatched(harness, appt)
+    body = stories.refill_body(appt)
     return body, {**body, "residual_volume_ml": 3.0}
 
 
@@ -109,11 +110,12 @@ def test_two_concurrent_refills_for_one_appointment_one_wins_one_is_409(pg_datab
     harness, bus = start("scheduling", settings)
     try:
         _, appt = stories.therapy_ready(harness, bus, _admin_call(harness))
+        stories.dispatched(harness, appt)
         barrier = threading.Barrier(2)
         answers: list[Any] = [None, None]
 
         def nurse(i: int) -> None:
-            body = {**stories.refill_body(appt["id"]), "residual_volume_ml": 2.0 + i}
+            body = {**stories.refill_body(appt), "residual_volume_ml": 2.0 + i}
             barrier.wait()
             answers[i] = harness.client.post("/v1/refills", json=body,
                                              headers=auth("nurse", sub=f"nurse-{i}"))

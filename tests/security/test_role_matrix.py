@@ -40,6 +40,7 @@ WRITE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/therapies"): frozenset({"oncologist"}),
     ("PATCH", "/v1/therapies/{therapy_id}"): frozenset({"oncologist"}),
     ("POST", "/v1/refills"): frozenset({"nurse"}),
+    ("POST", "/v1/refills/{refill_id}/entered-in-error"): frozenset({"nurse", "oncologist"}),
     ("PATCH", "/v1/appointments/{appointment_id}"): frozenset({"nurse"}),
     ("POST", "/v1/deliveries/{delivery_id}/status"): frozenset({"pharmacist"}),
     # alerts
@@ -57,6 +58,7 @@ def _normalise(path: str) -> str:
     path = re.sub(r"/therapies/\{[^}]+\}", "/therapies/{therapy_id}", path)
     path = re.sub(r"/appointments/\{[^}]+\}", "/appointments/{appointment_id}", path)
     path = re.sub(r"/deliveries/\{[^}]+\}", "/deliveries/{delivery_id}", path)
+    path = re.sub(r"/refills/\{[^}]+\}", "/refills/{refill_id}", path)
     path = re.sub(r"/alerts/\{[^}]+\}", "/alerts/{alert_id}", path)
     path = re.sub(r"/oncall/\{[^}]+\}", "/oncall/{center}", path)
     return path

@@ -24,11 +24,14 @@ NURSE = auth("nurse", sub="nurse-nina")
 class WebhookReceiver:
     """A local HTTP server that records the pages it gets; fails the first `fail_first` posts."""
 
-    def __init__(self, *, fail_first: int = 0, always_fail: bool = False) -> None:
+    def __init__(self, *, fail_first: int = 0, always_fail: bool = False,
+                 redirect_to: str | None = None) -> None:
         self.fail_first = fail_first
         self.always_fail = always_fail
+        self.redirect_to = redirect_to
         self.pages: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
+        # every request as it came: headers and the raw body (to check signatures against)
+        self.received: list[tuple[dict[str, str], bytes]] = []
         self.attempts = 0
         self.arrived_at: list[float] = []
         self.lock = threading.Lock()
@@ -39,12 +42,16 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with receiver.lock:
                     receiver.attempts += 1
+                    receiver.received.append((dict(self.headers.items()), body))
                     failing = receiver.always_fail or receiver.attempts <= receiver.fail_first
-                    if not failing:
+                    if not failing and not receiver.redirect_to:
                         receiver.pages.append(json.loads(body))
-                        receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
                         receiver.arrived_at.append(time.perf_counter())
-                self.send_response(503 if failing else 200)
+                if receiver.redirect_to:
+                    self.send_response(307)
+                    self.send_header("location", receiver.redirect_to)
+                else:
+                    self.send_response(503 if failing else 200)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

@@ -113,7 +113,13 @@ def test_delivered_or_cancelled_clears_the_late_alert(status: str) -> None:
     assert not result.raise_
 
 
-@pytest.mark.parametrize("status", ["requested", "accepted", "compounded", "dispatched"])
+def test_an_order_sent_clears_the_refusal_of_its_appointment() -> None:
+    result = rules.delivery_updated(DeliveryData.model_validate({**DELIVERY, "status": "requested"}))
+    assert [c.dedup_key for c in result.clear] == [f"order_refused:{DELIVERY['appointment_id']}"]
+    assert not result.raise_
+
+
+@pytest.mark.parametrize("status", ["accepted", "compounded", "dispatched"])
 def test_other_delivery_statuses_change_nothing(status: str) -> None:
     result = rules.delivery_updated(DeliveryData.model_validate({**DELIVERY, "status": status}))
     assert result == rules.RuleResult()

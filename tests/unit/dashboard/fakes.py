@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi.testclient import TestClient
 
+from services.dashboard import csrf
 from services.dashboard.app import create_app
 from shared.clock import MovableClock
 from shared.settings import Settings
@@ -76,6 +78,22 @@ def client(fake: FakeApis, **overrides: Any) -> TestClient:
     return TestClient(app, follow_redirects=False)
 
 
+def login_token(c: TestClient) -> str:
+    """Open the sign-in page as a browser does: its pre-session cookie, and the form's token."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text)
+    assert found, "the sign-in form carries no CSRF token"
+    return found.group(1)
+
+
+def session_token(c: TestClient) -> str:
+    """The token every page of the signed-in session carries."""
+    key = csrf.key_for(c.app.state.settings)  # type: ignore[attr-defined]
+    return csrf.session_token(key, c.cookies["hai_session"])
+
+
 def sign_in(c: TestClient, sub: str = "nora.nurse", roles: tuple[str, ...] = ("nurse",)) -> None:
-    response = c.post("/login", data={"sub": sub, "role": list(roles), "next": "/worklist"})
+    """Sign in through the form; later posts carry the session's token as htmx would (a header)."""
+    response = c.post("/login", data={"sub": sub, "role": list(roles), "next": "/worklist",
+                                      "csrf_token": login_token(c)})
     assert response.status_code == 303, response.text
+    c.headers[csrf.HEADER] = session_token(c)

@@ -10,7 +10,7 @@ import pytest
 from services.dashboard.views import iso_z
 from shared.auth import TokenVerifier, mint_token
 from shared.clock import MovableClock
-from tests.unit.dashboard.fakes import NOW, FakeApis, client, page, settings, sign_in
+from tests.unit.dashboard.fakes import NOW, FakeApis, client, login_token, page, settings, sign_in
 
 
 def appt(id_: str, serial: str, due_hours: float, *, fill_type: str = "saline",
@@ -40,7 +40,7 @@ def test_pages_send_the_browser_to_sign_in_and_back(fake: FakeApis) -> None:
 def test_dev_sign_in_keeps_the_minted_token_in_an_httponly_lax_cookie(fake: FakeApis) -> None:
     c = client(fake)
     response = c.post("/login", data={"sub": "otto.oncall", "role": ["oncall", "nurse"],
-                                      "next": "/alerts/a-1"})
+                                      "next": "/alerts/a-1", "csrf_token": login_token(c)})
     assert response.status_code == 303 and response.headers["location"] == "/alerts/a-1"
     cookie = response.headers["set-cookie"]
     assert "hai_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
@@ -51,26 +51,31 @@ def test_dev_sign_in_keeps_the_minted_token_in_an_httponly_lax_cookie(fake: Fake
 
 def test_sign_in_refuses_an_unknown_user_and_an_open_redirect(fake: FakeApis) -> None:
     c = client(fake)
-    assert c.post("/login", data={"sub": "mallory", "role": ["admin"]}).status_code == 400
-    usual = c.post("/login", data={"sub": "bea.biomed"})
+    token = login_token(c)
+    assert c.post("/login", data={"sub": "mallory", "role": ["admin"],
+                                  "csrf_token": token}).status_code == 400
+    usual = c.post("/login", data={"sub": "bea.biomed", "csrf_token": token})
     assert usual.status_code == 303
     assert TokenVerifier(settings(), MovableClock(NOW)).verify(c.cookies["hai_session"]).roles == {"biomed"}
     response = c.post("/login", data={"sub": "nora.nurse", "role": ["nurse"],
-                                      "next": "//evil.example/x"})
+                                      "next": "//evil.example/x", "csrf_token": login_token(c)})
     assert response.headers["location"] == "/worklist"
 
 
 def test_production_accepts_only_a_verified_pasted_token(fake: FakeApis) -> None:
     secret = "a-real-production-secret-of-enough-length-1234"
     c = client(fake, env="production", jwt_secret=secret, amqp_url="amqp://x/")
+    c.base_url = httpx.URL("https://testserver")  # production cookies are Secure
     form = c.get("/login").text
     assert "identity provider" in form and 'name="sub"' not in form
-    assert c.post("/login", data={"sub": "ada.admin", "role": ["admin"]}).status_code == 401
+    token = login_token(c)
+    assert c.post("/login", data={"sub": "ada.admin", "role": ["admin"],
+                                  "csrf_token": token}).status_code == 401
     forged = mint_token("eve", ["admin"], secret="not-the-secret-" * 3, now=NOW)
-    refused = c.post("/login", data={"token": forged})
+    refused = c.post("/login", data={"token": forged, "csrf_token": token})
     assert refused.status_code == 401 and "not accepted" in refused.text
     good = mint_token("nina", ["nurse"], secret=secret, now=NOW)
-    response = c.post("/login", data={"token": f"Bearer {good}"})
+    response = c.post("/login", data={"token": f"Bearer {good}", "csrf_token": token})
     assert response.status_code == 303
     assert "Secure" in response.headers["set-cookie"]
 

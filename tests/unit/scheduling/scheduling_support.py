@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -95,3 +95,17 @@ def worklist(h: Harness, **params: Any) -> list[dict[str, Any]]:
     r = h.client.get("/v1/appointments", params=params, headers=NURSE)
     assert r.status_code == 200, r.text
     return list(r.json()["items"])
+
+
+def dispatch(h: Harness, order_id: str, *, lot: str | None = "LOT-1",
+             beyond_use_at: datetime | None = None, status: str = "dispatched") -> dict[str, Any]:
+    """The pharmacy says (over HTTP) that an order left with the bag: `dispatched`, lot and
+    beyond-use time (by default a week after the clock's now)."""
+    at = h.clock.now()  # type: ignore[attr-defined]
+    body: dict[str, Any] = {"status": status, "at": at.isoformat()}
+    if lot:
+        body["lot"] = lot
+    body["beyond_use_at"] = (beyond_use_at or at + timedelta(days=7)).isoformat()
+    r = h.client.post(f"/v1/deliveries/{order_id}/status", json=body, headers=PHARMACIST)
+    assert r.status_code == 200, r.text
+    return dict(r.json())

@@ -13,6 +13,7 @@ from tests.unit.scheduling.scheduling_support import (
     NURSE,
     ONCOLOGIST,
     T0,
+    dispatch,
     implant,
     outbox,
     patient,
@@ -121,7 +122,7 @@ def test_adjusted_weight_needs_height_and_sex(tmp_path: Path) -> None:
 
 def _refill(h: Any, **kw: Any) -> Any:
     body = {"pump_serial": "SN1", "residual_volume_ml": 0, "fill_volume_ml": 30,
-            "fill_type": "chemo", **kw}
+            "fill_type": "saline", **kw}
     return h.client.post("/v1/refills", json=body, headers=NURSE)
 
 
@@ -130,14 +131,20 @@ def test_refills_measure_flow_and_schedule_the_next_fill(tmp_path: Path) -> None
     patient(h)
     implant(h, bus, labeled_flow_ml_per_day=0.8)
     therapy(h, start_on="2026-11-02")
+    [first_appt] = worklist(h)
+    order_id = first_appt["delivery_id"]
+    dispatch(h, order_id)
     first_at = T0
-    r1 = _refill(h, performed_at=first_at.isoformat(), residual_volume_ml=2)
+    r1 = _refill(h, performed_at=first_at.isoformat(), residual_volume_ml=2, fill_type="chemo",
+                 delivery_id=order_id)
     assert r1.status_code == 201, r1.text
     one = r1.json()
+    assert one["delivery_id"] == order_id
     assert one["measured_flow_ml_per_day"] is None and one["elapsed_days"] is None
     assert one["next_appointment"]["fill_type"] == "saline"
     assert one["next_appointment"]["due_at"] == "2026-11-16T08:00:00Z"
     assert one["next_appointment"]["projected_empty_at"] == "2026-12-09T20:00:00Z"  # 30/0.8 d
+    assert one["next_appointment"]["due_basis"] == "interval"
     assert outbox(h, EventType.FLOW_RECORDED) == []
     h.clock.advance(days=15)  # type: ignore[attr-defined]
     r2 = _refill(h, performed_at=(first_at + timedelta(days=14)).isoformat(),

@@ -111,7 +111,7 @@ def test_impossible_numbers_name_their_field() -> None:
     def fields(**kw: object) -> set[str]:
         args = {"now": T + timedelta(days=20), "performed_at": T + timedelta(days=14),
                 "residual_volume_ml": 5.0, "fill_volume_ml": 30.0, "reservoir_ml": 30.0,
-                "previous": prev, "implanted_at": None, **kw}
+                "previous": prev, "implanted_at": None, "min_interval_hours": 24.0, **kw}
         return {f for f, _ in refill_problems(**args)}  # type: ignore[arg-type]
 
     assert fields() == set()

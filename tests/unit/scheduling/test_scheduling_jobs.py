@@ -31,31 +31,32 @@ def test_due_soon_overdue_near_empty_each_once(tmp_path: Path) -> None:
     r = h.client.post("/v1/refills", headers=NURSE, json={
         "pump_serial": "SN1", "performed_at": (T0 - timedelta(days=1)).isoformat(),
         "residual_volume_ml": 0, "fill_volume_ml": 5, "fill_type": "saline"})
-    assert r.status_code == 201  # 5 mL at 1 mL/day: empty T0+4d; due T0+13d
+    assert r.status_code == 201
+    nxt = r.json()["next_appointment"]
+    # 5 mL at 1 mL/day: empty at T0+4d, so due 72 h before it (T0+1d), not at T0+13d
+    assert nxt["due_at"] == "2026-11-03T08:00:00Z" and nxt["due_basis"] == "projected_empty"
     sweep(h.runtime)
-    assert outbox(h, EventType.REFILL_DUE_SOON) == []
+    sweep(h.runtime)
+    [soon] = outbox(h, EventType.REFILL_DUE_SOON)  # due in 24 h
+    assert soon["data"]["id"] == nxt["id"] and soon["data"]["due_basis"] == "projected_empty"
     assert outbox(h, RESERVOIR_NEAR_EMPTY) == []
+    assert outbox(h, EventType.REFILL_OVERDUE) == []
     clock.advance(days=1, hours=1)  # type: ignore[attr-defined]
     sweep(h.runtime)
     sweep(h.runtime)
     [near] = outbox(h, RESERVOIR_NEAR_EMPTY)
-    assert near["data"]["pump_serial"] == "SN1" and 70 < near["data"]["hours_to_empty"] <= 72
-    clock.set(T0 + timedelta(days=11, hours=12))  # type: ignore[attr-defined]  # due in 36 h
-    sweep(h.runtime)
-    sweep(h.runtime)
-    [soon] = outbox(h, EventType.REFILL_DUE_SOON)
-    assert soon["data"]["due_at"] == "2026-11-15T08:00:00Z"
-    assert outbox(h, EventType.REFILL_OVERDUE) == []
+    assert near["data"]["pump_serial"] == "SN1" and near["data"]["hours_to_empty"] == 71.0
+    [late] = outbox(h, EventType.REFILL_OVERDUE)
+    assert soon["data"]["id"] == late["data"]["id"] == near["data"]["id"]
+    assert late["data"]["overdue_hours"] == 1.0 and late["data"]["hours_to_empty"] == 71.0
     clock.set(T0 + timedelta(days=14, hours=1))  # type: ignore[attr-defined]
     sweep(h.runtime)
     sweep(h.runtime)
     assert len(outbox(h, EventType.REFILL_DUE_SOON)) == 1
-    [late] = outbox(h, EventType.REFILL_OVERDUE)  # due at T0+13d
-    assert soon["data"]["id"] == late["data"]["id"]
-    assert late["data"]["overdue_hours"] == 25.0
-    assert late["data"]["hours_to_empty"] == -241.0  # ran dry at T0+4d
+    assert len(outbox(h, EventType.REFILL_OVERDUE)) == 1
+    assert len(outbox(h, RESERVOIR_NEAR_EMPTY)) == 1
     beats = outbox(h, EventType.SWEEP_COMPLETED)
-    assert len(beats) == 7
+    assert len(beats) == 6
     jobs = beats[-1]["data"]["jobs"]
     assert [j["name"] for j in jobs] == ["due_soon", "overdue", "near_empty", "orders",
                                          "late_deliveries"]

@@ -1,7 +1,7 @@
 """notifications.traceparent: the trace a page belongs to
 
 Revision ID: 5f3c9a1d2b7e
-Revises: 73ab1bb6d35e
+Revises: 6cfd16d7ecc7
 Create Date: 2026-12-01 16:00:00
 """
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "5f3c9a1d2b7e"
-down_revision: str | None = "73ab1bb6d35e"
+down_revision: str | None = "6cfd16d7ecc7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,156 @@
+"""The refill safety rules as stories on the production topology (PostgreSQL, RabbitMQ, every
+API plus two workers per service): the pharmacy simulator dispatches, the nurse fills, and what
+the other services hear is read back from the broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from shared.events import EventType
+from tests.e2e.story import pump_on_therapy
+from tests.e2e.support import EventTap, PharmacySimulator, wait_for
+from tests.e2e.topology import Topology
+
+CENTER = "E2E-SAFETY"
+
+
+def _chemo_patient(system: Topology, serial: str, mrn: str) -> None:
+    """Patient, pump implanted a month ago, FUDR therapy starting tomorrow (its first chemo
+    fill is inside the pharmacy lead time: ordered at once)."""
+    now = datetime.now(UTC)
+    with system.client("inventory", "biomed") as inv:
+        model = inv.get("/v1/pump-models").json()["items"][0]
+        r = inv.post("/v1/pumps", json={
+            "serial_number": serial, "model_code": model["code"], "lot_number": "LOT-S",
+            "expiry_date": (date.today() + timedelta(days=700)).isoformat()})
+        assert r.status_code == 201, r.text
+        r = inv.post(f"/v1/pumps/{serial}/implant", json={
+            "patient_mrn": mrn, "implanted_at": (now - timedelta(days=30)).isoformat(),
+            "center": CENTER})
+        assert r.status_code == 200, r.text
+    with system.client("scheduling", "nurse", "oncologist") as sch:
+        r = sch.post("/v1/patients", json={
+            "mrn": mrn, "given_name": "Safe", "family_name": "Fill", "birth_date": "1965-03-03",
+            "weight_kg": 70, "center": CENTER})
+        assert r.status_code == 201, r.text
+        wait_for(f"therapy for {serial}", lambda: sch.post("/v1/therapies", json={
+            "patient_mrn": mrn, "pump_serial": serial, "regimen": "fudr_alternating",
+            "start_on": (now + timedelta(days=1)).date().isoformat(),
+            "fudr_mg_per_kg_day": 0.12, "heparin_units": 5000}).status_code == 201, timeout=60)
+
+
+def _order_of(pharmacy: PharmacySimulator, serial: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        pharmacy.fetch_orders(timeout=2)
+        return next((o for o in pharmacy.orders
+                     if o["data"]["pump"]["serial_number"] == serial), None)
+    return wait_for(f"the pharmacy order for {serial}", probe)  # type: ignore[no-any-return]
+
+
+def _field(r: Any) -> str:
+    assert r.status_code == 422, r.text
+    return str(r.json()["errors"][0]["field"])
+
+
+def test_chemo_is_filled_only_from_its_dispatched_bag(system: Topology, e2e_amqp_url: str) -> None:
+    serial, mrn = "SN-E2E-SAFE-1", "MRN-E2E-SAFE-1"
+    tap = EventTap(e2e_amqp_url, EventType.DELIVERY_UPDATED)
+    try:
+        _chemo_patient(system, serial, mrn)
+        pharmacy = PharmacySimulator(e2e_amqp_url)
+        order_id = _order_of(pharmacy, serial)["data"]["order_id"]
+        now = datetime.now(UTC)
+        fill = {"pump_serial": serial, "performed_at": now.isoformat(), "residual_volume_ml": 0,
+                "fill_volume_ml": 30, "fill_type": "chemo"}
+        with system.client("scheduling", "nurse", sub="nurse-e2e") as sch:
+            # the order is only requested: no bag can be in hand, with or without its scan
+            assert _field(sch.post("/v1/refills", json=fill)) == "delivery_id"
+            early = sch.post("/v1/refills", json={**fill, "delivery_id": order_id})
+            assert _field(early) == "delivery_id" and "is requested" in early.json()["detail"]
+            assert sch.get(f"/v1/deliveries/{order_id}").json()["status"] == "requested"
+
+            bud = now + timedelta(days=2)
+            pharmacy.send_status(order_id, "accepted")
+            pharmacy.send_status(order_id, "compounded")
+            pharmacy.send_status(order_id, "dispatched", lot="LOT-BAG-7", beyond_use_at=bud)
+            wait_for("the bag to be dispatched", lambda: sch.get(
+                f"/v1/deliveries/{order_id}").json()["status"] == "dispatched")
+            r = sch.post("/v1/refills", json={**fill, "delivery_id": order_id})
+            assert r.status_code == 201, r.text
+            refill = r.json()
+            assert refill["delivery_id"] == order_id
+            assert refill["next_appointment"]["fill_type"] == "saline"
+            d = sch.get(f"/v1/deliveries/{order_id}").json()
+            assert d["status"] == "delivered" and d["lot"] == "LOT-BAG-7"
+            assert d["refill_id"] == refill["id"]
+            assert datetime.fromisoformat(d["administered_at"]) == now
+            assert d["history"][-1]["status"] == "delivered"
+
+        heard = wait_for("delivery.updated (delivered) on the broker", lambda: next(
+            (e for e in tap.take() if e["data"]["id"] == order_id
+             and e["data"]["status"] == "delivered"), None))
+        assert heard["data"]["refill_id"] == refill["id"]
+        assert [e["data"]["status"] for e in tap.seen if e["data"]["id"] == order_id][0] == "requested"
+    finally:
+        tap.close()
+
+
+def test_a_second_refill_minutes_later_is_refused(system: Topology) -> None:
+    serial, mrn = "SN-E2E-SAFE-2", "MRN-E2E-SAFE-2"
+    pump_on_therapy(system, serial, mrn, CENTER, filled_days_ago=14)
+    now = datetime.now(UTC)
+    with system.client("scheduling", "nurse") as sch:
+        first = sch.post("/v1/refills", json={
+            "pump_serial": serial, "performed_at": (now - timedelta(minutes=4)).isoformat(),
+            "residual_volume_ml": 16, "fill_volume_ml": 30, "fill_type": "saline"})
+        assert first.status_code == 201, first.text
+        scheduled = sch.get("/v1/appointments", params={"patient_mrn": mrn,
+                                                        "status": "scheduled"}).json()["items"]
+        assert [a["id"] for a in scheduled] == [first.json()["next_appointment"]["id"]]
+        # typed again four minutes later: "elapsed 0.00 days, 36 mL/day, +3500 %"
+        again = sch.post("/v1/refills", json={
+            "pump_serial": serial, "performed_at": now.isoformat(),
+            "residual_volume_ml": 29.9, "fill_volume_ml": 30, "fill_type": "saline"})
+        assert _field(again) == "performed_at"
+        detail = again.json()["detail"]
+        assert "at least 24 h apart" in detail
+        assert f"POST /v1/refills/{first.json()['id']}/entered-in-error" in detail
+        # nothing moved: the same appointment, one reading, one refill on top
+        assert sch.get("/v1/appointments", params={"patient_mrn": mrn, "status": "scheduled"}
+                       ).json()["items"] == scheduled
+        readings = sch.get(f"/v1/pumps/{serial}/flow-readings").json()["items"]
+        assert [x["refill_id"] for x in readings] == [first.json()["id"]]
+        latest = sch.get("/v1/refills", params={"pump_serial": serial}).json()["items"][0]
+        assert latest["id"] == first.json()["id"]
+
+
+def test_the_next_refill_comes_before_the_pump_runs_dry(system: Topology, e2e_amqp_url: str) -> None:
+    serial, mrn = "SN-E2E-SAFE-3", "MRN-E2E-SAFE-3"
+    tap = EventTap(e2e_amqp_url, EventType.APPOINTMENT_SCHEDULED)
+    try:
+        pump_on_therapy(system, serial, mrn, CENTER, filled_days_ago=14)
+        now = datetime.now(UTC)
+        with system.client("scheduling", "nurse") as sch:
+            # 29 of 30 mL gone in 14 days: ~2.07 mL/day, so 30 mL last ~14.5 days; the
+            # 14-day interval would come after the 72 h margin before empty
+            r = sch.post("/v1/refills", json={
+                "pump_serial": serial, "performed_at": now.isoformat(),
+                "residual_volume_ml": 1, "fill_volume_ml": 30, "fill_type": "saline"})
+            assert r.status_code == 201, r.text
+            nxt = r.json()["next_appointment"]
+            empty = datetime.fromisoformat(nxt["projected_empty_at"])
+            due = datetime.fromisoformat(nxt["due_at"])
+            assert nxt["due_basis"] == "projected_empty"
+            assert due == empty - timedelta(hours=72)
+            assert due < now + timedelta(days=14)
+            got = sch.get(f"/v1/appointments/{nxt['id']}").json()
+            assert got["due_basis"] == "projected_empty" and got["due_at"] == nxt["due_at"]
+        heard = wait_for("appointment.scheduled on the broker", lambda: next(
+            (e for e in tap.take() if e["data"]["id"] == nxt["id"]), None))
+        assert heard["data"]["due_basis"] == "projected_empty"
+        assert datetime.fromisoformat(heard["data"]["due_at"]) == due
+        first = next(e for e in tap.seen if e["data"]["pump_serial"] == serial)
+        assert first["data"]["due_basis"] == "interval"  # the therapy's first fill
+    finally:
+        tap.close()
