@@ -1,4 +1,4 @@
-"""The `hai` command: up, serve, worker, migrate, token, dlq (CONTRACT.md, Running)."""
+"""The `hai` command: up, serve, worker, migrate, backup, restore, token, dlq (CONTRACT.md, Running)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
@@ -149,7 +150,12 @@ def _start_worker(module: Any, runtime: Any) -> Any:
 
 
 @app.command()
-def worker(service: Annotated[str, typer.Argument(help="inventory | scheduling | alerts")]) -> None:
+def worker(
+    service: Annotated[str, typer.Argument(help="inventory | scheduling | alerts")],
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve the worker's Prometheus metrics (queue depths, consumer outcomes, job "
+             "heartbeats, page failures) on this port")] = None,
+) -> None:
     """Run a service's background work alone: outbox relay, consumers, scheduled jobs."""
     from shared.runtime import Worker
 
@@ -160,6 +166,10 @@ def worker(service: Annotated[str, typer.Argument(help="inventory | scheduling |
     upgrade(service, settings.database_url(service))
     runtime = service_module(service).bootstrap(settings)
     work = Worker(runtime)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, registry=runtime.registry)
     settle_heap()
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -223,6 +233,47 @@ def token(
         raise typer.BadParameter(f"unknown role(s) {unknown}; one of {', '.join(ROLES)}")
     settings = get_settings()
     typer.echo(mint_token(sub, role, secret=settings.jwt_secret, ttl=timedelta(hours=hours)))
+
+
+def _database_url(service: str) -> str:
+    if service not in SERVICES:
+        raise typer.BadParameter(f"one of {', '.join(SERVICES)}")
+    return get_settings().database_url(service)
+
+
+@app.command()
+def backup(
+    service: Annotated[str, typer.Argument(help="inventory | scheduling | alerts")],
+    to: Annotated[Path, typer.Option("--to", help="the backup file to write")],
+) -> None:
+    """Back up a service's database (pg_dump -Fc; SQLite: a consistent file copy)."""
+    from shared.backup import BackupError
+    from shared.backup import backup as do_backup
+
+    try:
+        do_backup(_database_url(service), to)
+    except BackupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]{service}[/green] backed up to {to}")
+
+
+@app.command()
+def restore(
+    service: Annotated[str, typer.Argument(help="inventory | scheduling | alerts")],
+    source: Annotated[Path, typer.Option("--from", help="a file written by `hai backup`")],
+) -> None:
+    """Restore a service's database from a backup (pg_restore --clean --if-exists --no-owner,
+    in one transaction); stop the service first, start it again after."""
+    from shared.backup import BackupError
+    from shared.backup import restore as do_restore
+
+    try:
+        do_restore(_database_url(service), source)
+    except BackupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]{service}[/green] restored from {source}")
 
 
 def _rabbit() -> Any:

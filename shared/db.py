@@ -33,6 +33,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from shared import tracing
 from shared.clock import Clock, ensure_utc
 from shared.events import CloudEvent
 
@@ -291,7 +292,7 @@ class UnitOfWork:
         """Write an event to the outbox in this transaction; it leaves only if the transaction commits."""
         event = CloudEvent.create(
             source=f"/hai/{self.source}", type=event_type, data=data, subject=subject,
-            time=self.clock.now(),
+            time=self.clock.now(), traceparent=tracing.current_traceparent(),
         )
         self.publish_event(event, exchange=exchange)
         return event
@@ -302,10 +303,11 @@ class UnitOfWork:
         if not events:
             return 0
         now = self.clock.now()
+        traceparent = tracing.current_traceparent()
         rows = []
         for event_type, data, subject in events:
             event = CloudEvent.create(source=f"/hai/{self.source}", type=event_type, data=data,
-                                      subject=subject, time=now)
+                                      subject=subject, time=now, traceparent=traceparent)
             rows.append({"event_id": event.id, "exchange": exchange, "routing_key": event.type,
                          "body": event.model_dump_json(exclude_none=True), "created_at": now})
         bulk_insert(self.session, self.platform.outbox, rows)

@@ -72,6 +72,7 @@ class CloudEvent(BaseModel):
         subject: str | None = None,
         time: datetime | None = None,
         id: str | None = None,
+        traceparent: str | None = None,
     ) -> CloudEvent:
         """Build an event; pydantic payloads are dumped in JSON mode.
 
@@ -83,7 +84,10 @@ class CloudEvent(BaseModel):
             raise ValueError("an event needs a source and a type")
         if time is not None and time.tzinfo is None:
             raise ValueError("naive datetime refused: event times must be timezone-aware")
+        # the CloudEvents distributed-tracing extension, only when a trace is under way
+        extensions = {"traceparent": traceparent} if traceparent else {}
         return cls.model_construct(
+            **extensions,  # type: ignore[arg-type]  # extension attributes (extra="allow")
             specversion="1.0",
             id=id or str(uuid.uuid4()),
             source=source,

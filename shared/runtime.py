@@ -16,12 +16,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine, MetaData
 
+from shared import tracing
 from shared.clock import Clock, SystemClock
 from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping
 from shared.logging import safe_error
 from shared.messaging.base import Bus, Outcome, QueueSpec
 from shared.messaging.consumer import BatchHandler, EventConsumer, Handler
 from shared.messaging.relay import OutboxRelay
+from shared.metrics import SystemCollector, watch_queues
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -83,6 +85,10 @@ class ServiceRuntime:
     extra: dict[str, Any] = field(default_factory=dict)
     readiness_checks: list[Callable[[ServiceRuntime], str | None]] = field(default_factory=list)
     job_last_ok: dict[str, float] = field(default_factory=dict)
+    # for /metrics (shared/metrics.py): on the service's clock; queue → (ready, dead letters)
+    job_last_ok_at: dict[str, datetime] = field(default_factory=dict)
+    jobs_started_at: dict[str, datetime] = field(default_factory=dict)
+    queue_depths: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.events_handled = Counter(
@@ -96,6 +102,7 @@ class ServiceRuntime:
         self.job_runs = Counter(
             "hai_job_runs_total", "Scheduled job runs by result", ["job", "result"],
             registry=self.registry)
+        self.registry.register(SystemCollector(self))
 
     def all_queues(self) -> list[QueueSpec]:
         return [s.queue for s in self.subscriptions] + list(self.declared_queues)
@@ -118,6 +125,8 @@ def build_runtime(
     clock = clock or SystemClock()
     engine = engine or make_engine(settings.database_url(name),
                                    pool_timeout=settings.db_pool_timeout_seconds)
+    tracing.configure(settings.otlp_endpoint, name)
+    tracing.instrument_engine(engine)
     return ServiceRuntime(
         name=name,
         settings=settings,
@@ -169,9 +178,13 @@ class Worker:
                     id=job.name, max_instances=1, coalesce=True, next_run_time=None,
                 )
             self.scheduler.start()
+            for job in rt.jobs:
+                rt.jobs_started_at[job.name] = rt.clock.now()
             # first run soon after start rather than a whole interval later
             for job in rt.jobs:
                 self.scheduler.modify_job(job.name, next_run_time=_soon(rt))
+        if self._consumers:
+            self._spawn(f"{rt.name}-queue-depths", watch_queues, rt, self.stop_event)
         if rt.settings.worker_heartbeat_file:
             self._spawn(f"{rt.name}-heartbeat", self._heartbeat, rt.settings.worker_heartbeat_file)
         log.info("worker.started", service=rt.name, threads=len(self.threads),
@@ -224,6 +237,7 @@ class Worker:
             return {"ok": False, "error": safe_error(exc)}
         rt.job_runs.labels(job=job.name, result="ok").inc()
         rt.job_last_ok[job.name] = time.time()
+        rt.job_last_ok_at[job.name] = rt.clock.now()
         elapsed = time.monotonic() - started
         shown = {k: v for k, v in (facts or {}).items() if isinstance(v, int | float | str)}
         # a frequent job that found nothing to do logs at debug, so its log stays readable

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "test", "production"] = "development"
     amqp_url: str | None = None
+    # OpenTelemetry: spans exported over OTLP/HTTP to this collector; unset, tracing is off
+    otlp_endpoint: str | None = None
     amqp_heartbeat_seconds: int = 30
     inventory_database_url: str = "sqlite:///var/inventory.db"
     scheduling_database_url: str = "sqlite:///var/scheduling.db"

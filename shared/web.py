@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import tracing
 from shared.auth import TokenVerifier, authenticate
 from shared.clock import Clock
 from shared.db import UnitOfWork
@@ -288,6 +289,7 @@ def create_service_app(
     app.add_middleware(RequestGate, max_body_bytes=runtime.settings.max_body_bytes,
                        admit=bearer_admission())
     app.add_middleware(_Metrics, runtime=runtime)
+    tracing.instrument_app(app)
     if runtime.settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=runtime.settings.cors_origins,
                            allow_methods=["*"], allow_headers=["*"])

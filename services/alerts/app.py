@@ -9,6 +9,7 @@ from services.alerts import handlers, jobs, paging
 from services.alerts.channels import Channels
 from services.alerts.models import metadata, platform
 from services.alerts.routes import router
+from shared.audit import audit_router
 from shared.clock import Clock
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, Subscription, build_runtime
@@ -37,10 +38,11 @@ def bootstrap(
         runtime.subscriptions.append(Subscription(
             queue=spec, handlers={t: h for t, h in every_handler.items() if t in handled}))
     runtime.jobs.extend(jobs.jobs(runtime))
+    paging.page_failures(runtime)  # on /metrics from the start, before any page fails
     return runtime
 
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
     """Alerts's FastAPI app."""
-    return create_service_app(runtime, [router], title="HAI alerts",
+    return create_service_app(runtime, [router, audit_router()], title="HAI alerts",
                               description="Alerts, escalation, on-call rotations, silences, pages")

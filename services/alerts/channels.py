@@ -21,6 +21,7 @@ from services.alerts.webhooks import (
     signature_headers,
     system_resolver,
 )
+from shared import tracing
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -111,6 +112,9 @@ class Channels:
                                    body=body, at=datetime.now(UTC))
         headers = {"content-type": "application/json", "host": target.host_header,
                    "Idempotency-Key": page.notification_id, **signed}
+        traceparent = tracing.current_traceparent()  # the page's trace goes with it, when on
+        if traceparent:
+            headers["traceparent"] = traceparent
         extensions = {"sni_hostname": target.tls_server_name} if target.tls_server_name else {}
         try:
             response = self._client_for(target.tls_server_name).post(

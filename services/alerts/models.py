@@ -94,6 +94,8 @@ class Notification(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # the on-call table that planned the page: its secret signs a webhook page
     oncall_center: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # W3C traceparent of the work that planned the page (tracing on): the page joins its trace
+    traceparent: Mapped[str | None] = mapped_column(String(55), nullable=True)
 
     __table_args__ = (
         Index("ix_notifications_due", "status", "next_attempt_at"),

@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 from sqlalchemy import select, update
 
 from services.alerts.channels import Channels, PageMessage, SendError, page_alert
@@ -27,6 +28,7 @@ from services.alerts.models import Alert, Notification, OncallSchedule
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
 from services.alerts.records import alert_data, timeline
 from services.alerts.rules import CRITICAL
+from shared import tracing
 from shared.contracts.alerts import NotificationData
 from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres, new_id
 from shared.events import EventType
@@ -71,6 +73,7 @@ def plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
         id=new_id(), alert_id=alert.id, level=level, channel=member.channel,
         recipient=member.name, address=member.address, status=PENDING, attempts=0,
         created_at=now, next_attempt_at=now, oncall_center=schedule.center,
+        traceparent=tracing.current_traceparent(),
     )
     uow.session.add(notification)
     alert.escalation_level = max(alert.escalation_level, level)
@@ -123,6 +126,7 @@ class Claim:
 
     token: str
     page: PageMessage
+    traceparent: str | None = None
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -162,7 +166,7 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: Settings,
                 ack_url=f"{settings.dashboard_url.rstrip('/')}/alerts/{alert.id}",
                 webhook_secret=(signing_secret(uow, notification, alert)
                                 if notification.channel == "webhook" else None),
-            )))
+            ), traceparent=notification.traceparent))
         uow.commit()
     return claims
 
@@ -238,6 +242,12 @@ def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | Non
 
 def send(channels: Channels, claim: Claim) -> str | None:
     """Send one claimed page; the error text, or None when it got through."""
+    with tracing.span(f"page {claim.page.channel}", parent=claim.traceparent, kind="producer",
+                      **{"hai.notification_id": claim.page.notification_id}):
+        return _send(channels, claim)
+
+
+def _send(channels: Channels, claim: Claim) -> str | None:
     try:
         channels.send(claim.page)
     except SendError as exc:
@@ -263,7 +273,22 @@ def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
     for claim, error in zip(claims, errors, strict=True):
         status = record_result(runtime.uow_factory, claim, error, settings=settings)
         facts[status] = facts.get(status, 0) + 1
+        if status in (RETRYING, FAILED):
+            page_failures(runtime).labels(channel=claim.page.channel, result=status).inc()
     return facts
+
+
+def page_failures(runtime: ServiceRuntime) -> Counter:
+    """`hai_page_failures_total{channel,result}`: failed attempts (`retrying`) and pages given
+    up (`failed`), by channel (made once per runtime)."""
+    with _METRIC_LOCK:
+        counter: Counter | None = runtime.extra.get("page_failures")
+        if counter is None:
+            counter = Counter("hai_page_failures_total",
+                              "Failed page attempts by channel; result failed when given up",
+                              ["channel", "result"], registry=runtime.registry)
+            runtime.extra["page_failures"] = counter
+        return counter
 
 
 def run_pager(runtime: ServiceRuntime) -> dict[str, Any]:
@@ -317,6 +342,7 @@ def kicker(runtime: ServiceRuntime) -> PagerKick:
 
 
 _KICK_LOCK = threading.Lock()
+_METRIC_LOCK = threading.Lock()
 
 
 def channels_of(runtime: ServiceRuntime) -> Channels:

@@ -25,6 +25,7 @@ from services.alerts.schemas import (
     TimelineEntry,
 )
 from services.alerts.webhooks import private_allowed
+from shared.audit import ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
@@ -41,22 +42,23 @@ NewCenter = Annotated[Centre, Path(description="a centre code, or `default`")]
 
 @router.get("/alerts")
 def list_alerts(
-    _: CurrentUser, uow: UowDep, page: PageDep,
+    uow: UowDep, audit: ReadAuditDep, page: PageDep,
     status: AlertStatus | None = None, severity: Severity | None = None,
     kind: Key | None = None,
     patient_mrn: Key | None = None,
     pump_serial: Key | None = None,
     center: Key | None = None,
 ) -> Page[AlertRead]:
-    """Alerts, newest first."""
-    return service.list_alerts(uow=uow, page=page, status=status, severity=severity, kind=kind,
-                               patient_mrn=patient_mrn, pump_serial=pump_serial, center=center)
+    """Alerts, newest first (the patients read are audited)."""
+    return audit.page(service.list_alerts(
+        uow=uow, page=page, status=status, severity=severity, kind=kind,
+        patient_mrn=patient_mrn, pump_serial=pump_serial, center=center))
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(_: CurrentUser, uow: UowDep, alert_id: Key) -> AlertDetail:
-    """One alert with its timeline."""
-    return service.get_alert(uow=uow, alert_id=alert_id)
+def get_alert(uow: UowDep, audit: ReadAuditDep, alert_id: Key) -> AlertDetail:
+    """One alert with its timeline (the read is audited)."""
+    return audit.item(service.get_alert(uow=uow, alert_id=alert_id))
 
 
 @router.get("/alerts/{alert_id}/timeline")

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from services.inventory.catalogue import seed_demo_catalogue
 from services.inventory.models import metadata, platform
 from services.inventory.routes import router
+from shared.audit import audit_router
 from shared.clock import Clock
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, build_runtime
@@ -35,5 +36,5 @@ def bootstrap(
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
     """Inventory's FastAPI app."""
-    return create_service_app(runtime, [router], title="HAI inventory",
+    return create_service_app(runtime, [router, audit_router()], title="HAI inventory",
                               description="Pump models, pumps and serial numbers, implants, recalls")

@@ -23,6 +23,7 @@ from services.inventory.schemas import (
     RecallRead,
     ReleaseRequest,
 )
+from shared.audit import ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
@@ -63,8 +64,8 @@ def register_pump(body: PumpCreate, user: Biomed, uow: UowDep, idem: Idempotency
 
 @router.get("/pumps")
 def list_pumps(
-    _: CurrentUser,
     uow: UowDep,
+    audit: ReadAuditDep,
     page: PageDep,
     status: Annotated[PumpStatus | None, Query()] = None,
     model_code: Key | None = None,
@@ -75,13 +76,14 @@ def list_pumps(
     """Pumps, filtered, by serial number."""
     filters = PumpFilters(status=status, model_code=model_code, lot_number=lot_number,
                           patient_mrn=patient_mrn, expiring_before=expiring_before)
-    return service.list_pumps(uow=uow, filters=filters, page=page)
+    return audit.page(service.list_pumps(uow=uow, filters=filters, page=page),
+                      ident=lambda p: p.serial_number)
 
 
 @router.get("/pumps/{serial}", responses={404: {"description": "unknown pump"}})
-def get_pump(serial: Key, _: CurrentUser, uow: UowDep) -> PumpRead:
-    """One pump."""
-    return service.get_pump(uow=uow, serial=serial)
+def get_pump(serial: Key, uow: UowDep, audit: ReadAuditDep) -> PumpRead:
+    """One pump (the read of its patient, if implanted, is audited)."""
+    return audit.item(service.get_pump(uow=uow, serial=serial), ident=lambda p: p.serial_number)
 
 
 @router.get("/pumps/{serial}/history", responses={404: {"description": "unknown pump"}})

@@ -9,6 +9,7 @@ from services.scheduling.handlers import PHARMACY_ORDERS_QUEUE, subscriptions
 from services.scheduling.jobs import scheduler_sweep, sweep_job
 from services.scheduling.models import metadata, platform
 from services.scheduling.routes import router
+from shared.audit import audit_router
 from shared.clock import Clock
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, build_runtime
@@ -40,7 +41,7 @@ def bootstrap(
 def create_app(runtime: ServiceRuntime) -> FastAPI:
     """Scheduling's FastAPI app."""
     return create_service_app(
-        runtime, [router], title="HAI scheduling",
+        runtime, [router, audit_router()], title="HAI scheduling",
         description="Patients, therapies, refill appointments and records, flow readings, "
                     "drug delivery orders",
     )

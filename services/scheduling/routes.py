@@ -24,6 +24,7 @@ from services.scheduling.schemas import (
     TherapyRead,
     TherapyUpdate,
 )
+from shared.audit import ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
 from shared.errors import Conflict
 from shared.idempotency import IdempotencyDep
@@ -55,9 +56,10 @@ def create_patient(body: PatientCreate, user: Clinician, uow: UowDep,
 
 
 @router.get("/patients/{mrn}", tags=["patients"])
-def get_patient(mrn: Key, _: CurrentUser, uow: UowDep) -> PatientRead:
-    """One patient."""
-    return service.get_patient(uow=uow, mrn=mrn)
+def get_patient(mrn: Key, uow: UowDep, audit: ReadAuditDep) -> PatientRead:
+    """One patient (the read is audited)."""
+    return audit.item(service.get_patient(uow=uow, mrn=mrn), mrn=lambda p: p.mrn,
+                      ident=lambda p: p.mrn)
 
 
 @router.patch("/patients/{mrn}", tags=["patients"])
@@ -80,16 +82,18 @@ def create_therapy(body: TherapyCreate, user: Oncologist, uow: UowDep, runtime: 
 
 
 @router.get("/therapies", tags=["therapies"])
-def list_therapies(_: CurrentUser, uow: UowDep, page: PageDep, patient_mrn: Key | None = None,
+def list_therapies(uow: UowDep, audit: ReadAuditDep, page: PageDep,
+                   patient_mrn: Key | None = None,
                    status: TherapyStatus | None = None) -> Page[TherapyRead]:
-    """Therapies, newest first."""
-    return service.list_therapies(uow=uow, page=page, patient_mrn=patient_mrn, status=status)
+    """Therapies, newest first (the patients read are audited)."""
+    return audit.page(service.list_therapies(uow=uow, page=page, patient_mrn=patient_mrn,
+                                             status=status))
 
 
 @router.get("/therapies/{therapy_id}", tags=["therapies"])
-def get_therapy(therapy_id: Key, _: CurrentUser, uow: UowDep) -> TherapyRead:
-    """One therapy."""
-    return service.get_therapy(uow=uow, therapy_id=therapy_id)
+def get_therapy(therapy_id: Key, uow: UowDep, audit: ReadAuditDep) -> TherapyRead:
+    """One therapy (the read is audited)."""
+    return audit.item(service.get_therapy(uow=uow, therapy_id=therapy_id))
 
 
 @router.patch("/therapies/{therapy_id}", tags=["therapies"])
@@ -108,21 +112,23 @@ def update_therapy(therapy_id: Key, body: TherapyUpdate, user: Oncologist, uow: 
 
 @router.get("/appointments", tags=["appointments"])
 def list_appointments(
-    _: CurrentUser, uow: UowDep, page: PageDep,
+    uow: UowDep, audit: ReadAuditDep, page: PageDep,
     status: AppointmentStatus | None = None,
     due_before: Annotated[Timestamp | None, Query()] = None,
     center: Key | None = None,
     patient_mrn: Key | None = None,
 ) -> Page[AppointmentRead]:
-    """The nurses' worklist, ordered by due time (no `status`: every status)."""
-    return service.list_appointments(uow=uow, page=page, status=status, due_before=due_before,
-                                     center=center, patient_mrn=patient_mrn)
+    """The nurses' worklist, ordered by due time (no `status`: every status); the patients
+    read are audited."""
+    return audit.page(service.list_appointments(
+        uow=uow, page=page, status=status, due_before=due_before, center=center,
+        patient_mrn=patient_mrn))
 
 
 @router.get("/appointments/{appointment_id}", tags=["appointments"])
-def get_appointment(appointment_id: Key, _: CurrentUser, uow: UowDep) -> AppointmentRead:
-    """One appointment."""
-    return service.get_appointment(uow=uow, appointment_id=appointment_id)
+def get_appointment(appointment_id: Key, uow: UowDep, audit: ReadAuditDep) -> AppointmentRead:
+    """One appointment (the read is audited)."""
+    return audit.item(service.get_appointment(uow=uow, appointment_id=appointment_id))
 
 
 @router.patch("/appointments/{appointment_id}", tags=["appointments"])
@@ -157,17 +163,18 @@ def void_refill(refill_id: str, body: RefillVoid, user: Clinician, uow: UowDep) 
 
 
 @router.get("/refills", tags=["refills"])
-def list_refills(_: CurrentUser, uow: UowDep, page: PageDep, pump_serial: Key | None = None,
+def list_refills(uow: UowDep, audit: ReadAuditDep, page: PageDep,
+                 pump_serial: Key | None = None,
                  patient_mrn: Key | None = None) -> Page[RefillRead]:
-    """Refills, newest first."""
-    return service.list_refills(uow=uow, page=page, pump_serial=pump_serial,
-                                patient_mrn=patient_mrn)
+    """Refills, newest first (the patients read are audited)."""
+    return audit.page(service.list_refills(uow=uow, page=page, pump_serial=pump_serial,
+                                           patient_mrn=patient_mrn))
 
 
 @router.get("/refills/{refill_id}", tags=["refills"])
-def get_refill(refill_id: Key, _: CurrentUser, uow: UowDep) -> RefillRead:
-    """One refill."""
-    return service.get_refill(uow=uow, refill_id=refill_id)
+def get_refill(refill_id: Key, uow: UowDep, audit: ReadAuditDep) -> RefillRead:
+    """One refill (the read is audited)."""
+    return audit.item(service.get_refill(uow=uow, refill_id=refill_id))
 
 
 @router.get("/pumps/{serial}/flow-readings", tags=["refills"])
@@ -179,17 +186,18 @@ def flow_readings(serial: Key, _: CurrentUser, uow: UowDep, page: PageDep) -> Pa
 # ---------------------------------------------------------------- deliveries
 
 @router.get("/deliveries", tags=["deliveries"])
-def list_deliveries(_: CurrentUser, uow: UowDep, page: PageDep,
+def list_deliveries(uow: UowDep, audit: ReadAuditDep, page: PageDep,
                     status: DeliveryStatus | None = None,
                     patient_mrn: Key | None = None) -> Page[DeliveryRead]:
-    """Drug delivery orders, by needed-by time."""
-    return deliveries.list_deliveries(uow=uow, page=page, status=status, patient_mrn=patient_mrn)
+    """Drug delivery orders, by needed-by time (the patients read are audited)."""
+    return audit.page(deliveries.list_deliveries(uow=uow, page=page, status=status,
+                                                 patient_mrn=patient_mrn))
 
 
 @router.get("/deliveries/{delivery_id}", tags=["deliveries"])
-def get_delivery(delivery_id: Key, _: CurrentUser, uow: UowDep) -> DeliveryRead:
-    """One delivery (its id is the pharmacy's order_id) with its history."""
-    return deliveries.get_delivery(uow=uow, delivery_id=delivery_id)
+def get_delivery(delivery_id: Key, uow: UowDep, audit: ReadAuditDep) -> DeliveryRead:
+    """One delivery (its id is the pharmacy's order_id) with its history; the read is audited."""
+    return audit.item(deliveries.get_delivery(uow=uow, delivery_id=delivery_id))
 
 
 @router.post("/deliveries/{delivery_id}/status", tags=["deliveries"])

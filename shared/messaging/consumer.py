@@ -12,6 +12,7 @@ from sqlalchemy import Executable, String, bindparam, cast, func, insert, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
+from shared import tracing
 from shared.db import UnitOfWork, UnitOfWorkFactory, UTCDateTime, is_postgres
 from shared.events import CloudEvent
 from shared.logging import safe_error
@@ -192,12 +193,19 @@ class EventConsumer:
             if event.type in self.batch_handlers:
                 run.append(event)
             else:
-                self.handlers[event.type](uow, event)
+                # the event's trace continues here (its traceparent, written at publish time)
+                with tracing.span(f"{self.name} process", parent=tracing.event_traceparent(event),
+                                  kind="consumer", **{"messaging.message.id": event.id,
+                                                      "cloudevents.event_type": event.type}):
+                    self.handlers[event.type](uow, event)
         self._flush_run(uow, run)
 
     def _flush_run(self, uow: UnitOfWork, run: list[CloudEvent]) -> None:
         if run:
-            self.batch_handlers[run[0].type](uow, run)
+            with tracing.span(f"{self.name} process", parent=tracing.event_traceparent(run[0]),
+                              kind="consumer", **{"messaging.batch.message_count": len(run),
+                                                  "cloudevents.event_type": run[0].type}):
+                self.batch_handlers[run[0].type](uow, run)
 
 
 def _pg_claim_statement(inbox: Any) -> Executable:

@@ -80,6 +80,14 @@ class InProcessBus:
     def depth(self, name: str) -> int:
         return self._queues[name].qsize()
 
+    def queue_depths(self, names: Sequence[str]) -> dict[str, int]:
+        """Messages waiting in each queue, and in its `.dlq`."""
+        with self._lock:
+            out = {n: self._queues[n].qsize() for n in names if n in self._queues}
+            out.update({f"{n}.dlq": len(self.dead_letters[n]) for n in names
+                        if n in self.dead_letters})
+        return out
+
     def take(self, name: str, limit: int = 1000) -> list[Delivery]:
         """Remove and return up to `limit` waiting deliveries (for synchronous tests)."""
         out: list[Delivery] = []

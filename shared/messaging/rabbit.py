@@ -546,6 +546,23 @@ class RabbitBus:
         for pub in list(self._publishers):
             pub.close()
 
+    def queue_depths(self, names: Sequence[str]) -> dict[str, int]:
+        """Messages ready in each queue and in its `.dlq` (passive declares: creates nothing)."""
+        conn = self._connect("queue-depths", connect_timeout=5.0)
+        out: dict[str, int] = {}
+        try:
+            channel = conn.channel()
+            for name in names:
+                for queue_name in (name, f"{name}.dlq"):
+                    try:
+                        out[queue_name] = channel.queue_declare(
+                            queue_name, passive=True).method.message_count
+                    except pika.exceptions.ChannelClosedByBroker:
+                        channel = conn.channel()  # not declared (yet): a 404 closes the channel
+            return out
+        finally:
+            _close_quietly(conn)
+
     # -- dead-letter tools for `hai dlq` --------------------------------------------------
 
     def dlq_messages(self, queue_name: str, limit: int = 100) -> list[Delivery]:
