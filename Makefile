@@ -23,16 +23,24 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/hai up --demo
 
+# the suite runs in random order (pytest-randomly); `make test SEED=N` repeats an order
+ifndef SEED
+SEED := $(shell $(PYTHON) -c 'import random; print(random.randrange(2**31))')
+endif
+
 ## Install, then run the linters and the whole test suite.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services bench
-	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+	@echo "random order seed: $(SEED) (make test SEED=$(SEED) repeats it)"
+	$(BIN)/pytest -q -ra -p randomly --randomly-seed=$(SEED) $(PYTEST_ARGS)
 
 ## The unit tests at another date: DAYS ahead of today (libfaketime; Debian's `faketime`).
 DAYS ?= 365
 test-unit-shifted: $(STAMP)
-	FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "+$(DAYS)d" $(BIN)/pytest -q -p no:cacheprovider tests/unit
+	@echo "random order seed: $(SEED)"
+	FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "+$(DAYS)d" $(BIN)/pytest -q -p no:cacheprovider \
+		-p randomly --randomly-seed=$(SEED) tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
