@@ -6,7 +6,7 @@ extension), the broker, the alerts consumer and the page (its span, and the webh
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,9 +19,12 @@ from sqlalchemy import select
 from services.alerts import paging
 from shared import tracing
 from shared.clock import MovableClock
-from shared.events import EventType
+from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
+from shared.messaging.base import OutgoingMessage
 from shared.messaging.inproc import InProcessBus
-from tests.helpers import Harness, auth, deliver, start_service, test_settings
+from shared.messaging.rabbit import RabbitBus
+from shared.runtime import Worker
+from tests.helpers import Harness, auth, deliver, start_service, test_settings, wait_until
 from tests.integration.alerts.alerts_testkit import T0, oncall_body, webhook
 from tests.unit.scheduling.scheduling_support import implant
 
@@ -123,3 +126,66 @@ def test_off_events_carry_no_traceparent(tmp_path: Path) -> None:
         deliver([sch, alerts], bus)
         assert paging.sweep_once(alerts.runtime)["sent"] == 1
         assert "traceparent" not in {k.lower() for k in hook.received[0][0]}
+
+
+def test_one_trace_from_the_refill_to_the_page_over_rabbitmq(
+        tmp_path: Path, exporter: InMemorySpanExporter, fresh_vhost: str,
+        pg_database: Callable[[str], str]) -> None:
+    """The same chain through the real broker: the outbox relay and the consumers run in their
+    worker threads, each service on PostgreSQL; the traceparent crosses RabbitMQ in the event."""
+    clock = MovableClock(T0)
+    settings = test_settings(tmp_path, dashboard_url="http://dash.test", amqp_url=fresh_vhost,
+                             scheduling_database_url=pg_database("scheduling"),
+                             alerts_database_url=pg_database("alerts"),
+                             consumer_retry_delay_ms=200, outbox_poll_seconds=0.1)
+    bus = RabbitBus(fresh_vhost, retry_delay_ms=200)
+    sch = start_service("scheduling", settings, clock=clock, bus=bus)
+    alerts = start_service("alerts", settings, clock=clock, bus=bus)
+    workers = [Worker(h.runtime, jobs=False) for h in (sch, alerts)]
+    try:
+        for worker in workers:
+            worker.start()
+        implanted = CloudEvent.create(source="/test", type=EventType.PUMP_IMPLANTED, data={
+            "serial_number": "SN-T1", "model_code": "INTERA-3000", "reservoir_ml": 30.0,
+            "labeled_flow_ml_per_day": 1.0, "status": "implanted", "patient_mrn": "MRN-T1",
+            "center": "north", "implanted_at": "2026-10-01T00:00:00Z"}, subject="SN-T1")
+        publisher = bus.publisher()
+        publisher.publish_batch([OutgoingMessage(
+            message_id=implanted.id, exchange=EVENTS_EXCHANGE, routing_key=implanted.type,
+            body=implanted.to_json_bytes())])
+        publisher.close()
+        wait_until(lambda: sch.client.get("/v1/pumps/SN-T1/flow-readings",
+                                          headers=ADMIN).status_code == 200,
+                   what="scheduling to learn the implant from the broker", timeout_s=30)
+        with webhook() as hook:
+            for path, body in (("/v1/patients", {
+                    "mrn": "MRN-T1", "given_name": "Ada", "family_name": "Lovelace",
+                    "birth_date": "1960-05-01", "weight_kg": 70, "center": "north"}),
+                    ("/v1/therapies", {"patient_mrn": "MRN-T1", "pump_serial": "SN-T1",
+                                       "regimen": "saline_maintenance",
+                                       "start_on": (T0 - timedelta(days=30)).date().isoformat()})):
+                r = sch.client.post(path, headers=ADMIN, json=body)
+                assert r.status_code == 201, r.text
+            r = alerts.client.put("/v1/oncall/north", headers=ADMIN,
+                                  json=oncall_body([("ann", "webhook", hook.url)]))
+            assert r.status_code == 200, r.text
+            _refill(sch, 28, 0)
+            exporter.clear()
+            _refill(sch, 14, 2)  # 28 mL in 14 days at a labeled 1 mL/day: a fast pump
+            [request] = [s for s in exporter.get_finished_spans()
+                         if s.kind.name == "SERVER" and "/v1/refills" in s.name]
+            trace_id = request.context.trace_id
+            wait_until(lambda: any(s.name == "alerts.flow process"
+                                   and s.context.trace_id == trace_id
+                                   for s in exporter.get_finished_spans()),
+                       what="the alerts consumer's span of the refill's flow reading", timeout_s=30)
+            wait_until(lambda: paging.sweep_once(alerts.runtime)["sent"] == 1 or hook.received,
+                       what="the page of the flow alert", timeout_s=30)
+        spans = exporter.get_finished_spans()
+        [page] = [s for s in spans if s.name == "page webhook"]
+        assert page.context.trace_id == trace_id
+        [headers] = [{k.lower(): v for k, v in h.items()} for h, _ in hook.received]
+        assert int(headers["traceparent"].split("-")[1], 16) == trace_id
+    finally:
+        for worker in workers:
+            worker.stop()
