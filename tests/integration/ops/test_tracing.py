@@ -59,6 +59,12 @@ def _refill(sch: Harness, days_ago: int, residual_ml: float) -> None:
 
 def _prepare(sch: Harness, alerts: Harness, bus: InProcessBus, hook_url: str) -> None:
     implant(sch, bus, "SN-T1", "MRN-T1", center="north")
+    _patient_therapy_oncall_first_fill(sch, alerts, hook_url)
+    deliver([sch, alerts], bus)
+
+
+def _patient_therapy_oncall_first_fill(sch: Harness, alerts: Harness, hook_url: str) -> None:
+    """The patient, a saline therapy, the centre's on-call (a webhook) and the first fill."""
     for path, body in (("/v1/patients", {
             "mrn": "MRN-T1", "given_name": "Ada", "family_name": "Lovelace",
             "birth_date": "1960-05-01", "weight_kg": 70, "center": "north"}),
@@ -71,7 +77,6 @@ def _prepare(sch: Harness, alerts: Harness, bus: InProcessBus, hook_url: str) ->
                           json=oncall_body([("ann", "webhook", hook_url)]))
     assert r.status_code == 200, r.text
     _refill(sch, 28, 0)
-    deliver([sch, alerts], bus)
 
 
 def test_one_trace_from_the_refill_to_the_page(tmp_path: Path,
@@ -158,18 +163,7 @@ def test_one_trace_from_the_refill_to_the_page_over_rabbitmq(
                                           headers=ADMIN).status_code == 200,
                    what="scheduling to learn the implant from the broker", timeout_s=30)
         with webhook() as hook:
-            for path, body in (("/v1/patients", {
-                    "mrn": "MRN-T1", "given_name": "Ada", "family_name": "Lovelace",
-                    "birth_date": "1960-05-01", "weight_kg": 70, "center": "north"}),
-                    ("/v1/therapies", {"patient_mrn": "MRN-T1", "pump_serial": "SN-T1",
-                                       "regimen": "saline_maintenance",
-                                       "start_on": (T0 - timedelta(days=30)).date().isoformat()})):
-                r = sch.client.post(path, headers=ADMIN, json=body)
-                assert r.status_code == 201, r.text
-            r = alerts.client.put("/v1/oncall/north", headers=ADMIN,
-                                  json=oncall_body([("ann", "webhook", hook.url)]))
-            assert r.status_code == 200, r.text
-            _refill(sch, 28, 0)
+            _patient_therapy_oncall_first_fill(sch, alerts, hook.url)
             exporter.clear()
             _refill(sch, 14, 2)  # 28 mL in 14 days at a labeled 1 mL/day: a fast pump
             [request] = [s for s in exporter.get_finished_spans()
