@@ -8,6 +8,7 @@ from sqlalchemy import event as sa_event
 
 from services.alerts import rules, service
 from shared.contracts.inventory import PumpExplantedData, RecallIssuedData
+from shared.contracts.registry import bindings
 from shared.contracts.scheduling import (
     AppointmentData,
     DeliveryData,
@@ -21,7 +22,7 @@ from shared.contracts.scheduling import (
 )
 from shared.contracts.vocabulary import EventType
 from shared.db import UnitOfWork
-from shared.events import EVENTS_EXCHANGE, CloudEvent
+from shared.events import CloudEvent
 from shared.messaging.base import QueueSpec
 from shared.messaging.consumer import Handler, payload_of
 from shared.settings import Settings
@@ -41,11 +42,10 @@ def queue_specs() -> tuple[QueueSpec, QueueSpec]:
     the rest. No handler of one queue depends on the order of the other's events: only a voided
     refill, on the flow queue too, clears a flow alert."""
     return (
-        QueueSpec(name=FLOW_QUEUE, bindings=tuple((EVENTS_EXCHANGE, t) for t in FLOW_TYPES)),
-        QueueSpec(name=QUEUE, bindings=tuple((EVENTS_EXCHANGE, t) for t in HANDLED_TYPES
-                                             if t not in FLOW_TYPES),
+        QueueSpec(name=FLOW_QUEUE, bindings=bindings(*FLOW_TYPES)),
+        QueueSpec(name=QUEUE, bindings=bindings(*(t for t in HANDLED_TYPES if t not in FLOW_TYPES)),
                   # earlier releases routed flow readings to this queue too
-                  retired_bindings=tuple((EVENTS_EXCHANGE, t) for t in FLOW_TYPES)),
+                  retired_bindings=bindings(*FLOW_TYPES)),
     )
 
 

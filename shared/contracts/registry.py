@@ -154,6 +154,11 @@ def spec_of(event_type: str) -> EventSpec:
         raise UnknownEventType(f"unknown event type {event_type!r}") from None
 
 
+def bindings(*event_types: EventType) -> tuple[tuple[str, str], ...]:
+    """The (exchange, routing key) pairs a queue binds to receive these event types."""
+    return tuple((spec_of(t).exchange, spec_of(t).routing_key) for t in event_types)
+
+
 def parse(event_type: str, data: Any, expected: type[P]) -> P:
     """Validate an event's data with the model its type is registered with (pydantic's
     ValidationError when it does not fit); `expected` is what the caller handles, the
