@@ -17,6 +17,10 @@ which defines the words, nor the Alembic revisions, which are history) and fails
    - two or more values of the same vocabulary in one tuple, list or set, or as all the keys of
      a dict (statuses spelled out, e.g. `("active", "paused")`, `{"requested": 0, ...}`).
 
+3. in the dashboard's Jinja templates, a quoted vocabulary value inside a tag (`{% %}`, `{{ }}`)
+   that names a vocabulary field, or two values of one vocabulary in one tag (the templates get
+   the StrEnums as globals: `{% if a.status == AlertStatus.FIRING %}`).
+
 Plain words elsewhere ("sent" as a key of a sweep's facts, "info" as a log level, "implanted"
 as a field of a recall) are not the vocabulary and pass: the rule keys on the context, not on
 the word. The unit tests below plant each kind of spelling and check that it is caught.
@@ -167,6 +171,24 @@ def _flag_lists(node: ast.AST, strings: list[str], flag: Callable[[ast.AST, str]
             flag(node, f"{name} values {', '.join(spelled)} spelled out")
 
 
+JINJA_TAG = re.compile(r"\{[%{](.*?)[%}]\}", re.S)
+JINJA_QUOTED = re.compile(r"'([a-z_]+)'|\"([a-z_]+)\"")
+JINJA_FIELD = re.compile(r"(^|[^a-z_])(status|severity|kind|fill_type|regimen|due_basis)([^a-z_]|$)")
+
+
+def template_violations(source: str, filename: str = "<planted>") -> list[str]:
+    """Every spelling of the vocabulary in a Jinja template's tags."""
+    found = []
+    for tag in JINJA_TAG.finditer(source):
+        words = [a or b for a, b in JINJA_QUOTED.findall(tag.group(1))]
+        spelled = [w for w in words if w in VALUES]
+        together = any(len(set(spelled) & values) >= 2 for values in VOCABULARIES.values())
+        if spelled and (JINJA_FIELD.search(tag.group(1)) or together):
+            line = source.count("\n", 0, tag.start()) + 1
+            found.append(f"{filename}:{line}: {', '.join(spelled)} in {tag.group(0)[:60]!r}")
+    return found
+
+
 def _modules() -> Iterator[tuple[str, str]]:
     for top in SCANNED:
         for path in sorted((ROOT / top).rglob("*.py")):
@@ -180,6 +202,28 @@ def test_the_contracts_words_are_spelled_only_in_shared_contracts() -> None:
     found = [v for rel, source in _modules() for v in violations(source, rel)]
     assert not found, ("spelled outside shared/contracts/ (use the registry's EventType and the "
                        "vocabulary's StrEnums):\n" + "\n".join(found))
+
+
+def test_the_templates_use_the_vocabulary() -> None:
+    templates = sorted((ROOT / "services").rglob("templates/*.html"))
+    assert templates
+    found = [v for path in templates
+             for v in template_violations(path.read_text(encoding="utf-8"),
+                                          path.relative_to(ROOT).as_posix())]
+    assert not found, "spelled in a template (use the StrEnum globals):\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(("planted", "caught"), [
+    ("{% if a.status == 'firing' %}", True),
+    ("{{ 'row' if p.status != \"implanted\" else '' }}", True),
+    ("{% for v in ['firing', 'resolved'] %}", True),
+    ("{% set st = r.status or 'recorded' %}", True),
+    ("{% if a.status == AlertStatus.FIRING %}", False),
+    ("{% if status == 'open' %}", False),
+    ("<p>a firing alert</p>", False),
+])
+def test_a_planted_template_spelling_is_caught(planted: str, caught: bool) -> None:
+    assert bool(template_violations(planted)) is caught, planted
 
 
 def test_the_scan_reads_the_services() -> None:
