@@ -14,12 +14,11 @@ from services.scheduling import deliveries
 from services.scheduling.appointments import appointment_data, schedule_appointment
 from services.scheduling.flow import (
     DeliveryFacts,
+    FlowFigures,
     PreviousFill,
+    RefillOutcome,
     chemo_delivery_problem,
-    is_outside_window,
-    next_due,
-    next_fill_type,
-    refill_figures,
+    refill_outcome,
     refill_problems,
 )
 from services.scheduling.models import (
@@ -81,84 +80,140 @@ def _chemo_delivery(uow: UnitOfWork, body: RefillCreate, appt: Appointment | Non
 
 def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
                   settings: Settings) -> RefillRead:
-    """Record a refill: its flow figures, the appointment it completes and the next one."""
-    session = uow.session
+    """Record a refill: claim the appointment it completes, compute its figures, write it with
+    the next appointment, and build its events."""
     now = uow.now()
     body = body.model_copy(update={"performed_at": ensure_utc(body.performed_at)})
-    pump = session.get(ImplantedPump, body.pump_serial)
+    pump, therapy = _pump_with_open_therapy(uow, body.pump_serial)
+    appt = _appointment_to_complete(uow, body, pump)
+    _refuse_unknown_delivery(uow, body)
+    refill_id = new_id()
+    _claim(uow, pump, appt, refill_id=refill_id, now=now)
+    previous = _previous_fill(uow, pump)
+    delivery = _chemo_delivery(uow, body, appt, therapy, now) if body.fill_type == "chemo" else None
+    outcome = _outcome_or_refuse(body, pump, therapy, appt, previous, settings=settings, now=now,
+                                 delivery_problem=delivery if isinstance(delivery, str) else None)
+    refill, nxt = _write(uow, body, pump, therapy, appt, outcome, refill_id=refill_id, actor=actor,
+                         now=now)
+    result = RefillRead.model_validate(refill)
+    result.next_appointment = AppointmentRead.model_validate(nxt)
+    uow.publish_many(_refill_events(result, refill, nxt, outcome.figures))  # one statement for all
+    if isinstance(delivery, Delivery):
+        deliveries.record_administration(uow, delivery, refill_id=refill.id,
+                                         performed_at=body.performed_at, actor=actor)
+    uow.audit(actor=actor, action="refill.recorded", entity_type="refill", entity_id=refill.id,
+              changes={"pump_serial": pump.serial_number, "appointment_id": refill.appointment_id,
+                       "residual_volume_ml": body.residual_volume_ml,
+                       "fill_volume_ml": body.fill_volume_ml, "fill_type": body.fill_type,
+                       "measured_flow_ml_per_day": outcome.figures.measured_flow_ml_per_day})
+    log.info("refill.recorded", refill_id=refill.id, pump_serial=pump.serial_number,
+             outside_window=outcome.outside_window,
+             flow_deviation_pct=outcome.figures.flow_deviation_pct)
+    deliveries.place_order_if_due(uow, nxt, settings=settings, actor=actor)
+    return result
+
+
+def _pump_with_open_therapy(uow: UnitOfWork, pump_serial: str) -> tuple[ImplantedPump, Therapy]:
+    """The implanted pump refilled and its open therapy; 404 or 409 otherwise."""
+    pump = uow.session.get(ImplantedPump, pump_serial)
     if pump is None:
-        raise NotFound(f"scheduling knows no implanted pump {body.pump_serial}")
+        raise NotFound(f"scheduling knows no implanted pump {pump_serial}")
     if pump.status != "implanted":
-        raise Conflict(f"pump {body.pump_serial} is {pump.status}", current_status=pump.status)
-    therapy = session.scalar(select(Therapy).where(
+        raise Conflict(f"pump {pump_serial} is {pump.status}", current_status=pump.status)
+    therapy = uow.session.scalar(select(Therapy).where(
         Therapy.pump_serial == pump.serial_number, Therapy.status.in_(OPEN_THERAPY)))
     if therapy is None:
-        raise Conflict(f"pump {body.pump_serial} has no active therapy", current_status="none")
-    appt: Appointment | None
+        raise Conflict(f"pump {pump_serial} has no active therapy", current_status="none")
+    return pump, therapy
+
+
+def _appointment_to_complete(uow: UnitOfWork, body: RefillCreate,
+                             pump: ImplantedPump) -> Appointment | None:
+    """The scheduled appointment the refill completes: the one named, else the pump's earliest."""
     if body.appointment_id:
-        appt = session.get(Appointment, body.appointment_id)
+        appt = uow.session.get(Appointment, body.appointment_id)
         if appt is None or appt.pump_serial != pump.serial_number:
             raise Invalid("appointment_id", "no such appointment for this pump")
         if appt.status != "scheduled":
             raise Conflict(f"appointment is {appt.status}", current_status=appt.status)
-    else:
-        appt = session.scalar(select(Appointment).where(
-            Appointment.pump_serial == pump.serial_number, Appointment.status == "scheduled",
-        ).order_by(Appointment.due_at).limit(1))
-    if appt is None and is_postgres(session):
-        # no appointment to claim: the pump's row is the lock instead, so that of two refills
-        # sent at once the second reads the first as its previous fill (and is refused if it
-        # is the same one again) rather than both going through
-        session.execute(select(ImplantedPump.serial_number)
-                        .where(ImplantedPump.serial_number == pump.serial_number)
-                        .with_for_update())
+        return appt
+    return uow.session.scalar(select(Appointment).where(
+        Appointment.pump_serial == pump.serial_number, Appointment.status == "scheduled",
+    ).order_by(Appointment.due_at).limit(1))
+
+
+def _refuse_unknown_delivery(uow: UnitOfWork, body: RefillCreate) -> None:
+    """422 when a saline fill names a delivery that does not exist (a chemo fill's delivery is
+    checked, and locked, by `_chemo_delivery`)."""
     if body.delivery_id and body.fill_type != "chemo" \
-            and session.get(Delivery, body.delivery_id) is None:
+            and uow.session.get(Delivery, body.delivery_id) is None:
         raise Invalid("delivery_id", "no such delivery")
-    refill_id = new_id()
-    if appt is not None:
-        # the conditional update is the lock: of two refills for one appointment, one wins.
-        # Claim before reading the previous fill, so the loser waits here and answers 409
-        # (rather than seeing the winner's refill and a 422); a later 422 rolls it back.
-        claimed = rowcount(session.execute(
-            update(Appointment)
-            .where(Appointment.id == appt.id, Appointment.status == "scheduled")
-            .values(status="completed", refill_id=refill_id, updated_at=now)
-            .execution_options(synchronize_session=False)
-        ))
-        if not claimed:
-            raise Conflict("appointment was completed by another refill", current_status="completed")
-        # the row now holds what was just written: mirror it without another round trip
-        for key, value in (("status", "completed"), ("refill_id", refill_id), ("updated_at", now)):
-            set_committed_value(appt, key, value)
-    previous = _previous_fill(uow, pump)
+
+
+def _claim(uow: UnitOfWork, pump: ImplantedPump, appt: Appointment | None, *, refill_id: str,
+           now: datetime) -> None:
+    """Complete the appointment for this refill, or 409 when another refill completed it first.
+    Done before the previous fill is read, so that of two refills sent at once the loser waits
+    here and answers 409 (rather than seeing the winner's refill and a 422); a later 422 rolls
+    the claim back."""
+    session = uow.session
+    if appt is None:
+        if is_postgres(session):
+            # no appointment to claim: the pump's row is the lock instead, so that of two refills
+            # sent at once the second reads the first as its previous fill (and is refused if it
+            # is the same one again) rather than both going through
+            session.execute(select(ImplantedPump.serial_number)
+                            .where(ImplantedPump.serial_number == pump.serial_number)
+                            .with_for_update())
+        return
+    # the conditional update is the lock: of two refills for one appointment, one wins
+    claimed = rowcount(session.execute(
+        update(Appointment)
+        .where(Appointment.id == appt.id, Appointment.status == "scheduled")
+        .values(status="completed", refill_id=refill_id, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ))
+    if not claimed:
+        raise Conflict("appointment was completed by another refill", current_status="completed")
+    # the row now holds what was just written: mirror it without another round trip
+    for key, value in (("status", "completed"), ("refill_id", refill_id), ("updated_at", now)):
+        set_committed_value(appt, key, value)
+
+
+def _outcome_or_refuse(body: RefillCreate, pump: ImplantedPump, therapy: Therapy,
+                       appt: Appointment | None, previous: PreviousFill | None, *,
+                       settings: Settings, now: datetime,
+                       delivery_problem: str | None) -> RefillOutcome:
+    """The refill's figures and next fill, or a 422 naming every impossible number."""
     problems = refill_problems(now=now, performed_at=body.performed_at,
                                residual_volume_ml=body.residual_volume_ml,
                                fill_volume_ml=body.fill_volume_ml, reservoir_ml=pump.reservoir_ml,
                                previous=previous, implanted_at=pump.implanted_at,
                                min_interval_hours=settings.min_refill_interval_hours)
-    delivery = _chemo_delivery(uow, body, appt, therapy, now) if body.fill_type == "chemo" else None
-    if isinstance(delivery, str):
-        problems.append(("delivery_id", delivery))
+    if delivery_problem is not None:
+        problems.append(("delivery_id", delivery_problem))
     if problems:
         raise Invalid.of(problems)
-    figures = refill_figures(performed_at=body.performed_at,
-                             residual_volume_ml=body.residual_volume_ml,
-                             fill_volume_ml=body.fill_volume_ml,
-                             labeled_flow_ml_per_day=pump.labeled_flow_ml_per_day, previous=previous)
-    outside = appt is not None and is_outside_window(body.performed_at, appt.due_at,
-                                                     settings.refill_window_days)
+    return refill_outcome(performed_at=body.performed_at, residual_volume_ml=body.residual_volume_ml,
+                          fill_volume_ml=body.fill_volume_ml, fill_type=body.fill_type,
+                          labeled_flow_ml_per_day=pump.labeled_flow_ml_per_day, previous=previous,
+                          appointment_due_at=appt.due_at if appt is not None else None,
+                          regimen=therapy.regimen, refill_interval_days=therapy.refill_interval_days,
+                          window_days=settings.refill_window_days,
+                          near_empty_hours=settings.near_empty_hours)
+
+
+def _write(uow: UnitOfWork, body: RefillCreate, pump: ImplantedPump, therapy: Therapy,
+           appt: Appointment | None, outcome: RefillOutcome, *, refill_id: str, actor: str,
+           now: datetime) -> tuple[Refill, Appointment]:
+    """The refill's row and the next appointment it schedules (announced with the refill)."""
     center = (appt.center if appt is not None
               else get_patient_or_raise(uow=uow, mrn=therapy.patient_mrn).center)
-    due_at, due_basis = next_due(performed_at=body.performed_at,
-                                 interval_days=therapy.refill_interval_days,
-                                 projected_empty_at=figures.projected_empty_at,
-                                 near_empty_hours=settings.near_empty_hours)
+    figures = outcome.figures
     nxt = schedule_appointment(
-        uow, therapy=therapy, center=center,
-        fill_type=next_fill_type(therapy.regimen, body.fill_type),
-        due_at=due_at, projected_empty_at=figures.projected_empty_at, due_basis=due_basis,
-        announce=False,
+        uow, therapy=therapy, center=center, fill_type=outcome.next_fill_type,
+        due_at=outcome.next_due_at, projected_empty_at=figures.projected_empty_at,
+        due_basis=outcome.next_due_basis, announce=False,
     )
     refill = Refill(
         id=refill_id, pump_serial=pump.serial_number, patient_mrn=therapy.patient_mrn,
@@ -168,44 +223,38 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
         fill_volume_ml=body.fill_volume_ml, fill_type=body.fill_type, notes=body.notes,
         elapsed_days=figures.elapsed_days, measured_flow_ml_per_day=figures.measured_flow_ml_per_day,
         expected_flow_ml_per_day=figures.expected_flow_ml_per_day,
-        flow_deviation_pct=figures.flow_deviation_pct, outside_window=outside,
+        flow_deviation_pct=figures.flow_deviation_pct, outside_window=outcome.outside_window,
         projected_empty_at=figures.projected_empty_at, recorded_by=actor, created_at=now,
         next_appointment_id=nxt.id,
     )
-    session.add(refill)
-    session.flush()  # the appointment and the refill in one flush, before the answer is read
-    result = RefillRead.model_validate(refill)
-    result.next_appointment = AppointmentRead.model_validate(nxt)
+    uow.session.add(refill)
+    uow.session.flush()  # the appointment and the refill in one flush, before the answer is read
+    return refill, nxt
+
+
+def _refill_events(result: RefillRead, refill: Refill, nxt: Appointment,
+                   figures: FlowFigures) -> list[tuple[str, Any, str | None]]:
+    """`refill.completed`, `flow.recorded` when the flow could be measured, and the next
+    appointment's `appointment.scheduled`."""
+    assert result.next_appointment is not None
     events: list[tuple[str, Any, str | None]] = [(EventType.REFILL_COMPLETED, RefillCompletedData(
         **result.model_dump(exclude={"notes", "next_appointment", "therapy_id", "recorded_by",
                                      "created_at", "projected_empty_at"}),
         next_appointment=result.next_appointment.model_dump(mode="json"),
         projected_empty_at=figures.projected_empty_at,
-    ), pump.serial_number)]
+    ), refill.pump_serial)]
     if figures.measured_flow_ml_per_day is not None:
         assert figures.flow_deviation_pct is not None and figures.elapsed_days is not None
         events.append((EventType.FLOW_RECORDED, FlowRecordedData(
-            pump_serial=pump.serial_number, patient_mrn=refill.patient_mrn, center=refill.center,
+            pump_serial=refill.pump_serial, patient_mrn=refill.patient_mrn, center=refill.center,
             measured_flow_ml_per_day=figures.measured_flow_ml_per_day,
             expected_flow_ml_per_day=figures.expected_flow_ml_per_day,
             flow_deviation_pct=figures.flow_deviation_pct,
-            residual_volume_ml=body.residual_volume_ml, elapsed_days=figures.elapsed_days,
+            residual_volume_ml=refill.residual_volume_ml, elapsed_days=figures.elapsed_days,
             refill_id=refill.id,
-        ), pump.serial_number))
-    events.append((EventType.APPOINTMENT_SCHEDULED, appointment_data(nxt), pump.serial_number))
-    uow.publish_many(events)  # one statement for all three events
-    if isinstance(delivery, Delivery):
-        deliveries.record_administration(uow, delivery, refill_id=refill.id,
-                                         performed_at=body.performed_at, actor=actor)
-    uow.audit(actor=actor, action="refill.recorded", entity_type="refill", entity_id=refill.id,
-              changes={"pump_serial": pump.serial_number, "appointment_id": refill.appointment_id,
-                       "residual_volume_ml": body.residual_volume_ml,
-                       "fill_volume_ml": body.fill_volume_ml, "fill_type": body.fill_type,
-                       "measured_flow_ml_per_day": figures.measured_flow_ml_per_day})
-    log.info("refill.recorded", refill_id=refill.id, pump_serial=pump.serial_number,
-             outside_window=outside, flow_deviation_pct=figures.flow_deviation_pct)
-    deliveries.place_order_if_due(uow, nxt, settings=settings, actor=actor)
-    return result
+        ), refill.pump_serial))
+    events.append((EventType.APPOINTMENT_SCHEDULED, appointment_data(nxt), refill.pump_serial))
+    return events
 
 
 def get_refill(*, uow: UnitOfWork, refill_id: str) -> RefillRead:
