@@ -288,20 +288,14 @@ class UnitOfWork:
     def now(self) -> datetime:
         return self.clock.now()
 
-    def publish(self, data: BaseModel | str, *legacy: Any, subject: str | None = None,
-                exchange: str = EVENTS_EXCHANGE) -> CloudEvent:
+    def publish(self, data: BaseModel, *, subject: str | None = None) -> CloudEvent:
         """Write the event `data` is the payload of to the outbox in this transaction; it leaves
         only if the transaction commits. Its type and exchange are the contract's registry's."""
-        if isinstance(data, str):  # TRANSITIONAL (type, data): until scheduling moves over
-            return self.publish_raw(data, legacy[0], subject=subject, exchange=exchange)
         spec = registry.spec_for(data)
         return self.publish_raw(spec.event_type.value, data, subject=subject, exchange=spec.exchange)
 
-    def publish_many(self, events: Sequence[Any], *,
-                     exchange: str = EVENTS_EXCHANGE) -> int:
+    def publish_many(self, events: Sequence[tuple[BaseModel, str | None]]) -> int:
         """Write many (payload, subject) events to the outbox in one statement."""
-        if events and len(events[0]) == 3:  # TRANSITIONAL (type, data, subject)
-            return self.publish_many_raw(events, exchange=exchange)
         specs = [registry.spec_for(data) for data, _ in events]
         return self._publish_rows([(spec.event_type.value, spec.exchange, data, subject)
                                    for spec, (data, subject) in zip(specs, events, strict=True)])

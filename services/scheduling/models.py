@@ -22,9 +22,6 @@ from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 platform = define_platform_tables(metadata)
 
-RECORDED, ENTERED_IN_ERROR = RefillStatus.RECORDED, RefillStatus.ENTERED_IN_ERROR  # TRANSITIONAL
-
-
 def sql_values(*values: str) -> str:
     """Values quoted for SQL (`'a', 'b'`): the partial indexes' conditions, from the vocabulary."""
     return ", ".join(f"'{v}'" for v in values)
@@ -180,8 +177,8 @@ class Refill(Base):
     recorded_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # recorded | entered_in_error: a record is never deleted; a voided one leaves every figure
-    status: Mapped[str] = mapped_column(String(20), default=RECORDED,
-                                        server_default=text(f"'{RECORDED}'"))
+    status: Mapped[str] = mapped_column(String(20), default=RefillStatus.RECORDED.value,
+                                        server_default=text(sql_values(RefillStatus.RECORDED)))
     voided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     void_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -190,8 +187,8 @@ class Refill(Base):
         Index("ix_refills_pump_performed", "pump_serial", "performed_at", "id"),
         # one recorded refill per appointment; a voided one gives its appointment back
         Index("uq_refills_appointment_recorded", "appointment_id", unique=True,
-              postgresql_where=text(f"status = '{RECORDED}'"),
-              sqlite_where=text(f"status = '{RECORDED}'")),
+              postgresql_where=text(f"status = {sql_values(RefillStatus.RECORDED)}"),
+              sqlite_where=text(f"status = {sql_values(RefillStatus.RECORDED)}")),
     )
 
 
@@ -255,5 +252,4 @@ class SweepRun(Base):
 
 
 __all__ = ["Appointment", "Base", "Delivery", "DeliveryEvent", "ImplantedPump", "Patient", "Refill",
-           "SweepRun", "Therapy", "metadata", "platform", "OPEN_DELIVERY_STATUSES", "RECORDED",
-           "ENTERED_IN_ERROR"]
+           "SweepRun", "Therapy", "metadata", "platform"]

@@ -10,7 +10,6 @@ from shared.contracts.vocabulary import (
     AppointmentStatus,
     DeliveryStatus,
     DueBasis,
-    EventType,
     FillType,
 )
 
@@ -135,9 +134,6 @@ class SweepCompletedData(BaseModel):
 
     at: AwareDatetime
     jobs: list[SweepJob]
-
-
-RESERVOIR_NEAR_EMPTY = EventType.RESERVOIR_NEAR_EMPTY  # TRANSITIONAL: until scheduling moves over
 
 
 class ReservoirNearEmptyData(AppointmentData):

@@ -231,9 +231,13 @@ def _pg_claim_statement(inbox: Any) -> Executable:
 
 def payload_of(event: CloudEvent, model: type[P]) -> P:
     """The event's data validated by the payload model the contract's registry gives its type;
-    `model` is what the handler takes (that model or a base of it). Bad data raises pydantic's
-    ValidationError, which dead-letters the message with the fields at fault."""
-    return registry.parse(event.type, data_of(event), model)
+    `model` is what the handler takes (that model or a base of it). Bad data is a
+    PermanentError naming each field at fault (the message is dead-lettered with it)."""
+    try:
+        return registry.parse(event.type, data_of(event), model)
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise PermanentError(f"malformed {event.type}: {errors}") from exc
 
 
 def data_of(event: CloudEvent) -> dict[str, Any]:
