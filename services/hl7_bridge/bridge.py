@@ -79,7 +79,7 @@ class Bridge:
     # ------------------------------------------------------------ orders out
 
     def process(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
-        """Forward a batch of `pharmacy.orders` messages, in order, on one connection."""
+        """Forward a batch of `pharmacy.orders` messages to the pharmacy, in order."""
         outcomes: list[Outcome | None] = [None] * len(deliveries)
         pending: list[_Pending] = []
         for i, delivery in enumerate(deliveries):

@@ -29,8 +29,8 @@ class Reply:
 
 
 class MllpClient:
-    """Sends messages to the pharmacy system over one connection per call, each after the
-    previous one's ACK (an MLLP peer answers in order)."""
+    """Sends messages to the pharmacy system, each on a connection of its own, after the
+    previous one's ACK (many MLLP peers close the connection after each answer)."""
 
     def __init__(self, host: str, port: int, *, ack_timeout_seconds: float,
                  connect_timeout_seconds: float) -> None:
@@ -39,41 +39,35 @@ class MllpClient:
         self.connect_timeout_seconds = connect_timeout_seconds
 
     def exchange(self, messages: Sequence[str]) -> list[Reply]:
-        """Send each message and wait for its reply; after a failure the rest are not sent
-        (their reply says why)."""
+        """Send each message and wait for its reply, in order."""
         return asyncio.run(self._exchange(messages))
 
     async def _exchange(self, messages: Sequence[str]) -> list[Reply]:
-        replies: list[Reply] = []
+        return [await self._one(message) for message in messages]
+
+    async def _one(self, message: str) -> Reply:
         try:
             reader, writer = await asyncio.wait_for(
                 open_hl7_connection(self.host, self.port, limit=MAX_BLOCK_BYTES, encoding=ENCODING),
                 self.connect_timeout_seconds)
         except (OSError, TimeoutError) as exc:
-            why = f"cannot connect to the pharmacy at {self.host}:{self.port} ({_describe(exc)})"
-            return [Reply(None, why) for _ in messages]
+            return Reply(None, f"cannot connect to the pharmacy at {self.host}:{self.port} "
+                               f"({_describe(exc)})")
         try:
-            for message in messages:
-                try:
-                    writer.writeblock(message.encode(ENCODING))
-                    await writer.drain()
-                    block = await asyncio.wait_for(reader.readblock(), self.ack_timeout_seconds)
-                except TimeoutError:
-                    replies.append(Reply(None, f"no ACK within {self.ack_timeout_seconds:g} s"))
-                    break
-                except (OSError, EOFError, asyncio.IncompleteReadError, InvalidBlockError,
-                        ValueError) as exc:
-                    replies.append(Reply(None, f"connection to the pharmacy lost ({_describe(exc)})"))
-                    break
-                replies.append(Reply(block.decode(ENCODING, errors="replace")))
+            writer.writeblock(message.encode(ENCODING))
+            await writer.drain()
+            block = await asyncio.wait_for(reader.readblock(), self.ack_timeout_seconds)
+        except TimeoutError:
+            return Reply(None, f"no ACK within {self.ack_timeout_seconds:g} s")
+        except (OSError, EOFError, asyncio.IncompleteReadError, InvalidBlockError, ValueError) as exc:
+            return Reply(None, f"connection to the pharmacy lost ({_describe(exc)})")
         finally:
             writer.close()
             try:
                 await writer.wait_closed()
             except OSError:
                 pass
-        not_sent = "not sent: an earlier message on the connection failed"
-        return replies + [Reply(None, not_sent) for _ in messages[len(replies):]]
+        return Reply(block.decode(ENCODING, errors="replace"))
 
 
 def _describe(exc: BaseException) -> str:
