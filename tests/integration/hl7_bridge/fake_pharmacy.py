@@ -9,6 +9,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from hl7apy.core import Message, Segment
 from hl7apy.mllp import AbstractHandler, MLLPServer
@@ -17,6 +18,31 @@ from hl7apy.parser import parse_message
 VERSION = "2.5.1"
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
 
+
+# ---------------------------------------------------------------- what scheduling sends
+
+def order_data(order_id: str, mrn: str = "MRN-7") -> dict[str, Any]:
+    """A `pharmacy.orders` payload (CONTRACT.md), delimiters in the family name."""
+    return {
+        "order_id": order_id, "appointment_id": f"appt-{order_id}",
+        "patient": {"mrn": mrn, "given_name": "Ada", "family_name": "O'Lovelace^Byron",
+                    "birth_date": "1960-05-01", "weight_kg": 70},
+        "pump": {"serial_number": "SN1", "model_code": "INTERA-3000", "reservoir_ml": 30,
+                 "flow_ml_per_day": 1.0},
+        "fill_volume_ml": 30, "infusion_days": 14,
+        "drugs": [
+            {"code": "floxuridine", "name": "Floxuridine", "amount": 117.6, "unit": "mg",
+             "basis": "0.12 mg/kg/day x 70 kg x 14 d"},
+            {"code": "dexamethasone", "name": "Dexamethasone", "amount": 20, "unit": "mg",
+             "basis": "20 mg per fill"},
+            {"code": "heparin", "name": "Heparin", "amount": 30000, "unit": "units",
+             "basis": "1000 units/mL x 30 mL"},
+        ],
+        "diluent": "0.9% sodium chloride to 30 mL", "needed_by": "2026-12-03T08:00:00+00:00",
+    }
+
+
+# ---------------------------------------------------------------- the pharmacy's side
 
 @dataclass(frozen=True)
 class ReceivedOrder:

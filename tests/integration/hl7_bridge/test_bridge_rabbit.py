@@ -26,29 +26,10 @@ from shared.migrations import upgrade
 from tests.helpers import test_settings as settings_for
 from tests.helpers import wait_until
 from tests.integration.hl7_bridge import fake_pharmacy as fp
+from tests.integration.hl7_bridge.fake_pharmacy import order_data
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 STATUS_TAP = QueueSpec("test.hl7-statuses", ((PHARMACY_EXCHANGE, EventType.ORDER_STATUS),))
-
-
-def order_data(order_id: str, mrn: str = "MRN-7") -> dict[str, Any]:
-    return {
-        "order_id": order_id, "appointment_id": f"appt-{order_id}",
-        "patient": {"mrn": mrn, "given_name": "Ada", "family_name": "O'Lovelace^Byron",
-                    "birth_date": "1960-05-01", "weight_kg": 70},
-        "pump": {"serial_number": "SN1", "model_code": "INTERA-3000", "reservoir_ml": 30,
-                 "flow_ml_per_day": 1.0},
-        "fill_volume_ml": 30, "infusion_days": 14,
-        "drugs": [
-            {"code": "floxuridine", "name": "Floxuridine", "amount": 117.6, "unit": "mg",
-             "basis": "0.12 mg/kg/day x 70 kg x 14 d"},
-            {"code": "dexamethasone", "name": "Dexamethasone", "amount": 20, "unit": "mg",
-             "basis": "20 mg per fill"},
-            {"code": "heparin", "name": "Heparin", "amount": 30000, "unit": "units",
-             "basis": "1000 units/mL x 30 mL"},
-        ],
-        "diluent": "0.9% sodium chloride to 30 mL", "needed_by": "2026-12-03T08:00:00+00:00",
-    }
 
 
 @dataclass
