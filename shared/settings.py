@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     hl7_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     hl7_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     hl7_max_attempts: int = Field(default=5, ge=1, le=100)  # sends of one order, then dead-lettered
-    hl7_retry_delay_ms: int = Field(default=5000, ge=1)  # between sends (at most the queue's delay)
+    hl7_retry_delay_ms: int = Field(default=2000, ge=1)  # between sends (at most the queue's delay)
     hl7_prefetch: int = Field(default=10, ge=1, le=1000)  # orders sent on one connection in a row
     hl7_sending_application: str = "HAI"
     hl7_sending_facility: str = "HAI-CENTRE"
