@@ -113,6 +113,15 @@ class Bridge:
             row = uow.session.get(ForwardedOrder, order.order_id, with_for_update=True)
             if row is not None and row.control_id == control_id and row.acked_at is not None:
                 return None
+            if row is None and control == "CA":
+                # never sent: nothing to cancel at the pharmacy, and the order itself, should it
+                # come back from the retry queue, must not go out after its cancellation
+                uow.session.add(ForwardedOrder(order_id=order.order_id, order_control=control,
+                                               control_id=control_id, first_sent_at=uow.now(),
+                                               acked_at=uow.now()))
+                uow.commit()
+                log.info("hl7.cancelled_before_sending", order_id=order.order_id)
+                return None
             if row is None:
                 uow.session.add(ForwardedOrder(order_id=order.order_id, order_control=control,
                                                control_id=control_id, first_sent_at=uow.now()))

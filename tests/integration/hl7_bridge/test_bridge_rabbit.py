@@ -209,3 +209,21 @@ def test_garbage_gets_ae_an_unknown_order_ar_and_the_listener_goes_on(env: Env) 
     assert fp.ack_code(fp.send(env.listen_port, ok)) == ("AA", "P9")
     wait_until(lambda: len(env.statuses) == 1, what="one status published")
     assert env.statuses[0]["data"]["order_id"] == "order-after"
+
+
+def test_a_cancellation_goes_out_as_rde_ca_and_an_unsent_order_never_after_it(env: Env) -> None:
+    env.order("order-c")
+    wait_until(lambda: env.acked("order-c"), what="the order acknowledged")
+    env.order("order-c", EventType.ORDER_CANCELLED)
+    wait_until(lambda: len(env.pharmacy.orders()) == 2, what="the cancellation at the pharmacy")
+    new, cancel = env.pharmacy.orders()
+    assert (new.order_control, cancel.order_control) == ("NW", "CA")
+    assert cancel.order_id == "order-c" and cancel.control_id != new.control_id
+    wait_until(lambda: env.acked("order-c"), what="the cancellation acknowledged")
+    # cancelled before it was ever sent (the order still in the retry queue, say): the
+    # pharmacy hears of neither, and the late order is dead-lettered, not sent
+    env.order("order-d", EventType.ORDER_CANCELLED)
+    env.order("order-d")
+    dead = wait_until(lambda: env.dead_letters(), what="the late order dead-lettered")
+    assert "order order-d already cancelled" in str(dead[0].headers[HEADER_DLQ_REASON])
+    assert [o.order_id for o in env.pharmacy.orders()] == ["order-c", "order-c"]
