@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests import services as svc
+from tests.e2e.story import chemo_patient
 from tests.e2e.support import wait_for
 from tests.e2e.topology import LOG_DIR, Proc, Topology, hai, topology
 from tests.integration.hl7_bridge import fake_pharmacy as fp
@@ -55,34 +56,12 @@ def hl7_system(e2e_databases: Callable[[str], str]) -> Iterator[tuple[Topology, 
         svc.delete_vhost(vhost)
 
 
-def _chemo_patient(system: Topology, now: datetime) -> None:
-    with system.client("inventory", "biomed") as inv:
-        model = inv.get("/v1/pump-models").json()["items"][0]
-        r = inv.post("/v1/pumps", json={
-            "serial_number": SERIAL, "model_code": model["code"], "lot_number": "LOT-P",
-            "expiry_date": (date.today() + timedelta(days=700)).isoformat()})
-        assert r.status_code == 201, r.text
-        r = inv.post(f"/v1/pumps/{SERIAL}/implant", json={
-            "patient_mrn": MRN, "implanted_at": (now - timedelta(days=30)).isoformat(),
-            "center": CENTER})
-        assert r.status_code == 200, r.text
-    with system.client("scheduling", "nurse", "oncologist") as sch:
-        r = sch.post("/v1/patients", json={
-            "mrn": MRN, "given_name": GIVEN, "family_name": FAMILY, "birth_date": "1962-07-07",
-            "weight_kg": 70, "center": CENTER})
-        assert r.status_code == 201, r.text
-        # the first chemo fill, tomorrow, is inside the pharmacy lead time: ordered at once
-        wait_for("scheduling to learn the implant", lambda: sch.post("/v1/therapies", json={
-            "patient_mrn": MRN, "pump_serial": SERIAL, "regimen": "fudr_alternating",
-            "start_on": (now + timedelta(days=1)).date().isoformat(), "fudr_mg_per_kg_day": 0.12,
-            "heparin_units": 5000, "dexamethasone_mg": 20}).status_code == 201, timeout=60)
-
-
 def test_order_to_dispatched_through_the_hl7_bridge(
         hl7_system: tuple[Topology, Proc, fp.FakePharmacy, int]) -> None:
     system, bridge, pharmacy, listen_port = hl7_system
     now = datetime.now(UTC)
-    _chemo_patient(system, now)
+    chemo_patient(system, SERIAL, MRN, CENTER, given_name=GIVEN, family_name=FAMILY,
+                  birth_date="1962-07-07", dexamethasone_mg=20)
 
     [rde] = wait_for("the RDE^O11 at the pharmacy", lambda: [
         o for o in pharmacy.orders() if o.mrn == MRN], timeout=60)
