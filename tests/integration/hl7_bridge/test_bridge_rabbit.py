@@ -227,3 +227,13 @@ def test_a_cancellation_goes_out_as_rde_ca_and_an_unsent_order_never_after_it(en
     dead = wait_until(lambda: env.dead_letters(), what="the late order dead-lettered")
     assert "order order-d already cancelled" in str(dead[0].headers[HEADER_DLQ_REASON])
     assert [o.order_id for o in env.pharmacy.orders()] == ["order-c", "order-c"]
+
+
+def test_a_pharmacy_that_is_down_is_retried_then_the_order_dead_lettered(env: Env) -> None:
+    env.pharmacy.close()  # nothing listens on its port any more: connection refused
+    env.order("order-down")
+    dead = wait_until(lambda: env.dead_letters(), what="the order dead-lettered", timeout_s=30)
+    reason = str(dead[0].headers[HEADER_DLQ_REASON])
+    assert "not accepted by the pharmacy after 3 attempts" in reason, reason
+    assert f"cannot connect to the pharmacy at 127.0.0.1:{env.pharmacy.port}" in reason, reason
+    assert not env.acked("order-down")
