@@ -83,12 +83,13 @@ def ts(at: datetime) -> str:
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d{1,4})?([+-]\d{4})?$")
 
 
-def parse_ts(value: str) -> datetime:
+def parse_ts(value: str, where: str = "") -> datetime:
     """An HL7 DTM (`YYYY[MM[DD[HH[MM[SS[.S…]]]]]][+/-ZZZZ]`) as an aware UTC datetime; without
-    an offset it is taken as UTC. Raises Unparseable."""
+    an offset it is taken as UTC. Raises Unparseable naming `where`, never the value (it is
+    logged, and a misplaced field may hold anything)."""
     m = _DTM.match(value.strip())
     if not m:
-        raise Unparseable(f"not an HL7 date/time: {value[:40]!r}")
+        raise Unparseable(f"not an HL7 date/time in {where or 'a time field'}")
     year, month, day, hour, minute, second, offset = m.groups()
     tz = UTC
     if offset:
@@ -98,7 +99,7 @@ def parse_ts(value: str) -> datetime:
         at = datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
                       int(second or 0), tzinfo=tz)
     except ValueError as exc:
-        raise Unparseable(f"not an HL7 date/time: {value[:40]!r}") from exc
+        raise Unparseable(f"not an HL7 date/time in {where or 'a time field'}") from exc
     return at.astimezone(UTC)
 
 
@@ -305,7 +306,7 @@ def read_answer(message: hl7.Message) -> Answer:
     if not control:
         raise Unparseable("no message control id (MSH-10)")
     if kind not in ANSWER_TYPES:
-        raise Refused(f"unsupported message type {kind[:20]}")
+        raise Refused(f"unsupported message type {kind[:20]}")  # MSH-9: codes, not data
     try:
         message.segment("ORC")
     except KeyError as exc:
@@ -314,12 +315,13 @@ def read_answer(message: hl7.Message) -> Answer:
     if not order_id:
         raise Unparseable(f"{kind} without a placer order number (ORC-2)")
     sender = f"{field(message, 'MSH', 3)}^{field(message, 'MSH', 4)}"
-    at_text = field(message, "ORC", 9) or field(message, "MSH", 7)
-    if kind == "RDS^O13":
-        at_text = field(message, "RXD", 3) or at_text
+    at_field, at_text = next(((name, value) for name, value in (
+        ("RXD-3", field(message, "RXD", 3) if kind == "RDS^O13" else ""),
+        ("ORC-9", field(message, "ORC", 9)), ("MSH-7", field(message, "MSH", 7))) if value),
+        ("", ""))
     if not at_text:
         raise Unparseable(f"{kind} without a date/time (ORC-9 / MSH-7)")
-    at = parse_ts(at_text)
+    at = parse_ts(at_text, at_field)
     if kind == "RDS^O13":
         try:
             message.segment("RXD")
@@ -328,7 +330,7 @@ def read_answer(message: hl7.Message) -> Answer:
         expiry = field(message, "RXD", 19)
         return Answer(sender=sender, control_id=control, message_type=kind, order_id=order_id,
                       status="dispatched", at=at, lot=field(message, "RXD", 18) or None,
-                      beyond_use_at=parse_ts(expiry) if expiry else None)
+                      beyond_use_at=parse_ts(expiry, "RXD-19") if expiry else None)
     order_control = field(message, "ORC", 1)
     if order_control == "OK":
         return Answer(sender=sender, control_id=control, message_type=kind, order_id=order_id,
