@@ -156,7 +156,7 @@ class Bridge:
                     return Outcome.ack()
                 else:
                     reason = f"the pharmacy answered {ack.code}" + (
-                        f": {ack.text[:200]}" if ack.text else "")
+                        f" (HL7 error {ack.error_code})" if ack.error_code else "")
         attempts = item.delivery.attempts + 1
         log.warning("hl7.order_not_accepted", order_id=item.order_id, control_id=item.control_id,
                     attempts=attempts, max_attempts=self.settings.hl7_max_attempts,

@@ -194,11 +194,13 @@ def _instructions(order: OrderRequestedData) -> str:
 
 @dataclass(frozen=True)
 class Ack:
-    """What an ACK said: MSA-1, MSA-2 (the control id acknowledged), MSA-3 / ERR text."""
+    """What an ACK said: MSA-1, MSA-2 (the control id acknowledged), and the HL7 error code of
+    ERR-3 (table 0357), if any. The ACK's free text (MSA-3, ERR-8) is not kept: it may name the
+    patient, and what the bridge keeps of an ACK ends up in a dead letter's reason and a log."""
 
     code: str
     acknowledged_id: str
-    text: str
+    error_code: str
 
 
 def parse(text: str) -> hl7.Message:
@@ -227,9 +229,10 @@ def parse_ack(text: str) -> Ack:
     message = parse(text)
     code = field(message, "MSA", 1)
     if code not in ("AA", "AE", "AR", "CA", "CE", "CR"):
-        raise Unparseable(f"no acknowledgment code in MSA-1 ({code[:10]!r})")
-    text_ = field(message, "MSA", 3) or field(message, "ERR", 8) or field(message, "ERR", 3, 2)
-    return Ack(code=code, acknowledged_id=field(message, "MSA", 2), text=text_)
+        raise Unparseable("no acknowledgment code in MSA-1")
+    error_code = field(message, "ERR", 3)
+    return Ack(code=code, acknowledged_id=field(message, "MSA", 2),
+               error_code=error_code if error_code.isdigit() else "")
 
 
 def ack_message(incoming: hl7.Message | None, code: AckCode, *, identity: Identity, now: datetime,

@@ -85,6 +85,11 @@ def ack_for(control_id: str, code: str, text: str = "") -> str:
     ack.msa.msa_2 = control_id
     if text:
         ack.msa.msa_3 = text
+        err = Segment("ERR", version=VERSION)
+        err.err_3 = "207^Application internal error^HL70357"
+        err.err_4 = "E"
+        err.err_8 = text
+        return "\r".join([ack.to_er7(), err.to_er7()])
     return ack.to_er7()
 
 
@@ -101,7 +106,7 @@ class _RdeHandler(AbstractHandler):
         if step == "silent":  # never answers: the bridge must time out
             self.pharmacy.release.wait(60)
             raise ConnectionAbortedError("the pharmacy hung up without answering")
-        text = "" if step == "AA" else "drug catalogue unavailable"
+        text = "" if step == "AA" else f"drug catalogue unavailable for {order.mrn}"
         return (SB + ack_for(order.control_id, step, text).encode() + EB + CR).decode()
 
 

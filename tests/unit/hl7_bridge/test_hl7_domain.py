@@ -134,7 +134,7 @@ def test_our_ack_names_the_message_and_reads_back_in_hl7apy() -> None:
 @pytest.mark.parametrize("code", ["AA", "AE", "AR"])
 def test_the_pharmacys_ack_is_read(code: str) -> None:
     ack = domain.parse_ack(fp.ack_for("N123", code, "" if code == "AA" else "why"))
-    assert (ack.code, ack.acknowledged_id, ack.text) == (code, "N123", "" if code == "AA" else "why")
+    assert (ack.code, ack.acknowledged_id, ack.error_code) == (code, "N123", "" if code == "AA" else "207")
 
 
 def test_a_reply_without_msa_is_not_an_ack() -> None:
