@@ -104,7 +104,9 @@ class Settings(BaseSettings):
     hl7_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     hl7_max_attempts: int = Field(default=5, ge=1, le=100)  # sends of one order, then dead-lettered
     hl7_retry_delay_ms: int = Field(default=2000, ge=1)  # between sends (at most the queue's delay)
-    hl7_prefetch: int = Field(default=10, ge=1, le=1000)  # orders sent on one connection in a row
+    # orders taken from the queue at once and sent one after the other: their sends together must
+    # end within the AMQP heartbeat (the consumer's connection is not served meanwhile)
+    hl7_prefetch: int = Field(default=1, ge=1, le=100)
     hl7_sending_application: str = "HAI"
     hl7_sending_facility: str = "HAI-CENTRE"
     hl7_receiving_application: str = "PHARMACY"

@@ -70,3 +70,12 @@ def test_refused_answers_name_no_patient_in_the_log(bridge: Bridge, text: str, c
     assert fp.ack_code(reply)[0] == code
     assert logs and MRN not in str(logs) and NAME not in str(logs)
     assert _outbox(bridge) == []
+
+
+def test_a_batch_that_could_outlast_the_amqp_heartbeat_is_refused(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, hl7_bridge_database_url=f"sqlite:///{tmp_path}/hl7.db",
+                            hl7_prefetch=3, hl7_ack_timeout_seconds=10,
+                            hl7_connect_timeout_seconds=5, amqp_heartbeat_seconds=30)
+    with pytest.raises(ValueError, match="must stay under HAI_AMQP_HEARTBEAT_SECONDS"):
+        Bridge(bootstrap(settings, bus=InProcessBus()))
+    Bridge(bootstrap(settings.model_copy(update={"hl7_prefetch": 1}), bus=InProcessBus()))
