@@ -215,13 +215,16 @@ def up(
 def hl7_bridge(
     if_enabled: Annotated[bool, typer.Option(
         "--if-enabled", help="only when HAI_HL7_ENABLED is set; otherwise wait, doing nothing")] = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve the bridge's Prometheus metrics (orders' outcomes, the pharmacy's messages "
+             "by ACK, outbox lag) on this port")] = None,
 ) -> None:
     """The HL7 v2 pharmacy bridge: pharmacy.orders as RDE^O11 over MLLP, answers as statuses."""
     from services.hl7_bridge.bridge import run
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json, "hl7_bridge")
-    run(settings, if_enabled=if_enabled)
+    run(settings, if_enabled=if_enabled, metrics_port=metrics_port)
 
 
 def _start_hl7_bridge(settings: Settings) -> Any:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
+from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
@@ -29,6 +30,7 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 NAME = "hl7_bridge"
+CONSUMER = f"{ORDERS_QUEUE_SPEC.name} (hl7)"  # the consumer label of its metrics
 CONTROLS: dict[str, OrderControl] = {EventType.ORDER_REQUESTED: "NW",
                                      EventType.ORDER_CANCELLED: "CA"}
 
@@ -67,6 +69,15 @@ class Bridge:
         self.runtime = runtime
         settings = runtime.settings
         self.settings = settings
+        worst_batch_s = settings.hl7_prefetch * (settings.hl7_ack_timeout_seconds
+                                                 + settings.hl7_connect_timeout_seconds)
+        if worst_batch_s >= settings.amqp_heartbeat_seconds:
+            # the consumer's connection is not served while a batch is sent: past the heartbeat
+            # the broker drops it, the batch comes back, and no attempt is ever counted
+            raise ValueError(
+                f"HAI_HL7_PREFETCH x (HAI_HL7_ACK_TIMEOUT_SECONDS + HAI_HL7_CONNECT_TIMEOUT_SECONDS)"
+                f" = {worst_batch_s:g} s must stay under HAI_AMQP_HEARTBEAT_SECONDS "
+                f"({settings.amqp_heartbeat_seconds} s)")
         self.identity = identity(settings)
         self.client = client or MllpClient(
             settings.hl7_pharmacy_host, settings.hl7_pharmacy_port,
@@ -75,6 +86,10 @@ class Bridge:
         self.server = MllpServer(settings.hl7_listen_host, settings.hl7_listen_port, self.answer)
         self.worker = Worker(runtime, relay=True, consumers=False, jobs=False)
         self._consumer: threading.Thread | None = None
+        # the orders' outcomes count with every consumer's (the alert rules on retries and dead
+        # letters cover the bridge too); the pharmacy's messages by the ACK they got
+        self.answers = Counter("hai_hl7_answers_total", "Messages of the pharmacy by our ACK",
+                               ["ack"], registry=runtime.registry)
 
     # ------------------------------------------------------------ orders out
 
@@ -97,7 +112,10 @@ class Bridge:
             replies = self.client.exchange([p.message for p in pending])
             for item, reply in zip(pending, replies, strict=True):
                 outcomes[item.index] = self._settle(item, reply)
-        return [o if o is not None else Outcome.ack() for o in outcomes]
+        result = [o if o is not None else Outcome.ack() for o in outcomes]
+        for outcome in result:
+            self.runtime.events_handled.labels(consumer=CONSUMER, outcome=outcome.action).inc()
+        return result
 
     def _prepare(self, index: int, delivery: Delivery) -> _Pending | None:
         event = parse_event(delivery)
@@ -192,6 +210,7 @@ class Bridge:
         except Exception as exc:  # noqa: BLE001 - one bad message never stops the listener
             code, why = "AE", "internal error"
             log.error("hl7.answer_failed", error=type(exc).__name__)
+        self.answers.labels(ack=code).inc()
         return domain.ack_message(message, code, identity=self.identity, now=now,
                                   text=why).encode(domain.ENCODING)
 
@@ -255,7 +274,7 @@ class Bridge:
         self.server.stop()
 
 
-def run(settings: Settings, *, if_enabled: bool = False) -> None:
+def run(settings: Settings, *, if_enabled: bool = False, metrics_port: int | None = None) -> None:
     """`hai hl7-bridge`: migrate the bridge's database, run until SIGINT/SIGTERM. With
     `if_enabled` and `HAI_HL7_ENABLED` off it only waits for the signal (a Procfile line that
     stays up, doing nothing, where no HL7 pharmacy is configured)."""
@@ -272,6 +291,10 @@ def run(settings: Settings, *, if_enabled: bool = False) -> None:
         return
     upgrade(NAME, settings.database_url(NAME))
     bridge = Bridge(bootstrap(settings))
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, registry=bridge.runtime.registry)
     bridge.start()
     stopped.wait()
     bridge.stop()

@@ -68,6 +68,7 @@ def test_refused_answers_name_no_patient_in_the_log(bridge: Bridge, text: str, c
     with capture_logs() as logs:
         reply = bridge.answer(text.encode(), None).decode()
     assert fp.ack_code(reply)[0] == code
+    assert bridge.runtime.registry.get_sample_value("hai_hl7_answers_total", {"ack": code}) == 1
     assert logs and MRN not in str(logs) and NAME not in str(logs)
     assert _outbox(bridge) == []
 
