@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from services.hl7_bridge.bridge import Bridge, bootstrap
+from services.hl7_bridge.bridge import CONSUMER, Bridge, bootstrap
 from services.hl7_bridge.models import ForwardedOrder
 from shared.contracts.pharmacy import ORDERS_QUEUE
 from shared.events import PHARMACY_EXCHANGE, CloudEvent, EventType
@@ -151,6 +151,10 @@ def test_no_ack_in_time_is_retried_then_dead_lettered_with_the_reason(
     assert "no ACK within 1 s" in reason, reason
     assert [o.order_id for o in env.pharmacy.orders()] == ["order-silent"] * 3
     assert not env.acked("order-silent")
+    counted = {outcome: env.bridge.runtime.registry.get_sample_value(
+        "hai_events_handled_total", {"consumer": CONSUMER, "outcome": outcome})
+        for outcome in ("retry", "dead_letter")}
+    assert counted == {"retry": 2, "dead_letter": 1}
     assert "MRN-7" not in reason
 
 
