@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from services.scheduling import deliveries, pumps
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
-from shared.contracts.pharmacy import ORDERS_QUEUE, STATUS_QUEUE, OrderStatusData
+from shared.contracts.pharmacy import ORDERS_QUEUE_SPEC, STATUS_QUEUE, OrderStatusData
 from shared.contracts.registry import bindings
 from shared.contracts.vocabulary import EventType
 from shared.db import UnitOfWork
@@ -19,8 +19,7 @@ from shared.settings import Settings
 INVENTORY_QUEUE = QueueSpec("scheduling.inventory", bindings(
     EventType.PUMP_IMPLANTED, EventType.PUMP_EXPLANTED, EventType.PUMP_STATUS_CHANGED))
 PHARMACY_STATUS_QUEUE = QueueSpec(STATUS_QUEUE, bindings(EventType.ORDER_STATUS))
-PHARMACY_ORDERS_QUEUE = QueueSpec(ORDERS_QUEUE, bindings(EventType.ORDER_REQUESTED,
-                                                         EventType.ORDER_CANCELLED))
+PHARMACY_ORDERS_QUEUE = ORDERS_QUEUE_SPEC
 
 
 def handle_order_status(uow: UnitOfWork, event: CloudEvent) -> None:

@@ -7,11 +7,18 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, WithJsonSchema
 
-from shared.contracts.vocabulary import PHARMACY_STATUSES, DeliveryStatus
+from shared.contracts.vocabulary import PHARMACY_STATUSES, DeliveryStatus, EventType
+from shared.events import PHARMACY_EXCHANGE
+from shared.messaging.base import QueueSpec
 from shared.text import LINE_BREAKS, Key, text_rules
 
 ORDERS_QUEUE = "pharmacy.orders"
 STATUS_QUEUE = "scheduling.pharmacy-status"
+# the queue the pharmacy system (or the HL7 v2 bridge in its place) consumes; scheduling declares it
+ORDERS_QUEUE_SPEC = QueueSpec(ORDERS_QUEUE, (
+    (PHARMACY_EXCHANGE, EventType.ORDER_REQUESTED),
+    (PHARMACY_EXCHANGE, EventType.ORDER_CANCELLED),
+))
 
 
 def _sent_by_the_pharmacy(status: DeliveryStatus) -> DeliveryStatus:
