@@ -585,9 +585,9 @@ def test_a_batch_leaves_in_a_few_writes_not_one_per_frame(world: World) -> None:
 
 def test_a_bulk_publish_is_streamed_in_order_and_only_if_the_transaction_commits(
         world: World) -> None:
-    # publish_many streams its rows with COPY on PostgreSQL (an executemany of rows this size
-    # stalled for 200 ms at random); it must keep the outbox contract: in the transaction, in
-    # order after and before single publishes, each event delivered once with its body
+    # publish_many streams its rows with COPY on PostgreSQL (rows of about 1 kB, as here); it
+    # must keep the outbox contract: in the transaction, in order after and before single
+    # publishes, each event delivered once with its body
     big = {"note": "x" * 900}
     with world.uow() as uow:
         uow.publish_many([(THING_HAPPENED, {**big, "i": i}, None) for i in range(300)])

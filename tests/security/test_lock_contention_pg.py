@@ -69,7 +69,8 @@ def test_a_row_locked_by_another_transaction_answers_409_locked(
         request = threading.Thread(target=acknowledge)
         request.start()
         try:
-            # the lock timeout is 500 ms; before, the request waited as long as the lock stayed
+            # the request gives up at its lock timeout (HAI_DB_LOCK_TIMEOUT_MS), while the lock
+            # is still held: it must not wait as long as the lock stays
             wait_until(lambda: answers, what="an answer while the row is locked", timeout_s=10)
         finally:
             holder.rollback()
