@@ -40,9 +40,10 @@ def _count(h: Harness, sql: str, **params: Any) -> int:
 
 def test_fifty_acknowledgements_of_one_alert_one_wins_the_others_409(
         tmp_path: Path, pg_database: Callable[[str], str]) -> None:
-    """Ten connections for fifty requests: before, the rollbacks that give connections back
-    queued for threads held by requests waiting for a connection, and all stalled until the
-    pool's timeout (then 500). The pool wait allowed here is far above any honest queue."""
+    """Ten connections for fifty requests: the rollbacks that give connections back run on
+    threads of their own (shared/web.py); queued for threads held by requests waiting for a
+    connection, all would stall until the pool's timeout (then 500). The pool wait allowed here
+    is far above any honest queue."""
     h, alert_id = _alerts(tmp_path, pg_database("alerts"), db_pool_timeout_seconds=10)
     with served(h) as url:
         answers = at_once(url, "POST", f"/v1/alerts/{alert_id}/ack", headers=NURSE, body={})
