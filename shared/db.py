@@ -199,10 +199,10 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     """Insert many rows (each with the same columns) in this session's transaction.
 
     On PostgreSQL they are streamed with COPY: one statement, rows formatted in C, data flowing
-    one way. An executemany (psycopg runs it in pipeline mode, one INSERT per row) costs several
-    times the CPU, and for rows of about 1 kB it stalled for ~200 ms at random with the server
-    idle. The columns' bind processing still applies (UTC timestamps, JSON). Elsewhere, or when
-    a missing column has a Python-side default that COPY would not apply: executemany."""
+    one way, where an executemany (psycopg runs it in pipeline mode) is an INSERT per row, each
+    bound, executed and answered on its own. The columns' bind processing still applies (UTC
+    timestamps, JSON). Elsewhere, or when a missing column has a Python-side default that COPY
+    would not apply: executemany."""
     if not rows:
         return
     columns = list(rows[0])

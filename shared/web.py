@@ -20,7 +20,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import tracing
 from shared.auth import TokenVerifier, authenticate
-from shared.clock import Clock
 from shared.db import UnitOfWork
 from shared.errors import (
     PROBLEM_SCHEMA,
@@ -66,12 +65,7 @@ async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
             uow.__exit__(None, None, None)
 
 
-async def get_clock(runtime: RuntimeDep) -> Clock:
-    return runtime.clock
-
-
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
-ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
 class _Metrics:

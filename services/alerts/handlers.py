@@ -30,7 +30,7 @@ from shared.settings import Settings
 QUEUE = "alerts.events"
 # flow readings have a queue and a consumer of their own: an abnormal flow pages the on-call
 # now, and must not wait behind the hundreds of due-soon, overdue and near-empty events a sweep
-# announces at once (behind them, the time to page went from ~50 ms to ~0.5–1 s at p99)
+# announces at once (bench/time_to_page.py measures the time to page)
 FLOW_QUEUE = "alerts.flow"
 # a refill entered in error withdraws the flow alert its reading raised: it rides the flow queue,
 # behind the reading it withdraws, never ahead of it

@@ -79,8 +79,8 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Aler
             entry.update(from_severity=alert.severity, to_severity=fact.severity)
             alert.severity = fact.severity
         if fact.summary != alert.summary:
-            # the summary tells the latest fact, as the details do (a flow alert first raised at
-            # +30 % kept saying +30 % after a +79 % reading); the severity keeps the worst
+            # the summary tells the latest fact, as the details do (a flow alert says the latest
+            # deviation, not the first); the severity keeps the worst
             entry.update(from_summary=alert.summary, to_summary=fact.summary)
             alert.summary = fact.summary
         alert.details = _merged_details(alert.details, fact.details)

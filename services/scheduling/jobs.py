@@ -55,7 +55,7 @@ def _claim(session: Session, model: Any, conditions: Sequence[ColumnElement[bool
     if is_postgres(session):
         # `id = ANY(ARRAY(subquery))`: the ids are picked first (one InitPlan), then fetched by
         # primary key. With `id IN (subquery)` the planner hash-joins the subquery against a
-        # scan of the whole table: the cost grew with the table, not with the rows due
+        # scan of the whole table: a cost that grows with the table, not with the rows due
         picked = any_(func.array(ids.with_for_update(skip_locked=True).scalar_subquery()))
         stmt = update(model).where(model.id == picked, *conditions)
     else:
