@@ -54,6 +54,7 @@ lock: $(STAMP)
 ## Export each service's OpenAPI document to docs/openapi/ (a unit test fails when one is stale).
 docs: $(STAMP)
 	$(BIN)/python -m services.openapi
+	$(BIN)/python -m shared.contracts.asyncapi > docs/asyncapi.json
 
 ## Every benchmark, written to bench/RESULTS.md (needs RabbitMQ and PostgreSQL).
 bench: $(STAMP)
