@@ -74,6 +74,20 @@ UowDep = Annotated[UnitOfWork, Depends(get_uow)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
+# the prefixes routers are included under; their routes report their path without it
+ROUTER_PREFIXES = ("/v1", "/fhir/R4")
+
+
+def route_path(scope: Scope) -> str:
+    """The template of the route that served a request (`/v1/pumps/{serial}`), never the raw
+    path (a path may carry an MRN); `unmatched` when no route did."""
+    template: str = getattr(scope.get("route"), "path", "unmatched")
+    for prefix in ROUTER_PREFIXES:
+        if scope["path"].startswith(prefix + "/") and not template.startswith(prefix):
+            return prefix + template
+    return template
+
+
 class _Metrics:
     """Request counts and latencies by route template (plain ASGI: no per-request task)."""
 
@@ -102,9 +116,7 @@ class _Metrics:
             await self.app(scope, receive, send_wrapper)
         finally:
             # the route template, never the raw path: paths may carry an MRN
-            template = getattr(scope.get("route"), "path", "unmatched")
-            if scope["path"].startswith("/v1/") and not template.startswith("/v1"):
-                template = "/v1" + template  # included routers report their path without the prefix
+            template = route_path(scope)
             method = scope["method"]
             self.requests.labels(method, template, str(status)).inc()
             self.latency.labels(method, template).observe(time.perf_counter() - started)
