@@ -389,6 +389,28 @@ def resource_key(resource_id: str, resource_type: str) -> str:
 
 # --------------------------------------------------------------------------- declarations
 
+def _json_shape(resource_type: str, required: Sequence[str]) -> dict[str, Any]:
+    return {"type": "object", "required": ["resourceType", *required],
+            "properties": {"resourceType": {"type": "string", "enum": [resource_type]}},
+            "additionalProperties": True}
+
+
+def _answer(description: str, resource_type: str, *required: str) -> dict[str, Any]:
+    """The OpenAPI description of one fhir+json answer."""
+    return {"description": description,
+            "content": {FHIR_JSON: {"schema": _json_shape(resource_type, required)}}}
+
+
+ERROR_ANSWERS: dict[int | str, dict[str, Any]] = {
+    401: _answer("missing, expired or invalid bearer token", "OperationOutcome", "issue"),
+    403: _answer("the token carries no known role", "OperationOutcome", "issue"),
+    422: _answer("bad search parameter or cursor; each issue names one", "OperationOutcome",
+                 "issue"),
+}
+READ_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **ERROR_ANSWERS, 404: _answer("no such resource", "OperationOutcome", "issue")}
+
+
 @dataclass
 class ResourceSupport:
     """What is supported of one resource type: read, and search with which parameters."""
@@ -432,7 +454,10 @@ class FhirApi:
                                 dependencies=[Depends(_known_parameters_only)])
         self.resources: dict[str, ResourceSupport] = {}
 
-        @self.router.get("/metadata", response_class=FhirResponse, summary="CapabilityStatement")
+        @self.router.get("/metadata", response_class=FhirResponse, summary="CapabilityStatement",
+                         responses={200: _answer("what this service supports",
+                                                 "CapabilityStatement", "fhirVersion"),
+                                    **ERROR_ANSWERS})
         def metadata(request: Request, _: CurrentUser) -> FhirResponse:
             """What this service's FHIR API supports: exactly the routes it serves."""
             runtime = request.app.state.runtime
@@ -445,7 +470,9 @@ class FhirApi:
         """Declare and route `GET /{type}/{id}`."""
         self._support(resource_type).read = True
         return self.router.get(f"/{resource_type}/{{resource_id}}", response_class=FhirResponse,
-                               summary=f"read {resource_type}")
+                               summary=f"read {resource_type}", responses={
+                                   200: _answer(f"the {resource_type}", resource_type, "id"),
+                                   **READ_ANSWERS})
 
     def search(self, resource_type: str, params: Sequence[SearchParam],
                documentation: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -453,7 +480,9 @@ class FhirApi:
         support = self._support(resource_type)
         support.search, support.params, support.documentation = True, list(params), documentation
         return self.router.get(f"/{resource_type}", response_class=FhirResponse,
-                               summary=f"search {resource_type}")
+                               summary=f"search {resource_type}", responses={
+                                   200: _answer("a searchset Bundle", "Bundle", "type"),
+                                   **ERROR_ANSWERS})
 
     def capability(self, base_url: str, now: datetime) -> dict[str, Any]:
         """The CapabilityStatement of exactly the declared interactions."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bench.fhir_observations import refill_rows, seed
 from services.alerts import paging
 from shared.clock import MovableClock
 from shared.events import EventType
@@ -240,3 +241,35 @@ def test_alerts_flags_and_pages(tmp_path: Path, pg_database: Callable[[str], str
     assert fhir(h, f"/fhir/R4/Communication/{pages[0]['id']}") == pages[0]
     assert ("MRN-1", "GET /fhir/R4/Communication") in audited_reads(h)
     fhir(h, "/fhir/R4/Flag/nope", status=404)
+
+
+# ----------------------------------------------------------------------------- keyset paging
+
+def test_observation_pages_walk_every_row_once_in_order(
+        tmp_path: Path, pg_database: Callable[[str], str]) -> None:
+    """1,000 flows of one patient, three at each instant with random ids, beside another
+    patient's: `_count=37` pages through all of them by the `next` links, in (time, id) order,
+    none twice, none missed; so do the device and date searches."""
+    settings = settings_for(tmp_path, scheduling_database_url=pg_database("scheduling"))
+    h, _ = start(settings, MovableClock(T0))
+    rows = list(refill_rows(1000, mrn="MRN-K", serial="SN-K"))
+    seed(h.runtime.engine, iter(rows))
+    seed(h.runtime.engine, refill_rows(300, mrn="MRN-OTHER", serial="SN-OTHER", seed=5))
+    expected = [r["id"] for r in sorted(rows, key=lambda r: (r["performed_at"], r["id"]))]
+
+    walked = [o["id"] for o in every_page(h, "/fhir/R4/Observation?patient=MRN-K&_count=37")]
+    assert walked == expected
+    by_device = [o["id"] for o in every_page(h, "/fhir/R4/Observation?device=SN-K&_count=100")]
+    assert by_device == expected
+    cut = rows[600]["performed_at"]
+    since = [o["id"] for o in every_page(
+        h, "/fhir/R4/Observation?patient=MRN-K&date=ge" + cut.isoformat().replace("+00:00", "Z")
+        + "&_count=50")]
+    assert since == [i for i, r in zip(expected, sorted(rows, key=lambda r: (r["performed_at"], r["id"])),
+                                       strict=True) if r["performed_at"] >= cut]
+    everyone = every_page(h, "/fhir/R4/Observation?_count=500")
+    assert len(everyone) == 1300 and len({o["id"] for o in everyone}) == 1300
+    # a cursor of one search is refused by another
+    first = fhir(h, "/fhir/R4/Observation?patient=MRN-K&_count=10")
+    cursor = first["link"][1]["url"].rsplit("_cursor=", 1)[1]
+    fhir(h, f"/fhir/R4/Appointment?_cursor={cursor}", status=422)
