@@ -178,6 +178,10 @@ def test_scheduling_patient_appointments_flows_and_orders(
     due = second["next_appointment"]["due_at"][:10]
     assert every_page(h, f"/fhir/R4/Appointment?patient=MRN1&date={due}") == [next_one]
     assert len(every_page(h, f"/fhir/R4/Appointment?patient=MRN1&date=lt{due}")) == 2
+    assert every_page(h, f"/fhir/R4/Appointment?patient=MRN1&date=gt{due}") == []
+    assert every_page(h, f"/fhir/R4/Appointment?patient=MRN1&date=ge{due}") == [next_one]
+    assert len(every_page(h, f"/fhir/R4/Appointment?patient=MRN1&date=le{due}")) == 3
+    assert every_page(h, f"/fhir/R4/Appointment?patient=MRN1&date=ge{due}&date=lt{due}") == []
     chemo = every_page(h, "/fhir/R4/Appointment?patient=MRN2&status=proposed")
     assert [a["serviceType"][0]["coding"][0]["code"] for a in chemo] == ["chemo"]
 
