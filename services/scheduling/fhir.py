@@ -45,7 +45,7 @@ from shared.fhir import (
     searchset,
     token_codes,
 )
-from shared.pagination import paginate
+from shared.pagination import PageParams, paginate
 from shared.settings import Settings
 from shared.web import RuntimeDep, UowDep
 
@@ -69,10 +69,8 @@ APPOINTMENT_STATUSES = ("proposed", "booked", "fulfilled", "cancelled")
 REQUEST_STATUS = {"requested": "active", "accepted": "active", "compounded": "active",
                   "dispatched": "active", "delivered": "completed", "rejected": "cancelled",
                   "cancelled": "cancelled"}
-REQUEST_STATUSES = ("active", "completed", "cancelled")
 HANDED_OVER = ("dispatched", "delivered")  # a dispense exists once one of these was applied
 DISPENSE_STATUS = {"dispatched": "in-progress", "delivered": "completed", "cancelled": "stopped"}
-DISPENSE_STATUSES = ("in-progress", "completed", "stopped")
 
 
 # ------------------------------------------------------------------------- pure mappings
@@ -478,16 +476,25 @@ def search_medication_requests(request: Request, uow: UowDep, audit: ReadAuditDe
                                status: str | None = None) -> FhirResponse:
     """Pharmacy orders matching every parameter given, by needed-by time."""
     stmt: Select[Any] = select(Delivery).where(*_patient_filter(Delivery.patient_mrn, patient))
-    codes = token_codes(status, REQUEST_STATUSES, "status")
+    return _orders_bundle(request, uow, audit, runtime, page, stmt, status, REQUEST_STATUS,
+                          medication_request_resource)
+
+
+def _orders_bundle(request: Request, uow: UowDep, audit: ReadAudit, runtime: Any,
+                   page: PageParams, stmt: Select[Any], status: str | None,
+                   fhir_status: dict[str, str], to_resource: Any) -> FhirResponse:
+    """One page of pharmacy orders, by needed-by time, as resources: `status` holds FHIR codes
+    (`fhir_status` maps ours to them)."""
+    codes = token_codes(status, tuple(dict.fromkeys(fhir_status.values())), "status")
     if codes is not None:
-        stmt = stmt.where(Delivery.status.in_([ours for ours, fhir in REQUEST_STATUS.items()
+        stmt = stmt.where(Delivery.status.in_([ours for ours, fhir in fhir_status.items()
                                                if fhir in codes]))
     found = paginate(uow.session, stmt, keys=[Delivery.needed_by, Delivery.id], params=page,
                      to_item=lambda d: d)
     _audit(audit, found.items)
     history, systems = _history(uow, [d.id for d in found.items]), _systems(runtime)
-    return searchset(request, [medication_request_resource(d, history[d.id], systems)
-                               for d in found.items], found.next_cursor)
+    return searchset(request, [to_resource(d, history[d.id], systems) for d in found.items],
+                     found.next_cursor)
 
 
 def _handed_over() -> Any:
@@ -519,16 +526,8 @@ def search_medication_dispenses(request: Request, uow: UowDep, audit: ReadAuditD
     """Dispatched orders matching every parameter given, by needed-by time."""
     stmt: Select[Any] = select(Delivery).where(_handed_over(),
                                                *_patient_filter(Delivery.patient_mrn, patient))
-    codes = token_codes(status, DISPENSE_STATUSES, "status")
-    if codes is not None:
-        stmt = stmt.where(Delivery.status.in_([ours for ours, fhir in DISPENSE_STATUS.items()
-                                               if fhir in codes]))
-    found = paginate(uow.session, stmt, keys=[Delivery.needed_by, Delivery.id], params=page,
-                     to_item=lambda d: d)
-    _audit(audit, found.items)
-    history, systems = _history(uow, [d.id for d in found.items]), _systems(runtime)
-    return searchset(request, [medication_dispense_resource(d, history[d.id], systems)
-                               for d in found.items], found.next_cursor)
+    return _orders_bundle(request, uow, audit, runtime, page, stmt, status, DISPENSE_STATUS,
+                          medication_dispense_resource)
 
 
 __all__ = ["api", "appointment_resource", "interpretation", "medication_dispense_resource",
