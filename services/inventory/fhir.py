@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import Select, select
+from sqlalchemy import Select, false, select
 
 from services.inventory.lifecycle import PumpStatus
 from services.inventory.models import Pump, PumpModel
 from services.inventory.udi import human_readable
 from shared.audit import ReadAuditDep
-from shared.errors import Invalid, NotFound
+from shared.errors import NotFound
 from shared.fhir import (
     FhirApi,
     FhirPageDep,
@@ -130,7 +130,7 @@ def search_devices(request: Request, uow: UowDep, audit: ReadAuditDep, runtime: 
     if identifier is not None:
         system, value = token(identifier)
         if system not in (None, "", systems.identifier_system("pump-serial")):
-            raise Invalid("identifier", "the system must be the pump serial number system")
+            stmt = stmt.where(false())  # an identifier of another system names none of ours
         stmt = stmt.where(Pump.serial_number == value)
     if patient is not None:
         stmt = stmt.where(Pump.patient_mrn == reference_key(patient, "Patient", "patient"),

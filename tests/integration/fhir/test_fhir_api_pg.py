@@ -100,6 +100,7 @@ def test_inventory_devices(tmp_path: Path, pg_database: Callable[[str], str]) ->
     assert serials("_count=1") == ["SN-2", "SN_1"]
     assert serials("identifier=SN_1") == ["SN_1"]
     assert serials("identifier=https://hai.example.org/fhir/sid/pump-serial|SN-2") == ["SN-2"]
+    assert serials("identifier=urn:oid:1.2.3|SN-2") == []
     assert serials("patient=Patient/MRN-1") == ["SN_1"] == serials("patient=MRN-1")
     assert serials("status=inactive") == ["SN-2"] and serials("status=active") == ["SN_1"]
     assert serials("status=active,inactive") == ["SN-2", "SN_1"]
