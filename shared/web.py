@@ -259,16 +259,17 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def bearer_admission(protected_prefix: str = "/v1") -> Admission:
-    """The services' admission: every route under /v1 needs a valid token with a known role."""
+def bearer_admission(protected_prefixes: Sequence[str] = ("/v1", "/fhir")) -> Admission:
+    """The services' admission: every route under /v1 (and the FHIR API under /fhir) needs a
+    valid token with a known role."""
 
     async def admit(scope: Scope) -> Response | None:
         path: str = scope["path"]
         root_path: str = scope.get("root_path", "")
         if root_path and path.startswith(root_path):  # behind a proxy's prefix, as the router sees it
             path = path[len(root_path):]
-        if scope["method"] == "OPTIONS" or not (path == protected_prefix
-                                                 or path.startswith(protected_prefix + "/")):
+        if scope["method"] == "OPTIONS" or not any(
+                path == prefix or path.startswith(prefix + "/") for prefix in protected_prefixes):
             return None
         app = scope["app"]
         verifier = getattr(app.state, "token_verifier", None)

@@ -4,6 +4,7 @@ a token without a known role gets 403 and none 401, each as an OperationOutcome.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from shared.fhir import FHIR_BASE, FHIR_JSON, PAGING_PARAMS
 from tests.fhir.validation import assert_valid
 from tests.helpers import Harness, auth, start_service
 from tests.helpers import test_settings as settings_for
+from tests.security.test_body_limit import Upload, call
 
 SERVICES = ("inventory", "scheduling", "alerts")
 
@@ -133,3 +135,14 @@ def test_writes_and_unknown_paths_are_operation_outcomes_too(service: Harness) -
     # and the JSON API keeps problem+json
     r = service.client.get("/v1/nothing", headers=auth("admin"))
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("declare_length", [True, False], ids=["content-length", "chunked"])
+def test_the_token_is_checked_before_a_byte_of_the_body_is_read(service: Harness,
+                                                                 declare_length: bool) -> None:
+    upload = Upload(chunks=800)  # 50 MiB
+    status, headers, body = call(service.client.app, f"{FHIR_BASE}/metadata", upload, {},
+                                 declare_length=declare_length)
+    assert status == 401 and upload.pulled == 0
+    assert headers["content-type"].startswith(FHIR_JSON)
+    assert json.loads(body)["issue"][0]["code"] == "login"
