@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
 
 from shared.auth import ROLES
-from shared.fhir import FHIR_BASE, FHIR_JSON, PAGING_PARAMS
+from shared.errors import ServerErrorGuard
+from shared.fhir import FHIR_BASE, FHIR_JSON, PAGING_PARAMS, FhirErrors
 from tests.fhir.validation import assert_valid
 from tests.helpers import Harness, auth, start_service
 from tests.helpers import test_settings as settings_for
@@ -146,3 +149,31 @@ def test_the_token_is_checked_before_a_byte_of_the_body_is_read(service: Harness
     assert status == 401 and upload.pulled == 0
     assert headers["content-type"].startswith(FHIR_JSON)
     assert json.loads(body)["issue"][0]["code"] == "login"
+
+
+def test_the_error_middleware_rewrites_problems_under_fhir_only() -> None:
+    """A 500 from the guard (or any problem+json) under /fhir/ becomes an OperationOutcome with
+    its status and headers; elsewhere, and for any other answer, nothing changes."""
+    inner = FastAPI()
+
+    @inner.get("/fhir/R4/boom")
+    @inner.get("/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("planted")
+
+    @inner.get("/fhir/R4/fine")
+    def fine() -> dict[str, str]:
+        return {"resourceType": "Basic"}
+
+    inner.add_middleware(ServerErrorGuard)  # as create_service_app and mount_fhir stack them
+    inner.add_middleware(FhirErrors)
+    client = TestClient(inner, raise_server_exceptions=False)
+    r = client.get("/fhir/R4/boom")
+    assert r.status_code == 500 and r.headers["content-type"] == FHIR_JSON
+    assert r.headers["connection"] == "close"
+    assert r.json()["issue"][0]["code"] == "exception"
+    assert int(r.headers["content-length"]) == len(r.content)
+    r = client.get("/v1/boom")
+    assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
+    r = client.get("/fhir/R4/fine")
+    assert r.status_code == 200 and r.json() == {"resourceType": "Basic"}
