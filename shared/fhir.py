@@ -38,6 +38,7 @@ SNOMED = "http://snomed.info/sct"
 ATC = "http://www.whocc.no/atc"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 DEFAULT_COUNT = 50
+PUBLICATION_ACTIVE = "active"  # FHIR PublicationStatus (of the CapabilityStatement)
 T = TypeVar("T")
 
 # --------------------------------------------------------------------------- ids and systems
@@ -500,7 +501,7 @@ class FhirApi:
             resources.append(entry)
         return {
             "resourceType": "CapabilityStatement",
-            "status": "active",
+            "status": PUBLICATION_ACTIVE,
             "date": instant(now),
             "publisher": "HAI pump safety services",
             "kind": "instance",

@@ -15,17 +15,8 @@ from fastapi import Request
 from sqlalchemy import Select, select
 
 from services.alerts.models import Alert, Notification
-from services.alerts.rules import (
-    DELIVERY_LATE,
-    DELIVERY_REJECTED,
-    DEVICE_RECALLED_IMPLANTED,
-    FLOW_ABNORMAL,
-    ORDER_REFUSED,
-    REFILL_DUE_SOON,
-    REFILL_OVERDUE,
-    RESERVOIR_NEAR_EMPTY_KIND,
-)
 from shared.audit import ReadAuditDep
+from shared.contracts.vocabulary import AlertKind, AlertStatus, NotificationStatus, Severity
 from shared.errors import NotFound
 from shared.fhir import (
     FhirApi,
@@ -50,21 +41,26 @@ api = FhirApi("alerts", "HAI alerts")
 FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
 COMMUNICATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/communication-category"
 # each kind's Flag category (HL7 flag-category: admin, clinical, drug, safety, ...)
-CATEGORY_OF_KIND = {
-    REFILL_DUE_SOON: "admin", REFILL_OVERDUE: "clinical", RESERVOIR_NEAR_EMPTY_KIND: "clinical",
-    FLOW_ABNORMAL: "clinical", DELIVERY_LATE: "drug", DELIVERY_REJECTED: "drug",
-    ORDER_REFUSED: "drug", DEVICE_RECALLED_IMPLANTED: "safety",
+CATEGORY_OF_KIND: dict[str, str] = {
+    AlertKind.REFILL_DUE_SOON: "admin", AlertKind.REFILL_OVERDUE: "clinical",
+    AlertKind.RESERVOIR_NEAR_EMPTY: "clinical", AlertKind.FLOW_ABNORMAL: "clinical",
+    AlertKind.DELIVERY_LATE: "drug", AlertKind.DELIVERY_REJECTED: "drug",
+    AlertKind.ORDER_REFUSED: "drug", AlertKind.DEVICE_RECALLED_IMPLANTED: "safety",
 }
 CATEGORY_DISPLAY = {"admin": "Administrative", "clinical": "Clinical", "drug": "Drug",
                     "safety": "Safety"}
 FLAG_STATUSES = ("active", "inactive")
-PRIORITY_OF_SEVERITY = {"critical": "stat", "warning": "urgent", "info": "routine"}
-COMMUNICATION_STATUS = {"sent": "completed", "failed": "stopped"}  # else in-progress
+PRIORITY_OF_SEVERITY: dict[str, str] = {Severity.CRITICAL: "stat", Severity.WARNING: "urgent",
+                        Severity.INFO: "routine"}
+# a page sent is completed, one given up stopped, any other still under way
+COMMUNICATION_STATUS: dict[str, str] = {
+    NotificationStatus.SENT: "completed", NotificationStatus.FAILED: "stopped",
+    NotificationStatus.CANCELLED: "stopped"}
 
 
 def flag_status(alert: Alert) -> str:
     """active while open (firing or acknowledged), inactive once resolved."""
-    return "inactive" if alert.status == "resolved" else "active"
+    return "inactive" if alert.status == AlertStatus.RESOLVED else "active"
 
 
 def flag_resource(alert: Alert, systems: Systems) -> dict[str, Any]:
@@ -110,7 +106,7 @@ def communication_resource(n: Notification, alert: Alert, systems: Systems) -> d
         "identifier": [{"system": systems.identifier_system("page"), "value": n.id}],
         "status": COMMUNICATION_STATUS.get(n.status, "in-progress"),
     }
-    if n.status == "failed" and n.error:
+    if n.status == NotificationStatus.FAILED and n.error:
         resource["statusReason"] = {"text": f"not delivered after {n.attempts} attempts"}
     resource["category"] = [concept(coding(COMMUNICATION_CATEGORY, "alert", "Alert"))]
     resource["priority"] = PRIORITY_OF_SEVERITY.get(alert.severity, "routine")
@@ -155,8 +151,8 @@ def search_flags(request: Request, uow: UowDep, audit: ReadAuditDep, runtime: Ru
         stmt = stmt.where(Alert.patient_mrn == reference_key(patient, "Patient", "patient"))
     codes = token_codes(status, FLAG_STATUSES, "status")
     if codes is not None and set(codes) != set(FLAG_STATUSES):
-        stmt = stmt.where(Alert.status == "resolved" if "inactive" in codes
-                          else Alert.status != "resolved")
+        stmt = stmt.where(Alert.status == AlertStatus.RESOLVED.value if "inactive" in codes
+                          else Alert.status != AlertStatus.RESOLVED.value)
     found = paginate(uow.session, stmt, keys=[Alert.first_raised_at, Alert.id], params=page,
                      to_item=lambda a: a)
     audit.record((a.patient_mrn, a.id) for a in found.items)

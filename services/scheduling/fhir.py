@@ -16,7 +16,6 @@ from fastapi import Query, Request
 from sqlalchemy import Select, and_, func, or_, select
 
 from services.scheduling.models import (
-    ENTERED_IN_ERROR,
     Appointment,
     Delivery,
     DeliveryEvent,
@@ -24,6 +23,7 @@ from services.scheduling.models import (
     Refill,
 )
 from shared.audit import ReadAudit, ReadAuditDep
+from shared.contracts.vocabulary import AppointmentStatus, DeliveryStatus, FillType, RefillStatus
 from shared.errors import NotFound
 from shared.fhir import (
     ATC,
@@ -63,14 +63,19 @@ DRUG_CODINGS: dict[str, list[dict[str, Any]]] = {
 SODIUM_CHLORIDE = coding(SNOMED, "387390002", "Sodium chloride (substance)")
 # the pharmacy queue's units → UCUM (heparin's "units" are international units)
 UCUM_UNITS = {"mg": "mg", "units": "[iU]", "mL": "mL", "g": "g", "ug": "ug"}
-FILL_DISPLAY = {"chemo": "Floxuridine (chemotherapy) fill", "saline": "Heparinized saline fill"}
+FILL_DISPLAY: dict[str, str] = {FillType.CHEMO: "Floxuridine (chemotherapy) fill",
+                                FillType.SALINE: "Heparinized saline fill"}
 # our statuses → FHIR's, for each resource
 APPOINTMENT_STATUSES = ("proposed", "booked", "fulfilled", "cancelled")
-REQUEST_STATUS = {"requested": "active", "accepted": "active", "compounded": "active",
-                  "dispatched": "active", "delivered": "completed", "rejected": "cancelled",
-                  "cancelled": "cancelled"}
-HANDED_OVER = ("dispatched", "delivered")  # a dispense exists once one of these was applied
-DISPENSE_STATUS = {"dispatched": "in-progress", "delivered": "completed", "cancelled": "stopped"}
+REQUEST_STATUS: dict[str, str] = {DeliveryStatus.REQUESTED: "active", DeliveryStatus.ACCEPTED: "active",
+                  DeliveryStatus.COMPOUNDED: "active", DeliveryStatus.DISPATCHED: "active",
+                  DeliveryStatus.DELIVERED: "completed", DeliveryStatus.REJECTED: "cancelled",
+                  DeliveryStatus.CANCELLED: "cancelled"}
+# a dispense exists once one of these was applied
+HANDED_OVER = (DeliveryStatus.DISPATCHED, DeliveryStatus.DELIVERED)
+DISPENSE_STATUS: dict[str, str] = {
+    DeliveryStatus.DISPATCHED: "in-progress", DeliveryStatus.DELIVERED: "completed",
+    DeliveryStatus.CANCELLED: "stopped"}
 
 
 # ------------------------------------------------------------------------- pure mappings
@@ -94,9 +99,9 @@ def patient_resource(p: Patient, systems: Systems) -> dict[str, Any]:
 
 def appointment_status(a: Appointment) -> str:
     """proposed (due, not booked) | booked | fulfilled (refilled) | cancelled."""
-    if a.status == "completed":
+    if a.status == AppointmentStatus.COMPLETED:
         return "fulfilled"
-    if a.status == "cancelled":
+    if a.status == AppointmentStatus.CANCELLED:
         return "cancelled"
     return "booked" if a.scheduled_for is not None else "proposed"
 
@@ -115,7 +120,8 @@ def appointment_resource(a: Appointment, systems: Systems, window_days: int) -> 
     if a.projected_empty_at is not None:
         extensions.append({"url": systems.extension("pump-projected-empty-at"),
                            "valueDateTime": instant(a.projected_empty_at)})
-    participant_status = "needs-action" if status == "proposed" else "accepted"
+    # FHIR ParticipationStatus: the patient and pump are yet to confirm a proposed time
+    participation = "needs-action" if status == "proposed" else "accepted"
     return {
         "resourceType": "Appointment", "id": fhir_id(a.id),
         "extension": extensions,
@@ -129,9 +135,9 @@ def appointment_resource(a: Appointment, systems: Systems, window_days: int) -> 
         "requestedPeriod": [{"start": instant(a.due_at - window), "end": instant(a.due_at + window)}],
         "participant": [
             {"actor": systems.patient_ref(a.patient_mrn, a.center), "required": "required",
-             "status": participant_status},
+             "status": participation},
             {"actor": systems.device_ref(a.pump_serial), "required": "required",
-             "status": participant_status},
+             "status": participation},
         ],
     }
 
@@ -155,7 +161,7 @@ def observation_resource(r: Refill, systems: Systems, band_pct: float) -> dict[s
     cs = systems.code_system("observation")
     resource: dict[str, Any] = {
         "resourceType": "Observation", "id": fhir_id(r.id),
-        "status": "entered-in-error" if r.status == ENTERED_IN_ERROR else "final",
+        "status": "entered-in-error" if r.status == RefillStatus.ENTERED_IN_ERROR else "final",
         "code": concept(coding(cs, "pump-flow-rate", "Implanted infusion pump measured flow rate"),
                         text="measured pump flow"),
         "subject": systems.patient_ref(r.patient_mrn, r.center),
@@ -183,7 +189,7 @@ def observation_resource(r: Refill, systems: Systems, band_pct: float) -> dict[s
         resource["component"].append(
             {"code": concept(coding(cs, "elapsed-days", "Days since the previous fill")),
              "valueQuantity": quantity(r.elapsed_days, "d")})
-    if r.status == ENTERED_IN_ERROR:
+    if r.status == RefillStatus.ENTERED_IN_ERROR:
         resource["note"] = [{"text": f"entered in error: {r.void_reason or 'no reason given'}"}]
     return resource
 
@@ -264,7 +270,8 @@ def medication_request_resource(d: Delivery, history: Sequence[DeliveryEvent],
         "authoredOn": instant(d.created_at),
         "dosageInstruction": [],
     }
-    ended = _last(history, ("rejected", "cancelled")) if status == "cancelled" else None
+    ended_by = (DeliveryStatus.REJECTED, DeliveryStatus.CANCELLED)
+    ended = _last(history, ended_by) if d.status in ended_by else None
     if ended is not None and ended.reason:
         resource["statusReason"] = {"text": f"{ended.status}: {ended.reason}"}
     for sequence, drug in enumerate(d.drugs, start=1):
@@ -318,7 +325,7 @@ def medication_dispense_resource(d: Delivery, history: Sequence[DeliveryEvent],
     }
     if d.order.get("fill_volume_ml"):
         resource["quantity"] = quantity(float(d.order["fill_volume_ml"]), "mL")
-    prepared = _last(history, ("compounded",))
+    prepared = _last(history, (DeliveryStatus.COMPOUNDED,))
     if prepared is not None and prepared.at <= handed.at:  # mdd-1: never handed over before
         resource["whenPrepared"] = instant(prepared.at)
     resource["whenHandedOver"] = instant(handed.at)
@@ -407,12 +414,12 @@ def search_appointments(request: Request, uow: UowDep, audit: ReadAuditDep, runt
 
 def _appointment_status_is(code: str) -> Any:
     if code == "fulfilled":
-        return Appointment.status == "completed"
+        return Appointment.status == AppointmentStatus.COMPLETED.value
     if code == "cancelled":
-        return Appointment.status == "cancelled"
+        return Appointment.status == AppointmentStatus.CANCELLED.value
     booked = Appointment.scheduled_for.is_not(None) if code == "booked" \
         else Appointment.scheduled_for.is_(None)
-    return and_(Appointment.status == "scheduled", booked)
+    return and_(Appointment.status == AppointmentStatus.SCHEDULED.value, booked)
 
 
 def _band(settings: Settings) -> float:
