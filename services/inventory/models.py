@@ -51,6 +51,8 @@ class Pump(Base):
     implanted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     explanted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     explant_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the UDI as the scanner read it (raw GS1 element string or Digital Link), when it was scanned
+    udi_aidc: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

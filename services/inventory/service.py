@@ -26,7 +26,7 @@ from services.inventory.schemas import (
     RecallCreate,
     RecallRead,
 )
-from services.inventory.udi import UdiError, gtin_is_valid, parse_udi
+from services.inventory.udi import UdiError, gtin_is_valid, parse_udi, scanned_carrier
 from shared.contracts.inventory import (
     PumpData,
     PumpExplantedData,
@@ -91,6 +91,7 @@ def register_pump(*, uow: UnitOfWork, actor: str, data: PumpCreate) -> PumpRead:
         expiry_date=expiry, reservoir_ml=model.reservoir_ml,
         labeled_flow_ml_per_day=data.labeled_flow_ml_per_day or model.nominal_flow_ml_per_day,
         status=INITIAL_STATUS.value, location=data.location, created_at=now, updated_at=now,
+        udi_aidc=scanned_carrier(data.udi),
     )
     uow.session.add(pump)
     _flush_or_conflict(uow, f"pump {serial} is already registered")

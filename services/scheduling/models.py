@@ -185,6 +185,9 @@ class Refill(Base):
 
     __table_args__ = (
         Index("ix_refills_pump_performed", "pump_serial", "performed_at", "id"),
+        # the FHIR Observation search's keysets: per patient, and over every refill
+        Index("ix_refills_patient_performed", "patient_mrn", "performed_at", "id"),
+        Index("ix_refills_performed", "performed_at", "id"),
         # one recorded refill per appointment; a voided one gives its appointment back
         Index("uq_refills_appointment_recorded", "appointment_id", unique=True,
               postgresql_where=text(f"status = {sql_values(RefillStatus.RECORDED)}"),
