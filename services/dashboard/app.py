@@ -19,10 +19,10 @@ from starlette.types import Scope
 from services.dashboard import csrf, views
 from services.dashboard.routes import router
 from services.dashboard.session import LoginRequired, login_url, read_session
+from services.dashboard.settings import DashboardSettings
 from shared.auth import TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.errors import ServerErrorGuard
-from shared.settings import Settings
 from shared.web import RequestGate
 
 HERE = Path(__file__).parent
@@ -51,7 +51,7 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None,
+def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
                transport: httpx.BaseTransport | None = None) -> FastAPI:
     """The dashboard app; tests may pass a clock and an httpx transport for the API calls."""
     # every state-changing request of every route: same origin, and the page's token

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.dashboard import csrf
 from services.dashboard import session as sess
 from services.dashboard.api import Api, ApiError
+from services.dashboard.settings import DashboardSettings
 from services.dashboard.views import (
     build_worklist,
     flow_chart,
@@ -27,7 +28,6 @@ from services.dashboard.views import (
     parse_ts,
     sort_alerts,
 )
-from shared.settings import Settings
 
 router = APIRouter()
 
@@ -42,7 +42,7 @@ class Ctx:
     """One request's page context: settings, user, APIs, time, and what went wrong."""
 
     request: Request
-    settings: Settings
+    settings: DashboardSettings
     session: sess.Session
     api: Api
     now: datetime
@@ -106,7 +106,7 @@ def home() -> RedirectResponse:
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/worklist") -> HTMLResponse:
     """The sign-in page: a demo user in development, a pasted token in production."""
-    settings: Settings = request.app.state.settings
+    settings: DashboardSettings = request.app.state.settings
     response = render(request, "login.html", next=sess.safe_next(next), error=None,
                       dev=sess.dev_signin_allowed(settings), demo_users=sess.DEMO_USERS,
                       roles=sess.SIGNIN_ROLES, user=None)
@@ -119,7 +119,7 @@ def login(request: Request, next: Annotated[str, Form()] = "/worklist",
           sub: Annotated[str, Form()] = "", role: Annotated[list[str] | None, Form()] = None,
           token: Annotated[str, Form()] = "") -> Response:
     """Sign in: mint a dev token for a demo user, or accept a token from the identity provider."""
-    settings: Settings = request.app.state.settings
+    settings: DashboardSettings = request.app.state.settings
     now = request.app.state.clock.now()
     dev = sess.dev_signin_allowed(settings)
     error = None

@@ -6,8 +6,9 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from services.cli import app
+from services.settings import HaiSettings
 from shared.auth import TokenVerifier
-from shared.cli import app
 from shared.settings import DEV_JWT_SECRET, Settings
 
 
@@ -30,7 +31,7 @@ def test_production_with_real_secret_and_broker_is_accepted():
 def test_settings_come_from_hai_variables(monkeypatch):
     monkeypatch.setenv("HAI_SWEEP_INTERVAL_SECONDS", "7")
     monkeypatch.setenv("HAI_SCHEDULING_DATABASE_URL", "postgresql+psycopg://postgres@h/db")
-    s = Settings()
+    s = HaiSettings()
     assert s.sweep_interval_seconds == 7
     assert s.database_url("scheduling") == "postgresql+psycopg://postgres@h/db"
 

@@ -1,10 +1,12 @@
-"""The `hai` command: up, serve, worker, migrate, backup, restore, token, dlq (CONTRACT.md, Running)."""
+"""The `hai` command: up, serve, worker, migrate, backup, restore, token, dlq (CONTRACT.md, Running).
+
+The composition root: it knows every service (services/registry.py) and reads the system's
+settings (services/settings.py, every service's section); shared/ knows none of them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import signal
 import sys
@@ -20,11 +22,12 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from services.registry import APPS, DEFAULT_PORTS, SERVICES, app_module, cli_module
+from services.settings import HaiSettings, get_settings
 from shared.auth import ROLES, mint_token
 from shared.logging import configure_logging
 from shared.migrations import make_revision, upgrade
 from shared.runtime import settle_heap
-from shared.settings import DEFAULT_PORTS, SERVICES, Settings, get_settings
 
 app = typer.Typer(help="HAI pump safety services.", no_args_is_help=True, add_completion=False)
 dlq_app = typer.Typer(help="Inspect and re-drive dead-lettered messages.", no_args_is_help=True)
@@ -32,26 +35,20 @@ app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True)
 log = structlog.get_logger(__name__)
 
-ALL_APPS = (*SERVICES, "dashboard")
-
 
 def service_module(name: str) -> Any:
     """The `services.<name>.app` module (bootstrap and create_app)."""
-    if name not in ALL_APPS:
-        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(ALL_APPS)}")
-    return importlib.import_module(f"services.{name}.app")
+    if name not in APPS:
+        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(APPS)}")
+    return app_module(name)
 
 
 def _mount_service_commands() -> None:
     """Each service may add its own sub-command group (`services/<name>/cli.py`, `app`)."""
     for name in SERVICES:
-        try:
-            module = importlib.import_module(f"services.{name}.cli")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"services.{name}.cli":
-                raise
-            continue
-        app.add_typer(module.app, name=name)
+        module = cli_module(name)
+        if module is not None:
+            app.add_typer(module.app, name=name)
 
 
 class _Server(uvicorn.Server):
@@ -208,14 +205,14 @@ def up(
     _run_servers(servers, on_stop)
 
 
-def _seed_demo(settings: Settings) -> None:
+def _seed_demo(settings: HaiSettings) -> None:
     try:
         from services.dashboard.demo import seed
     except ModuleNotFoundError:
         console.print("[yellow]no demo data available[/yellow]")
         return
     try:
-        seed(settings)
+        seed(settings, escalation_delay_seconds=settings.escalation_delay_seconds)
         console.print("[green]demo data seeded[/green]")
     except Exception as exc:  # noqa: BLE001 - the system keeps running without demo data
         console.print(f"[red]demo seeding failed: {exc}[/red]")
