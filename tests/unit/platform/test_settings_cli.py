@@ -72,3 +72,34 @@ def test_start_up_heap_is_frozen_out_of_full_collections():
         assert gone() is None  # start-up garbage is collected first, not frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_variable_two_sections_read_has_one_default():
+    """`services/settings.py` composes the sections into one settings object: a field two
+    sections declare (one environment variable two services read) must mean the same in both,
+    or `hai up` would run one of them on the other's default."""
+    from services.settings import SECTIONS
+
+    declared: dict[str, dict[str, object]] = {}
+    for section in SECTIONS:
+        for name, info in section.model_fields.items():
+            if name not in Settings.model_fields:
+                declared.setdefault(name, {})[section.__name__] = info.get_default(
+                    call_default_factory=True)
+    differing = {name: by for name, by in declared.items() if len({repr(v) for v in by.values()}) > 1}
+    assert differing == {}
+    assert {name for name, by in declared.items() if len(by) > 1} >= {"dashboard_url"}
+
+
+def test_every_section_reads_its_own_variables(monkeypatch):
+    from services.alerts.settings import AlertsSettings
+    from services.dashboard.settings import DashboardSettings
+    from services.inventory.settings import InventorySettings
+
+    monkeypatch.setenv("HAI_FLOW_CRITICAL_PCT", "31")
+    monkeypatch.setenv("HAI_INVENTORY_SEED_DEMO_CATALOGUE", "false")
+    monkeypatch.setenv("HAI_DASHBOARD_URL", "https://dash.example")
+    assert AlertsSettings().flow_critical_pct == HaiSettings().flow_critical_pct == 31
+    assert InventorySettings().inventory_seed_demo_catalogue is False
+    assert DashboardSettings().dashboard_url == AlertsSettings().dashboard_url == "https://dash.example"
+    assert not hasattr(Settings(), "flow_critical_pct")  # the platform knows no service's thresholds
