@@ -244,15 +244,9 @@ def backup(
     to: Annotated[Path, typer.Option("--to", help="the backup file to write")],
 ) -> None:
     """Back up a service's database (pg_dump -Fc; SQLite: a consistent file copy)."""
-    from shared.backup import BackupError
     from shared.backup import backup as do_backup
 
-    try:
-        do_backup(_database_url(service), to)
-    except BackupError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    console.print(f"[green]{service}[/green] backed up to {to}")
+    _backup_tool(do_backup, service, to, f"backed up to {to}")
 
 
 @app.command()
@@ -262,15 +256,21 @@ def restore(
 ) -> None:
     """Restore a service's database from a backup (pg_restore --clean --if-exists --no-owner,
     in one transaction); stop the service first, start it again after."""
-    from shared.backup import BackupError
     from shared.backup import restore as do_restore
 
+    _backup_tool(do_restore, service, source, f"restored from {source}")
+
+
+def _backup_tool(run: Any, service: str, path: Path, done: str) -> None:
+    """Run pg_dump/pg_restore (shared/backup.py) on a service's database; its error exits 1."""
+    from shared.backup import BackupError
+
     try:
-        do_restore(_database_url(service), source)
+        run(_database_url(service), path)
     except BackupError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
-    console.print(f"[green]{service}[/green] restored from {source}")
+    console.print(f"[green]{service}[/green] {done}")
 
 
 def _rabbit() -> Any:
