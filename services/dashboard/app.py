@@ -45,7 +45,6 @@ def _templates() -> Jinja2Templates:
     env.filters["ts"] = views.fmt_ts
     env.filters["parse_ts"] = views.parse_ts
     env.globals["relative"] = views.fmt_relative
-    env.globals["flow_abnormal"] = views.is_flow_abnormal
     env.globals["csrf_field"] = _csrf_field  # inside every <form method="post">
     env.globals["csrf_token"] = _csrf_token  # the htmx header, on <body>
     return templates

@@ -20,7 +20,6 @@ from services.dashboard.settings import DashboardSettings
 from services.dashboard.views import (
     build_worklist,
     flow_chart,
-    is_flow_abnormal,
     iso_z,
     normalize_udi,
     parse_form_datetime,
@@ -173,8 +172,7 @@ def worklist(ctx: CtxDep, center: str | None = None) -> HTMLResponse:
     center = center.strip()
     appointments = ctx.attempt(lambda: ctx.api.items(
         "scheduling", "/v1/appointments", status="scheduled", center=center or None), [])
-    rows = build_worklist(appointments, ctx.now, due_soon_hours=ctx.settings.due_soon_hours,
-                          near_empty_hours=ctx.settings.near_empty_hours)
+    rows = build_worklist(appointments, ctx.now)
     patients: dict[str, Any] = {}
     for row in rows:
         mrn = row.appointment.get("patient_mrn")
@@ -295,8 +293,8 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
             if exc.status != 422 or unplaced or not field_errors:
                 ctx.errors.append(exc.banner())
         else:
-            abnormal = is_flow_abnormal(refill.get("flow_deviation_pct"), ctx.settings.flow_warning_pct)
-            return ctx.render("refill_done.html", status_code=201, refill=refill, abnormal=abnormal,
+            return ctx.render("refill_done.html", status_code=201, refill=refill,
+                              abnormal=refill.get("flow_abnormal") is True,
                               next_appointment=refill.get("next_appointment"))
     return ctx.render("refill.html", status_code=status_code, values=values, field_errors=field_errors,
                       pump=_pump_or_none(ctx, values["pump_serial"]),
@@ -331,8 +329,7 @@ def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
                                                max_items=100), [])
     open_alerts = sort_alerts([a for a in alerts if a.get("status") in OPEN_ALERT_STATUSES])
     labeled = (pump or {}).get("labeled_flow_ml_per_day")
-    chart = flow_chart(readings, float(labeled) if labeled is not None else None,
-                       band_pct=ctx.settings.flow_warning_pct)
+    chart = flow_chart(readings, float(labeled) if labeled is not None else None)
     refills = ctx.attempt(lambda: ctx.api.get("scheduling", "/v1/refills", pump_serial=serial,
                                               limit=10).get("items", []), [])
     latest = next((r for r in refills if r.get("status", "recorded") == "recorded"), None)
