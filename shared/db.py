@@ -172,6 +172,11 @@ def is_postgres(engine_or_session: Engine | Session) -> bool:
     return bind.dialect.name == "postgresql"
 
 
+def rowcount(result: object) -> int:
+    """Rows matched by an UPDATE (a CursorResult's rowcount)."""
+    return int(getattr(result, "rowcount", 0))
+
+
 def ping(engine: Engine) -> None:
     """Raise when the database does not answer."""
     with engine.connect() as conn:

@@ -31,12 +31,11 @@ from services.scheduling.models import (
     Refill,
     Therapy,
 )
-from services.scheduling.outbox import publish_many
 from services.scheduling.schemas import DeliveryHistoryRead, DeliveryRead
 from shared.clock import ensure_utc
 from shared.contracts.pharmacy import OrderDrug, OrderPatient, OrderPump, OrderRequestedData
 from shared.contracts.scheduling import DeliveryData, DeliveryHistoryEntry, OrderRefusedData
-from shared.db import UnitOfWork, bulk_insert, new_id
+from shared.db import UnitOfWork, bulk_insert, new_id, rowcount
 from shared.errors import NotFound
 from shared.events import PHARMACY_EXCHANGE, EventType
 from shared.pagination import Page, PageParams, paginate
@@ -61,16 +60,6 @@ def decide(current: str, incoming: str) -> Decision:
 
 
 # ---------------------------------------------------------------- reading
-
-def rowcount(result: object) -> int:
-    """Rows matched by an UPDATE (a CursorResult's rowcount)."""
-    return int(getattr(result, "rowcount", 0))
-
-
-def get_row(uow: UnitOfWork, delivery_id: str) -> Delivery | None:
-    """The delivery row, or None."""
-    return uow.session.get(Delivery, delivery_id)
-
 
 def _history(uow: UnitOfWork, ids: Sequence[str]) -> dict[str, list[DeliveryEvent]]:
     out: dict[str, list[DeliveryEvent]] = {i: [] for i in ids}
@@ -110,7 +99,7 @@ def _data(read: DeliveryRead) -> DeliveryData:
 
 def get_delivery(*, uow: UnitOfWork, delivery_id: str) -> DeliveryRead:
     """One delivery with its history."""
-    d = get_row(uow, delivery_id)
+    d = uow.session.get(Delivery, delivery_id)
     if d is None:
         raise NotFound(f"no delivery {delivery_id}")
     return _read(d, _history(uow, [d.id])[d.id])
@@ -253,8 +242,8 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Set
                 status=d["status"], drugs=d["drugs"],
                 history=[DeliveryHistoryEntry(at=now, status="requested", reason=None)],
                 therapy_id=d["therapy_id"], lot=None, beyond_use_at=None), d["id"]))
-        publish_many(uow, orders, exchange=PHARMACY_EXCHANGE)
-        publish_many(uow, updates)
+        uow.publish_many(orders, exchange=PHARMACY_EXCHANGE)
+        uow.publish_many(updates)
     return [d["id"] for d in placed], failed
 
 
@@ -278,7 +267,7 @@ def _announce_refusals(uow: UnitOfWork, refused: list[tuple[Appointment, DosingE
             due_at=appt.due_at, field=error.field, reason=error.message, refused_at=now,
         ), appt.pump_serial))
     if events:
-        publish_many(uow, events)
+        uow.publish_many(events)
 
 
 def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | None,

@@ -217,3 +217,33 @@ def refill_figures(*, performed_at: datetime, residual_volume_ml: float, fill_vo
         flow_deviation_pct=round(deviation, 2),
         projected_empty_at=projected_empty_at(performed_at, fill_volume_ml, measured),
     )
+
+
+@dataclass(frozen=True)
+class RefillOutcome:
+    """What a possible refill sets: its flow figures, whether it was outside its appointment's
+    window, and the type and due time of the next fill."""
+
+    figures: FlowFigures
+    outside_window: bool
+    next_fill_type: str
+    next_due_at: datetime
+    next_due_basis: DueBasis
+
+
+def refill_outcome(*, performed_at: datetime, residual_volume_ml: float, fill_volume_ml: float,
+                   fill_type: str, labeled_flow_ml_per_day: float, previous: PreviousFill | None,
+                   appointment_due_at: datetime | None, regimen: str, refill_interval_days: float,
+                   window_days: float, near_empty_hours: float) -> RefillOutcome:
+    """The figures of a refill `refill_problems` found possible, and the next fill it sets."""
+    figures = refill_figures(performed_at=performed_at, residual_volume_ml=residual_volume_ml,
+                             fill_volume_ml=fill_volume_ml,
+                             labeled_flow_ml_per_day=labeled_flow_ml_per_day, previous=previous)
+    outside = appointment_due_at is not None and is_outside_window(performed_at, appointment_due_at,
+                                                                   window_days)
+    due_at, due_basis = next_due(performed_at=performed_at, interval_days=refill_interval_days,
+                                 projected_empty_at=figures.projected_empty_at,
+                                 near_empty_hours=near_empty_hours)
+    return RefillOutcome(figures=figures, outside_window=outside,
+                         next_fill_type=next_fill_type(regimen, fill_type),
+                         next_due_at=due_at, next_due_basis=due_basis)

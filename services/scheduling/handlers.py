@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from services.scheduling import deliveries, service
+from services.scheduling import deliveries, pumps
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
 from shared.contracts.pharmacy import ORDERS_QUEUE, STATUS_QUEUE, OrderStatusData
 from shared.db import UnitOfWork
@@ -59,13 +59,13 @@ def subscriptions(settings: Settings) -> list[Subscription]:
         data = _model(PumpData, event)
         if not data.patient_mrn:
             raise PermanentError(f"{event.type} without patient_mrn")
-        service.on_pump_implanted(uow, data)
+        pumps.on_pump_implanted(uow, data)
 
     def explanted(uow: UnitOfWork, event: CloudEvent) -> None:
-        service.on_pump_explanted(uow, _model(PumpExplantedData, event), settings=settings)
+        pumps.on_pump_explanted(uow, _model(PumpExplantedData, event), settings=settings)
 
     def status_changed(uow: UnitOfWork, event: CloudEvent) -> None:
-        service.on_pump_status_changed(uow, _model(PumpStatusChangedData, event))
+        pumps.on_pump_status_changed(uow, _model(PumpStatusChangedData, event))
 
     return [
         Subscription(queue=INVENTORY_QUEUE, handlers={

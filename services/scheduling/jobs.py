@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import ColumnElement, String, any_, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
+from services.scheduling.appointments import appointment_data
 from services.scheduling.deliveries import build_orders, delivery_payloads
 from services.scheduling.flow import hours_until
 from services.scheduling.models import (
@@ -23,7 +24,6 @@ from services.scheduling.models import (
     SweepRun,
     Therapy,
 )
-from services.scheduling.outbox import appointment_data, publish_many
 from shared.clock import ensure_utc
 from shared.contracts.scheduling import (
     RESERVOIR_NEAR_EMPTY,
@@ -82,8 +82,8 @@ def announce_due_soon(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
                   Appointment.due_at > now]
     n = _drain(uow, lambda: _claim(uow.session, Appointment, conditions,
                                    {"due_soon_announced_at": now}),
-               lambda rows: publish_many(uow, [(EventType.REFILL_DUE_SOON, appointment_data(a),
-                                                a.pump_serial) for a in rows]))
+               lambda rows: uow.publish_many([(EventType.REFILL_DUE_SOON, appointment_data(a),
+                                               a.pump_serial) for a in rows]))
     return {"announced": n}
 
 
@@ -94,7 +94,7 @@ def announce_overdue(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
                   Appointment.due_at <= now]
 
     def announce(rows: list[Appointment]) -> int:
-        return publish_many(uow, [(EventType.REFILL_OVERDUE, RefillOverdueData(
+        return uow.publish_many([(EventType.REFILL_OVERDUE, RefillOverdueData(
             **appointment_data(a).model_dump(),
             overdue_hours=round((now - a.due_at).total_seconds() / 3600.0, 2),
             hours_to_empty=hours_until(now, a.projected_empty_at),
@@ -113,7 +113,7 @@ def announce_near_empty(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
                   Appointment.projected_empty_at <= now + timedelta(hours=settings.near_empty_hours)]
 
     def announce(rows: list[Appointment]) -> int:
-        return publish_many(uow, [(RESERVOIR_NEAR_EMPTY, ReservoirNearEmptyData(
+        return uow.publish_many([(RESERVOIR_NEAR_EMPTY, ReservoirNearEmptyData(
             **appointment_data(a).model_dump(),
             hours_to_empty=hours_until(now, a.projected_empty_at) or 0.0,
         ), a.pump_serial) for a in rows])
@@ -160,8 +160,8 @@ def announce_late_deliveries(uow: UnitOfWork, settings: Settings) -> dict[str, A
                   Delivery.needed_by <= now + timedelta(hours=settings.delivery_late_hours)]
 
     def announce(rows: list[Delivery]) -> int:
-        return publish_many(uow, [(EventType.DELIVERY_LATE, data, data.id)
-                                  for data in delivery_payloads(uow, rows)])
+        return uow.publish_many([(EventType.DELIVERY_LATE, data, data.id)
+                                 for data in delivery_payloads(uow, rows)])
 
     n = _drain(uow, lambda: _claim(uow.session, Delivery, conditions, {"late_announced_at": now}),
                announce)
