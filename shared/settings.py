@@ -51,28 +51,6 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_retry_delay_ms: int = 2000
 
-    # scheduling (DOMAIN.md, Scheduling defaults); moves to services/scheduling/settings.py
-    scheduling_database_url: str = "sqlite:///var/scheduling.db"
-    sweep_interval_seconds: int = 60
-    stale_after_intervals: int = 3
-    refill_interval_days: int = 14
-    refill_window_days: int = 4
-    due_soon_hours: int = 48
-    near_empty_hours: int = 72
-    min_refill_interval_hours: float = 24.0  # DOMAIN.md, Safety rules
-    pharmacy_lead_time_days: int = 3
-    delivery_late_hours: int = 12
-    fudr_default_mg_per_kg_day: float = 0.12
-    fudr_label_min_mg_per_kg_day: float = 0.1
-    fudr_label_max_mg_per_kg_day: float = 0.6
-    adjusted_weight_threshold_pct: float = 25.0
-    # hard limits per fill (DOMAIN.md, Safety rules): no override passes them
-    fudr_hard_min_mg_per_kg_day: float = 0.05
-    fudr_hard_max_mg_per_kg_day: float = 1.0
-    dexamethasone_hard_max_mg: float = 50.0
-    heparin_hard_max_units: float = 100_000.0
-    flow_warning_pct: float = 15.0
-
     @model_validator(mode="after")
     def _refuse_dev_defaults_in_production(self) -> Settings:
         if self.env == "production":

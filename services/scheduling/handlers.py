@@ -8,6 +8,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from services.scheduling import deliveries, pumps
+from services.scheduling.settings import SchedulingSettings
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
 from shared.contracts.pharmacy import ORDERS_QUEUE, STATUS_QUEUE, OrderStatusData
 from shared.db import UnitOfWork
@@ -16,7 +17,6 @@ from shared.events import EVENTS_EXCHANGE, PHARMACY_EXCHANGE, CloudEvent, EventT
 from shared.messaging.base import QueueSpec
 from shared.messaging.consumer import PermanentError, data_of
 from shared.runtime import Subscription
-from shared.settings import Settings
 
 INVENTORY_QUEUE = QueueSpec("scheduling.inventory", (
     (EVENTS_EXCHANGE, EventType.PUMP_IMPLANTED),
@@ -52,7 +52,7 @@ def handle_order_status(uow: UnitOfWork, event: CloudEvent) -> None:
         raise PermanentError(f"unknown order_id {data.order_id!r}") from exc
 
 
-def subscriptions(settings: Settings) -> list[Subscription]:
+def subscriptions(settings: SchedulingSettings) -> list[Subscription]:
     """The queues scheduling consumes, with their handlers."""
 
     def implanted(uow: UnitOfWork, event: CloudEvent) -> None:

@@ -7,10 +7,10 @@ import structlog
 from sqlalchemy import select
 
 from services.scheduling.models import ImplantedPump, Therapy
+from services.scheduling.settings import SchedulingSettings
 from services.scheduling.therapies import OPEN_THERAPY, stop_therapy
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
 from shared.db import UnitOfWork
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,7 @@ def on_pump_implanted(uow: UnitOfWork, data: PumpData) -> None:
     log.info("pump.implanted_learnt", pump_serial=data.serial_number)
 
 
-def on_pump_explanted(uow: UnitOfWork, data: PumpExplantedData, *, settings: Settings) -> None:
+def on_pump_explanted(uow: UnitOfWork, data: PumpExplantedData, *, settings: SchedulingSettings) -> None:
     """Forget an explanted pump: its open therapies stop (their appointments and orders go)."""
     pump = uow.session.get(ImplantedPump, data.serial_number)
     if pump is None:

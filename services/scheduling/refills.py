@@ -38,6 +38,7 @@ from services.scheduling.schemas import (
     RefillRead,
     RefillVoid,
 )
+from services.scheduling.settings import SchedulingSettings
 from services.scheduling.therapies import OPEN_THERAPY
 from shared.clock import ensure_utc
 from shared.contracts.scheduling import FlowRecordedData, RefillCompletedData, RefillVoidedData
@@ -45,7 +46,6 @@ from shared.db import UnitOfWork, is_postgres, new_id, rowcount
 from shared.errors import Conflict, Invalid, NotFound
 from shared.events import EventType
 from shared.pagination import Page, PageParams, paginate
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +79,7 @@ def _chemo_delivery(uow: UnitOfWork, body: RefillCreate, appt: Appointment | Non
 
 
 def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
-                  settings: Settings) -> RefillRead:
+                  settings: SchedulingSettings) -> RefillRead:
     """Record a refill: claim the appointment it completes, compute its figures, write it with
     the next appointment, and build its events."""
     now = uow.now()
@@ -182,7 +182,7 @@ def _claim(uow: UnitOfWork, pump: ImplantedPump, appt: Appointment | None, *, re
 
 def _outcome_or_refuse(body: RefillCreate, pump: ImplantedPump, therapy: Therapy,
                        appt: Appointment | None, previous: PreviousFill | None, *,
-                       settings: Settings, now: datetime,
+                       settings: SchedulingSettings, now: datetime,
                        delivery_problem: str | None) -> RefillOutcome:
     """The refill's figures and next fill, or a 422 naming every impossible number."""
     problems = refill_problems(now=now, performed_at=body.performed_at,

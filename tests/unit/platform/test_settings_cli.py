@@ -88,7 +88,8 @@ def test_a_variable_two_sections_read_has_one_default():
                     call_default_factory=True)
     differing = {name: by for name, by in declared.items() if len({repr(v) for v in by.values()}) > 1}
     assert differing == {}
-    assert {name for name, by in declared.items() if len(by) > 1} >= {"dashboard_url"}
+    assert {name for name, by in declared.items() if len(by) > 1} >= {
+        "dashboard_url", "sweep_interval_seconds", "stale_after_intervals", "flow_warning_pct"}
 
 
 def test_every_section_reads_its_own_variables(monkeypatch):
@@ -102,4 +103,10 @@ def test_every_section_reads_its_own_variables(monkeypatch):
     assert AlertsSettings().flow_critical_pct == HaiSettings().flow_critical_pct == 31
     assert InventorySettings().inventory_seed_demo_catalogue is False
     assert DashboardSettings().dashboard_url == AlertsSettings().dashboard_url == "https://dash.example"
-    assert not hasattr(Settings(), "flow_critical_pct")  # the platform knows no service's thresholds
+    from services.scheduling.settings import SchedulingSettings
+
+    monkeypatch.setenv("HAI_FLOW_WARNING_PCT", "18")
+    assert SchedulingSettings().flow_warning_pct == AlertsSettings().flow_warning_pct == 18
+    platform = Settings()
+    for name in ("flow_critical_pct", "flow_warning_pct", "refill_interval_days", "sweep_interval_seconds"):
+        assert not hasattr(platform, name)  # the platform knows no service's settings
