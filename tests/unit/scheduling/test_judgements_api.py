@@ -8,8 +8,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.events import EventType
 from tests.helpers import test_settings as settings_for
-from tests.unit.scheduling.scheduling_support import NURSE, T0, implant, patient, start, therapy, worklist
+from tests.unit.scheduling.scheduling_support import (
+    NURSE,
+    T0,
+    implant,
+    outbox,
+    patient,
+    start,
+    therapy,
+    worklist,
+)
 
 
 def _appointment(h: Any, appointment_id: str) -> dict[str, Any]:
@@ -70,6 +80,12 @@ def test_a_fast_pump_is_judged_abnormal_and_near_empty(tmp_path: Path) -> None:
     refill = h.client.get(f"/v1/refills/{got['id']}", headers=NURSE).json()
     assert refill["flow_abnormal"] is True
     assert refill["next_appointment"]["id"] == nxt["id"]
+    # judgements of the answer, as of its time: not facts the events carry
+    completed = outbox(h, EventType.REFILL_COMPLETED)[-1]["data"]
+    assert completed["id"] == got["id"] and "flow_abnormal" not in completed
+    assert "flow_warning_pct" not in completed
+    assert "urgency" not in completed["next_appointment"]
+    assert "near_empty" not in completed["next_appointment"]
     h.clock.advance(days=12, hours=1)  # 71 h before the pump runs dry, an hour past due
     [listed] = worklist(h, status="scheduled")
     assert listed["id"] == nxt["id"]
