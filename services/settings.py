@@ -9,13 +9,16 @@ from functools import lru_cache
 
 from services.alerts.settings import AlertsSettings
 from services.dashboard.settings import DashboardSettings
+from services.hl7_bridge.settings import Hl7BridgeSettings
 from services.inventory.settings import InventorySettings
 from services.scheduling.settings import SchedulingSettings
 
-SECTIONS: tuple[type, ...] = (InventorySettings, SchedulingSettings, AlertsSettings, DashboardSettings)
+SECTIONS: tuple[type, ...] = (InventorySettings, SchedulingSettings, AlertsSettings, DashboardSettings,
+                              Hl7BridgeSettings)
 
 
-class HaiSettings(InventorySettings, SchedulingSettings, AlertsSettings, DashboardSettings):
+class HaiSettings(InventorySettings, SchedulingSettings, AlertsSettings, DashboardSettings,
+                  Hl7BridgeSettings):
     """Every section's settings; each service takes it as its own section (a subclass of it)."""
 
 

@@ -22,6 +22,7 @@ from services.dashboard.session import LoginRequired, login_url, read_session
 from services.dashboard.settings import DashboardSettings
 from shared.auth import TokenVerifier
 from shared.clock import Clock, SystemClock
+from shared.contracts.vocabulary import AlertStatus, DueBasis, FillType, PumpStatus, RefillStatus
 from shared.errors import ServerErrorGuard
 from shared.web import RequestGate
 
@@ -47,6 +48,9 @@ def _templates() -> Jinja2Templates:
     env.globals["relative"] = views.fmt_relative
     env.globals["csrf_field"] = _csrf_field  # inside every <form method="post">
     env.globals["csrf_token"] = _csrf_token  # the htmx header, on <body>
+    # the contract's vocabulary: templates compare with `AlertStatus.FIRING`, never 'firing'
+    env.globals.update(AlertStatus=AlertStatus, DueBasis=DueBasis, FillType=FillType, PumpStatus=PumpStatus,
+                       RefillStatus=RefillStatus)
     return templates
 
 

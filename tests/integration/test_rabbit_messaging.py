@@ -166,7 +166,7 @@ class World:
         for start in range(0, count, chunk):
             with self.uow.begin() as uow:
                 for i in range(start, min(start + chunk, count)):
-                    ids.append(uow.publish(event_type, data if data is not None else {"i": i}).id)
+                    ids.append(uow.publish_raw(event_type, data if data is not None else {"i": i}).id)
         return ids
 
     def effect_counts(self) -> Counter[str]:
@@ -218,10 +218,10 @@ def test_rolled_back_event_never_leaves_and_committed_one_is_handled_once(world:
             super().mark_published(uow, seqs)
 
     with world.uow() as uow:
-        rolled_back = uow.publish(THING_HAPPENED, {"i": -1})
+        rolled_back = uow.publish_raw(THING_HAPPENED, {"i": -1})
         uow.rollback()
     with world.uow.begin() as uow:
-        committed = uow.publish(THING_HAPPENED, {"i": 1})
+        committed = uow.publish_raw(THING_HAPPENED, {"i": 1})
     assert world.outbox_ids() == {committed.id}
 
     recorder = world.start_consumer()
@@ -434,7 +434,7 @@ def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_rest_flows(
 
     # still alive: a message sent afterwards is handled too
     with world.uow.begin() as uow:
-        late = uow.publish(THING_HAPPENED, {"i": 99}).id
+        late = uow.publish_raw(THING_HAPPENED, {"i": 99}).id
     world.start_relay()
     wait_until(lambda: world.effect_counts()[late] == 1, 20, "a later event handled")
 
@@ -590,14 +590,14 @@ def test_a_bulk_publish_is_streamed_in_order_and_only_if_the_transaction_commits
     # order after and before single publishes, each event delivered once with its body
     big = {"note": "x" * 900}
     with world.uow() as uow:
-        uow.publish_many([(THING_HAPPENED, {**big, "i": i}, None) for i in range(300)])
+        uow.publish_many_raw([(THING_HAPPENED, {**big, "i": i}, None) for i in range(300)])
         uow.rollback()
     assert world.outbox_ids() == set()
 
     with world.uow.begin() as uow:
-        first = uow.publish(THING_HAPPENED, {"i": -1}).id
-        uow.publish_many([(THING_HAPPENED, {**big, "i": i}, f"s{i}") for i in range(300)])
-        last = uow.publish(THING_HAPPENED, {"i": 300}).id
+        first = uow.publish_raw(THING_HAPPENED, {"i": -1}).id
+        uow.publish_many_raw([(THING_HAPPENED, {**big, "i": i}, f"s{i}") for i in range(300)])
+        last = uow.publish_raw(THING_HAPPENED, {"i": 300}).id
     outbox = world.platform.outbox
     with world.engine.connect() as conn:
         rows = conn.execute(select(outbox.c.event_id, outbox.c.body, outbox.c.created_at,
