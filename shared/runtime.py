@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,6 +27,9 @@ from shared.metrics import SystemCollector, watch_queues
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# a service's settings: the platform's and its own section (services/<name>/settings.py)
+SettingsT = TypeVar("SettingsT", bound=Settings)
 
 _inproc_bus: Any = None
 _inproc_lock = threading.Lock()
@@ -67,11 +70,11 @@ class Job:
 
 
 @dataclass
-class ServiceRuntime:
+class ServiceRuntime(Generic[SettingsT]):
     """Everything one service needs at run time, wired once and handed to routes and workers."""
 
     name: str
-    settings: Settings
+    settings: SettingsT
     clock: Clock
     engine: Engine
     metadata: MetaData
@@ -114,13 +117,13 @@ class ServiceRuntime:
 def build_runtime(
     *,
     name: str,
-    settings: Settings,
+    settings: SettingsT,
     metadata: MetaData,
     platform: PlatformTables,
     clock: Clock | None = None,
     bus: Bus | None = None,
     engine: Engine | None = None,
-) -> ServiceRuntime:
+) -> ServiceRuntime[SettingsT]:
     """The common part of every service's bootstrap."""
     clock = clock or SystemClock()
     engine = engine or make_engine(settings.database_url(name),

@@ -27,12 +27,12 @@ from services.alerts.channels import Channels, PageMessage, SendError, page_aler
 from services.alerts.models import Alert, Notification, OncallSchedule
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
 from services.alerts.records import alert_json, timeline
+from services.alerts.settings import AlertsSettings
 from shared import tracing
 from shared.contracts.alerts import NotificationData, PageFailedData, PageSentData
 from shared.contracts.vocabulary import AlertStatus, NotificationStatus, Severity
 from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres, new_id
 from shared.runtime import ServiceRuntime
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 N = TypeVar("N", bound=NotificationData)
@@ -82,7 +82,7 @@ def plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
 
 
 def arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule | None,
-                   settings: Settings) -> None:
+                   settings: AlertsSettings) -> None:
     """A firing critical alert pages its next level after the escalation delay, while levels remain."""
     if schedule is None or alert.severity != Severity.CRITICAL or alert.status != AlertStatus.FIRING:
         alert.next_escalation_at = None
@@ -96,7 +96,7 @@ def arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule | 
 
 # ---- the sweep -----------------------------------------------------------------------------
 
-def escalate_due(uow_factory: UnitOfWorkFactory, *, settings: Settings) -> int:
+def escalate_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) -> int:
     """Page the next level of every firing critical alert whose escalation time has come."""
     with uow_factory() as uow:
         now = uow.now()
@@ -127,12 +127,12 @@ class Claim:
     traceparent: str | None = None
 
 
-def lease_seconds(settings: Settings) -> float:
+def lease_seconds(settings: AlertsSettings) -> float:
     """How long a claim holds: comfortably more than one send may take."""
     return settings.page_timeout_seconds * 3 + 5
 
 
-def claim_due(uow_factory: UnitOfWorkFactory, *, settings: Settings,
+def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
               limit: int = CLAIM_BATCH) -> list[Claim]:
     """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim."""
     claims: list[Claim] = []
@@ -194,7 +194,7 @@ def _set_if_unchanged(uow: UnitOfWork, n: Notification, **values: Any) -> bool:
 
 
 def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | None, *,
-                  settings: Settings) -> str:
+                  settings: AlertsSettings) -> str:
     """Record how a send went, if this worker still holds the claim; returns the new status."""
     with uow_factory() as uow:
         stmt = select(Notification).where(Notification.id == claim.page.notification_id)
