@@ -5,17 +5,28 @@ found boundaries and answers no test pinned)."""
 from __future__ import annotations
 
 import asyncio
+import time
+import typing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
-from fastapi import HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.testclient import TestClient
 
 from shared import auth
-from shared.auth import Principal, TokenVerifier, authenticate, mint_token, require_roles
+from shared.auth import (
+    CurrentUser,
+    Principal,
+    TokenVerifier,
+    authenticate,
+    mint_token,
+    require_roles,
+    roles_dep,
+)
 from shared.clock import MovableClock
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 
 SECRET = "a-test-secret-of-enough-length-for-hs256"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -195,3 +206,51 @@ def test_require_roles_lets_admin_and_the_roles_through() -> None:
         asyncio.run(dependency(Principal("n", frozenset({"nurse"}))))
     assert (exc.value.status_code, exc.value.detail) \
         == (403, "needs one of the roles ['admin', 'oncologist', 'pharmacist']")
+
+
+def test_roles_dep_names_its_roles_when_called() -> None:
+    (_, depends) = typing.get_args(roles_dep("nurse", "biomed"))
+    assert depends.dependency.required_roles == ("nurse", "biomed")
+
+
+def test_a_minted_token_is_issued_in_utc_whatever_the_machines_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9: a local naive time would be 9 h ahead
+    time.tzset()
+    try:
+        before = int(datetime.now(UTC).timestamp())
+        claims = jwt.decode(mint_token("x", [], secret=SECRET), SECRET, algorithms=["HS256"])
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert before <= claims["iat"] <= before + 60
+
+
+def _bare_app(verifier: TokenVerifier | None) -> FastAPI:
+    """An app without the request gate: the route's dependency finds the verifier itself."""
+    app = FastAPI()
+    if verifier is not None:
+        app.state.token_verifier = verifier
+
+    @app.get("/me")
+    def me(user: CurrentUser, request: Request) -> list[str]:
+        return [user.sub, request.state.actor]
+
+    return app
+
+
+def test_the_route_dependency_uses_the_apps_verifier() -> None:
+    verifier = TokenVerifier(Settings(jwt_secret=SECRET))
+    token = mint_token("nina", ["nurse"], secret=SECRET)
+    with TestClient(_bare_app(verifier)) as client:
+        assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).json() == ["nina", "nina"]
+
+
+def test_an_app_without_a_verifier_gets_one_from_the_settings() -> None:
+    app = _bare_app(None)
+    token = mint_token("nina", ["nurse"], secret=get_settings().jwt_secret)
+    with TestClient(app) as client:
+        assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).json() == ["nina", "nina"]
+        first = app.state.token_verifier
+        assert isinstance(first, TokenVerifier)
+        client.get("/me", headers={"Authorization": f"Bearer {token}"})
+        assert app.state.token_verifier is first

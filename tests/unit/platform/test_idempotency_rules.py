@@ -5,6 +5,7 @@ makes two bodies the same (`make mutation` found these unpinned)."""
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -133,3 +134,35 @@ def test_a_body_hashes_by_its_content_not_its_key_order_or_model() -> None:
     assert _hash({"volume_ml": 1, "name": "w"}) == _hash({"name": "w", "volume_ml": 1}) == expected
     assert _hash(Body(name="w", volume_ml=1)) == expected
     assert _hash({"name": "w", "volume_ml": 2}) != expected
+
+
+def test_a_replay_does_not_run_the_creation_again(tmp_path: Any) -> None:
+    rt = toy_runtime(tmp_path)
+    with rt.uow_factory() as uow:
+        Idempotency("k-1", SCOPE).run(uow, {"name": "w"}, _create(uow, "w"))
+
+    def must_not_run() -> Any:
+        raise AssertionError("a replay ran the creation again")
+
+    with rt.uow_factory() as uow:
+        replay = Idempotency("k-1", SCOPE).run(uow, {"name": "w"}, must_not_run)
+    assert replay.headers["idempotent-replayed"] == "true"
+
+
+def test_two_keys_of_one_caller_are_two_requests(tmp_path: Any) -> None:
+    rt = toy_runtime(tmp_path)
+    with rt.uow_factory() as uow:
+        Idempotency("k-1", SCOPE).run(uow, {"name": "w"}, _create(uow, "w"))
+    with rt.uow_factory() as uow:
+        second = Idempotency("k-2", SCOPE).run(uow, {"name": "v"}, lambda: {"name": "v"})
+    assert (second.status_code, second.body) == (201, b'{"name": "v"}')
+    assert [r[1] for r in _stored(rt)] == ["k-1", "k-2"]
+
+
+def test_a_model_body_hashes_as_its_json_form() -> None:
+    """Stored hashes outlive a deploy: a retry after it must hash as before (datetimes as JSON)."""
+    class Dated(BaseModel):
+        at: datetime
+
+    at = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    assert _hash(Dated(at=at)) == hashlib.sha256(b'{"at":"2026-11-26T12:00:00Z"}').hexdigest()
