@@ -20,11 +20,8 @@ from shared.contracts.scheduling import (
     RefillOverdueData,
     RefillVoidedData,
 )
+from tests.unit.alerts.test_alerts_rules import APPT, T0
 
-T0 = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
-APPT = {"id": "a1", "therapy_id": "t1", "patient_mrn": "MRN-1", "center": "north",
-        "pump_serial": "SN1", "fill_type": "chemo", "due_at": "2026-11-28T00:00:00Z",
-        "status": "scheduled"}
 WHO = {"patient_mrn": "MRN-1", "pump_serial": "SN1", "center": "north"}
 DELIVERY = {"id": "o1", "appointment_id": "a1", **WHO, "needed_by": "2026-11-28T06:30:00Z",
             "status": "requested"}
