@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
+from shared.auth import TokenVerifier
 from shared.clock import MovableClock
 from shared.messaging.inproc import InProcessBus
 from shared.runtime import build_runtime
@@ -73,6 +74,25 @@ def test_rs256_token_verified_against_jwks(tmp_path, jwks_server):
     assert client.get("/v1/widgets", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
     unknown_kid = client.get("/v1/widgets", headers={"Authorization": f"Bearer {_rs256(key, 'nope')}"})
     assert unknown_kid.status_code == 401
+
+
+def test_an_rs256_token_meets_the_same_claim_rules(jwks_server):
+    """Without exp, or for another audience, an RS256 token is refused as an HS256 one is."""
+    url, key = jwks_server
+    verifier = TokenVerifier(Settings(env="test", jwt_jwks_url=url, jwt_audience="hai"))
+    assert verifier.verify(_rs256(key, aud="hai")).sub == "dr-who"
+    with pytest.raises(jwt.MissingRequiredClaimError):
+        verifier.verify(jwt.encode({"sub": "dr-who", "roles": ["nurse"], "aud": "hai"}, key,
+                                   algorithm="RS256", headers={"kid": "test-key"}))
+    with pytest.raises(jwt.InvalidAudienceError):
+        verifier.verify(_rs256(key, aud="other"))
+
+
+def test_an_rs256_token_without_a_key_set_is_refused():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    verifier = TokenVerifier(Settings(env="test", jwt_secret="a-test-secret-of-enough-length-for-hs256"))
+    with pytest.raises(jwt.InvalidTokenError, match="^algorithm 'RS256' not accepted$"):
+        verifier.verify(_rs256(key))
 
 
 def test_cors_is_closed_by_default(tmp_path):
