@@ -254,3 +254,9 @@ def test_an_app_without_a_verifier_gets_one_from_the_settings() -> None:
         assert isinstance(first, TokenVerifier)
         client.get("/me", headers={"Authorization": f"Bearer {token}"})
         assert app.state.token_verifier is first
+
+
+def test_the_route_dependency_answers_a_missing_header_with_401() -> None:
+    with TestClient(_bare_app(TokenVerifier(Settings(jwt_secret=SECRET)))) as client:
+        r = client.get("/me")
+    assert (r.status_code, r.json()) == (401, {"detail": "missing bearer token"})
