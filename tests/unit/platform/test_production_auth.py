@@ -7,10 +7,11 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 
 from shared.auth import TokenVerifier
@@ -26,7 +27,19 @@ def jwks_server() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     jwk.update({"kid": "test-key", "use": "sig", "alg": "RS256"})
-    body = json.dumps({"keys": [jwk]}).encode()
+    yield from _serve({"keys": [jwk]}, key)
+
+
+@pytest.fixture
+def es256_jwks_server() -> Iterator[tuple[str, ec.EllipticCurvePrivateKey]]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "ec-key", "use": "sig", "alg": "ES256"})
+    yield from _serve({"keys": [jwk]}, key)
+
+
+def _serve(jwks: dict[str, object], key: Any) -> Iterator[tuple[str, Any]]:
+    body = json.dumps(jwks).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
@@ -86,6 +99,14 @@ def test_an_rs256_token_meets_the_same_claim_rules(jwks_server):
                                    algorithm="RS256", headers={"kid": "test-key"}))
     with pytest.raises(jwt.InvalidAudienceError):
         verifier.verify(_rs256(key, aud="other"))
+
+
+def test_an_es256_token_verified_against_jwks(es256_jwks_server):
+    url, key = es256_jwks_server
+    verifier = TokenVerifier(Settings(env="test", jwt_jwks_url=url))
+    token = jwt.encode({"sub": "dr-ec", "roles": ["nurse"], "exp": datetime.now(UTC) + timedelta(minutes=5)},
+                       key, algorithm="ES256", headers={"kid": "ec-key"})
+    assert verifier.verify(token).sub == "dr-ec"
 
 
 def test_an_rs256_token_without_a_key_set_is_refused():
