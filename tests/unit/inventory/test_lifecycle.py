@@ -73,3 +73,14 @@ def test_no_sequence_of_moves_leaves_the_contract(moves: list[Move]) -> None:
     assert all(e[0] is not S.RETIRED for e in history)
     if implants:
         assert all(e[2] not in (S.IN_STOCK, S.QUARANTINED) for e in history[implants[0]:])
+
+
+@pytest.mark.parametrize(("current", "move", "text"), [
+    (S.RETIRED, M.RETIRE,
+     "cannot retire a pump that is retired (retire needs explanted or in_stock or quarantined)"),
+    (S.IMPLANTED, M.IMPLANT, "cannot implant a pump that is implanted (implant needs in_stock)"),
+])
+def test_a_refused_move_says_which_statuses_allow_it(current: PumpStatus, move: Move, text: str) -> None:
+    with pytest.raises(MoveRefused) as err:
+        next_status(current, move)
+    assert (str(err.value), err.value.current, err.value.move) == (text, current, move)

@@ -7,12 +7,14 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 
+from shared.auth import TokenVerifier
 from shared.clock import MovableClock
 from shared.messaging.inproc import InProcessBus
 from shared.runtime import build_runtime
@@ -25,7 +27,19 @@ def jwks_server() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     jwk.update({"kid": "test-key", "use": "sig", "alg": "RS256"})
-    body = json.dumps({"keys": [jwk]}).encode()
+    yield from _serve({"keys": [jwk]}, key)
+
+
+@pytest.fixture
+def es256_jwks_server() -> Iterator[tuple[str, ec.EllipticCurvePrivateKey]]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "ec-key", "use": "sig", "alg": "ES256"})
+    yield from _serve({"keys": [jwk]}, key)
+
+
+def _serve(jwks: dict[str, object], key: Any) -> Iterator[tuple[str, Any]]:
+    body = json.dumps(jwks).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
@@ -73,6 +87,33 @@ def test_rs256_token_verified_against_jwks(tmp_path, jwks_server):
     assert client.get("/v1/widgets", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
     unknown_kid = client.get("/v1/widgets", headers={"Authorization": f"Bearer {_rs256(key, 'nope')}"})
     assert unknown_kid.status_code == 401
+
+
+def test_an_rs256_token_meets_the_same_claim_rules(jwks_server):
+    """Without exp, or for another audience, an RS256 token is refused as an HS256 one is."""
+    url, key = jwks_server
+    verifier = TokenVerifier(Settings(env="test", jwt_jwks_url=url, jwt_audience="hai"))
+    assert verifier.verify(_rs256(key, aud="hai")).sub == "dr-who"
+    with pytest.raises(jwt.MissingRequiredClaimError):
+        verifier.verify(jwt.encode({"sub": "dr-who", "roles": ["nurse"], "aud": "hai"}, key,
+                                   algorithm="RS256", headers={"kid": "test-key"}))
+    with pytest.raises(jwt.InvalidAudienceError):
+        verifier.verify(_rs256(key, aud="other"))
+
+
+def test_an_es256_token_verified_against_jwks(es256_jwks_server):
+    url, key = es256_jwks_server
+    verifier = TokenVerifier(Settings(env="test", jwt_jwks_url=url))
+    token = jwt.encode({"sub": "dr-ec", "roles": ["nurse"], "exp": datetime.now(UTC) + timedelta(minutes=5)},
+                       key, algorithm="ES256", headers={"kid": "ec-key"})
+    assert verifier.verify(token).sub == "dr-ec"
+
+
+def test_an_rs256_token_without_a_key_set_is_refused():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    verifier = TokenVerifier(Settings(env="test", jwt_secret="a-test-secret-of-enough-length-for-hs256"))
+    with pytest.raises(jwt.InvalidTokenError, match="^algorithm 'RS256' not accepted$"):
+        verifier.verify(_rs256(key))
 
 
 def test_cors_is_closed_by_default(tmp_path):
