@@ -36,7 +36,7 @@ class DeadLetters:
         try:
             channel = conn.channel()
             found: list[Delivery] = []
-            # unacked gets are not handed out twice; closing the channel puts them all back
+            # unacked gets are not handed out twice; they are given back before returning
             while len(found) < limit:
                 method, props, body = channel.basic_get(dlq, auto_ack=False)
                 if method is None:
@@ -49,6 +49,7 @@ class DeadLetters:
                     message_id=props.message_id, headers=headers,
                     redelivered=method.redelivered, tag=method.delivery_tag,
                 ))
+            _give_back(channel, dlq)
             return found
         finally:
             close_quietly(conn)
@@ -71,7 +72,7 @@ class DeadLetters:
                 if method is None:
                     break
                 if message_id is not None and props.message_id != message_id:
-                    continue  # held unacked: returns to the DLQ when the channel closes
+                    continue  # held unacked so that it is not got again; given back below
                 headers = {k: v for k, v in (props.headers or {}).items()
                            if k not in _BROKER_HEADERS
                            and k not in (HEADER_DLQ_REASON, HEADER_ERROR, HEADER_ORIGINAL_QUEUE)}
@@ -80,9 +81,20 @@ class DeadLetters:
                     "", name, body, copy_properties(props, headers), mandatory=True)
                 channel.basic_ack(method.delivery_tag)
                 moved += 1
+            _give_back(channel, dlq)
             return moved
         finally:
             close_quietly(conn)
+
+
+def _give_back(channel: Any, dlq: str) -> None:
+    """Requeue every letter this channel holds unacked, and wait until the queue has them.
+
+    Closing the channel would requeue them too, but after its close-ok: a `list` followed at
+    once by a `replay` could then count an empty queue. The passive declare is answered by the
+    queue after it has taken the requeue sent before it on the same channel."""
+    channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+    channel.queue_declare(dlq, passive=True)
 
 
 def _first_routing(headers: dict[str, Any], exchange: str, routing_key: str) -> tuple[str, str]:
