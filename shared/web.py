@@ -42,35 +42,61 @@ async def get_runtime(request: Request) -> ServiceRuntime:
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 
 
-# Threads of their own for the rollback that ends a failed request. Were it queued for the
+# Threads of their own for the commit or rollback that ends a request. Were it queued for the
 # request threadpool, it could wait behind requests that hold every thread while they wait for
-# a pooled connection, which only that rollback would give back: every one then stalls until
-# the pool's checkout timeout. A rollback never waits for a connection (it holds its own).
+# a pooled connection, which only that commit or rollback would give back: every one then
+# stalls until the pool's checkout timeout. Neither waits for a connection (each holds its own).
 _RELEASE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="uow-release")
 
 
 async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
-    """A unit of work for one request; the route (or Idempotency.run) commits it.
+    """The request's unit of work, and the HTTP edge of the commit rule (see `UnitOfWork`).
 
-    Opening a session does no I/O, and closing one after a commit returns its connection to
-    the pool, so this runs on the event loop rather than costing two thread hops a request."""
+    When the route returns, its transaction is committed; when it raises, rolled back. The
+    dependency has the "function" scope: both happen after the route's answer is serialized and
+    before a byte of it is sent, so a commit that fails (a unique key written first by a
+    concurrent request, a serialization failure, the database gone) is answered by the error
+    handlers (409, 503) instead of the 2xx the route meant. `Idempotency.run` commits on its own
+    (the stored answer goes in with the change); nothing is left for this commit then.
+
+    Opening a session does no I/O, and closing one with no transaction open returns nothing to
+    the database, so those run on the event loop; a commit or a rollback talks to the database
+    and runs on threads of its own (`_RELEASE`)."""
     uow = runtime.uow_factory.for_request()
     uow.__enter__()
     try:
         yield uow
+    except BaseException:
+        await _release(uow, commit=False)
+        raise
+    await _release(uow, commit=True)
+
+
+async def _release(uow: UnitOfWork, *, commit: bool) -> None:
+    """End the request's transaction (commit or roll back) and close its session."""
+    if not uow.session.in_transaction():
+        uow.__exit__(None, None, None)
+        return
+    await asyncio.get_running_loop().run_in_executor(
+        _RELEASE, _commit_and_close if commit else _close, uow)
+
+
+def _commit_and_close(uow: UnitOfWork) -> None:
+    try:
+        uow.commit()
     finally:
-        if uow.session.in_transaction():  # a rollback talks to the database: not on the loop
-            await asyncio.get_running_loop().run_in_executor(
-                _RELEASE, uow.__exit__, None, None, None)
-        else:
-            uow.__exit__(None, None, None)
+        uow.__exit__(None, None, None)
+
+
+def _close(uow: UnitOfWork) -> None:
+    uow.__exit__(None, None, None)  # rolls back what is still open
 
 
 async def get_clock(runtime: RuntimeDep) -> Clock:
     return runtime.clock
 
 
-UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 

@@ -217,7 +217,6 @@ def acknowledge(*, uow: UnitOfWork, alert_id: str, actor: str, note: str | None)
     timeline(uow, alert, actor, "acknowledged", {"note": note} if note else {})
     _audit(uow, alert, "alert.acknowledged", {"note": note}, actor=actor)
     uow.publish(EventType.ALERT_ACKNOWLEDGED, alert_data(alert), subject=alert.id)
-    uow.commit()
     return get_alert(uow=uow, alert_id=alert_id)
 
 
@@ -227,7 +226,6 @@ def resolve(*, uow: UnitOfWork, alert_id: str, actor: str, resolution: str) -> A
     if alert.status == RESOLVED:
         raise Conflict(f"alert {alert_id} is already resolved", current_status=alert.status)
     _resolve(uow, alert, actor=actor, resolution=resolution, auto=False)
-    uow.commit()
     return get_alert(uow=uow, alert_id=alert_id)
 
 
@@ -315,7 +313,6 @@ def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str,
     uow.audit(actor=actor, action="oncall.updated", entity_type="oncall", entity_id=center,
               changes={"escalation_delay_seconds": body.escalation_delay_seconds,
                        "levels": len(levels), "webhook_secret": secret_change})
-    uow.commit()
     return OncallSet(center=schedule.center,
                      escalation_delay_seconds=schedule.escalation_delay_seconds,
                      levels=schedule.levels, updated_at=schedule.updated_at,
