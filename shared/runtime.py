@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,6 +27,8 @@ from shared.metrics import SystemCollector, watch_queues
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+P = TypeVar("P")
 
 _inproc_bus: Any = None
 _inproc_lock = threading.Lock()
@@ -82,7 +84,6 @@ class ServiceRuntime:
     declared_queues: list[QueueSpec] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    extra: dict[str, Any] = field(default_factory=dict)
     readiness_checks: list[Callable[[ServiceRuntime], str | None]] = field(default_factory=list)
     job_last_ok: dict[str, float] = field(default_factory=dict)
     # for /metrics (shared/metrics.py): on the service's clock; queue → (ready, dead letters)
@@ -90,7 +91,12 @@ class ServiceRuntime:
     jobs_started_at: dict[str, datetime] = field(default_factory=dict)
     queue_depths: dict[str, tuple[int, int]] = field(default_factory=dict)
 
+    # set when the runtime is built: readiness checks give background work time to start
+    started_at: datetime = field(init=False)
+    _parts: dict[type[Any], Any] = field(default_factory=dict, init=False, repr=False)
+
     def __post_init__(self) -> None:
+        self.started_at = self.clock.now()
         self.events_handled = Counter(
             "hai_events_handled_total", "Consumed events by outcome", ["consumer", "outcome"],
             registry=self.registry)
@@ -103,6 +109,20 @@ class ServiceRuntime:
             "hai_job_runs_total", "Scheduled job runs by result", ["job", "result"],
             registry=self.registry)
         self.registry.register(SystemCollector(self))
+
+    def attach(self, part: P) -> P:
+        """Give the runtime a service's own typed state (e.g. alerts' pager), one per type;
+        shared/ knows no service, so the service defines the type and `part` finds it."""
+        self._parts[type(part)] = part
+        return part
+
+    def part(self, kind: type[P]) -> P:
+        """The object of this type the service's bootstrap attached."""
+        try:
+            return cast(P, self._parts[kind])
+        except KeyError:
+            raise LookupError(f"the {self.name} runtime has no {kind.__name__}: its bootstrap "
+                              "attaches it") from None
 
     def all_queues(self) -> list[QueueSpec]:
         return [s.queue for s in self.subscriptions] + list(self.declared_queues)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, select
 
 from services.alerts import paging
 from services.alerts.models import Alert, AlertEvent, Heartbeat, Notification, OncallSchedule, Silence
 from services.alerts.oncall import Level, levels_from_json, on_call_now
 from services.alerts.records import alert_data, timeline
 from services.alerts.rules import (
-    CRITICAL,
     SEVERITY_RANK,
     SYSTEM_STALE_KEY,
     AlertFact,
@@ -91,7 +90,7 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Aler
             _audit(uow, alert, "alert.severity_raised", entry)
             uow.publish(EventType.ALERT_RAISED, alert_data(alert), subject=alert.id)
             if alert.status == FIRING:
-                _page_from_level_one(uow, alert, settings=settings, reason="severity raised")
+                paging.page_from_level_one(uow, alert, settings=settings, reason="severity raised")
         return alert
     alert = Alert(
         id=new_id(), kind=fact.kind, severity=fact.severity, status=FIRING,
@@ -103,7 +102,7 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Aler
     uow.session.flush()
     timeline(uow, alert, SYSTEM, "raised", {"severity": alert.severity})
     _audit(uow, alert, "alert.raised", {"kind": alert.kind, "severity": alert.severity})
-    _page_from_level_one(uow, alert, settings=settings, reason="raised")
+    paging.page_from_level_one(uow, alert, settings=settings, reason="raised")
     uow.publish(EventType.ALERT_RAISED, alert_data(alert), subject=alert.id)
     log.info("alert.raised", alert_id=alert.id, kind=alert.kind, severity=alert.severity)
     return alert
@@ -123,22 +122,6 @@ def _merged_details(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         earlier = _refill_ids(old)
         merged["refill_ids"] = earlier + [i for i in _refill_ids(new) if i not in earlier]
     return merged
-
-
-def _page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: Settings, reason: str) -> None:
-    """Critical and warning page level 1 (critical also arms escalation); info and silenced do not."""
-    if alert.severity == "info":
-        return
-    silence = active_silence(uow, alert)
-    if silence is not None:
-        alert.silenced_by = silence.id
-        alert.next_escalation_at = None
-        timeline(uow, alert, SYSTEM, "silenced", {"silence_id": silence.id, "reason": silence.reason})
-        return
-    schedule = paging.schedule_for(uow, alert.center)
-    paging.plan_level(uow, alert, 1, reason=reason, schedule=schedule)
-    if alert.severity == CRITICAL:
-        paging.arm_escalation(uow, alert, schedule=schedule, settings=settings)
 
 
 def clear(uow: UnitOfWork, fact: ClearFact) -> list[Alert]:
@@ -399,18 +382,6 @@ def list_silences(*, uow: UnitOfWork, page: PageParams, active: bool | None = No
         stmt = stmt.where(~in_force)
     return paginate(uow.session, stmt, keys=[Silence.created_at, Silence.id], params=page,
                     to_item=_silence_read, descending=True)
-
-
-def active_silence(uow: UnitOfWork, alert: Alert) -> Silence | None:
-    """A silence in force now that matches the alert, if any."""
-    now = uow.now()
-    stmt = select(Silence).where(
-        Silence.starts_at <= now, Silence.ends_at > now,
-        or_(Silence.kind.is_(None), Silence.kind == alert.kind),
-        or_(Silence.pump_serial.is_(None), Silence.pump_serial == alert.pump_serial),
-        or_(Silence.center.is_(None), Silence.center == alert.center),
-    ).order_by(Silence.created_at).limit(1)
-    return uow.session.execute(stmt).scalar_one_or_none()
 
 
 # ---- the heartbeat watchdog ----------------------------------------------------------------
