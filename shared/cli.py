@@ -1,4 +1,5 @@
-"""The `hai` command: up, serve, worker, migrate, backup, restore, token, dlq (CONTRACT.md, Running)."""
+"""The `hai` command: up, serve, worker, migrate, backup, restore, token, dlq, hl7-bridge
+(CONTRACT.md, Running)."""
 
 from __future__ import annotations
 
@@ -197,6 +198,8 @@ def up(
         on_stop.append(_start_worker(module, runtime).stop)
         servers.append(_Server(_uvicorn_config(module.create_app(runtime),
                                                DEFAULT_PORTS[service], host)))
+    if settings.hl7_enabled:
+        on_stop.append(_start_hl7_bridge(settings))
     dashboard = service_module("dashboard").create_app(settings)
     servers.append(_Server(_uvicorn_config(dashboard, DEFAULT_PORTS["dashboard"], host)))
     bus = "RabbitMQ" if settings.amqp_url else "in-process bus"
@@ -206,6 +209,32 @@ def up(
         threading.Thread(target=_seed_demo, args=(settings,), daemon=True).start()
     settle_heap()
     _run_servers(servers, on_stop)
+
+
+@app.command("hl7-bridge")
+def hl7_bridge(
+    if_enabled: Annotated[bool, typer.Option(
+        "--if-enabled", help="only when HAI_HL7_ENABLED is set; otherwise wait, doing nothing")] = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve the bridge's Prometheus metrics (orders' outcomes, the pharmacy's messages "
+             "by ACK, outbox lag) on this port")] = None,
+) -> None:
+    """The HL7 v2 pharmacy bridge: pharmacy.orders as RDE^O11 over MLLP, answers as statuses."""
+    from services.hl7_bridge.bridge import run
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json, "hl7_bridge")
+    run(settings, if_enabled=if_enabled, metrics_port=metrics_port)
+
+
+def _start_hl7_bridge(settings: Settings) -> Any:
+    """`hai up` with HAI_HL7_ENABLED: the bridge beside the services (its stop, for on_stop)."""
+    from services.hl7_bridge.bridge import NAME, Bridge, bootstrap
+
+    upgrade(NAME, settings.database_url(NAME))
+    bridge = Bridge(bootstrap(settings))
+    threading.Thread(target=bridge.start, name="hl7-bridge-start", daemon=True).start()
+    return bridge.stop
 
 
 def _seed_demo(settings: Settings) -> None:

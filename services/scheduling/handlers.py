@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.scheduling import deliveries, pumps
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
-from shared.contracts.pharmacy import ORDERS_QUEUE, STATUS_QUEUE, OrderStatusData
+from shared.contracts.pharmacy import ORDERS_QUEUE_SPEC, STATUS_QUEUE, OrderStatusData
 from shared.db import UnitOfWork
 from shared.errors import NotFound
 from shared.events import EVENTS_EXCHANGE, PHARMACY_EXCHANGE, CloudEvent, EventType
@@ -24,10 +24,7 @@ INVENTORY_QUEUE = QueueSpec("scheduling.inventory", (
     (EVENTS_EXCHANGE, EventType.PUMP_STATUS_CHANGED),
 ))
 PHARMACY_STATUS_QUEUE = QueueSpec(STATUS_QUEUE, ((PHARMACY_EXCHANGE, EventType.ORDER_STATUS),))
-PHARMACY_ORDERS_QUEUE = QueueSpec(ORDERS_QUEUE, (
-    (PHARMACY_EXCHANGE, EventType.ORDER_REQUESTED),
-    (PHARMACY_EXCHANGE, EventType.ORDER_CANCELLED),
-))
+PHARMACY_ORDERS_QUEUE = ORDERS_QUEUE_SPEC
 
 
 M = TypeVar("M", bound=BaseModel)

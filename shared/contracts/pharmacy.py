@@ -7,10 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from shared.events import PHARMACY_EXCHANGE, EventType
+from shared.messaging.base import QueueSpec
 from shared.text import LINE_BREAKS, Key, text_rules
 
 ORDERS_QUEUE = "pharmacy.orders"
 STATUS_QUEUE = "scheduling.pharmacy-status"
+# the queue the pharmacy system (or the HL7 v2 bridge in its place) consumes; scheduling declares it
+ORDERS_QUEUE_SPEC = QueueSpec(ORDERS_QUEUE, (
+    (PHARMACY_EXCHANGE, EventType.ORDER_REQUESTED),
+    (PHARMACY_EXCHANGE, EventType.ORDER_CANCELLED),
+))
 OrderStatus = Literal["accepted", "rejected", "compounded", "dispatched", "delivered"]
 
 
