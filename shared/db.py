@@ -251,15 +251,18 @@ class UnitOfWork:
         wrote and still answer an error returns the problem response rather than raise.
       - Consumers (`shared.messaging.consumer.EventConsumer`): one transaction per batch (or
         per message once one failed), the inbox claim with the handlers' changes, committed
-        before the acknowledgement.
+        before the acknowledgement. The HL7 bridge (`services/hl7_bridge/bridge.py`) is a
+        consumer and a listener of its own: it commits what it sent before acknowledging, and
+        what it received before answering AA.
       - Jobs (`services/<name>/jobs.py`, the outbox relay, start-up seeding): each step opens
         its own unit of work from the factory and commits it (`UnitOfWorkFactory.begin`, or
         `commit()` at the end of the block). The alerts pager (`services/alerts/paging.py`:
         `escalate_due`, `claim_due`, `record_result`) is a job: it commits its claim before it
         sends a page outside any transaction and records the result in a second transaction.
     - So the change, its audit rows and its outbox rows commit together or not at all.
-      `tests/unit/platform/test_commit_rule.py` fails when code under `services/` commits
-      outside these edges.
+      `tests/unit/platform/test_commit_rule.py` fails when code under `services/` commits a
+      unit of work the same function did not open (`with factory() as uow:`), or when a route
+      or a service module commits at all.
     """
 
     def __init__(
