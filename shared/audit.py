@@ -20,7 +20,7 @@ from shared.db import UnitOfWork, bulk_insert
 from shared.pagination import Page, PageDep, paginate
 from shared.schemas import Timestamp
 from shared.text import Key
-from shared.web import UowDep
+from shared.web import UnitOfWorkRoute, UowDep
 
 T = TypeVar("T")
 READ_ACTION = "read"
@@ -104,7 +104,7 @@ class AuditEntry(BaseModel):
 
 def audit_router() -> APIRouter:
     """`GET /v1/audit`: the audit trail, newest first, for `admin` only."""
-    router = APIRouter(tags=["audit"])
+    router = APIRouter(tags=["audit"], route_class=UnitOfWorkRoute)
 
     @router.get("/audit")
     def list_audit(

@@ -30,9 +30,9 @@ from shared.auth import CurrentUser, Principal, require_roles
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.text import Centre, Key
-from shared.web import RuntimeDep, UowDep
+from shared.web import RuntimeDep, UnitOfWorkRoute, UowDep
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], route_class=UnitOfWorkRoute)
 
 Responder = Annotated[Principal, Depends(require_roles("oncall", "nurse", "oncologist"))]
 Oncall = Annotated[Principal, Depends(require_roles("oncall"))]

@@ -29,9 +29,9 @@ from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.schemas import IsoDate
 from shared.text import Key
-from shared.web import UowDep
+from shared.web import UnitOfWorkRoute, UowDep
 
-router = APIRouter(tags=["inventory"])
+router = APIRouter(tags=["inventory"], route_class=UnitOfWorkRoute)
 
 Admin = Annotated[Principal, Depends(require_roles())]  # admin only
 Biomed = Annotated[Principal, Depends(require_roles("biomed"))]

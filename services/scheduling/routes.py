@@ -31,9 +31,9 @@ from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.schemas import Timestamp
 from shared.text import Key
-from shared.web import RuntimeDep, UowDep
+from shared.web import RuntimeDep, UnitOfWorkRoute, UowDep
 
-router = APIRouter()
+router = APIRouter(route_class=UnitOfWorkRoute)
 
 Clinician = Annotated[Principal, Depends(require_roles("nurse", "oncologist"))]
 Oncologist = Annotated[Principal, Depends(require_roles("oncologist"))]
