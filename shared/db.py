@@ -242,8 +242,9 @@ class UnitOfWork:
       `audit`. They never call `commit()`; a failure is an exception, and what was staged is
       rolled back by the edge.
     - The edges open it and commit it, once, after the work succeeded:
-      - HTTP: the request's unit of work (`shared.web.get_uow`) commits when the route returns
-        and rolls back when it raises, after the answer is serialized and before it is sent (a
+      - HTTP: the request's unit of work (`shared.web.UowDep`) is committed when the route
+        returns (in the route's own thread, by the services' `UnitOfWorkRoute`; else by the
+        `get_uow` dependency) and rolled back when it raises, before the answer is sent (a
         failed commit answers 409 or 503, never the 2xx). Routes never commit. A creating POST
         goes through `Idempotency.run`, which commits the change together with the stored
         answer of its key (so that a concurrent request with the same key gets that answer);
