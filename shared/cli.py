@@ -305,14 +305,14 @@ def restore(
     console.print(f"[green]{service}[/green] restored from {source}")
 
 
-def _rabbit() -> Any:
+def _dead_letters() -> Any:
     settings = get_settings()
     if not settings.amqp_url:
         console.print("[red]HAI_AMQP_URL is not set: dead letters live in RabbitMQ[/red]")
         raise typer.Exit(2)
-    from shared.messaging.rabbit import RabbitBus
+    from shared.messaging.rabbit import DeadLetters, RabbitBus
 
-    return RabbitBus(settings.amqp_url)
+    return DeadLetters(RabbitBus(settings.amqp_url).connect)
 
 
 @dlq_app.command("list")
@@ -322,8 +322,7 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
 ) -> None:
     """Show the dead letters of a queue with their reasons (they stay in the DLQ)."""
-    bus = _rabbit()
-    messages = bus.dlq_messages(queue, limit)
+    messages = _dead_letters().peek(queue, limit)
     rows = [{"message_id": m.message_id, "routing_key": m.routing_key,
              "reason": str(m.headers.get("x-hai-dlq-reason", m.headers.get("x-death", "")))}
             for m in messages]
@@ -342,7 +341,7 @@ def dlq_list(
 @dlq_app.command("replay")
 def dlq_replay(queue: str, id: Annotated[str | None, typer.Option("--id")] = None) -> None:
     """Move dead letters back to their queue (all, or the one with --id) after a fix."""
-    moved = _rabbit().replay_dlq(queue, id)
+    moved = _dead_letters().replay(queue, id)
     console.print(f"replayed {moved} message(s) to {queue}")
 
 

@@ -112,10 +112,6 @@ class Invalid(DomainError):
         return exc
 
 
-class Unavailable(DomainError):
-    status = 503
-
-
 def problem(status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,
             type_: str | None = None, headers: dict[str, str] | None = None,
             **extra: Any) -> JSONResponse:

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     db_lock_timeout_ms: int = Field(default=500, ge=1, le=60_000)  # API requests only, PostgreSQL
 
+    # FHIR R4 read API (CONTRACT.md): the base of our own code systems, identifier systems and
+    # extensions, and each centre's MRN identifier system (centre → URI; unset: ours per centre)
+    fhir_system_base: str = "https://hai.example.org/fhir"
+    fhir_mrn_systems: dict[str, str] = Field(default_factory=dict)
     # messaging
     outbox_poll_seconds: float = 0.5
     outbox_batch_size: int = 500

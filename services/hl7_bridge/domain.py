@@ -14,6 +14,7 @@ from typing import Literal
 import hl7
 
 from shared.contracts.pharmacy import OrderRequestedData, OrderStatus
+from shared.contracts.vocabulary import DeliveryStatus
 
 VERSION = "2.5.1"
 ENCODING = "utf-8"
@@ -332,17 +333,17 @@ def read_answer(message: hl7.Message) -> Answer:
             raise Unparseable("RDS^O13 without RXD") from exc
         expiry = field(message, "RXD", 19)
         return Answer(sender=sender, control_id=control, message_type=kind, order_id=order_id,
-                      status="dispatched", at=at, lot=field(message, "RXD", 18) or None,
+                      status=DeliveryStatus.DISPATCHED, at=at, lot=field(message, "RXD", 18) or None,
                       beyond_use_at=parse_ts(expiry, "RXD-19") if expiry else None)
     order_control = field(message, "ORC", 1)
     if order_control == "OK":
         return Answer(sender=sender, control_id=control, message_type=kind, order_id=order_id,
-                      status="accepted", at=at)
+                      status=DeliveryStatus.ACCEPTED, at=at)
     if order_control == "UA":
         reason = (field(message, "ORC", 16, 2) or field(message, "ORC", 16, 1)
                   or _notes(message) or "rejected by the pharmacy (no reason given)")
         return Answer(sender=sender, control_id=control, message_type=kind, order_id=order_id,
-                      status="rejected", at=at, reason=reason)
+                      status=DeliveryStatus.REJECTED, at=at, reason=reason)
     raise Refused(f"unsupported order control {order_control[:4]!r} in {kind}")
 
 

@@ -4,52 +4,56 @@ contract's appointment payload."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
 from services.scheduling.models import Appointment, Therapy
 from services.scheduling.schemas import AppointmentBook, AppointmentRead
 from shared.clock import ensure_utc
-from shared.contracts.scheduling import AppointmentData
+from shared.contracts.scheduling import AppointmentData, AppointmentScheduledData
+from shared.contracts.vocabulary import AppointmentStatus, DueBasis, FillType
 from shared.db import UnitOfWork, new_id
 from shared.errors import Conflict, NotFound
-from shared.events import EventType
 from shared.pagination import Page, PageParams, paginate
 
+A = TypeVar("A", bound=AppointmentData)
 
-def appointment_data(appt: Appointment) -> AppointmentData:
-    """The contract's appointment payload of one row."""
-    return AppointmentData(
+
+def appointment_data(appt: Appointment, event: type[A], **extra: Any) -> A:
+    """The appointment as the event `event` (scheduled, due soon, overdue, near empty) carries
+    it, with that event's `extra` fields."""
+    return event(
         id=appt.id, therapy_id=appt.therapy_id, patient_mrn=appt.patient_mrn, center=appt.center,
         pump_serial=appt.pump_serial, fill_type=appt.fill_type, due_at=appt.due_at,
         scheduled_for=appt.scheduled_for, status=appt.status,
         projected_empty_at=appt.projected_empty_at, delivery_id=appt.delivery_id,
-        due_basis=appt.due_basis or "interval",
+        due_basis=appt.due_basis or DueBasis.INTERVAL, **extra,
     )
 
 
-def schedule_appointment(uow: UnitOfWork, *, therapy: Therapy, center: str, fill_type: str,
+def schedule_appointment(uow: UnitOfWork, *, therapy: Therapy, center: str, fill_type: FillType,
                          due_at: datetime, projected_empty_at: datetime | None,
-                         due_basis: str = "interval", announce: bool = True) -> Appointment:
+                         due_basis: DueBasis = DueBasis.INTERVAL,
+                         announce: bool = True) -> Appointment:
     """Create the next appointment of a therapy and announce it (unless the caller will)."""
     now = uow.now()
     appt = Appointment(
         id=new_id(), therapy_id=therapy.id, patient_mrn=therapy.patient_mrn, center=center,
         pump_serial=therapy.pump_serial, fill_type=fill_type, due_at=due_at, scheduled_for=None,
-        status="scheduled", projected_empty_at=projected_empty_at, delivery_id=None,
+        status=AppointmentStatus.SCHEDULED, projected_empty_at=projected_empty_at, delivery_id=None,
         due_basis=due_basis, created_at=now, updated_at=now,
     )
     uow.session.add(appt)
     if announce:
-        uow.publish(EventType.APPOINTMENT_SCHEDULED, appointment_data(appt),
-                    subject=appt.pump_serial)
+        uow.publish(appointment_data(appt, AppointmentScheduledData), subject=appt.pump_serial)
     return appt
 
 
 def open_appointments(uow: UnitOfWork, *, therapy_id: str) -> list[Appointment]:
     """A therapy's scheduled appointments, earliest first."""
     return list(uow.session.scalars(select(Appointment).where(
-        Appointment.therapy_id == therapy_id, Appointment.status == "scheduled",
+        Appointment.therapy_id == therapy_id, Appointment.status == AppointmentStatus.SCHEDULED,
     ).order_by(Appointment.due_at)))
 
 
@@ -84,7 +88,7 @@ def book_appointment(*, uow: UnitOfWork, appointment_id: str, body: AppointmentB
     appt = uow.session.get(Appointment, appointment_id)
     if appt is None:
         raise NotFound(f"no appointment {appointment_id}")
-    if appt.status != "scheduled":
+    if appt.status != AppointmentStatus.SCHEDULED:
         raise Conflict(f"appointment is {appt.status}; only a scheduled one can be booked",
                        current_status=appt.status)
     before = appt.scheduled_for
@@ -92,5 +96,5 @@ def book_appointment(*, uow: UnitOfWork, appointment_id: str, body: AppointmentB
     uow.session.flush()
     uow.audit(actor=actor, action="appointment.booked", entity_type="appointment",
               entity_id=appt.id, changes={"before": before, "scheduled_for": body.scheduled_for})
-    uow.publish(EventType.APPOINTMENT_SCHEDULED, appointment_data(appt), subject=appt.pump_serial)
+    uow.publish(appointment_data(appt, AppointmentScheduledData), subject=appt.pump_serial)
     return AppointmentRead.model_validate(appt)

@@ -7,8 +7,9 @@ import structlog
 from sqlalchemy import select
 
 from services.scheduling.models import ImplantedPump, Therapy
-from services.scheduling.therapies import OPEN_THERAPY, stop_therapy
+from services.scheduling.therapies import stop_therapy
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
+from shared.contracts.vocabulary import OPEN_THERAPY_STATUSES, PumpStatus
 from shared.db import UnitOfWork
 from shared.settings import Settings
 
@@ -29,7 +30,7 @@ def on_pump_implanted(uow: UnitOfWork, data: PumpData) -> None:
     pump.model_code = data.model_code
     pump.reservoir_ml = data.reservoir_ml
     pump.labeled_flow_ml_per_day = data.labeled_flow_ml_per_day
-    pump.status = "implanted"
+    pump.status = PumpStatus.IMPLANTED
     pump.implanted_at = data.implanted_at
     pump.explanted_at = None
     pump.updated_at = uow.now()
@@ -44,11 +45,11 @@ def on_pump_explanted(uow: UnitOfWork, data: PumpExplantedData, *, settings: Set
         return
     if pump.implanted_at is not None and data.explanted_at < pump.implanted_at:
         return  # the explant of an earlier implant, arriving late
-    pump.status = "explanted"
+    pump.status = PumpStatus.EXPLANTED
     pump.explanted_at = data.explanted_at
     pump.updated_at = uow.now()
     therapies = uow.session.scalars(select(Therapy).where(
-        Therapy.pump_serial == data.serial_number, Therapy.status.in_(OPEN_THERAPY))).all()
+        Therapy.pump_serial == data.serial_number, Therapy.status.in_(OPEN_THERAPY_STATUSES))).all()
     for therapy in therapies:
         stop_therapy(uow, therapy, actor="inventory", reason="pump explanted", settings=settings)
     uow.session.flush()
@@ -58,7 +59,7 @@ def on_pump_explanted(uow: UnitOfWork, data: PumpExplantedData, *, settings: Set
 def on_pump_status_changed(uow: UnitOfWork, data: PumpStatusChangedData) -> None:
     """Keep the read model's status in step (only for pumps scheduling knows)."""
     pump = uow.session.get(ImplantedPump, data.serial_number)
-    if pump is None or data.to_status in ("implanted", "explanted"):
+    if pump is None or data.to_status in (PumpStatus.IMPLANTED, PumpStatus.EXPLANTED):
         return  # implant and explant come with their own events and details
     pump.status = data.to_status
     pump.updated_at = uow.now()

@@ -4,9 +4,9 @@ entering one in error, and the flow readings they give."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import structlog
+from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -22,8 +22,6 @@ from services.scheduling.flow import (
     refill_problems,
 )
 from services.scheduling.models import (
-    ENTERED_IN_ERROR,
-    RECORDED,
     Appointment,
     Delivery,
     ImplantedPump,
@@ -38,12 +36,22 @@ from services.scheduling.schemas import (
     RefillRead,
     RefillVoid,
 )
-from services.scheduling.therapies import OPEN_THERAPY
 from shared.clock import ensure_utc
-from shared.contracts.scheduling import FlowRecordedData, RefillCompletedData, RefillVoidedData
+from shared.contracts.scheduling import (
+    AppointmentScheduledData,
+    FlowRecordedData,
+    RefillCompletedData,
+    RefillVoidedData,
+)
+from shared.contracts.vocabulary import (
+    OPEN_THERAPY_STATUSES,
+    AppointmentStatus,
+    FillType,
+    PumpStatus,
+    RefillStatus,
+)
 from shared.db import UnitOfWork, is_postgres, new_id, rowcount
 from shared.errors import Conflict, Invalid, NotFound
-from shared.events import EventType
 from shared.pagination import Page, PageParams, paginate
 from shared.settings import Settings
 
@@ -53,7 +61,7 @@ log = structlog.get_logger(__name__)
 def _previous_fill(uow: UnitOfWork, pump: ImplantedPump) -> PreviousFill | None:
     """When the pump was last filled since its implant, with how much, and by which refill."""
     stmt = select(Refill.performed_at, Refill.fill_volume_ml, Refill.id).where(
-        Refill.pump_serial == pump.serial_number, Refill.status == RECORDED)
+        Refill.pump_serial == pump.serial_number, Refill.status == RefillStatus.RECORDED)
     if pump.implanted_at is not None:
         stmt = stmt.where(Refill.performed_at >= pump.implanted_at)
     row = uow.session.execute(
@@ -90,7 +98,8 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
     refill_id = new_id()
     _claim(uow, pump, appt, refill_id=refill_id, now=now)
     previous = _previous_fill(uow, pump)
-    delivery = _chemo_delivery(uow, body, appt, therapy, now) if body.fill_type == "chemo" else None
+    delivery = (_chemo_delivery(uow, body, appt, therapy, now) if body.fill_type == FillType.CHEMO
+                else None)
     outcome = _outcome_or_refuse(body, pump, therapy, appt, previous, settings=settings, now=now,
                                  delivery_problem=delivery if isinstance(delivery, str) else None)
     refill, nxt = _write(uow, body, pump, therapy, appt, outcome, refill_id=refill_id, actor=actor,
@@ -118,10 +127,10 @@ def _pump_with_open_therapy(uow: UnitOfWork, pump_serial: str) -> tuple[Implante
     pump = uow.session.get(ImplantedPump, pump_serial)
     if pump is None:
         raise NotFound(f"scheduling knows no implanted pump {pump_serial}")
-    if pump.status != "implanted":
+    if pump.status != PumpStatus.IMPLANTED:
         raise Conflict(f"pump {pump_serial} is {pump.status}", current_status=pump.status)
     therapy = uow.session.scalar(select(Therapy).where(
-        Therapy.pump_serial == pump.serial_number, Therapy.status.in_(OPEN_THERAPY)))
+        Therapy.pump_serial == pump.serial_number, Therapy.status.in_(OPEN_THERAPY_STATUSES)))
     if therapy is None:
         raise Conflict(f"pump {pump_serial} has no active therapy", current_status="none")
     return pump, therapy
@@ -134,18 +143,19 @@ def _appointment_to_complete(uow: UnitOfWork, body: RefillCreate,
         appt = uow.session.get(Appointment, body.appointment_id)
         if appt is None or appt.pump_serial != pump.serial_number:
             raise Invalid("appointment_id", "no such appointment for this pump")
-        if appt.status != "scheduled":
+        if appt.status != AppointmentStatus.SCHEDULED:
             raise Conflict(f"appointment is {appt.status}", current_status=appt.status)
         return appt
     return uow.session.scalar(select(Appointment).where(
-        Appointment.pump_serial == pump.serial_number, Appointment.status == "scheduled",
+        Appointment.pump_serial == pump.serial_number,
+        Appointment.status == AppointmentStatus.SCHEDULED,
     ).order_by(Appointment.due_at).limit(1))
 
 
 def _refuse_unknown_delivery(uow: UnitOfWork, body: RefillCreate) -> None:
     """422 when a saline fill names a delivery that does not exist (a chemo fill's delivery is
     checked, and locked, by `_chemo_delivery`)."""
-    if body.delivery_id and body.fill_type != "chemo" \
+    if body.delivery_id and body.fill_type != FillType.CHEMO \
             and uow.session.get(Delivery, body.delivery_id) is None:
         raise Invalid("delivery_id", "no such delivery")
 
@@ -169,14 +179,16 @@ def _claim(uow: UnitOfWork, pump: ImplantedPump, appt: Appointment | None, *, re
     # the conditional update is the lock: of two refills for one appointment, one wins
     claimed = rowcount(session.execute(
         update(Appointment)
-        .where(Appointment.id == appt.id, Appointment.status == "scheduled")
-        .values(status="completed", refill_id=refill_id, updated_at=now)
+        .where(Appointment.id == appt.id, Appointment.status == AppointmentStatus.SCHEDULED)
+        .values(status=AppointmentStatus.COMPLETED, refill_id=refill_id, updated_at=now)
         .execution_options(synchronize_session=False)
     ))
     if not claimed:
-        raise Conflict("appointment was completed by another refill", current_status="completed")
+        raise Conflict("appointment was completed by another refill",
+                       current_status=AppointmentStatus.COMPLETED)
     # the row now holds what was just written: mirror it without another round trip
-    for key, value in (("status", "completed"), ("refill_id", refill_id), ("updated_at", now)):
+    for key, value in (("status", AppointmentStatus.COMPLETED), ("refill_id", refill_id),
+                       ("updated_at", now)):
         set_committed_value(appt, key, value)
 
 
@@ -233,11 +245,11 @@ def _write(uow: UnitOfWork, body: RefillCreate, pump: ImplantedPump, therapy: Th
 
 
 def _refill_events(result: RefillRead, refill: Refill, nxt: Appointment,
-                   figures: FlowFigures) -> list[tuple[str, Any, str | None]]:
+                   figures: FlowFigures) -> list[tuple[BaseModel, str | None]]:
     """`refill.completed`, `flow.recorded` when the flow could be measured, and the next
     appointment's `appointment.scheduled`."""
     assert result.next_appointment is not None
-    events: list[tuple[str, Any, str | None]] = [(EventType.REFILL_COMPLETED, RefillCompletedData(
+    events: list[tuple[BaseModel, str | None]] = [(RefillCompletedData(
         **result.model_dump(exclude={"notes", "next_appointment", "therapy_id", "recorded_by",
                                      "created_at", "projected_empty_at"}),
         next_appointment=result.next_appointment.model_dump(mode="json"),
@@ -245,7 +257,7 @@ def _refill_events(result: RefillRead, refill: Refill, nxt: Appointment,
     ), refill.pump_serial)]
     if figures.measured_flow_ml_per_day is not None:
         assert figures.flow_deviation_pct is not None and figures.elapsed_days is not None
-        events.append((EventType.FLOW_RECORDED, FlowRecordedData(
+        events.append((FlowRecordedData(
             pump_serial=refill.pump_serial, patient_mrn=refill.patient_mrn, center=refill.center,
             measured_flow_ml_per_day=figures.measured_flow_ml_per_day,
             expected_flow_ml_per_day=figures.expected_flow_ml_per_day,
@@ -253,7 +265,7 @@ def _refill_events(result: RefillRead, refill: Refill, nxt: Appointment,
             residual_volume_ml=refill.residual_volume_ml, elapsed_days=figures.elapsed_days,
             refill_id=refill.id,
         ), refill.pump_serial))
-    events.append((EventType.APPOINTMENT_SCHEDULED, appointment_data(nxt), refill.pump_serial))
+    events.append((appointment_data(nxt, AppointmentScheduledData), refill.pump_serial))
     return events
 
 
@@ -293,7 +305,7 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
     refill = session.get(Refill, refill_id)
     if refill is None:
         raise NotFound(f"no refill {refill_id}")
-    if refill.status == ENTERED_IN_ERROR:
+    if refill.status == RefillStatus.ENTERED_IN_ERROR:
         raise _already_void(refill)
     now = uow.now()
     # locks in record_refill's order (the appointment, then the pump): the conditional update
@@ -302,21 +314,22 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
     if refill.next_appointment_id:
         cancelled = refill.next_appointment_id if rowcount(session.execute(
             update(Appointment)
-            .where(Appointment.id == refill.next_appointment_id, Appointment.status == "scheduled")
-            .values(status="cancelled", updated_at=now)
+            .where(Appointment.id == refill.next_appointment_id,
+                   Appointment.status == AppointmentStatus.SCHEDULED)
+            .values(status=AppointmentStatus.CANCELLED, updated_at=now)
             .execution_options(synchronize_session=False))) else None
     if is_postgres(session):
         session.execute(select(ImplantedPump.serial_number)
                         .where(ImplantedPump.serial_number == refill.pump_serial).with_for_update())
     claimed = rowcount(session.execute(
-        update(Refill).where(Refill.id == refill.id, Refill.status == RECORDED)
-        .values(status=ENTERED_IN_ERROR, voided_by=actor, voided_at=now, void_reason=body.reason)
+        update(Refill).where(Refill.id == refill.id, Refill.status == RefillStatus.RECORDED)
+        .values(status=RefillStatus.ENTERED_IN_ERROR, voided_by=actor, voided_at=now, void_reason=body.reason)
         .execution_options(synchronize_session=False)))
     session.refresh(refill)
     if not claimed:
         raise _already_void(refill)
     later = session.scalar(select(Refill).where(
-        Refill.pump_serial == refill.pump_serial, Refill.status == RECORDED,
+        Refill.pump_serial == refill.pump_serial, Refill.status == RefillStatus.RECORDED,
         (Refill.performed_at > refill.performed_at)
         | ((Refill.performed_at == refill.performed_at) & (Refill.id > refill.id)),
     ).order_by(Refill.performed_at.desc(), Refill.id.desc()).limit(1))
@@ -327,13 +340,14 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
                        current_status="not_latest", latest_refill_id=later.id)
     reopened = None
     therapy = session.get(Therapy, refill.therapy_id) if refill.therapy_id else None
-    if refill.appointment_id and therapy is not None and therapy.status in OPEN_THERAPY:
+    if refill.appointment_id and therapy is not None and therapy.status in OPEN_THERAPY_STATUSES:
         if rowcount(session.execute(
                 update(Appointment)
-                .where(Appointment.id == refill.appointment_id, Appointment.status == "completed",
+                .where(Appointment.id == refill.appointment_id,
+                       Appointment.status == AppointmentStatus.COMPLETED,
                        Appointment.refill_id == refill.id)
                 # open again, its facts untold: the sweep announces them anew if still due
-                .values(status="scheduled", refill_id=None, updated_at=now,
+                .values(status=AppointmentStatus.SCHEDULED, refill_id=None, updated_at=now,
                         due_soon_announced_at=None, overdue_announced_at=None,
                         near_empty_announced_at=None)
                 .execution_options(synchronize_session=False))):
@@ -344,7 +358,7 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
         deliveries.cancel_open_orders(uow, therapy_id=refill.therapy_id, actor=actor,
                                       reason=f"refill {refill.id} entered in error",
                                       appointment_id=cancelled)
-    events: list[tuple[str, Any, str | None]] = [(EventType.REFILL_VOIDED, RefillVoidedData(
+    events: list[tuple[BaseModel, str | None]] = [(RefillVoidedData(
         refill_id=refill.id, pump_serial=refill.pump_serial, patient_mrn=refill.patient_mrn,
         center=refill.center, reason=body.reason, voided_by=actor, voided_at=now,
         cancelled_appointment_id=cancelled, reopened_appointment_id=reopened,
@@ -353,7 +367,7 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
         appt = session.get(Appointment, reopened)
         assert appt is not None
         session.refresh(appt)
-        events.append((EventType.APPOINTMENT_SCHEDULED, appointment_data(appt), refill.pump_serial))
+        events.append((appointment_data(appt, AppointmentScheduledData), refill.pump_serial))
     uow.publish_many(events)
     uow.audit(actor=actor, action="refill.entered_in_error", entity_type="refill",
               entity_id=refill.id, changes={"reason": body.reason,
@@ -367,14 +381,15 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
 def _already_void(refill: Refill) -> Conflict:
     when = refill.voided_at.isoformat() if refill.voided_at else "earlier"
     return Conflict(f"refill {refill.id} is already entered in error (by {refill.voided_by} at "
-                    f"{when})", current_status=ENTERED_IN_ERROR)
+                    f"{when})", current_status=RefillStatus.ENTERED_IN_ERROR)
 
 
 def flow_readings(*, uow: UnitOfWork, pump_serial: str, page: PageParams) -> Page[FlowReading]:
     """The measured flow series of a pump, oldest first."""
     if uow.session.get(ImplantedPump, pump_serial) is None:
         raise NotFound(f"scheduling knows no pump {pump_serial}")
-    stmt = select(Refill).where(Refill.pump_serial == pump_serial, Refill.status == RECORDED,
+    stmt = select(Refill).where(Refill.pump_serial == pump_serial,
+                                Refill.status == RefillStatus.RECORDED,
                                 Refill.measured_flow_ml_per_day.is_not(None))
 
     def to_item(r: Refill) -> FlowReading:

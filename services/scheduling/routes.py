@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
@@ -26,6 +26,7 @@ from services.scheduling.schemas import (
 )
 from shared.audit import ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
+from shared.contracts.vocabulary import AppointmentStatus, DeliveryStatus, TherapyStatus
 from shared.errors import problem
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
@@ -39,11 +40,6 @@ Clinician = Annotated[Principal, Depends(require_roles("nurse", "oncologist"))]
 Oncologist = Annotated[Principal, Depends(require_roles("oncologist"))]
 Nurse = Annotated[Principal, Depends(require_roles("nurse"))]
 Pharmacist = Annotated[Principal, Depends(require_roles("pharmacist"))]
-
-AppointmentStatus = Literal["scheduled", "completed", "cancelled"]
-DeliveryStatus = Literal["requested", "accepted", "compounded", "dispatched", "delivered",
-                         "rejected", "cancelled"]
-TherapyStatus = Literal["active", "paused", "stopped"]
 
 
 # ---------------------------------------------------------------- patients

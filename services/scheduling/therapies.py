@@ -18,13 +18,18 @@ from services.scheduling.flow import first_fill_type, start_of_day_utc
 from services.scheduling.models import ImplantedPump, Patient, Therapy
 from services.scheduling.patients import get_patient_or_raise
 from services.scheduling.schemas import TherapyCreate, TherapyRead, TherapyUpdate
+from shared.contracts.vocabulary import (
+    OPEN_THERAPY_STATUSES,
+    AppointmentStatus,
+    PumpStatus,
+    Regimen,
+    TherapyStatus,
+)
 from shared.db import UnitOfWork, new_id
 from shared.dberrors import is_unique_violation
 from shared.errors import Conflict, Invalid, NotFound
 from shared.pagination import Page, PageParams, paginate
 from shared.settings import Settings
-
-OPEN_THERAPY = ("active", "paused")
 
 
 def _validate_dosing(therapy: Therapy, patient: Patient, pump: ImplantedPump,
@@ -38,7 +43,7 @@ def _validate_dosing(therapy: Therapy, patient: Patient, pump: ImplantedPump,
     if therapy.fill_volume_ml is not None and therapy.fill_volume_ml > pump.reservoir_ml:
         raise Invalid("fill_volume_ml", f"{therapy.fill_volume_ml} mL is above the pump's "
                                         f"reservoir of {pump.reservoir_ml} mL")
-    if therapy.regimen != "fudr_alternating":
+    if therapy.regimen != Regimen.FUDR_ALTERNATING:
         return
     dose = therapy.fudr_mg_per_kg_day
     assert dose is not None
@@ -65,7 +70,7 @@ def create_therapy(*, uow: UnitOfWork, body: TherapyCreate, actor: str,
     if patient is None:
         raise Invalid("patient_mrn", "no patient with this MRN")
     pump = session.get(ImplantedPump, body.pump_serial)
-    if pump is None or pump.status != "implanted" or pump.patient_mrn != body.patient_mrn:
+    if pump is None or pump.status != PumpStatus.IMPLANTED or pump.patient_mrn != body.patient_mrn:
         known = "unknown to scheduling" if pump is None else (
             pump.status if pump.patient_mrn == body.patient_mrn else f"{pump.status} in another patient")
         raise Conflict(f"scheduling has not seen pump {body.pump_serial} implanted in this patient "
@@ -73,11 +78,11 @@ def create_therapy(*, uow: UnitOfWork, body: TherapyCreate, actor: str,
     _refuse_second_open_therapy(uow, body)
     now = uow.now()
     dose = body.fudr_mg_per_kg_day
-    if body.regimen == "fudr_alternating" and dose is None:
+    if body.regimen == Regimen.FUDR_ALTERNATING and dose is None:
         dose = settings.fudr_default_mg_per_kg_day
     therapy = Therapy(
         id=new_id(), patient_mrn=body.patient_mrn, pump_serial=body.pump_serial,
-        regimen=body.regimen, status="active", start_on=body.start_on,
+        regimen=body.regimen, status=TherapyStatus.ACTIVE, start_on=body.start_on,
         refill_interval_days=body.refill_interval_days or settings.refill_interval_days,
         fudr_mg_per_kg_day=dose, dosing_weight=body.dosing_weight,
         dexamethasone_mg=body.dexamethasone_mg, heparin_units=body.heparin_units,
@@ -111,7 +116,7 @@ def _refuse_second_open_therapy(uow: UnitOfWork, body: TherapyCreate) -> None:
     """409 naming the open therapy when the pump or the patient already has one."""
     open_one = uow.session.scalar(select(Therapy).where(
         or_(Therapy.pump_serial == body.pump_serial, Therapy.patient_mrn == body.patient_mrn),
-        Therapy.status.in_(OPEN_THERAPY)).limit(1))
+        Therapy.status.in_(OPEN_THERAPY_STATUSES)).limit(1))
     if open_one is None:
         return
     owner = (f"pump {body.pump_serial}" if open_one.pump_serial == body.pump_serial
@@ -150,8 +155,8 @@ def update_therapy(*, uow: UnitOfWork, therapy_id: str, body: TherapyUpdate, act
                    settings: Settings) -> TherapyRead:
     """Pause, resume or stop a therapy, and/or change its dosing settings."""
     therapy = get_therapy_or_raise(uow=uow, therapy_id=therapy_id)
-    if therapy.status == "stopped":
-        raise Conflict("therapy is stopped; start a new one", current_status="stopped")
+    if therapy.status == TherapyStatus.STOPPED:
+        raise Conflict("therapy is stopped; start a new one", current_status=TherapyStatus.STOPPED)
     settings_changes = body.model_dump(exclude_unset=True, exclude_none=True,
                                        exclude={"action", "reason"})
     if settings_changes:
@@ -167,26 +172,26 @@ def update_therapy(*, uow: UnitOfWork, therapy_id: str, body: TherapyUpdate, act
         uow.audit(actor=actor, action="therapy.settings_changed", entity_type="therapy",
                   entity_id=therapy.id, changes={"before": before, "after": settings_changes})
     if body.action == "pause":
-        if therapy.status != "active":
+        if therapy.status != TherapyStatus.ACTIVE:
             raise Conflict(f"therapy is {therapy.status}; only an active therapy pauses",
                            current_status=therapy.status)
-        therapy.status, therapy.status_reason = "paused", body.reason
+        therapy.status, therapy.status_reason = TherapyStatus.PAUSED, body.reason
         deliveries.cancel_open_orders(uow, therapy_id=therapy.id, actor=actor,
                                       reason=body.reason or "therapy paused")
         uow.audit(actor=actor, action="therapy.paused", entity_type="therapy",
                   entity_id=therapy.id, changes={"reason": body.reason})
     elif body.action == "resume":
-        if therapy.status != "paused":
+        if therapy.status != TherapyStatus.PAUSED:
             raise Conflict(f"therapy is {therapy.status}; only a paused therapy resumes",
                            current_status=therapy.status)
-        therapy.status, therapy.status_reason = "active", body.reason
+        therapy.status, therapy.status_reason = TherapyStatus.ACTIVE, body.reason
         uow.audit(actor=actor, action="therapy.resumed", entity_type="therapy",
                   entity_id=therapy.id, changes={"reason": body.reason})
     elif body.action == "stop":
         stop_therapy(uow, therapy, actor=actor, reason=body.reason, settings=settings)
     therapy.updated_at = uow.now()
     uow.session.flush()
-    if therapy.status == "active":
+    if therapy.status == TherapyStatus.ACTIVE:
         for appt in open_appointments(uow, therapy_id=therapy.id):
             deliveries.place_order_if_due(uow, appt, settings=settings, actor=actor)
     return TherapyRead.model_validate(therapy)
@@ -195,10 +200,10 @@ def update_therapy(*, uow: UnitOfWork, therapy_id: str, body: TherapyUpdate, act
 def stop_therapy(uow: UnitOfWork, therapy: Therapy, *, actor: str, reason: str | None,
                   settings: Settings) -> None:
     now = uow.now()
-    therapy.status, therapy.status_reason, therapy.updated_at = "stopped", reason, now
+    therapy.status, therapy.status_reason, therapy.updated_at = TherapyStatus.STOPPED, reason, now
     cancelled = []
     for appt in open_appointments(uow, therapy_id=therapy.id):
-        appt.status, appt.updated_at = "cancelled", now
+        appt.status, appt.updated_at = AppointmentStatus.CANCELLED, now
         cancelled.append(appt.id)
     uow.session.flush()
     deliveries.cancel_open_orders(uow, therapy_id=therapy.id, actor=actor,

@@ -21,7 +21,7 @@ from services.hl7_bridge.models import ForwardedOrder
 from shared.contracts.pharmacy import ORDERS_QUEUE
 from shared.events import PHARMACY_EXCHANGE, CloudEvent, EventType
 from shared.messaging.base import HEADER_DLQ_REASON, Delivery, Outcome, OutgoingMessage, QueueSpec
-from shared.messaging.rabbit import RabbitBus
+from shared.messaging.rabbit import DeadLetters, RabbitBus
 from shared.migrations import upgrade
 from tests.helpers import test_settings as settings_for
 from tests.helpers import wait_until
@@ -60,7 +60,7 @@ class Env:
             return row is not None and row.acked_at is not None
 
     def dead_letters(self) -> list[Delivery]:
-        return self.bus.dlq_messages(ORDERS_QUEUE)
+        return DeadLetters(self.bus.connect).peek(ORDERS_QUEUE)
 
 
 def start_bridge(tmp_path: Path, amqp: str, db_url: str,
