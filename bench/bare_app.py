@@ -39,7 +39,7 @@ from services.scheduling.flow import (
 )
 from services.scheduling.models import Appointment, ImplantedPump, Refill, Therapy
 from services.scheduling.schemas import AppointmentRead, RefillCreate, RefillRead
-from shared.settings import Settings
+from services.scheduling.settings import SchedulingSettings
 
 OPEN_THERAPY = ("active", "paused")
 POOL = {"pool_size": 10, "max_overflow": 20}  # the services' pool (shared.db.make_engine)
@@ -57,7 +57,7 @@ def _cursor(appt: Appointment) -> str:
 
 def create_app(inventory_db_url: str, scheduling_db_url: str) -> FastAPI:
     """The bare app on the two databases."""
-    settings = Settings()  # the same refill rules as the service (HAI_MIN_REFILL_INTERVAL_HOURS)
+    settings = SchedulingSettings()  # the same refill rules as the service (HAI_MIN_REFILL_INTERVAL_HOURS)
     inventory = sessionmaker(bind=create_engine(inventory_db_url, **POOL), expire_on_commit=False)
     scheduling = sessionmaker(bind=create_engine(scheduling_db_url, **POOL), expire_on_commit=False)
     app = FastAPI(title="bare baseline")

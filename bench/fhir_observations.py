@@ -26,11 +26,12 @@ from sqlalchemy import insert, text
 from bench._infra import database
 from services.scheduling import app as scheduling_app
 from services.scheduling.models import Refill
+from services.scheduling.settings import SchedulingSettings
 from shared.auth import mint_token
 from shared.db import make_engine
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
-from shared.settings import DEV_JWT_SECRET, Settings
+from shared.settings import DEV_JWT_SECRET
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
 PATIENT, PUMP = "MRN-BENCH", "SN-BENCH"
@@ -83,7 +84,7 @@ def _median_ms(samples: list[float]) -> float:
 def run(observations: int = 10_000, others: int = 30_000) -> dict[str, Any]:
     with database("fhirobs") as url:
         upgrade("scheduling", url)
-        runtime = scheduling_app.bootstrap(Settings(env="test", scheduling_database_url=url),
+        runtime = scheduling_app.bootstrap(SchedulingSettings(env="test", scheduling_database_url=url),
                                            bus=InProcessBus())
         client = TestClient(scheduling_app.create_app(runtime))
         engine = make_engine(url)

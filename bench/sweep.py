@@ -22,10 +22,10 @@ from typing import Any
 
 import psycopg
 
+from services.scheduling.settings import SchedulingSettings
 from shared.clock import MovableClock
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
-from shared.settings import Settings
 
 PG = {"host": os.environ.get("HAI_TEST_PG_HOST", "127.0.0.1"),
       "port": int(os.environ.get("HAI_TEST_PG_PORT", "5432")),
@@ -101,7 +101,7 @@ def run(sizes: list[int]) -> dict[str, Any]:
             t0 = time.perf_counter()
             load(url, dbname, n)
             load_s = time.perf_counter() - t0
-            settings = Settings(env="test", scheduling_database_url=url, amqp_url=None)
+            settings = SchedulingSettings(env="test", scheduling_database_url=url, amqp_url=None)
             runtime = bootstrap(settings, clock=MovableClock(NOW), bus=InProcessBus())
             t1 = time.perf_counter()
             facts = sweep(runtime)

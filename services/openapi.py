@@ -21,8 +21,9 @@ from typing import Any
 
 from sqlalchemy import create_engine
 
+from services.registry import SERVICES
+from services.settings import HaiSettings
 from shared.messaging.inproc import InProcessBus
-from shared.settings import SERVICES, Settings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "openapi"
 
@@ -33,7 +34,7 @@ def document(service: str) -> dict[str, Any]:
     engine = create_engine("sqlite://")
     try:
         # the defaults, without the environment; no demo catalogue: the database stays empty
-        settings = Settings.model_construct(inventory_seed_demo_catalogue=False)
+        settings = HaiSettings.model_construct(inventory_seed_demo_catalogue=False)
         runtime = module.bootstrap(settings, engine=engine, bus=InProcessBus())
         return dict(module.create_app(runtime).openapi())
     finally:

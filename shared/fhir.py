@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -28,7 +28,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import CurrentUser
 from shared.errors import PROBLEM_JSON, Invalid, NotFound
 from shared.pagination import MAX_CURSOR_LENGTH, MAX_LIMIT, CursorCodec, Page, PageParams
-from shared.settings import Settings
 
 FHIR_JSON = "application/fhir+json"
 FHIR_BASE = "/fhir/R4"
@@ -72,6 +71,15 @@ def key_of(resource_id: str) -> str | None:
     return raw
 
 
+class FhirSettings(Protocol):
+    """What the FHIR plumbing reads of a service's settings (its section gives service_url)."""
+
+    fhir_system_base: str
+    fhir_mrn_systems: dict[str, str]
+
+    def service_url(self, service: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class Systems:
     """The URIs of our own code systems, identifier systems and extensions, and where each
@@ -82,7 +90,7 @@ class Systems:
     service_urls: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Systems:
+    def from_settings(cls, settings: FhirSettings) -> Systems:
         return cls(base=settings.fhir_system_base.rstrip("/"),
                    mrn_systems=dict(settings.fhir_mrn_systems),
                    service_urls={s: settings.service_url(s).rstrip("/")

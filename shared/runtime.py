@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -29,6 +29,8 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 P = TypeVar("P")
+# a service's settings: the platform's and its own section (services/<name>/settings.py)
+SettingsT = TypeVar("SettingsT", bound=Settings)
 
 _inproc_bus: Any = None
 _inproc_lock = threading.Lock()
@@ -69,11 +71,11 @@ class Job:
 
 
 @dataclass
-class ServiceRuntime:
+class ServiceRuntime(Generic[SettingsT]):
     """Everything one service needs at run time, wired once and handed to routes and workers."""
 
     name: str
-    settings: Settings
+    settings: SettingsT
     clock: Clock
     engine: Engine
     metadata: MetaData
@@ -134,13 +136,13 @@ class ServiceRuntime:
 def build_runtime(
     *,
     name: str,
-    settings: Settings,
+    settings: SettingsT,
     metadata: MetaData,
     platform: PlatformTables,
     clock: Clock | None = None,
     bus: Bus | None = None,
     engine: Engine | None = None,
-) -> ServiceRuntime:
+) -> ServiceRuntime[SettingsT]:
     """The common part of every service's bootstrap."""
     clock = clock or SystemClock()
     engine = engine or make_engine(settings.database_url(name),

@@ -1,4 +1,10 @@
-"""Configuration from `HAI_` environment variables (see CONTRACT.md, Running)."""
+"""The platform's configuration from `HAI_` environment variables (see CONTRACT.md, Running).
+
+`Settings` holds what every service shares: environment, broker, tracing, auth, HTTP limits,
+database contention, messaging. Each service adds its own section in its own folder
+(`services/<name>/settings.py`, a subclass of `Settings`: its database URL, its clinical
+thresholds); `services/settings.py` composes them for the `hai` command. Nothing here names a
+service."""
 
 from __future__ import annotations
 
@@ -10,12 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "hai-dev-secret-not-for-production-use-0000"  # noqa: S105 - refused in production
 
-SERVICES = ("inventory", "scheduling", "alerts")
-DEFAULT_PORTS = {"dashboard": 8000, "inventory": 8001, "scheduling": 8002, "alerts": 8003}
-
 
 class Settings(BaseSettings):
-    """Every setting of the system; clinical defaults come from DOMAIN.md."""
+    """The settings every service shares; a service's own ones are in its section (a subclass)."""
 
     model_config = SettingsConfigDict(env_prefix="HAI_", extra="ignore")
 
@@ -24,13 +27,6 @@ class Settings(BaseSettings):
     # OpenTelemetry: spans exported over OTLP/HTTP to this collector; unset, tracing is off
     otlp_endpoint: str | None = None
     amqp_heartbeat_seconds: int = 30
-    inventory_database_url: str = "sqlite:///var/inventory.db"
-    scheduling_database_url: str = "sqlite:///var/scheduling.db"
-    alerts_database_url: str = "sqlite:///var/alerts.db"
-    inventory_url: str = "http://127.0.0.1:8001"
-    scheduling_url: str = "http://127.0.0.1:8002"
-    alerts_url: str = "http://127.0.0.1:8003"
-    dashboard_url: str = "http://127.0.0.1:8000"
     jwt_secret: str = DEV_JWT_SECRET
     jwt_jwks_url: str | None = None
     jwt_audience: str | None = None
@@ -59,63 +55,6 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_retry_delay_ms: int = 2000
 
-    # inventory: seed the demo pump-model catalogue (DOMAIN.md) at start-up; off in production
-    inventory_seed_demo_catalogue: bool = True
-
-    # scheduling (DOMAIN.md, Scheduling defaults)
-    sweep_interval_seconds: int = 60
-    refill_interval_days: int = 14
-    refill_window_days: int = 4
-    due_soon_hours: int = 48
-    near_empty_hours: int = 72
-    min_refill_interval_hours: float = 24.0  # DOMAIN.md, Safety rules
-    pharmacy_lead_time_days: int = 3
-    delivery_late_hours: int = 12
-    fudr_default_mg_per_kg_day: float = 0.12
-    fudr_label_min_mg_per_kg_day: float = 0.1
-    fudr_label_max_mg_per_kg_day: float = 0.6
-    adjusted_weight_threshold_pct: float = 25.0
-    # hard limits per fill (DOMAIN.md, Safety rules): no override passes them
-    fudr_hard_min_mg_per_kg_day: float = 0.05
-    fudr_hard_max_mg_per_kg_day: float = 1.0
-    dexamethasone_hard_max_mg: float = 50.0
-    heparin_hard_max_units: float = 100_000.0
-
-    # alerts (DOMAIN.md; CONTRACT.md, Alerts)
-    flow_warning_pct: float = 15.0
-    flow_critical_pct: float = 25.0
-    overdue_critical_hours_to_empty: float = 72.0
-    escalation_delay_seconds: int = 900
-    page_max_attempts: int = 5
-    page_first_retry_seconds: float = 2.0
-    page_timeout_seconds: float = 5.0
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    smtp_from: str = "hai-alerts@localhost"
-    stale_after_intervals: int = 3
-    page_sweep_seconds: float = 1.0  # how often the alerts pager looks for due pages and escalations
-    # production refuses webhook addresses on loopback and private ranges unless this is set
-    webhook_allow_private: bool = False
-
-    # the HL7 v2 pharmacy bridge (`hai hl7-bridge`; CONTRACT.md, HL7 v2 bridge): off unless enabled
-    hl7_enabled: bool = False
-    hl7_bridge_database_url: str = "sqlite:///var/hl7_bridge.db"
-    hl7_pharmacy_host: str = "127.0.0.1"
-    hl7_pharmacy_port: int = Field(default=2575, ge=1, le=65535)
-    hl7_listen_host: str = "127.0.0.1"
-    hl7_listen_port: int = Field(default=2576, ge=0, le=65535)  # 0: any free port (tests)
-    hl7_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    hl7_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
-    hl7_max_attempts: int = Field(default=5, ge=1, le=100)  # sends of one order, then dead-lettered
-    hl7_retry_delay_ms: int = Field(default=2000, ge=1)  # between sends (at most the queue's delay)
-    # orders taken from the queue at once and sent one after the other: their sends together must
-    # end within the AMQP heartbeat (the consumer's connection is not served meanwhile)
-    hl7_prefetch: int = Field(default=1, ge=1, le=100)
-    hl7_sending_application: str = "HAI"
-    hl7_sending_facility: str = "HAI-CENTRE"
-    hl7_receiving_application: str = "PHARMACY"
-    hl7_receiving_facility: str = "PHARMACY"
-
     @model_validator(mode="after")
     def _refuse_dev_defaults_in_production(self) -> Settings:
         if self.env == "production":
@@ -126,15 +65,15 @@ class Settings(BaseSettings):
         return self
 
     def database_url(self, service: str) -> str:
-        """The database URL of one service."""
-        return str(getattr(self, f"{service}_database_url"))
-
-    def service_url(self, service: str) -> str:
-        """Where one service's HTTP API is found."""
-        return str(getattr(self, f"{service}_url"))
+        """The database URL of one service: its section's `<service>_database_url`."""
+        url = getattr(self, f"{service}_database_url", None)
+        if url is None:
+            raise LookupError(f"these settings ({type(self).__name__}) have no database for "
+                              f"{service!r}: use that service's settings section")
+        return str(url)
 
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
+    """The platform settings of this process, read once from the environment."""
     return Settings()

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from services.settings import HaiSettings
 from shared.auth import mint_token
 from shared.clock import Clock, MovableClock
 from shared.messaging.base import Outcome
@@ -21,7 +22,7 @@ from shared.messaging.inproc import InProcessBus
 from shared.messaging.relay import OutboxRelay
 from shared.migrations import upgrade
 from shared.runtime import ServiceRuntime
-from shared.settings import DEV_JWT_SECRET, Settings
+from shared.settings import DEV_JWT_SECRET
 
 
 def auth(*roles: str, sub: str = "tester", secret: str = DEV_JWT_SECRET) -> dict[str, str]:
@@ -29,8 +30,9 @@ def auth(*roles: str, sub: str = "tester", secret: str = DEV_JWT_SECRET) -> dict
     return {"Authorization": f"Bearer {mint_token(sub, list(roles), secret=secret)}"}
 
 
-def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings for one test: SQLite files in tmp_path unless URLs are given."""
+def test_settings(tmp_path: Path, **overrides: Any) -> HaiSettings:
+    """Settings (every service's section) for one test: SQLite files in tmp_path unless URLs
+    are given."""
     values: dict[str, Any] = {
         "env": "test",
         "inventory_database_url": f"sqlite:///{tmp_path}/inventory.db",
@@ -39,7 +41,7 @@ def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "amqp_url": None,
     }
     values.update(overrides)
-    return Settings(**values)
+    return HaiSettings(**values)
 
 
 @dataclass
@@ -55,7 +57,7 @@ class Harness:
         return self.runtime.clock
 
 
-def start_service(name: str, settings: Settings, *, clock: Clock | None = None,
+def start_service(name: str, settings: HaiSettings, *, clock: Clock | None = None,
                   bus: Any = None) -> Harness:
     """Migrate the service's database and build its app, with the given clock and bus."""
     upgrade(name, settings.database_url(name))

@@ -8,19 +8,19 @@ from sqlalchemy import Engine
 from services.alerts import fhir, handlers, jobs, paging
 from services.alerts.models import metadata, platform
 from services.alerts.routes import router
+from services.alerts.settings import AlertsSettings, get_settings
 from shared.audit import audit_router
 from shared.clock import Clock
 from shared.fhir import mount_fhir
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, Subscription, build_runtime
-from shared.settings import Settings, get_settings
 from shared.web import create_service_app
 
 NAME = "alerts"
 
 
 def bootstrap(
-    settings: Settings | None = None,
+    settings: AlertsSettings | None = None,
     *,
     clock: Clock | None = None,
     bus: Bus | None = None,

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import structlog
 
+from services.alerts.settings import AlertsSettings
 from services.alerts.webhooks import (
     AddressRefused,
     Resolver,
@@ -22,7 +23,6 @@ from services.alerts.webhooks import (
     system_resolver,
 )
 from shared import tracing
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +61,7 @@ def page_alert(alert: dict[str, Any]) -> dict[str, Any]:
 class Channels:
     """The senders of every channel; one per runtime (its HTTP client keeps connections warm)."""
 
-    def __init__(self, settings: Settings, *, resolve: Resolver = system_resolver) -> None:
+    def __init__(self, settings: AlertsSettings, *, resolve: Resolver = system_resolver) -> None:
         self.settings = settings
         self.resolve = resolve
         # never follow a redirect: it could lead anywhere, past the address checks

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import event as sa_event
 
 from services.alerts import rules, service
+from services.alerts.settings import AlertsSettings
 from shared.contracts.inventory import PumpExplantedData, RecallIssuedData
 from shared.contracts.registry import bindings
 from shared.contracts.scheduling import (
@@ -25,7 +26,6 @@ from shared.db import UnitOfWork
 from shared.events import CloudEvent
 from shared.messaging.base import QueueSpec
 from shared.messaging.consumer import Handler, payload_of
-from shared.settings import Settings
 
 QUEUE = "alerts.events"
 # flow readings have a queue and a consumer of their own: an abnormal flow pages the on-call
@@ -57,7 +57,7 @@ HANDLED_TYPES = (
 )
 
 
-def make_handlers(settings: Settings, kick: Callable[[], None]) -> dict[str, Handler]:
+def make_handlers(settings: AlertsSettings, kick: Callable[[], None]) -> dict[str, Handler]:
     """The handler of every consumed event type; a raise wakes the pager after the commit."""
 
     def applying(rule: Callable[[CloudEvent], rules.RuleResult]) -> Handler:

@@ -31,12 +31,12 @@ from services.alerts.channels import Channels, PageMessage, SendError, page_aler
 from services.alerts.models import Alert, Notification, OncallSchedule, Silence
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
 from services.alerts.records import alert_json, timeline
+from services.alerts.settings import AlertsSettings
 from shared import tracing
 from shared.contracts.alerts import NotificationData, PageFailedData, PageSentData
 from shared.contracts.vocabulary import AlertStatus, NotificationStatus, Severity
 from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres, new_id
 from shared.runtime import ServiceRuntime
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 N = TypeVar("N", bound=NotificationData)
@@ -49,7 +49,7 @@ MAX_PARALLEL_SENDS = 16
 
 # ---- planning (inside the transaction that decides) ----------------------------------------
 
-def page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: Settings, reason: str) -> None:
+def page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: AlertsSettings, reason: str) -> None:
     """The paging policy of an alert raised, or firing and risen in severity: critical and
     warning page level 1 (critical also arms escalation); info does not, and a silence in force
     records the alert as silenced instead of paging it."""
@@ -66,7 +66,7 @@ def page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: Settings, re
 
 
 def _page_level(uow: UnitOfWork, alert: Alert, level: int, *, schedule: OncallSchedule | None,
-                settings: Settings, reason: str) -> None:
+                settings: AlertsSettings, reason: str) -> None:
     """Page `level` now and arm (or disarm) the escalation to the level above: the one way a
     page is planned, from level one, on escalation, or when the level below failed."""
     _plan_level(uow, alert, level, reason=reason, schedule=schedule)
@@ -122,7 +122,7 @@ def _plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
 
 
 def _arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule | None,
-                    settings: Settings) -> None:
+                    settings: AlertsSettings) -> None:
     """A firing critical alert pages its next level after the escalation delay, while levels remain."""
     if schedule is None or alert.severity != Severity.CRITICAL or alert.status != AlertStatus.FIRING:
         alert.next_escalation_at = None
@@ -136,7 +136,7 @@ def _arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule |
 
 # ---- the sweep -----------------------------------------------------------------------------
 
-def escalate_due(uow_factory: UnitOfWorkFactory, *, settings: Settings) -> int:
+def escalate_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) -> int:
     """Page the next level of every firing critical alert whose escalation time has come."""
     with uow_factory() as uow:
         now = uow.now()
@@ -166,12 +166,12 @@ class Claim:
     traceparent: str | None = None
 
 
-def lease_seconds(settings: Settings) -> float:
+def lease_seconds(settings: AlertsSettings) -> float:
     """How long a claim holds: comfortably more than one send may take."""
     return settings.page_timeout_seconds * 3 + 5
 
 
-def claim_due(uow_factory: UnitOfWorkFactory, *, settings: Settings,
+def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
               limit: int = CLAIM_BATCH) -> list[Claim]:
     """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim."""
     claims: list[Claim] = []
@@ -233,7 +233,7 @@ def _set_if_unchanged(uow: UnitOfWork, n: Notification, **values: Any) -> bool:
 
 
 def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | None, *,
-                  settings: Settings) -> str:
+                  settings: AlertsSettings) -> str:
     """Record how a send went, if this worker still holds the claim; returns the new status."""
     with uow_factory() as uow:
         stmt = select(Notification).where(Notification.id == claim.page.notification_id)

@@ -33,13 +33,13 @@ from services.alerts.schemas import (
     SilenceRead,
     TimelineEntry,
 )
+from services.alerts.settings import AlertsSettings
 from services.alerts.webhooks import new_secret, refusal_of_url
 from shared.contracts.alerts import AlertAcknowledgedData, AlertRaisedData, AlertResolvedData
 from shared.contracts.vocabulary import AlertStatus, Severity
 from shared.db import UnitOfWork, insert_if_absent, is_postgres, new_id
 from shared.errors import Conflict, Invalid, NotFound
 from shared.pagination import Page, PageParams, page_of, paginate
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +49,7 @@ HEARTBEAT_SOURCE = "scheduling"
 
 # ---- raising and clearing ------------------------------------------------------------------
 
-def apply(uow: UnitOfWork, result: RuleResult, *, settings: Settings) -> list[Alert]:
+def apply(uow: UnitOfWork, result: RuleResult, *, settings: AlertsSettings) -> list[Alert]:
     """Apply what a rule decided: clear first, then raise."""
     changed: list[Alert] = []
     for clear_fact in result.clear:
@@ -66,7 +66,7 @@ def _open_by_key(uow: UnitOfWork, dedup_key: str) -> Alert | None:
     return uow.session.execute(stmt).scalar_one_or_none()
 
 
-def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Alert:
+def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: AlertsSettings) -> Alert:
     """Raise an alert, or repeat the open one with its dedup key (severity only rises); plan pages."""
     now = uow.now()
     alert = _open_by_key(uow, fact.dedup_key)
@@ -394,7 +394,7 @@ def record_heartbeat(uow: UnitOfWork, *, source: str = HEARTBEAT_SOURCE) -> None
         row.last_heard_at = max(row.last_heard_at, uow.now())
 
 
-def watchdog(uow: UnitOfWork, *, settings: Settings, source: str = HEARTBEAT_SOURCE) -> dict[str, Any]:
+def watchdog(uow: UnitOfWork, *, settings: AlertsSettings, source: str = HEARTBEAT_SOURCE) -> dict[str, Any]:
     """Raise `system_stale` when the heartbeat has been silent too long (first run starts the clock)."""
     now = uow.now()
     row = uow.session.get(Heartbeat, source)

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import httpx
 from standardwebhooks import Webhook
 
-from shared.settings import Settings
+from services.alerts.settings import AlertsSettings
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -48,7 +48,7 @@ class AddressRefused(Exception):
     """A webhook address this system will not send to; the message says why."""
 
 
-def private_allowed(settings: Settings) -> bool:
+def private_allowed(settings: AlertsSettings) -> bool:
     """Loopback and private ranges are fine outside production, and in it only when set."""
     return settings.env != "production" or settings.webhook_allow_private
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import structlog
 
-from shared.settings import SERVICES, Settings
+from services.dashboard.settings import BACKENDS, DashboardSettings
 
 log = structlog.get_logger(__name__)
 
@@ -72,13 +72,13 @@ def _problem(service: str, response: httpx.Response) -> ApiError:
 class Api:
     """One user's view of the three services; every call raises ApiError on failure."""
 
-    def __init__(self, settings: Settings, token: str | None,
+    def __init__(self, settings: DashboardSettings, token: str | None,
                  transport: httpx.BaseTransport | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._clients = {
             name: httpx.Client(base_url=settings.service_url(name), headers=headers,
                                timeout=TIMEOUT_SECONDS, transport=transport)
-            for name in SERVICES
+            for name in BACKENDS
         }
 
     def close(self) -> None:

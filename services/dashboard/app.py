@@ -19,11 +19,11 @@ from starlette.types import Scope
 from services.dashboard import csrf, views
 from services.dashboard.routes import router
 from services.dashboard.session import LoginRequired, login_url, read_session
+from services.dashboard.settings import DashboardSettings
 from shared.auth import TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.contracts.vocabulary import AlertStatus, DueBasis, FillType, PumpStatus, RefillStatus
 from shared.errors import ServerErrorGuard
-from shared.settings import Settings
 from shared.web import RequestGate
 
 HERE = Path(__file__).parent
@@ -46,7 +46,6 @@ def _templates() -> Jinja2Templates:
     env.filters["ts"] = views.fmt_ts
     env.filters["parse_ts"] = views.parse_ts
     env.globals["relative"] = views.fmt_relative
-    env.globals["flow_abnormal"] = views.is_flow_abnormal
     env.globals["csrf_field"] = _csrf_field  # inside every <form method="post">
     env.globals["csrf_token"] = _csrf_token  # the htmx header, on <body>
     # the contract's vocabulary: templates compare with `AlertStatus.FIRING`, never 'firing'
@@ -55,7 +54,7 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None,
+def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
                transport: httpx.BaseTransport | None = None) -> FastAPI:
     """The dashboard app; tests may pass a clock and an httpx transport for the API calls."""
     # every state-changing request of every route: same origin, and the page's token

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import structlog
 
+from services.dashboard.settings import BACKENDS, DashboardSettings
 from services.dashboard.views import iso_z
 from shared.auth import mint_token
 from shared.clock import Clock, SystemClock
 from shared.contracts.vocabulary import FillType, Regimen
-from shared.settings import SERVICES, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +29,7 @@ INTERA_GTIN = "00812345000016"
 CODMAN_GTIN = "00812345000023"
 READY_TIMEOUT_SECONDS = 60.0
 IMPLANT_SEEN_TIMEOUT_SECONDS = 30.0
+DEFAULT_ESCALATION_DELAY_SECONDS = 900  # `hai up --demo` passes HAI_ESCALATION_DELAY_SECONDS
 
 
 class DemoError(RuntimeError):
@@ -93,12 +94,12 @@ def demo_cases() -> list[DemoCase]:
 class DemoClient:
     """The demo's HTTP calls, each with the token of the role that would make it."""
 
-    def __init__(self, settings: Settings, clock: Clock,
+    def __init__(self, settings: DashboardSettings, clock: Clock,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.clients = {name: httpx.Client(base_url=settings.service_url(name), timeout=10.0,
-                                           transport=transport) for name in SERVICES}
+                                           transport=transport) for name in BACKENDS}
 
     def close(self) -> None:
         for client in self.clients.values():
@@ -121,7 +122,7 @@ class DemoClient:
     def wait_ready(self, timeout_seconds: float = READY_TIMEOUT_SECONDS) -> None:
         """Wait until every service answers /healthz."""
         deadline = time.monotonic() + timeout_seconds
-        waiting = set(SERVICES)
+        waiting = set(BACKENDS)
         while waiting:
             for name in sorted(waiting):
                 try:
@@ -151,11 +152,11 @@ def _retry(fn: Callable[[], httpx.Response], until: Callable[[httpx.Response], b
         time.sleep(0.3)
 
 
-def seed_oncall(api: DemoClient, now: datetime) -> None:
+def seed_oncall(api: DemoClient, now: datetime, escalation_delay_seconds: int) -> None:
     """Levels 1 and 2 for the demo center, paging to the log."""
     midnight = datetime.combine(now.date(), dtime(0), tzinfo=UTC)
     api.call("alerts", "PUT", f"/v1/oncall/{DEMO_CENTER}", as_=ONCALL, body={
-        "escalation_delay_seconds": api.settings.escalation_delay_seconds,
+        "escalation_delay_seconds": escalation_delay_seconds,
         "levels": [
             {"members": [{"name": "Otto Oncall (demo)", "channel": "log", "address": "otto.oncall"},
                          {"name": "Olga Oncall (demo)", "channel": "log", "address": "olga.oncall"}],
@@ -237,15 +238,17 @@ def seed_case(api: DemoClient, case: DemoCase, now: datetime) -> bool:
     return True
 
 
-def seed(settings: Settings, *, clock: Clock | None = None,
-         transport: httpx.BaseTransport | None = None) -> None:
-    """Wait for the three APIs, then create the demo on-call, stock, patients, therapies, refills."""
+def seed(settings: DashboardSettings, *, clock: Clock | None = None,
+         transport: httpx.BaseTransport | None = None,
+         escalation_delay_seconds: int = DEFAULT_ESCALATION_DELAY_SECONDS) -> None:
+    """Wait for the three APIs, then create the demo on-call (escalating after
+    `escalation_delay_seconds`), stock, patients, therapies, refills."""
     clock = clock or SystemClock()
     api = DemoClient(settings, clock, transport)
     try:
         api.wait_ready()
         now = clock.now()
-        seed_oncall(api, now)
+        seed_oncall(api, now, escalation_delay_seconds)
         seed_stock(api, now)
         created = [case.mrn for case in demo_cases() if seed_case(api, case, now)]
         log.info("demo.seeded", center=DEMO_CENTER, new_cases=len(created))

@@ -16,10 +16,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.dashboard import csrf
 from services.dashboard import session as sess
 from services.dashboard.api import Api, ApiError
+from services.dashboard.settings import DashboardSettings
 from services.dashboard.views import (
     build_worklist,
     flow_chart,
-    is_flow_abnormal,
     iso_z,
     normalize_udi,
     parse_form_datetime,
@@ -34,7 +34,6 @@ from shared.contracts.vocabulary import (
     PumpStatus,
     RefillStatus,
 )
-from shared.settings import Settings
 
 router = APIRouter()
 
@@ -48,7 +47,7 @@ class Ctx:
     """One request's page context: settings, user, APIs, time, and what went wrong."""
 
     request: Request
-    settings: Settings
+    settings: DashboardSettings
     session: sess.Session
     api: Api
     now: datetime
@@ -112,7 +111,7 @@ def home() -> RedirectResponse:
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/worklist") -> HTMLResponse:
     """The sign-in page: a demo user in development, a pasted token in production."""
-    settings: Settings = request.app.state.settings
+    settings: DashboardSettings = request.app.state.settings
     response = render(request, "login.html", next=sess.safe_next(next), error=None,
                       dev=sess.dev_signin_allowed(settings), demo_users=sess.DEMO_USERS,
                       roles=sess.SIGNIN_ROLES, user=None)
@@ -125,7 +124,7 @@ def login(request: Request, next: Annotated[str, Form()] = "/worklist",
           sub: Annotated[str, Form()] = "", role: Annotated[list[str] | None, Form()] = None,
           token: Annotated[str, Form()] = "") -> Response:
     """Sign in: mint a dev token for a demo user, or accept a token from the identity provider."""
-    settings: Settings = request.app.state.settings
+    settings: DashboardSettings = request.app.state.settings
     now = request.app.state.clock.now()
     dev = sess.dev_signin_allowed(settings)
     error = None
@@ -180,8 +179,7 @@ def worklist(ctx: CtxDep, center: str | None = None) -> HTMLResponse:
     appointments = ctx.attempt(lambda: ctx.api.items(
         "scheduling", "/v1/appointments", status=AppointmentStatus.SCHEDULED,
         center=center or None), [])
-    rows = build_worklist(appointments, ctx.now, due_soon_hours=ctx.settings.due_soon_hours,
-                          near_empty_hours=ctx.settings.near_empty_hours)
+    rows = build_worklist(appointments, ctx.now)
     patients: dict[str, Any] = {}
     for row in rows:
         mrn = row.appointment.get("patient_mrn")
@@ -302,8 +300,8 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
             if exc.status != 422 or unplaced or not field_errors:
                 ctx.errors.append(exc.banner())
         else:
-            abnormal = is_flow_abnormal(refill.get("flow_deviation_pct"), ctx.settings.flow_warning_pct)
-            return ctx.render("refill_done.html", status_code=201, refill=refill, abnormal=abnormal,
+            return ctx.render("refill_done.html", status_code=201, refill=refill,
+                              abnormal=refill.get("flow_abnormal") is True,
                               next_appointment=refill.get("next_appointment"))
     return ctx.render("refill.html", status_code=status_code, values=values, field_errors=field_errors,
                       pump=_pump_or_none(ctx, values["pump_serial"]),
@@ -339,8 +337,7 @@ def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
                                                max_items=100), [])
     open_alerts = sort_alerts([a for a in alerts if a.get("status") in OPEN_ALERT_STATUSES])
     labeled = (pump or {}).get("labeled_flow_ml_per_day")
-    chart = flow_chart(readings, float(labeled) if labeled is not None else None,
-                       band_pct=ctx.settings.flow_warning_pct)
+    chart = flow_chart(readings, float(labeled) if labeled is not None else None)
     refills = ctx.attempt(lambda: ctx.api.get("scheduling", "/v1/refills", pump_serial=serial,
                                               limit=10).get("items", []), [])
     latest = next((r for r in refills

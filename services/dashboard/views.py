@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.contracts.vocabulary import AlertStatus, Severity
@@ -98,31 +98,20 @@ class WorklistRow:
         return URGENCY_LABELS[self.urgency]
 
 
-def urgency_of(due_at: datetime | None, now: datetime, *, due_soon_hours: float) -> str:
-    """overdue, due_today (same UTC day), due_soon (within the notice) or later."""
-    if due_at is None:
-        return "later"
-    if due_at < now:
-        return "overdue"
-    if due_at.date() == now.date():
-        return "due_today"
-    if due_at - now <= timedelta(hours=due_soon_hours):
-        return "due_soon"
-    return "later"
-
-
-def build_worklist(appointments: list[dict[str, Any]], now: datetime, *, due_soon_hours: float,
-                   near_empty_hours: float) -> list[WorklistRow]:
-    """Scheduled appointments sorted overdue first, then due today, due soon, later; by due time."""
+def build_worklist(appointments: list[dict[str, Any]], now: datetime) -> list[WorklistRow]:
+    """Scheduled appointments sorted overdue first, then due today, due soon, later; by due time.
+    The urgency and near-empty judgements are scheduling's (the appointment's `urgency` and
+    `near_empty`); an answer without them counts as `later`, not near empty."""
     rows = []
     for appt in appointments:
         due_at = parse_ts(appt.get("due_at"))
         empty_at = parse_ts(appt.get("projected_empty_at"))
-        near_empty = empty_at is not None and empty_at - now <= timedelta(hours=near_empty_hours)
+        urgency = appt.get("urgency")
         rows.append(WorklistRow(
             appointment=appt, due_at=due_at, projected_empty_at=empty_at,
-            urgency=urgency_of(due_at, now, due_soon_hours=due_soon_hours),
-            near_empty=near_empty, empty_already=empty_at is not None and empty_at <= now,
+            urgency=urgency if urgency in URGENCY_ORDER else "later",
+            near_empty=appt.get("near_empty") is True,
+            empty_already=empty_at is not None and empty_at <= now,
         ))
     far = datetime.max.replace(tzinfo=UTC)
     rows.sort(key=lambda r: (URGENCY_ORDER[r.urgency], r.due_at or far,
@@ -155,7 +144,7 @@ class FlowChart:
     band_top_y: float | None = None
     band_bottom_y: float | None = None
     labeled_flow_ml_per_day: float | None = None
-    band_pct: float = 15.0
+    band_pct: float | None = None  # scheduling's ±warning band (the readings' flow_warning_pct)
     y_ticks: list[tuple[float, str]] = field(default_factory=list)
     x_ticks: list[tuple[float, str]] = field(default_factory=list)
     plot_left: int = 56
@@ -169,9 +158,13 @@ class FlowChart:
 
 
 def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | None, *,
-               band_pct: float, width: int = 640, height: int = 260) -> FlowChart:
-    """Lay out the measured flows (oldest first) and the labeled rate ±band_pct as SVG geometry."""
+               width: int = 640, height: int = 260) -> FlowChart:
+    """Lay out the measured flows (oldest first) and the labeled rate ± the band as SVG geometry;
+    the band and each point's abnormality are scheduling's (`flow_warning_pct`, `flow_abnormal`
+    of the readings): no reading, no band."""
     left, right_pad, top, bottom_pad = 56, 16, 12, 36
+    band_pct = next((float(r["flow_warning_pct"]) for r in reversed(readings)
+                     if r.get("flow_warning_pct") is not None), None)
     chart = FlowChart(width=width, height=height, band_pct=band_pct, plot_left=left,
                       plot_right=width - right_pad, plot_top=top, plot_bottom=height - bottom_pad)
     measured = [(parse_ts(r.get("performed_at")), r) for r in readings
@@ -185,6 +178,8 @@ def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | 
     chart.labeled_flow_ml_per_day = labeled
     values = [float(r["measured_flow_ml_per_day"]) for _, r in measured]
     if labeled:
+        values.append(labeled)
+    if labeled and band_pct is not None:
         values += [labeled * (1 + band_pct / 100), labeled * (1 - band_pct / 100)]
     if not values:
         return chart
@@ -200,6 +195,7 @@ def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | 
         chart.y_ticks.append((y_of(value), f"{value:.2f}"))
     if labeled:
         chart.labeled_y = y_of(labeled)
+    if labeled and band_pct is not None:
         chart.band_top_y = y_of(labeled * (1 + band_pct / 100))
         chart.band_bottom_y = y_of(labeled * (1 - band_pct / 100))
     if not measured:
@@ -219,20 +215,14 @@ def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | 
         deviation = r.get("flow_deviation_pct")
         if deviation is None and labeled:
             deviation = (flow - labeled) / labeled * 100
-        abnormal = deviation is not None and abs(float(deviation)) > band_pct
         chart.points.append(ChartPoint(
             x=x_of(when), y=y_of(flow), flow_ml_per_day=flow,
             deviation_pct=None if deviation is None else float(deviation),
-            at=fmt_ts(when), abnormal=abnormal,
+            at=fmt_ts(when), abnormal=r.get("flow_abnormal") is True,
         ))
     firsts = [measured[0][0], measured[-1][0]] if t1 != t0 else [measured[0][0]]
     chart.x_ticks = [(x_of(w), w.strftime("%Y-%m-%d")) for w in firsts if w is not None]
     return chart
-
-
-def is_flow_abnormal(deviation_pct: Any, warning_pct: float) -> bool:
-    """Whether a deviation lies outside the ±warning band."""
-    return deviation_pct is not None and abs(float(deviation_pct)) > warning_pct
 
 
 SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from services.hl7_bridge import domain
 from services.hl7_bridge.domain import Hl7Error, Identity, OrderControl, Refused, Unparseable
 from services.hl7_bridge.models import ForwardedOrder, ReceivedAnswer, metadata, platform
+from services.hl7_bridge.settings import Hl7BridgeSettings
 from services.hl7_bridge.transport import MllpClient, MllpServer, Reply
 from shared.clock import Clock
 from shared.contracts.pharmacy import ORDERS_QUEUE_SPEC, OrderRequestedData, OrderStatusData
@@ -25,7 +26,6 @@ from shared.logging import safe_error
 from shared.messaging.base import Bus, Delivery, Outcome
 from shared.messaging.consumer import PermanentError, parse_event
 from shared.runtime import ServiceRuntime, Worker, build_runtime
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +35,8 @@ CONTROLS: dict[str, OrderControl] = {EventType.ORDER_REQUESTED: "NW",
                                      EventType.ORDER_CANCELLED: "CA"}
 
 
-def bootstrap(settings: Settings, *, clock: Clock | None = None, bus: Bus | None = None) -> ServiceRuntime:
+def bootstrap(settings: Hl7BridgeSettings, *, clock: Clock | None = None,
+              bus: Bus | None = None) -> ServiceRuntime:
     """The bridge's runtime: its database (orders sent, answers taken), outbox, and bus."""
     runtime = build_runtime(name=NAME, settings=settings, metadata=metadata, platform=platform,
                             clock=clock, bus=bus)
@@ -43,7 +44,7 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None, bus: Bus | None
     return runtime
 
 
-def identity(settings: Settings) -> Identity:
+def identity(settings: Hl7BridgeSettings) -> Identity:
     return Identity(settings.hl7_sending_application, settings.hl7_sending_facility,
                     settings.hl7_receiving_application, settings.hl7_receiving_facility)
 
@@ -274,7 +275,7 @@ class Bridge:
         self.server.stop()
 
 
-def run(settings: Settings, *, if_enabled: bool = False, metrics_port: int | None = None) -> None:
+def run(settings: Hl7BridgeSettings, *, if_enabled: bool = False, metrics_port: int | None = None) -> None:
     """`hai hl7-bridge`: migrate the bridge's database, run until SIGINT/SIGTERM. With
     `if_enabled` and `HAI_HL7_ENABLED` off it only waits for the signal (a Procfile line that
     stays up, doing nothing, where no HL7 pharmacy is configured)."""

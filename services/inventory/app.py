@@ -9,19 +9,19 @@ from services.inventory import fhir
 from services.inventory.catalogue import seed_demo_catalogue
 from services.inventory.models import metadata, platform
 from services.inventory.routes import router
+from services.inventory.settings import InventorySettings, get_settings
 from shared.audit import audit_router
 from shared.clock import Clock
 from shared.fhir import mount_fhir
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, build_runtime
-from shared.settings import Settings, get_settings
 from shared.web import create_service_app
 
 NAME = "inventory"
 
 
 def bootstrap(
-    settings: Settings | None = None,
+    settings: InventorySettings | None = None,
     *,
     clock: Clock | None = None,
     bus: Bus | None = None,

@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from services.inventory.settings import get_settings
 from shared.auth import mint_token
-from shared.settings import get_settings
 
 app = typer.Typer(help="Inventory: pumps and their stock.", no_args_is_help=True,
                   add_completion=False)

@@ -10,19 +10,19 @@ from services.scheduling.handlers import PHARMACY_ORDERS_QUEUE, subscriptions
 from services.scheduling.jobs import scheduler_sweep, sweep_job
 from services.scheduling.models import metadata, platform
 from services.scheduling.routes import router
+from services.scheduling.settings import SchedulingSettings, get_settings
 from shared.audit import audit_router
 from shared.clock import Clock
 from shared.fhir import mount_fhir
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, build_runtime
-from shared.settings import Settings, get_settings
 from shared.web import create_service_app
 
 NAME = "scheduling"
 
 
 def bootstrap(
-    settings: Settings | None = None,
+    settings: SchedulingSettings | None = None,
     *,
     clock: Clock | None = None,
     bus: Bus | None = None,

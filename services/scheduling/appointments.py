@@ -1,5 +1,5 @@
-"""Appointments: scheduling the next fill of a therapy, the worklist, booking a time, and the
-contract's appointment payload."""
+"""Appointments: scheduling the next fill of a therapy, the worklist, booking a time, the
+contract's appointment payload, and an appointment as answered (with its urgency)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from sqlalchemy import select
 
 from services.scheduling.models import Appointment, Therapy
 from services.scheduling.schemas import AppointmentBook, AppointmentRead
+from services.scheduling.settings import SchedulingSettings
+from services.scheduling.urgency import is_near_empty, urgency_of
 from shared.clock import ensure_utc
 from shared.contracts.scheduling import AppointmentData, AppointmentScheduledData
 from shared.contracts.vocabulary import AppointmentStatus, DueBasis, FillType
@@ -30,6 +32,26 @@ def appointment_data(appt: Appointment, event: type[A], **extra: Any) -> A:
         projected_empty_at=appt.projected_empty_at, delivery_id=appt.delivery_id,
         due_basis=appt.due_basis or DueBasis.INTERVAL, **extra,
     )
+
+
+def judged(read: AppointmentRead, *, now: datetime,
+           settings: SchedulingSettings) -> AppointmentRead:
+    """An appointment as the API answers it: with scheduling's urgency and near-empty
+    judgements as of `now` when it is scheduled (CONTRACT.md, Scheduling: no client re-derives
+    them). Events carry the plain appointment, never these."""
+    if read.status != AppointmentStatus.SCHEDULED:
+        return read
+    return read.model_copy(update={
+        "urgency": urgency_of(due_at=read.due_at, now=now, due_soon_hours=settings.due_soon_hours),
+        "near_empty": is_near_empty(projected_empty_at=read.projected_empty_at, now=now,
+                                    near_empty_hours=settings.near_empty_hours),
+    })
+
+
+def appointment_read(appt: Appointment, *, now: datetime,
+                     settings: SchedulingSettings) -> AppointmentRead:
+    """One row as answered, judged as of `now`."""
+    return judged(AppointmentRead.model_validate(appt), now=now, settings=settings)
 
 
 def schedule_appointment(uow: UnitOfWork, *, therapy: Therapy, center: str, fill_type: FillType,
@@ -59,8 +81,9 @@ def open_appointments(uow: UnitOfWork, *, therapy_id: str) -> list[Appointment]:
 
 def list_appointments(*, uow: UnitOfWork, page: PageParams, status: str | None,
                       due_before: datetime | None, center: str | None,
-                      patient_mrn: str | None) -> Page[AppointmentRead]:
+                      patient_mrn: str | None, settings: SchedulingSettings) -> Page[AppointmentRead]:
     """The worklist, ordered by due time (every status unless one is asked for)."""
+    now = uow.now()
     stmt = select(Appointment)
     if status:
         stmt = stmt.where(Appointment.status == status)
@@ -71,19 +94,20 @@ def list_appointments(*, uow: UnitOfWork, page: PageParams, status: str | None,
     if patient_mrn:
         stmt = stmt.where(Appointment.patient_mrn == patient_mrn)
     return paginate(uow.session, stmt, keys=[Appointment.due_at, Appointment.id], params=page,
-                    to_item=AppointmentRead.model_validate)
+                    to_item=lambda a: appointment_read(a, now=now, settings=settings))
 
 
-def get_appointment(*, uow: UnitOfWork, appointment_id: str) -> AppointmentRead:
+def get_appointment(*, uow: UnitOfWork, appointment_id: str,
+                    settings: SchedulingSettings) -> AppointmentRead:
     """One appointment."""
     appt = uow.session.get(Appointment, appointment_id)
     if appt is None:
         raise NotFound(f"no appointment {appointment_id}")
-    return AppointmentRead.model_validate(appt)
+    return appointment_read(appt, now=uow.now(), settings=settings)
 
 
 def book_appointment(*, uow: UnitOfWork, appointment_id: str, body: AppointmentBook,
-                     actor: str) -> AppointmentRead:
+                     actor: str, settings: SchedulingSettings) -> AppointmentRead:
     """Book the time a scheduled appointment will take place."""
     appt = uow.session.get(Appointment, appointment_id)
     if appt is None:
@@ -97,4 +121,4 @@ def book_appointment(*, uow: UnitOfWork, appointment_id: str, body: AppointmentB
     uow.audit(actor=actor, action="appointment.booked", entity_type="appointment",
               entity_id=appt.id, changes={"before": before, "scheduled_for": body.scheduled_for})
     uow.publish(appointment_data(appt, AppointmentScheduledData), subject=appt.pump_serial)
-    return AppointmentRead.model_validate(appt)
+    return appointment_read(appt, now=uow.now(), settings=settings)

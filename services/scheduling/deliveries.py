@@ -30,6 +30,7 @@ from services.scheduling.models import (
     Therapy,
 )
 from services.scheduling.schemas import DeliveryHistoryRead, DeliveryRead
+from services.scheduling.settings import SchedulingSettings
 from shared.clock import ensure_utc
 from shared.contracts.pharmacy import (
     OrderCancelledData,
@@ -57,7 +58,6 @@ from shared.contracts.vocabulary import (
 from shared.db import UnitOfWork, bulk_insert, new_id, rowcount
 from shared.errors import NotFound
 from shared.pagination import Page, PageParams, paginate
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -141,7 +141,7 @@ def list_deliveries(*, uow: UnitOfWork, page: PageParams, status: str | None,
 
 # ---------------------------------------------------------------- ordering
 
-def hard_limits(settings: Settings) -> HardLimits:
+def hard_limits(settings: SchedulingSettings) -> HardLimits:
     """The hard dose limits per fill (DOMAIN.md, Safety rules) of these settings."""
     return HardLimits(fudr_min_mg_per_kg_day=settings.fudr_hard_min_mg_per_kg_day,
                       fudr_max_mg_per_kg_day=settings.fudr_hard_max_mg_per_kg_day,
@@ -149,7 +149,7 @@ def hard_limits(settings: Settings) -> HardLimits:
                       heparin_max_units=settings.heparin_hard_max_units)
 
 
-def place_order_if_due(uow: UnitOfWork, appt: Appointment, *, settings: Settings,
+def place_order_if_due(uow: UnitOfWork, appt: Appointment, *, settings: SchedulingSettings,
                        actor: str) -> str | None:
     """Order a chemo fill at once when its appointment is already inside the pharmacy lead time;
     returns the order's id, or None when no order was placed."""
@@ -195,7 +195,7 @@ def _latest_flows(uow: UnitOfWork, pumps: dict[str, ImplantedPump]) -> dict[str,
     return flows
 
 
-def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Settings,
+def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: SchedulingSettings,
                  actor: str) -> tuple[list[str], list[tuple[str, DosingError]]]:
     """Write the orders of appointments already claimed (their `delivery_id` set to the new
     order id): deliveries, history, `order.requested` and `delivery.updated`, in bulk (plain
@@ -292,7 +292,7 @@ def _announce_refusals(uow: UnitOfWork, refused: list[tuple[Appointment, DosingE
 
 def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | None,
                pump: ImplantedPump | None, flows: dict[str, float],
-               settings: Settings) -> OrderRequestedData:
+               settings: SchedulingSettings) -> OrderRequestedData:
     if therapy is None or patient is None:
         raise DosingError("therapy_id", "therapy or patient missing")
     if pump is None:

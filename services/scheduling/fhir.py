@@ -22,6 +22,7 @@ from services.scheduling.models import (
     Patient,
     Refill,
 )
+from services.scheduling.settings import SchedulingSettings
 from shared.audit import ReadAudit, ReadAuditDep
 from shared.contracts.vocabulary import AppointmentStatus, DeliveryStatus, FillType, RefillStatus
 from shared.errors import NotFound
@@ -46,7 +47,6 @@ from shared.fhir import (
     token_codes,
 )
 from shared.pagination import PageParams, paginate
-from shared.settings import Settings
 from shared.web import RuntimeDep, UowDep
 
 api = FhirApi("scheduling", "HAI scheduling")
@@ -422,7 +422,7 @@ def _appointment_status_is(code: str) -> Any:
     return and_(Appointment.status == AppointmentStatus.SCHEDULED.value, booked)
 
 
-def _band(settings: Settings) -> float:
+def _band(settings: SchedulingSettings) -> float:
     return settings.flow_warning_pct
 
 

@@ -4,6 +4,7 @@ pharmacy's order statuses. Handlers run in the consumer's transaction and never 
 from __future__ import annotations
 
 from services.scheduling import deliveries, pumps
+from services.scheduling.settings import SchedulingSettings
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
 from shared.contracts.pharmacy import ORDERS_QUEUE_SPEC, STATUS_QUEUE, OrderStatusData
 from shared.contracts.registry import bindings
@@ -14,7 +15,6 @@ from shared.events import CloudEvent
 from shared.messaging.base import QueueSpec
 from shared.messaging.consumer import PermanentError, payload_of
 from shared.runtime import Subscription
-from shared.settings import Settings
 
 INVENTORY_QUEUE = QueueSpec("scheduling.inventory", bindings(
     EventType.PUMP_IMPLANTED, EventType.PUMP_EXPLANTED, EventType.PUMP_STATUS_CHANGED))
@@ -33,7 +33,7 @@ def handle_order_status(uow: UnitOfWork, event: CloudEvent) -> None:
         raise PermanentError(f"unknown order_id {data.order_id!r}") from exc
 
 
-def subscriptions(settings: Settings) -> list[Subscription]:
+def subscriptions(settings: SchedulingSettings) -> list[Subscription]:
     """The queues scheduling consumes, with their handlers."""
 
     def implanted(uow: UnitOfWork, event: CloudEvent) -> None:

@@ -18,6 +18,7 @@ from services.scheduling.appointments import appointment_data
 from services.scheduling.deliveries import build_orders, delivery_payloads
 from services.scheduling.flow import hours_until
 from services.scheduling.models import Appointment, Delivery, SweepRun, Therapy, sql_values
+from services.scheduling.settings import SchedulingSettings
 from shared.clock import ensure_utc
 from shared.contracts.scheduling import (
     DeliveryLateData,
@@ -35,7 +36,6 @@ from shared.contracts.vocabulary import (
 )
 from shared.db import UnitOfWork, is_postgres
 from shared.runtime import Job, ServiceRuntime
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +74,7 @@ def _drain(uow: UnitOfWork, claim: Callable[[], list[Any]],
             return total
 
 
-def announce_due_soon(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
+def announce_due_soon(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, Any]:
     """`refill.due_soon` once for each appointment due within the notice period."""
     now = uow.now()
     conditions = [Appointment.status == SCHEDULED, Appointment.due_soon_announced_at.is_(None),
@@ -87,7 +87,7 @@ def announce_due_soon(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
     return {"announced": n}
 
 
-def announce_overdue(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
+def announce_overdue(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, Any]:
     """`refill.overdue` once for each scheduled appointment past its due time."""
     now = uow.now()
     conditions = [Appointment.status == SCHEDULED, Appointment.overdue_announced_at.is_(None),
@@ -105,7 +105,7 @@ def announce_overdue(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
     return {"announced": n}
 
 
-def announce_near_empty(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
+def announce_near_empty(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, Any]:
     """`reservoir.near_empty` once for each open appointment whose pump runs dry within the horizon."""
     now = uow.now()
     conditions = [Appointment.status == SCHEDULED, Appointment.near_empty_announced_at.is_(None),
@@ -123,7 +123,7 @@ def announce_near_empty(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
     return {"announced": n}
 
 
-def place_due_orders(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
+def place_due_orders(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, Any]:
     """An order for each chemo appointment of an active therapy within the pharmacy lead time."""
     now = uow.now()
     # a correlated scalar subquery, looked up by primary key for each candidate row: written as
@@ -153,7 +153,7 @@ def place_due_orders(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
     return {"placed": placed, "not_placed": failures}
 
 
-def announce_late_deliveries(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
+def announce_late_deliveries(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, Any]:
     """`delivery.late` once for each open order not delivered by `needed_by` − the late margin."""
     now = uow.now()
     conditions = [Delivery.status.in_(OPEN_STATUSES), Delivery.late_announced_at.is_(None),
@@ -168,7 +168,7 @@ def announce_late_deliveries(uow: UnitOfWork, settings: Settings) -> dict[str, A
     return {"announced": n}
 
 
-SUB_JOBS: list[tuple[str, Callable[[UnitOfWork, Settings], dict[str, Any]]]] = [
+SUB_JOBS: list[tuple[str, Callable[[UnitOfWork, SchedulingSettings], dict[str, Any]]]] = [
     ("due_soon", announce_due_soon),
     ("overdue", announce_overdue),
     ("near_empty", announce_near_empty),
@@ -207,7 +207,7 @@ def sweep(runtime: ServiceRuntime) -> dict[str, Any]:
     return summary
 
 
-def sweep_job(settings: Settings) -> Job:
+def sweep_job(settings: SchedulingSettings) -> Job:
     """The one periodic job of scheduling."""
     return Job(name="sweep", run=sweep, interval_seconds=settings.sweep_interval_seconds)
 

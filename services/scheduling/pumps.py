@@ -7,11 +7,11 @@ import structlog
 from sqlalchemy import select
 
 from services.scheduling.models import ImplantedPump, Therapy
+from services.scheduling.settings import SchedulingSettings
 from services.scheduling.therapies import stop_therapy
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
 from shared.contracts.vocabulary import OPEN_THERAPY_STATUSES, PumpStatus
 from shared.db import UnitOfWork
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +38,7 @@ def on_pump_implanted(uow: UnitOfWork, data: PumpData) -> None:
     log.info("pump.implanted_learnt", pump_serial=data.serial_number)
 
 
-def on_pump_explanted(uow: UnitOfWork, data: PumpExplantedData, *, settings: Settings) -> None:
+def on_pump_explanted(uow: UnitOfWork, data: PumpExplantedData, *, settings: SchedulingSettings) -> None:
     """Forget an explanted pump: its open therapies stop (their appointments and orders go)."""
     pump = uow.session.get(ImplantedPump, data.serial_number)
     if pump is None:

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services.scheduling import deliveries
-from services.scheduling.appointments import appointment_data, schedule_appointment
+from services.scheduling.appointments import appointment_data, judged, schedule_appointment
 from services.scheduling.flow import (
     DeliveryFacts,
     FlowFigures,
@@ -36,6 +36,8 @@ from services.scheduling.schemas import (
     RefillRead,
     RefillVoid,
 )
+from services.scheduling.settings import SchedulingSettings
+from services.scheduling.urgency import is_flow_abnormal
 from shared.clock import ensure_utc
 from shared.contracts.scheduling import (
     AppointmentScheduledData,
@@ -53,7 +55,6 @@ from shared.contracts.vocabulary import (
 from shared.db import UnitOfWork, is_postgres, new_id, rowcount
 from shared.errors import Conflict, Invalid, NotFound
 from shared.pagination import Page, PageParams, paginate
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +88,7 @@ def _chemo_delivery(uow: UnitOfWork, body: RefillCreate, appt: Appointment | Non
 
 
 def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
-                  settings: Settings) -> RefillRead:
+                  settings: SchedulingSettings) -> RefillRead:
     """Record a refill: claim the appointment it completes, compute its figures, write it with
     the next appointment, and build its events."""
     now = uow.now()
@@ -107,6 +108,7 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
     result = RefillRead.model_validate(refill)
     result.next_appointment = AppointmentRead.model_validate(nxt)
     uow.publish_many(_refill_events(result, refill, nxt, outcome.figures))  # one statement for all
+    result = _judged(result, now=now, settings=settings)  # the answer's, after the events are built
     if isinstance(delivery, Delivery):
         deliveries.record_administration(uow, delivery, refill_id=refill.id,
                                          performed_at=body.performed_at, actor=actor)
@@ -194,7 +196,7 @@ def _claim(uow: UnitOfWork, pump: ImplantedPump, appt: Appointment | None, *, re
 
 def _outcome_or_refuse(body: RefillCreate, pump: ImplantedPump, therapy: Therapy,
                        appt: Appointment | None, previous: PreviousFill | None, *,
-                       settings: Settings, now: datetime,
+                       settings: SchedulingSettings, now: datetime,
                        delivery_problem: str | None) -> RefillOutcome:
     """The refill's figures and next fill, or a 422 naming every impossible number."""
     problems = refill_problems(now=now, performed_at=body.performed_at,
@@ -244,6 +246,10 @@ def _write(uow: UnitOfWork, body: RefillCreate, pump: ImplantedPump, therapy: Th
     return refill, nxt
 
 
+# read-time judgements of the HTTP answers (CONTRACT.md, Scheduling): not facts for the events
+ANSWER_ONLY = {"flow_abnormal", "flow_warning_pct", "urgency", "near_empty"}
+
+
 def _refill_events(result: RefillRead, refill: Refill, nxt: Appointment,
                    figures: FlowFigures) -> list[tuple[BaseModel, str | None]]:
     """`refill.completed`, `flow.recorded` when the flow could be measured, and the next
@@ -251,8 +257,8 @@ def _refill_events(result: RefillRead, refill: Refill, nxt: Appointment,
     assert result.next_appointment is not None
     events: list[tuple[BaseModel, str | None]] = [(RefillCompletedData(
         **result.model_dump(exclude={"notes", "next_appointment", "therapy_id", "recorded_by",
-                                     "created_at", "projected_empty_at"}),
-        next_appointment=result.next_appointment.model_dump(mode="json"),
+                                     "created_at", "projected_empty_at", *ANSWER_ONLY}),
+        next_appointment=result.next_appointment.model_dump(mode="json", exclude=ANSWER_ONLY),
         projected_empty_at=figures.projected_empty_at,
     ), refill.pump_serial)]
     if figures.measured_flow_ml_per_day is not None:
@@ -269,24 +275,36 @@ def _refill_events(result: RefillRead, refill: Refill, nxt: Appointment,
     return events
 
 
-def get_refill(*, uow: UnitOfWork, refill_id: str) -> RefillRead:
+def get_refill(*, uow: UnitOfWork, refill_id: str, settings: SchedulingSettings) -> RefillRead:
     """One refill, with the appointment it scheduled."""
     refill = uow.session.get(Refill, refill_id)
     if refill is None:
         raise NotFound(f"no refill {refill_id}")
-    return _refill_read(uow, refill)
+    return _refill_read(uow, refill, settings)
 
 
-def _refill_read(uow: UnitOfWork, refill: Refill) -> RefillRead:
+def _refill_read(uow: UnitOfWork, refill: Refill, settings: SchedulingSettings) -> RefillRead:
     result = RefillRead.model_validate(refill)
     if refill.next_appointment_id:
         nxt = uow.session.get(Appointment, refill.next_appointment_id)
         result.next_appointment = AppointmentRead.model_validate(nxt) if nxt else None
-    return result
+    return _judged(result, now=uow.now(), settings=settings)
+
+
+def _judged(result: RefillRead, *, now: datetime, settings: SchedulingSettings) -> RefillRead:
+    """A refill as the API answers it: whether its flow is abnormal, by which band, and its next
+    appointment's urgency as of `now` (CONTRACT.md, Scheduling)."""
+    nxt = result.next_appointment
+    return result.model_copy(update={
+        "flow_abnormal": is_flow_abnormal(result.flow_deviation_pct,
+                                          flow_warning_pct=settings.flow_warning_pct),
+        "flow_warning_pct": settings.flow_warning_pct,
+        "next_appointment": judged(nxt, now=now, settings=settings) if nxt else None,
+    })
 
 
 def list_refills(*, uow: UnitOfWork, page: PageParams, pump_serial: str | None,
-                 patient_mrn: str | None) -> Page[RefillRead]:
+                 patient_mrn: str | None, settings: SchedulingSettings) -> Page[RefillRead]:
     """Refills, newest first, optionally of one pump or patient."""
     stmt = select(Refill)
     if pump_serial:
@@ -294,10 +312,11 @@ def list_refills(*, uow: UnitOfWork, page: PageParams, pump_serial: str | None,
     if patient_mrn:
         stmt = stmt.where(Refill.patient_mrn == patient_mrn)
     return paginate(uow.session, stmt, keys=[Refill.performed_at, Refill.id], params=page,
-                    to_item=lambda r: _refill_read(uow, r), descending=True)
+                    to_item=lambda r: _refill_read(uow, r, settings), descending=True)
 
 
-def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str) -> RefillRead:
+def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str,
+                settings: SchedulingSettings) -> RefillRead:
     """Mark the latest refill of a pump entered in error: its row stays for the audit, its
     reading leaves every figure, the appointment it created is cancelled (with its open order)
     and the one it completed is open again; `refill.voided` tells alerts."""
@@ -375,7 +394,7 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
                                             "reopened_appointment_id": reopened})
     log.info("refill.entered_in_error", refill_id=refill.id, pump_serial=refill.pump_serial,
              cancelled_appointment_id=cancelled, reopened_appointment_id=reopened)
-    return _refill_read(uow, refill)
+    return _refill_read(uow, refill, settings)
 
 
 def _already_void(refill: Refill) -> Conflict:
@@ -384,8 +403,10 @@ def _already_void(refill: Refill) -> Conflict:
                     f"{when})", current_status=RefillStatus.ENTERED_IN_ERROR)
 
 
-def flow_readings(*, uow: UnitOfWork, pump_serial: str, page: PageParams) -> Page[FlowReading]:
-    """The measured flow series of a pump, oldest first."""
+def flow_readings(*, uow: UnitOfWork, pump_serial: str, page: PageParams,
+                  settings: SchedulingSettings) -> Page[FlowReading]:
+    """The measured flow series of a pump, oldest first, each judged by the warning band."""
+    band = settings.flow_warning_pct
     if uow.session.get(ImplantedPump, pump_serial) is None:
         raise NotFound(f"scheduling knows no pump {pump_serial}")
     stmt = select(Refill).where(Refill.pump_serial == pump_serial,
@@ -398,7 +419,10 @@ def flow_readings(*, uow: UnitOfWork, pump_serial: str, page: PageParams) -> Pag
                            residual_volume_ml=r.residual_volume_ml,
                            measured_flow_ml_per_day=r.measured_flow_ml_per_day or 0.0,
                            expected_flow_ml_per_day=r.expected_flow_ml_per_day,
-                           flow_deviation_pct=r.flow_deviation_pct or 0.0)
+                           flow_deviation_pct=r.flow_deviation_pct or 0.0,
+                           flow_abnormal=bool(is_flow_abnormal(r.flow_deviation_pct or 0.0,
+                                                               flow_warning_pct=band)),
+                           flow_warning_pct=band)
 
     return paginate(uow.session, stmt, keys=[Refill.performed_at, Refill.id], params=page,
                     to_item=to_item)

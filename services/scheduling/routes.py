@@ -104,7 +104,7 @@ def update_therapy(therapy_id: Key, body: TherapyUpdate, user: Oncologist, uow: 
 
 @router.get("/appointments", tags=["appointments"])
 def list_appointments(
-    uow: UowDep, audit: ReadAuditDep, page: PageDep,
+    uow: UowDep, audit: ReadAuditDep, page: PageDep, runtime: RuntimeDep,
     status: AppointmentStatus | None = None,
     due_before: Annotated[Timestamp | None, Query()] = None,
     center: Key | None = None,
@@ -114,21 +114,23 @@ def list_appointments(
     read are audited."""
     return audit.page(appointments.list_appointments(
         uow=uow, page=page, status=status, due_before=due_before, center=center,
-        patient_mrn=patient_mrn))
+        patient_mrn=patient_mrn, settings=runtime.settings))
 
 
 @router.get("/appointments/{appointment_id}", tags=["appointments"])
-def get_appointment(appointment_id: Key, uow: UowDep, audit: ReadAuditDep) -> AppointmentRead:
+def get_appointment(appointment_id: Key, uow: UowDep, audit: ReadAuditDep,
+                    runtime: RuntimeDep) -> AppointmentRead:
     """One appointment (the read is audited)."""
-    return audit.item(appointments.get_appointment(uow=uow, appointment_id=appointment_id))
+    return audit.item(appointments.get_appointment(uow=uow, appointment_id=appointment_id,
+                                                   settings=runtime.settings))
 
 
 @router.patch("/appointments/{appointment_id}", tags=["appointments"])
 def book_appointment(appointment_id: Key, body: AppointmentBook, user: Nurse,
-                     uow: UowDep) -> AppointmentRead:
+                     uow: UowDep, runtime: RuntimeDep) -> AppointmentRead:
     """Book `scheduled_for` (nurse)."""
     return appointments.book_appointment(uow=uow, appointment_id=appointment_id, body=body,
-                                         actor=user.sub)
+                                         actor=user.sub, settings=runtime.settings)
 
 
 # ---------------------------------------------------------------- refills and flow
@@ -142,33 +144,36 @@ def record_refill(body: RefillCreate, user: Nurse, uow: UowDep, runtime: Runtime
 
 
 @router.post("/refills/{refill_id}/entered-in-error", tags=["refills"])
-def void_refill(refill_id: str, body: RefillVoid, user: Clinician, uow: UowDep) -> RefillRead:
+def void_refill(refill_id: str, body: RefillVoid, user: Clinician, uow: UowDep,
+                runtime: RuntimeDep) -> RefillRead:
     """Mark the latest refill of a pump entered in error, with the reason (nurse, oncologist):
     it stays for the audit, leaves the flow series and every figure, cancels the appointment it
     created and opens again the one it completed. 409 when it is not the pump's latest refill
     (the answer names the latest) or is already entered in error."""
-    return refills.void_refill(uow=uow, refill_id=refill_id, body=body, actor=user.sub)
+    return refills.void_refill(uow=uow, refill_id=refill_id, body=body, actor=user.sub,
+                               settings=runtime.settings)
 
 
 @router.get("/refills", tags=["refills"])
-def list_refills(uow: UowDep, audit: ReadAuditDep, page: PageDep,
+def list_refills(uow: UowDep, audit: ReadAuditDep, page: PageDep, runtime: RuntimeDep,
                  pump_serial: Key | None = None,
                  patient_mrn: Key | None = None) -> Page[RefillRead]:
     """Refills, newest first (the patients read are audited)."""
     return audit.page(refills.list_refills(uow=uow, page=page, pump_serial=pump_serial,
-                                           patient_mrn=patient_mrn))
+                                           patient_mrn=patient_mrn, settings=runtime.settings))
 
 
 @router.get("/refills/{refill_id}", tags=["refills"])
-def get_refill(refill_id: Key, uow: UowDep, audit: ReadAuditDep) -> RefillRead:
+def get_refill(refill_id: Key, uow: UowDep, audit: ReadAuditDep, runtime: RuntimeDep) -> RefillRead:
     """One refill (the read is audited)."""
-    return audit.item(refills.get_refill(uow=uow, refill_id=refill_id))
+    return audit.item(refills.get_refill(uow=uow, refill_id=refill_id, settings=runtime.settings))
 
 
 @router.get("/pumps/{serial}/flow-readings", tags=["refills"])
-def flow_readings(serial: Key, _: CurrentUser, uow: UowDep, page: PageDep) -> Page[FlowReading]:
+def flow_readings(serial: Key, _: CurrentUser, uow: UowDep, page: PageDep,
+                  runtime: RuntimeDep) -> Page[FlowReading]:
     """The measured flow series of a pump, oldest first."""
-    return refills.flow_readings(uow=uow, pump_serial=serial, page=page)
+    return refills.flow_readings(uow=uow, pump_serial=serial, page=page, settings=runtime.settings)
 
 
 # ---------------------------------------------------------------- deliveries

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from services.scheduling.urgency import Urgency
 from shared.contracts.pharmacy import OrderStatus
 from shared.contracts.vocabulary import (
     AppointmentStatus,
@@ -149,6 +150,14 @@ class AppointmentRead(_Read):
         default=DueBasis.INTERVAL, description="which rule set due_at: performed_at + the refill "
                                         "interval, or the projected empty time − the near-empty "
                                         "margin (the earlier wins)")
+    urgency: Urgency | None = Field(
+        default=None, description="scheduling's judgement as of the answer, for a scheduled "
+                                  "appointment (else null): overdue (due_at past), due_today "
+                                  "(later on the same UTC day), due_soon (within "
+                                  "HAI_DUE_SOON_HOURS) or later")
+    near_empty: bool = Field(
+        default=False, description="scheduled, and projected_empty_at lies within "
+                                   "HAI_NEAR_EMPTY_HOURS of the answer (or is past)")
 
 
 class AppointmentBook(RequestModel):
@@ -196,6 +205,11 @@ class RefillRead(_Read):
     voided_by: str | None = None
     voided_at: datetime | None = None
     void_reason: str | None = None
+    flow_abnormal: bool | None = Field(
+        default=None, description="|flow_deviation_pct| above flow_warning_pct; null without a "
+                                  "measured flow (a first fill)")
+    flow_warning_pct: float | None = Field(
+        default=None, description="the ±band (%) flow_abnormal was judged by (HAI_FLOW_WARNING_PCT)")
 
 
 class RefillVoid(RequestModel):
@@ -221,6 +235,9 @@ class FlowReading(BaseModel):
     measured_flow_ml_per_day: float
     expected_flow_ml_per_day: float
     flow_deviation_pct: float
+    flow_abnormal: bool = Field(description="|flow_deviation_pct| above flow_warning_pct")
+    flow_warning_pct: float = Field(description="the ±band (%) flow_abnormal was judged by "
+                                                "(HAI_FLOW_WARNING_PCT)")
 
 
 class DeliveryHistoryRead(BaseModel):

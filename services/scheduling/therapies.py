@@ -18,6 +18,7 @@ from services.scheduling.flow import first_fill_type, start_of_day_utc
 from services.scheduling.models import ImplantedPump, Patient, Therapy
 from services.scheduling.patients import get_patient_or_raise
 from services.scheduling.schemas import TherapyCreate, TherapyRead, TherapyUpdate
+from services.scheduling.settings import SchedulingSettings
 from shared.contracts.vocabulary import (
     OPEN_THERAPY_STATUSES,
     AppointmentStatus,
@@ -29,11 +30,10 @@ from shared.db import UnitOfWork, new_id
 from shared.dberrors import is_unique_violation
 from shared.errors import Conflict, Invalid, NotFound
 from shared.pagination import Page, PageParams, paginate
-from shared.settings import Settings
 
 
 def _validate_dosing(therapy: Therapy, patient: Patient, pump: ImplantedPump,
-                     settings: Settings) -> None:
+                     settings: SchedulingSettings) -> None:
     hard = hard_limit_problems(fudr_mg_per_kg_day=therapy.fudr_mg_per_kg_day,
                                dexamethasone_mg=therapy.dexamethasone_mg,
                                heparin_units=therapy.heparin_units,
@@ -63,7 +63,7 @@ def _validate_dosing(therapy: Therapy, patient: Patient, pump: ImplantedPump,
 
 
 def create_therapy(*, uow: UnitOfWork, body: TherapyCreate, actor: str,
-                   settings: Settings) -> TherapyRead:
+                   settings: SchedulingSettings) -> TherapyRead:
     """Start a therapy on a pump scheduling has seen implanted in that patient; schedule its first fill."""
     session = uow.session
     patient = session.get(Patient, body.patient_mrn)
@@ -152,7 +152,7 @@ def list_therapies(*, uow: UnitOfWork, page: PageParams, patient_mrn: str | None
 
 
 def update_therapy(*, uow: UnitOfWork, therapy_id: str, body: TherapyUpdate, actor: str,
-                   settings: Settings) -> TherapyRead:
+                   settings: SchedulingSettings) -> TherapyRead:
     """Pause, resume or stop a therapy, and/or change its dosing settings."""
     therapy = get_therapy_or_raise(uow=uow, therapy_id=therapy_id)
     if therapy.status == TherapyStatus.STOPPED:
@@ -198,7 +198,7 @@ def update_therapy(*, uow: UnitOfWork, therapy_id: str, body: TherapyUpdate, act
 
 
 def stop_therapy(uow: UnitOfWork, therapy: Therapy, *, actor: str, reason: str | None,
-                  settings: Settings) -> None:
+                  settings: SchedulingSettings) -> None:
     now = uow.now()
     therapy.status, therapy.status_reason, therapy.updated_at = TherapyStatus.STOPPED, reason, now
     cancelled = []

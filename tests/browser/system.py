@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from shared.settings import SERVICES, Settings
+from services.registry import SERVICES
+from services.settings import HaiSettings
 from tests.helpers import wait_until
 from tests.ports import free_ports
 
@@ -29,10 +30,10 @@ START_TIMEOUT_SECONDS = 60.0
 
 def serve_all(ports: list[int]) -> None:
     """In the child: migrate, bootstrap, start workers and serve the three APIs and the dashboard."""
-    from shared import cli
+    from services import cli
+    from services.settings import get_settings
     from shared.logging import configure_logging
     from shared.migrations import upgrade
-    from shared.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json, "browser-system")
@@ -53,7 +54,7 @@ def serve_all(ports: list[int]) -> None:
 class RunningSystem:
     """A started system: its settings (URLs, secret), the dashboard URL, and its log file."""
 
-    settings: Settings
+    settings: HaiSettings
     dashboard_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
@@ -97,7 +98,7 @@ class RunningSystem:
                 cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         values: dict[str, Any] = {k.removeprefix("HAI_").lower(): v for k, v in env.items()
                                   if k.startswith("HAI_")}
-        settings = Settings(**values)
+        settings = HaiSettings(**values)
         system = cls(settings, f"http://127.0.0.1:{ports[3]}", process, log_path)
         try:
             system.wait_ready()

@@ -95,7 +95,7 @@ def _answers(url: str) -> bool:
 
 
 def hai(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shared.cli_main", *args]
+    return [sys.executable, "-m", "services.cli_main", *args]
 
 
 @contextmanager

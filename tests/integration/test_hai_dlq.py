@@ -9,12 +9,12 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli import app
+from services.cli import app
+from services.settings import get_settings
 from shared.events import CloudEvent
 from shared.messaging.base import OutgoingMessage, QueueSpec
 from shared.messaging.consumer import EventConsumer, PermanentError
 from shared.messaging.rabbit import DeadLetters, RabbitBus
-from shared.settings import get_settings
 from tests.helpers import wait_until
 from tests.unit.platform.toyservice import Seen, toy_runtime
 

@@ -17,7 +17,7 @@ def test_the_procfile_line_idles_when_the_bridge_is_not_enabled(tmp_path: Path) 
     env.update({"HAI_LOG_JSON": "1", "HAI_HL7_BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path}/b.db"})
     log = tmp_path / "bridge.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "shared.cli_main", "hl7-bridge", "--if-enabled"],
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli_main", "hl7-bridge", "--if-enabled"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         wait_until(lambda: "hl7.bridge_disabled" in log.read_text(), what="the bridge to say it is off",

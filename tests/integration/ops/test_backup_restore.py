@@ -20,13 +20,14 @@ import pytest
 from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
+from services.cli import app as hai
+from services.registry import SERVICES
+from services.settings import get_settings
 from shared.backup import BackupError, backup, restore
-from shared.cli import app as hai
 from shared.clock import MovableClock
 from shared.events import EVENTS_EXCHANGE
 from shared.messaging.base import OutgoingMessage
 from shared.messaging.inproc import InProcessBus
-from shared.settings import SERVICES, get_settings
 from tests.helpers import Harness, auth, deliver, start_service, test_settings
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from services.dashboard import csrf
 from services.dashboard.app import create_app
+from services.dashboard.settings import DashboardSettings
 from shared.clock import MovableClock
-from shared.settings import Settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PORTS = {"8101": "inventory", "8102": "scheduling", "8103": "alerts"}
@@ -62,13 +62,13 @@ def page(items: list[Any]) -> dict[str, Any]:
     return {"items": items, "next_cursor": None}
 
 
-def settings(**overrides: Any) -> Settings:
+def settings(**overrides: Any) -> DashboardSettings:
     values: dict[str, Any] = {
         "env": "test", "inventory_url": "http://api.test:8101", "scheduling_url": "http://api.test:8102",
         "alerts_url": "http://api.test:8103", "amqp_url": None,
     }
     values.update(overrides)
-    return Settings(**values)
+    return DashboardSettings(**values)
 
 
 def client(fake: FakeApis, **overrides: Any) -> TestClient:

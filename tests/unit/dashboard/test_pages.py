@@ -13,13 +13,15 @@ from shared.clock import MovableClock
 from tests.unit.dashboard.fakes import NOW, FakeApis, client, login_token, page, settings, sign_in
 
 
-def appt(id_: str, serial: str, due_hours: float, *, fill_type: str = "saline",
-         empty_hours: float = 200.0, delivery_id: str | None = None) -> dict:
+def appt(id_: str, serial: str, due_hours: float, *, urgency: str, near_empty: bool = False,
+         fill_type: str = "saline", empty_hours: float = 200.0,
+         delivery_id: str | None = None) -> dict:
+    """A scheduled appointment as scheduling answers it, with scheduling's judgements."""
     return {"id": id_, "therapy_id": "t1", "patient_mrn": f"MRN-{serial}", "center": "demo",
             "pump_serial": serial, "fill_type": fill_type,
             "due_at": iso_z(NOW + timedelta(hours=due_hours)), "scheduled_for": None,
             "status": "scheduled", "projected_empty_at": iso_z(NOW + timedelta(hours=empty_hours)),
-            "delivery_id": delivery_id}
+            "delivery_id": delivery_id, "urgency": urgency, "near_empty": near_empty}
 
 
 @pytest.fixture
@@ -89,10 +91,10 @@ def test_logout_forgets_the_token(fake: FakeApis) -> None:
 
 def test_worklist_orders_overdue_first_and_shows_delivery_and_empty_time(fake: FakeApis) -> None:
     fake.on("scheduling", "GET", "/v1/appointments", page([
-        appt("a-later", "SN-LATER", 24 * 6),
-        appt("a-soon", "SN-SOON", 30, fill_type="chemo", delivery_id="ord-1"),
-        appt("a-over", "SN-OVER", -20, empty_hours=10),
-        appt("a-today", "SN-TODAY", 3),
+        appt("a-later", "SN-LATER", 24 * 6, urgency="later"),
+        appt("a-soon", "SN-SOON", 30, urgency="due_soon", fill_type="chemo", delivery_id="ord-1"),
+        appt("a-over", "SN-OVER", -20, urgency="overdue", near_empty=True, empty_hours=10),
+        appt("a-today", "SN-TODAY", 3, urgency="due_today"),
     ]))
     fake.on("scheduling", "GET", "/v1/deliveries/ord-1",
             {"id": "ord-1", "status": "compounded", "needed_by": iso_z(NOW + timedelta(hours=30))})
@@ -175,11 +177,34 @@ def test_refill_form_checks_numbers_before_calling_the_api(fake: FakeApis) -> No
     assert not fake.called("scheduling", "POST", "/v1/refills")
 
 
+def test_worklist_and_refill_show_the_judgements_of_scheduling_not_their_own(fake: FakeApis) -> None:
+    """Due in 30 h, empty in 50 h, 30 % fast: what the dashboard once judged due soon, near empty
+    and abnormal by its own thresholds is shown as scheduling judged it (e.g. a centre whose
+    due-soon notice is 24 h and flow band ±40 %)."""
+    fake.on("scheduling", "GET", "/v1/appointments", page([
+        appt("a-1", "SN-1", 30, urgency="later", near_empty=False, empty_hours=50)]))
+    fake.on("scheduling", "POST", "/v1/refills", {
+        "id": "r-9", "pump_serial": "SN1", "performed_at": "2026-11-26T09:30:00Z",
+        "elapsed_days": 14.0, "measured_flow_ml_per_day": 1.3, "expected_flow_ml_per_day": 1.0,
+        "flow_deviation_pct": 30.0, "flow_abnormal": False, "flow_warning_pct": 40.0,
+        "outside_window": False, "next_appointment": None}, status=201)
+    c = client(fake)
+    sign_in(c)
+    html = c.get("/worklist?center=demo").text
+    assert 'data-urgency="later"' in html and "Near empty" not in html
+    assert "0 near empty" in html
+    done = c.post("/refill", data={"pump_serial": "SN1", "performed_at": "2026-11-26T09:30",
+                                   "residual_volume_ml": "11.8", "fill_volume_ml": "30",
+                                   "fill_type": "saline"}).text
+    assert "within band" in done and "abnormal flow" not in done and "±40.0 %" in done
+
+
 def test_saved_refill_shows_measured_flow_and_deviation(fake: FakeApis) -> None:
     fake.on("scheduling", "POST", "/v1/refills", {
         "id": "r-9", "pump_serial": "SN1", "performed_at": "2026-11-26T09:30:00Z",
         "elapsed_days": 14.0, "measured_flow_ml_per_day": 1.3, "expected_flow_ml_per_day": 1.0,
-        "flow_deviation_pct": 30.0, "outside_window": False,
+        "flow_deviation_pct": 30.0, "flow_abnormal": True, "flow_warning_pct": 15.0,
+        "outside_window": False,
         "next_appointment": {"fill_type": "chemo", "due_at": "2026-12-10T09:30:00Z"}}, status=201)
     c = client(fake)
     sign_in(c)
@@ -201,11 +226,13 @@ def test_pump_page_charts_readings_against_the_band(fake: FakeApis) -> None:
          "from_status": "in_stock", "to_status": "implanted", "details": {"center": "demo"}}]))
     fake.on("scheduling", "GET", "/v1/pumps/SN1/flow-readings", page([
         {"refill_id": "r1", "performed_at": "2026-10-29T08:00:00Z", "elapsed_days": 14,
-         "measured_flow_ml_per_day": 1.02, "expected_flow_ml_per_day": 1.0, "flow_deviation_pct": 2.0},
+         "measured_flow_ml_per_day": 1.02, "expected_flow_ml_per_day": 1.0, "flow_deviation_pct": 2.0,
+         "flow_abnormal": False, "flow_warning_pct": 15.0},
         {"refill_id": "r2", "performed_at": "2026-11-12T08:00:00Z", "elapsed_days": 14,
-         "measured_flow_ml_per_day": 1.3, "expected_flow_ml_per_day": 1.0, "flow_deviation_pct": 30.0},
+         "measured_flow_ml_per_day": 1.3, "expected_flow_ml_per_day": 1.0, "flow_deviation_pct": 30.0,
+         "flow_abnormal": True, "flow_warning_pct": 15.0},
     ]))
-    fake.on("scheduling", "GET", "/v1/appointments", page([appt("a1", "SN1", -5)]))
+    fake.on("scheduling", "GET", "/v1/appointments", page([appt("a1", "SN1", -5, urgency="overdue")]))
     fake.on("alerts", "GET", "/v1/alerts", page([
         {"id": "al1", "kind": "flow_abnormal", "severity": "critical", "status": "firing",
          "summary": "flow +30 %"}]))

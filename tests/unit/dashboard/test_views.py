@@ -15,41 +15,43 @@ from services.dashboard.views import (
     normalize_udi,
     parse_form_datetime,
     parse_lots,
-    urgency_of,
 )
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def test_urgency_buckets() -> None:
-    assert urgency_of(NOW - timedelta(minutes=1), NOW, due_soon_hours=48) == "overdue"
-    assert urgency_of(NOW + timedelta(hours=11), NOW, due_soon_hours=48) == "due_today"
-    assert urgency_of(NOW + timedelta(hours=13), NOW, due_soon_hours=48) == "due_soon"
-    assert urgency_of(NOW + timedelta(hours=49), NOW, due_soon_hours=48) == "later"
-    assert urgency_of(None, NOW, due_soon_hours=48) == "later"
-
-
-def test_worklist_sorts_by_urgency_then_due_time_and_flags_near_empty() -> None:
+def test_worklist_sorts_by_scheduling_urgency_then_due_time_and_keeps_its_near_empty() -> None:
     appts: list[dict[str, Any]] = [
         {"pump_serial": "B", "due_at": iso_z(NOW + timedelta(days=5)),
-         "projected_empty_at": iso_z(NOW + timedelta(hours=70))},
+         "projected_empty_at": iso_z(NOW + timedelta(hours=70)), "urgency": "later",
+         "near_empty": True},
         {"pump_serial": "A", "due_at": iso_z(NOW - timedelta(hours=2)),
-         "projected_empty_at": iso_z(NOW - timedelta(hours=1))},
-        {"pump_serial": "C", "due_at": iso_z(NOW - timedelta(days=2)), "projected_empty_at": None},
+         "projected_empty_at": iso_z(NOW - timedelta(hours=1)), "urgency": "overdue",
+         "near_empty": True},
+        {"pump_serial": "C", "due_at": iso_z(NOW - timedelta(days=2)), "projected_empty_at": None,
+         "urgency": "overdue", "near_empty": False},
+        # scheduling's due-soon notice is longer than the clock suggests: its word counts
+        {"pump_serial": "D", "due_at": iso_z(NOW + timedelta(days=4)), "projected_empty_at": None,
+         "urgency": "due_soon", "near_empty": False},
+        {"pump_serial": "E", "due_at": iso_z(NOW + timedelta(days=1)), "projected_empty_at": None},
     ]
-    rows = build_worklist(appts, NOW, due_soon_hours=48, near_empty_hours=72)
-    assert [r.appointment["pump_serial"] for r in rows] == ["C", "A", "B"]
-    assert [r.near_empty for r in rows] == [False, True, True]
-    assert rows[1].empty_already and not rows[2].empty_already
+    rows = build_worklist(appts, NOW)
+    assert [r.appointment["pump_serial"] for r in rows] == ["C", "A", "D", "E", "B"]
+    assert [r.urgency for r in rows] == ["overdue", "overdue", "due_soon", "later", "later"]
+    assert [r.near_empty for r in rows] == [False, True, False, False, True]
+    assert rows[1].empty_already and not rows[4].empty_already
 
 
 def test_chart_band_encloses_the_labeled_rate_and_fast_flow_plots_higher() -> None:
     readings: list[dict[str, Any]] = [
         {"performed_at": "2026-10-01T08:00:00Z", "measured_flow_ml_per_day": None},
-        {"performed_at": "2026-10-15T08:00:00Z", "measured_flow_ml_per_day": 1.0, "flow_deviation_pct": 0},
-        {"performed_at": "2026-10-29T08:00:00Z", "measured_flow_ml_per_day": 1.3, "flow_deviation_pct": 30},
+        {"performed_at": "2026-10-15T08:00:00Z", "measured_flow_ml_per_day": 1.0, "flow_deviation_pct": 0,
+         "flow_abnormal": False, "flow_warning_pct": 15.0},
+        {"performed_at": "2026-10-29T08:00:00Z", "measured_flow_ml_per_day": 1.3, "flow_deviation_pct": 30,
+         "flow_abnormal": True, "flow_warning_pct": 15.0},
     ]
-    chart = flow_chart(readings, 1.0, band_pct=15)
+    chart = flow_chart(readings, 1.0)
+    assert chart.band_pct == 15.0
     assert len(chart.points) == 2  # the first fill has no measurement
     assert chart.band_top_y is not None and chart.band_bottom_y is not None
     assert chart.band_top_y < chart.labeled_y < chart.band_bottom_y  # type: ignore[operator]
@@ -59,19 +61,28 @@ def test_chart_band_encloses_the_labeled_rate_and_fast_flow_plots_higher() -> No
     assert low.y == chart.labeled_y
 
 
-def test_chart_without_readings_still_draws_the_band() -> None:
-    chart = flow_chart([], 1.0, band_pct=15)
+def test_chart_without_readings_draws_the_labeled_rate_without_a_band() -> None:
+    chart = flow_chart([], 1.0)
     assert not chart.points and chart.labeled_y is not None
-    assert flow_chart([], None, band_pct=15).labeled_y is None
+    assert chart.band_pct is None and chart.band_top_y is None  # the band is scheduling's
+    assert flow_chart([], None).labeled_y is None
 
 
-@given(st.floats(min_value=0.05, max_value=10), st.floats(min_value=0.05, max_value=10))
-def test_every_point_lies_inside_the_plot(labeled: float, measured: float) -> None:
-    chart = flow_chart([{"performed_at": "2026-10-15T08:00:00Z", "measured_flow_ml_per_day": measured}],
-                       labeled, band_pct=15)
+def test_a_point_is_abnormal_as_scheduling_judged_it() -> None:
+    judged = [{"performed_at": "2026-10-15T08:00:00Z", "measured_flow_ml_per_day": 1.3,
+               "flow_deviation_pct": 30.0, "flow_abnormal": False, "flow_warning_pct": 40.0}]
+    (point,) = flow_chart(judged, 1.0).points
+    assert not point.abnormal
+
+
+@given(st.floats(min_value=0.05, max_value=10), st.floats(min_value=0.05, max_value=10),
+       st.booleans())
+def test_every_point_lies_inside_the_plot(labeled: float, measured: float, abnormal: bool) -> None:
+    chart = flow_chart([{"performed_at": "2026-10-15T08:00:00Z", "measured_flow_ml_per_day": measured,
+                         "flow_abnormal": abnormal, "flow_warning_pct": 15.0}], labeled)
     (point,) = chart.points
     assert chart.plot_top <= point.y <= chart.plot_bottom
-    assert point.abnormal == (abs(measured - labeled) / labeled * 100 > 15)
+    assert point.abnormal == abnormal
 
 
 def test_scanner_group_separators_become_gs() -> None:

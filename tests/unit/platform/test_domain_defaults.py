@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared.settings import Settings
+from services.settings import HaiSettings as Settings
 
 DOMAIN = Path(__file__).resolve().parents[3] / "docs" / "DOMAIN.md"
 NAMED = re.compile(r"`HAI_([A-Z0-9_]+)=([0-9.]+)`")

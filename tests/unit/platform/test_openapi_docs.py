@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services import openapi
-from shared.settings import SERVICES
+from services.registry import SERVICES
 from tests.helpers import start_service
 from tests.helpers import test_settings as make_settings
 

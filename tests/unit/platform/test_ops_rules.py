@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.settings import SERVICES
+from services.registry import SERVICES
 from tests.helpers import start_service, test_settings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"

@@ -6,8 +6,9 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from services.cli import app
+from services.settings import HaiSettings
 from shared.auth import TokenVerifier
-from shared.cli import app
 from shared.settings import DEV_JWT_SECRET, Settings
 
 
@@ -30,7 +31,7 @@ def test_production_with_real_secret_and_broker_is_accepted():
 def test_settings_come_from_hai_variables(monkeypatch):
     monkeypatch.setenv("HAI_SWEEP_INTERVAL_SECONDS", "7")
     monkeypatch.setenv("HAI_SCHEDULING_DATABASE_URL", "postgresql+psycopg://postgres@h/db")
-    s = Settings()
+    s = HaiSettings()
     assert s.sweep_interval_seconds == 7
     assert s.database_url("scheduling") == "postgresql+psycopg://postgres@h/db"
 
@@ -70,3 +71,41 @@ def test_start_up_heap_is_frozen_out_of_full_collections():
         assert gone() is None  # start-up garbage is collected first, not frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_variable_two_sections_read_has_one_default():
+    """`services/settings.py` composes the sections into one settings object: a field two
+    sections declare (one environment variable two services read) must mean the same in both,
+    or `hai up` would run one of them on the other's default."""
+    from services.settings import SECTIONS
+
+    declared: dict[str, dict[str, object]] = {}
+    for section in SECTIONS:
+        for name, info in section.model_fields.items():
+            if name not in Settings.model_fields:
+                declared.setdefault(name, {})[section.__name__] = info.get_default(
+                    call_default_factory=True)
+    differing = {name: by for name, by in declared.items() if len({repr(v) for v in by.values()}) > 1}
+    assert differing == {}
+    assert {name for name, by in declared.items() if len(by) > 1} >= {
+        "dashboard_url", "sweep_interval_seconds", "stale_after_intervals", "flow_warning_pct"}
+
+
+def test_every_section_reads_its_own_variables(monkeypatch):
+    from services.alerts.settings import AlertsSettings
+    from services.dashboard.settings import DashboardSettings
+    from services.inventory.settings import InventorySettings
+
+    monkeypatch.setenv("HAI_FLOW_CRITICAL_PCT", "31")
+    monkeypatch.setenv("HAI_INVENTORY_SEED_DEMO_CATALOGUE", "false")
+    monkeypatch.setenv("HAI_DASHBOARD_URL", "https://dash.example")
+    assert AlertsSettings().flow_critical_pct == HaiSettings().flow_critical_pct == 31
+    assert InventorySettings().inventory_seed_demo_catalogue is False
+    assert DashboardSettings().dashboard_url == AlertsSettings().dashboard_url == "https://dash.example"
+    from services.scheduling.settings import SchedulingSettings
+
+    monkeypatch.setenv("HAI_FLOW_WARNING_PCT", "18")
+    assert SchedulingSettings().flow_warning_pct == AlertsSettings().flow_warning_pct == 18
+    platform = Settings()
+    for name in ("flow_critical_pct", "flow_warning_pct", "refill_interval_days", "sweep_interval_seconds"):
+        assert not hasattr(platform, name)  # the platform knows no service's settings

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from services.scheduling.settings import SchedulingSettings
 from shared.clock import MovableClock
 from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
 from shared.messaging.base import OutgoingMessage
 from shared.messaging.inproc import InProcessBus
-from shared.settings import Settings
 from tests.helpers import Harness, auth, deliver, start_service
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -21,7 +21,7 @@ ONCOLOGIST = auth("oncologist", sub="dr-oz")
 PHARMACIST = auth("pharmacist", sub="phil")
 
 
-def start(settings: Settings, clock: MovableClock | None = None,
+def start(settings: SchedulingSettings, clock: MovableClock | None = None,
           bus: InProcessBus | None = None) -> tuple[Harness, InProcessBus]:
     """The scheduling service on its own database, an in-process bus and a movable clock."""
     bus = bus or InProcessBus()

@@ -23,8 +23,8 @@ from services.scheduling.dosing import (
 )
 from services.scheduling.jobs import sweep
 from services.scheduling.models import Appointment, Delivery, Therapy
+from services.scheduling.settings import SchedulingSettings
 from shared.events import EventType
-from shared.settings import Settings
 from tests.helpers import Harness
 from tests.helpers import test_settings as settings_for
 from tests.unit.scheduling.scheduling_support import (
@@ -38,7 +38,7 @@ from tests.unit.scheduling.scheduling_support import (
     start,
 )
 
-LIMITS = hard_limits(Settings())
+LIMITS = hard_limits(SchedulingSettings())
 OVERRIDE = {"dose_override_reason": "tumour board 2026-11-01: escalate"}
 
 

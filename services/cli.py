@@ -1,11 +1,13 @@
 """The `hai` command: up, serve, worker, migrate, backup, restore, token, dlq, hl7-bridge
-(CONTRACT.md, Running)."""
+(CONTRACT.md, Running).
+
+The composition root: it knows every service (services/registry.py) and reads the system's
+settings (services/settings.py, every service's section); shared/ knows none of them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import signal
 import sys
@@ -21,11 +23,12 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from services.registry import APPS, DEFAULT_PORTS, SERVICES, app_module, cli_module
+from services.settings import HaiSettings, get_settings
 from shared.auth import ROLES, mint_token
 from shared.logging import configure_logging
 from shared.migrations import make_revision, upgrade
 from shared.runtime import settle_heap
-from shared.settings import DEFAULT_PORTS, SERVICES, Settings, get_settings
 
 app = typer.Typer(help="HAI pump safety services.", no_args_is_help=True, add_completion=False)
 dlq_app = typer.Typer(help="Inspect and re-drive dead-lettered messages.", no_args_is_help=True)
@@ -33,26 +36,20 @@ app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True)
 log = structlog.get_logger(__name__)
 
-ALL_APPS = (*SERVICES, "dashboard")
-
 
 def service_module(name: str) -> Any:
     """The `services.<name>.app` module (bootstrap and create_app)."""
-    if name not in ALL_APPS:
-        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(ALL_APPS)}")
-    return importlib.import_module(f"services.{name}.app")
+    if name not in APPS:
+        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(APPS)}")
+    return app_module(name)
 
 
 def _mount_service_commands() -> None:
     """Each service may add its own sub-command group (`services/<name>/cli.py`, `app`)."""
     for name in SERVICES:
-        try:
-            module = importlib.import_module(f"services.{name}.cli")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"services.{name}.cli":
-                raise
-            continue
-        app.add_typer(module.app, name=name)
+        module = cli_module(name)
+        if module is not None:
+            app.add_typer(module.app, name=name)
 
 
 class _Server(uvicorn.Server):
@@ -227,7 +224,7 @@ def hl7_bridge(
     run(settings, if_enabled=if_enabled, metrics_port=metrics_port)
 
 
-def _start_hl7_bridge(settings: Settings) -> Any:
+def _start_hl7_bridge(settings: HaiSettings) -> Any:
     """`hai up` with HAI_HL7_ENABLED: the bridge beside the services (its stop, for on_stop)."""
     from services.hl7_bridge.bridge import NAME, Bridge, bootstrap
 
@@ -237,14 +234,14 @@ def _start_hl7_bridge(settings: Settings) -> Any:
     return bridge.stop
 
 
-def _seed_demo(settings: Settings) -> None:
+def _seed_demo(settings: HaiSettings) -> None:
     try:
         from services.dashboard.demo import seed
     except ModuleNotFoundError:
         console.print("[yellow]no demo data available[/yellow]")
         return
     try:
-        seed(settings)
+        seed(settings, escalation_delay_seconds=settings.escalation_delay_seconds)
         console.print("[green]demo data seeded[/green]")
     except Exception as exc:  # noqa: BLE001 - the system keeps running without demo data
         console.print(f"[red]demo seeding failed: {exc}[/red]")
@@ -276,15 +273,9 @@ def backup(
     to: Annotated[Path, typer.Option("--to", help="the backup file to write")],
 ) -> None:
     """Back up a service's database (pg_dump -Fc; SQLite: a consistent file copy)."""
-    from shared.backup import BackupError
     from shared.backup import backup as do_backup
 
-    try:
-        do_backup(_database_url(service), to)
-    except BackupError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    console.print(f"[green]{service}[/green] backed up to {to}")
+    _backup_tool(do_backup, service, to, f"backed up to {to}")
 
 
 @app.command()
@@ -294,15 +285,21 @@ def restore(
 ) -> None:
     """Restore a service's database from a backup (pg_restore --clean --if-exists --no-owner,
     in one transaction); stop the service first, start it again after."""
-    from shared.backup import BackupError
     from shared.backup import restore as do_restore
 
+    _backup_tool(do_restore, service, source, f"restored from {source}")
+
+
+def _backup_tool(run: Any, service: str, path: Path, done: str) -> None:
+    """Run pg_dump/pg_restore (shared/backup.py) on a service's database; its error exits 1."""
+    from shared.backup import BackupError
+
     try:
-        do_restore(_database_url(service), source)
+        run(_database_url(service), path)
     except BackupError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
-    console.print(f"[green]{service}[/green] restored from {source}")
+    console.print(f"[green]{service}[/green] {done}")
 
 
 def _dead_letters() -> Any:
