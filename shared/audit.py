@@ -20,7 +20,7 @@ from shared.db import UnitOfWork, bulk_insert
 from shared.pagination import Page, PageDep, paginate
 from shared.schemas import Timestamp
 from shared.text import Key
-from shared.web import UowDep, route_path
+from shared.web import UnitOfWorkRoute, UowDep, route_path
 
 T = TypeVar("T")
 READ_ACTION = "read"
@@ -36,7 +36,7 @@ class ReadAudit:
         self.route = route
 
     def record(self, reads: Iterable[tuple[str | None, str]]) -> None:
-        """Write one row per MRN read (with the ids read under it) and commit."""
+        """Write one row per MRN read (with the ids read under it); the request's commit keeps them."""
         ids_by_mrn: dict[str, list[str]] = {}
         for mrn, record_id in reads:
             if mrn:
@@ -49,7 +49,6 @@ class ReadAudit:
              "entity_type": PATIENT_ENTITY, "entity_id": mrn,
              "changes": {"route": self.route, "ids": ids}}
             for mrn, ids in ids_by_mrn.items()])
-        self.uow.commit()
 
     def item(self, obj: T, mrn: Callable[[T], str | None] | None = None,
              ident: Callable[[T], Any] | None = None) -> T:
@@ -103,7 +102,7 @@ class AuditEntry(BaseModel):
 
 def audit_router() -> APIRouter:
     """`GET /v1/audit`: the audit trail, newest first, for `admin` only."""
-    router = APIRouter(tags=["audit"])
+    router = APIRouter(tags=["audit"], route_class=UnitOfWorkRoute)
 
     @router.get("/audit")
     def list_audit(

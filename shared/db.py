@@ -234,7 +234,39 @@ def _set_lock_timeout(session: Session, _transaction: Any, connection: Any) -> N
 
 
 class UnitOfWork:
-    """One database transaction, with the outbox rows and audit entries written inside it."""
+    """One database transaction, with the outbox rows and audit entries written inside it.
+
+    The commit rule: whoever opens a unit of work commits it; whoever is handed one never does.
+
+    - Domain and service functions (`services/<name>/service.py`, the scheduling sub-domain
+      modules, the alert rules and paging policy, consumers' handlers) take a `UnitOfWork` and
+      only stage changes in it: `session.add`/`flush`/`execute`, `publish` to the outbox,
+      `audit`. They never call `commit()`; a failure is an exception, and what was staged is
+      rolled back by the edge.
+    - The edges open it and commit it, once, after the work succeeded:
+      - HTTP: the request's unit of work (`shared.web.UowDep`) is committed when the route
+        returns (in the route's own thread, by the services' `UnitOfWorkRoute`; else by the
+        `get_uow` dependency) and rolled back when it raises, before the answer is sent (a
+        failed commit answers 409 or 503, never the 2xx). Routes never commit. A creating POST
+        goes through `Idempotency.run`, which commits the change together with the stored
+        answer of its key (so that a concurrent request with the same key gets that answer);
+        the dependency's commit then has nothing left to do. A route that must keep what it
+        wrote and still answer an error returns the problem response rather than raise.
+      - Consumers (`shared.messaging.consumer.EventConsumer`): one transaction per batch (or
+        per message once one failed), the inbox claim with the handlers' changes, committed
+        before the acknowledgement. The HL7 bridge (`services/hl7_bridge/bridge.py`) is a
+        consumer and a listener of its own: it commits what it sent before acknowledging, and
+        what it received before answering AA.
+      - Jobs (`services/<name>/jobs.py`, the outbox relay, start-up seeding): each step opens
+        its own unit of work from the factory and commits it (`UnitOfWorkFactory.begin`, or
+        `commit()` at the end of the block). The alerts pager (`services/alerts/paging.py`:
+        `escalate_due`, `claim_due`, `record_result`) is a job: it commits its claim before it
+        sends a page outside any transaction and records the result in a second transaction.
+    - So the change, its audit rows and its outbox rows commit together or not at all.
+      `tests/unit/platform/test_commit_rule.py` fails when code under `services/` commits a
+      unit of work the same function did not open (`with factory() as uow:`), or when a route
+      or a service module commits at all.
+    """
 
     def __init__(
         self,

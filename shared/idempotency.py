@@ -34,7 +34,8 @@ class Idempotency:
         *,
         status_code: int = 201,
     ) -> Response:
-        """Run `create` in the unit of work and commit, or replay the first answer for this key."""
+        """Run `create` in the unit of work and commit it with the stored answer, or replay the
+        first answer for this key (an edge of the commit rule: see `UnitOfWork`)."""
         content_hash = ""
         if self.key is not None:
             content_hash = _hash(body)

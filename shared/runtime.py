@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -28,6 +28,7 @@ from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+P = TypeVar("P")
 # a service's settings: the platform's and its own section (services/<name>/settings.py)
 SettingsT = TypeVar("SettingsT", bound=Settings)
 
@@ -85,7 +86,6 @@ class ServiceRuntime(Generic[SettingsT]):
     declared_queues: list[QueueSpec] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    extra: dict[str, Any] = field(default_factory=dict)
     readiness_checks: list[Callable[[ServiceRuntime], str | None]] = field(default_factory=list)
     job_last_ok: dict[str, float] = field(default_factory=dict)
     # for /metrics (shared/metrics.py): on the service's clock; queue → (ready, dead letters)
@@ -93,7 +93,12 @@ class ServiceRuntime(Generic[SettingsT]):
     jobs_started_at: dict[str, datetime] = field(default_factory=dict)
     queue_depths: dict[str, tuple[int, int]] = field(default_factory=dict)
 
+    # set when the runtime is built: readiness checks give background work time to start
+    started_at: datetime = field(init=False)
+    _parts: dict[type[Any], Any] = field(default_factory=dict, init=False, repr=False)
+
     def __post_init__(self) -> None:
+        self.started_at = self.clock.now()
         self.events_handled = Counter(
             "hai_events_handled_total", "Consumed events by outcome", ["consumer", "outcome"],
             registry=self.registry)
@@ -106,6 +111,20 @@ class ServiceRuntime(Generic[SettingsT]):
             "hai_job_runs_total", "Scheduled job runs by result", ["job", "result"],
             registry=self.registry)
         self.registry.register(SystemCollector(self))
+
+    def attach(self, part: P) -> P:
+        """Give the runtime a service's own typed state (e.g. alerts' pager), one per type;
+        shared/ knows no service, so the service defines the type and `part` finds it."""
+        self._parts[type(part)] = part
+        return part
+
+    def part(self, kind: type[P]) -> P:
+        """The object of this type the service's bootstrap attached."""
+        try:
+            return cast(P, self._parts[kind])
+        except KeyError:
+            raise LookupError(f"the {self.name} runtime has no {kind.__name__}: its bootstrap "
+                              "attaches it") from None
 
     def all_queues(self) -> list[QueueSpec]:
         return [s.queue for s in self.subscriptions] + list(self.declared_queues)

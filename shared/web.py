@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -14,6 +16,7 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,31 +44,88 @@ async def get_runtime(request: Request) -> ServiceRuntime:
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 
 
-# Threads of their own for the rollback that ends a failed request. Were it queued for the
+# Threads of their own for the commit or rollback that ends a request. Were it queued for the
 # request threadpool, it could wait behind requests that hold every thread while they wait for
-# a pooled connection, which only that rollback would give back: every one then stalls until
-# the pool's checkout timeout. A rollback never waits for a connection (it holds its own).
+# a pooled connection, which only that commit or rollback would give back: every one then
+# stalls until the pool's checkout timeout. Neither waits for a connection (each holds its own).
 _RELEASE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="uow-release")
 
 
 async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
-    """A unit of work for one request; the route (or Idempotency.run) commits it.
+    """The request's unit of work, and the HTTP edge of the commit rule (see `UnitOfWork`).
 
-    Opening a session does no I/O, and closing one after a commit returns its connection to
-    the pool, so this runs on the event loop rather than costing two thread hops a request."""
+    When the route returns, its transaction is committed; when it raises, rolled back. On the
+    services' routers (`UnitOfWorkRoute`) the commit runs in the route's own thread as soon as
+    it returns; this dependency commits whatever a route of another router left open. It has
+    the "function" scope: it ends after the answer is serialized and before a byte of it is
+    sent, so a commit that fails (a unique key written first by a concurrent request, a
+    serialization failure, the database gone) is answered by the error handlers (409, 503),
+    never with the 2xx the route meant. `Idempotency.run` commits on its own (the stored answer
+    goes in with the change); nothing is left to commit then.
+
+    Opening a session does no I/O, and closing one with no transaction open returns nothing to
+    the database, so those run on the event loop; a commit or a rollback talks to the database
+    and runs on threads of its own (`_RELEASE`)."""
     uow = runtime.uow_factory.for_request()
     uow.__enter__()
     try:
         yield uow
+    except BaseException:
+        await _release(uow, commit=False)
+        raise
+    await _release(uow, commit=True)
+
+
+def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """The route, then the commit of the units of work it was handed, in the route's thread."""
+    if getattr(endpoint, "commits_its_unit_of_work", False) or inspect.iscoroutinefunction(
+            inspect.unwrap(endpoint)):
+        return endpoint  # wrapped already; or async, where get_uow commits (no route is, here)
+
+    @functools.wraps(endpoint)
+    def route_then_commit(*args: Any, **kwargs: Any) -> Any:
+        result = endpoint(*args, **kwargs)
+        for value in kwargs.values():
+            if isinstance(value, UnitOfWork):
+                value.commit()
+        return result
+
+    route_then_commit.commits_its_unit_of_work = True  # type: ignore[attr-defined]
+    return route_then_commit
+
+
+class UnitOfWorkRoute(APIRoute):
+    """A route whose unit of work (`UowDep`) is committed in the route's own thread, as soon as
+    it returns. The validation of its answer then needs another thread of the request pool:
+    were the commit left to `get_uow`, after it, a burst of requests waiting for the row this
+    one holds (or for a pooled connection) could hold every thread of the pool while this one
+    waits for a thread to finish and let go of the row: all stall until the pool's timeout."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, _committing(endpoint), **kwargs)
+
+
+async def _release(uow: UnitOfWork, *, commit: bool) -> None:
+    """End the request's transaction (commit or roll back) and close its session."""
+    if not uow.session.in_transaction():
+        uow.__exit__(None, None, None)
+        return
+    await asyncio.get_running_loop().run_in_executor(
+        _RELEASE, _commit_and_close if commit else _close, uow)
+
+
+def _commit_and_close(uow: UnitOfWork) -> None:
+    try:
+        uow.commit()
     finally:
-        if uow.session.in_transaction():  # a rollback talks to the database: not on the loop
-            await asyncio.get_running_loop().run_in_executor(
-                _RELEASE, uow.__exit__, None, None, None)
-        else:
-            uow.__exit__(None, None, None)
+        uow.__exit__(None, None, None)
 
 
-UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+def _close(uow: UnitOfWork) -> None:
+    uow.__exit__(None, None, None)  # rolls back what is still open
+
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
 
 
 # the prefixes routers are included under; their routes report their path without it

@@ -6,7 +6,6 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from services.alerts import fhir, handlers, jobs, paging
-from services.alerts.channels import Channels
 from services.alerts.models import metadata, platform
 from services.alerts.routes import router
 from services.alerts.settings import AlertsSettings, get_settings
@@ -31,15 +30,13 @@ def bootstrap(
     settings = settings or get_settings()
     runtime = build_runtime(name=NAME, settings=settings, metadata=metadata,
                             platform=platform, clock=clock, bus=bus, engine=engine)
-    runtime.extra["channels"] = Channels(settings)
-    kick = paging.kicker(runtime).kick
+    kick = paging.Pager.attach_to(runtime).kick.kick
     every_handler = handlers.make_handlers(settings, kick)
     for spec in handlers.queue_specs():
         handled = {key for _, key in spec.bindings}
         runtime.subscriptions.append(Subscription(
             queue=spec, handlers={t: h for t, h in every_handler.items() if t in handled}))
     runtime.jobs.extend(jobs.jobs(runtime))
-    paging.page_failures(runtime)  # on /metrics from the start, before any page fails
     return runtime
 
 

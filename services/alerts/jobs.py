@@ -14,7 +14,7 @@ def watchdog(runtime: ServiceRuntime) -> dict[str, Any]:
         facts = service.watchdog(uow, settings=runtime.settings)
         uow.commit()
     if facts.get("stale"):
-        paging.kicker(runtime).kick()
+        paging.pager(runtime).kick.kick()
     return facts
 
 

@@ -1,5 +1,9 @@
 """Paging over the database: plan pages, escalate, claim due pages, send them, record the result.
 
+The paging policy is here whole: `page_from_level_one` is what the alerts service calls when an
+alert is raised (or rises to a severity that pages), and every page, first, escalated or after
+the level below failed, is planned by `_page_level`.
+
 Every page is a `notifications` row written in the transaction that decided it (raise, escalation,
 failure of the level below). The pager sweeps the table: it claims due rows (compare-and-set on
 status and attempts, `FOR UPDATE SKIP LOCKED` on PostgreSQL) by setting them `sending` with a
@@ -21,10 +25,10 @@ from typing import Any, TypeVar
 
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from services.alerts.channels import Channels, PageMessage, SendError, page_alert
-from services.alerts.models import Alert, Notification, OncallSchedule
+from services.alerts.models import Alert, Notification, OncallSchedule, Silence
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
 from services.alerts.records import alert_json, timeline
 from services.alerts.settings import AlertsSettings
@@ -45,14 +49,50 @@ MAX_PARALLEL_SENDS = 16
 
 # ---- planning (inside the transaction that decides) ----------------------------------------
 
+def page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: AlertsSettings, reason: str) -> None:
+    """The paging policy of an alert raised, or firing and risen in severity: critical and
+    warning page level 1 (critical also arms escalation); info does not, and a silence in force
+    records the alert as silenced instead of paging it."""
+    if alert.severity == Severity.INFO:
+        return
+    silence = active_silence(uow, alert)
+    if silence is not None:
+        alert.silenced_by = silence.id
+        alert.next_escalation_at = None
+        timeline(uow, alert, SYSTEM, "silenced", {"silence_id": silence.id, "reason": silence.reason})
+        return
+    _page_level(uow, alert, 1, schedule=schedule_for(uow, alert.center), settings=settings,
+                reason=reason)
+
+
+def _page_level(uow: UnitOfWork, alert: Alert, level: int, *, schedule: OncallSchedule | None,
+                settings: AlertsSettings, reason: str) -> None:
+    """Page `level` now and arm (or disarm) the escalation to the level above: the one way a
+    page is planned, from level one, on escalation, or when the level below failed."""
+    _plan_level(uow, alert, level, reason=reason, schedule=schedule)
+    _arm_escalation(uow, alert, schedule=schedule, settings=settings)
+
+
+def active_silence(uow: UnitOfWork, alert: Alert) -> Silence | None:
+    """A silence in force now that matches the alert, if any."""
+    now = uow.now()
+    stmt = select(Silence).where(
+        Silence.starts_at <= now, Silence.ends_at > now,
+        or_(Silence.kind.is_(None), Silence.kind == alert.kind),
+        or_(Silence.pump_serial.is_(None), Silence.pump_serial == alert.pump_serial),
+        or_(Silence.center.is_(None), Silence.center == alert.center),
+    ).order_by(Silence.created_at).limit(1)
+    return uow.session.execute(stmt).scalar_one_or_none()
+
+
 def schedule_for(uow: UnitOfWork, center: str | None) -> OncallSchedule | None:
     """The center's on-call, else the `default` one, else None."""
     schedule = uow.session.get(OncallSchedule, center) if center else None
     return schedule or uow.session.get(OncallSchedule, DEFAULT_CENTER)
 
 
-def plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
-               schedule: OncallSchedule | None) -> bool:
+def _plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
+                schedule: OncallSchedule | None) -> bool:
     """Write a pending page to whoever holds `level` now; say on the timeline when nobody can be."""
     if schedule is None:
         timeline(uow, alert, SYSTEM, "not_paged",
@@ -81,8 +121,8 @@ def plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
     return True
 
 
-def arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule | None,
-                   settings: AlertsSettings) -> None:
+def _arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule | None,
+                    settings: AlertsSettings) -> None:
     """A firing critical alert pages its next level after the escalation delay, while levels remain."""
     if schedule is None or alert.severity != Severity.CRITICAL or alert.status != AlertStatus.FIRING:
         alert.next_escalation_at = None
@@ -111,9 +151,8 @@ def escalate_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) ->
             schedule = schedule_for(uow, alert.center)
             waited = (schedule.escalation_delay_seconds if schedule
                       else settings.escalation_delay_seconds)
-            plan_level(uow, alert, alert.escalation_level + 1, schedule=schedule,
-                       reason=f"unacknowledged for {waited} s")
-            arm_escalation(uow, alert, schedule=schedule, settings=settings)
+            _page_level(uow, alert, alert.escalation_level + 1, schedule=schedule,
+                        settings=settings, reason=f"unacknowledged for {waited} s")
         uow.commit()
         return len(alerts)
 
@@ -223,10 +262,9 @@ def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | Non
             log.error("page.failed", notification_id=n.id, alert_id=alert.id, level=n.level,
                       attempts=n.attempts)
             if alert.status == AlertStatus.FIRING and alert.escalation_level <= n.level:
-                schedule = schedule_for(uow, alert.center)
-                plan_level(uow, alert, n.level + 1, schedule=schedule,
-                           reason=f"level {n.level} page failed after {n.attempts} attempts")
-                arm_escalation(uow, alert, schedule=schedule, settings=settings)
+                _page_level(uow, alert, n.level + 1, schedule=schedule_for(uow, alert.center),
+                            settings=settings,
+                            reason=f"level {n.level} page failed after {n.attempts} attempts")
         else:
             delay = next_attempt_delay_seconds(attempts=n.attempts,
                                                first_retry_seconds=settings.page_first_retry_seconds)
@@ -260,9 +298,10 @@ def _send(channels: Channels, claim: Claim) -> str | None:
 def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
     """One pass: escalate what is due, claim due pages, send them in parallel, record results."""
     settings = runtime.settings
+    state = pager(runtime)
     escalated = escalate_due(runtime.uow_factory, settings=settings)
     claims = claim_due(runtime.uow_factory, settings=settings)
-    channels = channels_of(runtime)
+    channels = state.channels
     if len(claims) <= 1:
         errors = [send(channels, c) for c in claims]
     else:
@@ -275,26 +314,13 @@ def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
         status = record_result(runtime.uow_factory, claim, error, settings=settings)
         facts[status] = facts.get(status, 0) + 1
         if status in (NotificationStatus.RETRYING, NotificationStatus.FAILED):
-            page_failures(runtime).labels(channel=claim.page.channel, result=status).inc()
+            state.page_failures.labels(channel=claim.page.channel, result=status).inc()
     return facts
-
-
-def page_failures(runtime: ServiceRuntime) -> Counter:
-    """`hai_page_failures_total{channel,result}`: failed attempts (`retrying`) and pages given
-    up (`failed`), by channel (made once per runtime)."""
-    with _METRIC_LOCK:
-        counter: Counter | None = runtime.extra.get("page_failures")
-        if counter is None:
-            counter = Counter("hai_page_failures_total",
-                              "Failed page attempts by channel; result failed when given up",
-                              ["channel", "result"], registry=runtime.registry)
-            runtime.extra["page_failures"] = counter
-        return counter
 
 
 def run_pager(runtime: ServiceRuntime) -> dict[str, Any]:
     """The pager job: one sweep; it also arms the after-commit kick of this process's consumers."""
-    kicker(runtime).armed = True
+    pager(runtime).kick.armed = True
     return dict(sweep_once(runtime))
 
 
@@ -332,25 +358,28 @@ class PagerKick:
             log.warning("pager.kick_failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def kicker(runtime: ServiceRuntime) -> PagerKick:
-    """The runtime's pager kick (made once)."""
-    with _KICK_LOCK:
-        kick = runtime.extra.get("pager_kick")
-        if not isinstance(kick, PagerKick):
-            kick = PagerKick(runtime)
-            runtime.extra["pager_kick"] = kick
-        return kick
+@dataclass
+class Pager:
+    """The paging parts of one alerts runtime, made once by its bootstrap (`attach`)."""
+
+    channels: Channels
+    kick: PagerKick
+    # `hai_page_failures_total{channel,result}`: failed attempts (`retrying`) and pages given
+    # up (`failed`), by channel; on /metrics from the start, before any page fails
+    page_failures: Counter
+
+    @classmethod
+    def attach_to(cls, runtime: ServiceRuntime) -> Pager:
+        return runtime.attach(cls(
+            channels=Channels(runtime.settings), kick=PagerKick(runtime),
+            page_failures=Counter("hai_page_failures_total",
+                                  "Failed page attempts by channel; result failed when given up",
+                                  ["channel", "result"], registry=runtime.registry)))
 
 
-_KICK_LOCK = threading.Lock()
-_METRIC_LOCK = threading.Lock()
-
-
-def channels_of(runtime: ServiceRuntime) -> Channels:
-    """The runtime's channels (made once)."""
-    channels: Channels = runtime.extra.setdefault("channels", None) or Channels(runtime.settings)
-    runtime.extra["channels"] = channels
-    return channels
+def pager(runtime: ServiceRuntime) -> Pager:
+    """The runtime's paging parts."""
+    return runtime.part(Pager)
 
 
 def notification_data(n: Notification, event: type[N]) -> N:

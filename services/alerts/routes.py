@@ -29,9 +29,9 @@ from shared.contracts.vocabulary import AlertStatus, Severity
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.text import Centre, Key
-from shared.web import RuntimeDep, UowDep
+from shared.web import RuntimeDep, UnitOfWorkRoute, UowDep
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], route_class=UnitOfWorkRoute)
 
 Responder = Annotated[Principal, Depends(require_roles("oncall", "nurse", "oncologist"))]
 Oncall = Annotated[Principal, Depends(require_roles("oncall"))]

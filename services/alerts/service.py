@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, select
 
 from services.alerts import paging
 from services.alerts.models import Alert, AlertEvent, Heartbeat, Notification, OncallSchedule, Silence
@@ -89,7 +89,7 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: AlertsSettings) -
             _audit(uow, alert, "alert.severity_raised", entry)
             uow.publish(alert_data(alert, AlertRaisedData), subject=alert.id)
             if alert.status == AlertStatus.FIRING:
-                _page_from_level_one(uow, alert, settings=settings, reason="severity raised")
+                paging.page_from_level_one(uow, alert, settings=settings, reason="severity raised")
         return alert
     alert = Alert(
         id=new_id(), kind=fact.kind, severity=fact.severity, status=AlertStatus.FIRING,
@@ -101,7 +101,7 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: AlertsSettings) -
     uow.session.flush()
     timeline(uow, alert, SYSTEM, "raised", {"severity": alert.severity})
     _audit(uow, alert, "alert.raised", {"kind": alert.kind, "severity": alert.severity})
-    _page_from_level_one(uow, alert, settings=settings, reason="raised")
+    paging.page_from_level_one(uow, alert, settings=settings, reason="raised")
     uow.publish(alert_data(alert, AlertRaisedData), subject=alert.id)
     log.info("alert.raised", alert_id=alert.id, kind=alert.kind, severity=alert.severity)
     return alert
@@ -121,22 +121,6 @@ def _merged_details(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         earlier = _refill_ids(old)
         merged["refill_ids"] = earlier + [i for i in _refill_ids(new) if i not in earlier]
     return merged
-
-
-def _page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: AlertsSettings, reason: str) -> None:
-    """Critical and warning page level 1 (critical also arms escalation); info and silenced do not."""
-    if alert.severity == Severity.INFO:
-        return
-    silence = active_silence(uow, alert)
-    if silence is not None:
-        alert.silenced_by = silence.id
-        alert.next_escalation_at = None
-        timeline(uow, alert, SYSTEM, "silenced", {"silence_id": silence.id, "reason": silence.reason})
-        return
-    schedule = paging.schedule_for(uow, alert.center)
-    paging.plan_level(uow, alert, 1, reason=reason, schedule=schedule)
-    if alert.severity == Severity.CRITICAL:
-        paging.arm_escalation(uow, alert, schedule=schedule, settings=settings)
 
 
 def clear(uow: UnitOfWork, fact: ClearFact) -> list[Alert]:
@@ -215,7 +199,6 @@ def acknowledge(*, uow: UnitOfWork, alert_id: str, actor: str, note: str | None)
     timeline(uow, alert, actor, "acknowledged", {"note": note} if note else {})
     _audit(uow, alert, "alert.acknowledged", {"note": note}, actor=actor)
     uow.publish(alert_data(alert, AlertAcknowledgedData), subject=alert.id)
-    uow.commit()
     return get_alert(uow=uow, alert_id=alert_id)
 
 
@@ -225,7 +208,6 @@ def resolve(*, uow: UnitOfWork, alert_id: str, actor: str, resolution: str) -> A
     if alert.status == AlertStatus.RESOLVED:
         raise Conflict(f"alert {alert_id} is already resolved", current_status=alert.status)
     _resolve(uow, alert, actor=actor, resolution=resolution, auto=False)
-    uow.commit()
     return get_alert(uow=uow, alert_id=alert_id)
 
 
@@ -313,7 +295,6 @@ def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str,
     uow.audit(actor=actor, action="oncall.updated", entity_type="oncall", entity_id=center,
               changes={"escalation_delay_seconds": body.escalation_delay_seconds,
                        "levels": len(levels), "webhook_secret": secret_change})
-    uow.commit()
     return OncallSet(center=schedule.center,
                      escalation_delay_seconds=schedule.escalation_delay_seconds,
                      levels=schedule.levels, updated_at=schedule.updated_at,
@@ -400,18 +381,6 @@ def list_silences(*, uow: UnitOfWork, page: PageParams, active: bool | None = No
         stmt = stmt.where(~in_force)
     return paginate(uow.session, stmt, keys=[Silence.created_at, Silence.id], params=page,
                     to_item=_silence_read, descending=True)
-
-
-def active_silence(uow: UnitOfWork, alert: Alert) -> Silence | None:
-    """A silence in force now that matches the alert, if any."""
-    now = uow.now()
-    stmt = select(Silence).where(
-        Silence.starts_at <= now, Silence.ends_at > now,
-        or_(Silence.kind.is_(None), Silence.kind == alert.kind),
-        or_(Silence.pump_serial.is_(None), Silence.pump_serial == alert.pump_serial),
-        or_(Silence.center.is_(None), Silence.center == alert.center),
-    ).order_by(Silence.created_at).limit(1)
-    return uow.session.execute(stmt).scalar_one_or_none()
 
 
 # ---- the heartbeat watchdog ----------------------------------------------------------------

@@ -46,14 +46,14 @@ def seed_demo_catalogue(uow_factory: UnitOfWorkFactory) -> int:
     """Add the demo models that are missing (idempotent, safe with replicas); returns how many."""
     added = 0
     for entry in DEMO_CATALOGUE:
-        with uow_factory() as uow:
-            known = uow.session.execute(
-                select(PumpModel.code).where(
-                    (PumpModel.code == entry.code) | (PumpModel.gtin == entry.gtin))
-            ).first()
-            if known is not None:
-                continue
-            try:
+        try:
+            with uow_factory.begin() as uow:  # a start-up job: it owns (and commits) its work
+                known = uow.session.execute(
+                    select(PumpModel.code).where(
+                        (PumpModel.code == entry.code) | (PumpModel.gtin == entry.gtin))
+                ).first()
+                if known is not None:
+                    continue
                 uow.session.add(PumpModel(
                     code=entry.code, manufacturer=entry.manufacturer, name=entry.name,
                     gtin=entry.gtin, reservoir_ml=entry.reservoir_ml,
@@ -62,10 +62,9 @@ def seed_demo_catalogue(uow_factory: UnitOfWorkFactory) -> int:
                 ))
                 uow.audit(actor="system", action="pump_model.seeded", entity_type="pump_model",
                           entity_id=entry.code, changes={"gtin": entry.gtin, "demo": True})
-                uow.commit()
-                added += 1
-            except IntegrityError:
-                uow.rollback()  # another replica seeded it first (the audit insert autoflushes)
+        except IntegrityError:
+            continue  # another replica seeded it first (the audit insert autoflushes)
+        added += 1
     if added:
         log.info("inventory.catalogue_seeded", models=added)
     return added

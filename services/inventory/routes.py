@@ -30,9 +30,9 @@ from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.schemas import IsoDate
 from shared.text import Key
-from shared.web import UowDep
+from shared.web import UnitOfWorkRoute, UowDep
 
-router = APIRouter(tags=["inventory"])
+router = APIRouter(tags=["inventory"], route_class=UnitOfWorkRoute)
 
 Admin = Annotated[Principal, Depends(require_roles())]  # admin only
 Biomed = Annotated[Principal, Depends(require_roles("biomed"))]
@@ -96,46 +96,36 @@ def pump_history(serial: Key, _: CurrentUser, uow: UowDep, page: PageDep) -> Pag
 @router.post("/pumps/{serial}/implant", responses=MOVED)
 def implant_pump(serial: Key, body: ImplantRequest, user: Implanter, uow: UowDep) -> PumpRead:
     """Record the pump implanted in a patient."""
-    pump = service.implant(uow=uow, actor=user.sub, serial=serial, data=body)
-    uow.commit()
-    return pump
+    return service.implant(uow=uow, actor=user.sub, serial=serial, data=body)
 
 
 @router.post("/pumps/{serial}/explant", responses=MOVED)
 def explant_pump(serial: Key, body: ExplantRequest, user: Implanter, uow: UowDep) -> PumpRead:
     """Record the pump removed from its patient."""
-    pump = service.explant(uow=uow, actor=user.sub, serial=serial,
+    return service.explant(uow=uow, actor=user.sub, serial=serial,
                            explanted_at=body.explanted_at, reason=body.reason)
-    uow.commit()
-    return pump
 
 
 @router.post("/pumps/{serial}/quarantine", responses=MOVED)
 def quarantine_pump(serial: Key, body: ReasonRequest, user: Biomed, uow: UowDep) -> PumpRead:
     """Take a stock pump out of use until released."""
-    pump = service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.QUARANTINE,
+    return service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.QUARANTINE,
                                  reason=body.reason)
-    uow.commit()
-    return pump
 
 
 @router.post("/pumps/{serial}/release", responses=MOVED)
 def release_pump(serial: Key, user: Biomed, uow: UowDep,
                  body: Annotated[ReleaseRequest | None, Body()] = None) -> PumpRead:
     """Return a quarantined pump to stock."""
-    pump = service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.RELEASE,
+    return service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.RELEASE,
                                  reason=body.reason if body else None)
-    uow.commit()
-    return pump
 
 
 @router.post("/pumps/{serial}/retire", responses=MOVED)
 def retire_pump(serial: Key, body: ReasonRequest, user: Biomed, uow: UowDep) -> PumpRead:
     """Take a pump out of service for good."""
-    pump = service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.RETIRE,
+    return service.change_status(uow=uow, actor=user.sub, serial=serial, move=Move.RETIRE,
                                  reason=body.reason)
-    uow.commit()
-    return pump
 
 
 @router.post("/recalls", status_code=201, response_model=RecallRead, responses=CREATED)

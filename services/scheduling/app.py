@@ -36,7 +36,6 @@ def bootstrap(
     runtime.declared_queues.append(PHARMACY_ORDERS_QUEUE)
     runtime.jobs.append(sweep_job(settings))
     runtime.readiness_checks.append(scheduler_sweep)
-    runtime.extra["started_at"] = runtime.clock.now()
     return runtime
 
 

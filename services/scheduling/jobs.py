@@ -217,7 +217,7 @@ def scheduler_sweep(runtime: ServiceRuntime) -> str | None:
     limit = timedelta(seconds=runtime.settings.sweep_interval_seconds
                       * runtime.settings.stale_after_intervals)
     now = runtime.clock.now()
-    if now - runtime.extra["started_at"] < limit:
+    if now - runtime.started_at < limit:
         return None
     with runtime.uow_factory() as uow:
         last = uow.session.scalar(select(func.max(SweepRun.finished_at)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from services.scheduling import appointments, deliveries, patients, refills, therapies
 from services.scheduling.schemas import (
@@ -27,14 +27,14 @@ from services.scheduling.schemas import (
 from shared.audit import ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
 from shared.contracts.vocabulary import AppointmentStatus, DeliveryStatus, TherapyStatus
-from shared.errors import Conflict
+from shared.errors import problem
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.schemas import Timestamp
 from shared.text import Key
-from shared.web import RuntimeDep, UowDep
+from shared.web import RuntimeDep, UnitOfWorkRoute, UowDep
 
-router = APIRouter()
+router = APIRouter(route_class=UnitOfWorkRoute)
 
 Clinician = Annotated[Principal, Depends(require_roles("nurse", "oncologist"))]
 Oncologist = Annotated[Principal, Depends(require_roles("oncologist"))]
@@ -61,9 +61,7 @@ def get_patient(mrn: Key, uow: UowDep, audit: ReadAuditDep) -> PatientRead:
 @router.patch("/patients/{mrn}", tags=["patients"])
 def update_patient(mrn: Key, body: PatientUpdate, user: Clinician, uow: UowDep) -> PatientRead:
     """Change a patient's details, e.g. a new weight (nurse, oncologist)."""
-    result = patients.update_patient(uow=uow, mrn=mrn, body=body, actor=user.sub)
-    uow.commit()
-    return result
+    return patients.update_patient(uow=uow, mrn=mrn, body=body, actor=user.sub)
 
 
 # ---------------------------------------------------------------- therapies
@@ -98,10 +96,8 @@ def update_therapy(therapy_id: Key, body: TherapyUpdate, user: Oncologist, uow: 
     """`{"action": "pause" | "resume" | "stop", "reason"?}` and/or new dosing settings
     (oncologist). Pause cancels open pharmacy orders and orders nothing until resumed
     (appointments stay: the pump must not run dry); stop cancels open appointments and orders."""
-    result = therapies.update_therapy(uow=uow, therapy_id=therapy_id, body=body, actor=user.sub,
-                                      settings=runtime.settings)
-    uow.commit()
-    return result
+    return therapies.update_therapy(uow=uow, therapy_id=therapy_id, body=body, actor=user.sub,
+                                    settings=runtime.settings)
 
 
 # ---------------------------------------------------------------- appointments
@@ -133,10 +129,8 @@ def get_appointment(appointment_id: Key, uow: UowDep, audit: ReadAuditDep,
 def book_appointment(appointment_id: Key, body: AppointmentBook, user: Nurse,
                      uow: UowDep, runtime: RuntimeDep) -> AppointmentRead:
     """Book `scheduled_for` (nurse)."""
-    result = appointments.book_appointment(uow=uow, appointment_id=appointment_id, body=body,
-                                           actor=user.sub, settings=runtime.settings)
-    uow.commit()
-    return result
+    return appointments.book_appointment(uow=uow, appointment_id=appointment_id, body=body,
+                                         actor=user.sub, settings=runtime.settings)
 
 
 # ---------------------------------------------------------------- refills and flow
@@ -156,10 +150,8 @@ def void_refill(refill_id: str, body: RefillVoid, user: Clinician, uow: UowDep,
     it stays for the audit, leaves the flow series and every figure, cancels the appointment it
     created and opens again the one it completed. 409 when it is not the pump's latest refill
     (the answer names the latest) or is already entered in error."""
-    result = refills.void_refill(uow=uow, refill_id=refill_id, body=body, actor=user.sub,
-                                 settings=runtime.settings)
-    uow.commit()
-    return result
+    return refills.void_refill(uow=uow, refill_id=refill_id, body=body, actor=user.sub,
+                               settings=runtime.settings)
 
 
 @router.get("/refills", tags=["refills"])
@@ -201,16 +193,17 @@ def get_delivery(delivery_id: Key, uow: UowDep, audit: ReadAuditDep) -> Delivery
     return audit.item(deliveries.get_delivery(uow=uow, delivery_id=delivery_id))
 
 
-@router.post("/deliveries/{delivery_id}/status", tags=["deliveries"])
+@router.post("/deliveries/{delivery_id}/status", tags=["deliveries"], response_model=DeliveryRead)
 def delivery_status(delivery_id: Key, body: DeliveryStatusIn, user: Pharmacist,
-                    uow: UowDep) -> DeliveryRead:
+                    uow: UowDep) -> DeliveryRead | JSONResponse:
     """The HTTP twin of the pharmacy's status message (pharmacist). A repeat changes nothing;
     a status that would move the order backwards is recorded in its history and answered 409."""
     result, decision = deliveries.apply_status(
         uow, order_id=delivery_id, status=body.status, at=body.at, reason=body.reason,
         lot=body.lot, beyond_use_at=body.beyond_use_at, source="http", actor=user.sub)
-    uow.commit()
     if decision == "late":
-        raise Conflict(f"order is already {result.status}; {body.status} recorded, not applied",
-                       current_status=result.status)
+        # answered, not raised: the late status stays in the order's history (a raise would
+        # roll the request's transaction back)
+        return problem(409, f"order is already {result.status}; {body.status} recorded, "
+                            "not applied", current_status=result.status)
     return result

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,11 +22,14 @@ from fastapi.testclient import TestClient
 
 from shared.clock import MovableClock
 from shared.db import make_engine
+from shared.events import EventType
 from shared.logging import log_processors, stdlib_formatter
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from shared.settings import Settings
 from tests.helpers import Harness, wait_until
+from tests.helpers import test_settings as settings_for
+from tests.integration.alerts.alerts_testkit import NURSE, T0, emit, flow_data
 
 N = 50  # requests released together, as in the probes of issue 16
 
@@ -43,6 +47,18 @@ def start_on_pg(name: str, settings: Settings, clock: MovableClock, bus: InProce
     bus.declare(runtime.all_queues())
     return Harness(name, runtime, TestClient(module.create_app(runtime),
                                              raise_server_exceptions=False))
+
+
+def alerts_with_a_firing_alert(tmp_path: Path, url: str, **overrides: Any) -> tuple[Harness, str]:
+    """Alerts on PostgreSQL with one firing alert; returns the harness and the alert's id."""
+    bus = InProcessBus()
+    pool = {k: overrides.pop(k) for k in ("pool_size", "max_overflow") if k in overrides}
+    h = start_on_pg("alerts", settings_for(tmp_path, alerts_database_url=url, **overrides),
+                    MovableClock(T0), bus, **pool)
+    emit(h, bus, EventType.FLOW_RECORDED, flow_data())
+    [alert] = h.client.get("/v1/alerts", headers=NURSE).json()["items"]
+    assert alert["status"] == "firing"
+    return h, alert["id"]
 
 
 @contextmanager

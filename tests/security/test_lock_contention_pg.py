@@ -12,25 +12,10 @@ from typing import Any
 from httpx import Response
 from sqlalchemy import text
 
-from shared.clock import MovableClock
 from shared.events import EventType
-from shared.messaging.inproc import InProcessBus
 from tests.helpers import Harness, wait_until
-from tests.helpers import test_settings as settings_for
-from tests.integration.alerts.alerts_testkit import NURSE, T0, emit, flow_data
-from tests.security.race_kit import N, at_once, served, start_on_pg, statuses
-
-
-def _alerts(tmp_path: Path, url: str, **overrides: Any) -> tuple[Harness, str]:
-    """Alerts on PostgreSQL with one firing alert; returns the harness and the alert's id."""
-    bus = InProcessBus()
-    pool = {k: overrides.pop(k) for k in ("pool_size", "max_overflow") if k in overrides}
-    h = start_on_pg("alerts", settings_for(tmp_path, alerts_database_url=url, **overrides),
-                    MovableClock(T0), bus, **pool)
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data())
-    [alert] = h.client.get("/v1/alerts", headers=NURSE).json()["items"]
-    assert alert["status"] == "firing"
-    return h, alert["id"]
+from tests.integration.alerts.alerts_testkit import NURSE
+from tests.security.race_kit import N, alerts_with_a_firing_alert, at_once, served, statuses
 
 
 def _count(h: Harness, sql: str, **params: Any) -> int:
@@ -44,7 +29,7 @@ def test_fifty_acknowledgements_of_one_alert_one_wins_the_others_409(
     threads of their own (shared/web.py); queued for threads held by requests waiting for a
     connection, all would stall until the pool's timeout (then 500). The pool wait allowed here
     is far above any honest queue."""
-    h, alert_id = _alerts(tmp_path, pg_database("alerts"), db_pool_timeout_seconds=10)
+    h, alert_id = alerts_with_a_firing_alert(tmp_path, pg_database("alerts"), db_pool_timeout_seconds=10)
     with served(h) as url:
         answers = at_once(url, "POST", f"/v1/alerts/{alert_id}/ack", headers=NURSE, body={})
     assert statuses(answers) == {200: 1, 409: N - 1}, [r.text for r in answers if r.status_code != 409]
@@ -59,7 +44,7 @@ def test_fifty_acknowledgements_of_one_alert_one_wins_the_others_409(
 
 def test_a_row_locked_by_another_transaction_answers_409_locked(
         tmp_path: Path, pg_database: Callable[[str], str]) -> None:
-    h, alert_id = _alerts(tmp_path, pg_database("alerts"))
+    h, alert_id = alerts_with_a_firing_alert(tmp_path, pg_database("alerts"))
     answers: list[Response] = []
 
     def acknowledge() -> None:
@@ -89,7 +74,7 @@ def test_an_exhausted_pool_answers_503_with_retry_after(
         tmp_path: Path, pg_database: Callable[[str], str]) -> None:
     """Every connection of the pool is held: a request gives up after the (short, default)
     checkout timeout with a 503, not after 30 s with a 500."""
-    h, _ = _alerts(tmp_path, pg_database("alerts"), pool_size=2, max_overflow=0)
+    h, _ = alerts_with_a_firing_alert(tmp_path, pg_database("alerts"), pool_size=2, max_overflow=0)
     held = [h.runtime.engine.connect() for _ in range(2)]
     try:
         r = h.client.get("/v1/alerts", headers=NURSE)

@@ -189,8 +189,8 @@ def test_the_address_is_checked_again_when_the_page_is_sent(tmp_path: Path, bus:
         address = f"http://pager.hospital.example:{port}/page"  # a public-looking name
         prod, oncall = _production(tmp_path / "strict", bus)
         assert _put(prod, "north", oncall_body([("ann", "webhook", address)]), oncall).status_code == 200
-        prod.runtime.extra["channels"] = Channels(prod.runtime.settings,
-                                                  resolve=_resolving_to("127.0.0.1"))
+        paging.pager(prod.runtime).channels = Channels(prod.runtime.settings,
+                                                       resolve=_resolving_to("127.0.0.1"))
         refused = _page_once(prod, bus, reader=oncall)
         assert refused["status"] == "retrying"
         assert "address refused" in refused["error"] and "loopback" in refused["error"]
@@ -199,8 +199,8 @@ def test_the_address_is_checked_again_when_the_page_is_sent(tmp_path: Path, bus:
         # where private addresses are allowed the page goes to the address checked, for the name
         allowing, oncall = _production(tmp_path / "allowing", InProcessBus(), webhook_allow_private=True)
         r = _put(allowing, "north", oncall_body([("ann", "webhook", address)]), oncall)
-        allowing.runtime.extra["channels"] = Channels(allowing.runtime.settings,
-                                                      resolve=_resolving_to("127.0.0.1"))
+        paging.pager(allowing.runtime).channels = Channels(allowing.runtime.settings,
+                                                           resolve=_resolving_to("127.0.0.1"))
         sent = _page_once(allowing, allowing.runtime.bus, reader=oncall)  # type: ignore[arg-type]
         assert sent["status"] == "sent"
         ((headers, body),) = hook.received
@@ -212,7 +212,8 @@ def test_a_name_that_resolves_to_the_metadata_address_is_refused_outside_product
         h: Harness, bus: InProcessBus) -> None:
     ok = _put(h, "north", oncall_body([("ann", "webhook", "http://pager.example.org/p")]))
     assert ok.status_code == 200
-    h.runtime.extra["channels"] = Channels(h.runtime.settings, resolve=_resolving_to("169.254.169.254"))
+    paging.pager(h.runtime).channels = Channels(h.runtime.settings,
+                                                resolve=_resolving_to("169.254.169.254"))
     refused = _page_once(h, bus)
     assert refused["status"] == "retrying" and "metadata" in refused["error"]
 

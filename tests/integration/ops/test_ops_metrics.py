@@ -103,7 +103,7 @@ def test_page_failures_are_counted_by_channel(tmp_path: Path) -> None:
         [("ann", "webhook", "http://pager.invalid/hook")], [("bob", "log", "bob")]))
     assert r.status_code == 200, r.text
     emit(h, bus, EventType.FLOW_RECORDED, flow_data(mrn="MRN-P1"))
-    h.runtime.extra["channels"] = _Down()
+    paging.pager(h.runtime).channels = _Down()
     assert paging.sweep_once(h.runtime)["retrying"] == 1
     assert sample(h, "hai_page_failures_total", channel="webhook", result="retrying") == 1.0
     h.runtime.clock.advance(seconds=5)  # type: ignore[attr-defined]

@@ -167,6 +167,10 @@ def test_pharmacy_status_over_http(tmp_path: Path) -> None:
     assert h.client.post(url, json=body, headers=PHARMACIST).status_code == 200  # duplicate
     late = h.client.post(url, json={"status": "accepted", "at": T0.isoformat()}, headers=PHARMACIST)
     assert late.status_code == 409 and "rejected" in late.json()["detail"]
+    assert late.json()["current_status"] == "rejected"
+    # answered 409, and still recorded: the request's transaction committed the late status
+    history = h.client.get(f"/v1/deliveries/{order_id}", headers=NURSE).json()["history"]
+    assert (history[-1]["status"], history[-1]["applied"]) == ("accepted", False)
     assert h.client.post("/v1/deliveries/nope/status", json=body,
                          headers=PHARMACIST).status_code == 404
     [rejected] = [u for u in outbox(h, EventType.DELIVERY_UPDATED) if u["data"]["status"] == "rejected"]
