@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import services as svc
-from tests.ports import free_port as private_port
+from tests.doubles import free_port as private_port
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 

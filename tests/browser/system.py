@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from shared.settings import SERVICES, Settings
+from tests.doubles import free_ports
 from tests.helpers import wait_until
-from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60.0

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import PharmacySimulator, WebhookReceiver, wait_for
+from tests.doubles import PharmacySimulator, WebhookReceiver
+from tests.e2e.support import wait_for
 from tests.e2e.topology import Topology
 
 CENTER = "E2E-CENTER"
@@ -27,10 +28,10 @@ def _setup_oncall(system: Topology, receiver: WebhookReceiver, center: str) -> N
             "escalation_delay_seconds": 3,
             "levels": [
                 {"members": [{"name": "Level One", "channel": "webhook",
-                              "address": receiver.url(f"/{center}/l1")}],
+                              "address": receiver.url_for(f"/{center}/l1")}],
                  "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24},
                 {"members": [{"name": "Level Two", "channel": "webhook",
-                              "address": receiver.url(f"/{center}/l2")}],
+                              "address": receiver.url_for(f"/{center}/l2")}],
                  "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24},
             ],
         })

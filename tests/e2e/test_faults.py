@@ -15,8 +15,9 @@ import pika
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.doubles import WebhookReceiver
 from tests.e2e.story import abnormal_refill, pump_on_therapy, setup_oncall
-from tests.e2e.support import WebhookReceiver, wait_for
+from tests.e2e.support import wait_for
 from tests.e2e.topology import SERVICES, Topology, topology
 from tests.private_services import private_postgresql, private_rabbitmq
 from tests.services import rabbitmqctl
@@ -25,7 +26,7 @@ PUMPS = 8
 
 
 def _prepare(system: Topology, receiver: WebhookReceiver, center: str) -> dict[str, float]:
-    setup_oncall(system, center, receiver.url(f"/{center}/l1"))
+    setup_oncall(system, center, receiver.url_for(f"/{center}/l1"))
     return {f"SN-{center}-{i:02d}": pump_on_therapy(system, f"SN-{center}-{i:02d}",
                                                    f"MRN-{center}-{i:02d}", center)
             for i in range(PUMPS)}

@@ -8,8 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shared.events import EventType
+from tests.doubles import EventTap, PharmacySimulator
 from tests.e2e.story import pump_on_therapy
-from tests.e2e.support import EventTap, PharmacySimulator, wait_for
+from tests.e2e.support import wait_for
 from tests.e2e.topology import Topology
 
 CENTER = "E2E-SAFETY"

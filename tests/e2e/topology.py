@@ -17,8 +17,8 @@ import httpx
 
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
+from tests.doubles import free_ports
 from tests.helpers import wait_until
-from tests.ports import free_ports
 
 SERVICES = ("inventory", "scheduling", "alerts")
 LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "e2e-logs"

@@ -21,7 +21,8 @@ import pytest
 from services.dashboard.session import COOKIE
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
-from tests.helpers import auth, running_server, start_service, test_settings
+from tests.doubles import running_server
+from tests.helpers import auth, start_service, test_settings
 from tests.unit.dashboard.fakes import NOW, FakeApis, client
 
 MIB = 1024 * 1024

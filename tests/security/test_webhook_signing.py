@@ -25,17 +25,10 @@ from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
+from tests.doubles import webhook
 from tests.helpers import Harness, auth, start_service
 from tests.helpers import test_settings as make_settings
-from tests.integration.alerts.alerts_testkit import (
-    NURSE,
-    ONCALL,
-    T0,
-    emit,
-    flow_data,
-    oncall_body,
-    webhook,
-)
+from tests.integration.alerts.alerts_testkit import NURSE, ONCALL, T0, emit, flow_data, oncall_body
 
 PROD_SECRET = "a-production-secret-for-the-webhook-tests-0123456789"
 ALWAYS_REFUSED = [
@@ -185,7 +178,7 @@ def _resolving_to(ip: str) -> Any:
 
 def test_the_address_is_checked_again_when_the_page_is_sent(tmp_path: Path, bus: InProcessBus) -> None:
     with webhook() as hook:
-        port = hook.server.server_address[1]
+        port = hook.port
         address = f"http://pager.hospital.example:{port}/page"  # a public-looking name
         prod, oncall = _production(tmp_path / "strict", bus)
         assert _put(prod, "north", oncall_body([("ann", "webhook", address)]), oncall).status_code == 200

@@ -1,14 +1,9 @@
-"""Test support for the alerts service: events in, a real webhook receiver, a real SMTP server."""
+"""Test support for the alerts service: events in, and the payloads of those events."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from shared.events import EVENTS_EXCHANGE, CloudEvent
@@ -20,66 +15,6 @@ from tests.helpers import Harness, auth, deliver
 T0 = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 ONCALL = auth("oncall", sub="oncall-olga")
 NURSE = auth("nurse", sub="nurse-nina")
-
-
-class WebhookReceiver:
-    """A local HTTP server that records the pages it gets; fails the first `fail_first` posts."""
-
-    def __init__(self, *, fail_first: int = 0, always_fail: bool = False,
-                 redirect_to: str | None = None) -> None:
-        self.fail_first = fail_first
-        self.always_fail = always_fail
-        self.redirect_to = redirect_to
-        self.pages: list[dict[str, Any]] = []
-        # every request as it came: headers and the raw body (to check signatures against)
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.attempts = 0
-        self.arrived_at: list[float] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                with receiver.lock:
-                    receiver.attempts += 1
-                    receiver.received.append((dict(self.headers.items()), body))
-                    failing = receiver.always_fail or receiver.attempts <= receiver.fail_first
-                    if not failing and not receiver.redirect_to:
-                        receiver.pages.append(json.loads(body))
-                        receiver.arrived_at.append(time.perf_counter())
-                if receiver.redirect_to:
-                    self.send_response(307)
-                    self.send_header("location", receiver.redirect_to)
-                else:
-                    self.send_response(503 if failing else 200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/page"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@contextmanager
-def webhook(**kwargs: Any) -> Iterator[WebhookReceiver]:
-    """A webhook receiver for the duration of a block."""
-    receiver = WebhookReceiver(**kwargs)
-    try:
-        yield receiver
-    finally:
-        receiver.close()
 
 
 def oncall_body(*urls_per_level: list[tuple[str, str, str]], delay_s: int = 900,

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from services.alerts import jobs, paging
 from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
+from tests.doubles import refusing_port, smtp_server, webhook
 from tests.helpers import Harness, auth, deliver, start_service
 from tests.helpers import test_settings as make_settings
 from tests.integration.alerts.alerts_testkit import (
@@ -27,9 +27,7 @@ from tests.integration.alerts.alerts_testkit import (
     emit,
     flow_data,
     oncall_body,
-    webhook,
 )
-from tests.ports import free_port
 
 
 @pytest.fixture
@@ -401,32 +399,14 @@ def test_default_oncall_covers_centers_without_one_and_the_log_channel_pages(
 
 # ---- email ---------------------------------------------------------------------------------
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], str]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                              envelope.content.decode("utf8", errors="replace")))
-        return "250 Message accepted for delivery"
-
-
-
-
 def test_email_page_through_a_real_smtp_server(tmp_path: Path, bus: InProcessBus) -> None:
-    inbox = _Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server() as (port, inbox):
         settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=port,
                                  smtp_from="pager@hai.test", dashboard_url="http://dash.test")
         h = start_service("alerts", settings, clock=MovableClock(T0), bus=bus)
         put_oncall(h, "north", oncall_body([("ann", "email", "ann@hospital.test")]))
         emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30))
         assert sweep(h)["sent"] == 1
-    finally:
-        controller.stop()
     ((sender, rcpts, content),) = inbox.messages
     (alert,) = alerts(h)
     assert (sender, rcpts) == ("pager@hai.test", ["ann@hospital.test"])
@@ -437,12 +417,13 @@ def test_email_page_through_a_real_smtp_server(tmp_path: Path, bus: InProcessBus
 
 
 def test_email_to_a_dead_smtp_server_is_retried(tmp_path: Path, bus: InProcessBus) -> None:
-    settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=free_port(),
-                             page_timeout_seconds=1.0)
-    h = start_service("alerts", settings, clock=MovableClock(T0), bus=bus)
-    put_oncall(h, "north", oncall_body([("ann", "email", "ann@hospital.test")]))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30))
-    assert sweep(h)["retrying"] == 1
+    with refusing_port() as port:
+        settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=port,
+                                 page_timeout_seconds=1.0)
+        h = start_service("alerts", settings, clock=MovableClock(T0), bus=bus)
+        put_oncall(h, "north", oncall_body([("ann", "email", "ann@hospital.test")]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30))
+        assert sweep(h)["retrying"] == 1
     (alert,) = alerts(h)
     assert notifications(h, alert["id"])[0]["error"].startswith("email: ")
 

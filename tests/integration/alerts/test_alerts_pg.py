@@ -17,18 +17,17 @@ from shared.messaging.base import OutgoingMessage
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from shared.runtime import ServiceRuntime, Worker
+from tests.doubles import WebhookReceiver, webhook
 from tests.helpers import Harness, start_service
 from tests.helpers import test_settings as make_settings
 from tests.integration.alerts.alerts_testkit import (
     ONCALL,
     T0,
-    WebhookReceiver,
     appointment_data,
     emit,
     flow_data,
     oncall_body,
     wait_until,
-    webhook,
 )
 
 

@@ -19,9 +19,9 @@ from shared.db import make_engine
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from tests import services as svc
+from tests.doubles import free_port
 from tests.helpers import Harness, start_service, wait_until
 from tests.helpers import test_settings as make_settings
-from tests.ports import free_port
 
 NOW = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]

@@ -24,8 +24,9 @@ from shared.messaging.base import OutgoingMessage
 from shared.messaging.inproc import InProcessBus
 from shared.messaging.rabbit import RabbitBus
 from shared.runtime import Worker
+from tests.doubles import webhook
 from tests.helpers import Harness, auth, deliver, start_service, test_settings, wait_until
-from tests.integration.alerts.alerts_testkit import T0, oncall_body, webhook
+from tests.integration.alerts.alerts_testkit import T0, oncall_body
 from tests.unit.scheduling.scheduling_support import implant
 
 ADMIN = auth("admin", sub="tracer")

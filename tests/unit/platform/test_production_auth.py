@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import jwt
 import pytest
@@ -17,6 +15,7 @@ from shared.clock import MovableClock
 from shared.messaging.inproc import InProcessBus
 from shared.runtime import build_runtime
 from shared.settings import Settings
+from tests.doubles import QuietHandler, http_server
 from tests.unit.platform.toyservice import metadata, platform, toy_app
 
 
@@ -27,20 +26,15 @@ def jwks_server() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
     jwk.update({"kid": "test-key", "use": "sig", "alg": "RS256"})
     body = json.dumps({"keys": [jwk]}).encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/jwks.json", key
-    server.shutdown()
+    with http_server(Handler) as base:
+        yield f"{base}/jwks.json", key
 
 
 def _client(tmp_path, **settings_kw) -> TestClient:
