@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 import httpx
 
+from tests.helpers import wait_until
+
 AMQP_HOST = os.environ.get("HAI_BENCH_AMQP_HOST", "127.0.0.1")
 AMQP_PORT = int(os.environ.get("HAI_BENCH_AMQP_PORT", "5672"))
 PG_HOST = os.environ.get("HAI_BENCH_PG_HOST", "127.0.0.1")
@@ -67,17 +69,14 @@ def database(label: str) -> Iterator[str]:
 def wait_ready(url: str, proc: subprocess.Popen[bytes], path: str = "/readyz",
                timeout_s: float = 90.0) -> None:
     """Wait until a started service answers `path` with 200; fail if it exits first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url}{path} not ready after {timeout_s} s")
+        return httpx.get(f"{url}{path}", timeout=2).status_code == 200
+
+    wait_until(ready, what=f"{url}{path} to answer 200", timeout_s=timeout_s,
+               ignoring=(httpx.HTTPError,))
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

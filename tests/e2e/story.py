@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from tests.e2e.support import wait_for
 from tests.e2e.topology import Topology
+from tests.helpers import TRANSIENT, wait_until
 
 
 def setup_oncall(system: Topology, center: str, l1_url: str, l2_url: str | None = None,
@@ -43,10 +43,10 @@ def pump_on_therapy(system: Topology, serial: str, mrn: str, center: str, *,
             "mrn": mrn, "given_name": "Fault", "family_name": "Tolerant",
             "birth_date": "1970-01-01", "weight_kg": 70, "center": center})
         assert r.status_code == 201, r.text
-        wait_for(f"therapy for {serial}", lambda: sch.post("/v1/therapies", json={
+        wait_until(lambda: sch.post("/v1/therapies", json={
             "patient_mrn": mrn, "pump_serial": serial, "regimen": "saline_maintenance",
             "start_on": (now - timedelta(days=filled_days_ago + 1)).date().isoformat(),
-        }).status_code == 201, timeout=60)
+        }).status_code == 201, what=f"therapy for {serial}", timeout_s=60, ignoring=TRANSIENT)
         r = sch.post("/v1/refills", json={
             "pump_serial": serial, "performed_at": (now - timedelta(days=filled_days_ago)).isoformat(),
             "residual_volume_ml": 0, "fill_volume_ml": 30, "fill_type": "saline"})

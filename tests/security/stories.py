@@ -11,35 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.clock import MovableClock
-from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
-from shared.messaging.base import OutgoingMessage
+from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
-from shared.settings import Settings
-from tests.helpers import Harness, auth, deliver, start_service
+from tests.helpers import Harness, auth, emit
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 # Call(method, path template, concrete path, json body) → the answer's JSON
 Call = Callable[[str, str, str, Any], Any]
-
-
-def start(name: str, settings: Settings) -> tuple[Harness, InProcessBus]:
-    """The service on its own database, a movable clock at T0 and an in-process bus."""
-    bus = InProcessBus()
-    harness = start_service(name, settings, clock=MovableClock(T0), bus=bus)
-    bus.declare(harness.runtime.all_queues())
-    return harness, bus
-
-
-def emit(harness: Harness, bus: InProcessBus, event_type: str, data: dict[str, Any]) -> None:
-    """Publish an event as its producer would, and let the service's consumers handle it."""
-    event = CloudEvent.create(source="/hai/story", type=event_type, data=data,
-                              time=harness.runtime.clock.now())
-    bus.publish_batch([OutgoingMessage(message_id=event.id, exchange=EVENTS_EXCHANGE,
-                                       routing_key=event_type, body=event.to_json_bytes())])
-    outcomes = deliver([harness], bus)
-    assert all(o.action == "ack" for o in outcomes), outcomes
 
 
 # ---------------------------------------------------------------- inventory

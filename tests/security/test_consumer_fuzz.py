@@ -185,9 +185,10 @@ def test_every_message_is_acked_or_dead_lettered_and_leaves_nothing_when_refused
 
 def _order_id(tmp_path) -> tuple[Any, str]:
     """Scheduling with a chemo order placed (a therapy starting inside the lead time)."""
-    from tests.unit.scheduling.scheduling_support import setup_therapy, start, worklist
+    from tests.helpers import start
+    from tests.unit.scheduling.scheduling_support import setup_therapy, worklist
 
-    harness, bus = start(test_settings(tmp_path))
+    harness, bus = start("scheduling", test_settings(tmp_path))
     setup_therapy(harness, bus, start_on="2026-11-04")
     [appt] = worklist(harness)
     return harness, appt["delivery_id"]

@@ -13,9 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.errors import PROBLEM_JSON
-from tests.helpers import Harness, auth, test_settings
+from tests.helpers import Harness, auth, start, test_settings
 from tests.security import stories
-from tests.security.stories import start
 
 ADMIN = auth("admin", sub="idem-admin")
 Setup = Callable[[Harness, Any, stories.Call], tuple[dict[str, Any], dict[str, Any]]]

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests import helpers
 from tests.helpers import Harness, auth, test_settings
 from tests.security import stories
 
@@ -26,7 +27,7 @@ BAD_CENTRES = ["", "  ", "a/b", "..", ".north", "north\x00", "north\x1b[31m", "x
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Harness]]:
     settings_ = test_settings(tmp_path_factory.mktemp("ids"))
-    yield {name: stories.start(name, settings_)[0] for name in ("inventory", "scheduling", "alerts")}
+    yield {name: helpers.start(name, settings_)[0] for name in ("inventory", "scheduling", "alerts")}
 
 
 def _refused(harness: Harness, method: str, path: str, body: Any, field: str) -> None:

@@ -15,9 +15,9 @@ from sqlalchemy import text
 from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
-from tests.helpers import Harness, wait_until
+from tests.helpers import Harness, emit, wait_until
 from tests.helpers import test_settings as settings_for
-from tests.integration.alerts.alerts_testkit import NURSE, T0, emit, flow_data
+from tests.integration.alerts.alerts_testkit import NURSE, T0, flow_data
 from tests.security.race_kit import N, at_once, served, start_on_pg, statuses
 
 

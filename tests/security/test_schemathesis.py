@@ -30,6 +30,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import Failure, FailureGroup
 
 from shared.events import EventType
+from tests import helpers
 from tests.helpers import Harness, auth, test_settings
 from tests.security import stories
 from tests.security.stories import T0
@@ -233,7 +234,7 @@ def _failure(exc: BaseException) -> str:
 @pytest.mark.parametrize("name", ["inventory", "scheduling", "alerts"])
 def test_every_operation_answers_as_its_openapi_says(name: str, tmp_path: Any,
                                                       pg_database: Callable[[str], str]) -> None:
-    harness, bus = stories.start(name, test_settings(
+    harness, bus = helpers.start(name, test_settings(
         tmp_path, **{f"{name}_database_url": pg_database(name)}))
     ids = SEEDS[name](harness, bus)
     raw = with_links(harness.client.get("/openapi.json").json())

@@ -19,17 +19,11 @@ from shared.db import make_engine
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
+from tests.factories import T0
 from tests.helpers import Harness
 from tests.helpers import test_settings as settings_for
 from tests.security.race_kit import N, at_once, served, start_on_pg, statuses
-from tests.unit.scheduling.scheduling_support import (
-    ONCOLOGIST,
-    T0,
-    implant,
-    outbox,
-    patient,
-    therapy,
-)
+from tests.unit.scheduling.scheduling_support import ONCOLOGIST, implant, outbox, patient, therapy
 
 PREVIOUS = "6a1f0c9e2b47"  # scheduling's revision before the indexes
 

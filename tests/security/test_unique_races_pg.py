@@ -17,11 +17,12 @@ from shared.clock import MovableClock
 from shared.db import make_engine
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
+from tests.factories import T0
 from tests.helpers import Harness, auth
 from tests.helpers import test_settings as settings_for
 from tests.integration.alerts.alerts_testkit import ONCALL, oncall_body
 from tests.security.race_kit import N, at_once, production_logs, served, start_on_pg, statuses
-from tests.unit.scheduling.scheduling_support import NURSE, T0
+from tests.unit.scheduling.scheduling_support import NURSE
 
 MRN = "MRN-RACE-4711"
 ADMIN = auth("admin", sub="ada-admin")

@@ -26,9 +26,9 @@ from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from tests.doubles import webhook
-from tests.helpers import Harness, auth, start_service
+from tests.helpers import Harness, auth, emit, start_service
 from tests.helpers import test_settings as make_settings
-from tests.integration.alerts.alerts_testkit import NURSE, ONCALL, T0, emit, flow_data, oncall_body
+from tests.integration.alerts.alerts_testkit import NURSE, ONCALL, T0, flow_data, oncall_body
 
 PROD_SECRET = "a-production-secret-for-the-webhook-tests-0123456789"
 ALWAYS_REFUSED = [

@@ -17,14 +17,13 @@ from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from tests.doubles import refusing_port, smtp_server, webhook
-from tests.helpers import Harness, auth, deliver, start_service
+from tests.helpers import Harness, auth, deliver, emit, start_service
 from tests.helpers import test_settings as make_settings
 from tests.integration.alerts.alerts_testkit import (
     NURSE,
     ONCALL,
     T0,
     appointment_data,
-    emit,
     flow_data,
     oncall_body,
 )

@@ -18,16 +18,14 @@ from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from shared.runtime import ServiceRuntime, Worker
 from tests.doubles import WebhookReceiver, webhook
-from tests.helpers import Harness, start_service
+from tests.helpers import Harness, emit, start_service, wait_until
 from tests.helpers import test_settings as make_settings
 from tests.integration.alerts.alerts_testkit import (
     ONCALL,
     T0,
     appointment_data,
-    emit,
     flow_data,
     oncall_body,
-    wait_until,
 )
 
 
@@ -159,8 +157,8 @@ def test_a_page_is_sent_on_the_consumers_commit_not_on_the_next_sweep(
                 publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
                                                          event.to_json_bytes())])
                 count = i + 1
-                wait_until(lambda: len(hook.pages) >= count, 30,  # noqa: B023
-                           f"page {count}, sent when the consumer commits")
+                wait_until(lambda count=count: len(hook.pages) >= count,
+                    what=f"page {count}, sent when the consumer commits", timeout_s=30)
             publisher.close()
         finally:
             worker.stop()
@@ -204,9 +202,9 @@ def test_a_flow_page_does_not_wait_behind_a_burst_of_sweep_announcements(
         start_paging_to(hook, runtime, worker)
         try:
             wait_until(lambda: any(p["alert"]["pump_serial"] == "SN-FLOW" for p in hook.pages),
-                       30, "the flow page")
+                what="the flow page", timeout_s=30)
             handled_before_the_page = overdue_alerts()
-            wait_until(lambda: overdue_alerts() == burst, 60, "the whole burst handled")
+            wait_until(lambda: overdue_alerts() == burst, what="the whole burst handled", timeout_s=60)
         finally:
             worker.stop()
             bus.close()

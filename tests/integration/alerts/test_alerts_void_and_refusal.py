@@ -15,9 +15,9 @@ from shared.clock import MovableClock
 from shared.contracts.scheduling import OrderRefusedData, RefillVoidedData
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
-from tests.helpers import Harness, start_service
+from tests.helpers import Harness, emit, start_service
 from tests.helpers import test_settings as make_settings
-from tests.integration.alerts.alerts_testkit import NURSE, T0, appointment_data, emit, flow_data
+from tests.integration.alerts.alerts_testkit import NURSE, T0, appointment_data, flow_data
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from shared.messaging.base import OutgoingMessage, QueueSpec
 from shared.messaging.inproc import InProcessBus
 from shared.metrics import refresh_queue_depths
 from shared.runtime import Worker
-from tests.helpers import Harness, auth, deliver, start_service, test_settings, wait_until
-from tests.integration.alerts.alerts_testkit import emit, flow_data, oncall_body
+from tests.helpers import Harness, auth, deliver, emit, start_service, test_settings, wait_until
+from tests.integration.alerts.alerts_testkit import flow_data, oncall_body
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 ADMIN = auth("admin")
