@@ -63,7 +63,8 @@ def free_ports(count: int) -> list[int]:
 
 def address_in_use(error: BaseException | str) -> bool:
     """Whether a failed start failed because another process took its port first."""
-    return "address already in use" in str(error).lower()
+    text = str(error).lower()
+    return "address already in use" in text or "eaddrinuse" in text
 
 
 def retry_on_address_in_use(start: Callable[[int], T], *, tries: int = 3) -> T:

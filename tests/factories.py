@@ -107,7 +107,7 @@ def order_status(order_id: str = "ord-1", status: str = "accepted", *,
 
 # ---------------------------------------------------------------- scheduling
 
-def appointment(appt_id: str = "appt-1", serial: str = SERIAL, *, mrn: str = MRN,
+def appointment_scheduled(appt_id: str = "appt-1", serial: str = SERIAL, *, mrn: str = MRN,
                 center: str = CENTER, **extra: Any) -> dict[str, Any]:
     """`hai.scheduling.appointment.scheduled` / `.refill.due_soon`: an appointment two days on."""
     return _valid(AppointmentData, {
@@ -119,14 +119,14 @@ def appointment(appt_id: str = "appt-1", serial: str = SERIAL, *, mrn: str = MRN
 def refill_overdue(appt_id: str = "appt-1", serial: str = SERIAL, *, overdue_hours: float = 5.0,
                    hours_to_empty: float | None = 30.0, **extra: Any) -> dict[str, Any]:
     """`hai.scheduling.refill.overdue`."""
-    return _valid(RefillOverdueData, appointment(
+    return _valid(RefillOverdueData, appointment_scheduled(
         appt_id, serial, overdue_hours=overdue_hours, hours_to_empty=hours_to_empty, **extra))
 
 
 def reservoir_near_empty(appt_id: str = "appt-1", serial: str = SERIAL, *,
                          hours_to_empty: float = 20.0, **extra: Any) -> dict[str, Any]:
     """`hai.scheduling.reservoir.near_empty`."""
-    return _valid(ReservoirNearEmptyData, appointment(
+    return _valid(ReservoirNearEmptyData, appointment_scheduled(
         appt_id, serial, hours_to_empty=hours_to_empty, **extra))
 
 

@@ -7,19 +7,19 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tests.e2e.topology import Topology
+from tests.factories import oncall_body
 from tests.helpers import TRANSIENT, wait_until
 
 
 def setup_oncall(system: Topology, center: str, l1_url: str, l2_url: str | None = None,
                  delay_s: int = 3) -> None:
-    levels = [{"members": [{"name": "Level One", "channel": "webhook", "address": l1_url}],
-               "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24}]
+    levels = [[("Level One", "webhook", l1_url)]]
     if l2_url:
-        levels.append({"members": [{"name": "Level Two", "channel": "webhook", "address": l2_url}],
-                       "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24})
+        levels.append([("Level Two", "webhook", l2_url)])
+    body = oncall_body(*levels, delay_s=delay_s, shift_hours=24,
+                       rotation_start="2026-01-01T00:00:00Z")
     with system.client("alerts", "oncall") as alerts:
-        r = alerts.put(f"/v1/oncall/{center}", json={"escalation_delay_seconds": delay_s,
-                                                      "levels": levels})
+        r = alerts.put(f"/v1/oncall/{center}", json=body)
         assert r.status_code == 200, r.text
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.doubles import PharmacySimulator, WebhookReceiver
+from tests.e2e.story import setup_oncall
 from tests.e2e.topology import Topology
 from tests.helpers import TRANSIENT, wait_until
 
@@ -23,19 +24,8 @@ def gs1_check_digit(body: str) -> str:
 
 
 def _setup_oncall(system: Topology, receiver: WebhookReceiver, center: str) -> None:
-    with system.client("alerts", "oncall") as alerts:
-        r = alerts.put(f"/v1/oncall/{center}", json={
-            "escalation_delay_seconds": 3,
-            "levels": [
-                {"members": [{"name": "Level One", "channel": "webhook",
-                              "address": receiver.url_for(f"/{center}/l1")}],
-                 "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24},
-                {"members": [{"name": "Level Two", "channel": "webhook",
-                              "address": receiver.url_for(f"/{center}/l2")}],
-                 "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24},
-            ],
-        })
-        assert r.status_code == 200, r.text
+    setup_oncall(system, center, receiver.url_for(f"/{center}/l1"),
+                 receiver.url_for(f"/{center}/l2"))
 
 
 def _register_and_implant(system: Topology, serial: str, mrn: str, center: str,

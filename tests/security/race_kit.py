@@ -1,6 +1,7 @@
-"""Tools of the race tests: a service on PostgreSQL behind a real uvicorn in this process (one
-event loop, one request threadpool, as in production), many requests released at one moment,
-and the service's log output captured as the production pipelines render it."""
+"""Tools of the race tests: a service on PostgreSQL (served behind a real uvicorn in this process
+by tests.doubles.running_server: one event loop, one request threadpool, as in production), many
+requests released at one moment, and the service's log output captured as the production
+pipelines render it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from typing import Any
 
 import httpx
 import structlog
-import uvicorn
 from fastapi.testclient import TestClient
 
 from shared.clock import MovableClock
@@ -25,7 +25,7 @@ from shared.logging import log_processors, stdlib_formatter
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from shared.settings import Settings
-from tests.helpers import Harness, wait_until
+from tests.helpers import Harness
 
 N = 50  # requests released together, as in the probes of issue 16
 
@@ -43,22 +43,6 @@ def start_on_pg(name: str, settings: Settings, clock: MovableClock, bus: InProce
     bus.declare(runtime.all_queues())
     return Harness(name, runtime, TestClient(module.create_app(runtime),
                                              raise_server_exceptions=False))
-
-
-@contextmanager
-def served(h: Harness) -> Iterator[str]:
-    """The harness's app behind uvicorn on a free port, in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(h.client.app, host="127.0.0.1", port=0,
-                                           log_config=None, access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, name="uvicorn-under-test", daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what="uvicorn to start", timeout_s=30)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def at_once(base_url: str, method: str, path: str | Callable[[int], str], *,

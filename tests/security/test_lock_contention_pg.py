@@ -15,10 +15,12 @@ from sqlalchemy import text
 from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
+from tests.doubles import running_server
+from tests.factories import T0, flow_recorded
 from tests.helpers import Harness, emit, wait_until
 from tests.helpers import test_settings as settings_for
-from tests.integration.alerts.alerts_testkit import NURSE, T0, flow_data
-from tests.security.race_kit import N, at_once, served, start_on_pg, statuses
+from tests.integration.alerts.alerts_testkit import NURSE
+from tests.security.race_kit import N, at_once, start_on_pg, statuses
 
 
 def _alerts(tmp_path: Path, url: str, **overrides: Any) -> tuple[Harness, str]:
@@ -27,7 +29,7 @@ def _alerts(tmp_path: Path, url: str, **overrides: Any) -> tuple[Harness, str]:
     pool = {k: overrides.pop(k) for k in ("pool_size", "max_overflow") if k in overrides}
     h = start_on_pg("alerts", settings_for(tmp_path, alerts_database_url=url, **overrides),
                     MovableClock(T0), bus, **pool)
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data())
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded())
     [alert] = h.client.get("/v1/alerts", headers=NURSE).json()["items"]
     assert alert["status"] == "firing"
     return h, alert["id"]
@@ -44,7 +46,7 @@ def test_fifty_acknowledgements_of_one_alert_one_wins_the_others_409(
     queued for threads held by requests waiting for a connection, and all stalled until the
     pool's timeout (then 500). The pool wait allowed here is far above any honest queue."""
     h, alert_id = _alerts(tmp_path, pg_database("alerts"), db_pool_timeout_seconds=10)
-    with served(h) as url:
+    with running_server(h.client.app) as url:
         answers = at_once(url, "POST", f"/v1/alerts/{alert_id}/ack", headers=NURSE, body={})
     assert statuses(answers) == {200: 1, 409: N - 1}, [r.text for r in answers if r.status_code != 409]
     for r in answers:

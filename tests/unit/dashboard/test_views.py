@@ -17,27 +17,27 @@ from services.dashboard.views import (
     parse_lots,
     urgency_of,
 )
-
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+from tests.factories import T0
 
 
 def test_urgency_buckets() -> None:
-    assert urgency_of(NOW - timedelta(minutes=1), NOW, due_soon_hours=48) == "overdue"
-    assert urgency_of(NOW + timedelta(hours=11), NOW, due_soon_hours=48) == "due_today"
-    assert urgency_of(NOW + timedelta(hours=13), NOW, due_soon_hours=48) == "due_soon"
-    assert urgency_of(NOW + timedelta(hours=49), NOW, due_soon_hours=48) == "later"
-    assert urgency_of(None, NOW, due_soon_hours=48) == "later"
+    assert urgency_of(T0 - timedelta(minutes=1), T0, due_soon_hours=48) == "overdue"
+    assert urgency_of(T0 + timedelta(hours=11), T0, due_soon_hours=48) == "due_today"
+    # T0 is 08:00 UTC: 11 hours on is the same day, 17 hours on the next
+    assert urgency_of(T0 + timedelta(hours=17), T0, due_soon_hours=48) == "due_soon"
+    assert urgency_of(T0 + timedelta(hours=49), T0, due_soon_hours=48) == "later"
+    assert urgency_of(None, T0, due_soon_hours=48) == "later"
 
 
 def test_worklist_sorts_by_urgency_then_due_time_and_flags_near_empty() -> None:
     appts: list[dict[str, Any]] = [
-        {"pump_serial": "B", "due_at": iso_z(NOW + timedelta(days=5)),
-         "projected_empty_at": iso_z(NOW + timedelta(hours=70))},
-        {"pump_serial": "A", "due_at": iso_z(NOW - timedelta(hours=2)),
-         "projected_empty_at": iso_z(NOW - timedelta(hours=1))},
-        {"pump_serial": "C", "due_at": iso_z(NOW - timedelta(days=2)), "projected_empty_at": None},
+        {"pump_serial": "B", "due_at": iso_z(T0 + timedelta(days=5)),
+         "projected_empty_at": iso_z(T0 + timedelta(hours=70))},
+        {"pump_serial": "A", "due_at": iso_z(T0 - timedelta(hours=2)),
+         "projected_empty_at": iso_z(T0 - timedelta(hours=1))},
+        {"pump_serial": "C", "due_at": iso_z(T0 - timedelta(days=2)), "projected_empty_at": None},
     ]
-    rows = build_worklist(appts, NOW, due_soon_hours=48, near_empty_hours=72)
+    rows = build_worklist(appts, T0, due_soon_hours=48, near_empty_hours=72)
     assert [r.appointment["pump_serial"] for r in rows] == ["C", "A", "B"]
     assert [r.near_empty for r in rows] == [False, True, True]
     assert rows[1].empty_already and not rows[2].empty_already

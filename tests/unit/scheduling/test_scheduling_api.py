@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.events import PHARMACY_EXCHANGE, EventType
-from tests.factories import T0
-from tests.helpers import auth, start
+from tests.factories import T0, pump_explanted
+from tests.helpers import auth, emit, start
 from tests.helpers import test_settings as settings_for
 from tests.unit.scheduling.scheduling_support import (
     NURSE,
@@ -252,13 +252,9 @@ def test_pause_resume_stop(tmp_path: Path) -> None:
 
 
 def test_explant_stops_the_therapy(tmp_path: Path) -> None:
-    from tests.helpers import deliver, publish
-
     h, bus = start("scheduling", settings_for(tmp_path))
     t = setup_therapy(h, bus, start_on="2026-11-20")
-    publish(bus, EventType.PUMP_EXPLANTED, {"serial_number": "SN1", "patient_mrn": "MRN1",
-                                         "explanted_at": T0.isoformat(), "reason": "infection"})
-    assert all(o.action == "ack" for o in deliver([h], bus))
+    emit(h, bus, EventType.PUMP_EXPLANTED, pump_explanted("SN1", "MRN1", reason="infection"))
     assert h.client.get(f"/v1/therapies/{t['id']}", headers=NURSE).json()["status"] == "stopped"
     assert [a["status"] for a in worklist(h)] == ["cancelled"]
     assert _refill(h, performed_at=T0.isoformat()).status_code == 409
