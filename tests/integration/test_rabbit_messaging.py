@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -296,14 +295,17 @@ def test_publishing_and_consuming_resume_after_the_connections_are_cut(world: Wo
     publisher.publish_batch([message])
     world.close_connections()
     failures = 0
-    deadline = time.monotonic() + 10
-    while True:
+
+    def published() -> bool:
+        nonlocal failures
         try:
             publisher.publish_batch([message], timeout=5)
-            break
         except PublishError:
             failures += 1
-            assert time.monotonic() < deadline, "the publisher never reconnected"
+            return False
+        return True
+
+    wait_until(published, what="the publisher to reconnect", timeout_s=10)
     assert failures <= 1
     publisher.close()
 
@@ -484,11 +486,8 @@ def test_a_message_an_external_consumer_rejects_lands_in_the_dlq(world: World) -
     publisher.close()
     with pika.BlockingConnection(pika.URLParameters(world.bus.url)) as conn:
         channel = conn.channel()
-        method = None
-        deadline = time.monotonic() + 10
-        while method is None and time.monotonic() < deadline:
-            method, _, _ = channel.basic_get(orders.name)
-        assert method is not None, "the order never reached its queue"
+        method = wait_until(lambda: channel.basic_get(orders.name)[0],
+                            what="the order in its queue", timeout_s=10)
         channel.basic_nack(method.delivery_tag, requeue=False)
 
     wait_until(lambda: len(world.bus.dlq_messages(orders.name)) == 1,
