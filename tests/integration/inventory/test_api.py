@@ -216,7 +216,9 @@ def test_implant_of_a_quarantined_pump_names_its_status(inventory: Harness) -> N
 
 
 def test_implant_refusals(inventory: Harness) -> None:
-    expired = register(inventory, expiry_date="2026-10-31")["serial_number"]
+    # expired before the implant (implant() implants two days before T0)
+    expired = register(inventory, expiry_date=(T0 - timedelta(days=10)).date().isoformat())[
+        "serial_number"]
     assert "expired" in assert_problem(implant(inventory, expired, "MRN-E1"), 409)["detail"]
     future = (T0 + timedelta(hours=1)).isoformat()
     sn = register(inventory)["serial_number"]
