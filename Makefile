@@ -8,7 +8,7 @@ LOCK := requirements-dev.lock
 # one interpreter and platform family for every lock: what CI and `make up` run
 LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet
 
-.PHONY: up test test-unit-shifted install lint lock bench mutation clean
+.PHONY: up test test-unit-shifted install lint lock docs bench mutation clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ lint: $(STAMP)
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev -c requirements.lock $(LOCK_FLAGS) -o $(LOCK)
+
+## Export each service's OpenAPI document to docs/openapi/ (a unit test fails when one is stale).
+docs: $(STAMP)
+	$(BIN)/python -m services.openapi
+	$(BIN)/python -m shared.contracts.asyncapi > docs/asyncapi.json
 
 ## Every benchmark, written to bench/RESULTS.md (needs RabbitMQ and PostgreSQL).
 bench: $(STAMP)

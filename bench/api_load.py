@@ -271,7 +271,7 @@ def _frame(frame: str) -> str:
     """`func (path/to/file.py:123)` → `path/to/file.py:func` (line numbers merged)."""
     name, _, where = frame.partition(" (")
     file = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "/lib/python3.11/"):
+    for marker in ("site-packages/", f"{ROOT}/", "/lib/python3.11/"):
         if marker in file:
             file = file.split(marker, 1)[1]
     return f"{file}:{name}"

@@ -20,7 +20,7 @@ from shared.db import UnitOfWork, bulk_insert
 from shared.pagination import Page, PageDep, paginate
 from shared.schemas import Timestamp
 from shared.text import Key
-from shared.web import UowDep
+from shared.web import UowDep, route_path
 
 T = TypeVar("T")
 READ_ACTION = "read"
@@ -73,11 +73,9 @@ def _ident(obj: Any, get: Callable[[Any], Any] | None) -> str:
 
 
 def route_template(request: Request) -> str:
-    """`METHOD /v1/path/{param}`: the route template, never the raw path (it may carry an MRN)."""
-    template = getattr(request.scope.get("route"), "path", "unmatched")
-    if request.url.path.startswith("/v1/") and not template.startswith("/v1"):
-        template = "/v1" + template
-    return f"{request.method} {template}"
+    """`METHOD /v1/path/{param}` (or `/fhir/R4/...`): the route template, never the raw path
+    (it may carry an MRN)."""
+    return f"{request.method} {route_path(request.scope)}"
 
 
 async def read_audit(request: Request, principal: CurrentUser, uow: UowDep) -> ReadAudit:

@@ -1,4 +1,5 @@
-"""The `hai` command: up, serve, worker, migrate, backup, restore, token, dlq (CONTRACT.md, Running)."""
+"""The `hai` command: up, serve, worker, migrate, backup, restore, token, dlq, hl7-bridge
+(CONTRACT.md, Running)."""
 
 from __future__ import annotations
 
@@ -197,6 +198,8 @@ def up(
         on_stop.append(_start_worker(module, runtime).stop)
         servers.append(_Server(_uvicorn_config(module.create_app(runtime),
                                                DEFAULT_PORTS[service], host)))
+    if settings.hl7_enabled:
+        on_stop.append(_start_hl7_bridge(settings))
     dashboard = service_module("dashboard").create_app(settings)
     servers.append(_Server(_uvicorn_config(dashboard, DEFAULT_PORTS["dashboard"], host)))
     bus = "RabbitMQ" if settings.amqp_url else "in-process bus"
@@ -206,6 +209,32 @@ def up(
         threading.Thread(target=_seed_demo, args=(settings,), daemon=True).start()
     settle_heap()
     _run_servers(servers, on_stop)
+
+
+@app.command("hl7-bridge")
+def hl7_bridge(
+    if_enabled: Annotated[bool, typer.Option(
+        "--if-enabled", help="only when HAI_HL7_ENABLED is set; otherwise wait, doing nothing")] = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve the bridge's Prometheus metrics (orders' outcomes, the pharmacy's messages "
+             "by ACK, outbox lag) on this port")] = None,
+) -> None:
+    """The HL7 v2 pharmacy bridge: pharmacy.orders as RDE^O11 over MLLP, answers as statuses."""
+    from services.hl7_bridge.bridge import run
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json, "hl7_bridge")
+    run(settings, if_enabled=if_enabled, metrics_port=metrics_port)
+
+
+def _start_hl7_bridge(settings: Settings) -> Any:
+    """`hai up` with HAI_HL7_ENABLED: the bridge beside the services (its stop, for on_stop)."""
+    from services.hl7_bridge.bridge import NAME, Bridge, bootstrap
+
+    upgrade(NAME, settings.database_url(NAME))
+    bridge = Bridge(bootstrap(settings))
+    threading.Thread(target=bridge.start, name="hl7-bridge-start", daemon=True).start()
+    return bridge.stop
 
 
 def _seed_demo(settings: Settings) -> None:
@@ -276,14 +305,14 @@ def restore(
     console.print(f"[green]{service}[/green] restored from {source}")
 
 
-def _rabbit() -> Any:
+def _dead_letters() -> Any:
     settings = get_settings()
     if not settings.amqp_url:
         console.print("[red]HAI_AMQP_URL is not set: dead letters live in RabbitMQ[/red]")
         raise typer.Exit(2)
-    from shared.messaging.rabbit import RabbitBus
+    from shared.messaging.rabbit import DeadLetters, RabbitBus
 
-    return RabbitBus(settings.amqp_url)
+    return DeadLetters(RabbitBus(settings.amqp_url).connect)
 
 
 @dlq_app.command("list")
@@ -293,8 +322,7 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
 ) -> None:
     """Show the dead letters of a queue with their reasons (they stay in the DLQ)."""
-    bus = _rabbit()
-    messages = bus.dlq_messages(queue, limit)
+    messages = _dead_letters().peek(queue, limit)
     rows = [{"message_id": m.message_id, "routing_key": m.routing_key,
              "reason": str(m.headers.get("x-hai-dlq-reason", m.headers.get("x-death", "")))}
             for m in messages]
@@ -313,7 +341,7 @@ def dlq_list(
 @dlq_app.command("replay")
 def dlq_replay(queue: str, id: Annotated[str | None, typer.Option("--id")] = None) -> None:
     """Move dead letters back to their queue (all, or the one with --id) after a fix."""
-    moved = _rabbit().replay_dlq(queue, id)
+    moved = _dead_letters().replay(queue, id)
     console.print(f"replayed {moved} message(s) to {queue}")
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -35,7 +36,8 @@ from sqlalchemy.types import TypeDecorator
 
 from shared import tracing
 from shared.clock import Clock, ensure_utc
-from shared.events import CloudEvent
+from shared.contracts import registry
+from shared.events import EVENTS_EXCHANGE, CloudEvent
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -172,6 +174,11 @@ def is_postgres(engine_or_session: Engine | Session) -> bool:
     return bind.dialect.name == "postgresql"
 
 
+def rowcount(result: object) -> int:
+    """Rows matched by an UPDATE (a CursorResult's rowcount)."""
+    return int(getattr(result, "rowcount", 0))
+
+
 def ping(engine: Engine) -> None:
     """Raise when the database does not answer."""
     with engine.connect() as conn:
@@ -192,10 +199,10 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     """Insert many rows (each with the same columns) in this session's transaction.
 
     On PostgreSQL they are streamed with COPY: one statement, rows formatted in C, data flowing
-    one way. An executemany (psycopg runs it in pipeline mode, one INSERT per row) costs several
-    times the CPU, and for rows of about 1 kB it stalled for ~200 ms at random with the server
-    idle. The columns' bind processing still applies (UTC timestamps, JSON). Elsewhere, or when
-    a missing column has a Python-side default that COPY would not apply: executemany."""
+    one way, where an executemany (psycopg runs it in pipeline mode) is an INSERT per row, each
+    bound, executed and answered on its own. The columns' bind processing still applies (UTC
+    timestamps, JSON). Elsewhere, or when a missing column has a Python-side default that COPY
+    would not apply: executemany."""
     if not rows:
         return
     columns = list(rows[0])
@@ -281,15 +288,22 @@ class UnitOfWork:
     def now(self) -> datetime:
         return self.clock.now()
 
-    def publish(
-        self,
-        event_type: str,
-        data: Any,
-        *,
-        subject: str | None = None,
-        exchange: str = "hai.events",
-    ) -> CloudEvent:
-        """Write an event to the outbox in this transaction; it leaves only if the transaction commits."""
+    def publish(self, data: BaseModel, *, subject: str | None = None) -> CloudEvent:
+        """Write the event `data` is the payload of to the outbox in this transaction; it leaves
+        only if the transaction commits. Its type and exchange are the contract's registry's."""
+        spec = registry.spec_for(data)
+        return self.publish_raw(spec.event_type.value, data, subject=subject, exchange=spec.exchange)
+
+    def publish_many(self, events: Sequence[tuple[BaseModel, str | None]]) -> int:
+        """Write many (payload, subject) events to the outbox in one statement."""
+        specs = [registry.spec_for(data) for data, _ in events]
+        return self._publish_rows([(spec.event_type.value, spec.exchange, data, subject)
+                                   for spec, (data, subject) in zip(specs, events, strict=True)])
+
+    def publish_raw(self, event_type: str, data: Any, *, subject: str | None = None,
+                    exchange: str = EVENTS_EXCHANGE) -> CloudEvent:
+        """Write an event of any type (the platform's own tests and tools); the services publish
+        the contract's events through `publish`."""
         event = CloudEvent.create(
             source=f"/hai/{self.source}", type=event_type, data=data, subject=subject,
             time=self.clock.now(), traceparent=tracing.current_traceparent(),
@@ -297,15 +311,18 @@ class UnitOfWork:
         self.publish_event(event, exchange=exchange)
         return event
 
-    def publish_many(self, events: Sequence[tuple[str, Any, str | None]], *,
-                     exchange: str = "hai.events") -> int:
-        """Write many (type, data, subject) events to the outbox in one statement."""
+    def publish_many_raw(self, events: Sequence[tuple[str, Any, str | None]], *,
+                         exchange: str = EVENTS_EXCHANGE) -> int:
+        """Write many (type, data, subject) events of any type to the outbox in one statement."""
+        return self._publish_rows([(t, exchange, data, subject) for t, data, subject in events])
+
+    def _publish_rows(self, events: Sequence[tuple[str, str, Any, str | None]]) -> int:
         if not events:
             return 0
         now = self.clock.now()
         traceparent = tracing.current_traceparent()
         rows = []
-        for event_type, data, subject in events:
+        for event_type, exchange, data, subject in events:
             event = CloudEvent.create(source=f"/hai/{self.source}", type=event_type, data=data,
                                       subject=subject, time=now, traceparent=traceparent)
             rows.append({"event_id": event.id, "exchange": exchange, "routing_key": event.type,
@@ -314,7 +331,7 @@ class UnitOfWork:
         self._published += len(rows)
         return len(rows)
 
-    def publish_event(self, event: CloudEvent, *, exchange: str = "hai.events") -> None:
+    def publish_event(self, event: CloudEvent, *, exchange: str = EVENTS_EXCHANGE) -> None:
         """Write an already built event to the outbox."""
         # the values go as parameters of one fixed statement: `.values(...)` would build (and
         # key for the statement cache) a new statement on every call, several times the cost

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -102,9 +102,14 @@ class Invalid(DomainError):
                          **extra)
         self.field = field
 
-
-class Unavailable(DomainError):
-    status = 503
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> Invalid:
+        """One 422 naming every (field, message) problem; the first is its `field`."""
+        field, message = problems[0]
+        exc = cls(field, message)
+        exc.errors = [{"field": f, "message": m} for f, m in problems]
+        exc.detail = "; ".join(f"{f}: {m}" for f, m in problems)
+        return exc
 
 
 def problem(status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,

@@ -1,4 +1,6 @@
-"""The CloudEvents 1.0 envelope (structured JSON mode) and the event types of the contract."""
+"""The CloudEvents 1.0 envelope (structured JSON mode) and the contract's exchanges.
+
+The event types and their payloads are in shared/contracts/ (vocabulary.EventType, registry)."""
 
 from __future__ import annotations
 
@@ -8,39 +10,14 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.contracts.vocabulary import EventType
+
+__all__ = ["CONTENT_TYPE", "EVENTS_EXCHANGE", "PHARMACY_EXCHANGE", "CloudEvent", "EventType"]
+
 CONTENT_TYPE = "application/cloudevents+json"
 
 EVENTS_EXCHANGE = "hai.events"
 PHARMACY_EXCHANGE = "hai.pharmacy"
-
-
-class EventType:
-    """Every event type of CONTRACT.md, Events and Pharmacy queue."""
-
-    PUMP_REGISTERED = "hai.inventory.pump.registered"
-    PUMP_IMPLANTED = "hai.inventory.pump.implanted"
-    PUMP_EXPLANTED = "hai.inventory.pump.explanted"
-    PUMP_STATUS_CHANGED = "hai.inventory.pump.status_changed"
-    RECALL_ISSUED = "hai.inventory.recall.issued"
-    APPOINTMENT_SCHEDULED = "hai.scheduling.appointment.scheduled"
-    REFILL_DUE_SOON = "hai.scheduling.refill.due_soon"
-    REFILL_OVERDUE = "hai.scheduling.refill.overdue"
-    REFILL_COMPLETED = "hai.scheduling.refill.completed"
-    FLOW_RECORDED = "hai.scheduling.flow.recorded"
-    DELIVERY_UPDATED = "hai.scheduling.delivery.updated"
-    DELIVERY_LATE = "hai.scheduling.delivery.late"
-    SWEEP_COMPLETED = "hai.scheduling.sweep.completed"
-    RESERVOIR_NEAR_EMPTY = "hai.scheduling.reservoir.near_empty"  # added to the contract
-    REFILL_VOIDED = "hai.scheduling.refill.voided"
-    ORDER_REFUSED = "hai.scheduling.order.refused"  # added to the contract
-    ALERT_RAISED = "hai.alerts.alert.raised"
-    ALERT_ACKNOWLEDGED = "hai.alerts.alert.acknowledged"
-    ALERT_RESOLVED = "hai.alerts.alert.resolved"
-    PAGE_SENT = "hai.alerts.page.sent"
-    PAGE_FAILED = "hai.alerts.page.failed"
-    ORDER_REQUESTED = "hai.pharmacy.order.requested"
-    ORDER_CANCELLED = "hai.pharmacy.order.cancelled"
-    ORDER_STATUS = "hai.pharmacy.order.status"
 
 
 class CloudEvent(BaseModel):

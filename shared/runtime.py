@@ -266,8 +266,7 @@ def _soon(rt: ServiceRuntime) -> datetime:
 
 def settle_heap() -> None:
     """Move what start-up built (modules, the app, schemas, mappers) out of the collector's
-    sight: a full collection then walks only what requests allocate. Without it, every full
-    collection walked the whole start-up heap, a pause of several ms in the middle of some
-    request (the tail of the latency)."""
+    sight: a full collection then walks only what requests allocate, not the whole start-up
+    heap in the middle of some request."""
     gc.collect()
     gc.freeze()

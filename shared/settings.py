@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     db_lock_timeout_ms: int = Field(default=500, ge=1, le=60_000)  # API requests only, PostgreSQL
 
+    # FHIR R4 read API (CONTRACT.md): the base of our own code systems, identifier systems and
+    # extensions, and each centre's MRN identifier system (centre → URI; unset: ours per centre)
+    fhir_system_base: str = "https://hai.example.org/fhir"
+    fhir_mrn_systems: dict[str, str] = Field(default_factory=dict)
     # messaging
     outbox_poll_seconds: float = 0.5
     outbox_batch_size: int = 500
@@ -92,6 +96,25 @@ class Settings(BaseSettings):
     page_sweep_seconds: float = 1.0  # how often the alerts pager looks for due pages and escalations
     # production refuses webhook addresses on loopback and private ranges unless this is set
     webhook_allow_private: bool = False
+
+    # the HL7 v2 pharmacy bridge (`hai hl7-bridge`; CONTRACT.md, HL7 v2 bridge): off unless enabled
+    hl7_enabled: bool = False
+    hl7_bridge_database_url: str = "sqlite:///var/hl7_bridge.db"
+    hl7_pharmacy_host: str = "127.0.0.1"
+    hl7_pharmacy_port: int = Field(default=2575, ge=1, le=65535)
+    hl7_listen_host: str = "127.0.0.1"
+    hl7_listen_port: int = Field(default=2576, ge=0, le=65535)  # 0: any free port (tests)
+    hl7_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    hl7_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    hl7_max_attempts: int = Field(default=5, ge=1, le=100)  # sends of one order, then dead-lettered
+    hl7_retry_delay_ms: int = Field(default=2000, ge=1)  # between sends (at most the queue's delay)
+    # orders taken from the queue at once and sent one after the other: their sends together must
+    # end within the AMQP heartbeat (the consumer's connection is not served meanwhile)
+    hl7_prefetch: int = Field(default=1, ge=1, le=100)
+    hl7_sending_application: str = "HAI"
+    hl7_sending_facility: str = "HAI-CENTRE"
+    hl7_receiving_application: str = "PHARMACY"
+    hl7_receiving_facility: str = "PHARMACY"
 
     @model_validator(mode="after")
     def _refuse_dev_defaults_in_production(self) -> Settings:

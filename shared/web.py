@@ -20,7 +20,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import tracing
 from shared.auth import TokenVerifier, authenticate
-from shared.clock import Clock
 from shared.db import UnitOfWork
 from shared.errors import (
     PROBLEM_SCHEMA,
@@ -66,12 +65,21 @@ async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
             uow.__exit__(None, None, None)
 
 
-async def get_clock(runtime: RuntimeDep) -> Clock:
-    return runtime.clock
-
-
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
-ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+# the prefixes routers are included under; their routes report their path without it
+ROUTER_PREFIXES = ("/v1", "/fhir/R4")
+
+
+def route_path(scope: Scope) -> str:
+    """The template of the route that served a request (`/v1/pumps/{serial}`), never the raw
+    path (a path may carry an MRN); `unmatched` when no route did."""
+    template: str = getattr(scope.get("route"), "path", "unmatched")
+    for prefix in ROUTER_PREFIXES:
+        if scope["path"].startswith(prefix + "/") and not template.startswith(prefix):
+            return prefix + template
+    return template
 
 
 class _Metrics:
@@ -102,9 +110,7 @@ class _Metrics:
             await self.app(scope, receive, send_wrapper)
         finally:
             # the route template, never the raw path: paths may carry an MRN
-            template = getattr(scope.get("route"), "path", "unmatched")
-            if scope["path"].startswith("/v1/") and not template.startswith("/v1"):
-                template = "/v1" + template  # included routers report their path without the prefix
+            template = route_path(scope)
             method = scope["method"]
             self.requests.labels(method, template, str(status)).inc()
             self.latency.labels(method, template).observe(time.perf_counter() - started)
@@ -247,16 +253,17 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def bearer_admission(protected_prefix: str = "/v1") -> Admission:
-    """The services' admission: every route under /v1 needs a valid token with a known role."""
+def bearer_admission(protected_prefixes: Sequence[str] = ("/v1", "/fhir")) -> Admission:
+    """The services' admission: every route under /v1 (and the FHIR API under /fhir) needs a
+    valid token with a known role."""
 
     async def admit(scope: Scope) -> Response | None:
         path: str = scope["path"]
         root_path: str = scope.get("root_path", "")
         if root_path and path.startswith(root_path):  # behind a proxy's prefix, as the router sees it
             path = path[len(root_path):]
-        if scope["method"] == "OPTIONS" or not (path == protected_prefix
-                                                 or path.startswith(protected_prefix + "/")):
+        if scope["method"] == "OPTIONS" or not any(
+                path == prefix or path.startswith(prefix + "/") for prefix in protected_prefixes):
             return None
         app = scope["app"]
         verifier = getattr(app.state, "token_verifier", None)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from services.alerts import handlers, jobs, paging
+from services.alerts import fhir, handlers, jobs, paging
 from services.alerts.channels import Channels
 from services.alerts.models import metadata, platform
 from services.alerts.routes import router
 from shared.audit import audit_router
 from shared.clock import Clock
+from shared.fhir import mount_fhir
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, Subscription, build_runtime
 from shared.settings import Settings, get_settings
@@ -44,5 +45,7 @@ def bootstrap(
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
     """Alerts's FastAPI app."""
-    return create_service_app(runtime, [router, audit_router()], title="HAI alerts",
-                              description="Alerts, escalation, on-call rotations, silences, pages")
+    app = create_service_app(runtime, [router, audit_router()], title="HAI alerts",
+                             description="Alerts, escalation, on-call rotations, silences, pages")
+    mount_fhir(app, fhir.api)
+    return app

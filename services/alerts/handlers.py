@@ -8,6 +8,7 @@ from sqlalchemy import event as sa_event
 
 from services.alerts import rules, service
 from shared.contracts.inventory import PumpExplantedData, RecallIssuedData
+from shared.contracts.registry import bindings
 from shared.contracts.scheduling import (
     AppointmentData,
     DeliveryData,
@@ -16,18 +17,20 @@ from shared.contracts.scheduling import (
     RefillCompletedData,
     RefillOverdueData,
     RefillVoidedData,
+    ReservoirNearEmptyData,
     SweepCompletedData,
 )
+from shared.contracts.vocabulary import EventType
 from shared.db import UnitOfWork
-from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
+from shared.events import CloudEvent
 from shared.messaging.base import QueueSpec
-from shared.messaging.consumer import Handler, data_of
+from shared.messaging.consumer import Handler, payload_of
 from shared.settings import Settings
 
 QUEUE = "alerts.events"
 # flow readings have a queue and a consumer of their own: an abnormal flow pages the on-call
 # now, and must not wait behind the hundreds of due-soon, overdue and near-empty events a sweep
-# announces at once (behind them, the time to page went from ~50 ms to ~0.5–1 s at p99)
+# announces at once (bench/time_to_page.py measures the time to page)
 FLOW_QUEUE = "alerts.flow"
 # a refill entered in error withdraws the flow alert its reading raised: it rides the flow queue,
 # behind the reading it withdraws, never ahead of it
@@ -39,16 +42,15 @@ def queue_specs() -> tuple[QueueSpec, QueueSpec]:
     the rest. No handler of one queue depends on the order of the other's events: only a voided
     refill, on the flow queue too, clears a flow alert."""
     return (
-        QueueSpec(name=FLOW_QUEUE, bindings=tuple((EVENTS_EXCHANGE, t) for t in FLOW_TYPES)),
-        QueueSpec(name=QUEUE, bindings=tuple((EVENTS_EXCHANGE, t) for t in HANDLED_TYPES
-                                             if t not in FLOW_TYPES),
+        QueueSpec(name=FLOW_QUEUE, bindings=bindings(*FLOW_TYPES)),
+        QueueSpec(name=QUEUE, bindings=bindings(*(t for t in HANDLED_TYPES if t not in FLOW_TYPES)),
                   # earlier releases routed flow readings to this queue too
-                  retired_bindings=tuple((EVENTS_EXCHANGE, t) for t in FLOW_TYPES)),
+                  retired_bindings=bindings(*FLOW_TYPES)),
     )
 
 
 HANDLED_TYPES = (
-    EventType.REFILL_DUE_SOON, EventType.REFILL_OVERDUE, rules.RESERVOIR_NEAR_EMPTY,
+    EventType.REFILL_DUE_SOON, EventType.REFILL_OVERDUE, EventType.RESERVOIR_NEAR_EMPTY,
     EventType.FLOW_RECORDED, EventType.REFILL_COMPLETED, EventType.DELIVERY_LATE,
     EventType.DELIVERY_UPDATED, EventType.SWEEP_COMPLETED, EventType.RECALL_ISSUED,
     EventType.PUMP_EXPLANTED, EventType.REFILL_VOIDED, EventType.ORDER_REFUSED,
@@ -68,34 +70,34 @@ def make_handlers(settings: Settings, kick: Callable[[], None]) -> dict[str, Han
         return handle
 
     def heartbeat(uow: UnitOfWork, event: CloudEvent) -> None:
-        data = SweepCompletedData.model_validate(data_of(event))
+        data = payload_of(event, SweepCompletedData)
         service.record_heartbeat(uow)
         service.apply(uow, rules.heartbeat_heard(data.at), settings=settings)
 
     return {
         EventType.REFILL_DUE_SOON: applying(
-            lambda e: rules.refill_due_soon(AppointmentData.model_validate(data_of(e)))),
+            lambda e: rules.refill_due_soon(payload_of(e, AppointmentData))),
         EventType.REFILL_OVERDUE: applying(lambda e: rules.refill_overdue(
-            RefillOverdueData.model_validate(data_of(e)),
+            payload_of(e, RefillOverdueData),
             critical_hours_to_empty=settings.overdue_critical_hours_to_empty)),
-        rules.RESERVOIR_NEAR_EMPTY: applying(
-            lambda e: rules.reservoir_near_empty(rules.NearEmptyData.model_validate(data_of(e)))),
+        EventType.RESERVOIR_NEAR_EMPTY: applying(
+            lambda e: rules.reservoir_near_empty(payload_of(e, ReservoirNearEmptyData))),
         EventType.FLOW_RECORDED: applying(lambda e: rules.flow_abnormal(
-            FlowRecordedData.model_validate(data_of(e)),
+            payload_of(e, FlowRecordedData),
             warning_pct=settings.flow_warning_pct, critical_pct=settings.flow_critical_pct)),
         EventType.REFILL_COMPLETED: applying(
-            lambda e: rules.refill_completed(RefillCompletedData.model_validate(data_of(e)))),
+            lambda e: rules.refill_completed(payload_of(e, RefillCompletedData))),
         EventType.DELIVERY_LATE: applying(
-            lambda e: rules.delivery_late(DeliveryData.model_validate(data_of(e)))),
+            lambda e: rules.delivery_late(payload_of(e, DeliveryData))),
         EventType.DELIVERY_UPDATED: applying(
-            lambda e: rules.delivery_updated(DeliveryData.model_validate(data_of(e)))),
+            lambda e: rules.delivery_updated(payload_of(e, DeliveryData))),
         EventType.RECALL_ISSUED: applying(
-            lambda e: rules.recall_issued(RecallIssuedData.model_validate(data_of(e)))),
+            lambda e: rules.recall_issued(payload_of(e, RecallIssuedData))),
         EventType.PUMP_EXPLANTED: applying(
-            lambda e: rules.pump_explanted(PumpExplantedData.model_validate(data_of(e)))),
+            lambda e: rules.pump_explanted(payload_of(e, PumpExplantedData))),
         EventType.REFILL_VOIDED: applying(
-            lambda e: rules.refill_voided(RefillVoidedData.model_validate(data_of(e)))),
+            lambda e: rules.refill_voided(payload_of(e, RefillVoidedData))),
         EventType.ORDER_REFUSED: applying(
-            lambda e: rules.order_refused(OrderRefusedData.model_validate(data_of(e)))),
+            lambda e: rules.order_refused(payload_of(e, OrderRefusedData))),
         EventType.SWEEP_COMPLETED: heartbeat,
     }

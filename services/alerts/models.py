@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.contracts.vocabulary import AlertStatus
 from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_tables
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -49,8 +50,8 @@ class Alert(Base):
 
     __table_args__ = (
         Index("uq_alerts_open_dedup_key", "dedup_key", unique=True,
-              postgresql_where=text("status <> 'resolved'"),
-              sqlite_where=text("status <> 'resolved'")),
+              postgresql_where=text(f"status <> '{AlertStatus.RESOLVED}'"),
+              sqlite_where=text(f"status <> '{AlertStatus.RESOLVED}'")),
         Index("ix_alerts_listing", "first_raised_at", "id"),
         Index("ix_alerts_pump_open", "pump_serial", "status"),
         Index("ix_alerts_escalation_due", "next_escalation_at",

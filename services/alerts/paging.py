@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from prometheus_client import Counter
@@ -26,21 +26,19 @@ from sqlalchemy import select, update
 from services.alerts.channels import Channels, PageMessage, SendError, page_alert
 from services.alerts.models import Alert, Notification, OncallSchedule
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
-from services.alerts.records import alert_data, timeline
-from services.alerts.rules import CRITICAL
+from services.alerts.records import alert_json, timeline
 from shared import tracing
-from shared.contracts.alerts import NotificationData
+from shared.contracts.alerts import NotificationData, PageFailedData, PageSentData
+from shared.contracts.vocabulary import AlertStatus, NotificationStatus, Severity
 from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres, new_id
-from shared.events import EventType
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+N = TypeVar("N", bound=NotificationData)
 
 SYSTEM = "system"
 DEFAULT_CENTER = "default"  # the on-call used for alerts of a center without one (and system alerts)
-PENDING, SENDING, RETRYING, SENT, FAILED, CANCELLED = (
-    "pending", "sending", "retrying", "sent", "failed", "cancelled")
 CLAIM_BATCH = 50
 MAX_PARALLEL_SENDS = 16
 
@@ -71,7 +69,7 @@ def plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
     member = shift_at(levels[level - 1], level, now).member
     notification = Notification(
         id=new_id(), alert_id=alert.id, level=level, channel=member.channel,
-        recipient=member.name, address=member.address, status=PENDING, attempts=0,
+        recipient=member.name, address=member.address, status=NotificationStatus.PENDING, attempts=0,
         created_at=now, next_attempt_at=now, oncall_center=schedule.center,
         traceparent=tracing.current_traceparent(),
     )
@@ -86,7 +84,7 @@ def plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
 def arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule | None,
                    settings: Settings) -> None:
     """A firing critical alert pages its next level after the escalation delay, while levels remain."""
-    if schedule is None or alert.severity != CRITICAL or alert.status != "firing":
+    if schedule is None or alert.severity != Severity.CRITICAL or alert.status != AlertStatus.FIRING:
         alert.next_escalation_at = None
         return
     if alert.escalation_level >= len(schedule.levels):
@@ -104,7 +102,7 @@ def escalate_due(uow_factory: UnitOfWorkFactory, *, settings: Settings) -> int:
         now = uow.now()
         stmt = (select(Alert)
                 .where(Alert.next_escalation_at.is_not(None), Alert.next_escalation_at <= now,
-                       Alert.status == "firing")
+                       Alert.status == AlertStatus.FIRING)
                 .order_by(Alert.next_escalation_at).limit(CLAIM_BATCH))
         if is_postgres(uow.session):
             stmt = stmt.with_for_update(skip_locked=True)
@@ -140,29 +138,31 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: Settings,
     claims: list[Claim] = []
     with uow_factory() as uow:
         now = uow.now()
-        due = ((Notification.status.in_((PENDING, RETRYING)) & (Notification.next_attempt_at <= now))
-               | ((Notification.status == SENDING) & (Notification.claimed_until <= now)))
+        waiting = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
+        due = ((Notification.status.in_(waiting) & (Notification.next_attempt_at <= now))
+               | ((Notification.status == NotificationStatus.SENDING) & (Notification.claimed_until <= now)))
         stmt = (select(Notification, Alert).join(Alert, Alert.id == Notification.alert_id)
                 .where(due).order_by(Notification.next_attempt_at).limit(limit))
         if is_postgres(uow.session):
             stmt = stmt.with_for_update(skip_locked=True, of=Notification)
         rows = [(row[0], row[1]) for row in uow.session.execute(stmt).all()]
         for notification, alert in rows:
-            if alert.status != "firing":
-                if _set_if_unchanged(uow, notification, status=CANCELLED, claimed_until=None,
+            if alert.status != AlertStatus.FIRING:
+                if _set_if_unchanged(uow, notification, status=NotificationStatus.CANCELLED,
+                                     claimed_until=None,
                                      error=f"alert {alert.status} before the page went out"):
                     timeline(uow, alert, SYSTEM, "page_cancelled",
                              {"notification_id": notification.id, "alert_status": alert.status})
                 continue
             token = new_id()
-            if not _set_if_unchanged(uow, notification, status=SENDING, claim_token=token,
+            if not _set_if_unchanged(uow, notification, status=NotificationStatus.SENDING, claim_token=token,
                                      claimed_until=now + timedelta(seconds=lease_seconds(settings)),
                                      attempts=notification.attempts + 1):
                 continue  # another worker took it between our read and our write
             claims.append(Claim(token=token, page=PageMessage(
                 notification_id=notification.id, channel=notification.channel,
                 address=notification.address, recipient=notification.recipient,
-                level=notification.level, alert=page_alert(alert_data(alert)),
+                level=notification.level, alert=page_alert(alert_json(alert)),
                 ack_url=f"{settings.dashboard_url.rstrip('/')}/alerts/{alert.id}",
                 webhook_secret=(signing_secret(uow, notification, alert)
                                 if notification.channel == "webhook" else None),
@@ -201,7 +201,7 @@ def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | Non
         if is_postgres(uow.session):
             stmt = stmt.with_for_update()
         n = uow.session.execute(stmt).scalar_one()
-        if n.status != SENDING or n.claim_token != claim.token:
+        if n.status != NotificationStatus.SENDING or n.claim_token != claim.token:
             log.warning("page.claim_lost", notification_id=n.id, status=n.status)
             return "claim_lost"
         alert = uow.session.get(Alert, n.alert_id)
@@ -210,19 +210,19 @@ def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | Non
         n.claimed_until = None
         n.claim_token = None
         if error is None:
-            n.status, n.sent_at, n.error = SENT, now, None
+            n.status, n.sent_at, n.error = NotificationStatus.SENT, now, None
             timeline(uow, alert, SYSTEM, "paged", {"notification_id": n.id, "level": n.level,
                                                    "recipient": n.recipient, "channel": n.channel,
                                                    "attempts": n.attempts})
-            uow.publish(EventType.PAGE_SENT, notification_data(n), subject=alert.id)
+            uow.publish(notification_data(n, PageSentData), subject=alert.id)
         elif n.attempts >= settings.page_max_attempts:
-            n.status, n.error, n.next_attempt_at = FAILED, error, None
+            n.status, n.error, n.next_attempt_at = NotificationStatus.FAILED, error, None
             timeline(uow, alert, SYSTEM, "page_failed", {"notification_id": n.id, "level": n.level,
                                                          "attempts": n.attempts, "error": error})
-            uow.publish(EventType.PAGE_FAILED, notification_data(n), subject=alert.id)
+            uow.publish(notification_data(n, PageFailedData), subject=alert.id)
             log.error("page.failed", notification_id=n.id, alert_id=alert.id, level=n.level,
                       attempts=n.attempts)
-            if alert.status == "firing" and alert.escalation_level <= n.level:
+            if alert.status == AlertStatus.FIRING and alert.escalation_level <= n.level:
                 schedule = schedule_for(uow, alert.center)
                 plan_level(uow, alert, n.level + 1, schedule=schedule,
                            reason=f"level {n.level} page failed after {n.attempts} attempts")
@@ -230,7 +230,7 @@ def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | Non
         else:
             delay = next_attempt_delay_seconds(attempts=n.attempts,
                                                first_retry_seconds=settings.page_first_retry_seconds)
-            n.status, n.error = RETRYING, error
+            n.status, n.error = NotificationStatus.RETRYING, error
             n.next_attempt_at = now + timedelta(seconds=delay)
             timeline(uow, alert, SYSTEM, "page_attempt_failed",
                      {"notification_id": n.id, "attempt": n.attempts, "error": error,
@@ -268,12 +268,13 @@ def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
     else:
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SENDS, len(claims))) as pool:
             errors = list(pool.map(lambda c: send(channels, c), claims))
-    facts = {"escalated": escalated, "claimed": len(claims), "sent": 0, "retrying": 0,
-             "failed": 0, "claim_lost": 0}
+    facts: dict[str, int] = {"escalated": escalated, "claimed": len(claims),
+                             NotificationStatus.SENT: 0, NotificationStatus.RETRYING: 0,
+                             NotificationStatus.FAILED: 0, "claim_lost": 0}
     for claim, error in zip(claims, errors, strict=True):
         status = record_result(runtime.uow_factory, claim, error, settings=settings)
         facts[status] = facts.get(status, 0) + 1
-        if status in (RETRYING, FAILED):
+        if status in (NotificationStatus.RETRYING, NotificationStatus.FAILED):
             page_failures(runtime).labels(channel=claim.page.channel, result=status).inc()
     return facts
 
@@ -352,10 +353,10 @@ def channels_of(runtime: ServiceRuntime) -> Channels:
     return channels
 
 
-def notification_data(n: Notification) -> dict[str, Any]:
-    """The notification as its events carry it."""
-    return NotificationData(
+def notification_data(n: Notification, event: type[N]) -> N:
+    """The notification as the event `event` (page sent, page failed) carries it."""
+    return event(
         id=n.id, alert_id=n.alert_id, level=n.level, channel=n.channel, recipient=n.recipient,
-        status=n.status, attempts=n.attempts, sent_at=n.sent_at, error=n.error,
-    ).model_dump(mode="json")
+        status=NotificationStatus(n.status), attempts=n.attempts, sent_at=n.sent_at, error=n.error,
+    )
 

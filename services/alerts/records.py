@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from services.alerts.models import Alert, AlertEvent
 from services.alerts.schemas import AlertRead
+from shared.contracts.alerts import AlertData
 from shared.db import UnitOfWork
+
+A = TypeVar("A", bound=AlertData)
 
 
 def timeline(uow: UnitOfWork, alert: Alert, actor: str, action: str,
@@ -16,6 +19,12 @@ def timeline(uow: UnitOfWork, alert: Alert, actor: str, action: str,
                                details=details or {}))
 
 
-def alert_data(alert: Alert) -> dict[str, Any]:
-    """The alert as its events carry it."""
+def alert_json(alert: Alert) -> dict[str, Any]:
+    """The alert as the API reads it, in JSON."""
     return AlertRead.model_validate(alert).model_dump(mode="json")
+
+
+def alert_data(alert: Alert, event: type[A]) -> A:
+    """The alert as the event `event` (raised, acknowledged, resolved) carries it: every field
+    of the alert as the API reads it."""
+    return event.model_validate(alert_json(alert))

@@ -12,14 +12,12 @@ from services.alerts.schemas import (
     AckIn,
     AlertDetail,
     AlertRead,
-    AlertStatus,
     NotificationRead,
     OncallIn,
     OncallNow,
     OncallRead,
     OncallSet,
     ResolveIn,
-    Severity,
     SilenceIn,
     SilenceRead,
     TimelineEntry,
@@ -27,6 +25,7 @@ from services.alerts.schemas import (
 from services.alerts.webhooks import private_allowed
 from shared.audit import ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
+from shared.contracts.vocabulary import AlertStatus, Severity
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.text import Centre, Key

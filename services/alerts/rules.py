@@ -15,43 +15,22 @@ from shared.contracts.scheduling import (
     RefillCompletedData,
     RefillOverdueData,
     RefillVoidedData,
+    ReservoirNearEmptyData,
 )
-from shared.events import EventType
+from shared.contracts.vocabulary import AlertKind, DeliveryStatus, Severity
 
-# scheduling's added event type: a pump projected to run dry soon
-RESERVOIR_NEAR_EMPTY = EventType.RESERVOIR_NEAR_EMPTY
+# a completed refill resolves these alerts of its pump
+REFILL_KINDS = (AlertKind.REFILL_DUE_SOON, AlertKind.REFILL_OVERDUE, AlertKind.RESERVOIR_NEAR_EMPTY)
 
-INFO, WARNING, CRITICAL = "info", "warning", "critical"
-SEVERITY_RANK = {INFO: 0, WARNING: 1, CRITICAL: 2}
-
-REFILL_DUE_SOON = "refill_due_soon"
-REFILL_OVERDUE = "refill_overdue"
-RESERVOIR_NEAR_EMPTY_KIND = "reservoir_near_empty"
-FLOW_ABNORMAL = "flow_abnormal"
-DELIVERY_LATE = "delivery_late"
-DELIVERY_REJECTED = "delivery_rejected"
-DEVICE_RECALLED_IMPLANTED = "device_recalled_implanted"
-SYSTEM_STALE = "system_stale"
-ORDER_REFUSED = "order_refused"  # added to the contract
-KINDS = (REFILL_DUE_SOON, REFILL_OVERDUE, RESERVOIR_NEAR_EMPTY_KIND, FLOW_ABNORMAL, DELIVERY_LATE,
-         DELIVERY_REJECTED, DEVICE_RECALLED_IMPLANTED, SYSTEM_STALE, ORDER_REFUSED)
-REFILL_KINDS = (REFILL_DUE_SOON, REFILL_OVERDUE, RESERVOIR_NEAR_EMPTY_KIND)
-
-SYSTEM_STALE_KEY = "system_stale:scheduling"
-
-
-class NearEmptyData(AppointmentData):
-    """`hai.scheduling.reservoir.near_empty`: the appointment plus how long until the pump is dry."""
-
-    hours_to_empty: float | None = None
+SYSTEM_STALE_KEY = f"{AlertKind.SYSTEM_STALE}:scheduling"
 
 
 @dataclass(frozen=True)
 class AlertFact:
     """An alert a rule wants raised (or repeated, when one with its dedup_key is open)."""
 
-    kind: str
-    severity: str
+    kind: AlertKind
+    severity: Severity
     dedup_key: str
     summary: str
     patient_mrn: str | None = None
@@ -68,7 +47,7 @@ class ClearFact:
     resolution: str
     dedup_key: str | None = None
     pump_serial: str | None = None
-    kinds: tuple[str, ...] = ()
+    kinds: tuple[AlertKind, ...] = ()
     refill_id: str | None = None
 
 
@@ -80,15 +59,17 @@ class RuleResult:
     clear: tuple[ClearFact, ...] = ()
 
 
-def max_severity(a: str, b: str) -> str:
+def max_severity(a: Severity | str, b: Severity | str) -> Severity:
     """The higher of two severities."""
-    return a if SEVERITY_RANK[a] >= SEVERITY_RANK[b] else b
+    a, b = Severity(a), Severity(b)
+    return a if a.rank >= b.rank else b
 
 
 def refill_due_soon(data: AppointmentData) -> RuleResult:
     """A refill due soon: info."""
     return RuleResult(raise_=(AlertFact(
-        kind=REFILL_DUE_SOON, severity=INFO, dedup_key=f"{REFILL_DUE_SOON}:{data.id}",
+        kind=AlertKind.REFILL_DUE_SOON, severity=Severity.INFO,
+        dedup_key=f"{AlertKind.REFILL_DUE_SOON}:{data.id}",
         summary=f"{data.fill_type} refill of pump {data.pump_serial} due {_iso(data.due_at)}",
         patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
         details={"appointment_id": data.id, "due_at": _iso(data.due_at),
@@ -102,8 +83,8 @@ def refill_overdue(data: RefillOverdueData, *, critical_hours_to_empty: float) -
     critical = hours is not None and hours < critical_hours_to_empty
     empty = f", empty in {hours:.0f} h" if hours is not None else ""
     return RuleResult(raise_=(AlertFact(
-        kind=REFILL_OVERDUE, severity=CRITICAL if critical else WARNING,
-        dedup_key=f"{REFILL_OVERDUE}:{data.id}",
+        kind=AlertKind.REFILL_OVERDUE, severity=Severity.CRITICAL if critical else Severity.WARNING,
+        dedup_key=f"{AlertKind.REFILL_OVERDUE}:{data.id}",
         summary=f"refill of pump {data.pump_serial} overdue by {data.overdue_hours:.0f} h{empty}",
         patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
         details={"appointment_id": data.id, "due_at": _iso(data.due_at),
@@ -111,14 +92,13 @@ def refill_overdue(data: RefillOverdueData, *, critical_hours_to_empty: float) -
     ),))
 
 
-def reservoir_near_empty(data: NearEmptyData) -> RuleResult:
+def reservoir_near_empty(data: ReservoirNearEmptyData) -> RuleResult:
     """A pump projected to run dry soon: critical."""
     hours = data.hours_to_empty
-    when = f"in {hours:.0f} h" if hours is not None else f"at {_iso(data.projected_empty_at)}"
     return RuleResult(raise_=(AlertFact(
-        kind=RESERVOIR_NEAR_EMPTY_KIND, severity=CRITICAL,
-        dedup_key=f"{RESERVOIR_NEAR_EMPTY_KIND}:{data.id}",
-        summary=f"pump {data.pump_serial} projected empty {when}",
+        kind=AlertKind.RESERVOIR_NEAR_EMPTY, severity=Severity.CRITICAL,
+        dedup_key=f"{AlertKind.RESERVOIR_NEAR_EMPTY}:{data.id}",
+        summary=f"pump {data.pump_serial} projected empty in {hours:.0f} h",
         patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
         details={"appointment_id": data.id, "hours_to_empty": hours,
                  "projected_empty_at": _iso(data.projected_empty_at)},
@@ -133,14 +113,15 @@ def flow_abnormal(data: FlowRecordedData, *, warning_pct: float, critical_pct: f
     """
     deviation_pct = data.flow_deviation_pct
     if abs(deviation_pct) > critical_pct:
-        severity = CRITICAL
+        severity = Severity.CRITICAL
     elif abs(deviation_pct) > warning_pct:
-        severity = WARNING
+        severity = Severity.WARNING
     else:
         return RuleResult()
     direction = "fast" if deviation_pct > 0 else "slow"
     return RuleResult(raise_=(AlertFact(
-        kind=FLOW_ABNORMAL, severity=severity, dedup_key=f"{FLOW_ABNORMAL}:{data.pump_serial}",
+        kind=AlertKind.FLOW_ABNORMAL, severity=severity,
+        dedup_key=f"{AlertKind.FLOW_ABNORMAL}:{data.pump_serial}",
         summary=(f"pump {data.pump_serial} flow {direction}: {data.measured_flow_ml_per_day:.2f} "
                  f"mL/day vs {data.expected_flow_ml_per_day:.2f} labeled ({deviation_pct:+.1f} %)"),
         patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
@@ -167,7 +148,7 @@ def refill_voided(data: RefillVoidedData) -> RuleResult:
     reason when no other reading backs it), and the alerts of the appointment it created."""
     resolution = f"refill {data.refill_id} entered in error by {data.voided_by}: {data.reason}"
     clears = [ClearFact(resolution=resolution, pump_serial=data.pump_serial,
-                        kinds=(FLOW_ABNORMAL,), refill_id=data.refill_id)]
+                        kinds=(AlertKind.FLOW_ABNORMAL,), refill_id=data.refill_id)]
     if data.cancelled_appointment_id:
         clears.extend(ClearFact(resolution=resolution, dedup_key=f"{kind}:{data.cancelled_appointment_id}")
                       for kind in REFILL_KINDS)
@@ -178,7 +159,8 @@ def order_refused(data: OrderRefusedData) -> RuleResult:
     """A chemo fill whose pharmacy order was refused (a hard dose limit, a dose that cannot be
     computed): critical, for the oncologist to correct the therapy before the fill is due."""
     return RuleResult(raise_=(AlertFact(
-        kind=ORDER_REFUSED, severity=CRITICAL, dedup_key=f"{ORDER_REFUSED}:{data.appointment_id}",
+        kind=AlertKind.ORDER_REFUSED, severity=Severity.CRITICAL,
+        dedup_key=f"{AlertKind.ORDER_REFUSED}:{data.appointment_id}",
         summary=f"no pharmacy order sent for the {data.fill_type} fill of pump {data.pump_serial} "
                 f"due {_iso(data.due_at)}: {data.reason}",
         patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
@@ -190,7 +172,8 @@ def order_refused(data: OrderRefusedData) -> RuleResult:
 def delivery_late(data: DeliveryData) -> RuleResult:
     """A drug delivery not delivered in time: warning."""
     return RuleResult(raise_=(AlertFact(
-        kind=DELIVERY_LATE, severity=WARNING, dedup_key=f"{DELIVERY_LATE}:{data.id}",
+        kind=AlertKind.DELIVERY_LATE, severity=Severity.WARNING,
+        dedup_key=f"{AlertKind.DELIVERY_LATE}:{data.id}",
         summary=f"delivery {data.id} for pump {data.pump_serial} late (needed by "
                 f"{_iso(data.needed_by)}, status {data.status})",
         patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
@@ -201,26 +184,28 @@ def delivery_late(data: DeliveryData) -> RuleResult:
 
 def delivery_updated(data: DeliveryData) -> RuleResult:
     """A rejected order is critical; a delivered (or cancelled) one resolves its late alert."""
-    if data.status == "rejected":
-        reason = next((h.reason for h in reversed(data.history) if h.status == "rejected"), None)
+    if data.status == DeliveryStatus.REJECTED:
+        reason = next((h.reason for h in reversed(data.history)
+                       if h.status == DeliveryStatus.REJECTED), None)
         return RuleResult(raise_=(AlertFact(
-            kind=DELIVERY_REJECTED, severity=CRITICAL, dedup_key=f"{DELIVERY_REJECTED}:{data.id}",
+            kind=AlertKind.DELIVERY_REJECTED, severity=Severity.CRITICAL,
+            dedup_key=f"{AlertKind.DELIVERY_REJECTED}:{data.id}",
             summary=f"pharmacy rejected delivery {data.id} for pump {data.pump_serial}"
                     + (f": {reason}" if reason else ""),
             patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
             details={"delivery_id": data.id, "appointment_id": data.appointment_id,
                      "needed_by": _iso(data.needed_by), "reason": reason},
         ),))
-    if data.status in ("delivered", "cancelled"):
+    if data.status in (DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED):
         return RuleResult(clear=(ClearFact(
             resolution=f"delivery {data.id} {data.status}",
-            dedup_key=f"{DELIVERY_LATE}:{data.id}",
+            dedup_key=f"{AlertKind.DELIVERY_LATE}:{data.id}",
         ),))
-    if data.status == "requested":
+    if data.status == DeliveryStatus.REQUESTED:
         # the order of an appointment once refused went out after all (the therapy corrected)
         return RuleResult(clear=(ClearFact(
             resolution=f"order {data.id} sent to the pharmacy",
-            dedup_key=f"{ORDER_REFUSED}:{data.appointment_id}",
+            dedup_key=f"{AlertKind.ORDER_REFUSED}:{data.appointment_id}",
         ),))
     return RuleResult()
 
@@ -229,8 +214,8 @@ def recall_issued(data: RecallIssuedData) -> RuleResult:
     """One critical alert per implanted pump of a recall."""
     return RuleResult(raise_=tuple(
         AlertFact(
-            kind=DEVICE_RECALLED_IMPLANTED, severity=CRITICAL,
-            dedup_key=f"{DEVICE_RECALLED_IMPLANTED}:{data.recall_id}:{implant.serial_number}",
+            kind=AlertKind.DEVICE_RECALLED_IMPLANTED, severity=Severity.CRITICAL,
+            dedup_key=f"{AlertKind.DEVICE_RECALLED_IMPLANTED}:{data.recall_id}:{implant.serial_number}",
             summary=f"implanted pump {implant.serial_number} recalled ({data.model_code}): "
                     f"{data.reason}",
             patient_mrn=implant.patient_mrn, pump_serial=implant.serial_number,
@@ -246,7 +231,7 @@ def pump_explanted(data: PumpExplantedData) -> RuleResult:
     """An explanted pump needs no more refills nor recall follow-up: resolve those alerts."""
     return RuleResult(clear=(ClearFact(
         resolution=f"pump explanted at {_iso(data.explanted_at)}: {data.reason}",
-        pump_serial=data.serial_number, kinds=(*REFILL_KINDS, DEVICE_RECALLED_IMPLANTED),
+        pump_serial=data.serial_number, kinds=(*REFILL_KINDS, AlertKind.DEVICE_RECALLED_IMPLANTED),
     ),))
 
 
@@ -260,7 +245,7 @@ def system_stale(*, last_heard_at: datetime, now: datetime) -> AlertFact:
     """The watchdog's alert: scheduling's sweeps have stopped being heard."""
     silent_minutes = (now - last_heard_at).total_seconds() / 60
     return AlertFact(
-        kind=SYSTEM_STALE, severity=CRITICAL, dedup_key=SYSTEM_STALE_KEY,
+        kind=AlertKind.SYSTEM_STALE, severity=Severity.CRITICAL, dedup_key=SYSTEM_STALE_KEY,
         summary=f"no scheduling sweep heard for {silent_minutes:.0f} min: due, overdue and "
                 "near-empty checks may not be running",
         details={"last_heard_at": _iso(last_heard_at)},

@@ -15,14 +15,12 @@ from pydantic import (
     model_validator,
 )
 
-from services.alerts.rules import KINDS
 from services.alerts.webhooks import secret_problem
 from shared.contracts.alerts import AlertData, NotificationData
+from shared.contracts.vocabulary import AlertKind
 from shared.schemas import RequestModel
 from shared.text import LINE_PATTERN, Centre, Code, Line, Paragraph, text_rules
 
-Severity = Literal["info", "warning", "critical"]
-AlertStatus = Literal["firing", "acknowledged", "resolved"]
 Channel = Literal["webhook", "email", "log"]
 # a page's address: a URL, an email address or a log name, on one line
 Address = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=LINE_PATTERN),
@@ -161,8 +159,9 @@ class SilenceMatchers(RequestModel):
 
     @model_validator(mode="after")
     def _known_kind(self) -> SilenceMatchers:
-        if self.kind is not None and self.kind not in KINDS:
-            raise ValueError(f"unknown kind {self.kind!r}; one of {', '.join(KINDS)}")
+        kinds = [k.value for k in AlertKind]
+        if self.kind is not None and self.kind not in kinds:
+            raise ValueError(f"unknown kind {self.kind!r}; one of {', '.join(kinds)}")
         return self
 
 

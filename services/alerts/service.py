@@ -12,8 +12,6 @@ from services.alerts.models import Alert, AlertEvent, Heartbeat, Notification, O
 from services.alerts.oncall import Level, levels_from_json, on_call_now
 from services.alerts.records import alert_data, timeline
 from services.alerts.rules import (
-    CRITICAL,
-    SEVERITY_RANK,
     SYSTEM_STALE_KEY,
     AlertFact,
     ClearFact,
@@ -36,16 +34,16 @@ from services.alerts.schemas import (
     TimelineEntry,
 )
 from services.alerts.webhooks import new_secret, refusal_of_url
+from shared.contracts.alerts import AlertAcknowledgedData, AlertRaisedData, AlertResolvedData
+from shared.contracts.vocabulary import AlertStatus, Severity
 from shared.db import UnitOfWork, insert_if_absent, is_postgres, new_id
 from shared.errors import Conflict, Invalid, NotFound
-from shared.events import EventType
 from shared.pagination import Page, PageParams, page_of, paginate
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 SYSTEM = "system"
-FIRING, ACKNOWLEDGED, RESOLVED = "firing", "acknowledged", "resolved"
 HEARTBEAT_SOURCE = "scheduling"
 
 
@@ -62,7 +60,7 @@ def apply(uow: UnitOfWork, result: RuleResult, *, settings: Settings) -> list[Al
 
 
 def _open_by_key(uow: UnitOfWork, dedup_key: str) -> Alert | None:
-    stmt = select(Alert).where(Alert.dedup_key == dedup_key, Alert.status != RESOLVED)
+    stmt = select(Alert).where(Alert.dedup_key == dedup_key, Alert.status != AlertStatus.RESOLVED)
     if is_postgres(uow.session):
         stmt = stmt.with_for_update()
     return uow.session.execute(stmt).scalar_one_or_none()
@@ -75,26 +73,26 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Aler
     if alert is not None:
         alert.occurrences += 1
         alert.last_raised_at = now
-        rose = SEVERITY_RANK[fact.severity] > SEVERITY_RANK[alert.severity]
+        rose = Severity(fact.severity).rank > Severity(alert.severity).rank
         entry: dict[str, Any] = {"occurrences": alert.occurrences}
         if rose:
             entry.update(from_severity=alert.severity, to_severity=fact.severity)
             alert.severity = fact.severity
         if fact.summary != alert.summary:
-            # the summary tells the latest fact, as the details do (a flow alert first raised at
-            # +30 % kept saying +30 % after a +79 % reading); the severity keeps the worst
+            # the summary tells the latest fact, as the details do (a flow alert says the latest
+            # deviation, not the first); the severity keeps the worst
             entry.update(from_summary=alert.summary, to_summary=fact.summary)
             alert.summary = fact.summary
         alert.details = _merged_details(alert.details, fact.details)
         timeline(uow, alert, SYSTEM, "severity_raised" if rose else "repeated", entry)
         if rose:
             _audit(uow, alert, "alert.severity_raised", entry)
-            uow.publish(EventType.ALERT_RAISED, alert_data(alert), subject=alert.id)
-            if alert.status == FIRING:
+            uow.publish(alert_data(alert, AlertRaisedData), subject=alert.id)
+            if alert.status == AlertStatus.FIRING:
                 _page_from_level_one(uow, alert, settings=settings, reason="severity raised")
         return alert
     alert = Alert(
-        id=new_id(), kind=fact.kind, severity=fact.severity, status=FIRING,
+        id=new_id(), kind=fact.kind, severity=fact.severity, status=AlertStatus.FIRING,
         dedup_key=fact.dedup_key, patient_mrn=fact.patient_mrn, pump_serial=fact.pump_serial,
         center=fact.center, summary=fact.summary, details=dict(fact.details),
         first_raised_at=now, last_raised_at=now, occurrences=1, escalation_level=0,
@@ -104,7 +102,7 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: Settings) -> Aler
     timeline(uow, alert, SYSTEM, "raised", {"severity": alert.severity})
     _audit(uow, alert, "alert.raised", {"kind": alert.kind, "severity": alert.severity})
     _page_from_level_one(uow, alert, settings=settings, reason="raised")
-    uow.publish(EventType.ALERT_RAISED, alert_data(alert), subject=alert.id)
+    uow.publish(alert_data(alert, AlertRaisedData), subject=alert.id)
     log.info("alert.raised", alert_id=alert.id, kind=alert.kind, severity=alert.severity)
     return alert
 
@@ -127,7 +125,7 @@ def _merged_details(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 def _page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: Settings, reason: str) -> None:
     """Critical and warning page level 1 (critical also arms escalation); info and silenced do not."""
-    if alert.severity == "info":
+    if alert.severity == Severity.INFO:
         return
     silence = active_silence(uow, alert)
     if silence is not None:
@@ -137,13 +135,13 @@ def _page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: Settings, r
         return
     schedule = paging.schedule_for(uow, alert.center)
     paging.plan_level(uow, alert, 1, reason=reason, schedule=schedule)
-    if alert.severity == CRITICAL:
+    if alert.severity == Severity.CRITICAL:
         paging.arm_escalation(uow, alert, schedule=schedule, settings=settings)
 
 
 def clear(uow: UnitOfWork, fact: ClearFact) -> list[Alert]:
     """Resolve the open alerts a condition that went away names."""
-    stmt = select(Alert).where(Alert.status != RESOLVED)
+    stmt = select(Alert).where(Alert.status != AlertStatus.RESOLVED)
     if fact.dedup_key is not None:
         stmt = stmt.where(Alert.dedup_key == fact.dedup_key)
     else:
@@ -182,14 +180,14 @@ def _withdraw_reading(uow: UnitOfWork, alerts: list[Alert], fact: ClearFact) -> 
 
 
 def _resolve(uow: UnitOfWork, alert: Alert, *, actor: str, resolution: str, auto: bool) -> None:
-    alert.status = RESOLVED
+    alert.status = AlertStatus.RESOLVED
     alert.resolved_at = uow.now()
     alert.resolved_by = actor
     alert.resolution = resolution
     alert.next_escalation_at = None
     timeline(uow, alert, actor, "auto_resolved" if auto else "resolved", {"resolution": resolution})
     _audit(uow, alert, "alert.resolved", {"resolution": resolution}, actor=actor)
-    uow.publish(EventType.ALERT_RESOLVED, alert_data(alert), subject=alert.id)
+    uow.publish(alert_data(alert, AlertResolvedData), subject=alert.id)
 
 
 # ---- people acting on alerts ---------------------------------------------------------------
@@ -207,16 +205,16 @@ def _get_for_update(uow: UnitOfWork, alert_id: str) -> Alert:
 def acknowledge(*, uow: UnitOfWork, alert_id: str, actor: str, note: str | None) -> AlertDetail:
     """Acknowledge a firing alert: escalation stops. 409 when it is not firing."""
     alert = _get_for_update(uow, alert_id)
-    if alert.status != FIRING:
+    if alert.status != AlertStatus.FIRING:
         raise Conflict(f"alert {alert_id} is {alert.status}; only a firing alert can be acknowledged",
                        current_status=alert.status)
-    alert.status = ACKNOWLEDGED
+    alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_by = actor
     alert.acknowledged_at = uow.now()
     alert.next_escalation_at = None
     timeline(uow, alert, actor, "acknowledged", {"note": note} if note else {})
     _audit(uow, alert, "alert.acknowledged", {"note": note}, actor=actor)
-    uow.publish(EventType.ALERT_ACKNOWLEDGED, alert_data(alert), subject=alert.id)
+    uow.publish(alert_data(alert, AlertAcknowledgedData), subject=alert.id)
     uow.commit()
     return get_alert(uow=uow, alert_id=alert_id)
 
@@ -224,7 +222,7 @@ def acknowledge(*, uow: UnitOfWork, alert_id: str, actor: str, note: str | None)
 def resolve(*, uow: UnitOfWork, alert_id: str, actor: str, resolution: str) -> AlertDetail:
     """Resolve a firing or acknowledged alert. 409 when already resolved."""
     alert = _get_for_update(uow, alert_id)
-    if alert.status == RESOLVED:
+    if alert.status == AlertStatus.RESOLVED:
         raise Conflict(f"alert {alert_id} is already resolved", current_status=alert.status)
     _resolve(uow, alert, actor=actor, resolution=resolution, auto=False)
     uow.commit()

@@ -125,10 +125,3 @@ class Api:
             cursor = page.get("next_cursor")
             if not cursor or len(out) >= max_items:
                 return out[:max_items]
-
-    def healthy(self, service: str) -> bool:
-        """Whether a service answers /healthz."""
-        try:
-            return self._clients[service].get("/healthz").status_code == 200
-        except httpx.HTTPError:
-            return False

@@ -21,6 +21,7 @@ from services.dashboard.routes import router
 from services.dashboard.session import LoginRequired, login_url, read_session
 from shared.auth import TokenVerifier
 from shared.clock import Clock, SystemClock
+from shared.contracts.vocabulary import AlertStatus, DueBasis, FillType, PumpStatus, RefillStatus
 from shared.errors import ServerErrorGuard
 from shared.settings import Settings
 from shared.web import RequestGate
@@ -48,6 +49,9 @@ def _templates() -> Jinja2Templates:
     env.globals["flow_abnormal"] = views.is_flow_abnormal
     env.globals["csrf_field"] = _csrf_field  # inside every <form method="post">
     env.globals["csrf_token"] = _csrf_token  # the htmx header, on <body>
+    # the contract's vocabulary: templates compare with `AlertStatus.FIRING`, never 'firing'
+    env.globals.update(AlertStatus=AlertStatus, DueBasis=DueBasis, FillType=FillType, PumpStatus=PumpStatus,
+                       RefillStatus=RefillStatus)
     return templates
 
 

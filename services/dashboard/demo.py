@@ -19,6 +19,7 @@ import structlog
 from services.dashboard.views import iso_z
 from shared.auth import mint_token
 from shared.clock import Clock, SystemClock
+from shared.contracts.vocabulary import FillType, Regimen
 from shared.settings import SERVICES, Settings
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,7 @@ class DemoRefill:
     days_ago: float
     residual_volume_ml: float
     fill_volume_ml: float
-    fill_type: str = "saline"
+    fill_type: FillType = FillType.SALINE
 
 
 @dataclass
@@ -56,7 +57,7 @@ class DemoCase:
     mrn: str
     given_name: str
     serial: str
-    regimen: str
+    regimen: Regimen
     start_in_days: int
     refills: list[DemoRefill] = field(default_factory=list)
     gtin: str = INTERA_GTIN
@@ -70,20 +71,20 @@ def demo_cases() -> list[DemoCase]:
     """The demo patients: overdue and near empty, abnormal flow, pending delivery, due soon, routine."""
     return [
         # filled 30 days ago, saline due 16 days ago: overdue and about to run dry
-        DemoCase("DEMO-0001", "Alex", "DEMO-SN-0001", "saline_maintenance", -30,
+        DemoCase("DEMO-0001", "Alex", "DEMO-SN-0001", Regimen.SALINE_MAINTENANCE, -30,
                  [DemoRefill(29.6, 0.0, 30.0)], by_udi=True),
         # a normal reading, then flow 30 % above its label: flow_abnormal
-        DemoCase("DEMO-0002", "Blake", "DEMO-SN-0002", "saline_maintenance", -34,
+        DemoCase("DEMO-0002", "Blake", "DEMO-SN-0002", Regimen.SALINE_MAINTENANCE, -34,
                  [DemoRefill(33.6, 0.0, 30.0), DemoRefill(19.6, 15.72, 30.0),
                   DemoRefill(5.6, 11.8, 30.0)]),
         # FUDR therapy whose first chemo fill is due within the pharmacy lead time
-        DemoCase("DEMO-0003", "Casey", "DEMO-SN-0003", "fudr_alternating", 2,
+        DemoCase("DEMO-0003", "Casey", "DEMO-SN-0003", Regimen.FUDR_ALTERNATING, 2,
                  gtin=CODMAN_GTIN, lot="DEMO-LOT-C", by_udi=True),
         # due in about a day and a half
-        DemoCase("DEMO-0004", "Drew", "DEMO-SN-0004", "saline_maintenance", -13,
+        DemoCase("DEMO-0004", "Drew", "DEMO-SN-0004", Regimen.SALINE_MAINTENANCE, -13,
                  [DemoRefill(12.5, 0.0, 30.0)]),
         # routine: two normal readings, due in four days
-        DemoCase("DEMO-0005", "Emery", "DEMO-SN-0005", "saline_maintenance", -38,
+        DemoCase("DEMO-0005", "Emery", "DEMO-SN-0005", Regimen.SALINE_MAINTENANCE, -38,
                  [DemoRefill(38.0, 0.0, 30.0), DemoRefill(24.0, 16.28, 30.0),
                   DemoRefill(10.0, 15.86, 30.0)], labeled_flow_ml_per_day=0.98),
     ]
@@ -216,7 +217,7 @@ def seed_case(api: DemoClient, case: DemoCase, now: datetime) -> bool:
         "start_on": (now + timedelta(days=case.start_in_days)).date().isoformat(),
         "fill_volume_ml": 30.0,
     }
-    if case.regimen == "fudr_alternating":
+    if case.regimen == Regimen.FUDR_ALTERNATING:
         # centre protocol amounts (verify): demo values only
         therapy.update({"fudr_mg_per_kg_day": 0.12, "dexamethasone_mg": 20.0,
                         "heparin_units": 30000.0})

@@ -27,12 +27,18 @@ from services.dashboard.views import (
     parse_ts,
     sort_alerts,
 )
+from shared.contracts.vocabulary import (
+    OPEN_ALERT_STATUSES,
+    AppointmentStatus,
+    FillType,
+    PumpStatus,
+    RefillStatus,
+)
 from shared.settings import Settings
 
 router = APIRouter()
 
 EXPIRING_SOON_DAYS = 90
-OPEN_ALERT_STATUSES = ("firing", "acknowledged")
 REFILL_FIELDS = ("pump_serial", "performed_at", "residual_volume_ml", "fill_volume_ml", "fill_type",
                  "delivery_id", "notes")
 
@@ -172,7 +178,8 @@ def worklist(ctx: CtxDep, center: str | None = None) -> HTMLResponse:
         center = ctx.request.cookies.get(sess.CENTER_COOKIE, "")
     center = center.strip()
     appointments = ctx.attempt(lambda: ctx.api.items(
-        "scheduling", "/v1/appointments", status="scheduled", center=center or None), [])
+        "scheduling", "/v1/appointments", status=AppointmentStatus.SCHEDULED,
+        center=center or None), [])
     rows = build_worklist(appointments, ctx.now, due_soon_hours=ctx.settings.due_soon_hours,
                           near_empty_hours=ctx.settings.near_empty_hours)
     patients: dict[str, Any] = {}
@@ -185,7 +192,7 @@ def worklist(ctx: CtxDep, center: str | None = None) -> HTMLResponse:
                 patients[mrn] = None
         row.patient = patients.get(mrn) if mrn else None
         delivery_id = row.appointment.get("delivery_id")
-        if row.appointment.get("fill_type") == "chemo" and delivery_id:
+        if row.appointment.get("fill_type") == FillType.CHEMO and delivery_id:
             try:
                 row.delivery = ctx.api.get("scheduling", f"/v1/deliveries/{quote(str(delivery_id))}")
             except ApiError as exc:
@@ -214,7 +221,7 @@ def _delivery_or_none(ctx: Ctx, values: dict[str, str]) -> dict[str, Any] | None
     """The order a chemo fill names (the scanned id, else the appointment's expected order), to
     show its status, lot and beyond-use time (None when unknown: the service's refusal says why)."""
     delivery_id = values.get("delivery_id") or values.get("expected_delivery_id", "")
-    if values.get("fill_type") != "chemo" or not delivery_id:
+    if values.get("fill_type") != FillType.CHEMO or not delivery_id:
         return None
     try:
         delivery: dict[str, Any] = ctx.api.get("scheduling",
@@ -229,7 +236,7 @@ def refill_form(ctx: CtxDep, pump: str = "", appointment: str = "", fill_type: s
                 delivery: str = "") -> HTMLResponse:
     """The refill form, prefilled from a worklist row; the chemo bag's order id is left for the
     nurse to scan (the appointment's order is shown beside it, to compare)."""
-    values = {"pump_serial": pump, "appointment_id": appointment, "fill_type": fill_type or "saline",
+    values = {"pump_serial": pump, "appointment_id": appointment, "fill_type": fill_type or FillType.SALINE,
               "delivery_id": "", "expected_delivery_id": delivery.strip(),
               "performed_at": ctx.now.strftime("%Y-%m-%dT%H:%M"),
               "residual_volume_ml": "", "fill_volume_ml": "", "notes": ""}
@@ -271,7 +278,7 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
         field_errors["performed_at"] = "Enter the date and time of the refill (UTC)"
     residual = _float_or_error(residual_volume_ml, "residual_volume_ml", field_errors)
     fill = _float_or_error(fill_volume_ml, "fill_volume_ml", field_errors)
-    if fill_type not in ("chemo", "saline"):
+    if fill_type not in [f.value for f in FillType]:
         field_errors["fill_type"] = "Choose chemo or saline"
     if not field_errors:
         body: dict[str, Any] = {
@@ -323,7 +330,8 @@ def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
         mrn_path = quote(mrn, safe="")
         patient = ctx.attempt(lambda: ctx.api.get("scheduling", f"/v1/patients/{mrn_path}"))
         appointments = ctx.attempt(lambda: ctx.api.items(
-            "scheduling", "/v1/appointments", status="scheduled", patient_mrn=mrn), [])
+            "scheduling", "/v1/appointments", status=AppointmentStatus.SCHEDULED,
+            patient_mrn=mrn), [])
     mine = [a for a in appointments if a.get("pump_serial") in (None, serial)]
     mine.sort(key=lambda a: parse_ts(a.get("due_at")) or ctx.now)
     next_appointment = mine[0] if mine else None
@@ -335,7 +343,8 @@ def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
                        band_pct=ctx.settings.flow_warning_pct)
     refills = ctx.attempt(lambda: ctx.api.get("scheduling", "/v1/refills", pump_serial=serial,
                                               limit=10).get("items", []), [])
-    latest = next((r for r in refills if r.get("status", "recorded") == "recorded"), None)
+    latest = next((r for r in refills
+                   if r.get("status", RefillStatus.RECORDED) == RefillStatus.RECORDED), None)
     return ctx.render("pump.html", serial=serial, pump=pump, patient=patient, readings=readings,
                       history=history, chart=chart, next_appointment=next_appointment,
                       open_alerts=open_alerts, refills=refills,
@@ -453,7 +462,8 @@ def alert_resolve(ctx: CtxDep, alert_id: str, resolution: Annotated[str, Form()]
 
 # --- stock ----------------------------------------------------------------------------------
 
-STATUSES = ("in_stock", "quarantined", "implanted", "explanted", "retired")
+STATUSES = (PumpStatus.IN_STOCK, PumpStatus.QUARANTINED, PumpStatus.IMPLANTED, PumpStatus.EXPLANTED,
+            PumpStatus.RETIRED)  # the stock page's order
 
 
 def _stock(ctx: Ctx, expiring_within_days: int, status: str = "", **values: Any) -> HTMLResponse:
@@ -461,7 +471,7 @@ def _stock(ctx: Ctx, expiring_within_days: int, status: str = "", **values: Any)
     pumps = ctx.attempt(lambda: ctx.api.items("inventory", "/v1/pumps", max_items=2000), [])
     counts = {s: sum(1 for p in pumps if p.get("status") == s) for s in STATUSES}
     before = (ctx.now + timedelta(days=expiring_within_days)).date().isoformat()
-    expiring = ctx.attempt(lambda: ctx.api.items("inventory", "/v1/pumps", status="in_stock",
+    expiring = ctx.attempt(lambda: ctx.api.items("inventory", "/v1/pumps", status=PumpStatus.IN_STOCK,
                                                  expiring_before=before), [])
     expiring.sort(key=lambda p: str(p.get("expiry_date", "")))
     shown = [p for p in pumps if not status or p.get("status") == status]

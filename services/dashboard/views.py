@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.contracts.vocabulary import AlertStatus, Severity
+
 GS = "\x1d"
 _GS_SPELLINGS = ("<GS>", "<gs>", "\\x1d", "\\x1D", "\\u001d", "\\u001D", "{GS}", "␝")
 
@@ -233,16 +235,15 @@ def is_flow_abnormal(deviation_pct: Any, warning_pct: float) -> bool:
     return deviation_pct is not None and abs(float(deviation_pct)) > warning_pct
 
 
-SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+STATUS_ORDER = {AlertStatus.FIRING: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.RESOLVED: 2}
 
 
 def sort_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Open ones first (firing before acknowledged), then by severity, newest first."""
-    status_order = {"firing": 0, "acknowledged": 1, "resolved": 2}
-
     def key(a: dict[str, Any]) -> tuple[int, int, float]:
         last = parse_ts(a.get("last_raised_at")) or parse_ts(a.get("first_raised_at"))
-        return (status_order.get(a.get("status", ""), 3), SEVERITY_ORDER.get(a.get("severity", ""), 3),
+        return (STATUS_ORDER.get(a.get("status", ""), 3), SEVERITY_ORDER.get(a.get("severity", ""), 3),
                 -(last.timestamp() if last else 0.0))
 
     return sorted(alerts, key=key)

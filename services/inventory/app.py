@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from services.inventory import fhir
 from services.inventory.catalogue import seed_demo_catalogue
 from services.inventory.models import metadata, platform
 from services.inventory.routes import router
 from shared.audit import audit_router
 from shared.clock import Clock
+from shared.fhir import mount_fhir
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, build_runtime
 from shared.settings import Settings, get_settings
@@ -36,5 +38,7 @@ def bootstrap(
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
     """Inventory's FastAPI app."""
-    return create_service_app(runtime, [router, audit_router()], title="HAI inventory",
-                              description="Pump models, pumps and serial numbers, implants, recalls")
+    app = create_service_app(runtime, [router, audit_router()], title="HAI inventory",
+                             description="Pump models, pumps and serial numbers, implants, recalls")
+    mount_fhir(app, fhir.api)
+    return app

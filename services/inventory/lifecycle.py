@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from shared.contracts.vocabulary import PumpStatus
 
-class PumpStatus(StrEnum):
-    IN_STOCK = "in_stock"
-    IMPLANTED = "implanted"
-    EXPLANTED = "explanted"
-    QUARANTINED = "quarantined"
-    RETIRED = "retired"
+__all__ = ["INITIAL_STATUS", "TRANSITIONS", "Move", "MoveRefused", "PumpStatus", "allowed_moves",
+           "is_terminal", "next_status"]
 
 
 class Move(StrEnum):

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.contracts.vocabulary import PumpStatus
 from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_tables
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -50,6 +51,8 @@ class Pump(Base):
     implanted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     explanted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     explant_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the UDI as the scanner read it (raw GS1 element string or Digital Link), when it was scanned
+    udi_aidc: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -62,8 +65,8 @@ class Pump(Base):
         Index("ix_pumps_expiry_serial", "expiry_date", "serial_number"),
         # one implanted pump per patient, even under concurrent implants
         Index("uq_pumps_one_implanted_per_patient", "patient_mrn", unique=True,
-              postgresql_where=text("status = 'implanted'"),
-              sqlite_where=text("status = 'implanted'")),
+              postgresql_where=text(f"status = '{PumpStatus.IMPLANTED}'"),
+              sqlite_where=text(f"status = '{PumpStatus.IMPLANTED}'")),
     )
 
 

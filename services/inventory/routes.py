@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import Response
 
 from services.inventory import service
-from services.inventory.lifecycle import Move, PumpStatus
+from services.inventory.lifecycle import Move
 from services.inventory.schemas import (
     ExplantRequest,
     HistoryEntry,
@@ -25,6 +25,7 @@ from services.inventory.schemas import (
 )
 from shared.audit import ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
+from shared.contracts.vocabulary import PumpStatus
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
 from shared.schemas import IsoDate

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from services.inventory.lifecycle import PumpStatus
 from shared.contracts.inventory import RecalledImplant
+from shared.contracts.vocabulary import PumpStatus
 from shared.schemas import RequestModel
 from shared.text import GS, Centre, Line, ModelCode, Paragraph, text_rules
 from shared.text import Code as Identifier

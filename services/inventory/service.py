@@ -7,13 +7,13 @@ history, its audit entry and its outbox event in that one transaction; the calle
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
-from services.inventory.lifecycle import INITIAL_STATUS, Move, MoveRefused, PumpStatus, next_status
+from services.inventory.lifecycle import INITIAL_STATUS, Move, MoveRefused, next_status
 from services.inventory.models import DeviceHistory, Pump, PumpModel, Recall
 from services.inventory.schemas import (
     HistoryEntry,
@@ -26,21 +26,24 @@ from services.inventory.schemas import (
     RecallCreate,
     RecallRead,
 )
-from services.inventory.udi import UdiError, gtin_is_valid, parse_udi
+from services.inventory.udi import UdiError, gtin_is_valid, parse_udi, scanned_carrier
 from shared.contracts.inventory import (
     PumpData,
     PumpExplantedData,
+    PumpImplantedData,
+    PumpRegisteredData,
     PumpStatusChangedData,
     RecalledImplant,
     RecallIssuedData,
 )
+from shared.contracts.vocabulary import PumpStatus
 from shared.db import UnitOfWork, new_id
 from shared.errors import Conflict, Invalid, NotFound
-from shared.events import EventType
 from shared.pagination import Page, PageParams, paginate
 from shared.text import code_problem
 
 log = structlog.get_logger(__name__)
+P = TypeVar("P", bound=PumpData)
 
 
 # --- catalogue -------------------------------------------------------------------------------
@@ -88,6 +91,7 @@ def register_pump(*, uow: UnitOfWork, actor: str, data: PumpCreate) -> PumpRead:
         expiry_date=expiry, reservoir_ml=model.reservoir_ml,
         labeled_flow_ml_per_day=data.labeled_flow_ml_per_day or model.nominal_flow_ml_per_day,
         status=INITIAL_STATUS.value, location=data.location, created_at=now, updated_at=now,
+        udi_aidc=scanned_carrier(data.udi),
     )
     uow.session.add(pump)
     _flush_or_conflict(uow, f"pump {serial} is already registered")
@@ -96,7 +100,7 @@ def register_pump(*, uow: UnitOfWork, actor: str, data: PumpCreate) -> PumpRead:
     if expiry < now.date():
         details["expired_on_receipt"] = True
     _record(uow, pump, actor=actor, action="register", from_status=None, details=details)
-    uow.publish(EventType.PUMP_REGISTERED, _pump_data(pump), subject=serial)
+    uow.publish(_pump_data(pump, PumpRegisteredData), subject=serial)
     log.info("pump.registered", serial=serial, model=model.code)
     return PumpRead.model_validate(pump)
 
@@ -162,7 +166,7 @@ def implant(*, uow: UnitOfWork, actor: str, serial: str, data: ImplantRequest) -
     _record(uow, pump, actor=actor, action=Move.IMPLANT.value, from_status=from_status,
             details={"patient_mrn": data.patient_mrn, "center": data.center,
                      "surgeon": data.surgeon, "implanted_at": data.implanted_at.isoformat()})
-    uow.publish(EventType.PUMP_IMPLANTED, _pump_data(pump), subject=serial)
+    uow.publish(_pump_data(pump, PumpImplantedData), subject=serial)
     log.info("pump.implanted", serial=serial)
     return PumpRead.model_validate(pump)
 
@@ -186,7 +190,7 @@ def explant(*, uow: UnitOfWork, actor: str, serial: str, explanted_at: datetime 
     _record(uow, pump, actor=actor, action=Move.EXPLANT.value, from_status=from_status,
             details={"patient_mrn": pump.patient_mrn, "reason": reason,
                      "explanted_at": when.isoformat()})
-    uow.publish(EventType.PUMP_EXPLANTED, PumpExplantedData(
+    uow.publish(PumpExplantedData(
         serial_number=serial, patient_mrn=pump.patient_mrn or "", explanted_at=when, reason=reason,
         center=pump.center,
     ), subject=serial)
@@ -239,7 +243,7 @@ def issue_recall(*, uow: UnitOfWork, actor: str, data: RecallCreate) -> RecallRe
               changes={"model_code": data.model_code, "lot_numbers": lots, "reason": data.reason,
                        "quarantined": quarantined,
                        "implanted": [i.serial_number for i in implanted]})
-    uow.publish(EventType.RECALL_ISSUED, RecallIssuedData(
+    uow.publish(RecallIssuedData(
         recall_id=recall_id, model_code=data.model_code, lot_numbers=lots, reason=data.reason,
         quarantined=quarantined, implanted=implanted, already_quarantined=already,
     ), subject=recall_id)
@@ -329,7 +333,7 @@ def _apply_status_change(uow: UnitOfWork, pump: Pump, *, actor: str, move: Move,
     pump.updated_at = uow.now()
     _record(uow, pump, actor=actor, action=move.value, from_status=from_status,
             details={"reason": reason, **(extra or {})})
-    uow.publish(EventType.PUMP_STATUS_CHANGED, PumpStatusChangedData(
+    uow.publish(PumpStatusChangedData(
         serial_number=pump.serial_number, from_status=from_status, to_status=to_status.value,
         reason=reason, **(extra or {})), subject=pump.serial_number)
     log.info("pump.status_changed", serial=pump.serial_number, move=move.value,
@@ -358,8 +362,9 @@ def _flush_or_conflict(uow: UnitOfWork, detail: str) -> None:
         raise Conflict(detail) from exc
 
 
-def _pump_data(pump: Pump) -> PumpData:
-    return PumpData(
+def _pump_data(pump: Pump, event: type[P]) -> P:
+    """The pump as the event `event` (registered, implanted) carries it."""
+    return event(
         serial_number=pump.serial_number, model_code=pump.model_code, gtin=pump.gtin,
         lot_number=pump.lot_number, expiry_date=pump.expiry_date, reservoir_ml=pump.reservoir_ml,
         labeled_flow_ml_per_day=pump.labeled_flow_ml_per_day, status=pump.status,

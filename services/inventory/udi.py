@@ -109,6 +109,25 @@ def _explain(reason: str) -> UdiProblem:
     return UdiProblem("udi", f"not a GS1 element string: {reason}")
 
 
+def scanned_carrier(text: str | None) -> str | None:
+    """The UDI as a scanner gave it (raw element string or Digital Link URI), kept as read for
+    FHIR's `carrierAIDC`; None for the parenthesised form, which a person reads and types."""
+    if text is None or not text.strip() or text.strip().startswith("("):
+        return None
+    return text.strip()
+
+
+def human_readable(gtin: str, expiry: date | None, lot: str | None, serial: str) -> str:
+    """The parenthesised (HRI) form of a pump's UDI: `(01)GTIN(17)YYMMDD(10)LOT(21)SERIAL`."""
+    parts = [f"({AI_GTIN}){gtin}"]
+    if expiry is not None:
+        parts.append(f"({AI_EXPIRY}){expiry:%y%m%d}")
+    if lot:
+        parts.append(f"({AI_LOT}){lot}")
+    parts.append(f"({AI_SERIAL}){serial}")
+    return "".join(parts)
+
+
 def check_digit(digits: str) -> int:
     """The GS1 mod-10 check digit of a number without its check digit."""
     total = sum(int(c) * (3 if i % 2 == 0 else 1) for i, c in enumerate(reversed(digits)))

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from services.scheduling import fhir
 from services.scheduling.handlers import PHARMACY_ORDERS_QUEUE, subscriptions
 from services.scheduling.jobs import scheduler_sweep, sweep_job
 from services.scheduling.models import metadata, platform
 from services.scheduling.routes import router
 from shared.audit import audit_router
 from shared.clock import Clock
+from shared.fhir import mount_fhir
 from shared.messaging.base import Bus
 from shared.runtime import ServiceRuntime, build_runtime
 from shared.settings import Settings, get_settings
@@ -40,8 +42,10 @@ def bootstrap(
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
     """Scheduling's FastAPI app."""
-    return create_service_app(
+    app = create_service_app(
         runtime, [router, audit_router()], title="HAI scheduling",
         description="Patients, therapies, refill appointments and records, flow readings, "
                     "drug delivery orders",
     )
+    mount_fhir(app, fhir.api)
+    return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import structlog
 from sqlalchemy import Table, select, update
@@ -21,8 +21,6 @@ from services.scheduling.dosing import (
     order_drug_lines,
 )
 from services.scheduling.models import (
-    OPEN_DELIVERY_STATUSES,
-    RECORDED,
     Appointment,
     Delivery,
     DeliveryEvent,
@@ -31,46 +29,55 @@ from services.scheduling.models import (
     Refill,
     Therapy,
 )
-from services.scheduling.outbox import publish_many
 from services.scheduling.schemas import DeliveryHistoryRead, DeliveryRead
 from shared.clock import ensure_utc
-from shared.contracts.pharmacy import OrderDrug, OrderPatient, OrderPump, OrderRequestedData
-from shared.contracts.scheduling import DeliveryData, DeliveryHistoryEntry, OrderRefusedData
-from shared.db import UnitOfWork, bulk_insert, new_id
+from shared.contracts.pharmacy import (
+    OrderCancelledData,
+    OrderDrug,
+    OrderPatient,
+    OrderPump,
+    OrderRequestedData,
+)
+from shared.contracts.scheduling import (
+    DeliveryData,
+    DeliveryHistoryEntry,
+    DeliveryUpdatedData,
+    OrderRefusedData,
+)
+from shared.contracts.vocabulary import (
+    DELIVERY_PROGRESS,
+    OPEN_DELIVERY_STATUSES,
+    TERMINAL_DELIVERY_STATUSES,
+    AppointmentStatus,
+    DeliveryStatus,
+    FillType,
+    RefillStatus,
+    TherapyStatus,
+)
+from shared.db import UnitOfWork, bulk_insert, new_id, rowcount
 from shared.errors import NotFound
-from shared.events import PHARMACY_EXCHANGE, EventType
 from shared.pagination import Page, PageParams, paginate
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-STATUS_RANK = {"requested": 0, "accepted": 1, "compounded": 2, "dispatched": 3, "delivered": 4}
-TERMINAL = frozenset({"delivered", "rejected", "cancelled"})
+STATUS_RANK: dict[str, int] = {status: rank for rank, status in enumerate(DELIVERY_PROGRESS)}
 Decision = Literal["apply", "duplicate", "late"]
+D = TypeVar("D", bound=DeliveryData)
 
 
 def decide(current: str, incoming: str) -> Decision:
     """Whether a status moves an order forward (apply), repeats it (duplicate) or comes too late."""
     if incoming == current:
         return "duplicate"
-    if current in TERMINAL:
+    if current in TERMINAL_DELIVERY_STATUSES:
         return "late"
-    if incoming in ("rejected", "cancelled"):
+    if incoming in (DeliveryStatus.REJECTED, DeliveryStatus.CANCELLED):
         return "apply"
     return "apply" if STATUS_RANK[incoming] > STATUS_RANK[current] else "late"
 
 
 # ---------------------------------------------------------------- reading
-
-def rowcount(result: object) -> int:
-    """Rows matched by an UPDATE (a CursorResult's rowcount)."""
-    return int(getattr(result, "rowcount", 0))
-
-
-def get_row(uow: UnitOfWork, delivery_id: str) -> Delivery | None:
-    """The delivery row, or None."""
-    return uow.session.get(Delivery, delivery_id)
-
 
 def _history(uow: UnitOfWork, ids: Sequence[str]) -> dict[str, list[DeliveryEvent]]:
     out: dict[str, list[DeliveryEvent]] = {i: [] for i in ids}
@@ -96,8 +103,9 @@ def _read(d: Delivery, history: list[DeliveryEvent]) -> DeliveryRead:
     )
 
 
-def _data(read: DeliveryRead) -> DeliveryData:
-    return DeliveryData(
+def _data(read: DeliveryRead, event: type[D] = DeliveryUpdatedData) -> D:  # type: ignore[assignment]
+    """The delivery as the event `event` (updated, late) carries it."""
+    return event(
         id=read.id, appointment_id=read.appointment_id, patient_mrn=read.patient_mrn,
         pump_serial=read.pump_serial, center=read.center, needed_by=read.needed_by,
         status=read.status, drugs=read.drugs,
@@ -110,7 +118,7 @@ def _data(read: DeliveryRead) -> DeliveryData:
 
 def get_delivery(*, uow: UnitOfWork, delivery_id: str) -> DeliveryRead:
     """One delivery with its history."""
-    d = get_row(uow, delivery_id)
+    d = uow.session.get(Delivery, delivery_id)
     if d is None:
         raise NotFound(f"no delivery {delivery_id}")
     return _read(d, _history(uow, [d.id])[d.id])
@@ -145,12 +153,13 @@ def place_order_if_due(uow: UnitOfWork, appt: Appointment, *, settings: Settings
                        actor: str) -> str | None:
     """Order a chemo fill at once when its appointment is already inside the pharmacy lead time;
     returns the order's id, or None when no order was placed."""
-    if appt.fill_type != "chemo" or appt.status != "scheduled" or appt.delivery_id is not None:
+    if appt.fill_type != FillType.CHEMO or appt.status != AppointmentStatus.SCHEDULED \
+            or appt.delivery_id is not None:
         return None
     if appt.due_at > uow.now() + timedelta(days=settings.pharmacy_lead_time_days):
         return None
     therapy = uow.session.get(Therapy, appt.therapy_id)
-    if therapy is None or therapy.status != "active":
+    if therapy is None or therapy.status != TherapyStatus.ACTIVE:
         return None
     order_id = new_id()
     claimed = rowcount(uow.session.execute(
@@ -173,7 +182,7 @@ def _latest_flows(uow: UnitOfWork, pumps: dict[str, ImplantedPump]) -> dict[str,
         return flows
     rows = uow.session.execute(
         select(Refill.pump_serial, Refill.performed_at, Refill.measured_flow_ml_per_day)
-        .where(Refill.pump_serial.in_(list(pumps)), Refill.status == RECORDED,
+        .where(Refill.pump_serial.in_(list(pumps)), Refill.status == RefillStatus.RECORDED,
                Refill.measured_flow_ml_per_day.is_not(None))
         .order_by(Refill.pump_serial, Refill.performed_at.desc())
     )
@@ -203,8 +212,8 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Set
     flows = _latest_flows(uow, pumps)
     placed: list[dict[str, Any]] = []
     failed: list[tuple[str, DosingError]] = []
-    orders: list[tuple[str, object, str | None]] = []
-    updates: list[tuple[str, object, str | None]] = []
+    orders: list[tuple[OrderRequestedData, str | None]] = []
+    updates: list[tuple[DeliveryUpdatedData, str | None]] = []
     audits = []
     history = []
     for appt in appts:
@@ -219,14 +228,14 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Set
         placed.append({
             "id": order.order_id, "appointment_id": appt.id, "therapy_id": appt.therapy_id,
             "patient_mrn": appt.patient_mrn, "pump_serial": appt.pump_serial,
-            "center": appt.center, "needed_by": order.needed_by, "status": "requested",
+            "center": appt.center, "needed_by": order.needed_by, "status": DeliveryStatus.REQUESTED,
             "drugs": drugs, "order": order.model_dump(mode="json"), "lot": None,
             "beyond_use_at": None, "created_at": now, "updated_at": now,
             "late_announced_at": None,
         })
-        history.append({"delivery_id": order.order_id, "at": now, "status": "requested",
+        history.append({"delivery_id": order.order_id, "at": now, "status": DeliveryStatus.REQUESTED,
                         "reason": None, "applied": True, "source": "scheduling", "recorded_at": now})
-        orders.append((EventType.ORDER_REQUESTED, order, order.order_id))
+        orders.append((order, order.order_id))
         audits.append({"at": now, "actor": actor, "action": "delivery.ordered",
                        "entity_type": "delivery", "entity_id": order.order_id,
                        "changes": {"appointment_id": appt.id, "drugs": drugs}})
@@ -247,14 +256,14 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Set
         bulk_insert(session, cast(Table, DeliveryEvent.__table__), history)
         bulk_insert(session, uow.platform.audit, audits)
         for d in placed:
-            updates.append((EventType.DELIVERY_UPDATED, DeliveryData(
+            updates.append((DeliveryUpdatedData(
                 id=d["id"], appointment_id=d["appointment_id"], patient_mrn=d["patient_mrn"],
                 pump_serial=d["pump_serial"], center=d["center"], needed_by=d["needed_by"],
                 status=d["status"], drugs=d["drugs"],
-                history=[DeliveryHistoryEntry(at=now, status="requested", reason=None)],
+                history=[DeliveryHistoryEntry(at=now, status=DeliveryStatus.REQUESTED, reason=None)],
                 therapy_id=d["therapy_id"], lot=None, beyond_use_at=None), d["id"]))
-        publish_many(uow, orders, exchange=PHARMACY_EXCHANGE)
-        publish_many(uow, updates)
+        uow.publish_many(orders)
+        uow.publish_many(updates)
     return [d["id"] for d in placed], failed
 
 
@@ -263,7 +272,7 @@ def _announce_refusals(uow: UnitOfWork, refused: list[tuple[Appointment, DosingE
     once per reason: the sweep tries again every round (a corrected weight or dose lets it
     through), and a refusal already told for the same reason is not told again."""
     now = uow.now()
-    events: list[tuple[str, object, str | None]] = []
+    events: list[tuple[OrderRefusedData, str | None]] = []
     for appt, error in refused:
         log.error("order.not_placed", appointment_id=appt.id, field=error.field,
                   error=error.message)
@@ -272,13 +281,13 @@ def _announce_refusals(uow: UnitOfWork, refused: list[tuple[Appointment, DosingE
         uow.session.execute(update(Appointment).where(Appointment.id == appt.id)
                             .values(order_refused_reason=error.message)
                             .execution_options(synchronize_session=False))
-        events.append((EventType.ORDER_REFUSED, OrderRefusedData(
+        events.append((OrderRefusedData(
             appointment_id=appt.id, therapy_id=appt.therapy_id, patient_mrn=appt.patient_mrn,
             pump_serial=appt.pump_serial, center=appt.center, fill_type=appt.fill_type,
             due_at=appt.due_at, field=error.field, reason=error.message, refused_at=now,
         ), appt.pump_serial))
     if events:
-        publish_many(uow, events)
+        uow.publish_many(events)
 
 
 def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | None,
@@ -347,17 +356,16 @@ def cancel_open_orders(uow: UnitOfWork, *, therapy_id: str, actor: str, reason: 
     rows = list(session.scalars(stmt.with_for_update()))
     now = uow.now()
     for d in rows:
-        d.status, d.updated_at = "cancelled", now
-        session.add(DeliveryEvent(delivery_id=d.id, at=now, status="cancelled", reason=reason,
+        d.status, d.updated_at = DeliveryStatus.CANCELLED, now
+        session.add(DeliveryEvent(delivery_id=d.id, at=now, status=DeliveryStatus.CANCELLED,
+                                  reason=reason,
                                   applied=True, source="scheduling", recorded_at=now))
         session.execute(update(Appointment).where(Appointment.delivery_id == d.id,
-                                                  Appointment.status == "scheduled")
+                                                  Appointment.status == AppointmentStatus.SCHEDULED)
                         .values(delivery_id=None).execution_options(synchronize_session=False))
         session.flush()
-        uow.publish(EventType.ORDER_CANCELLED, {**d.order, "reason": reason}, subject=d.id,
-                    exchange=PHARMACY_EXCHANGE)
-        uow.publish(EventType.DELIVERY_UPDATED, _data(get_delivery(uow=uow, delivery_id=d.id)),
-                    subject=d.id)
+        uow.publish(OrderCancelledData.model_validate({**d.order, "reason": reason}), subject=d.id)
+        uow.publish(_data(get_delivery(uow=uow, delivery_id=d.id)), subject=d.id)
         uow.audit(actor=actor, action="delivery.cancelled", entity_type="delivery",
                   entity_id=d.id, changes={"reason": reason})
     return [d.id for d in rows]
@@ -379,14 +387,13 @@ def record_administration(uow: UnitOfWork, d: Delivery, *, refill_id: str,
     now = uow.now()
     before = d.status
     d.administered_at, d.refill_id, d.updated_at = performed_at, refill_id, now
-    if before == "dispatched":
-        d.status = "delivered"
-        session.add(DeliveryEvent(delivery_id=d.id, at=performed_at, status="delivered",
+    if before == DeliveryStatus.DISPATCHED:
+        d.status = DeliveryStatus.DELIVERED
+        session.add(DeliveryEvent(delivery_id=d.id, at=performed_at, status=DeliveryStatus.DELIVERED,
                                   reason=f"administered: refill {refill_id}", applied=True,
                                   source="scheduling", recorded_at=now))
     session.flush()
-    uow.publish(EventType.DELIVERY_UPDATED, _data(get_delivery(uow=uow, delivery_id=d.id)),
-                subject=d.id)
+    uow.publish(_data(get_delivery(uow=uow, delivery_id=d.id)), subject=d.id)
     uow.audit(actor=actor, action="delivery.administered", entity_type="delivery", entity_id=d.id,
               changes={"from": before, "to": d.status, "refill_id": refill_id,
                        "administered_at": performed_at})
@@ -403,8 +410,7 @@ def withdraw_administration(uow: UnitOfWork, *, refill_id: str, actor: str, reas
         before = d.administered_at
         d.administered_at, d.refill_id, d.updated_at = None, None, now
         session.flush()
-        uow.publish(EventType.DELIVERY_UPDATED, _data(get_delivery(uow=uow, delivery_id=d.id)),
-                    subject=d.id)
+        uow.publish(_data(get_delivery(uow=uow, delivery_id=d.id)), subject=d.id)
         uow.audit(actor=actor, action="delivery.administration_withdrawn", entity_type="delivery",
                   entity_id=d.id, changes={"refill_id": refill_id, "administered_at": before,
                                            "reason": reason})
@@ -450,14 +456,14 @@ def apply_status(uow: UnitOfWork, *, order_id: str, status: str, at: datetime,
                               source=source, recorded_at=now))
     session.flush()
     read = get_delivery(uow=uow, delivery_id=d.id)
-    uow.publish(EventType.DELIVERY_UPDATED, _data(read), subject=d.id)
+    uow.publish(_data(read), subject=d.id)
     uow.audit(actor=actor, action="delivery.status", entity_type="delivery", entity_id=d.id,
               changes={"from": before, "to": status, "at": at, "reason": reason, "source": source})
     log.info("delivery.status_applied", delivery_id=d.id, from_status=before, to_status=status)
     return read, decision
 
 
-def delivery_payloads(uow: UnitOfWork, rows: Sequence[Delivery]) -> list[DeliveryData]:
-    """The contract payloads of many deliveries (one history query)."""
+def delivery_payloads(uow: UnitOfWork, rows: Sequence[Delivery], event: type[D]) -> list[D]:
+    """Many deliveries as the event `event` carries them (one history query)."""
     history = _history(uow, [d.id for d in rows])
-    return [_data(_read(d, history[d.id])) for d in rows]
+    return [_data(_read(d, history[d.id]), event) for d in rows]

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+
+from shared.contracts.vocabulary import (
+    ADMINISTRABLE_DELIVERY_STATUSES,
+    DueBasis,
+    FillType,
+    Regimen,
+)
 
 SECONDS_PER_DAY = 86_400.0
-REGIMENS = ("fudr_alternating", "saline_maintenance")
-FILL_TYPES = ("chemo", "saline")
 
 
 def elapsed_days_between(previous_at: datetime, performed_at: datetime) -> float:
@@ -48,16 +52,16 @@ def hours_until(now: datetime, when: datetime | None) -> float | None:
     return round((when - now).total_seconds() / 3600.0, 2)
 
 
-def first_fill_type(regimen: str) -> str:
+def first_fill_type(regimen: str) -> FillType:
     """The first fill of a regimen: chemo for FUDR alternating, saline for maintenance."""
-    return "chemo" if regimen == "fudr_alternating" else "saline"
+    return FillType.CHEMO if regimen == Regimen.FUDR_ALTERNATING else FillType.SALINE
 
 
-def next_fill_type(regimen: str, performed_fill_type: str) -> str:
+def next_fill_type(regimen: str, performed_fill_type: str) -> FillType:
     """The fill after the one just performed: chemo ↔ saline for FUDR alternating, else saline."""
-    if regimen != "fudr_alternating":
-        return "saline"
-    return "saline" if performed_fill_type == "chemo" else "chemo"
+    if regimen != Regimen.FUDR_ALTERNATING:
+        return FillType.SALINE
+    return FillType.SALINE if performed_fill_type == FillType.CHEMO else FillType.CHEMO
 
 
 def start_of_day_utc(day: date) -> datetime:
@@ -70,9 +74,6 @@ def is_outside_window(performed_at: datetime, due_at: datetime, window_days: flo
     return abs((performed_at - due_at).total_seconds()) > window_days * SECONDS_PER_DAY
 
 
-DueBasis = Literal["interval", "projected_empty"]
-
-
 def next_due(*, performed_at: datetime, interval_days: float, projected_empty_at: datetime | None,
              near_empty_hours: float) -> tuple[datetime, DueBasis]:
     """When the next refill is due, and which rule set it: the earlier of `performed_at +
@@ -80,12 +81,12 @@ def next_due(*, performed_at: datetime, interval_days: float, projected_empty_at
     before performed_at; the interval wins a tie."""
     by_interval = performed_at + timedelta(days=interval_days)
     if projected_empty_at is None:
-        return by_interval, "interval"
+        return by_interval, DueBasis.INTERVAL
     before_empty = projected_empty_at - timedelta(hours=near_empty_hours)
     if before_empty >= by_interval:
-        return by_interval, "interval"
+        return by_interval, DueBasis.INTERVAL
     # a pump that runs dry within the margin is due at once, not in the past
-    return max(before_empty, performed_at), "projected_empty"
+    return max(before_empty, performed_at), DueBasis.PROJECTED_EMPTY
 
 
 @dataclass(frozen=True)
@@ -159,9 +160,6 @@ class DeliveryFacts:
     beyond_use_at: datetime | None
 
 
-ADMINISTRABLE = ("dispatched", "delivered")
-
-
 def chemo_delivery_problem(*, delivery_id: str | None, delivery: DeliveryFacts | None,
                            appointment_id: str | None, patient_mrn: str,
                            performed_at: datetime, now: datetime) -> str | None:
@@ -177,7 +175,7 @@ def chemo_delivery_problem(*, delivery_id: str | None, delivery: DeliveryFacts |
             or delivery.appointment_id != appointment_id:
         return (f"delivery order {delivery_id} is not the one ordered for this patient's "
                 "appointment; check the bag belongs to this patient")
-    if delivery.status not in ADMINISTRABLE:
+    if delivery.status not in ADMINISTRABLE_DELIVERY_STATUSES:
         return (f"delivery order {delivery_id} is {delivery.status}: the pharmacy has not "
                 "dispatched it yet, so the bag cannot be in hand")
     if delivery.beyond_use_at is not None:
@@ -217,3 +215,33 @@ def refill_figures(*, performed_at: datetime, residual_volume_ml: float, fill_vo
         flow_deviation_pct=round(deviation, 2),
         projected_empty_at=projected_empty_at(performed_at, fill_volume_ml, measured),
     )
+
+
+@dataclass(frozen=True)
+class RefillOutcome:
+    """What a possible refill sets: its flow figures, whether it was outside its appointment's
+    window, and the type and due time of the next fill."""
+
+    figures: FlowFigures
+    outside_window: bool
+    next_fill_type: FillType
+    next_due_at: datetime
+    next_due_basis: DueBasis
+
+
+def refill_outcome(*, performed_at: datetime, residual_volume_ml: float, fill_volume_ml: float,
+                   fill_type: str, labeled_flow_ml_per_day: float, previous: PreviousFill | None,
+                   appointment_due_at: datetime | None, regimen: str, refill_interval_days: float,
+                   window_days: float, near_empty_hours: float) -> RefillOutcome:
+    """The figures of a refill `refill_problems` found possible, and the next fill it sets."""
+    figures = refill_figures(performed_at=performed_at, residual_volume_ml=residual_volume_ml,
+                             fill_volume_ml=fill_volume_ml,
+                             labeled_flow_ml_per_day=labeled_flow_ml_per_day, previous=previous)
+    outside = appointment_due_at is not None and is_outside_window(performed_at, appointment_due_at,
+                                                                   window_days)
+    due_at, due_basis = next_due(performed_at=performed_at, interval_days=refill_interval_days,
+                                 projected_empty_at=figures.projected_empty_at,
+                                 near_empty_hours=near_empty_hours)
+    return RefillOutcome(figures=figures, outside_window=outside,
+                         next_fill_type=next_fill_type(regimen, fill_type),
+                         next_due_at=due_at, next_due_basis=due_basis)

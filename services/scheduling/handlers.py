@@ -3,47 +3,28 @@ pharmacy's order statuses. Handlers run in the consumer's transaction and never 
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-from pydantic import BaseModel, ValidationError
-
-from services.scheduling import deliveries, service
+from services.scheduling import deliveries, pumps
 from shared.contracts.inventory import PumpData, PumpExplantedData, PumpStatusChangedData
-from shared.contracts.pharmacy import ORDERS_QUEUE, STATUS_QUEUE, OrderStatusData
+from shared.contracts.pharmacy import ORDERS_QUEUE_SPEC, STATUS_QUEUE, OrderStatusData
+from shared.contracts.registry import bindings
+from shared.contracts.vocabulary import EventType
 from shared.db import UnitOfWork
 from shared.errors import NotFound
-from shared.events import EVENTS_EXCHANGE, PHARMACY_EXCHANGE, CloudEvent, EventType
+from shared.events import CloudEvent
 from shared.messaging.base import QueueSpec
-from shared.messaging.consumer import PermanentError, data_of
+from shared.messaging.consumer import PermanentError, payload_of
 from shared.runtime import Subscription
 from shared.settings import Settings
 
-INVENTORY_QUEUE = QueueSpec("scheduling.inventory", (
-    (EVENTS_EXCHANGE, EventType.PUMP_IMPLANTED),
-    (EVENTS_EXCHANGE, EventType.PUMP_EXPLANTED),
-    (EVENTS_EXCHANGE, EventType.PUMP_STATUS_CHANGED),
-))
-PHARMACY_STATUS_QUEUE = QueueSpec(STATUS_QUEUE, ((PHARMACY_EXCHANGE, EventType.ORDER_STATUS),))
-PHARMACY_ORDERS_QUEUE = QueueSpec(ORDERS_QUEUE, (
-    (PHARMACY_EXCHANGE, EventType.ORDER_REQUESTED),
-    (PHARMACY_EXCHANGE, EventType.ORDER_CANCELLED),
-))
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _model(model: type[M], event: CloudEvent) -> M:
-    try:
-        return model.model_validate(data_of(event))
-    except ValidationError as exc:
-        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise PermanentError(f"malformed {event.type}: {errors}") from exc
+INVENTORY_QUEUE = QueueSpec("scheduling.inventory", bindings(
+    EventType.PUMP_IMPLANTED, EventType.PUMP_EXPLANTED, EventType.PUMP_STATUS_CHANGED))
+PHARMACY_STATUS_QUEUE = QueueSpec(STATUS_QUEUE, bindings(EventType.ORDER_STATUS))
+PHARMACY_ORDERS_QUEUE = ORDERS_QUEUE_SPEC
 
 
 def handle_order_status(uow: UnitOfWork, event: CloudEvent) -> None:
     """Apply a pharmacy status; unknown orders and malformed bodies are dead-lettered with the reason."""
-    data = _model(OrderStatusData, event)
+    data = payload_of(event, OrderStatusData)
     try:
         deliveries.apply_status(uow, order_id=data.order_id, status=data.status, at=data.at,
                                 reason=data.reason, lot=data.lot, beyond_use_at=data.beyond_use_at,
@@ -56,16 +37,16 @@ def subscriptions(settings: Settings) -> list[Subscription]:
     """The queues scheduling consumes, with their handlers."""
 
     def implanted(uow: UnitOfWork, event: CloudEvent) -> None:
-        data = _model(PumpData, event)
+        data = payload_of(event, PumpData)
         if not data.patient_mrn:
             raise PermanentError(f"{event.type} without patient_mrn")
-        service.on_pump_implanted(uow, data)
+        pumps.on_pump_implanted(uow, data)
 
     def explanted(uow: UnitOfWork, event: CloudEvent) -> None:
-        service.on_pump_explanted(uow, _model(PumpExplantedData, event), settings=settings)
+        pumps.on_pump_explanted(uow, payload_of(event, PumpExplantedData), settings=settings)
 
     def status_changed(uow: UnitOfWork, event: CloudEvent) -> None:
-        service.on_pump_status_changed(uow, _model(PumpStatusChangedData, event))
+        pumps.on_pump_status_changed(uow, payload_of(event, PumpStatusChangedData))
 
     return [
         Subscription(queue=INVENTORY_QUEUE, handlers={

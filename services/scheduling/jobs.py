@@ -14,26 +14,26 @@ import structlog
 from sqlalchemy import ColumnElement, String, any_, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
+from services.scheduling.appointments import appointment_data
 from services.scheduling.deliveries import build_orders, delivery_payloads
 from services.scheduling.flow import hours_until
-from services.scheduling.models import (
-    OPEN_DELIVERY_STATUSES,
-    Appointment,
-    Delivery,
-    SweepRun,
-    Therapy,
-)
-from services.scheduling.outbox import appointment_data, publish_many
+from services.scheduling.models import Appointment, Delivery, SweepRun, Therapy, sql_values
 from shared.clock import ensure_utc
 from shared.contracts.scheduling import (
-    RESERVOIR_NEAR_EMPTY,
+    DeliveryLateData,
+    RefillDueSoonData,
     RefillOverdueData,
     ReservoirNearEmptyData,
     SweepCompletedData,
     SweepJob,
 )
+from shared.contracts.vocabulary import (
+    OPEN_DELIVERY_STATUSES,
+    AppointmentStatus,
+    FillType,
+    TherapyStatus,
+)
 from shared.db import UnitOfWork, is_postgres
-from shared.events import EventType
 from shared.runtime import Job, ServiceRuntime
 from shared.settings import Settings
 
@@ -42,9 +42,9 @@ log = structlog.get_logger(__name__)
 BATCH = 1000
 ACTOR = "scheduling-sweep"
 # literals, not bound parameters, so that PostgreSQL's plans match the partial indexes
-SCHEDULED: ColumnElement[str] = literal_column("'scheduled'")
-CHEMO: ColumnElement[str] = literal_column("'chemo'")
-OPEN_STATUSES: list[ColumnElement[str]] = [literal_column(f"'{s}'") for s in OPEN_DELIVERY_STATUSES]
+SCHEDULED: ColumnElement[str] = literal_column(sql_values(AppointmentStatus.SCHEDULED))
+CHEMO: ColumnElement[str] = literal_column(sql_values(FillType.CHEMO))
+OPEN_STATUSES: list[ColumnElement[str]] = [literal_column(sql_values(s)) for s in OPEN_DELIVERY_STATUSES]
 
 
 def _claim(session: Session, model: Any, conditions: Sequence[ColumnElement[bool]],
@@ -55,7 +55,7 @@ def _claim(session: Session, model: Any, conditions: Sequence[ColumnElement[bool
     if is_postgres(session):
         # `id = ANY(ARRAY(subquery))`: the ids are picked first (one InitPlan), then fetched by
         # primary key. With `id IN (subquery)` the planner hash-joins the subquery against a
-        # scan of the whole table: the cost grew with the table, not with the rows due
+        # scan of the whole table: a cost that grows with the table, not with the rows due
         picked = any_(func.array(ids.with_for_update(skip_locked=True).scalar_subquery()))
         stmt = update(model).where(model.id == picked, *conditions)
     else:
@@ -82,8 +82,8 @@ def announce_due_soon(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
                   Appointment.due_at > now]
     n = _drain(uow, lambda: _claim(uow.session, Appointment, conditions,
                                    {"due_soon_announced_at": now}),
-               lambda rows: publish_many(uow, [(EventType.REFILL_DUE_SOON, appointment_data(a),
-                                                a.pump_serial) for a in rows]))
+               lambda rows: uow.publish_many([(appointment_data(a, RefillDueSoonData), a.pump_serial)
+                                              for a in rows]))
     return {"announced": n}
 
 
@@ -94,8 +94,8 @@ def announce_overdue(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
                   Appointment.due_at <= now]
 
     def announce(rows: list[Appointment]) -> int:
-        return publish_many(uow, [(EventType.REFILL_OVERDUE, RefillOverdueData(
-            **appointment_data(a).model_dump(),
+        return uow.publish_many([(appointment_data(
+            a, RefillOverdueData,
             overdue_hours=round((now - a.due_at).total_seconds() / 3600.0, 2),
             hours_to_empty=hours_until(now, a.projected_empty_at),
         ), a.pump_serial) for a in rows])
@@ -113,8 +113,8 @@ def announce_near_empty(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
                   Appointment.projected_empty_at <= now + timedelta(hours=settings.near_empty_hours)]
 
     def announce(rows: list[Appointment]) -> int:
-        return publish_many(uow, [(RESERVOIR_NEAR_EMPTY, ReservoirNearEmptyData(
-            **appointment_data(a).model_dump(),
+        return uow.publish_many([(appointment_data(
+            a, ReservoirNearEmptyData,
             hours_to_empty=hours_until(now, a.projected_empty_at) or 0.0,
         ), a.pump_serial) for a in rows])
 
@@ -130,7 +130,7 @@ def place_due_orders(uow: UnitOfWork, settings: Settings) -> dict[str, Any]:
     # EXISTS, PostgreSQL turned it into a hash join over every therapy (a scan of the whole
     # table in each claim, whatever the number due)
     active = (select(Therapy.status).where(Therapy.id == Appointment.therapy_id)
-              .scalar_subquery() == literal_column("'active'"))
+              .scalar_subquery() == literal_column(sql_values(TherapyStatus.ACTIVE)))
     conditions = [Appointment.status == SCHEDULED, Appointment.fill_type == CHEMO,
                   Appointment.delivery_id.is_(None),
                   Appointment.due_at <= now + timedelta(days=settings.pharmacy_lead_time_days),
@@ -160,8 +160,8 @@ def announce_late_deliveries(uow: UnitOfWork, settings: Settings) -> dict[str, A
                   Delivery.needed_by <= now + timedelta(hours=settings.delivery_late_hours)]
 
     def announce(rows: list[Delivery]) -> int:
-        return publish_many(uow, [(EventType.DELIVERY_LATE, data, data.id)
-                                  for data in delivery_payloads(uow, rows)])
+        return uow.publish_many([(data, data.id)
+                                 for data in delivery_payloads(uow, rows, DeliveryLateData)])
 
     n = _drain(uow, lambda: _claim(uow.session, Delivery, conditions, {"late_announced_at": now}),
                announce)
@@ -198,7 +198,7 @@ def sweep(runtime: ServiceRuntime) -> dict[str, Any]:
         uow.session.add(SweepRun(started_at=started, finished_at=finished,
                                  ok=all(r.ok for r in results),
                                  jobs=[r.model_dump(mode="json") for r in results]))
-        uow.publish(EventType.SWEEP_COMPLETED, SweepCompletedData(at=finished, jobs=results))
+        uow.publish(SweepCompletedData(at=finished, jobs=results))
         uow.commit()
     summary: dict[str, Any] = {"ok": all(r.ok for r in results)}
     for r in results:

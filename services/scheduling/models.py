@@ -9,16 +9,29 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.contracts.vocabulary import (
+    OPEN_DELIVERY_STATUSES,
+    OPEN_THERAPY_STATUSES,
+    AppointmentStatus,
+    DueBasis,
+    FillType,
+    RefillStatus,
+)
 from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_tables
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 platform = define_platform_tables(metadata)
 
-OPEN_DELIVERY_STATUSES = ("requested", "accepted", "compounded", "dispatched")
-RECORDED, ENTERED_IN_ERROR = "recorded", "entered_in_error"  # a refill's status
+def sql_values(*values: str) -> str:
+    """Values quoted for SQL (`'a', 'b'`): the partial indexes' conditions, from the vocabulary."""
+    return ", ".join(f"'{v}'" for v in values)
+
+
 # at most one open therapy per pump and per patient, kept by the database (two requests at the
 # same moment would both pass a read-then-write check and send two chemo orders)
-OPEN_THERAPY_WHERE = "status IN ('active', 'paused')"
+OPEN_THERAPY_WHERE = f"status IN ({sql_values(*OPEN_THERAPY_STATUSES)})"
+SCHEDULED_WHERE = f"status = {sql_values(AppointmentStatus.SCHEDULED)}"
+OPEN_DELIVERY_WHERE = f"status IN ({sql_values(*OPEN_DELIVERY_STATUSES)})"
 ONE_OPEN_THERAPY_PER_PUMP = "uq_therapies_open_pump"
 ONE_OPEN_THERAPY_PER_PATIENT = "uq_therapies_open_patient"
 
@@ -99,16 +112,16 @@ class Appointment(Base):
     patient_mrn: Mapped[str] = mapped_column(String(64), index=True)
     center: Mapped[str] = mapped_column(String(100))
     pump_serial: Mapped[str] = mapped_column(String(100), index=True)
-    fill_type: Mapped[str] = mapped_column(String(10))  # chemo | saline
+    fill_type: Mapped[str] = mapped_column(String(10))  # FillType
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    status: Mapped[str] = mapped_column(String(20))  # scheduled | completed | cancelled
+    status: Mapped[str] = mapped_column(String(20))  # AppointmentStatus
     projected_empty_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     delivery_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     refill_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    # which rule set due_at: interval | projected_empty (flow.next_due)
-    due_basis: Mapped[str] = mapped_column(String(20), default="interval",
-                                           server_default="interval")
+    # which rule set due_at (flow.next_due)
+    due_basis: Mapped[str] = mapped_column(String(20), default=DueBasis.INTERVAL.value,
+                                           server_default=DueBasis.INTERVAL.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_soon_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -121,21 +134,21 @@ class Appointment(Base):
         Index("ix_appointments_due", "due_at", "id"),
         # partial indexes: a sweep reads only the rows still waiting for that fact
         Index("ix_appointments_due_soon_todo", "due_at",
-              postgresql_where=text("status = 'scheduled' AND due_soon_announced_at IS NULL"),
-              sqlite_where=text("status = 'scheduled' AND due_soon_announced_at IS NULL")),
+              postgresql_where=text(f"{SCHEDULED_WHERE} AND due_soon_announced_at IS NULL"),
+              sqlite_where=text(f"{SCHEDULED_WHERE} AND due_soon_announced_at IS NULL")),
         Index("ix_appointments_overdue_todo", "due_at",
-              postgresql_where=text("status = 'scheduled' AND overdue_announced_at IS NULL"),
-              sqlite_where=text("status = 'scheduled' AND overdue_announced_at IS NULL")),
+              postgresql_where=text(f"{SCHEDULED_WHERE} AND overdue_announced_at IS NULL"),
+              sqlite_where=text(f"{SCHEDULED_WHERE} AND overdue_announced_at IS NULL")),
         Index("ix_appointments_near_empty_todo", "projected_empty_at",
-              postgresql_where=text("status = 'scheduled' AND near_empty_announced_at IS NULL "
+              postgresql_where=text(f"{SCHEDULED_WHERE} AND near_empty_announced_at IS NULL "
                                     "AND projected_empty_at IS NOT NULL"),
-              sqlite_where=text("status = 'scheduled' AND near_empty_announced_at IS NULL "
+              sqlite_where=text(f"{SCHEDULED_WHERE} AND near_empty_announced_at IS NULL "
                                 "AND projected_empty_at IS NOT NULL")),
         Index("ix_appointments_order_todo", "due_at",
-              postgresql_where=text("status = 'scheduled' AND fill_type = 'chemo' "
-                                    "AND delivery_id IS NULL"),
-              sqlite_where=text("status = 'scheduled' AND fill_type = 'chemo' "
-                                "AND delivery_id IS NULL")),
+              postgresql_where=text(f"{SCHEDULED_WHERE} AND fill_type = "
+                                    f"{sql_values(FillType.CHEMO)} AND delivery_id IS NULL"),
+              sqlite_where=text(f"{SCHEDULED_WHERE} AND fill_type = "
+                                f"{sql_values(FillType.CHEMO)} AND delivery_id IS NULL")),
     )
 
 
@@ -164,18 +177,21 @@ class Refill(Base):
     recorded_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # recorded | entered_in_error: a record is never deleted; a voided one leaves every figure
-    status: Mapped[str] = mapped_column(String(20), default=RECORDED,
-                                        server_default=text(f"'{RECORDED}'"))
+    status: Mapped[str] = mapped_column(String(20), default=RefillStatus.RECORDED.value,
+                                        server_default=text(sql_values(RefillStatus.RECORDED)))
     voided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     void_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         Index("ix_refills_pump_performed", "pump_serial", "performed_at", "id"),
+        # the FHIR Observation search's keysets: per patient, and over every refill
+        Index("ix_refills_patient_performed", "patient_mrn", "performed_at", "id"),
+        Index("ix_refills_performed", "performed_at", "id"),
         # one recorded refill per appointment; a voided one gives its appointment back
         Index("uq_refills_appointment_recorded", "appointment_id", unique=True,
-              postgresql_where=text(f"status = '{RECORDED}'"),
-              sqlite_where=text(f"status = '{RECORDED}'")),
+              postgresql_where=text(f"status = {sql_values(RefillStatus.RECORDED)}"),
+              sqlite_where=text(f"status = {sql_values(RefillStatus.RECORDED)}")),
     )
 
 
@@ -206,10 +222,8 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_status_id", "status", "id"),
         Index("ix_deliveries_late_todo", "needed_by",
-              postgresql_where=text("late_announced_at IS NULL AND status IN "
-                                    "('requested', 'accepted', 'compounded', 'dispatched')"),
-              sqlite_where=text("late_announced_at IS NULL AND status IN "
-                                "('requested', 'accepted', 'compounded', 'dispatched')")),
+              postgresql_where=text(f"late_announced_at IS NULL AND {OPEN_DELIVERY_WHERE}"),
+              sqlite_where=text(f"late_announced_at IS NULL AND {OPEN_DELIVERY_WHERE}")),
     )
 
 
@@ -241,5 +255,4 @@ class SweepRun(Base):
 
 
 __all__ = ["Appointment", "Base", "Delivery", "DeliveryEvent", "ImplantedPump", "Patient", "Refill",
-           "SweepRun", "Therapy", "metadata", "platform", "OPEN_DELIVERY_STATUSES", "RECORDED",
-           "ENTERED_IN_ERROR"]
+           "SweepRun", "Therapy", "metadata", "platform"]

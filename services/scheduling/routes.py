@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from services.scheduling import deliveries, service
+from services.scheduling import appointments, deliveries, patients, refills, therapies
 from services.scheduling.schemas import (
     AppointmentBook,
     AppointmentRead,
@@ -26,6 +26,7 @@ from services.scheduling.schemas import (
 )
 from shared.audit import ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
+from shared.contracts.vocabulary import AppointmentStatus, DeliveryStatus, TherapyStatus
 from shared.errors import Conflict
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
@@ -40,11 +41,6 @@ Oncologist = Annotated[Principal, Depends(require_roles("oncologist"))]
 Nurse = Annotated[Principal, Depends(require_roles("nurse"))]
 Pharmacist = Annotated[Principal, Depends(require_roles("pharmacist"))]
 
-AppointmentStatus = Literal["scheduled", "completed", "cancelled"]
-DeliveryStatus = Literal["requested", "accepted", "compounded", "dispatched", "delivered",
-                         "rejected", "cancelled"]
-TherapyStatus = Literal["active", "paused", "stopped"]
-
 
 # ---------------------------------------------------------------- patients
 
@@ -52,20 +48,20 @@ TherapyStatus = Literal["active", "paused", "stopped"]
 def create_patient(body: PatientCreate, user: Clinician, uow: UowDep,
                    idem: IdempotencyDep) -> Response:
     """Register a patient (nurse, oncologist)."""
-    return idem.run(uow, body, lambda: service.create_patient(uow=uow, body=body, actor=user.sub))
+    return idem.run(uow, body, lambda: patients.create_patient(uow=uow, body=body, actor=user.sub))
 
 
 @router.get("/patients/{mrn}", tags=["patients"])
 def get_patient(mrn: Key, uow: UowDep, audit: ReadAuditDep) -> PatientRead:
     """One patient (the read is audited)."""
-    return audit.item(service.get_patient(uow=uow, mrn=mrn), mrn=lambda p: p.mrn,
+    return audit.item(patients.get_patient(uow=uow, mrn=mrn), mrn=lambda p: p.mrn,
                       ident=lambda p: p.mrn)
 
 
 @router.patch("/patients/{mrn}", tags=["patients"])
 def update_patient(mrn: Key, body: PatientUpdate, user: Clinician, uow: UowDep) -> PatientRead:
     """Change a patient's details, e.g. a new weight (nurse, oncologist)."""
-    result = service.update_patient(uow=uow, mrn=mrn, body=body, actor=user.sub)
+    result = patients.update_patient(uow=uow, mrn=mrn, body=body, actor=user.sub)
     uow.commit()
     return result
 
@@ -77,7 +73,7 @@ def create_therapy(body: TherapyCreate, user: Oncologist, uow: UowDep, runtime: 
                    idem: IdempotencyDep) -> Response:
     """Start a therapy and schedule its first fill (oncologist); 409 if scheduling has not seen
     the pump implanted in that patient."""
-    return idem.run(uow, body, lambda: service.create_therapy(
+    return idem.run(uow, body, lambda: therapies.create_therapy(
         uow=uow, body=body, actor=user.sub, settings=runtime.settings))
 
 
@@ -86,14 +82,14 @@ def list_therapies(uow: UowDep, audit: ReadAuditDep, page: PageDep,
                    patient_mrn: Key | None = None,
                    status: TherapyStatus | None = None) -> Page[TherapyRead]:
     """Therapies, newest first (the patients read are audited)."""
-    return audit.page(service.list_therapies(uow=uow, page=page, patient_mrn=patient_mrn,
-                                             status=status))
+    return audit.page(therapies.list_therapies(uow=uow, page=page, patient_mrn=patient_mrn,
+                                               status=status))
 
 
 @router.get("/therapies/{therapy_id}", tags=["therapies"])
 def get_therapy(therapy_id: Key, uow: UowDep, audit: ReadAuditDep) -> TherapyRead:
     """One therapy (the read is audited)."""
-    return audit.item(service.get_therapy(uow=uow, therapy_id=therapy_id))
+    return audit.item(therapies.get_therapy(uow=uow, therapy_id=therapy_id))
 
 
 @router.patch("/therapies/{therapy_id}", tags=["therapies"])
@@ -102,8 +98,8 @@ def update_therapy(therapy_id: Key, body: TherapyUpdate, user: Oncologist, uow: 
     """`{"action": "pause" | "resume" | "stop", "reason"?}` and/or new dosing settings
     (oncologist). Pause cancels open pharmacy orders and orders nothing until resumed
     (appointments stay: the pump must not run dry); stop cancels open appointments and orders."""
-    result = service.update_therapy(uow=uow, therapy_id=therapy_id, body=body, actor=user.sub,
-                                    settings=runtime.settings)
+    result = therapies.update_therapy(uow=uow, therapy_id=therapy_id, body=body, actor=user.sub,
+                                      settings=runtime.settings)
     uow.commit()
     return result
 
@@ -120,7 +116,7 @@ def list_appointments(
 ) -> Page[AppointmentRead]:
     """The nurses' worklist, ordered by due time (no `status`: every status); the patients
     read are audited."""
-    return audit.page(service.list_appointments(
+    return audit.page(appointments.list_appointments(
         uow=uow, page=page, status=status, due_before=due_before, center=center,
         patient_mrn=patient_mrn))
 
@@ -128,15 +124,15 @@ def list_appointments(
 @router.get("/appointments/{appointment_id}", tags=["appointments"])
 def get_appointment(appointment_id: Key, uow: UowDep, audit: ReadAuditDep) -> AppointmentRead:
     """One appointment (the read is audited)."""
-    return audit.item(service.get_appointment(uow=uow, appointment_id=appointment_id))
+    return audit.item(appointments.get_appointment(uow=uow, appointment_id=appointment_id))
 
 
 @router.patch("/appointments/{appointment_id}", tags=["appointments"])
 def book_appointment(appointment_id: Key, body: AppointmentBook, user: Nurse,
                      uow: UowDep) -> AppointmentRead:
     """Book `scheduled_for` (nurse)."""
-    result = service.book_appointment(uow=uow, appointment_id=appointment_id, body=body,
-                                      actor=user.sub)
+    result = appointments.book_appointment(uow=uow, appointment_id=appointment_id, body=body,
+                                           actor=user.sub)
     uow.commit()
     return result
 
@@ -147,7 +143,7 @@ def book_appointment(appointment_id: Key, body: AppointmentBook, user: Nurse,
 def record_refill(body: RefillCreate, user: Nurse, uow: UowDep, runtime: RuntimeDep,
                   idem: IdempotencyDep) -> Response:
     """Record a refill (nurse): flow figures, the appointment completed and the next one."""
-    return idem.run(uow, body, lambda: service.record_refill(
+    return idem.run(uow, body, lambda: refills.record_refill(
         uow=uow, body=body, actor=user.sub, settings=runtime.settings))
 
 
@@ -157,7 +153,7 @@ def void_refill(refill_id: str, body: RefillVoid, user: Clinician, uow: UowDep) 
     it stays for the audit, leaves the flow series and every figure, cancels the appointment it
     created and opens again the one it completed. 409 when it is not the pump's latest refill
     (the answer names the latest) or is already entered in error."""
-    result = service.void_refill(uow=uow, refill_id=refill_id, body=body, actor=user.sub)
+    result = refills.void_refill(uow=uow, refill_id=refill_id, body=body, actor=user.sub)
     uow.commit()
     return result
 
@@ -167,20 +163,20 @@ def list_refills(uow: UowDep, audit: ReadAuditDep, page: PageDep,
                  pump_serial: Key | None = None,
                  patient_mrn: Key | None = None) -> Page[RefillRead]:
     """Refills, newest first (the patients read are audited)."""
-    return audit.page(service.list_refills(uow=uow, page=page, pump_serial=pump_serial,
+    return audit.page(refills.list_refills(uow=uow, page=page, pump_serial=pump_serial,
                                            patient_mrn=patient_mrn))
 
 
 @router.get("/refills/{refill_id}", tags=["refills"])
 def get_refill(refill_id: Key, uow: UowDep, audit: ReadAuditDep) -> RefillRead:
     """One refill (the read is audited)."""
-    return audit.item(service.get_refill(uow=uow, refill_id=refill_id))
+    return audit.item(refills.get_refill(uow=uow, refill_id=refill_id))
 
 
 @router.get("/pumps/{serial}/flow-readings", tags=["refills"])
 def flow_readings(serial: Key, _: CurrentUser, uow: UowDep, page: PageDep) -> Page[FlowReading]:
     """The measured flow series of a pump, oldest first."""
-    return service.flow_readings(uow=uow, pump_serial=serial, page=page)
+    return refills.flow_readings(uow=uow, pump_serial=serial, page=page)
 
 
 # ---------------------------------------------------------------- deliveries

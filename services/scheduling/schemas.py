@@ -7,17 +7,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from shared.contracts.pharmacy import OrderStatus
+from shared.contracts.vocabulary import (
+    AppointmentStatus,
+    DeliveryStatus,
+    DueBasis,
+    FillType,
+    RefillStatus,
+    Regimen,
+    TherapyStatus,
+)
 from shared.schemas import RequestModel
 from shared.text import LINE_BREAKS, LINE_PATTERN, Centre, Code, Key, Line, Paragraph, text_rules
 
-Regimen = Literal["fudr_alternating", "saline_maintenance"]
-FillType = Literal["chemo", "saline"]
 Sex = Literal["female", "male"]
 DosingWeightMode = Literal["actual", "adjusted"]
-DueBasis = Literal["interval", "projected_empty"]
 TherapyAction = Literal["pause", "resume", "stop"]
-RefillStatus = Literal["recorded", "entered_in_error"]
-PharmacyStatus = Literal["accepted", "rejected", "compounded", "dispatched", "delivered"]
 # free text that may be left empty: a refill's notes, a pharmacy's reason
 Notes = Annotated[str, StringConstraints(max_length=4000), text_rules(keep=LINE_BREAKS,
                                                                       not_blank=False)]
@@ -110,8 +115,8 @@ class TherapyRead(_Read):
     id: str
     patient_mrn: str
     pump_serial: str
-    regimen: str
-    status: str
+    regimen: Regimen
+    status: TherapyStatus
     status_reason: str | None
     start_on: date
     refill_interval_days: int
@@ -133,15 +138,15 @@ class AppointmentRead(_Read):
     patient_mrn: str
     center: str
     pump_serial: str
-    fill_type: str
+    fill_type: FillType
     due_at: datetime
     scheduled_for: datetime | None
-    status: str
+    status: AppointmentStatus
     projected_empty_at: datetime | None
     delivery_id: str | None
     refill_id: str | None = None
     due_basis: DueBasis = Field(
-        default="interval", description="which rule set due_at: performed_at + the refill "
+        default=DueBasis.INTERVAL, description="which rule set due_at: performed_at + the refill "
                                         "interval, or the projected empty time − the near-empty "
                                         "margin (the earlier wins)")
 
@@ -174,7 +179,7 @@ class RefillRead(_Read):
     performed_at: datetime
     residual_volume_ml: float
     fill_volume_ml: float
-    fill_type: str
+    fill_type: FillType
     appointment_id: str | None
     delivery_id: str | None
     notes: str | None
@@ -187,7 +192,7 @@ class RefillRead(_Read):
     recorded_by: str
     created_at: datetime
     next_appointment: AppointmentRead | None = None
-    status: RefillStatus = "recorded"
+    status: RefillStatus = RefillStatus.RECORDED
     voided_by: str | None = None
     voided_at: datetime | None = None
     void_reason: str | None = None
@@ -220,7 +225,7 @@ class FlowReading(BaseModel):
 
 class DeliveryHistoryRead(BaseModel):
     at: datetime
-    status: str
+    status: DeliveryStatus
     reason: str | None = None
     applied: bool = True
 
@@ -233,7 +238,7 @@ class DeliveryRead(BaseModel):
     pump_serial: str
     center: str
     needed_by: datetime
-    status: str
+    status: DeliveryStatus
     drugs: list[dict[str, Any]]
     fill_volume_ml: float | None = None
     diluent: str | None = None
@@ -252,7 +257,7 @@ class DeliveryStatusIn(RequestModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: PharmacyStatus
+    status: OrderStatus
     at: AwareDatetime
     reason: Notes | None = None
     lot: PharmacyLot | None = None

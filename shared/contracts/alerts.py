@@ -6,16 +6,18 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from shared.contracts.vocabulary import AlertKind, AlertStatus, NotificationStatus, Severity
+
 
 class AlertData(BaseModel):
-    """`hai.alerts.alert.raised` / `.acknowledged` / `.resolved`: the alert."""
+    """An alert, as `hai.alerts.alert.raised` / `.acknowledged` / `.resolved` carry it."""
 
     model_config = ConfigDict(extra="allow")
 
     id: str
-    kind: str
-    severity: str
-    status: str
+    kind: AlertKind
+    severity: Severity
+    status: AlertStatus
     dedup_key: str
     patient_mrn: str | None = None
     pump_serial: str | None = None
@@ -33,7 +35,7 @@ class AlertData(BaseModel):
 
 
 class NotificationData(BaseModel):
-    """`hai.alerts.page.sent` / `.failed`: the notification."""
+    """A notification (a page), as `hai.alerts.page.sent` / `.failed` carry it."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -42,7 +44,27 @@ class NotificationData(BaseModel):
     level: int
     channel: str
     recipient: str
-    status: str
+    status: NotificationStatus
     attempts: int
     sent_at: AwareDatetime | None = None
     error: str | None = None
+
+
+class AlertRaisedData(AlertData):
+    """`hai.alerts.alert.raised`: an alert raised, or raised again (`occurrences` counts)."""
+
+
+class AlertAcknowledgedData(AlertData):
+    """`hai.alerts.alert.acknowledged`."""
+
+
+class AlertResolvedData(AlertData):
+    """`hai.alerts.alert.resolved`: by a person, or by the condition clearing."""
+
+
+class PageSentData(NotificationData):
+    """`hai.alerts.page.sent`."""
+
+
+class PageFailedData(NotificationData):
+    """`hai.alerts.page.failed`: every attempt failed; the next level is paged."""

@@ -6,11 +6,11 @@ from datetime import date
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-PumpStatus = str  # in_stock | implanted | explanted | quarantined | retired
+from shared.contracts.vocabulary import PumpStatus
 
 
 class PumpData(BaseModel):
-    """`hai.inventory.pump.registered` / `.implanted` data: the pump (center on implant)."""
+    """A pump, as `hai.inventory.pump.registered` / `.implanted` carry it (center on implant)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -32,7 +32,18 @@ class PumpData(BaseModel):
     surgeon: str | None = None
 
 
+class PumpRegisteredData(PumpData):
+    """`hai.inventory.pump.registered`: a pump received into stock."""
+
+
+class PumpImplantedData(PumpData):
+    """`hai.inventory.pump.implanted`: with `patient_mrn`, `center`, `reservoir_ml` and
+    `labeled_flow_ml_per_day`, from which scheduling keeps its read model of implanted pumps."""
+
+
 class PumpExplantedData(BaseModel):
+    """`hai.inventory.pump.explanted`."""
+
     model_config = ConfigDict(extra="allow")
 
     serial_number: str
@@ -43,11 +54,13 @@ class PumpExplantedData(BaseModel):
 
 
 class PumpStatusChangedData(BaseModel):
+    """`hai.inventory.pump.status_changed`: quarantine, release, retire (a recall names itself)."""
+
     model_config = ConfigDict(extra="allow")
 
     serial_number: str
-    from_status: str
-    to_status: str
+    from_status: PumpStatus
+    to_status: PumpStatus
     reason: str | None = None
     recall_id: str | None = None
 
@@ -59,6 +72,8 @@ class RecalledImplant(BaseModel):
 
 
 class RecallIssuedData(BaseModel):
+    """`hai.inventory.recall.issued`: stock of the lots quarantined, implanted ones named."""
+
     model_config = ConfigDict(extra="allow")
 
     recall_id: str

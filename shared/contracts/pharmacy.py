@@ -5,13 +5,31 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, WithJsonSchema
 
+from shared.contracts.vocabulary import PHARMACY_STATUSES, DeliveryStatus, EventType
+from shared.events import PHARMACY_EXCHANGE
+from shared.messaging.base import QueueSpec
 from shared.text import LINE_BREAKS, Key, text_rules
 
 ORDERS_QUEUE = "pharmacy.orders"
 STATUS_QUEUE = "scheduling.pharmacy-status"
-OrderStatus = Literal["accepted", "rejected", "compounded", "dispatched", "delivered"]
+# the queue the pharmacy system (or the HL7 v2 bridge in its place) consumes; scheduling declares it
+ORDERS_QUEUE_SPEC = QueueSpec(ORDERS_QUEUE, (
+    (PHARMACY_EXCHANGE, EventType.ORDER_REQUESTED),
+    (PHARMACY_EXCHANGE, EventType.ORDER_CANCELLED),
+))
+
+
+def _sent_by_the_pharmacy(status: DeliveryStatus) -> DeliveryStatus:
+    if status not in PHARMACY_STATUSES:
+        raise ValueError(f"the pharmacy sends {', '.join(PHARMACY_STATUSES)}, not {status}")
+    return status
+
+
+# a status the pharmacy may send
+OrderStatus = Annotated[DeliveryStatus, AfterValidator(_sent_by_the_pharmacy),
+                        WithJsonSchema({"type": "string", "enum": [s.value for s in PHARMACY_STATUSES]})]
 
 
 class OrderPatient(BaseModel):
@@ -38,7 +56,7 @@ class OrderDrug(BaseModel):
 
 
 class OrderRequestedData(BaseModel):
-    """`hai.pharmacy.order.requested` (and `.cancelled`, which carries the same order)."""
+    """`hai.pharmacy.order.requested`: a drug delivery order for one chemo fill."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -51,6 +69,12 @@ class OrderRequestedData(BaseModel):
     diluent: str
     needed_by: AwareDatetime
     appointment_id: str
+
+
+class OrderCancelledData(OrderRequestedData):
+    """`hai.pharmacy.order.cancelled`: the order as it was requested, and why it is withdrawn."""
+
+    reason: str | None = None
 
 
 class OrderStatusData(BaseModel):

@@ -6,11 +6,16 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from shared.events import EventType
+from shared.contracts.vocabulary import (
+    AppointmentStatus,
+    DeliveryStatus,
+    DueBasis,
+    FillType,
+)
 
 
 class AppointmentData(BaseModel):
-    """`hai.scheduling.appointment.scheduled` and `.refill.due_soon` data."""
+    """An appointment, as `hai.scheduling.appointment.scheduled` and `.refill.due_soon` carry it."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -19,13 +24,22 @@ class AppointmentData(BaseModel):
     patient_mrn: str
     center: str
     pump_serial: str
-    fill_type: str  # chemo | saline
+    fill_type: FillType
     due_at: AwareDatetime
     scheduled_for: AwareDatetime | None = None
-    status: str  # scheduled | completed | cancelled
+    status: AppointmentStatus
     projected_empty_at: AwareDatetime | None = None
     delivery_id: str | None = None
-    due_basis: str | None = None  # interval | projected_empty (added)
+    due_basis: DueBasis | None = None  # added
+
+
+class AppointmentScheduledData(AppointmentData):
+    """`hai.scheduling.appointment.scheduled`: a new open appointment (a therapy's first fill,
+    the fill after a refill, an appointment booked or opened again)."""
+
+
+class RefillDueSoonData(AppointmentData):
+    """`hai.scheduling.refill.due_soon`: an open appointment coming due."""
 
 
 class RefillOverdueData(AppointmentData):
@@ -47,7 +61,7 @@ class RefillCompletedData(BaseModel):
     performed_at: AwareDatetime
     residual_volume_ml: float
     fill_volume_ml: float
-    fill_type: str
+    fill_type: FillType
     appointment_id: str | None = None
     delivery_id: str | None = None
     elapsed_days: float | None = None
@@ -76,12 +90,13 @@ class FlowRecordedData(BaseModel):
 
 class DeliveryHistoryEntry(BaseModel):
     at: AwareDatetime
-    status: str
+    status: DeliveryStatus
     reason: str | None = None
 
 
 class DeliveryData(BaseModel):
-    """`hai.scheduling.delivery.updated` / `.late`: the delivery (center added for paging)."""
+    """A delivery, as `hai.scheduling.delivery.updated` / `.late` carry it (center added for
+    paging)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -91,11 +106,19 @@ class DeliveryData(BaseModel):
     pump_serial: str
     center: str | None = None
     needed_by: AwareDatetime
-    status: str
+    status: DeliveryStatus
     drugs: list[dict[str, Any]] = []
     history: list[DeliveryHistoryEntry] = []
     administered_at: AwareDatetime | None = None  # added: the chemo fill that used the order
     refill_id: str | None = None  # added
+
+
+class DeliveryUpdatedData(DeliveryData):
+    """`hai.scheduling.delivery.updated`: an order requested, or its status moved."""
+
+
+class DeliveryLateData(DeliveryData):
+    """`hai.scheduling.delivery.late`: an order not delivered by its `needed_by`."""
 
 
 class SweepJob(BaseModel):
@@ -111,9 +134,6 @@ class SweepCompletedData(BaseModel):
 
     at: AwareDatetime
     jobs: list[SweepJob]
-
-
-RESERVOIR_NEAR_EMPTY = EventType.RESERVOIR_NEAR_EMPTY  # an added event type
 
 
 class ReservoirNearEmptyData(AppointmentData):
@@ -151,7 +171,7 @@ class OrderRefusedData(BaseModel):
     patient_mrn: str
     pump_serial: str
     center: str
-    fill_type: str
+    fill_type: FillType
     due_at: AwareDatetime
     field: str
     reason: str

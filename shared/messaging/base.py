@@ -6,11 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.events import EVENTS_EXCHANGE, PHARMACY_EXCHANGE
-
 DLX_EXCHANGE = "hai.dlx"
 RETRY_EXCHANGE = "hai.retry"
-EXCHANGES = (EVENTS_EXCHANGE, PHARMACY_EXCHANGE)
 
 HEADER_ATTEMPTS = "x-hai-attempts"
 HEADER_ERROR = "x-hai-error"

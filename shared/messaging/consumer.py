@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Executable, String, bindparam, cast, func, insert, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from shared import tracing
+from shared.contracts import registry
 from shared.db import UnitOfWork, UnitOfWorkFactory, UTCDateTime, is_postgres
 from shared.events import CloudEvent
 from shared.logging import safe_error
@@ -20,6 +21,7 @@ from shared.messaging.base import Delivery, Outcome, QueueSpec
 
 log = structlog.get_logger(__name__)
 
+P = TypeVar("P", bound=BaseModel)
 Handler = Callable[[UnitOfWork, CloudEvent], None]
 BatchHandler = Callable[[UnitOfWork, Sequence[CloudEvent]], None]
 
@@ -225,6 +227,17 @@ def _pg_claim_statement(inbox: Any) -> Executable:
         .on_conflict_do_nothing()
         .returning(inbox.c.event_id)
     )
+
+
+def payload_of(event: CloudEvent, model: type[P]) -> P:
+    """The event's data validated by the payload model the contract's registry gives its type;
+    `model` is what the handler takes (that model or a base of it). Bad data is a
+    PermanentError naming each field at fault (the message is dead-lettered with it)."""
+    try:
+        return registry.parse(event.type, data_of(event), model)
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise PermanentError(f"malformed {event.type}: {errors}") from exc
 
 
 def data_of(event: CloudEvent) -> dict[str, Any]:

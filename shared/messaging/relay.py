@@ -158,7 +158,8 @@ class OutboxRelay:
                         if sent is not None:
                             in_flight.append(sent)
                         # a full batch means a backlog: keep it in flight and claim the next;
-                        # otherwise settle now, so a lone event costs no more than before
+                        # otherwise settle now: a lone event is marked sent as soon as the
+                        # broker confirms it, not when a next batch comes
                         busy = sent is not None and len(sent.seqs) >= self.batch_size
                         while len(in_flight) > 1 or (in_flight and not busy):
                             self._settle(in_flight.pop(0))

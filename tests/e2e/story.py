@@ -23,21 +23,27 @@ def setup_oncall(system: Topology, center: str, l1_url: str, l2_url: str | None 
         assert r.status_code == 200, r.text
 
 
+def implant_new_pump(system: Topology, serial: str, mrn: str, center: str, *, days_ago: float,
+                     lot: str) -> float:
+    """Register a pump of the first model and implant it `days_ago`; returns its labeled flow."""
+    with system.client("inventory", "biomed") as inv:
+        model = inv.get("/v1/pump-models").json()["items"][0]
+        r = inv.post("/v1/pumps", json={
+            "serial_number": serial, "model_code": model["code"], "lot_number": lot,
+            "expiry_date": (date.today() + timedelta(days=700)).isoformat()})
+        assert r.status_code == 201, r.text
+        r = inv.post(f"/v1/pumps/{serial}/implant", json={
+            "patient_mrn": mrn, "implanted_at": (datetime.now(UTC) - timedelta(days=days_ago)).isoformat(),
+            "center": center})
+        assert r.status_code == 200, r.text
+        return float(r.json()["labeled_flow_ml_per_day"])
+
+
 def pump_on_therapy(system: Topology, serial: str, mrn: str, center: str, *,
                     filled_days_ago: float = 14) -> float:
     """Register, implant, patient, saline therapy and a first fill; returns the labeled flow."""
     now = datetime.now(UTC)
-    with system.client("inventory", "biomed") as inv:
-        model = inv.get("/v1/pump-models").json()["items"][0]
-        r = inv.post("/v1/pumps", json={
-            "serial_number": serial, "model_code": model["code"], "lot_number": "LOT-F",
-            "expiry_date": (date.today() + timedelta(days=700)).isoformat()})
-        assert r.status_code == 201, r.text
-        r = inv.post(f"/v1/pumps/{serial}/implant", json={
-            "patient_mrn": mrn, "implanted_at": (now - timedelta(days=60)).isoformat(),
-            "center": center})
-        assert r.status_code == 200, r.text
-        labeled = float(r.json()["labeled_flow_ml_per_day"])
+    labeled = implant_new_pump(system, serial, mrn, center, days_ago=60, lot="LOT-F")
     with system.client("scheduling", "nurse", "oncologist") as sch:
         r = sch.post("/v1/patients", json={
             "mrn": mrn, "given_name": "Fault", "family_name": "Tolerant",
@@ -65,3 +71,22 @@ def abnormal_refill(system: Topology, serial: str, labeled: float, *, days_ago: 
             "residual_volume_ml": residual, "fill_volume_ml": 30, "fill_type": "saline"})
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
+
+
+def chemo_patient(system: Topology, serial: str, mrn: str, center: str, *,
+                  given_name: str = "Safe", family_name: str = "Fill",
+                  birth_date: str = "1965-03-03", **therapy: Any) -> None:
+    """Patient, pump implanted a month ago, FUDR therapy starting tomorrow (its first chemo
+    fill is inside the pharmacy lead time: ordered at once); `therapy` adds to its body."""
+    now = datetime.now(UTC)
+    implant_new_pump(system, serial, mrn, center, days_ago=30, lot="LOT-S")
+    with system.client("scheduling", "nurse", "oncologist") as sch:
+        r = sch.post("/v1/patients", json={
+            "mrn": mrn, "given_name": given_name, "family_name": family_name,
+            "birth_date": birth_date, "weight_kg": 70, "center": center})
+        assert r.status_code == 201, r.text
+        wait_until(lambda: sch.post("/v1/therapies", json={
+            "patient_mrn": mrn, "pump_serial": serial, "regimen": "fudr_alternating",
+            "start_on": (now + timedelta(days=1)).date().isoformat(),
+            "fudr_mg_per_kg_day": 0.12, "heparin_units": 5000, **therapy}).status_code == 201,
+                what=f"therapy for {serial}", timeout_s=60, ignoring=TRANSIENT)

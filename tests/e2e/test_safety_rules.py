@@ -4,42 +4,16 @@ the other services hear is read back from the broker."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.events import EventType
 from tests.doubles import EventTap, PharmacySimulator
-from tests.e2e.story import pump_on_therapy
+from tests.e2e.story import chemo_patient, pump_on_therapy
 from tests.e2e.topology import Topology
 from tests.helpers import TRANSIENT, wait_until
 
 CENTER = "E2E-SAFETY"
-
-
-def _chemo_patient(system: Topology, serial: str, mrn: str) -> None:
-    """Patient, pump implanted a month ago, FUDR therapy starting tomorrow (its first chemo
-    fill is inside the pharmacy lead time: ordered at once)."""
-    now = datetime.now(UTC)
-    with system.client("inventory", "biomed") as inv:
-        model = inv.get("/v1/pump-models").json()["items"][0]
-        r = inv.post("/v1/pumps", json={
-            "serial_number": serial, "model_code": model["code"], "lot_number": "LOT-S",
-            "expiry_date": (date.today() + timedelta(days=700)).isoformat()})
-        assert r.status_code == 201, r.text
-        r = inv.post(f"/v1/pumps/{serial}/implant", json={
-            "patient_mrn": mrn, "implanted_at": (now - timedelta(days=30)).isoformat(),
-            "center": CENTER})
-        assert r.status_code == 200, r.text
-    with system.client("scheduling", "nurse", "oncologist") as sch:
-        r = sch.post("/v1/patients", json={
-            "mrn": mrn, "given_name": "Safe", "family_name": "Fill", "birth_date": "1965-03-03",
-            "weight_kg": 70, "center": CENTER})
-        assert r.status_code == 201, r.text
-        wait_until(lambda: sch.post("/v1/therapies", json={
-            "patient_mrn": mrn, "pump_serial": serial, "regimen": "fudr_alternating",
-            "start_on": (now + timedelta(days=1)).date().isoformat(),
-            "fudr_mg_per_kg_day": 0.12, "heparin_units": 5000}).status_code == 201,
-                what=f"therapy for {serial}", timeout_s=60, ignoring=TRANSIENT)
 
 
 def _order_of(pharmacy: PharmacySimulator, serial: str) -> dict[str, Any]:
@@ -60,7 +34,7 @@ def test_chemo_is_filled_only_from_its_dispatched_bag(system: Topology, e2e_amqp
     serial, mrn = "SN-E2E-SAFE-1", "MRN-E2E-SAFE-1"
     tap = EventTap(e2e_amqp_url, EventType.DELIVERY_UPDATED)
     try:
-        _chemo_patient(system, serial, mrn)
+        chemo_patient(system, serial, mrn, CENTER)
         pharmacy = PharmacySimulator(e2e_amqp_url)
         order_id = _order_of(pharmacy, serial)["data"]["order_id"]
         now = datetime.now(UTC)

@@ -13,7 +13,7 @@ from shared.cli import app
 from shared.events import CloudEvent
 from shared.messaging.base import OutgoingMessage, QueueSpec
 from shared.messaging.consumer import EventConsumer, PermanentError
-from shared.messaging.rabbit import RabbitBus
+from shared.messaging.rabbit import DeadLetters, RabbitBus
 from shared.settings import get_settings
 from tests.helpers import wait_until
 from tests.unit.platform.toyservice import Seen, toy_runtime
@@ -36,6 +36,7 @@ def cli_env(fresh_vhost, monkeypatch):
 def test_list_then_replay_after_a_fix(cli_env, tmp_path):
     bus = RabbitBus(cli_env, retry_delay_ms=200)
     bus.declare([QUEUE])
+    dead_letters = DeadLetters(bus.connect)
     runtime = toy_runtime(tmp_path)
     fixed = threading.Event()
 
@@ -56,7 +57,7 @@ def test_list_then_replay_after_a_fix(cli_env, tmp_path):
     bus.publisher().publish_batch([OutgoingMessage(e.id, "hai.events", e.type, e.to_json_bytes())
                                    for e in events])
     runner = CliRunner()
-    _wait(lambda: len(bus.dlq_messages(QUEUE.name)) == 2, "two dead letters")
+    _wait(lambda: len(dead_letters.peek(QUEUE.name)) == 2, "two dead letters")
 
     listed = runner.invoke(app, ["dlq", "list", QUEUE.name, "--json"])
     assert listed.exit_code == 0, listed.output
@@ -77,7 +78,7 @@ def test_list_then_replay_after_a_fix(cli_env, tmp_path):
             return len(uow.session.query(Seen).all())
 
     _wait(lambda: handled() == 2, "both replayed messages handled")
-    assert bus.dlq_messages(QUEUE.name) == []
+    assert dead_letters.peek(QUEUE.name) == []
     stop.set()
     thread.join(5)
     bus.close()

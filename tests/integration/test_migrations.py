@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from shared.db import make_engine
 from shared.migrations import alembic_config, upgrade
 
-SERVICES = ("inventory", "scheduling", "alerts")
+SERVICES = ("inventory", "scheduling", "alerts", "hl7_bridge")
 
 
 def _diff(service: str, url: str) -> list[Any]:

@@ -38,7 +38,7 @@ from shared.messaging.base import (
     QueueSpec,
 )
 from shared.messaging.consumer import EventConsumer, PermanentError, data_of
-from shared.messaging.rabbit import BrokerUnavailable, RabbitBus
+from shared.messaging.rabbit import BrokerUnavailable, DeadLetters, RabbitBus
 from shared.messaging.relay import OutboxRelay
 from tests import services as svc
 from tests.helpers import wait_until
@@ -92,6 +92,7 @@ class World:
         metadata.create_all(self.engine)
         self.uow = UnitOfWorkFactory(self.engine, self.platform, SystemClock(), "test")
         self.bus = RabbitBus(amqp_url, heartbeat_seconds=10, retry_delay_ms=RETRY_DELAY_MS)
+        self.dlq = DeadLetters(self.bus.connect)
         self.queue = QueueSpec("test.things", ((EVENTS_EXCHANGE, "hai.test.#"),))
         self.bus.declare([self.queue])
         self.failing = True
@@ -160,7 +161,7 @@ class World:
         for start in range(0, count, chunk):
             with self.uow.begin() as uow:
                 for i in range(start, min(start + chunk, count)):
-                    ids.append(uow.publish(event_type, data if data is not None else {"i": i}).id)
+                    ids.append(uow.publish_raw(event_type, data if data is not None else {"i": i}).id)
         return ids
 
     def effect_counts(self) -> Counter[str]:
@@ -187,7 +188,7 @@ class World:
             return {r[0] for r in conn.execute(select(self.platform.outbox.c.event_id))}
 
     def dead_letters(self) -> dict[str | None, Delivery]:
-        return {d.message_id: d for d in self.bus.dlq_messages(self.queue.name, 100)}
+        return {d.message_id: d for d in self.dlq.peek(self.queue.name, 100)}
 
     def close_connections(self) -> None:
         result = svc.rabbitmqctl("close_all_connections", "-p", self.vhost, "test: cut")
@@ -212,10 +213,10 @@ def test_rolled_back_event_never_leaves_and_committed_one_is_handled_once(world:
             super().mark_published(uow, seqs)
 
     with world.uow() as uow:
-        rolled_back = uow.publish(THING_HAPPENED, {"i": -1})
+        rolled_back = uow.publish_raw(THING_HAPPENED, {"i": -1})
         uow.rollback()
     with world.uow.begin() as uow:
-        committed = uow.publish(THING_HAPPENED, {"i": 1})
+        committed = uow.publish_raw(THING_HAPPENED, {"i": 1})
     assert world.outbox_ids() == {committed.id}
 
     recorder = world.start_consumer()
@@ -263,8 +264,8 @@ def test_failing_handler_is_retried_a_bounded_number_of_times_then_dead_lettered
 
     # once the cause is fixed, `hai dlq replay` puts it back and it goes through
     world.failing = False
-    assert world.bus.replay_dlq(world.queue.name, message_id="no-such-id") == 0
-    assert world.bus.replay_dlq(world.queue.name, message_id=bad) == 1
+    assert world.dlq.replay(world.queue.name, message_id="no-such-id") == 0
+    assert world.dlq.replay(world.queue.name, message_id=bad) == 1
     wait_until(lambda: world.effect_counts()[bad] == 1, what="the replayed event handled", timeout_s=20)
     assert recorder.deliveries_of(bad)[-1].attempts == 0
     assert recorder.deliveries_of(bad)[-1].routing_key == THING_FAILING
@@ -433,7 +434,7 @@ def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_rest_flows(
 
     # still alive: a message sent afterwards is handled too
     with world.uow.begin() as uow:
-        late = uow.publish(THING_HAPPENED, {"i": 99}).id
+        late = uow.publish_raw(THING_HAPPENED, {"i": 99}).id
     world.start_relay()
     wait_until(lambda: world.effect_counts()[late] == 1, what="a later event handled", timeout_s=20)
 
@@ -490,13 +491,12 @@ def test_a_message_an_external_consumer_rejects_lands_in_the_dlq(world: World) -
                             what="the order in its queue", timeout_s=10)
         channel.basic_nack(method.delivery_tag, requeue=False)
 
-    wait_until(lambda: len(world.bus.dlq_messages(orders.name)) == 1,
-        what="the order in the DLQ", timeout_s=10)
-    [letter] = world.bus.dlq_messages(orders.name)
+    wait_until(lambda: len(world.dlq.peek(orders.name)) == 1, what="the order in the DLQ", timeout_s=10)
+    [letter] = world.dlq.peek(orders.name)
     assert letter.message_id == "order-1"
     assert (letter.exchange, letter.routing_key) == (EVENTS_EXCHANGE, "hai.test.order.requested")
-    assert world.bus.replay_dlq(orders.name) == 1
-    assert world.bus.dlq_messages(orders.name) == []
+    assert world.dlq.replay(orders.name) == 1
+    assert world.dlq.peek(orders.name) == []
 
 
 def test_check_tells_whether_the_broker_answers(world: World) -> None:
@@ -582,19 +582,19 @@ def test_a_batch_leaves_in_a_few_writes_not_one_per_frame(world: World) -> None:
 
 def test_a_bulk_publish_is_streamed_in_order_and_only_if_the_transaction_commits(
         world: World) -> None:
-    # publish_many streams its rows with COPY on PostgreSQL (an executemany of rows this size
-    # stalled for 200 ms at random); it must keep the outbox contract: in the transaction, in
-    # order after and before single publishes, each event delivered once with its body
+    # publish_many streams its rows with COPY on PostgreSQL (rows of about 1 kB, as here); it
+    # must keep the outbox contract: in the transaction, in order after and before single
+    # publishes, each event delivered once with its body
     big = {"note": "x" * 900}
     with world.uow() as uow:
-        uow.publish_many([(THING_HAPPENED, {**big, "i": i}, None) for i in range(300)])
+        uow.publish_many_raw([(THING_HAPPENED, {**big, "i": i}, None) for i in range(300)])
         uow.rollback()
     assert world.outbox_ids() == set()
 
     with world.uow.begin() as uow:
-        first = uow.publish(THING_HAPPENED, {"i": -1}).id
-        uow.publish_many([(THING_HAPPENED, {**big, "i": i}, f"s{i}") for i in range(300)])
-        last = uow.publish(THING_HAPPENED, {"i": 300}).id
+        first = uow.publish_raw(THING_HAPPENED, {"i": -1}).id
+        uow.publish_many_raw([(THING_HAPPENED, {**big, "i": i}, f"s{i}") for i in range(300)])
+        last = uow.publish_raw(THING_HAPPENED, {"i": 300}).id
     outbox = world.platform.outbox
     with world.engine.connect() as conn:
         rows = conn.execute(select(outbox.c.event_id, outbox.c.body, outbox.c.created_at,

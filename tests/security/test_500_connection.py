@@ -1,8 +1,9 @@
 """After a 500 the connection closes cleanly: the answer says `Connection: close`, its problem body
 arrives whole, and a keep-alive client's next request succeeds (on a new connection).
 
-Before, Starlette re-raised the exception after sending the 500 and uvicorn then dropped the
-connection without having said so; the client's next request on it could fail."""
+Starlette on its own re-raises the exception after sending the 500, and uvicorn then drops the
+connection without having said so: the client's next request on it could fail. ServerErrorGuard
+(shared/errors.py) answers the 500 itself, saying `Connection: close`."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 then its size (413 problem+json over HAI_MAX_BODY_BYTES, by Content-Length or by the bytes of a
 chunked upload as they come, without reading the rest), and only then parsing (422).
 
-Before, FastAPI read and parsed the whole body before the route's token dependency ran: an
-unauthenticated 50 MB body was parsed whole, and malformed JSON without a token got 422.
+FastAPI on its own reads and parses the whole body before a route's token dependency runs: an
+unauthenticated 50 MB body would be parsed whole, and malformed JSON without a token get 422.
+The gate in shared/web.py (RequestGate) runs first.
 
 The ASGI tests count the chunks the app pulls from the connection; the wire tests talk to a real
 uvicorn, declaring a body they never send: the answer comes all the same."""

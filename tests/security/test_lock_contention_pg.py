@@ -42,9 +42,10 @@ def _count(h: Harness, sql: str, **params: Any) -> int:
 
 def test_fifty_acknowledgements_of_one_alert_one_wins_the_others_409(
         tmp_path: Path, pg_database: Callable[[str], str]) -> None:
-    """Ten connections for fifty requests: before, the rollbacks that give connections back
-    queued for threads held by requests waiting for a connection, and all stalled until the
-    pool's timeout (then 500). The pool wait allowed here is far above any honest queue."""
+    """Ten connections for fifty requests: the rollbacks that give connections back run on
+    threads of their own (shared/web.py); queued for threads held by requests waiting for a
+    connection, all would stall until the pool's timeout (then 500). The pool wait allowed here
+    is far above any honest queue."""
     h, alert_id = _alerts(tmp_path, pg_database("alerts"), db_pool_timeout_seconds=10)
     with running_server(h.client.app) as url:
         answers = at_once(url, "POST", f"/v1/alerts/{alert_id}/ack", headers=NURSE, body={})
@@ -71,7 +72,8 @@ def test_a_row_locked_by_another_transaction_answers_409_locked(
         request = threading.Thread(target=acknowledge)
         request.start()
         try:
-            # the lock timeout is 500 ms; before, the request waited as long as the lock stayed
+            # the request gives up at its lock timeout (HAI_DB_LOCK_TIMEOUT_MS), while the lock
+            # is still held: it must not wait as long as the lock stays
             wait_until(lambda: answers, what="an answer while the row is locked", timeout_s=10)
         finally:
             holder.rollback()

@@ -28,6 +28,13 @@ def _signed(secret: str = DEV_JWT_SECRET, now: datetime | None = None, **claims:
                       secret, algorithm="HS256")
 
 
+def _detail(body: dict[str, Any]) -> str:
+    """A problem's detail, or an OperationOutcome's diagnostics (the FHIR routes)."""
+    if body.get("resourceType") == "OperationOutcome":
+        return str(body["issue"][0]["diagnostics"])
+    return str(body["detail"])
+
+
 ROLELESS = {
     "no roles claim": {},
     "empty roles": {"roles": []},
@@ -51,8 +58,8 @@ def test_a_token_without_a_known_role_is_refused_on_every_route(service):
             r = client_.request(method, _concrete(path), json={}, headers=headers)
             if r.status_code != 403:
                 failures.append(f"{method} {path} with {label} → {r.status_code}")
-            elif "no known role" not in r.json()["detail"]:
-                failures.append(f"{method} {path} with {label}: detail {r.json()['detail']!r}")
+            elif "no known role" not in _detail(r.json()):
+                failures.append(f"{method} {path} with {label}: detail {_detail(r.json())!r}")
     assert not failures, "\n".join(failures)
 
 

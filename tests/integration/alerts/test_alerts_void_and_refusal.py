@@ -13,6 +13,7 @@ import pytest
 from services.alerts import rules
 from shared.clock import MovableClock
 from shared.contracts.scheduling import OrderRefusedData, RefillVoidedData
+from shared.contracts.vocabulary import AlertKind
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from tests.factories import T0, appointment_scheduled, flow_recorded
@@ -138,4 +139,4 @@ def test_rules_of_the_two_new_facts() -> None:
     assert (flow.refill_id, flow.pump_serial, flow.kinds) == ("rf-1", "SN1001", ("flow_abnormal",))
     (fact,) = rules.order_refused(OrderRefusedData.model_validate(refusal("a7"))).raise_
     assert fact.dedup_key == "order_refused:a7" and fact.severity == "critical"
-    assert "order_refused" in rules.KINDS
+    assert AlertKind("order_refused") is AlertKind.ORDER_REFUSED

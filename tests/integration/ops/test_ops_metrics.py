@@ -39,10 +39,10 @@ def test_outbox_lag_is_the_age_of_the_oldest_unsent_row(tmp_path: Path) -> None:
     h = start_service("scheduling", test_settings(tmp_path), clock=clock, bus=bus)
     assert sample(h, "hai_outbox_lag_seconds") == 0.0
     with h.runtime.uow_factory.begin() as uow:
-        uow.publish("hai.ops.test.first", {"n": 1})
+        uow.publish_raw("hai.ops.test.first", {"n": 1})
     clock.advance(seconds=90)
     with h.runtime.uow_factory.begin() as uow:
-        uow.publish("hai.ops.test.second", {"n": 2})
+        uow.publish_raw("hai.ops.test.second", {"n": 2})
     clock.advance(seconds=30)
     assert sample(h, "hai_outbox_lag_seconds") == 120.0  # the oldest row, not the newest
     deliver([h], bus)

@@ -15,7 +15,7 @@ from shared.clock import MovableClock
 from shared.contracts.pharmacy import ORDERS_QUEUE, STATUS_QUEUE
 from shared.events import EVENTS_EXCHANGE, PHARMACY_EXCHANGE, CloudEvent, EventType
 from shared.messaging.base import HEADER_DLQ_REASON, Delivery, Outcome, OutgoingMessage
-from shared.messaging.rabbit import RabbitBus
+from shared.messaging.rabbit import DeadLetters, RabbitBus
 from shared.runtime import Worker
 from tests.factories import T0
 from tests.helpers import start, wait_until
@@ -76,6 +76,7 @@ def test_pharmacy_simulator_on_rabbitmq(tmp_path: Path, fresh_vhost: str,
                             scheduling_database_url=pg_database("scheduling"),
                             consumer_retry_delay_ms=200, outbox_poll_seconds=0.1)
     bus = RabbitBus(fresh_vhost, retry_delay_ms=200)
+    dead_letters = DeadLetters(bus.connect)
     h, _ = start("scheduling", settings, MovableClock(T0), bus)  # type: ignore[arg-type]
     worker = Worker(h.runtime, jobs=False)
     stop = threading.Event()
@@ -104,13 +105,14 @@ def test_pharmacy_simulator_on_rabbitmq(tmp_path: Path, fresh_vhost: str,
             return d["status"] == "delivered" and len(d["history"]) == 6
 
         wait_until(delivered, what="the order to be delivered", timeout_s=30)
-        wait_until(lambda: len(bus.dlq_messages(STATUS_QUEUE)) == 2, what="two dead letters", timeout_s=30)
+        wait_until(lambda: len(dead_letters.peek(STATUS_QUEUE)) == 2, what="two dead letters",
+                   timeout_s=30)
         d = h.client.get(f"/v1/deliveries/{order_id}", headers=NURSE).json()
         assert [(x["status"], x["applied"]) for x in d["history"]] == [
             ("requested", True), ("accepted", True), ("compounded", True), ("dispatched", True),
             ("accepted", False), ("delivered", True)]
         assert d["lot"] == "L42"
-        reasons = sorted(str(m.headers[HEADER_DLQ_REASON]) for m in bus.dlq_messages(STATUS_QUEUE))
+        reasons = sorted(str(m.headers[HEADER_DLQ_REASON]) for m in dead_letters.peek(STATUS_QUEUE))
         assert any("unknown order_id 'ghost'" in r for r in reasons), reasons
         assert any("malformed" in r for r in reasons), reasons
         order = next(o for o in sim.orders if o["type"] == EventType.ORDER_REQUESTED)

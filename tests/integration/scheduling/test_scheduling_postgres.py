@@ -15,7 +15,6 @@ from sqlalchemy import text
 
 from services.scheduling.jobs import sweep
 from shared.clock import MovableClock
-from shared.contracts.scheduling import RESERVOIR_NEAR_EMPTY
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from tests.factories import T0
@@ -73,7 +72,7 @@ def test_two_workers_announce_each_fact_once(tmp_path: Path,
     assert before < len(orders)
     late = Counter(e["data"]["id"] for e in outbox(a, EventType.DELIVERY_LATE))
     assert len(late) == N // 2 and set(late.values()) == {1}
-    assert outbox(a, RESERVOIR_NEAR_EMPTY) == []  # nothing filled yet: no projection
+    assert outbox(a, EventType.RESERVOIR_NEAR_EMPTY) == []  # nothing filled yet: no projection
     assert len(outbox(a, EventType.SWEEP_COMPLETED)) == 20
 
 

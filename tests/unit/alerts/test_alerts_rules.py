@@ -18,7 +18,9 @@ from shared.contracts.scheduling import (
     FlowRecordedData,
     RefillCompletedData,
     RefillOverdueData,
+    ReservoirNearEmptyData,
 )
+from shared.contracts.vocabulary import Severity
 from tests.factories import T0, appointment_scheduled, at, delivery
 
 APPT = appointment_scheduled("a1", "SN1")
@@ -49,7 +51,7 @@ def test_overdue_is_warning_and_critical_below_the_hours_to_empty_threshold(
 
 
 def test_near_empty_is_critical() -> None:
-    data = rules.NearEmptyData.model_validate({**APPT, "hours_to_empty": 40})
+    data = ReservoirNearEmptyData.model_validate({**APPT, "hours_to_empty": 40})
     (fact,) = rules.reservoir_near_empty(data).raise_
     assert (fact.kind, fact.severity) == ("reservoir_near_empty", "critical")
     assert "40 h" in fact.summary
@@ -76,7 +78,7 @@ def test_flow_alert_is_one_per_pump_and_says_the_direction() -> None:
 def test_flow_severity_never_falls_as_the_deviation_grows(deviation_pct: float) -> None:
     def rank(d: float) -> int:
         r = rules.flow_abnormal(flow(d), warning_pct=15, critical_pct=25).raise_
-        return rules.SEVERITY_RANK[r[0].severity] + 1 if r else 0
+        return Severity(r[0].severity).rank + 1 if r else 0
     assert rank(deviation_pct) <= rank(deviation_pct * 1.5)
 
 

@@ -83,3 +83,24 @@ def test_procfile_runs_each_api_with_two_workers():
     assert procs["dashboard"].startswith("hai serve dashboard")
     env = (DEPLOY / "local.env").read_text()
     _no_dev_secret(env)
+
+
+def test_the_hl7_bridge_is_its_own_process_and_off_unless_configured():
+    lines = [ln for ln in (DEPLOY / "Procfile").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    procs = dict(ln.split(": ", 1) for ln in lines)
+    assert procs["hl7_bridge"] == "hai hl7-bridge --if-enabled"  # idles without HAI_HL7_ENABLED
+    assert "HAI_HL7_ENABLED=false" in (DEPLOY / "local.env").read_text()
+    bridge = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["hl7-bridge"]
+    assert bridge["profiles"] == ["hl7"] and bridge["command"] == ["hai", "hl7-bridge"]
+    assert bridge["environment"]["HAI_HL7_ENABLED"] == "true"
+    assert bridge["environment"]["HAI_HL7_BRIDGE_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert "hai_hl7_bridge" in (DEPLOY / "postgres-init.sql").read_text()
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "hl7-bridge.yaml").read_text()))
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    assert dep["spec"]["replicas"] == 0
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["hai", "hl7-bridge"]
+    assert container["livenessProbe"]["tcpSocket"]["port"] == 2576
+    secret = yaml.safe_load((DEPLOY / "k8s" / "secret.template.yaml").read_text())
+    assert secret["stringData"]["HAI_HL7_BRIDGE_DATABASE_URL"] == ""

@@ -43,7 +43,7 @@ def _setup(tmp_path):
 
 def _publish(rt, name="w", rollback=False):
     with rt.uow_factory() as uow:
-        event = uow.publish("toy.widget.created", {"id": 1, "name": name, "volume_ml": 1})
+        event = uow.publish_raw("toy.widget.created", {"id": 1, "name": name, "volume_ml": 1})
         if rollback:
             uow.rollback()
         else:

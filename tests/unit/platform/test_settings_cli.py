@@ -51,8 +51,7 @@ def test_hai_token_refuses_unknown_role():
 
 def test_start_up_heap_is_frozen_out_of_full_collections():
     """`hai serve`, `hai worker` and `hai up` freeze what start-up built: a full collection
-    then no longer walks it (45 ms per pass over an API's ~137k start-up objects here, felt
-    as the tail of request latency)."""
+    does not walk it (shared/runtime.py, settle_heap)."""
     import gc
     import weakref
 

@@ -69,7 +69,7 @@ def create_widget(*, uow: UnitOfWork, body: WidgetIn, actor: str) -> WidgetOut:
     uow.audit(actor=actor, action="create", entity_type="widget", entity_id=str(widget.id),
               changes=body.model_dump())
     out = WidgetOut(id=widget.id, name=widget.name, volume_ml=widget.volume_ml)
-    uow.publish("toy.widget.created", out, subject=str(widget.id))
+    uow.publish_raw("toy.widget.created", out, subject=str(widget.id))
     return out
 
 

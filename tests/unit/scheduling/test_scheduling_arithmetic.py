@@ -28,6 +28,7 @@ from services.scheduling.flow import (
     next_fill_type,
     projected_empty_at,
     refill_figures,
+    refill_outcome,
     refill_problems,
 )
 
@@ -103,6 +104,28 @@ def test_fill_sequence_and_window() -> None:
     assert next_fill_type("saline_maintenance", "saline") == "saline"
     assert not is_outside_window(T + timedelta(days=4), T, 4)
     assert is_outside_window(T - timedelta(days=4, seconds=1), T, 4)
+
+
+def test_refill_outcome_hand_computed() -> None:
+    """1.0 mL/day, refilled with 30 mL: empty at day 44, 72 h margin → day 41; the 14-day
+    interval (day 28) comes first. At 2.0 mL/day it is empty at day 29: due at day 26."""
+    common: dict[str, Any] = {
+        "performed_at": T + timedelta(days=14), "fill_volume_ml": 30.0, "fill_type": "chemo",
+        "labeled_flow_ml_per_day": 0.8, "previous": PreviousFill(T, 30.0),
+        "regimen": "fudr_alternating", "refill_interval_days": 14, "window_days": 4,
+        "near_empty_hours": 72}
+    steady = refill_outcome(residual_volume_ml=16.0, appointment_due_at=T + timedelta(days=10),
+                            **common)
+    assert steady.figures.measured_flow_ml_per_day == pytest.approx(1.0)
+    assert (steady.next_due_at, steady.next_due_basis) == (T + timedelta(days=28), "interval")
+    assert steady.next_fill_type == "saline" and not steady.outside_window
+    fast = refill_outcome(residual_volume_ml=2.0, appointment_due_at=T + timedelta(days=9),
+                          **common)
+    assert fast.figures.projected_empty_at == T + timedelta(days=29)
+    assert (fast.next_due_at, fast.next_due_basis) == (T + timedelta(days=26), "projected_empty")
+    assert fast.outside_window
+    assert not refill_outcome(residual_volume_ml=2.0, appointment_due_at=None,
+                              **common).outside_window
 
 
 def test_impossible_numbers_name_their_field() -> None:

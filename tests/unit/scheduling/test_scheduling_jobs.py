@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from services.scheduling.jobs import sweep
-from shared.contracts.scheduling import RESERVOIR_NEAR_EMPTY
 from shared.events import PHARMACY_EXCHANGE, EventType
 from tests.factories import T0
 from tests.helpers import deliver, publish, start
@@ -37,12 +36,12 @@ def test_due_soon_overdue_near_empty_each_once(tmp_path: Path) -> None:
     sweep(h.runtime)
     [soon] = outbox(h, EventType.REFILL_DUE_SOON)  # due in 24 h
     assert soon["data"]["id"] == nxt["id"] and soon["data"]["due_basis"] == "projected_empty"
-    assert outbox(h, RESERVOIR_NEAR_EMPTY) == []
+    assert outbox(h, EventType.RESERVOIR_NEAR_EMPTY) == []
     assert outbox(h, EventType.REFILL_OVERDUE) == []
     clock.advance(days=1, hours=1)  # type: ignore[attr-defined]
     sweep(h.runtime)
     sweep(h.runtime)
-    [near] = outbox(h, RESERVOIR_NEAR_EMPTY)
+    [near] = outbox(h, EventType.RESERVOIR_NEAR_EMPTY)
     assert near["data"]["pump_serial"] == "SN1" and near["data"]["hours_to_empty"] == 71.0
     [late] = outbox(h, EventType.REFILL_OVERDUE)
     assert soon["data"]["id"] == late["data"]["id"] == near["data"]["id"]
@@ -52,7 +51,7 @@ def test_due_soon_overdue_near_empty_each_once(tmp_path: Path) -> None:
     sweep(h.runtime)
     assert len(outbox(h, EventType.REFILL_DUE_SOON)) == 1
     assert len(outbox(h, EventType.REFILL_OVERDUE)) == 1
-    assert len(outbox(h, RESERVOIR_NEAR_EMPTY)) == 1
+    assert len(outbox(h, EventType.RESERVOIR_NEAR_EMPTY)) == 1
     beats = outbox(h, EventType.SWEEP_COMPLETED)
     assert len(beats) == 6
     jobs = beats[-1]["data"]["jobs"]

@@ -1,0 +1,48 @@
+"""Scheduling's patients: registration and details (the weight and height that doses follow)."""
+
+from __future__ import annotations
+
+from services.scheduling.models import Patient
+from services.scheduling.schemas import PatientCreate, PatientRead, PatientUpdate
+from shared.db import UnitOfWork
+from shared.errors import Conflict, NotFound
+
+
+def create_patient(*, uow: UnitOfWork, body: PatientCreate, actor: str) -> PatientRead:
+    """Register a patient; 409 when the MRN is known."""
+    if uow.session.get(Patient, body.mrn) is not None:
+        raise Conflict("a patient with this MRN already exists")
+    now = uow.now()
+    patient = Patient(**body.model_dump(), created_at=now, updated_at=now)
+    uow.session.add(patient)
+    uow.session.flush()
+    uow.audit(actor=actor, action="patient.created", entity_type="patient", entity_id=body.mrn,
+              changes=body.model_dump(mode="json"))
+    return PatientRead.model_validate(patient)
+
+
+def get_patient_or_raise(*, uow: UnitOfWork, mrn: str) -> Patient:
+    """The patient, or 404."""
+    patient = uow.session.get(Patient, mrn)
+    if patient is None:
+        raise NotFound("no patient with this MRN")
+    return patient
+
+
+def get_patient(*, uow: UnitOfWork, mrn: str) -> PatientRead:
+    """One patient."""
+    return PatientRead.model_validate(get_patient_or_raise(uow=uow, mrn=mrn))
+
+
+def update_patient(*, uow: UnitOfWork, mrn: str, body: PatientUpdate, actor: str) -> PatientRead:
+    """Change a patient's details (e.g. a new weight: the next order's dose follows it)."""
+    patient = get_patient_or_raise(uow=uow, mrn=mrn)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    before = {k: getattr(patient, k) for k in changes}
+    for key, value in changes.items():
+        setattr(patient, key, value)
+    patient.updated_at = uow.now()
+    uow.session.flush()
+    uow.audit(actor=actor, action="patient.updated", entity_type="patient", entity_id=mrn,
+              changes={"before": before, "after": changes})
+    return PatientRead.model_validate(patient)
