@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -13,6 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from tests.helpers import wait_until
 
 AMQP_HOST = os.environ.get("HAI_BENCH_AMQP_HOST", "127.0.0.1")
 AMQP_PORT = int(os.environ.get("HAI_BENCH_AMQP_PORT", "5672"))
@@ -65,27 +66,17 @@ def database(label: str) -> Iterator[str]:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_ready(url: str, proc: subprocess.Popen[bytes], path: str = "/readyz",
                timeout_s: float = 90.0) -> None:
     """Wait until a started service answers `path` with 200; fail if it exits first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url}{path} not ready after {timeout_s} s")
+        return httpx.get(f"{url}{path}", timeout=2).status_code == 200
+
+    wait_until(ready, what=f"{url}{path} to answer 200", timeout_s=timeout_s,
+               ignoring=(httpx.HTTPError,))
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

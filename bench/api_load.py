@@ -43,9 +43,10 @@ from typing import Any
 
 import httpx
 
-from bench._infra import database, free_port, ok, stop, vhost, wait_ready
+from bench._infra import database, ok, stop, vhost, wait_ready
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
+from tests.doubles import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPTS = Path(__file__).resolve().parent / "wrk"

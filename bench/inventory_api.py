@@ -26,9 +26,10 @@ from typing import Any
 
 import httpx
 
-from bench._infra import database, free_port, stop, wait_ready
+from bench._infra import database, stop, wait_ready
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
+from tests.doubles import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HAI = str(Path(sys.executable).parent / "hai")

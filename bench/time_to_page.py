@@ -22,16 +22,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench._infra import database, free_port, ok, vhost, wait_ready
+from bench._infra import database, ok, vhost, wait_ready
 from bench._infra import stop as stop_process
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
+from tests.doubles import WebhookReceiver, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HAI = str(ROOT / ".venv" / "bin" / "hai")
@@ -53,37 +53,6 @@ class PumpState:
     free: threading.Event = field(default_factory=threading.Event)
     t_201: float | None = None
     wall_201: float | None = None
-
-
-class Receiver:
-    """The on-call's webhook: notes when each flow page arrives and hands its alert to resolve."""
-
-    def __init__(self) -> None:
-        self.arrivals: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                arrived = time.perf_counter()
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-                receiver.arrivals.put((arrived, body))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/page"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _start(service: str, port: int, env: dict[str, str], logdir: Path) -> subprocess.Popen[bytes]:
@@ -140,7 +109,7 @@ def run(readings: int = 1000, rate: float = 20.0, pumps: int = 50,
         ports = {s: free_port() for s in dbs}
         urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
         logdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hai-bench-page-")))
-        receiver = Receiver()
+        receiver = WebhookReceiver()
         stack.callback(receiver.close)
         env = {**os.environ, "HAI_AMQP_URL": amqp, "HAI_LOG_LEVEL": "WARNING",
                **{f"HAI_{s.upper()}_DATABASE_URL": u for s, u in dbs.items()},
@@ -161,7 +130,7 @@ def run(readings: int = 1000, rate: float = 20.0, pumps: int = 50,
     raise AssertionError("unreachable")
 
 
-def _measure(urls: dict[str, str], headers: dict[str, str], receiver: Receiver, *, readings: int,
+def _measure(urls: dict[str, str], headers: dict[str, str], receiver: WebhookReceiver, *, readings: int,
              rate: float, n_pumps: int, flow_factor: float) -> dict[str, Any]:
     inv = httpx.Client(base_url=urls["inventory"], headers=headers, timeout=30)
     sch = httpx.Client(base_url=urls["scheduling"], headers=headers, timeout=30)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,15 @@ from fastapi.testclient import TestClient
 from services.settings import HaiSettings
 from shared.auth import mint_token
 from shared.clock import Clock, MovableClock
-from shared.messaging.base import Outcome
+from shared.events import EVENTS_EXCHANGE, CloudEvent
+from shared.messaging.base import Outcome, OutgoingMessage
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.inproc import InProcessBus
 from shared.messaging.relay import OutboxRelay
 from shared.migrations import upgrade
 from shared.runtime import ServiceRuntime
 from shared.settings import DEV_JWT_SECRET
+from tests.factories import T0
 
 
 def auth(*roles: str, sub: str = "tester", secret: str = DEV_JWT_SECRET) -> dict[str, str]:
@@ -67,6 +69,40 @@ def start_service(name: str, settings: HaiSettings, *, clock: Clock | None = Non
     return Harness(name, runtime, client)
 
 
+def start(name: str, settings: HaiSettings, clock: Clock | None = None,
+          bus: Any = None) -> tuple[Harness, Any]:
+    """The service on its own database with a movable clock at T0 and an in-process bus (or
+    the ones given), its queues declared on that bus: (harness, bus)."""
+    bus = InProcessBus() if bus is None else bus
+    harness = start_service(name, settings, clock=clock or MovableClock(T0), bus=bus)
+    bus.declare(harness.runtime.all_queues())
+    return harness, bus
+
+
+def publish(bus: Any, event_type: str, data: Any, *, exchange: str = EVENTS_EXCHANGE,
+            subject: str | None = None, event_id: str | None = None,
+            time: datetime | None = None, source: str = "/test") -> CloudEvent:
+    """Publish an event on the bus as its producer would (not yet handled: see `deliver`)."""
+    event = CloudEvent.create(source=source, type=event_type, data=data, subject=subject,
+                              id=event_id, time=time)
+    bus.publish_batch([OutgoingMessage(message_id=event.id, exchange=exchange,
+                                       routing_key=event_type, body=event.to_json_bytes())])
+    return event
+
+
+def emit(harness: Harness, bus: InProcessBus, event_type: str, data: Any, *,
+         subject: str | None = None, event_id: str | None = None) -> CloudEvent:
+    """Publish an event as its producer would, at the service's clock time, and let the
+    service's consumers handle it: every message handled must be acked."""
+    bus.declare(harness.runtime.all_queues())
+    event = publish(bus, event_type, data, subject=subject, event_id=event_id,
+                    time=harness.runtime.clock.now())
+    outcomes = deliver([harness], bus)
+    refused = [o for o in outcomes if o.action != "ack"]
+    assert not refused, refused
+    return event
+
+
 def deliver(harnesses: Sequence[Harness], bus: InProcessBus, rounds: int = 20) -> list[Outcome]:
     """Relay every outbox and hand every waiting message to its consumer until all is quiet."""
     bus.declare([q for h in harnesses for q in h.runtime.all_queues()])
@@ -92,41 +128,37 @@ def deliver(harnesses: Sequence[Harness], bus: InProcessBus, rounds: int = 20) -
             break
     return outcomes
 
+# what a probe of a running system may raise while it starts, restarts or recovers (refused
+# connections, a 503's body without the expected keys): for wait_until's `ignoring`
+TRANSIENT: tuple[type[BaseException], ...] = (Exception,)
+
+
 def wait_until(predicate: Callable[[], Any], *, what: str, timeout_s: float = 10.0,
-               interval_s: float = 0.02) -> Any:
-    """Poll until predicate() is truthy and return it; fail naming what was awaited.
+               interval_s: float = 0.02, max_interval_s: float = 0.25,
+               ignoring: tuple[type[BaseException], ...] = ()) -> Any:
+    """Poll until predicate() is truthy and return it; fail naming what was awaited and the
+    last thing seen (a value, or one of the `ignoring` errors, which mean "not yet": a service
+    still starting refuses connections). The pause between polls starts at `interval_s` and
+    grows to `max_interval_s`: quick for what is nearly there, light on a slow system.
 
     Waits on an Event rather than time.sleep: the suite also runs under libfaketime, whose
     clock_nanosleep refuses Python's absolute monotonic sleeps."""
     deadline = time.monotonic() + timeout_s
     pause = threading.Event()
+    last: Any = None
     while True:
-        result = predicate()
-        if result:
-            return result
+        try:
+            last = predicate()
+        except ignoring as exc:
+            last = exc
+        else:
+            if last:
+                return last
         if time.monotonic() >= deadline:
-            raise AssertionError(f"gave up after {timeout_s:g} s waiting for {what}")
+            raise AssertionError(f"gave up after {timeout_s:g} s waiting for {what}; "
+                                 f"last: {last!r:.500}")
         pause.wait(interval_s)
-
-
-@contextlib.contextmanager
-def running_server(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with a real uvicorn on a free port (as `hai serve` does); its base URL."""
-    import uvicorn
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False,
-                            lifespan="off", timeout_keep_alive=30)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), what="uvicorn to start")
-        assert server.started, "uvicorn did not start"
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        interval_s = min(interval_s * 1.5, max(max_interval_s, interval_s))
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests import services as svc
-from tests.ports import free_port as private_port
+from tests.doubles import free_port as private_port
+from tests.doubles import retry_on_address_in_use
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 
@@ -70,8 +71,10 @@ class PrivateRabbit:
 
     def _check(self, result: subprocess.CompletedProcess[str]) -> None:
         if result.returncode != 0:
+            out = self.workdir / "server.out"
+            log = out.read_text(errors="replace")[-1500:] if out.exists() else ""
             raise RuntimeError(f"RabbitMQ node {self.node} did not start: "
-                               f"{result.stdout[-500:]} {result.stderr[-500:]}")
+                               f"{result.stdout[-500:]} {result.stderr[-500:]}; its output: {log}")
 
     def stop_app(self) -> None:
         assert self.ctl("stop_app").returncode == 0
@@ -106,9 +109,18 @@ def private_rabbitmq(tmp_path: Path) -> Iterator[PrivateRabbit]:
     """A RabbitMQ node of this test's own, started and, at the end, stopped."""
     if not (RABBIT_BIN / "rabbitmq-server").exists():
         svc.need(False, "rabbitmq-server (for a private RabbitMQ node)")
-    rabbit = PrivateRabbit(tmp_path / "rabbitmq")
+
+    def start(attempt: int) -> PrivateRabbit:
+        rabbit = PrivateRabbit(tmp_path / f"rabbitmq-{attempt}")
+        try:
+            rabbit.start()
+        except BaseException:
+            rabbit.shutdown()
+            raise
+        return rabbit
+
+    rabbit = retry_on_address_in_use(start)  # its ports may be taken before it binds them
     try:
-        rabbit.start()
         yield rabbit
     finally:
         rabbit.shutdown()
@@ -145,8 +157,13 @@ class PrivatePostgres:
     def start(self) -> None:
         options = (f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
-                  "-l", str(self.workdir / "server.log"), "-w", "-t", "120", "start")
+        log = self.workdir / "server.log"
+        try:
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+                      "-l", str(log), "-w", "-t", "120", "start")
+        except subprocess.CalledProcessError as exc:
+            text = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise RuntimeError(f"PostgreSQL on port {self.port} did not start: {text}") from exc
 
     def stop(self) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
@@ -166,7 +183,13 @@ def private_postgresql() -> Iterator[PrivatePostgres]:
     pg = PrivatePostgres()
     try:
         pg.init()
-        pg.start()
+
+        def start(attempt: int) -> None:
+            if attempt:  # the port was taken before the server bound it: another one
+                pg.port = private_port()
+            pg.start()
+
+        retry_on_address_in_use(start)
         yield pg
     finally:
         try:

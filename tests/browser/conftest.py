@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,15 +19,39 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "own_system: the test changes the demo's data, so it "
+                            "runs on a system of its own (the others share one and only add "
+                            "data of their own)")
+
+
+@contextmanager
+def seeded_system(workdir: Path) -> Iterator[RunningSystem]:
     """Inventory, scheduling, alerts and the dashboard on free ports, with the demo seeded."""
-    running = RunningSystem.start(tmp_path_factory.mktemp("browser-system"))
+    running = RunningSystem.start(workdir)
     try:
         seed(running.settings)
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    """The system the tests that leave the demo's data as it is share."""
+    with seeded_system(tmp_path_factory.mktemp("browser-system")) as running:
+        yield running
+
+
+@pytest.fixture
+def system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningSystem]:
+    """The shared seeded system, or a freshly seeded one for a test marked `own_system`:
+    no test reads what another test changed."""
+    if request.node.get_closest_marker("own_system") is None:
+        yield request.getfixturevalue("shared_system")
+        return
+    with seeded_system(tmp_path / "own-system") as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ import httpx
 
 from services.registry import SERVICES
 from services.settings import HaiSettings
+from tests.doubles import free_ports, retry_on_address_in_use
 from tests.helpers import wait_until
-from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60.0
@@ -63,13 +63,8 @@ class RunningSystem:
     def start(cls, workdir: Path, **env_overrides: str) -> RunningSystem:
         """Start the child process on temp SQLite files and wait until every server answers;
         on "address already in use" (another process took a port first) try other ports."""
-        for attempt in range(3):
-            try:
-                return cls._start(workdir / f"try-{attempt}", **env_overrides)
-            except RuntimeError as exc:
-                if "address already in use" not in str(exc).lower():
-                    raise
-        raise RuntimeError("no free ports for the browser system in 3 tries")
+        return retry_on_address_in_use(
+            lambda attempt: cls._start(workdir / f"try-{attempt}", **env_overrides))
 
     @classmethod
     def _start(cls, workdir: Path, **env_overrides: str) -> RunningSystem:

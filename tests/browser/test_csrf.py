@@ -4,9 +4,7 @@ auto-submits forms at the dashboard while the victim is signed in; nothing may c
 from __future__ import annotations
 
 import html
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote
 
@@ -16,16 +14,17 @@ import pytest
 from shared.auth import mint_token
 from tests.browser.conftest import sign_in, unique
 from tests.browser.system import RunningSystem
+from tests.doubles import LocalHttpServer, QuietHandler
 
 
 class Attacker:
-    """A tiny web server on a free port of 127.0.0.1 serving auto-submitting forms."""
+    """A tiny web server on port 0 of 127.0.0.1 serving auto-submitting forms."""
 
     def __init__(self) -> None:
         self.pages: dict[str, bytes] = {}
         pages = self.pages
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server hook
                 body = pages.get(self.path, b"not found")
                 self.send_response(200 if self.path in pages else 404)
@@ -34,13 +33,8 @@ class Attacker:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._server = LocalHttpServer(Handler)
+        self.url = self._server.url
 
     def auto_post(self, name: str, action: str, fields: dict[str, str]) -> str:
         """Serve a page that posts these fields to `action` as soon as it loads; its URL."""
@@ -53,9 +47,7 @@ class Attacker:
         return f"{self.url}/{name}"
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        self._server.close()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from services.dashboard.demo import seed
@@ -27,6 +28,7 @@ def test_sign_in_and_see_the_overdue_pump_first(page: Any) -> None:
     expect(page.locator(".verify")).to_contain_text("Verify")
 
 
+@pytest.mark.own_system  # changes the demo's data
 def test_record_a_refill_and_see_the_new_point_on_the_chart(page: Any) -> None:
     sign_in(page, "nora.nurse", "nurse", start=f"/pumps/{REFILL_PUMP}")
     chart = page.get_by_test_id("flow-chart")
@@ -51,6 +53,7 @@ def test_record_a_refill_and_see_the_new_point_on_the_chart(page: Any) -> None:
     expect(page.locator("svg circle.point")).to_have_count(1)
 
 
+@pytest.mark.own_system  # changes the demo's data
 def test_acknowledge_an_alert_in_one_click(page: Any) -> None:
     sign_in(page, "otto.oncall", "oncall", start="/alerts")
     # alerts come from events and sweeps: the list refreshes itself until one is there
@@ -64,6 +67,7 @@ def test_acknowledge_an_alert_in_one_click(page: Any) -> None:
     expect(acknowledged).to_contain_text("otto.oncall")
 
 
+@pytest.mark.own_system  # changes the demo's data
 def test_the_on_call_link_opens_the_alert_after_sign_in(page: Any, system: Any) -> None:
     sign_in(page, "otto.oncall", "oncall", start="/alerts")
     link = page.locator("tr[data-kind='refill_overdue'] a[href^='/alerts/']").first

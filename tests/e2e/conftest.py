@@ -8,7 +8,7 @@ import pytest
 
 from tests import services as svc
 from tests.conftest import databases
-from tests.e2e.support import WebhookReceiver
+from tests.doubles import WebhookReceiver
 from tests.e2e.topology import Topology, topology
 
 

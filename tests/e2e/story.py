@@ -6,20 +6,20 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from tests.e2e.support import wait_for
 from tests.e2e.topology import Topology
+from tests.factories import oncall_body
+from tests.helpers import TRANSIENT, wait_until
 
 
 def setup_oncall(system: Topology, center: str, l1_url: str, l2_url: str | None = None,
                  delay_s: int = 3) -> None:
-    levels = [{"members": [{"name": "Level One", "channel": "webhook", "address": l1_url}],
-               "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24}]
+    levels = [[("Level One", "webhook", l1_url)]]
     if l2_url:
-        levels.append({"members": [{"name": "Level Two", "channel": "webhook", "address": l2_url}],
-                       "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24})
+        levels.append([("Level Two", "webhook", l2_url)])
+    body = oncall_body(*levels, delay_s=delay_s, shift_hours=24,
+                       rotation_start="2026-01-01T00:00:00Z")
     with system.client("alerts", "oncall") as alerts:
-        r = alerts.put(f"/v1/oncall/{center}", json={"escalation_delay_seconds": delay_s,
-                                                      "levels": levels})
+        r = alerts.put(f"/v1/oncall/{center}", json=body)
         assert r.status_code == 200, r.text
 
 
@@ -49,10 +49,10 @@ def pump_on_therapy(system: Topology, serial: str, mrn: str, center: str, *,
             "mrn": mrn, "given_name": "Fault", "family_name": "Tolerant",
             "birth_date": "1970-01-01", "weight_kg": 70, "center": center})
         assert r.status_code == 201, r.text
-        wait_for(f"therapy for {serial}", lambda: sch.post("/v1/therapies", json={
+        wait_until(lambda: sch.post("/v1/therapies", json={
             "patient_mrn": mrn, "pump_serial": serial, "regimen": "saline_maintenance",
             "start_on": (now - timedelta(days=filled_days_ago + 1)).date().isoformat(),
-        }).status_code == 201, timeout=60)
+        }).status_code == 201, what=f"therapy for {serial}", timeout_s=60, ignoring=TRANSIENT)
         r = sch.post("/v1/refills", json={
             "pump_serial": serial, "performed_at": (now - timedelta(days=filled_days_ago)).isoformat(),
             "residual_volume_ml": 0, "fill_volume_ml": 30, "fill_type": "saline"})
@@ -85,8 +85,8 @@ def chemo_patient(system: Topology, serial: str, mrn: str, center: str, *,
             "mrn": mrn, "given_name": given_name, "family_name": family_name,
             "birth_date": birth_date, "weight_kg": 70, "center": center})
         assert r.status_code == 201, r.text
-        wait_for(f"therapy for {serial}", lambda: sch.post("/v1/therapies", json={
+        wait_until(lambda: sch.post("/v1/therapies", json={
             "patient_mrn": mrn, "pump_serial": serial, "regimen": "fudr_alternating",
             "start_on": (now + timedelta(days=1)).date().isoformat(),
             "fudr_mg_per_kg_day": 0.12, "heparin_units": 5000, **therapy}).status_code == 201,
-            timeout=60)
+                what=f"therapy for {serial}", timeout_s=60, ignoring=TRANSIENT)

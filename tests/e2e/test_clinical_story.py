@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import PharmacySimulator, WebhookReceiver, wait_for
+from tests.doubles import PharmacySimulator, WebhookReceiver
+from tests.e2e.story import setup_oncall
 from tests.e2e.topology import Topology
+from tests.helpers import TRANSIENT, wait_until
 
 CENTER = "E2E-CENTER"
 
@@ -22,19 +24,8 @@ def gs1_check_digit(body: str) -> str:
 
 
 def _setup_oncall(system: Topology, receiver: WebhookReceiver, center: str) -> None:
-    with system.client("alerts", "oncall") as alerts:
-        r = alerts.put(f"/v1/oncall/{center}", json={
-            "escalation_delay_seconds": 3,
-            "levels": [
-                {"members": [{"name": "Level One", "channel": "webhook",
-                              "address": receiver.url(f"/{center}/l1")}],
-                 "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24},
-                {"members": [{"name": "Level Two", "channel": "webhook",
-                              "address": receiver.url(f"/{center}/l2")}],
-                 "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24},
-            ],
-        })
-        assert r.status_code == 200, r.text
+    setup_oncall(system, center, receiver.url_for(f"/{center}/l1"),
+                 receiver.url_for(f"/{center}/l2"))
 
 
 def _register_and_implant(system: Topology, serial: str, mrn: str, center: str,
@@ -65,9 +56,9 @@ def _patient(system: Topology, mrn: str, center: str) -> None:
 def _therapy(system: Topology, body: dict[str, Any]) -> dict[str, Any]:
     with system.client("scheduling", "oncologist") as sch:
         # scheduling learns of the implant from inventory's event: 409 until then
-        r = wait_for("scheduling to learn the implant",
-                     lambda: (lambda resp: resp if resp.status_code == 201 else None)(
-                         sch.post("/v1/therapies", json=body)))
+        r = wait_until(lambda: (lambda resp: resp if resp.status_code == 201 else None)(
+                         sch.post("/v1/therapies", json=body)),
+                             what="scheduling to learn the implant", timeout_s=30, ignoring=TRANSIENT)
         return r.json()  # type: ignore[no-any-return]
 
 
@@ -98,9 +89,10 @@ def test_story_from_udi_to_acknowledged_page(system: Topology, receiver: Webhook
     for status in ("accepted", "compounded", "dispatched", "delivered"):
         pharmacy.send_status(order_id, status)
     with system.client("scheduling", "nurse") as sch:
-        delivery = wait_for("the delivery to be delivered", lambda: (
+        delivery = wait_until(lambda: (
             lambda d: d if d["status"] == "delivered" else None)(
-            sch.get(f"/v1/deliveries/{order_id}").json()))
+            sch.get(f"/v1/deliveries/{order_id}").json()),
+                what="the delivery to be delivered", timeout_s=30, ignoring=TRANSIENT)
         # two workers consume the statuses, sent a few ms apart: one may overtake another, and
         # the one it overtook is recorded but not applied (an order never moves back). By the
         # pharmacy's own times the four are all there, in order
@@ -129,9 +121,10 @@ def test_story_from_udi_to_acknowledged_page(system: Topology, receiver: Webhook
         readings = sch.get(f"/v1/pumps/{serial}/flow-readings").json()["items"]
         assert readings[-1]["refill_id"] == refill["id"]
 
-    page = wait_for("the level-1 page about the abnormal flow", lambda: next(
+    page = wait_until(lambda: next(
         (p for p in receiver.on(f"/{CENTER}/l1")
-         if p["alert"]["kind"] == "flow_abnormal" and p["alert"]["pump_serial"] == serial), None))
+         if p["alert"]["kind"] == "flow_abnormal" and p["alert"]["pump_serial"] == serial), None),
+             what="the level-1 page about the abnormal flow", timeout_s=30, ignoring=TRANSIENT)
     alert = page["alert"]
     assert alert["severity"] == "critical" and page["level"] == 1
     assert alert["patient_mrn"] == mrn and alert["center"] == CENTER
@@ -167,14 +160,14 @@ def test_missed_refill_becomes_critical_and_escalates(system: Topology, receiver
     # the therapy's first appointment (due at its start, 29 days ago) is overdue too until the
     # refill completes it, and a sweep in between pages it as a warning (its reservoir is
     # unknown): the page wanted is the one of the next appointment, whose pump empties soon
-    l1 = wait_for("the critical overdue page at level 1", lambda: next(
+    l1 = wait_until(lambda: next(
         (p for p in receiver.on(f"/{center}/l1") if p["alert"]["kind"] == "refill_overdue"
          and "empty in" in p["alert"]["summary"]), None),
-        timeout=45)
+             what="the critical overdue page at level 1", timeout_s=45, ignoring=TRANSIENT)
     assert l1["alert"]["severity"] == "critical"
-    l2 = wait_for("the escalation to level 2", lambda: next(
+    l2 = wait_until(lambda: next(
         (p for p in receiver.on(f"/{center}/l2") if p["alert"]["id"] == l1["alert"]["id"]), None),
-        timeout=45)
+            what="the escalation to level 2", timeout_s=45, ignoring=TRANSIENT)
     assert l2["level"] == 2
     with system.client("alerts", "nurse") as alerts:
         got = alerts.get(f"/v1/alerts/{l1['alert']['id']}").json()
@@ -212,12 +205,14 @@ def test_no_patient_data_in_any_log_line(system: Topology) -> None:
                 "residual_volume_ml": residual_ml, "fill_volume_ml": 30, "fill_type": "saline"})
             assert r.status_code == 201, r.text
     with system.client("alerts", "nurse") as alerts:
-        wait_for("the flow alert about this test's pump", lambda: [
+        wait_until(lambda: [
             a for a in alerts.get("/v1/alerts", params={"center": center}).json()["items"]
-            if a["pump_serial"] == serial and a["kind"] == "flow_abnormal"])
-    logs = wait_for("this test's pump in the inventory and scheduling logs", lambda: (
+            if a["pump_serial"] == serial and a["kind"] == "flow_abnormal"],
+                what="the flow alert about this test's pump", timeout_s=30, ignoring=TRANSIENT)
+    logs = wait_until(lambda: (
         lambda found: found if all(serial in found[n] for n in ("inventory", "scheduling"))
-        else None)(system.logs()))
+        else None)(system.logs()),
+            what="this test's pump in the inventory and scheduling logs", timeout_s=30, ignoring=TRANSIENT)
     for name, text in logs.items():
         for secret in (given, family, born, mrn):
             assert secret not in text, f"{secret!r} appears in the log of {name}"

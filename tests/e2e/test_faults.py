@@ -15,9 +15,10 @@ import pika
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.doubles import WebhookReceiver
 from tests.e2e.story import abnormal_refill, pump_on_therapy, setup_oncall
-from tests.e2e.support import WebhookReceiver, wait_for
 from tests.e2e.topology import SERVICES, Topology, topology
+from tests.helpers import TRANSIENT, wait_until
 from tests.private_services import private_postgresql, private_rabbitmq
 from tests.services import rabbitmqctl
 
@@ -25,7 +26,7 @@ PUMPS = 8
 
 
 def _prepare(system: Topology, receiver: WebhookReceiver, center: str) -> dict[str, float]:
-    setup_oncall(system, center, receiver.url(f"/{center}/l1"))
+    setup_oncall(system, center, receiver.url_for(f"/{center}/l1"))
     return {f"SN-{center}-{i:02d}": pump_on_therapy(system, f"SN-{center}-{i:02d}",
                                                    f"MRN-{center}-{i:02d}", center)
             for i in range(PUMPS)}
@@ -61,15 +62,17 @@ def _unpublished(system: Topology) -> int:
 
 def _lost_and_twice(system: Topology, center: str, pumps: dict[str, float],
                     ctl: Ctl | None = None) -> tuple[int, int]:
-    wait_for(f"{len(pumps)} flow alerts in {center}",
-             lambda: len(_flow_alerts(system, center)) >= len(pumps), timeout=90)
+    wait_until(lambda: len(_flow_alerts(system, center)) >= len(pumps),
+        what=f"{len(pumps)} flow alerts in {center}", timeout_s=90, ignoring=TRANSIENT)
     # anything that would arrive twice has had its chance once nothing is left to deliver: every
     # outbox published, every consumed queue (retry queues too) empty and acked. Not the dead
     # letters, nor the pharmacy's orders (the pharmacy system reads those; none runs here)
-    wait_for("every outbox published and every consumed queue drained", lambda: (
+    wait_until(lambda: (
         _unpublished(system) == 0 and not any(
             n for q, n in _queue_counts(system, ctl).items()
-            if not q.endswith(".dlq") and q != "pharmacy.orders")), timeout=90)
+            if not q.endswith(".dlq") and q != "pharmacy.orders")),
+                what="every outbox published and every consumed queue drained", timeout_s=90,
+                ignoring=TRANSIENT)
     alerts = _flow_alerts(system, center)
     seen = {a["pump_serial"] for a in alerts}
     lost = len(set(pumps) - seen)
@@ -140,8 +143,9 @@ def test_a_thousand_malformed_messages_per_queue_are_dead_lettered(system: Topol
     for serial, labeled in pumps.items():  # good messages flow meanwhile
         abnormal_refill(system, serial, labeled, days_ago=0, elapsed_days=14)
     for queue in consumed:
-        wait_for(f"1000 dead letters in {queue}.dlq", lambda q=queue: _queue_counts(system).get(
-            f"{q}.dlq", 0) - before.get(f"{q}.dlq", 0) >= 1000, timeout=120)
+        wait_until(lambda q=queue: _queue_counts(system).get(
+            f"{q}.dlq", 0) - before.get(f"{q}.dlq", 0) >= 1000,
+                what=f"1000 dead letters in {queue}.dlq", timeout_s=120, ignoring=TRANSIENT)
     assert _lost_and_twice(system, center, pumps) == (0, 0)
     # the reason travels with each dead letter
     conn = pika.BlockingConnection(pika.URLParameters(system.env["HAI_AMQP_URL"]))
@@ -196,8 +200,9 @@ def test_postgresql_restarted_apis_answer_503_then_recover(fresh_vhost: str,
                 assert httpx.get(system.url("scheduling") + "/readyz", timeout=10).status_code == 503
             finally:
                 pg.start()
-            wait_for("the APIs to recover", lambda: httpx.get(
-                system.url("scheduling") + "/readyz", timeout=5).status_code == 200, timeout=60)
+            wait_until(lambda: httpx.get(
+                system.url("scheduling") + "/readyz", timeout=5).status_code == 200,
+                    what="the APIs to recover", timeout_s=60, ignoring=TRANSIENT)
             for serial, labeled in pumps.items():
                 abnormal_refill(system, serial, labeled, days_ago=0, elapsed_days=14)
             assert _lost_and_twice(system, center, pumps) == (0, 0)

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests import services as svc
+from tests.doubles import free_port
 from tests.e2e.story import chemo_patient
-from tests.e2e.support import wait_for
 from tests.e2e.topology import LOG_DIR, Proc, Topology, hai, topology
+from tests.helpers import TRANSIENT, wait_until
 from tests.integration.hl7_bridge import fake_pharmacy as fp
-from tests.ports import free_port
 
 CENTER = "E2E-HL7"
 SERIAL, MRN = "SN-E2E-HL7-1", "MRN-E2E-HL7-1"
@@ -63,8 +63,9 @@ def test_order_to_dispatched_through_the_hl7_bridge(
     chemo_patient(system, SERIAL, MRN, CENTER, given_name=GIVEN, family_name=FAMILY,
                   birth_date="1962-07-07", dexamethasone_mg=20)
 
-    [rde] = wait_for("the RDE^O11 at the pharmacy", lambda: [
-        o for o in pharmacy.orders() if o.mrn == MRN], timeout=60)
+    [rde] = wait_until(lambda: [
+        o for o in pharmacy.orders() if o.mrn == MRN],
+            what="the RDE^O11 at the pharmacy", timeout_s=60, ignoring=TRANSIENT)
     order_id = rde.order_id
     with system.client("scheduling", "nurse") as sch:
         delivery = sch.get(f"/v1/deliveries/{order_id}").json()
@@ -82,17 +83,19 @@ def test_order_to_dispatched_through_the_hl7_bridge(
     assert fp.ack_code(fp.send(listen_port, dispensed)) == ("AA", "E2E-RDS-1")
 
     with system.client("scheduling", "nurse") as sch:
-        delivery = wait_for("scheduling to see the order dispatched", lambda: (
+        delivery = wait_until(lambda: (
             lambda d: d if d["status"] == "dispatched" else None)(
-            sch.get(f"/v1/deliveries/{order_id}").json()), timeout=60)
+            sch.get(f"/v1/deliveries/{order_id}").json()),
+                what="scheduling to see the order dispatched", timeout_s=60, ignoring=TRANSIENT)
     assert delivery["lot"] == "LOT-HL7-1"
     assert delivery["beyond_use_at"].startswith((now + timedelta(days=10)).date().isoformat())
     assert [(h["status"], h["applied"]) for h in delivery["history"]] == [
         ("requested", True), ("accepted", True), ("dispatched", True)]
 
     # the bridge logged what it did, by ids, and nothing of the patient
-    log = wait_for("the bridge's log of the answers", lambda: (
-        lambda text: text if "E2E-RDS-1" in text else None)(bridge.log_path.read_text()))
+    log = wait_until(lambda: (
+        lambda text: text if "E2E-RDS-1" in text else None)(bridge.log_path.read_text()),
+            what="the bridge's log of the answers", timeout_s=30, ignoring=TRANSIENT)
     assert order_id in log
     for secret in (MRN, GIVEN, FAMILY, "1962-07-07", "19620707"):
         assert secret not in log, f"{secret!r} in the bridge's log"

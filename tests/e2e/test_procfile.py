@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 
 from tests import services as svc
+from tests.doubles import free_ports
 from tests.helpers import wait_until
-from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 

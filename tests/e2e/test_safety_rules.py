@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.events import EventType
+from tests.doubles import EventTap, PharmacySimulator
 from tests.e2e.story import chemo_patient, pump_on_therapy
-from tests.e2e.support import EventTap, PharmacySimulator, wait_for
 from tests.e2e.topology import Topology
+from tests.helpers import TRANSIENT, wait_until
 
 CENTER = "E2E-SAFETY"
 
@@ -20,7 +21,8 @@ def _order_of(pharmacy: PharmacySimulator, serial: str) -> dict[str, Any]:
         pharmacy.fetch_orders(timeout=2)
         return next((o for o in pharmacy.orders
                      if o["data"]["pump"]["serial_number"] == serial), None)
-    return wait_for(f"the pharmacy order for {serial}", probe)  # type: ignore[no-any-return]
+    return wait_until(probe,
+        what=f"the pharmacy order for {serial}", timeout_s=30, ignoring=TRANSIENT)  # type: ignore[no-any-return]
 
 
 def _field(r: Any) -> str:
@@ -49,8 +51,9 @@ def test_chemo_is_filled_only_from_its_dispatched_bag(system: Topology, e2e_amqp
             pharmacy.send_status(order_id, "accepted")
             pharmacy.send_status(order_id, "compounded")
             pharmacy.send_status(order_id, "dispatched", lot="LOT-BAG-7", beyond_use_at=bud)
-            wait_for("the bag to be dispatched", lambda: sch.get(
-                f"/v1/deliveries/{order_id}").json()["status"] == "dispatched")
+            wait_until(lambda: sch.get(
+                f"/v1/deliveries/{order_id}").json()["status"] == "dispatched",
+                    what="the bag to be dispatched", timeout_s=30, ignoring=TRANSIENT)
             r = sch.post("/v1/refills", json={**fill, "delivery_id": order_id})
             assert r.status_code == 201, r.text
             refill = r.json()
@@ -62,9 +65,10 @@ def test_chemo_is_filled_only_from_its_dispatched_bag(system: Topology, e2e_amqp
             assert datetime.fromisoformat(d["administered_at"]) == now
             assert d["history"][-1]["status"] == "delivered"
 
-        heard = wait_for("delivery.updated (delivered) on the broker", lambda: next(
+        heard = wait_until(lambda: next(
             (e for e in tap.take() if e["data"]["id"] == order_id
-             and e["data"]["status"] == "delivered"), None))
+             and e["data"]["status"] == "delivered"), None),
+                 what="delivery.updated (delivered) on the broker", timeout_s=30, ignoring=TRANSIENT)
         assert heard["data"]["refill_id"] == refill["id"]
         assert [e["data"]["status"] for e in tap.seen if e["data"]["id"] == order_id][0] == "requested"
     finally:
@@ -121,8 +125,9 @@ def test_the_next_refill_comes_before_the_pump_runs_dry(system: Topology, e2e_am
             assert due < now + timedelta(days=14)
             got = sch.get(f"/v1/appointments/{nxt['id']}").json()
             assert got["due_basis"] == "projected_empty" and got["due_at"] == nxt["due_at"]
-        heard = wait_for("appointment.scheduled on the broker", lambda: next(
-            (e for e in tap.take() if e["data"]["id"] == nxt["id"]), None))
+        heard = wait_until(lambda: next(
+            (e for e in tap.take() if e["data"]["id"] == nxt["id"]), None),
+                what="appointment.scheduled on the broker", timeout_s=30, ignoring=TRANSIENT)
         assert heard["data"]["due_basis"] == "projected_empty"
         assert datetime.fromisoformat(heard["data"]["due_at"]) == due
         first = next(e for e in tap.seen if e["data"]["pump_serial"] == serial)

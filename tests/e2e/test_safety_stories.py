@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.doubles import PharmacySimulator, WebhookReceiver
 from tests.e2e.story import abnormal_refill, pump_on_therapy, setup_oncall
-from tests.e2e.support import PharmacySimulator, WebhookReceiver
 from tests.e2e.topology import Topology
 from tests.helpers import wait_until
 
@@ -33,7 +33,7 @@ def _alert(system: Topology, serial: str, kind: str) -> dict[str, Any] | None:
 def test_a_refill_entered_in_error_leaves_the_flow_series_and_its_alert(
         system: Topology, receiver: WebhookReceiver) -> None:
     serial, mrn = "SN-E2E-VOID-1", "MRN-E2E-VOID-1"
-    setup_oncall(system, CENTER, receiver.url(f"/{CENTER}/l1"))
+    setup_oncall(system, CENTER, receiver.url_for(f"/{CENTER}/l1"))
     labeled = pump_on_therapy(system, serial, mrn, CENTER, filled_days_ago=14)
     wrong = abnormal_refill(system, serial, labeled, days_ago=0.001, elapsed_days=14)
     assert wrong["flow_deviation_pct"] == pytest.approx(40.0, abs=0.5)
@@ -81,7 +81,7 @@ def test_a_refill_entered_in_error_leaves_the_flow_series_and_its_alert(
 def test_a_dose_beyond_the_hard_limits_never_reaches_the_pharmacy(
         system: Topology, receiver: WebhookReceiver, e2e_amqp_url: str) -> None:
     serial, mrn = "SN-E2E-DOSE-1", "MRN-E2E-DOSE-1"
-    setup_oncall(system, CENTER, receiver.url(f"/{CENTER}/l1"))
+    setup_oncall(system, CENTER, receiver.url_for(f"/{CENTER}/l1"))
     pump_on_therapy(system, serial, mrn, CENTER)  # a saline therapy: stopped for a FUDR one
     now = datetime.now(UTC)
     with system.client("scheduling", "oncologist") as sch:

@@ -17,8 +17,8 @@ import httpx
 
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
+from tests.doubles import free_ports, retry_on_address_in_use
 from tests.helpers import wait_until
-from tests.ports import free_ports
 
 SERVICES = ("inventory", "scheduling", "alerts")
 LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "e2e-logs"
@@ -74,24 +74,29 @@ class Topology:
     def start(self, name: str) -> None:
         self.procs[name].start()
 
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.kill(signal.SIGTERM)
+
     def wait_ready(self, timeout: float = 60) -> None:
+        """Every API (and the dashboard) answers; an API that exits instead (its port taken
+        by another process first, say) fails at once with its log."""
         deadline = time.monotonic() + timeout
         for service in (*SERVICES, "dashboard"):
             if service not in self.ports:
                 continue
             path = "/healthz" if service == "dashboard" else "/readyz"
+
+            def ready(service: str = service, url: str = self.url(service) + path) -> bool:
+                if not self.procs[service].alive():
+                    raise RuntimeError(f"{service} exited; its log:\n{self.logs()[service][-3000:]}")
+                return httpx.get(url, timeout=2).status_code == 200
+
             try:
-                wait_until(lambda u=self.url(service) + path: _answers(u), what=f"{service} ready",
-                           timeout_s=max(deadline - time.monotonic(), 0.1), interval_s=0.3)
+                wait_until(ready, what=f"{service} ready", ignoring=(httpx.HTTPError,),
+                           timeout_s=max(deadline - time.monotonic(), 0.1))
             except AssertionError as exc:
                 raise TimeoutError(f"{exc}; logs:\n{self.logs()}") from None
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def hai(*args: str) -> list[str]:
@@ -102,7 +107,33 @@ def hai(*args: str) -> list[str]:
 def topology(amqp_url: str, db_urls: dict[str, str], *, workers: int = 2,
              sweep_seconds: int = 2, dashboard: bool = False,
              extra_env: dict[str, str] | None = None, label: str = "e2e") -> Iterator[Topology]:
-    """Start every API (no worker) and `workers` workers per service; stop them all after."""
+    """Start every API (no worker) and `workers` workers per service; stop them all after.
+    The ports are chosen before the processes bind them: when another process takes one
+    first, everything starts again on other ports."""
+
+    def start(attempt: int) -> Topology:
+        topo = _topology(amqp_url, db_urls, workers=workers, sweep_seconds=sweep_seconds,
+                         dashboard=dashboard, extra_env=extra_env,
+                         run_dir=LOG_DIR / f"{label}-{int(time.time())}-{attempt}")
+        try:
+            for proc in topo.procs.values():
+                proc.start()
+            topo.wait_ready()
+        except BaseException:
+            topo.stop()
+            raise
+        return topo
+
+    topo = retry_on_address_in_use(start)
+    try:
+        yield topo
+    finally:
+        topo.stop()
+
+
+def _topology(amqp_url: str, db_urls: dict[str, str], *, workers: int, sweep_seconds: int,
+              dashboard: bool, extra_env: dict[str, str] | None, run_dir: Path) -> Topology:
+    """The processes of a topology on free ports, migrated, not started yet."""
     ports = dict(zip([*SERVICES, "dashboard"], free_ports(len(SERVICES) + 1), strict=True))
     if not dashboard:
         del ports["dashboard"]
@@ -124,7 +155,6 @@ def topology(amqp_url: str, db_urls: dict[str, str], *, workers: int = 2,
     if dashboard:
         env["HAI_DASHBOARD_URL"] = f"http://127.0.0.1:{ports['dashboard']}"
     env.update(extra_env or {})
-    run_dir = LOG_DIR / f"{label}-{int(time.time())}"
     topo = Topology(env=env, ports=ports)
     for s in SERVICES:
         # migrate once up front so that replicas start on a ready schema
@@ -138,11 +168,4 @@ def topology(amqp_url: str, db_urls: dict[str, str], *, workers: int = 2,
         topo.procs["dashboard"] = Proc("dashboard", hai("serve", "dashboard", "--port",
                                                         str(ports["dashboard"])), env,
                                        run_dir / "dashboard.log")
-    try:
-        for proc in topo.procs.values():
-            proc.start()
-        topo.wait_ready()
-        yield topo
-    finally:
-        for proc in topo.procs.values():
-            proc.kill(signal.SIGTERM)
+    return topo

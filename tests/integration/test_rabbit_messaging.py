@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -41,8 +40,8 @@ from shared.messaging.base import (
 from shared.messaging.consumer import EventConsumer, PermanentError, data_of
 from shared.messaging.rabbit import BrokerUnavailable, DeadLetters, RabbitBus
 from shared.messaging.relay import OutboxRelay
-from tests import helpers
 from tests import services as svc
+from tests.helpers import wait_until
 from tests.private_services import private_rabbitmq
 
 THING_HAPPENED = "hai.test.thing.happened"
@@ -54,11 +53,6 @@ RETRY_DELAY_MS = 200
 
 class ThingData(BaseModel):
     count: int
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll until `predicate` holds; fail naming what was awaited (tests.helpers.wait_until)."""
-    helpers.wait_until(predicate, what=what, timeout_s=timeout)
 
 
 class Recorder:
@@ -230,11 +224,11 @@ def test_rolled_back_event_never_leaves_and_committed_one_is_handled_once(world:
     with pytest.raises(RuntimeError, match="relay killed"):
         relay.run_once()
     assert world.unpublished() == 1  # published, but the mark was rolled back
-    wait_until(lambda: recorder.acked(committed.id) == 1, 20, "the first copy handled")
+    wait_until(lambda: recorder.acked(committed.id) == 1, what="the first copy handled", timeout_s=20)
 
     assert relay.run_once() == 1  # the relay runs again and publishes the same event again
     assert world.unpublished() == 0
-    wait_until(lambda: recorder.acked(committed.id) == 2, 20, "the duplicate acked")
+    wait_until(lambda: recorder.acked(committed.id) == 2, what="the duplicate acked", timeout_s=20)
     assert world.effect_counts() == Counter({committed.id: 1})
     assert {d.message_id for d in recorder.deliveries} == {committed.id}
     assert rolled_back.id not in {d.message_id for d in recorder.deliveries}
@@ -253,8 +247,8 @@ def test_failing_handler_is_retried_a_bounded_number_of_times_then_dead_lettered
     [bad] = world.commit_events(1, THING_FAILING)
     good = world.commit_events(30)
 
-    wait_until(lambda: set(world.effect_counts()) >= set(good), 30, "the good events handled")
-    wait_until(lambda: bad in world.dead_letters(), 30, "the failing event in the DLQ")
+    wait_until(lambda: set(world.effect_counts()) >= set(good), what="the good events handled", timeout_s=30)
+    wait_until(lambda: bad in world.dead_letters(), what="the failing event in the DLQ", timeout_s=30)
 
     assert len(recorder.deliveries_of(bad)) == max_attempts
     assert [d.attempts for d in recorder.deliveries_of(bad)] == list(range(max_attempts))
@@ -272,10 +266,10 @@ def test_failing_handler_is_retried_a_bounded_number_of_times_then_dead_lettered
     world.failing = False
     assert world.dlq.replay(world.queue.name, message_id="no-such-id") == 0
     assert world.dlq.replay(world.queue.name, message_id=bad) == 1
-    wait_until(lambda: world.effect_counts()[bad] == 1, 20, "the replayed event handled")
+    wait_until(lambda: world.effect_counts()[bad] == 1, what="the replayed event handled", timeout_s=20)
     assert recorder.deliveries_of(bad)[-1].attempts == 0
     assert recorder.deliveries_of(bad)[-1].routing_key == THING_FAILING
-    wait_until(lambda: not world.dead_letters(), 10, "an empty DLQ")
+    wait_until(lambda: not world.dead_letters(), what="an empty DLQ", timeout_s=10)
 
 
 def test_publishing_and_consuming_resume_after_the_connections_are_cut(world: World) -> None:
@@ -286,10 +280,10 @@ def test_publishing_and_consuming_resume_after_the_connections_are_cut(world: Wo
     for round_no in range(rounds):
         ids += world.commit_events(n_per_round)
         target = len(ids) - n_per_round // 2
-        wait_until(partial(world.handled_at_least, target), 30, f"round {round_no} under way")
+        wait_until(partial(world.handled_at_least, target), what=f"round {round_no} under way", timeout_s=30)
         world.close_connections()
 
-    wait_until(lambda: world.effects_total() >= len(ids), 45, f"all {len(ids)} handled")
+    wait_until(lambda: world.effects_total() >= len(ids), what=f"all {len(ids)} handled", timeout_s=45)
     counts = world.effect_counts()
     assert set(counts) == set(ids)
     assert max(counts.values()) == 1
@@ -302,14 +296,17 @@ def test_publishing_and_consuming_resume_after_the_connections_are_cut(world: Wo
     publisher.publish_batch([message])
     world.close_connections()
     failures = 0
-    deadline = time.monotonic() + 10
-    while True:
+
+    def published() -> bool:
+        nonlocal failures
         try:
             publisher.publish_batch([message], timeout=5)
-            break
         except PublishError:
             failures += 1
-            assert time.monotonic() < deadline, "the publisher never reconnected"
+            return False
+        return True
+
+    wait_until(published, what="the publisher to reconnect", timeout_s=10)
     assert failures <= 1
     publisher.close()
 
@@ -320,7 +317,7 @@ def test_two_consumers_on_one_queue_handle_each_event_once(world: World) -> None
     second = world.start_consumer(prefetch=50)
     world.start_relay()
 
-    wait_until(lambda: world.effects_total() >= len(ids), 45, "all events handled")
+    wait_until(lambda: world.effects_total() >= len(ids), what="all events handled", timeout_s=45)
     counts = world.effect_counts()
     assert set(counts) == set(ids)
     assert max(counts.values()) == 1
@@ -332,10 +329,10 @@ def test_the_relay_keeps_the_outbox_order_with_batches_in_flight(world: World) -
     # confirms of the one before; the queue must still hold them in the order committed
     ids = world.commit_events(1000)
     relay = world.start_relay(batch_size=50)
-    wait_until(lambda: world.unpublished() == 0, 30, "every outbox row marked sent")
+    wait_until(lambda: world.unpublished() == 0, what="every outbox row marked sent", timeout_s=30)
     assert relay.last_run_at is not None
     recorder = world.start_consumer(prefetch=100)
-    wait_until(lambda: world.effects_total() >= len(ids), 30, "all events handled")
+    wait_until(lambda: world.effects_total() >= len(ids), what="all events handled", timeout_s=30)
     received = [d.message_id or "" for d in recorder.deliveries]
     assert received == ids
     assert max(world.effect_counts().values()) == 1
@@ -423,8 +420,10 @@ def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_rest_flows(
     publisher.publish_batch(messages)
     publisher.close()
 
-    wait_until(lambda: len(world.dead_letters()) >= len(expected), 30, "every bad message in DLQ")
-    wait_until(lambda: set(world.effect_counts()) >= set(good), 30, "the good messages handled")
+    wait_until(lambda: len(world.dead_letters()) >= len(expected),
+        what="every bad message in DLQ", timeout_s=30)
+    wait_until(lambda: set(world.effect_counts()) >= set(good),
+        what="the good messages handled", timeout_s=30)
     letters = world.dead_letters()
     assert set(letters) == set(expected)
     for message_id, (_, reason) in expected.items():
@@ -437,7 +436,7 @@ def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_rest_flows(
     with world.uow.begin() as uow:
         late = uow.publish_raw(THING_HAPPENED, {"i": 99}).id
     world.start_relay()
-    wait_until(lambda: world.effect_counts()[late] == 1, 20, "a later event handled")
+    wait_until(lambda: world.effect_counts()[late] == 1, what="a later event handled", timeout_s=20)
 
 
 def test_a_processor_that_raises_gets_its_batch_back_and_the_consumer_goes_on(
@@ -458,7 +457,7 @@ def test_a_processor_that_raises_gets_its_batch_back_and_the_consumer_goes_on(
                                            retry_delay_ms=RETRY_DELAY_MS), "test-consumer")
     ids = world.commit_events(20)
     world.start_relay()
-    wait_until(partial(world.handled_at_least, len(ids)), 30, "the batch handled after all")
+    wait_until(partial(world.handled_at_least, len(ids)), what="the batch handled after all", timeout_s=30)
     assert world.effect_counts() == Counter(dict.fromkeys(ids, 1))
     assert not world.dead_letters()
 
@@ -474,7 +473,7 @@ def test_a_consumer_configured_with_another_retry_delay_still_retries_and_dead_l
                  "test-consumer")
     [bad] = world.commit_events(1, THING_FAILING)
     world.start_relay()
-    wait_until(lambda: bad in world.dead_letters(), 20, "the failing event in the DLQ")
+    wait_until(lambda: bad in world.dead_letters(), what="the failing event in the DLQ", timeout_s=20)
     assert [d.attempts for d in recorder.deliveries_of(bad)] == [0, 1]
     other.close()
 
@@ -488,14 +487,11 @@ def test_a_message_an_external_consumer_rejects_lands_in_the_dlq(world: World) -
     publisher.close()
     with pika.BlockingConnection(pika.URLParameters(world.bus.url)) as conn:
         channel = conn.channel()
-        method = None
-        deadline = time.monotonic() + 10
-        while method is None and time.monotonic() < deadline:
-            method, _, _ = channel.basic_get(orders.name)
-        assert method is not None, "the order never reached its queue"
+        method = wait_until(lambda: channel.basic_get(orders.name)[0],
+                            what="the order in its queue", timeout_s=10)
         channel.basic_nack(method.delivery_tag, requeue=False)
 
-    wait_until(lambda: len(world.dlq.peek(orders.name)) == 1, 10, "the order in the DLQ")
+    wait_until(lambda: len(world.dlq.peek(orders.name)) == 1, what="the order in the DLQ", timeout_s=10)
     [letter] = world.dlq.peek(orders.name)
     assert letter.message_id == "order-1"
     assert (letter.exchange, letter.routing_key) == (EVENTS_EXCHANGE, "hai.test.order.requested")
@@ -515,11 +511,11 @@ def test_stop_ends_the_consumer(world: World) -> None:
         target=world.bus.consume, args=(world.queue, world.consumer().process),
         kwargs={"prefetch": 10, "stop": stop, "retry_delay_ms": RETRY_DELAY_MS}, daemon=True)
     thread.start()
-    wait_until(lambda: _consumers(world) == 1, 10, "the consumer registered")
+    wait_until(lambda: _consumers(world) == 1, what="the consumer registered", timeout_s=10)
     stop.set()
     thread.join(timeout=30)  # a bound for a hung test, not a timing claim
     assert not thread.is_alive(), "the consumer did not stop"
-    wait_until(lambda: _consumers(world) == 0, 10, "the consumer to leave the queue")
+    wait_until(lambda: _consumers(world) == 0, what="the consumer to leave the queue", timeout_s=10)
 
 
 def _consumers(world: World) -> int:
@@ -549,7 +545,7 @@ def test_publishing_and_consuming_resume_after_the_broker_restarts(own_world) ->
     world.start_consumer(prefetch=200)
     world.start_relay(batch_size=250)
     ids = world.commit_events(3000)
-    wait_until(partial(world.handled_at_least, 300), 30, "the stream under way")
+    wait_until(partial(world.handled_at_least, 300), what="the stream under way", timeout_s=30)
 
     rabbit.stop_app()  # this test's own node: nobody else's broker stops
     in_flight = len(ids) - world.effects_total()
@@ -558,11 +554,11 @@ def test_publishing_and_consuming_resume_after_the_broker_restarts(own_world) ->
     finally:
         rabbit.start_app()
 
-    wait_until(partial(world.handled_at_least, len(ids)), 50, f"all {len(ids)} handled")
+    wait_until(partial(world.handled_at_least, len(ids)), what=f"all {len(ids)} handled", timeout_s=50)
     counts = world.effect_counts()
     assert set(counts) == set(ids)
     assert max(counts.values()) == 1
-    wait_until(lambda: world.unpublished() == 0, 10, "the outbox drained")
+    wait_until(lambda: world.unpublished() == 0, what="the outbox drained", timeout_s=10)
     print(f"{in_flight} of the first wave were not yet handled when the broker stopped")
 
 
@@ -612,6 +608,6 @@ def test_a_bulk_publish_is_streamed_in_order_and_only_if_the_transaction_commits
 
     recorder = world.start_consumer(prefetch=100)
     world.start_relay(batch_size=100)
-    wait_until(lambda: world.effects_total() >= len(rows), 30, "all events handled")
+    wait_until(lambda: world.effects_total() >= len(rows), what="all events handled", timeout_s=30)
     assert [d.message_id for d in recorder.deliveries] == [r.event_id for r in rows]
     assert max(world.effect_counts().values()) == 1

@@ -1,6 +1,7 @@
-"""Tools of the race tests: a service on PostgreSQL behind a real uvicorn in this process (one
-event loop, one request threadpool, as in production), many requests released at one moment,
-and the service's log output captured as the production pipelines render it."""
+"""Tools of the race tests: a service on PostgreSQL (served behind a real uvicorn in this process
+by tests.doubles.running_server: one event loop, one request threadpool, as in production), many
+requests released at one moment, and the service's log output captured as the production
+pipelines render it."""
 
 from __future__ import annotations
 
@@ -12,24 +13,19 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import structlog
-import uvicorn
 from fastapi.testclient import TestClient
 
 from shared.clock import MovableClock
 from shared.db import make_engine
-from shared.events import EventType
 from shared.logging import log_processors, stdlib_formatter
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from shared.settings import Settings
-from tests.helpers import Harness, wait_until
-from tests.helpers import test_settings as settings_for
-from tests.integration.alerts.alerts_testkit import NURSE, T0, emit, flow_data
+from tests.helpers import Harness
 
 N = 50  # requests released together, as in the probes of issue 16
 
@@ -47,34 +43,6 @@ def start_on_pg(name: str, settings: Settings, clock: MovableClock, bus: InProce
     bus.declare(runtime.all_queues())
     return Harness(name, runtime, TestClient(module.create_app(runtime),
                                              raise_server_exceptions=False))
-
-
-def alerts_with_a_firing_alert(tmp_path: Path, url: str, **overrides: Any) -> tuple[Harness, str]:
-    """Alerts on PostgreSQL with one firing alert; returns the harness and the alert's id."""
-    bus = InProcessBus()
-    pool = {k: overrides.pop(k) for k in ("pool_size", "max_overflow") if k in overrides}
-    h = start_on_pg("alerts", settings_for(tmp_path, alerts_database_url=url, **overrides),
-                    MovableClock(T0), bus, **pool)
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data())
-    [alert] = h.client.get("/v1/alerts", headers=NURSE).json()["items"]
-    assert alert["status"] == "firing"
-    return h, alert["id"]
-
-
-@contextmanager
-def served(h: Harness) -> Iterator[str]:
-    """The harness's app behind uvicorn on a free port, in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(h.client.app, host="127.0.0.1", port=0,
-                                           log_config=None, access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, name="uvicorn-under-test", daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what="uvicorn to start", timeout_s=30)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def at_once(base_url: str, method: str, path: str | Callable[[int], str], *,

@@ -11,35 +11,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.clock import MovableClock
-from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
-from shared.messaging.base import OutgoingMessage
+from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
-from shared.settings import Settings
-from tests.helpers import Harness, auth, deliver, start_service
-
-T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+from tests.factories import T0, flow_recorded, oncall_body, pump_implanted
+from tests.helpers import Harness, auth, emit
 
 # Call(method, path template, concrete path, json body) → the answer's JSON
 Call = Callable[[str, str, str, Any], Any]
-
-
-def start(name: str, settings: Settings) -> tuple[Harness, InProcessBus]:
-    """The service on its own database, a movable clock at T0 and an in-process bus."""
-    bus = InProcessBus()
-    harness = start_service(name, settings, clock=MovableClock(T0), bus=bus)
-    bus.declare(harness.runtime.all_queues())
-    return harness, bus
-
-
-def emit(harness: Harness, bus: InProcessBus, event_type: str, data: dict[str, Any]) -> None:
-    """Publish an event as its producer would, and let the service's consumers handle it."""
-    event = CloudEvent.create(source="/hai/story", type=event_type, data=data,
-                              time=harness.runtime.clock.now())
-    bus.publish_batch([OutgoingMessage(message_id=event.id, exchange=EVENTS_EXCHANGE,
-                                       routing_key=event_type, body=event.to_json_bytes())])
-    outcomes = deliver([harness], bus)
-    assert all(o.action == "ack" for o in outcomes), outcomes
 
 
 # ---------------------------------------------------------------- inventory
@@ -81,15 +59,15 @@ def inventory_story(harness: Harness, bus: InProcessBus, call: Call) -> None:
 
 # ---------------------------------------------------------------- scheduling
 
+def implanted(serial: str = "SN-AUD-1", mrn: str = "MRN-AUD-1") -> dict[str, Any]:
+    """Inventory's implant of a pump of the demo model (the model the stories register)."""
+    return pump_implanted(serial, mrn, model_code="DEMO-INTERA-3000",
+                          implanted_at=datetime(2026, 10, 1, tzinfo=UTC))
+
+
 def patient_body(mrn: str = "MRN-AUD-1") -> dict[str, Any]:
     return {"mrn": mrn, "given_name": "Ada", "family_name": "Lovelace",
             "birth_date": "1960-05-01", "weight_kg": 70, "center": "north"}
-
-
-def implanted_data(serial: str = "SN-AUD-1", mrn: str = "MRN-AUD-1") -> dict[str, Any]:
-    return {"serial_number": serial, "model_code": "DEMO-INTERA-3000", "reservoir_ml": 30.0,
-            "labeled_flow_ml_per_day": 1.0, "status": "implanted", "patient_mrn": mrn,
-            "center": "north", "implanted_at": "2026-10-01T00:00:00+00:00"}
 
 
 def therapy_body(serial: str = "SN-AUD-1", mrn: str = "MRN-AUD-1") -> dict[str, Any]:
@@ -117,7 +95,7 @@ def therapy_ready(harness: Harness, bus: InProcessBus, call: Call, serial: str =
                   mrn: str = "MRN-AUD-1") -> tuple[dict[str, Any], dict[str, Any]]:
     """A patient with an implanted pump and a therapy: (therapy, its first appointment)."""
     call("POST", "/v1/patients", "/v1/patients", patient_body(mrn))
-    emit(harness, bus, EventType.PUMP_IMPLANTED, implanted_data(serial, mrn))
+    emit(harness, bus, EventType.PUMP_IMPLANTED, implanted(serial, mrn))
     therapy = call("POST", "/v1/therapies", "/v1/therapies", therapy_body(serial, mrn))
     appointments = harness.client.get("/v1/appointments", params={"patient_mrn": mrn},
                                       headers=_reader()).json()["items"]
@@ -147,10 +125,9 @@ def scheduling_story(harness: Harness, bus: InProcessBus, call: Call) -> None:
 
 # ---------------------------------------------------------------- alerts
 
-def oncall_body() -> dict[str, Any]:
-    return {"escalation_delay_seconds": 900, "levels": [
-        {"members": [{"name": "ann", "channel": "log", "address": "ann"}],
-         "rotation_start": "2026-11-01T08:00:00Z", "shift_hours": 12}]}
+def log_oncall() -> dict[str, Any]:
+    """The stories' on-call: one member, paged in the log."""
+    return oncall_body([("ann", "log", "ann")])
 
 
 def silence_body(reason: str = "pump study") -> dict[str, Any]:
@@ -159,18 +136,11 @@ def silence_body(reason: str = "pump study") -> dict[str, Any]:
             "reason": reason}
 
 
-def flow_data(serial: str = "SN-AUD-1") -> dict[str, Any]:
-    return {"pump_serial": serial, "patient_mrn": "MRN-AUD-1", "center": "north",
-            "measured_flow_ml_per_day": 1.3, "expected_flow_ml_per_day": 1.0,
-            "flow_deviation_pct": 30.0, "residual_volume_ml": 10.0, "elapsed_days": 14.0,
-            "refill_id": f"refill-{serial}"}
-
-
 def alerts_story(harness: Harness, bus: InProcessBus, call: Call) -> None:
     """On-call set, a silence, an alert raised by an event, acknowledged and resolved."""
-    call("PUT", "/v1/oncall/{center}", "/v1/oncall/north", oncall_body())
+    call("PUT", "/v1/oncall/{center}", "/v1/oncall/north", log_oncall())
     call("POST", "/v1/silences", "/v1/silences", silence_body())
-    emit(harness, bus, EventType.FLOW_RECORDED, flow_data())
+    emit(harness, bus, EventType.FLOW_RECORDED, flow_recorded("SN-AUD-1", mrn="MRN-AUD-1"))
     [alert] = harness.client.get("/v1/alerts", headers=_reader()).json()["items"]
     call("POST", "/v1/alerts/{alert_id}/ack", f"/v1/alerts/{alert['id']}/ack",
          {"note": "on my way"})

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 from shared.auth import CurrentUser
-from tests.helpers import auth, running_server
+from tests.doubles import running_server
+from tests.helpers import auth
 from tests.unit.dashboard.fakes import FakeApis
 from tests.unit.dashboard.fakes import client as dashboard_client
 from tests.unit.platform.toyservice import toy_app, toy_runtime

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import auth, test_settings
-from tests.security.stories import T0, refill_body, start, therapy_ready
+from tests.factories import T0
+from tests.helpers import auth, start, test_settings
+from tests.security.stories import refill_body, therapy_ready
 
 ADMIN = auth("admin", sub="auditor")
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.helpers import auth, test_settings
-from tests.security.stories import STORIES, start
+from tests.helpers import auth, start, test_settings
+from tests.security.stories import STORIES
 
 WRITES = {"post", "put", "patch", "delete"}
 

@@ -22,8 +22,10 @@ import pytest
 from services.dashboard.session import COOKIE
 from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
-from tests.helpers import auth, running_server, start_service, test_settings
-from tests.unit.dashboard.fakes import NOW, FakeApis, client
+from tests.doubles import running_server
+from tests.factories import T0
+from tests.helpers import auth, start_service, test_settings
+from tests.unit.dashboard.fakes import FakeApis, client
 
 MIB = 1024 * 1024
 CHUNK = b"x" * (64 * 1024)
@@ -187,7 +189,7 @@ def test_the_dashboard_sends_a_sessionless_form_to_sign_in_unread_and_caps_a_sig
     upload = Upload(chunks=800)
     status, headers, _ = call(app, "/stock/register", upload, {}, declare_length=True)
     assert status == 303 and headers["location"].startswith("/login") and upload.pulled == 0
-    token = mint_token("nora.nurse", ["nurse"], secret=DEV_JWT_SECRET, now=NOW)
+    token = mint_token("nora.nurse", ["nurse"], secret=DEV_JWT_SECRET, now=T0)
     signed_in = {"cookie": f"{COOKIE}={token}"}
     upload = Upload(chunks=800)
     status, headers, _ = call(app, "/stock/register", upload, signed_in, declare_length=False)

@@ -18,70 +18,29 @@ from shared.contracts.pharmacy import STATUS_QUEUE
 from shared.events import CloudEvent, EventType
 from shared.messaging.base import Delivery
 from shared.messaging.consumer import EventConsumer
+from tests import factories as f
+from tests.factories import T0, iso
 from tests.helpers import start_service, test_settings
 
-AT = "2026-11-26T14:00:00Z"
-APPOINTMENT = {
-    "id": "apt-1", "therapy_id": "th-1", "patient_mrn": "MRN-FUZZ-1", "center": "north",
-    "pump_serial": "SN-FUZZ-1", "fill_type": "chemo", "due_at": AT, "status": "scheduled",
-    "projected_empty_at": "2026-11-30T14:00:00Z",
-}
+AT = iso(T0)
 # One valid payload per consumed event type: the seed the mutations start from.
 VALID: dict[str, dict[str, Any]] = {
-    EventType.PUMP_IMPLANTED: {
-        "serial_number": "SN-FUZZ-1", "model_code": "MED-40", "reservoir_ml": 40.0,
-        "labeled_flow_ml_per_day": 2.0, "status": "implanted", "patient_mrn": "MRN-FUZZ-1",
-        "center": "north", "implanted_at": AT,
-    },
-    EventType.PUMP_EXPLANTED: {
-        "serial_number": "SN-FUZZ-1", "patient_mrn": "MRN-FUZZ-1", "explanted_at": AT,
-        "reason": "end of therapy", "center": "north",
-    },
-    EventType.PUMP_STATUS_CHANGED: {
-        "serial_number": "SN-FUZZ-1", "from_status": "in_stock", "to_status": "quarantined",
-        "reason": "recall",
-    },
-    EventType.ORDER_STATUS: {"order_id": "ord-1", "status": "accepted", "at": AT},
-    EventType.REFILL_DUE_SOON: APPOINTMENT,
-    EventType.REFILL_OVERDUE: {**APPOINTMENT, "overdue_hours": 5.0, "hours_to_empty": 30.0},
-    EventType.RESERVOIR_NEAR_EMPTY: {**APPOINTMENT, "hours_to_empty": 20.0},
-    EventType.FLOW_RECORDED: {
-        "pump_serial": "SN-FUZZ-1", "patient_mrn": "MRN-FUZZ-1", "center": "north",
-        "measured_flow_ml_per_day": 2.6, "expected_flow_ml_per_day": 2.0,
-        "flow_deviation_pct": 30.0, "residual_volume_ml": 5.0, "elapsed_days": 14.0,
-        "refill_id": "rf-1",
-    },
-    EventType.REFILL_COMPLETED: {
-        "id": "rf-1", "pump_serial": "SN-FUZZ-1", "patient_mrn": "MRN-FUZZ-1", "center": "north",
-        "performed_at": AT, "residual_volume_ml": 5.0, "fill_volume_ml": 30.0,
-        "fill_type": "chemo", "expected_flow_ml_per_day": 2.0, "appointment_id": "apt-1",
-    },
-    EventType.DELIVERY_LATE: {
-        "id": "ord-1", "appointment_id": "apt-1", "patient_mrn": "MRN-FUZZ-1",
-        "pump_serial": "SN-FUZZ-1", "center": "north", "needed_by": AT, "status": "requested",
-    },
-    EventType.DELIVERY_UPDATED: {
-        "id": "ord-1", "appointment_id": "apt-1", "patient_mrn": "MRN-FUZZ-1",
-        "pump_serial": "SN-FUZZ-1", "center": "north", "needed_by": AT, "status": "rejected",
-        "history": [{"at": AT, "status": "rejected", "reason": "out of stock"}],
-    },
-    EventType.SWEEP_COMPLETED: {"at": AT, "jobs": [{"name": "overdue", "ok": True}]},
-    EventType.REFILL_VOIDED: {
-        "refill_id": "rf-1", "pump_serial": "SN-FUZZ-1", "patient_mrn": "MRN-FUZZ-1",
-        "center": "north", "reason": "wrong pump", "voided_by": "nina", "voided_at": AT,
-        "cancelled_appointment_id": "apt-2", "reopened_appointment_id": "apt-1",
-    },
-    EventType.ORDER_REFUSED: {
-        "appointment_id": "apt-1", "therapy_id": "th-1", "patient_mrn": "MRN-FUZZ-1",
-        "pump_serial": "SN-FUZZ-1", "center": "north", "fill_type": "chemo", "due_at": AT,
-        "field": "floxuridine", "reason": "above the hard limit", "refused_at": AT,
-    },
-    EventType.RECALL_ISSUED: {
-        "recall_id": "rc-1", "model_code": "MED-40", "lot_numbers": ["LOT42"], "reason": "valve",
-        "quarantined": ["SN-FUZZ-2"],
-        "implanted": [{"serial_number": "SN-FUZZ-1", "patient_mrn": "MRN-FUZZ-1",
-                       "center": "north"}],
-    },
+    EventType.PUMP_IMPLANTED: f.pump_implanted(),
+    EventType.PUMP_EXPLANTED: f.pump_explanted(),
+    EventType.PUMP_STATUS_CHANGED: f.pump_status_changed(),
+    EventType.ORDER_STATUS: f.order_status(),
+    EventType.REFILL_DUE_SOON: f.appointment_scheduled(projected_empty_at=f.at(days=4)),
+    EventType.REFILL_OVERDUE: f.refill_overdue(),
+    EventType.RESERVOIR_NEAR_EMPTY: f.reservoir_near_empty(),
+    EventType.FLOW_RECORDED: f.flow_recorded(),
+    EventType.REFILL_COMPLETED: f.refill_completed(),
+    EventType.DELIVERY_LATE: f.delivery(),
+    EventType.DELIVERY_UPDATED: f.delivery(status="rejected", history=[
+        {"at": AT, "status": "rejected", "reason": "out of stock"}]),
+    EventType.SWEEP_COMPLETED: f.sweep_completed(),
+    EventType.REFILL_VOIDED: f.refill_voided(),
+    EventType.ORDER_REFUSED: f.order_refused(),
+    EventType.RECALL_ISSUED: f.recall_issued(),
 }
 
 json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63)
@@ -185,9 +144,10 @@ def test_every_message_is_acked_or_dead_lettered_and_leaves_nothing_when_refused
 
 def _order_id(tmp_path) -> tuple[Any, str]:
     """Scheduling with a chemo order placed (a therapy starting inside the lead time)."""
-    from tests.unit.scheduling.scheduling_support import setup_therapy, start, worklist
+    from tests.helpers import start
+    from tests.unit.scheduling.scheduling_support import setup_therapy, worklist
 
-    harness, bus = start(test_settings(tmp_path))
+    harness, bus = start("scheduling", test_settings(tmp_path))
     setup_therapy(harness, bus, start_on="2026-11-04")
     [appt] = worklist(harness)
     return harness, appt["delivery_id"]

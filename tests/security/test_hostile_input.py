@@ -21,6 +21,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import String, Text, select
 
+from tests import helpers
 from tests.helpers import Harness, auth, test_settings
 from tests.security import stories
 from tests.security.openapi_walk import (
@@ -99,7 +100,7 @@ def _no_bad_text_stored(harness: Harness) -> list[str]:
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_nul_in_any_path_parameter_is_404_or_422(name: str, make_settings: Any) -> None:
-    harness = stories.start(name, make_settings())[0]
+    harness = helpers.start(name, make_settings())[0]
     failures, probes = [], 0
     for op in operations(_spec(harness)):
         if len(failures) >= MAX_FAILURES:
@@ -118,7 +119,7 @@ def test_nul_in_any_path_parameter_is_404_or_422(name: str, make_settings: Any) 
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_nul_in_any_query_parameter_is_a_422_naming_it(name: str, make_settings: Any) -> None:
-    harness = stories.start(name, make_settings())[0]
+    harness = helpers.start(name, make_settings())[0]
     spec = _spec(harness)
     failures, probes = [], 0
     for op in operations(spec):
@@ -140,7 +141,7 @@ def test_nul_in_any_query_parameter_is_a_422_naming_it(name: str, make_settings:
 @pytest.mark.parametrize("name", SERVICES)
 def test_nul_or_lone_surrogate_in_any_body_string_is_a_422_naming_it(
         name: str, make_settings: Any) -> None:
-    harness = stories.start(name, make_settings())[0]
+    harness = helpers.start(name, make_settings())[0]
     spec = _spec(harness)
     failures, probes = [], 0
     for op in (o for o in operations(spec) if o.body is not None):
@@ -174,7 +175,7 @@ HUGE_INTEGERS = ["2147483648", "9223372036854775808", "-9223372036854775809", "1
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_every_number_has_a_hard_range_and_infinity_is_a_422(name: str, make_settings: Any) -> None:
-    harness = stories.start(name, make_settings())[0]
+    harness = helpers.start(name, make_settings())[0]
     spec = _spec(harness)
     failures, probes = [], 0
     for op in operations(spec):
@@ -252,7 +253,7 @@ def _forged(genuine: str | None, other_list: str | None) -> list[str]:
 
 def _populated(name: str, settings: Any) -> tuple[Harness, dict[str, str]]:
     """The service after its story, and a real value for each path parameter of its lists."""
-    harness, bus = stories.start(name, settings)
+    harness, bus = helpers.start(name, settings)
 
     def call(method: str, template: str, path: str, body: Any) -> Any:
         r = harness.client.request(method, path, json=body, headers=ADMIN)

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.errors import PROBLEM_JSON
-from tests.helpers import Harness, auth, test_settings
+from shared.events import EventType
+from tests import helpers
+from tests.helpers import Harness, auth, start, test_settings
 from tests.security import stories
-from tests.security.stories import start
 
 ADMIN = auth("admin", sub="idem-admin")
 Setup = Callable[[Harness, Any, stories.Call], tuple[dict[str, Any], dict[str, Any]]]
@@ -35,7 +36,7 @@ def _no_setup(body: dict[str, Any], other: dict[str, Any]) -> Setup:
 
 def _therapy(harness: Harness, bus: Any, call: stories.Call):
     call("POST", "/v1/patients", "/v1/patients", stories.patient_body())
-    stories.emit(harness, bus, stories.EventType.PUMP_IMPLANTED, stories.implanted_data())
+    helpers.emit(harness, bus, EventType.PUMP_IMPLANTED, stories.implanted())
     body = stories.therapy_body()
     return body, {**body, "start_on": "2026-11-20"}
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests import helpers
 from tests.helpers import Harness, auth, test_settings
 from tests.security import stories
 
@@ -26,7 +27,7 @@ BAD_CENTRES = ["", "  ", "a/b", "..", ".north", "north\x00", "north\x1b[31m", "x
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Harness]]:
     settings_ = test_settings(tmp_path_factory.mktemp("ids"))
-    yield {name: stories.start(name, settings_)[0] for name in ("inventory", "scheduling", "alerts")}
+    yield {name: helpers.start(name, settings_)[0] for name in ("inventory", "scheduling", "alerts")}
 
 
 def _refused(harness: Harness, method: str, path: str, body: Any, field: str) -> None:
@@ -83,7 +84,7 @@ def test_a_centre_that_cannot_be_read_back_is_refused(services: dict[str, Harnes
     _refused(alerts, "POST", "/v1/silences", {**body, "matchers": {"center": centre}},
              "matchers.center")
     if centre.strip() and centre not in (".", "..") and "/" not in centre and "\x00" not in centre:
-        _refused(alerts, "PUT", f"/v1/oncall/{quote(centre, safe='')}", stories.oncall_body(),
+        _refused(alerts, "PUT", f"/v1/oncall/{quote(centre, safe='')}", stories.log_oncall(),
                  "center")
 
 
@@ -95,7 +96,7 @@ def test_a_blank_name_or_one_with_control_characters_is_refused(services: dict[s
         _refused(sched, "POST", "/v1/patients", {**stories.patient_body("MRN-N"), field: name},
                  field)
         _refused(sched, "PATCH", "/v1/patients/MRN-N", {field: name}, field)
-    oncall = stories.oncall_body()
+    oncall = stories.log_oncall()
     oncall["levels"][0]["members"][0]["name"] = name
     _refused(alerts, "PUT", "/v1/oncall/north", oncall, "levels.0.members.0.name")
 

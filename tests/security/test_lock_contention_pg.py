@@ -12,10 +12,27 @@ from typing import Any
 from httpx import Response
 from sqlalchemy import text
 
+from shared.clock import MovableClock
 from shared.events import EventType
-from tests.helpers import Harness, wait_until
+from shared.messaging.inproc import InProcessBus
+from tests.doubles import running_server
+from tests.factories import T0, flow_recorded
+from tests.helpers import Harness, emit, wait_until
+from tests.helpers import test_settings as settings_for
 from tests.integration.alerts.alerts_testkit import NURSE
-from tests.security.race_kit import N, alerts_with_a_firing_alert, at_once, served, statuses
+from tests.security.race_kit import N, at_once, start_on_pg, statuses
+
+
+def alerts_with_a_firing_alert(tmp_path: Path, url: str, **overrides: Any) -> tuple[Harness, str]:
+    """Alerts on PostgreSQL with one firing alert; returns the harness and the alert's id."""
+    bus = InProcessBus()
+    pool = {k: overrides.pop(k) for k in ("pool_size", "max_overflow") if k in overrides}
+    h = start_on_pg("alerts", settings_for(tmp_path, alerts_database_url=url, **overrides),
+                    MovableClock(T0), bus, **pool)
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded())
+    [alert] = h.client.get("/v1/alerts", headers=NURSE).json()["items"]
+    assert alert["status"] == "firing"
+    return h, alert["id"]
 
 
 def _count(h: Harness, sql: str, **params: Any) -> int:
@@ -30,7 +47,7 @@ def test_fifty_acknowledgements_of_one_alert_one_wins_the_others_409(
     connection, all would stall until the pool's timeout (then 500). The pool wait allowed here
     is far above any honest queue."""
     h, alert_id = alerts_with_a_firing_alert(tmp_path, pg_database("alerts"), db_pool_timeout_seconds=10)
-    with served(h) as url:
+    with running_server(h.client.app) as url:
         answers = at_once(url, "POST", f"/v1/alerts/{alert_id}/ack", headers=NURSE, body={})
     assert statuses(answers) == {200: 1, 409: N - 1}, [r.text for r in answers if r.status_code != 409]
     for r in answers:

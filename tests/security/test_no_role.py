@@ -16,9 +16,10 @@ import pytest
 
 from services.dashboard.session import COOKIE
 from shared.settings import DEV_JWT_SECRET
+from tests.factories import T0
 from tests.helpers import auth, start_service, test_settings
 from tests.security.test_role_matrix import _concrete, _routes
-from tests.unit.dashboard.fakes import NOW, FakeApis, client, login_token
+from tests.unit.dashboard.fakes import FakeApis, client, login_token
 
 
 def _signed(secret: str = DEV_JWT_SECRET, now: datetime | None = None, **claims: Any) -> str:
@@ -79,7 +80,7 @@ def test_the_dashboard_refuses_to_sign_in_a_token_without_a_known_role(label):
     fake = FakeApis()
     c = client(fake, env="production", jwt_secret=secret, amqp_url="amqp://x/")
     c.base_url = httpx.URL("https://testserver")  # production cookies are Secure
-    refused = c.post("/login", data={"token": _signed(secret, now=NOW, **ROLELESS[label]),
+    refused = c.post("/login", data={"token": _signed(secret, now=T0, **ROLELESS[label]),
                                      "csrf_token": login_token(c)})
     assert refused.status_code == 401
     assert "carries no role the HAI services know" in refused.text
@@ -90,7 +91,7 @@ def test_the_dashboard_refuses_to_sign_in_a_token_without_a_known_role(label):
 def test_the_dashboard_treats_a_roleless_session_cookie_as_no_session():
     fake = FakeApis()
     c = client(fake)
-    c.cookies.set(COOKIE, _signed(now=NOW, roles=["janitor"]))
+    c.cookies.set(COOKIE, _signed(now=T0, roles=["janitor"]))
     response = c.get("/worklist")
     assert response.status_code == 303 and response.headers["location"].startswith("/login")
     assert not fake.calls

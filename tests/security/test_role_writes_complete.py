@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared.auth import ROLES
+from tests import helpers
 from tests.helpers import auth, test_settings
 from tests.security import stories
 from tests.security.test_role_matrix import WRITE_MATRIX, _owner
@@ -26,7 +27,7 @@ def _cases() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("service,role", _cases())
 def test_every_write_an_allowed_role_may_make_completes(service: str, role: str, tmp_path) -> None:
-    harness, bus = stories.start(service, test_settings(tmp_path))
+    harness, bus = helpers.start(service, test_settings(tmp_path))
     done: set[tuple[str, str]] = set()
 
     def call(method: str, template: str, path: str, body: Any) -> Any:

@@ -30,9 +30,10 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import Failure, FailureGroup
 
 from shared.events import EventType
+from tests import helpers
+from tests.factories import T0, flow_recorded
 from tests.helpers import Harness, auth, test_settings
 from tests.security import stories
-from tests.security.stories import T0
 
 # cases per operation and mode, and stateful scenarios per service: about a minute in all
 MAX_EXAMPLES = {GenerationMode.POSITIVE: 20, GenerationMode.NEGATIVE: 8}
@@ -91,7 +92,7 @@ def seed_scheduling(harness: Harness, bus: Any) -> Ids:
     therapy, appointment = stories.therapy_ready(harness, bus, call, "FZ-SN1", "FZ-MRN-1")
     stories.dispatched(harness, appointment)
     refill = call("POST", "", "/v1/refills", stories.refill_body(appointment, "FZ-SN1"))
-    stories.emit(harness, bus, EventType.PUMP_IMPLANTED, stories.implanted_data("FZ-SN2", "FZ-MRN-2"))
+    helpers.emit(harness, bus, EventType.PUMP_IMPLANTED, stories.implanted("FZ-SN2", "FZ-MRN-2"))
     call("POST", "", "/v1/patients", stories.patient_body("FZ-MRN-2"))
     appointments = [a["id"] for a in _get(harness, "/v1/appointments")]
     deliveries = [d["id"] for d in _get(harness, "/v1/deliveries")]
@@ -104,9 +105,9 @@ def seed_scheduling(harness: Harness, bus: Any) -> Ids:
 def seed_alerts(harness: Harness, bus: Any) -> Ids:
     """An on-call rota, a silence, and an alert raised by an abnormal flow."""
     call = _admin_call(harness)
-    call("PUT", "", "/v1/oncall/north", stories.oncall_body())
+    call("PUT", "", "/v1/oncall/north", stories.log_oncall())
     call("POST", "", "/v1/silences", stories.silence_body())
-    stories.emit(harness, bus, EventType.FLOW_RECORDED, stories.flow_data("FZ-SN1"))
+    helpers.emit(harness, bus, EventType.FLOW_RECORDED, flow_recorded("FZ-SN1", mrn="MRN-AUD-1"))
     alerts = [a["id"] for a in _get(harness, "/v1/alerts")]
     assert alerts
     return {"alert_id": alerts, "center": ["north", "south"], "pump_serial": ["FZ-SN1"],
@@ -233,7 +234,7 @@ def _failure(exc: BaseException) -> str:
 @pytest.mark.parametrize("name", ["inventory", "scheduling", "alerts"])
 def test_every_operation_answers_as_its_openapi_says(name: str, tmp_path: Any,
                                                       pg_database: Callable[[str], str]) -> None:
-    harness, bus = stories.start(name, test_settings(
+    harness, bus = helpers.start(name, test_settings(
         tmp_path, **{f"{name}_database_url": pg_database(name)}))
     ids = SEEDS[name](harness, bus)
     raw = with_links(harness.client.get("/openapi.json").json())

@@ -19,17 +19,12 @@ from shared.db import make_engine
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
+from tests.doubles import running_server
+from tests.factories import T0
 from tests.helpers import Harness
 from tests.helpers import test_settings as settings_for
-from tests.security.race_kit import N, at_once, served, start_on_pg, statuses
-from tests.unit.scheduling.scheduling_support import (
-    ONCOLOGIST,
-    T0,
-    implant,
-    outbox,
-    patient,
-    therapy,
-)
+from tests.security.race_kit import N, at_once, start_on_pg, statuses
+from tests.unit.scheduling.scheduling_support import ONCOLOGIST, implant, outbox, patient, therapy
 
 PREVIOUS = "6a1f0c9e2b47"  # scheduling's revision before the indexes
 
@@ -70,7 +65,7 @@ def test_fifty_requests_for_one_pump_open_one_therapy_and_send_one_order(
     h, bus = _scheduling(tmp_path, pg_database("scheduling"))
     patient(h)
     implant(h, bus)
-    with served(h) as url:
+    with running_server(h.client.app) as url:
         answers = at_once(url, "POST", "/v1/therapies", headers=ONCOLOGIST,
                           body=_therapy_body("SN1"))
     assert statuses(answers) == {201: 1, 409: N - 1}, [r.text for r in answers][:5]
@@ -93,7 +88,7 @@ def test_fifty_requests_for_one_patient_on_two_pumps_open_one_therapy(
     patient(h)
     implant(h, bus, "SN1")
     implant(h, bus, "SN2")
-    with served(h) as url:
+    with running_server(h.client.app) as url:
         answers = at_once(url, "POST", "/v1/therapies", headers=ONCOLOGIST,
                           body=lambda i: _therapy_body("SN1" if i % 2 else "SN2"))
     assert statuses(answers) == {201: 1, 409: N - 1}, [r.text for r in answers][:5]

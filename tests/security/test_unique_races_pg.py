@@ -17,11 +17,13 @@ from shared.clock import MovableClock
 from shared.db import make_engine
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
+from tests.doubles import running_server
+from tests.factories import T0, oncall_body
 from tests.helpers import Harness, auth
 from tests.helpers import test_settings as settings_for
-from tests.integration.alerts.alerts_testkit import ONCALL, oncall_body
-from tests.security.race_kit import N, at_once, production_logs, served, start_on_pg, statuses
-from tests.unit.scheduling.scheduling_support import NURSE, T0
+from tests.integration.alerts.alerts_testkit import ONCALL
+from tests.security.race_kit import N, at_once, production_logs, start_on_pg, statuses
+from tests.unit.scheduling.scheduling_support import NURSE
 
 MRN = "MRN-RACE-4711"
 ADMIN = auth("admin", sub="ada-admin")
@@ -48,7 +50,7 @@ def _count(h: Harness, sql: str) -> int:
 def test_fifty_registrations_of_one_mrn_one_201_the_rest_409_and_no_mrn_in_the_log(
         tmp_path: Path, pg_database: Callable[[str], str]) -> None:
     h = _scheduling(tmp_path, pg_database("scheduling"))
-    with served(h) as url, production_logs() as logs:
+    with running_server(h.client.app) as url, production_logs() as logs:
         answers = at_once(url, "POST", "/v1/patients", headers=NURSE, body=_patient_body())
     assert MRN not in logs.text and "Hopper" not in logs.text
     assert statuses(answers) == {201: 1, 409: N - 1}, [r.text for r in answers if r.status_code != 409]
@@ -60,7 +62,7 @@ def test_fifty_registrations_of_one_mrn_one_201_the_rest_409_and_no_mrn_in_the_l
 def test_fifty_registrations_with_one_idempotency_key_all_replay_the_first(
         tmp_path: Path, pg_database: Callable[[str], str]) -> None:
     h = _scheduling(tmp_path, pg_database("scheduling"))
-    with served(h) as url, production_logs() as logs:
+    with running_server(h.client.app) as url, production_logs() as logs:
         answers = at_once(url, "POST", "/v1/patients", body=_patient_body(),
                           headers={**NURSE, "Idempotency-Key": "register-grace"})
     assert statuses(answers) == {201: N}, [r.text for r in answers if r.status_code != 201]
@@ -76,7 +78,7 @@ def test_fifty_puts_of_a_new_centers_oncall_all_succeed_and_one_row_stays(
     (the last one wins), as PUTs racing on an existing centre are."""
     settings = settings_for(tmp_path, alerts_database_url=pg_database("alerts"), **PATIENT_WAITS)
     h = start_on_pg("alerts", settings, MovableClock(T0), InProcessBus())
-    with served(h) as url:
+    with running_server(h.client.app) as url:
         answers = at_once(url, "PUT", "/v1/oncall/new-centre", headers=ONCALL,
                           body=lambda i: oncall_body([(f"member-{i}", "log", f"member-{i}")],
                                                      delay_s=600 + i))
@@ -92,7 +94,7 @@ def test_fifty_registrations_of_one_serial_one_201_the_rest_409(
     settings = settings_for(tmp_path, inventory_database_url=pg_database("inventory"),
                             **PATIENT_WAITS)
     h = start_on_pg("inventory", settings, MovableClock(T0), InProcessBus())
-    with served(h) as url:
+    with running_server(h.client.app) as url:
         models = at_once(url, "POST", "/v1/pump-models", headers=ADMIN, body={
             "code": "ACME-1", "manufacturer": "Acme", "name": "Acme 1",
             "gtin": "00812345000047", "reservoir_ml": 30, "nominal_flow_ml_per_day": 0.9})

@@ -25,17 +25,11 @@ from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
-from tests.helpers import Harness, auth, start_service
+from tests.doubles import webhook
+from tests.factories import T0, flow_recorded, oncall_body
+from tests.helpers import Harness, auth, emit, start_service
 from tests.helpers import test_settings as make_settings
-from tests.integration.alerts.alerts_testkit import (
-    NURSE,
-    ONCALL,
-    T0,
-    emit,
-    flow_data,
-    oncall_body,
-    webhook,
-)
+from tests.integration.alerts.alerts_testkit import NURSE, ONCALL
 
 PROD_SECRET = "a-production-secret-for-the-webhook-tests-0123456789"
 ALWAYS_REFUSED = [
@@ -87,7 +81,7 @@ def _put(h: Harness, center: str, body: dict[str, Any], headers: dict[str, str] 
 def _page_once(h: Harness, bus: InProcessBus, *, center: str = "north",
                reader: dict[str, str] = NURSE) -> dict[str, Any]:
     """Raise a critical flow alert in `center`, run one pager sweep; the alert's page."""
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30, center=center))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=30, center=center))
     paging.sweep_once(h.runtime)
     alert = h.client.get("/v1/alerts", params={"center": center}, headers=reader).json()["items"][0]
     (notification,) = h.client.get("/v1/notifications", params={"alert_id": alert["id"]},
@@ -185,7 +179,7 @@ def _resolving_to(ip: str) -> Any:
 
 def test_the_address_is_checked_again_when_the_page_is_sent(tmp_path: Path, bus: InProcessBus) -> None:
     with webhook() as hook:
-        port = hook.server.server_address[1]
+        port = hook.port
         address = f"http://pager.hospital.example:{port}/page"  # a public-looking name
         prod, oncall = _production(tmp_path / "strict", bus)
         assert _put(prod, "north", oncall_body([("ann", "webhook", address)]), oncall).status_code == 200

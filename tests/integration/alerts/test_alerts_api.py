@@ -11,25 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from services.alerts import jobs, paging
 from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
-from tests.helpers import Harness, auth, deliver, start_service
+from tests import factories
+from tests.doubles import refusing_port, smtp_server, webhook
+from tests.factories import T0, appointment_scheduled, flow_recorded, oncall_body
+from tests.helpers import Harness, auth, deliver, emit, start_service
 from tests.helpers import test_settings as make_settings
-from tests.integration.alerts.alerts_testkit import (
-    NURSE,
-    ONCALL,
-    T0,
-    appointment_data,
-    emit,
-    flow_data,
-    oncall_body,
-    webhook,
-)
-from tests.ports import free_port
+from tests.integration.alerts.alerts_testkit import NURSE, ONCALL
 
 
 @pytest.fixture
@@ -85,7 +77,7 @@ def published(bus: InProcessBus, event_type: str) -> list[dict[str, Any]]:
 def test_abnormal_flow_pages_level_one_at_once_with_the_contract_body(h: Harness, bus: InProcessBus) -> None:
     with webhook() as hook:
         put_oncall(h, "north", oncall_body([("ann", "webhook", hook.url)], [("bob", "log", "bob")]))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=30))
         (alert,) = alerts(h)
         assert (alert["kind"], alert["severity"], alert["status"]) == ("flow_abnormal", "critical", "firing")
         assert sweep(h)["sent"] == 1
@@ -109,19 +101,19 @@ def test_abnormal_flow_pages_level_one_at_once_with_the_contract_body(h: Harness
 def test_repeats_count_and_severity_only_rises(h: Harness, bus: InProcessBus) -> None:
     with webhook() as hook:
         put_oncall(h, "north", oncall_body([("ann", "webhook", hook.url)]))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=20))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=18))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=20))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=18))
         (alert,) = alerts(h)
         assert (alert["severity"], alert["occurrences"]) == ("warning", 2)
         sweep(h)
         clock(h).advance(minutes=5)
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=-40))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=16))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=-40))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=16))
         sweep(h)
         (alert,) = alerts(h)
         assert (alert["severity"], alert["occurrences"]) == ("critical", 4)
-        assert alert["last_raised_at"] == "2026-11-26T14:05:00Z"
-        assert alert["first_raised_at"] == "2026-11-26T14:00:00Z"
+        assert alert["last_raised_at"] == "2026-11-02T08:05:00Z"
+        assert alert["first_raised_at"] == "2026-11-02T08:00:00Z"
         # the summary and the details tell the latest reading; the severity keeps the worst
         assert "+16.0 %" in alert["summary"] and alert["details"]["flow_deviation_pct"] == 16
         # warning paged once; the rise to critical paged level 1 again; the repeats paged nothing
@@ -132,17 +124,17 @@ def test_repeats_count_and_severity_only_rises(h: Harness, bus: InProcessBus) ->
 
 def test_info_is_recorded_not_paged(h: Harness, bus: InProcessBus) -> None:
     put_oncall(h, "north", oncall_body([("ann", "log", "ann")]))
-    emit(h, bus, EventType.REFILL_DUE_SOON, appointment_data())
+    emit(h, bus, EventType.REFILL_DUE_SOON, appointment_scheduled())
     (alert,) = alerts(h)
     assert (alert["kind"], alert["severity"]) == ("refill_due_soon", "info")
     assert notifications(h, alert["id"]) == []
 
 
 def test_every_rule_raises_through_the_consumer(h: Harness, bus: InProcessBus) -> None:
-    emit(h, bus, EventType.REFILL_OVERDUE, appointment_data("a2", overdue_hours=30, hours_to_empty=20))
-    emit(h, bus, "hai.scheduling.reservoir.near_empty", appointment_data("a3", hours_to_empty=40))
-    delivery = {"id": "o1", "appointment_id": "a1", "patient_mrn": "MRN-1", "pump_serial": "SN1001",
-                "center": "north", "needed_by": "2026-11-28T00:00:00Z", "status": "requested"}
+    emit(h, bus, EventType.REFILL_OVERDUE,
+         factories.refill_overdue("a2", overdue_hours=30, hours_to_empty=20))
+    emit(h, bus, EventType.RESERVOIR_NEAR_EMPTY, factories.reservoir_near_empty("a3", hours_to_empty=40))
+    delivery = factories.delivery("o1", "requested", appointment_id="a1")
     emit(h, bus, EventType.DELIVERY_LATE, delivery)
     emit(h, bus, EventType.DELIVERY_UPDATED, {**delivery, "id": "o2", "status": "rejected"})
     emit(h, bus, EventType.RECALL_ISSUED, {
@@ -162,18 +154,16 @@ def test_every_rule_raises_through_the_consumer(h: Harness, bus: InProcessBus) -
 # ---- clearing ------------------------------------------------------------------------------
 
 def test_clearing_events_resolve_by_themselves(h: Harness, bus: InProcessBus) -> None:
-    emit(h, bus, EventType.REFILL_DUE_SOON, appointment_data("a1"))
-    emit(h, bus, EventType.REFILL_OVERDUE, appointment_data("a1", overdue_hours=2, hours_to_empty=300))
-    emit(h, bus, "hai.scheduling.reservoir.near_empty", appointment_data("a1", hours_to_empty=60))
-    emit(h, bus, EventType.REFILL_DUE_SOON, appointment_data("b1", serial="OTHER"))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=20))
-    delivery = {"id": "o1", "appointment_id": "a1", "patient_mrn": "MRN-1", "pump_serial": "SN1001",
-                "center": "north", "needed_by": "2026-11-28T00:00:00Z", "status": "dispatched"}
+    emit(h, bus, EventType.REFILL_DUE_SOON, appointment_scheduled("a1"))
+    emit(h, bus, EventType.REFILL_OVERDUE,
+         factories.refill_overdue("a1", overdue_hours=2, hours_to_empty=300))
+    emit(h, bus, EventType.RESERVOIR_NEAR_EMPTY, factories.reservoir_near_empty("a1", hours_to_empty=60))
+    emit(h, bus, EventType.REFILL_DUE_SOON, appointment_scheduled("b1", serial="OTHER"))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=20))
+    delivery = factories.delivery("o1", "dispatched", appointment_id="a1")
     emit(h, bus, EventType.DELIVERY_LATE, delivery)
-    emit(h, bus, EventType.REFILL_COMPLETED, {
-        "id": "r9", "pump_serial": "SN1001", "patient_mrn": "MRN-1", "center": "north",
-        "performed_at": "2026-11-26T13:00:00Z", "residual_volume_ml": 3, "fill_volume_ml": 30,
-        "fill_type": "saline", "expected_flow_ml_per_day": 1.0})
+    emit(h, bus, EventType.REFILL_COMPLETED,
+         factories.refill_completed("r9", fill_type="saline", appointment_id=None))
     emit(h, bus, EventType.DELIVERY_UPDATED, {**delivery, "status": "delivered"})
     resolved = {a["kind"] for a in alerts(h, status="resolved")}
     assert resolved == {"refill_due_soon", "refill_overdue", "reservoir_near_empty", "delivery_late"}
@@ -187,12 +177,12 @@ def test_clearing_events_resolve_by_themselves(h: Harness, bus: InProcessBus) ->
 
 
 def test_a_resolved_key_raised_again_is_a_new_alert(h: Harness, bus: InProcessBus) -> None:
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=20))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=20))
     (first,) = alerts(h)
     assert h.client.post(f"/v1/alerts/{first['id']}/resolve", json={"resolution": "dose adjusted"},
                          headers=NURSE).status_code == 200
     clock(h).advance(minutes=1)
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=20))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=20))
     assert [a["status"] for a in alerts(h)] == ["firing", "resolved"]
 
 
@@ -217,7 +207,7 @@ def test_watchdog_raises_system_stale_and_a_heartbeat_resolves_it(tmp_path: Path
 # ---- people --------------------------------------------------------------------------------
 
 def test_ack_and_resolve_with_the_actor_and_409_on_the_wrong_state(h: Harness, bus: InProcessBus) -> None:
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=30))
     (alert,) = alerts(h)
     url = f"/v1/alerts/{alert['id']}"
     assert h.client.post(f"{url}/ack", json={}, headers=auth("biomed")).status_code == 403
@@ -246,7 +236,7 @@ def test_ack_and_resolve_with_the_actor_and_409_on_the_wrong_state(h: Harness, b
 def test_alert_list_filters_and_pages_newest_first(h: Harness, bus: InProcessBus) -> None:
     for i in range(5):
         center = "north" if i < 3 else "south"
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data(f"SN{i}", 30 if i % 2 else 20, center=center))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(f"SN{i}", 30 if i % 2 else 20, center=center))
         clock(h).advance(minutes=1)
     assert [a["pump_serial"] for a in alerts(h)] == ["SN4", "SN3", "SN2", "SN1", "SN0"]
     assert [a["pump_serial"] for a in alerts(h, center="south")] == ["SN4", "SN3"]
@@ -264,18 +254,18 @@ def test_alert_list_filters_and_pages_newest_first(h: Harness, bus: InProcessBus
 def test_oncall_put_and_who_is_on_now(h: Harness) -> None:
     body = oncall_body([("ann", "log", "ann"), ("bob", "email", "bob@example.org")],
                        [("cy", "webhook", "http://127.0.0.1:9/x")], delay_s=600, shift_hours=12,
-                       rotation_start="2026-11-26T08:00:00Z")
+                       rotation_start="2026-11-02T02:00:00Z")
     assert h.client.put("/v1/oncall/north", json=body, headers=NURSE).status_code == 403
     r = h.client.put("/v1/oncall/north", json=body, headers=ONCALL)
     assert r.status_code == 200 and r.json()["escalation_delay_seconds"] == 600
     now = h.client.get("/v1/oncall/north/now", headers=NURSE).json()
     assert [(lv["level"], lv["name"]) for lv in now["levels"]] == [(1, "ann"), (2, "cy")]
-    assert now["levels"][0]["shift_ends_at"] == "2026-11-26T20:00:00Z"
+    assert now["levels"][0]["shift_ends_at"] == "2026-11-02T14:00:00Z"
     clock(h).advance(hours=6)
     assert h.client.get("/v1/oncall/north/now", headers=NURSE).json()["levels"][0]["name"] == "bob"
     assert h.client.get("/v1/oncall/south/now", headers=NURSE).status_code == 404
     bad = {**body, "levels": [{"members": [{"name": "x", "channel": "pigeon", "address": "y"}],
-                               "rotation_start": "2026-11-26T08:00:00", "shift_hours": 0}]}
+                               "rotation_start": "2026-11-02T02:00:00", "shift_hours": 0}]}
     r = h.client.put("/v1/oncall/north", json=bad, headers=ONCALL)
     assert r.status_code == 422
     assert {e["field"] for e in r.json()["errors"]} >= {
@@ -289,8 +279,8 @@ def test_critical_escalates_level_by_level_until_acknowledged(h: Harness, bus: I
     with webhook() as l1, webhook() as l2, webhook() as l3:
         put_oncall(h, "north", oncall_body([("ann", "webhook", l1.url)], [("bob", "webhook", l2.url)],
                                            [("cy", "webhook", l3.url)], delay_s=900))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data("SN1", 30))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data("SN2", 30))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 30))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", 30))
         sweep(h)
         assert (len(l1.pages), len(l2.pages)) == (2, 0)
         clock(h).advance(seconds=899)
@@ -316,9 +306,8 @@ def test_a_warning_pages_level_one_once_and_never_escalates(h: Harness, bus: InP
     with webhook() as l1, webhook() as l2:
         put_oncall(h, "north", oncall_body([("ann", "webhook", l1.url)], [("bob", "webhook", l2.url)],
                                            delay_s=60))
-        emit(h, bus, EventType.DELIVERY_LATE, {
-            "id": "o1", "appointment_id": "a1", "patient_mrn": "MRN-1", "pump_serial": "SN1",
-            "center": "north", "needed_by": "2026-11-28T00:00:00Z", "status": "accepted"})
+        emit(h, bus, EventType.DELIVERY_LATE,
+             factories.delivery("o1", "accepted", serial="SN1", appointment_id="a1"))
         for _ in range(3):
             sweep(h)
             clock(h).advance(hours=1)
@@ -328,12 +317,12 @@ def test_a_warning_pages_level_one_once_and_never_escalates(h: Harness, bus: InP
 def test_webhook_failing_twice_is_retried_with_backoff_then_sent(h: Harness, bus: InProcessBus) -> None:
     with webhook(fail_first=2) as hook:
         put_oncall(h, "north", oncall_body([("ann", "webhook", hook.url)]))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=20))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=20))
         (alert,) = alerts(h)
         assert sweep(h)["retrying"] == 1
         (n,) = notifications(h, alert["id"])
         assert (n["status"], n["attempts"], n["error"]) == ("retrying", 1, "webhook: HTTP 503")
-        assert n["next_attempt_at"] == "2026-11-26T14:00:02Z"
+        assert n["next_attempt_at"] == "2026-11-02T08:00:02Z"
         assert sweep(h)["claimed"] == 0  # not due before the backoff
         clock(h).advance(seconds=2)
         assert sweep(h)["retrying"] == 1
@@ -351,9 +340,8 @@ def test_webhook_always_failing_is_marked_failed_and_the_next_level_paged(
         h: Harness, bus: InProcessBus) -> None:
     with webhook(always_fail=True) as dead, webhook() as l2:
         put_oncall(h, "north", oncall_body([("ann", "webhook", dead.url)], [("bob", "webhook", l2.url)]))
-        emit(h, bus, EventType.DELIVERY_LATE, {
-            "id": "o1", "appointment_id": "a1", "patient_mrn": "MRN-1", "pump_serial": "SN1",
-            "center": "north", "needed_by": "2026-11-28T00:00:00Z", "status": "accepted"})
+        emit(h, bus, EventType.DELIVERY_LATE,
+             factories.delivery("o1", "accepted", serial="SN1", appointment_id="a1"))
         (alert,) = alerts(h)
         for _ in range(6):
             sweep(h)
@@ -373,7 +361,7 @@ def test_last_level_failing_is_recorded_never_dropped(h: Harness, bus: InProcess
     h.runtime.settings.page_max_attempts = 2
     with webhook(always_fail=True) as dead:
         put_oncall(h, "north", oncall_body([("ann", "webhook", dead.url)]))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=30))
         for _ in range(3):
             sweep(h)
             clock(h).advance(seconds=10)
@@ -384,7 +372,7 @@ def test_last_level_failing_is_recorded_never_dropped(h: Harness, bus: InProcess
 
 def test_acknowledged_before_the_page_goes_out_cancels_it(h: Harness, bus: InProcessBus) -> None:
     put_oncall(h, "north", oncall_body([("ann", "log", "ann")]))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=30))
     (alert,) = alerts(h)
     h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=NURSE)
     sweep(h)
@@ -395,38 +383,20 @@ def test_acknowledged_before_the_page_goes_out_cancels_it(h: Harness, bus: InPro
 def test_default_oncall_covers_centers_without_one_and_the_log_channel_pages(
         h: Harness, bus: InProcessBus) -> None:
     put_oncall(h, "default", oncall_body([("desk", "log", "desk")]))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30, center="elsewhere"))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=30, center="elsewhere"))
     assert sweep(h)["sent"] == 1
 
 
 # ---- email ---------------------------------------------------------------------------------
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], str]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                              envelope.content.decode("utf8", errors="replace")))
-        return "250 Message accepted for delivery"
-
-
-
-
 def test_email_page_through_a_real_smtp_server(tmp_path: Path, bus: InProcessBus) -> None:
-    inbox = _Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server() as (port, inbox):
         settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=port,
                                  smtp_from="pager@hai.test", dashboard_url="http://dash.test")
         h = start_service("alerts", settings, clock=MovableClock(T0), bus=bus)
         put_oncall(h, "north", oncall_body([("ann", "email", "ann@hospital.test")]))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=30))
         assert sweep(h)["sent"] == 1
-    finally:
-        controller.stop()
     ((sender, rcpts, content),) = inbox.messages
     (alert,) = alerts(h)
     assert (sender, rcpts) == ("pager@hai.test", ["ann@hospital.test"])
@@ -437,12 +407,13 @@ def test_email_page_through_a_real_smtp_server(tmp_path: Path, bus: InProcessBus
 
 
 def test_email_to_a_dead_smtp_server_is_retried(tmp_path: Path, bus: InProcessBus) -> None:
-    settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=free_port(),
-                             page_timeout_seconds=1.0)
-    h = start_service("alerts", settings, clock=MovableClock(T0), bus=bus)
-    put_oncall(h, "north", oncall_body([("ann", "email", "ann@hospital.test")]))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=30))
-    assert sweep(h)["retrying"] == 1
+    with refusing_port() as port:
+        settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=port,
+                                 page_timeout_seconds=1.0)
+        h = start_service("alerts", settings, clock=MovableClock(T0), bus=bus)
+        put_oncall(h, "north", oncall_body([("ann", "email", "ann@hospital.test")]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=30))
+        assert sweep(h)["retrying"] == 1
     (alert,) = alerts(h)
     assert notifications(h, alert["id"])[0]["error"].startswith("email: ")
 
@@ -452,7 +423,7 @@ def test_email_to_a_dead_smtp_server_is_retried(tmp_path: Path, bus: InProcessBu
 def test_silenced_alerts_are_recorded_but_not_paged(h: Harness, bus: InProcessBus) -> None:
     put_oncall(h, "north", oncall_body([("ann", "log", "ann")]))
     body = {"matchers": {"kind": "flow_abnormal", "center": "north"},
-            "starts_at": "2026-11-26T13:00:00Z", "ends_at": "2026-11-26T15:00:00Z",
+            "starts_at": "2026-11-02T07:00:00Z", "ends_at": "2026-11-02T09:00:00Z",
             "reason": "pump study, flows checked by hand"}
     key = {**ONCALL, "Idempotency-Key": "sil-1"}
     assert h.client.post("/v1/silences", json=body, headers=NURSE).status_code == 403
@@ -462,23 +433,23 @@ def test_silenced_alerts_are_recorded_but_not_paged(h: Harness, bus: InProcessBu
     assert replay.status_code == 201 and replay.json()["id"] == r.json()["id"]
     assert h.client.post("/v1/silences", json={**body, "reason": "other"}, headers=key).status_code == 409
     assert len(h.client.get("/v1/silences", headers=NURSE).json()["items"]) == 1
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data("SN1", 30))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data("SN2", 30, center="south"))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 30))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", 30, center="south"))
     silenced = alerts(h, pump_serial="SN1")[0]
     assert silenced["silenced_by"] == r.json()["id"]
     assert notifications(h, silenced["id"]) == []
     assert actions(h, silenced["id"]) == ["raised", "silenced"]
     clock(h).advance(hours=2)  # the silence has ended: a new alert pages again
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data("SN3", 30))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN3", 30))
     assert len(notifications(h, alerts(h, pump_serial="SN3")[0]["id"])) == 1
     assert h.client.get("/v1/silences", params={"active": True}, headers=NURSE).json()["items"] == []
 
 
 def test_silence_input_is_checked(h: Harness) -> None:
-    base = {"starts_at": "2026-11-26T13:00:00Z", "ends_at": "2026-11-26T15:00:00Z", "reason": "r"}
+    base = {"starts_at": "2026-11-02T07:00:00Z", "ends_at": "2026-11-02T09:00:00Z", "reason": "r"}
     for bad in ({**base, "matchers": {}}, {**base, "matchers": {"kind": "nope"}},
-                {**base, "matchers": {"center": "n"}, "ends_at": "2026-11-26T12:00:00Z"},
-                {**base, "matchers": {"center": "n"}, "starts_at": "2026-11-26T13:00:00"}):
+                {**base, "matchers": {"center": "n"}, "ends_at": "2026-11-02T06:00:00Z"},
+                {**base, "matchers": {"center": "n"}, "starts_at": "2026-11-02T07:00:00"}):
         assert h.client.post("/v1/silences", json=bad, headers=ONCALL).status_code == 422, bad
 
 
@@ -495,23 +466,23 @@ def test_unknown_shapes_are_dead_lettered_not_retried(h: Harness, bus: InProcess
 
 
 def test_timeline_records_repeat_acknowledge_after_raise(h: Harness, bus: InProcessBus) -> None:
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=20))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=20))
     clock(h).advance(minutes=1)
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=21))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=21))
     (alert,) = alerts(h)
     url = f"/v1/alerts/{alert['id']}"
     clock(h).advance(minutes=1)
     ack = h.client.post(f"{url}/ack", json={"note": "seen"}, headers=NURSE)
     assert ack.status_code == 200, ack.text
     clock(h).advance(minutes=1)
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=22))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=22))
     detail = h.client.get(url, headers=NURSE).json()
     assert [(e["action"], e["actor"], e["at"]) for e in detail["timeline"]] == [
-        ("raised", "system", "2026-11-26T14:00:00Z"),
-        ("not_paged", "system", "2026-11-26T14:00:00Z"),
-        ("repeated", "system", "2026-11-26T14:01:00Z"),
-        ("acknowledged", "nurse-nina", "2026-11-26T14:02:00Z"),
-        ("repeated", "system", "2026-11-26T14:03:00Z")]
+        ("raised", "system", "2026-11-02T08:00:00Z"),
+        ("not_paged", "system", "2026-11-02T08:00:00Z"),
+        ("repeated", "system", "2026-11-02T08:01:00Z"),
+        ("acknowledged", "nurse-nina", "2026-11-02T08:02:00Z"),
+        ("repeated", "system", "2026-11-02T08:03:00Z")]
     # a repeat after the acknowledgement keeps it acknowledged, and tells the latest fact
     assert (detail["status"], detail["acknowledged_by"]) == ("acknowledged", "nurse-nina")
     assert detail["details"]["flow_deviation_pct"] == 22

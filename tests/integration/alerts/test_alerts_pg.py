@@ -17,19 +17,11 @@ from shared.messaging.base import OutgoingMessage
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from shared.runtime import ServiceRuntime, Worker
-from tests.helpers import Harness, start_service
+from tests.doubles import WebhookReceiver, webhook
+from tests.factories import T0, appointment_scheduled, flow_recorded, oncall_body
+from tests.helpers import Harness, emit, start_service, wait_until
 from tests.helpers import test_settings as make_settings
-from tests.integration.alerts.alerts_testkit import (
-    ONCALL,
-    T0,
-    WebhookReceiver,
-    appointment_data,
-    emit,
-    flow_data,
-    oncall_body,
-    wait_until,
-    webhook,
-)
+from tests.integration.alerts.alerts_testkit import ONCALL
 
 
 def pg_alerts(tmp_path, url: str, clock: MovableClock, bus: InProcessBus, **overrides: object) -> Harness:
@@ -56,7 +48,7 @@ def test_worker_killed_mid_escalation_restarts_without_losing_or_repeating_a_pag
         h.client.put("/v1/oncall/north", headers=ONCALL, json=oncall_body(
             [("ann", "webhook", l1.url)], [("bob", "webhook", l2.url)], [("cy", "webhook", l3.url)],
             delay_s=900))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_data(deviation_pct=40))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
         first = h.runtime
         assert paging.sweep_once(first)["sent"] == 1
         clock.advance(seconds=901)
@@ -90,7 +82,7 @@ def test_pages_planned_but_never_claimed_are_sent_by_the_next_worker(
     with webhook() as l1:
         h.client.put("/v1/oncall/north", headers=ONCALL, json=oncall_body([("ann", "webhook", l1.url)]))
         for i in range(3):
-            emit(h, bus, EventType.FLOW_RECORDED, flow_data(f"SN{i}", 40))
+            emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(f"SN{i}", 40))
         h.runtime.engine.dispose()  # the worker that raised them is gone
         assert paging.sweep_once(fresh_runtime(h))["sent"] == 3
         assert sorted(p["alert"]["pump_serial"] for p in l1.pages) == ["SN0", "SN1", "SN2"]
@@ -102,7 +94,7 @@ def test_two_workers_page_each_notification_once(tmp_path, pg_database: Callable
     with webhook(fail_first=5) as hook:
         h.client.put("/v1/oncall/north", headers=ONCALL, json=oncall_body([("ann", "webhook", hook.url)]))
         for i in range(60):
-            emit(h, bus, EventType.FLOW_RECORDED, flow_data(f"SN{i}", 40))
+            emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(f"SN{i}", 40))
         workers = [fresh_runtime(h), fresh_runtime(h)]
         sent = Counter[str]()
         lock = threading.Lock()
@@ -156,12 +148,12 @@ def test_a_page_is_sent_on_the_consumers_commit_not_on_the_next_sweep(
             publisher = bus.publisher()
             for i in range(10):
                 event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
-                                          data=flow_data(f"SN{i}", 40))
+                                          data=flow_recorded(f"SN{i}", 40))
                 publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
                                                          event.to_json_bytes())])
                 count = i + 1
-                wait_until(lambda: len(hook.pages) >= count, 30,  # noqa: B023
-                           f"page {count}, sent when the consumer commits")
+                wait_until(lambda count=count: len(hook.pages) >= count,
+                    what=f"page {count}, sent when the consumer commits", timeout_s=30)
             publisher.close()
         finally:
             worker.stop()
@@ -189,10 +181,10 @@ def test_a_flow_page_does_not_wait_behind_a_burst_of_sweep_announcements(
         return OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type, event.to_json_bytes())
 
     publisher = bus.publisher()
-    publisher.publish_batch([message(EventType.REFILL_OVERDUE, appointment_data(
+    publisher.publish_batch([message(EventType.REFILL_OVERDUE, appointment_scheduled(
         f"appt-{i}", f"SN-OVERDUE-{i}", overdue_hours=30.0, hours_to_empty=200.0))
         for i in range(burst)])
-    publisher.publish_batch([message(EventType.FLOW_RECORDED, flow_data("SN-FLOW", 40))])
+    publisher.publish_batch([message(EventType.FLOW_RECORDED, flow_recorded("SN-FLOW", 40))])
     publisher.close()
 
     def overdue_alerts() -> int:
@@ -205,9 +197,9 @@ def test_a_flow_page_does_not_wait_behind_a_burst_of_sweep_announcements(
         start_paging_to(hook, runtime, worker)
         try:
             wait_until(lambda: any(p["alert"]["pump_serial"] == "SN-FLOW" for p in hook.pages),
-                       30, "the flow page")
+                what="the flow page", timeout_s=30)
             handled_before_the_page = overdue_alerts()
-            wait_until(lambda: overdue_alerts() == burst, 60, "the whole burst handled")
+            wait_until(lambda: overdue_alerts() == burst, what="the whole burst handled", timeout_s=60)
         finally:
             worker.stop()
             bus.close()
@@ -231,7 +223,7 @@ def test_upgrading_the_broker_moves_flow_readings_off_the_old_queue(fresh_vhost:
         bus.declare(list(handlers.queue_specs()))
         bus.declare(list(handlers.queue_specs()))  # again: unbinding what is gone is no error
         event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
-                                  data=flow_data("SN-UP", 40))
+                                  data=flow_recorded("SN-UP", 40))
         publisher = bus.publisher()
         publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
                                                  event.to_json_bytes())])

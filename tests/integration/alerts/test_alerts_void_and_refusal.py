@@ -16,9 +16,10 @@ from shared.contracts.scheduling import OrderRefusedData, RefillVoidedData
 from shared.contracts.vocabulary import AlertKind
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
-from tests.helpers import Harness, start_service
+from tests.factories import T0, appointment_scheduled, flow_recorded
+from tests.helpers import Harness, emit, start_service
 from tests.helpers import test_settings as make_settings
-from tests.integration.alerts.alerts_testkit import NURSE, T0, appointment_data, emit, flow_data
+from tests.integration.alerts.alerts_testkit import NURSE
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def voided(refill_id: str, serial: str = "SN1001", **extra: Any) -> dict[str, An
 
 
 def reading(refill_id: str, deviation_pct: float, serial: str = "SN1001") -> dict[str, Any]:
-    return {**flow_data(serial, deviation_pct), "refill_id": refill_id}
+    return {**flow_recorded(serial, deviation_pct), "refill_id": refill_id}
 
 
 def alert_of(h: Harness, **params: Any) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def test_an_alert_raised_before_refill_ids_is_withdrawn_by_its_refill_id(
 
 
 def test_the_cancelled_appointment_s_alerts_resolve(h: Harness, bus: InProcessBus) -> None:
-    emit(h, bus, EventType.REFILL_DUE_SOON, appointment_data("appt-9"))
+    emit(h, bus, EventType.REFILL_DUE_SOON, appointment_scheduled("appt-9"))
     emit(h, bus, EventType.REFILL_VOIDED, voided("rf-1", cancelled_appointment_id="appt-9"))
     alert = alert_of(h)
     assert alert["kind"] == "refill_due_soon" and alert["status"] == "resolved"

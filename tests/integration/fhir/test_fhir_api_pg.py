@@ -18,17 +18,15 @@ from services.alerts import paging
 from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
+from tests.factories import T0, flow_recorded, oncall_body
 from tests.fhir.validation import assert_valid
-from tests.helpers import Harness, auth, start_service
+from tests.helpers import Harness, auth, emit, start, start_service
 from tests.helpers import test_settings as settings_for
-from tests.integration.alerts.alerts_testkit import emit, flow_data, oncall_body
 from tests.unit.scheduling.scheduling_support import (
     NURSE,
-    T0,
     dispatch,
     implant,
     patient,
-    start,
     therapy,
     worklist,
 )
@@ -137,7 +135,7 @@ def test_scheduling_patient_appointments_flows_and_orders(
         tmp_path: Path, pg_database: Callable[[str], str]) -> None:
     settings = settings_for(tmp_path, scheduling_database_url=pg_database("scheduling"),
                             fhir_mrn_systems={"C1": "urn:oid:2.16.840.1.113883.3.999.1"})
-    h, bus = start(settings, MovableClock(T0))
+    h, bus = start("scheduling", settings, MovableClock(T0))
     # MRN1 on saline: two fills, the second measuring 1.5 mL/d against 1.0 (+50 %: H)
     patient(h, "MRN1")
     implant(h, bus, "SN1", "MRN1")
@@ -220,8 +218,8 @@ def test_alerts_flags_and_pages(tmp_path: Path, pg_database: Callable[[str], str
     r = h.client.put("/v1/oncall/north", json=oncall_body([("ann", "log", "ann")]),
                      headers=auth("oncall"))
     assert r.status_code == 200, r.text
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data("SN1", 30, mrn="MRN-1"))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data("SN2", -20, mrn="MRN-2"))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 30, mrn="MRN-1"))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", -20, mrn="MRN-2"))
     paging.sweep_once(h.runtime)
     alerts = h.client.get("/v1/alerts", headers=NURSE).json()["items"]
     second = next(a for a in alerts if a["patient_mrn"] == "MRN-2")
@@ -256,7 +254,7 @@ def test_observation_pages_walk_every_row_once_in_order(
     patient's: `_count=37` pages through all of them by the `next` links, in (time, id) order,
     none twice, none missed; so do the device and date searches."""
     settings = settings_for(tmp_path, scheduling_database_url=pg_database("scheduling"))
-    h, _ = start(settings, MovableClock(T0))
+    h, _ = start("scheduling", settings, MovableClock(T0))
     rows = list(refill_rows(1000, mrn="MRN-K", serial="SN-K"))
     seed(h.runtime.engine, iter(rows))
     seed(h.runtime.engine, refill_rows(300, mrn="MRN-OTHER", serial="SN-OTHER", seed=5))

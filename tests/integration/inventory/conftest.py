@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,11 +18,11 @@ from shared.db import make_engine
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from tests import services as svc
+from tests.doubles import free_port, retry_on_address_in_use
+from tests.factories import T0
 from tests.helpers import Harness, start_service, wait_until
 from tests.helpers import test_settings as make_settings
-from tests.ports import free_port
 
-NOW = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]
 HAI = str(Path(sys.executable).parent / "hai")
 _names = itertools.count()
@@ -56,7 +55,7 @@ def inventory(inventory_database: str, tmp_path: Path) -> Iterator[Harness]:
                           + " RESTART IDENTITY CASCADE"))
     engine.dispose()
     settings = make_settings(tmp_path, inventory_database_url=inventory_database)
-    harness = start_service("inventory", settings, clock=MovableClock(NOW), bus=InProcessBus())
+    harness = start_service("inventory", settings, clock=MovableClock(T0), bus=InProcessBus())
     yield harness
     harness.runtime.engine.dispose()
 
@@ -67,34 +66,30 @@ class ServiceProcess:
     """`hai serve inventory` running as its own process on a free port."""
 
     def __init__(self, env: dict[str, str], *, worker: bool = False) -> None:
-        for _ in range(3):  # another process may take the port first: then try another one
-            self.port = free_port()
-            self.url = f"http://127.0.0.1:{self.port}"
-            args = [HAI, "serve", "inventory", "--port", str(self.port)]
-            if not worker:
-                args.append("--no-worker")
-            self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env},
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            try:
-                exited = wait_until(self._up_or_exited,
-                                    what=f"inventory to answer on {self.url}", timeout_s=30)
-            except AssertionError:
-                self.stop()
-                raise
-            if exited == "up":
-                return
-            error = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
-            if "address already in use" not in error.lower():
-                raise RuntimeError(f"service exited: {error}")
-        raise RuntimeError("no free port found for the service in 3 tries")
+        self.env, self.worker = env, worker
+        # another process may take the port first: then start again on another one
+        retry_on_address_in_use(self._start)
 
-    def _up_or_exited(self) -> str | None:
-        if self.proc.poll() is not None:
-            return "exited"
+    def _start(self, attempt: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [HAI, "serve", "inventory", "--port", str(self.port)]
+        if not self.worker:
+            args.append("--no-worker")
+        self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **self.env},
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            return "up" if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200 else None
-        except httpx.TransportError:
-            return None
+            wait_until(self._up, what=f"inventory to answer on {self.url}", timeout_s=30,
+                       ignoring=(httpx.TransportError,))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            error = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+            raise RuntimeError(f"service exited: {error}")
+        return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -15,8 +15,8 @@ from services.inventory.udi import GS
 from shared.messaging.base import QueueSpec
 from shared.messaging.inproc import InProcessBus
 from shared.messaging.relay import OutboxRelay
+from tests.factories import T0
 from tests.helpers import Harness, auth
-from tests.integration.inventory.conftest import NOW
 
 BIOMED = auth("biomed", sub="bea-biomed")
 ONCO = auth("oncologist", sub="olga-onc")
@@ -41,7 +41,7 @@ def register(inv: Harness, **overrides: Any) -> dict[str, Any]:
 
 
 def implant(inv: Harness, sn: str, mrn: str, **overrides: Any) -> Any:
-    body = {"patient_mrn": mrn, "implanted_at": (NOW - timedelta(days=2)).isoformat(),
+    body = {"patient_mrn": mrn, "implanted_at": (T0 - timedelta(days=2)).isoformat(),
             "center": "CTR-A", "surgeon": "Dr Who", **overrides}
     return inv.client.post(f"/v1/pumps/{sn}/implant", json=body, headers=ONCO)
 
@@ -172,9 +172,9 @@ def test_implant_explant_and_the_device_history(inventory: Harness) -> None:
     r = implant(inventory, sn, mrn)
     assert r.status_code == 200, r.text
     assert r.json() | {"status": "implanted", "patient_mrn": mrn, "center": "CTR-A"} == r.json()
-    assert r.json()["implanted_at"].startswith((NOW - timedelta(days=2)).date().isoformat())
+    assert r.json()["implanted_at"].startswith((T0 - timedelta(days=2)).date().isoformat())
     r = inventory.client.post(f"/v1/pumps/{sn}/explant", headers=BIOMED,
-                              json={"explanted_at": NOW.isoformat(), "reason": "catheter occlusion"})
+                              json={"explanted_at": T0.isoformat(), "reason": "catheter occlusion"})
     assert r.status_code == 200 and r.json()["status"] == "explanted"
     r = inventory.client.post(f"/v1/pumps/{sn}/retire", headers=BIOMED, json={"reason": "used"})
     assert r.status_code == 200 and r.json()["status"] == "retired"
@@ -216,9 +216,11 @@ def test_implant_of_a_quarantined_pump_names_its_status(inventory: Harness) -> N
 
 
 def test_implant_refusals(inventory: Harness) -> None:
-    expired = register(inventory, expiry_date="2026-10-31")["serial_number"]
+    # expired before the implant (implant() implants two days before T0)
+    expired = register(inventory, expiry_date=(T0 - timedelta(days=10)).date().isoformat())[
+        "serial_number"]
     assert "expired" in assert_problem(implant(inventory, expired, "MRN-E1"), 409)["detail"]
-    future = (NOW + timedelta(hours=1)).isoformat()
+    future = (T0 + timedelta(hours=1)).isoformat()
     sn = register(inventory)["serial_number"]
     body = assert_problem(implant(inventory, sn, "MRN-E2", implanted_at=future), 422)
     assert body["errors"][0]["field"] == "implanted_at"
@@ -232,7 +234,7 @@ def test_implant_refusals(inventory: Harness) -> None:
 
 
 @pytest.mark.parametrize(("path", "body"), [
-    ("explant", {"explanted_at": NOW.isoformat(), "reason": "r"}),
+    ("explant", {"explanted_at": T0.isoformat(), "reason": "r"}),
     ("release", None),
 ])
 def test_moves_not_allowed_from_stock_are_409(inventory: Harness, path: str,
@@ -323,7 +325,7 @@ def test_every_move_is_announced_through_the_outbox(inventory: Harness) -> None:
     mrn = f"MRN-{uuid.uuid4().hex[:8]}"
     implant(inventory, sn, mrn)
     inventory.client.post(f"/v1/pumps/{sn}/explant", headers=ONCO,
-                          json={"explanted_at": NOW.isoformat(), "reason": "infection"})
+                          json={"explanted_at": T0.isoformat(), "reason": "infection"})
     inventory.client.post(f"/v1/pumps/{sn}/retire", headers=BIOMED, json={"reason": "done"})
     while relay.run_once():
         pass

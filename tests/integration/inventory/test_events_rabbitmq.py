@@ -17,9 +17,10 @@ from shared.messaging.base import QueueSpec
 from shared.messaging.rabbit import RabbitBus
 from shared.runtime import Worker
 from tests import services as svc
+from tests.factories import T0
 from tests.helpers import Harness, auth, start_service, wait_until
 from tests.helpers import test_settings as make_settings
-from tests.integration.inventory.conftest import NOW, pg_url
+from tests.integration.inventory.conftest import pg_url
 
 BIOMED = auth("biomed", sub="bio")
 
@@ -32,7 +33,7 @@ def on_rabbit(amqp_url: str, tmp_path: Any) -> Iterator[tuple[Harness, str]]:
     bus = RabbitBus(amqp_url)
     observer = f"test.inventory-observer.{uuid.uuid4().hex[:8]}"
     bus.declare([QueueSpec(observer, bindings=(("hai.events", "hai.inventory.#"),))])
-    harness = start_service("inventory", settings, clock=MovableClock(NOW), bus=bus)
+    harness = start_service("inventory", settings, clock=MovableClock(T0), bus=bus)
     worker = Worker(harness.runtime, consumers=False, jobs=False)
     worker.start()
     yield harness, observer
@@ -84,7 +85,7 @@ def test_recall_and_lifecycle_events_arrive_on_rabbitmq(on_rabbit: tuple[Harness
         assert inv.client.post("/v1/pumps", json=body, headers=BIOMED).status_code == 201
         serials.append(body["serial_number"])
     r = inv.client.post(f"/v1/pumps/{serials[0]}/implant", headers=auth("oncologist"), json={
-        "patient_mrn": "MRN-RMQ", "center": "CTR-R", "implanted_at": (NOW - timedelta(days=1)).isoformat()})
+        "patient_mrn": "MRN-RMQ", "center": "CTR-R", "implanted_at": (T0 - timedelta(days=1)).isoformat()})
     assert r.status_code == 200
     r = inv.client.post("/v1/recalls", headers=BIOMED, json={
         "model_code": "DEMO-INTERA-3000", "lot_numbers": [lot], "reason": "fast flow"})

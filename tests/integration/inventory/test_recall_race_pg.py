@@ -18,9 +18,9 @@ from services.inventory.catalogue import DEMO_CATALOGUE
 from services.inventory.schemas import ImplantRequest, PumpCreate
 from shared.clock import MovableClock
 from shared.messaging.inproc import InProcessBus
+from tests.factories import T0
 from tests.helpers import auth, start_service, wait_until
 from tests.helpers import test_settings as make_settings
-from tests.integration.inventory.conftest import NOW
 
 MODEL = DEMO_CATALOGUE[0].code
 BIOMED = auth("biomed", sub="bea-biomed")
@@ -37,7 +37,7 @@ def _lock_waiters(engine: Any, database: str) -> int:
 def test_a_pump_implanted_while_a_recall_runs_is_named_not_quarantined(pg_database,
                                                                         tmp_path: Path) -> None:
     settings = make_settings(tmp_path, inventory_database_url=pg_database("recall_race"))
-    h = start_service("inventory", settings, clock=MovableClock(NOW), bus=InProcessBus())
+    h = start_service("inventory", settings, clock=MovableClock(T0), bus=InProcessBus())
     engine = h.runtime.engine
     try:
         with h.runtime.uow_factory.begin() as uow:
@@ -51,7 +51,7 @@ def test_a_pump_implanted_while_a_recall_runs_is_named_not_quarantined(pg_databa
             json={"model_code": MODEL, "lot_numbers": ["LOT-RACE"], "reason": "fast flow"})))
         with h.runtime.uow_factory() as implant:
             service.implant(uow=implant, actor="onc", serial="RACE-1", data=ImplantRequest(
-                patient_mrn="MRN-RACE", implanted_at=NOW - timedelta(hours=1), center="C1"))
+                patient_mrn="MRN-RACE", implanted_at=T0 - timedelta(hours=1), center="C1"))
             implant.session.flush()
             recall.start()
             wait_until(lambda: _lock_waiters(engine, engine.url.database) >= 1,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ from shared.clock import MovableClock
 from shared.events import EVENTS_EXCHANGE
 from shared.messaging.base import OutgoingMessage
 from shared.messaging.inproc import InProcessBus
+from tests.factories import T0
 from tests.helpers import Harness, auth, deliver, start_service, test_settings
 
-T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 ADMIN = auth("admin", sub="drill")
 SERIAL, MRN = "SN-DRILL-1", "MRN-DRILL-1"
 

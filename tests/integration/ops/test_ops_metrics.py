@@ -4,7 +4,6 @@ reports)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,10 +16,9 @@ from shared.messaging.base import OutgoingMessage, QueueSpec
 from shared.messaging.inproc import InProcessBus
 from shared.metrics import refresh_queue_depths
 from shared.runtime import Worker
-from tests.helpers import Harness, auth, deliver, start_service, test_settings, wait_until
-from tests.integration.alerts.alerts_testkit import emit, flow_data, oncall_body
+from tests.factories import T0, flow_recorded, oncall_body
+from tests.helpers import Harness, auth, deliver, emit, start_service, test_settings, wait_until
 
-T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 ADMIN = auth("admin")
 
 
@@ -102,7 +100,7 @@ def test_page_failures_are_counted_by_channel(tmp_path: Path) -> None:
     r = h.client.put("/v1/oncall/north", headers=ADMIN, json=oncall_body(
         [("ann", "webhook", "http://pager.invalid/hook")], [("bob", "log", "bob")]))
     assert r.status_code == 200, r.text
-    emit(h, bus, EventType.FLOW_RECORDED, flow_data(mrn="MRN-P1"))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(mrn="MRN-P1"))
     paging.pager(h.runtime).channels = _Down()
     assert paging.sweep_once(h.runtime)["retrying"] == 1
     assert sample(h, "hai_page_failures_total", channel="webhook", result="retrying") == 1.0

@@ -24,8 +24,9 @@ from shared.messaging.base import OutgoingMessage
 from shared.messaging.inproc import InProcessBus
 from shared.messaging.rabbit import RabbitBus
 from shared.runtime import Worker
+from tests.doubles import webhook
+from tests.factories import T0, oncall_body, pump_implanted
 from tests.helpers import Harness, auth, deliver, start_service, test_settings, wait_until
-from tests.integration.alerts.alerts_testkit import T0, oncall_body, webhook
 from tests.unit.scheduling.scheduling_support import implant
 
 ADMIN = auth("admin", sub="tracer")
@@ -150,10 +151,8 @@ def test_one_trace_from_the_refill_to_the_page_over_rabbitmq(
     try:
         for worker in workers:
             worker.start()
-        implanted = CloudEvent.create(source="/test", type=EventType.PUMP_IMPLANTED, data={
-            "serial_number": "SN-T1", "model_code": "INTERA-3000", "reservoir_ml": 30.0,
-            "labeled_flow_ml_per_day": 1.0, "status": "implanted", "patient_mrn": "MRN-T1",
-            "center": "north", "implanted_at": "2026-10-01T00:00:00Z"}, subject="SN-T1")
+        implanted = CloudEvent.create(source="/test", type=EventType.PUMP_IMPLANTED, data=pump_implanted(
+            "SN-T1", "MRN-T1"), subject="SN-T1")
         publisher = bus.publisher()
         publisher.publish_batch([OutgoingMessage(
             message_id=implanted.id, exchange=EVENTS_EXCHANGE, routing_key=implanted.type,

@@ -11,15 +11,14 @@ from typing import Any
 from sqlalchemy import text
 
 from shared.clock import MovableClock
+from tests.factories import T0
+from tests.helpers import start, wait_until
 from tests.helpers import test_settings as settings_for
-from tests.helpers import wait_until
 from tests.unit.scheduling.scheduling_support import (
     NURSE,
-    T0,
     dispatch,
     implant,
     patient,
-    start,
     therapy,
     worklist,
 )
@@ -28,7 +27,7 @@ from tests.unit.scheduling.scheduling_support import (
 def test_a_cancellation_during_a_chemo_fill_is_judged_not_overwritten(
         tmp_path: Path, pg_database: Callable[[str], str]) -> None:
     url = pg_database("scheduling")
-    h, bus = start(settings_for(tmp_path, scheduling_database_url=url), MovableClock(T0))
+    h, bus = start("scheduling", settings_for(tmp_path, scheduling_database_url=url), MovableClock(T0))
     patient(h)
     implant(h, bus)
     therapy(h, start_on="2026-11-02")  # chemo due today: ordered at once

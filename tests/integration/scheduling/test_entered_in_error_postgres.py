@@ -15,21 +15,14 @@ from sqlalchemy import text
 
 from shared.clock import MovableClock
 from shared.events import EventType
-from tests.helpers import Harness, wait_until
+from tests.factories import T0
+from tests.helpers import Harness, start, wait_until
 from tests.helpers import test_settings as settings_for
-from tests.unit.scheduling.scheduling_support import (
-    NURSE,
-    T0,
-    implant,
-    outbox,
-    patient,
-    start,
-    therapy,
-)
+from tests.unit.scheduling.scheduling_support import NURSE, implant, outbox, patient, therapy
 
 
 def _pump_with_two_fills(tmp_path: Path, pg_database: Callable[[str], str]) -> tuple[Harness, dict[str, Any]]:
-    h, bus = start(settings_for(tmp_path, scheduling_database_url=pg_database("scheduling")),
+    h, bus = start("scheduling", settings_for(tmp_path, scheduling_database_url=pg_database("scheduling")),
                    MovableClock(T0))
     patient(h)
     implant(h, bus)

@@ -17,20 +17,16 @@ from shared.events import EVENTS_EXCHANGE, PHARMACY_EXCHANGE, CloudEvent, EventT
 from shared.messaging.base import HEADER_DLQ_REASON, Delivery, Outcome, OutgoingMessage
 from shared.messaging.rabbit import DeadLetters, RabbitBus
 from shared.runtime import Worker
-from tests import helpers
+from tests.factories import T0
+from tests.helpers import start, wait_until
 from tests.helpers import test_settings as settings_for
-from tests.unit.scheduling.scheduling_support import NURSE, T0, patient, start, therapy, worklist
+from tests.unit.scheduling.scheduling_support import NURSE, patient, therapy, worklist
 
 
 def _msg(event_type: str, data: Any, exchange: str, event_id: str | None = None) -> OutgoingMessage:
     event = CloudEvent.create(source="/pharmacy-sim", type=event_type, data=data, id=event_id)
     return OutgoingMessage(message_id=event.id, exchange=exchange, routing_key=event_type,
                            body=event.to_json_bytes())
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll until `predicate` holds; fail naming what was awaited (tests.helpers.wait_until)."""
-    helpers.wait_until(predicate, what=what, timeout_s=timeout)
 
 
 class PharmacySimulator:
@@ -81,7 +77,7 @@ def test_pharmacy_simulator_on_rabbitmq(tmp_path: Path, fresh_vhost: str,
                             consumer_retry_delay_ms=200, outbox_poll_seconds=0.1)
     bus = RabbitBus(fresh_vhost, retry_delay_ms=200)
     dead_letters = DeadLetters(bus.connect)
-    h, _ = start(settings, MovableClock(T0), bus)  # type: ignore[arg-type]
+    h, _ = start("scheduling", settings, MovableClock(T0), bus)  # type: ignore[arg-type]
     worker = Worker(h.runtime, jobs=False)
     stop = threading.Event()
     sim = PharmacySimulator(bus)
@@ -99,8 +95,8 @@ def test_pharmacy_simulator_on_rabbitmq(tmp_path: Path, fresh_vhost: str,
             "center": "C1", "implanted_at": "2026-10-01T00:00:00Z"}, EVENTS_EXCHANGE)])
         pub.close()
         wait_until(lambda: h.client.get("/v1/pumps/SN1/flow-readings",
-                                        headers=NURSE).status_code == 200, 20,
-                   "scheduling to learn the implant")
+                                        headers=NURSE).status_code == 200,
+                                            what="scheduling to learn the implant", timeout_s=20)
         therapy(h, start_on="2026-11-03")  # inside the lead time: ordered at once
         order_id = worklist(h)[0]["delivery_id"]
 
@@ -108,8 +104,9 @@ def test_pharmacy_simulator_on_rabbitmq(tmp_path: Path, fresh_vhost: str,
             d = h.client.get(f"/v1/deliveries/{order_id}", headers=NURSE).json()
             return d["status"] == "delivered" and len(d["history"]) == 6
 
-        wait_until(delivered, 30, "the order to be delivered")
-        wait_until(lambda: len(dead_letters.peek(STATUS_QUEUE)) == 2, 30, "two dead letters")
+        wait_until(delivered, what="the order to be delivered", timeout_s=30)
+        wait_until(lambda: len(dead_letters.peek(STATUS_QUEUE)) == 2, what="two dead letters",
+                   timeout_s=30)
         d = h.client.get(f"/v1/deliveries/{order_id}", headers=NURSE).json()
         assert [(x["status"], x["applied"]) for x in d["history"]] == [
             ("requested", True), ("accepted", True), ("compounded", True), ("dispatched", True),

@@ -17,15 +17,14 @@ from services.scheduling.jobs import sweep
 from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
-from tests.helpers import Harness
+from tests.factories import T0
+from tests.helpers import Harness, start
 from tests.helpers import test_settings as settings_for
 from tests.unit.scheduling.scheduling_support import (
     NURSE,
-    T0,
     implant,
     outbox,
     patient,
-    start,
     therapy,
     worklist,
 )
@@ -38,8 +37,8 @@ def test_two_workers_announce_each_fact_once(tmp_path: Path,
     url = pg_database("scheduling")
     settings = settings_for(tmp_path, scheduling_database_url=url)
     clock = MovableClock(T0)
-    a, bus = start(settings, clock)
-    b, _ = start(settings, clock, InProcessBus())
+    a, bus = start("scheduling", settings, clock)
+    b, _ = start("scheduling", settings, clock, InProcessBus())
     for i in range(N):
         patient(a, f"M{i}")
         implant(a, bus, f"S{i}", f"M{i}")
@@ -79,7 +78,7 @@ def test_two_workers_announce_each_fact_once(tmp_path: Path,
 
 def _pump_in_therapy(tmp_path: Path, pg_database: Callable[[str], str]) -> Harness:
     """Scheduling on PostgreSQL with pump SN1 implanted and a saline therapy running."""
-    h, bus = start(settings_for(tmp_path, scheduling_database_url=pg_database("scheduling")),
+    h, bus = start("scheduling", settings_for(tmp_path, scheduling_database_url=pg_database("scheduling")),
                    MovableClock(T0))
     patient(h)
     implant(h, bus)

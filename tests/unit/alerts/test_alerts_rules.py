@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
@@ -21,14 +21,10 @@ from shared.contracts.scheduling import (
     ReservoirNearEmptyData,
 )
 from shared.contracts.vocabulary import Severity
+from tests.factories import T0, appointment_scheduled, at, delivery
 
-T0 = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
-APPT = {"id": "a1", "therapy_id": "t1", "patient_mrn": "MRN-1", "center": "north",
-        "pump_serial": "SN1", "fill_type": "chemo", "due_at": "2026-11-28T00:00:00Z",
-        "status": "scheduled"}
-DELIVERY = {"id": "o1", "appointment_id": "a1", "patient_mrn": "MRN-1", "pump_serial": "SN1",
-            "center": "north", "needed_by": "2026-11-28T00:00:00Z", "status": "requested"}
-
+APPT = appointment_scheduled("a1", "SN1")
+DELIVERY = delivery("o1", "requested", serial="SN1", appointment_id="a1")
 
 def flow(deviation_pct: float) -> FlowRecordedData:
     return FlowRecordedData(pump_serial="SN1", patient_mrn="MRN-1", center="north",
@@ -102,7 +98,7 @@ def test_delivery_late_is_warning() -> None:
 
 def test_rejected_delivery_is_critical_with_the_pharmacy_reason() -> None:
     data = DeliveryData.model_validate({**DELIVERY, "status": "rejected", "history": [
-        {"at": "2026-11-26T10:00:00Z", "status": "rejected", "reason": "dose out of range"}]})
+        {"at": at(hours=-4), "status": "rejected", "reason": "dose out of range"}]})
     (fact,) = rules.delivery_updated(data).raise_
     assert (fact.kind, fact.severity) == ("delivery_rejected", "critical")
     assert "dose out of range" in fact.summary

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from services.alerts import rules
 from services.alerts.rules import AlertFact, ClearFact, RuleResult
@@ -19,8 +20,14 @@ from shared.contracts.scheduling import (
     RefillCompletedData,
     RefillOverdueData,
     RefillVoidedData,
+    ReservoirNearEmptyData,
 )
-from tests.unit.alerts.test_alerts_rules import APPT, T0
+from tests.factories import T0
+
+T0_ISO = "2026-11-02T08:00:00Z"  # T0 as the rules write it
+APPT = {"id": "a1", "therapy_id": "t1", "patient_mrn": "MRN-1", "center": "north",
+        "pump_serial": "SN1", "fill_type": "chemo", "due_at": "2026-11-28T00:00:00Z",
+        "status": "scheduled"}
 
 WHO = {"patient_mrn": "MRN-1", "pump_serial": "SN1", "center": "north"}
 DELIVERY = {"id": "o1", "appointment_id": "a1", **WHO, "needed_by": "2026-11-28T06:30:00Z",
@@ -45,23 +52,19 @@ def test_overdue_whole_fact(hours_to_empty: float | None, severity: str, empty: 
                  "hours_to_empty": hours_to_empty}),))
 
 
-@pytest.mark.parametrize(("hours_to_empty", "when"),
-                         [(40.4, "in 40 h"), (None, "at 2026-11-29T10:00:00Z")])
-def test_near_empty_whole_fact(hours_to_empty: float | None, when: str) -> None:
-    data = rules.NearEmptyData.model_validate({**APPT, "hours_to_empty": hours_to_empty,
-                                               "projected_empty_at": "2026-11-29T10:00:00Z"})
+def test_near_empty_whole_fact() -> None:
+    data = ReservoirNearEmptyData.model_validate({**APPT, "hours_to_empty": 40.4,
+                                                  "projected_empty_at": "2026-11-29T10:00:00Z"})
     assert rules.reservoir_near_empty(data) == RuleResult(raise_=(AlertFact(
         kind="reservoir_near_empty", severity="critical", dedup_key="reservoir_near_empty:a1",
-        summary=f"pump SN1 projected empty {when}", **WHO,
-        details={"appointment_id": "a1", "hours_to_empty": hours_to_empty,
+        summary="pump SN1 projected empty in 40 h", **WHO,
+        details={"appointment_id": "a1", "hours_to_empty": 40.4,
                  "projected_empty_at": "2026-11-29T10:00:00Z"}),))
 
 
-def test_near_empty_without_a_projection_says_so() -> None:
-    data = rules.NearEmptyData.model_validate(APPT)
-    (fact,) = rules.reservoir_near_empty(data).raise_
-    assert fact.summary == "pump SN1 projected empty at None"
-    assert fact.details["projected_empty_at"] is None
+def test_near_empty_without_its_hours_to_empty_is_refused_by_the_contract() -> None:
+    with pytest.raises(ValidationError, match="hours_to_empty"):
+        ReservoirNearEmptyData.model_validate(APPT)
 
 
 def _flow(deviation_pct: float, measured: float) -> FlowRecordedData:
@@ -95,7 +98,7 @@ def test_refill_completed_whole_clear() -> None:
     data = RefillCompletedData(id="r1", **WHO, performed_at=T0, residual_volume_ml=2, fill_volume_ml=30,
                                fill_type="saline", expected_flow_ml_per_day=1)
     assert rules.refill_completed(data) == RuleResult(clear=(ClearFact(
-        resolution="refill r1 completed at 2026-11-26T14:00:00Z", pump_serial="SN1",
+        resolution=f"refill r1 completed at {T0_ISO}", pump_serial="SN1",
         kinds=("refill_due_soon", "refill_overdue", "reservoir_near_empty")),))
 
 
@@ -196,7 +199,7 @@ def test_recall_whole_facts() -> None:
 def test_explant_whole_clear() -> None:
     data = PumpExplantedData(serial_number="SN1", patient_mrn="MRN-1", explanted_at=T0, reason="infection")
     assert rules.pump_explanted(data) == RuleResult(clear=(ClearFact(
-        resolution="pump explanted at 2026-11-26T14:00:00Z: infection", pump_serial="SN1",
+        resolution=f"pump explanted at {T0_ISO}: infection", pump_serial="SN1",
         kinds=("refill_due_soon", "refill_overdue", "reservoir_near_empty", "device_recalled_implanted")),))
 
 
@@ -204,9 +207,9 @@ def test_system_stale_whole_fact_and_heartbeat_clear() -> None:
     assert rules.system_stale(last_heard_at=T0, now=T0 + timedelta(minutes=5, seconds=31)) == AlertFact(
         kind="system_stale", severity="critical", dedup_key="system_stale:scheduling",
         summary="no scheduling sweep heard for 6 min: due, overdue and near-empty checks may not be running",
-        details={"last_heard_at": "2026-11-26T14:00:00Z"})
+        details={"last_heard_at": T0_ISO})
     assert rules.heartbeat_heard(T0) == RuleResult(clear=(ClearFact(
-        resolution="scheduling sweep heard again at 2026-11-26T14:00:00Z",
+        resolution=f"scheduling sweep heard again at {T0_ISO}",
         dedup_key="system_stale:scheduling"),))
 
 

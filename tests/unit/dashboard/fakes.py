@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,8 +16,8 @@ from services.dashboard import csrf
 from services.dashboard.app import create_app
 from services.dashboard.settings import DashboardSettings
 from shared.clock import MovableClock
+from tests.factories import T0
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PORTS = {"8101": "inventory", "8102": "scheduling", "8103": "alerts"}
 
 Responder = Callable[[httpx.Request], httpx.Response]
@@ -73,7 +72,7 @@ def settings(**overrides: Any) -> DashboardSettings:
 
 def client(fake: FakeApis, **overrides: Any) -> TestClient:
     """A dashboard on the fake APIs at a fixed time."""
-    app = create_app(settings(**overrides), clock=MovableClock(NOW),
+    app = create_app(settings(**overrides), clock=MovableClock(T0),
                      transport=httpx.MockTransport(fake.handler))
     return TestClient(app, follow_redirects=False)
 

@@ -101,7 +101,7 @@ def test_the_configured_public_origin_is_our_own(fake: FakeApis) -> None:
 
 def test_htmx_sends_the_token_from_the_body_and_forms_carry_it(fake: FakeApis) -> None:
     alert = {"id": "al1", "kind": "flow_abnormal", "severity": "critical", "status": "firing",
-             "summary": "flow", "last_raised_at": "2026-11-26T10:00:00Z"}
+             "summary": "flow", "last_raised_at": "2026-11-02T06:00:00Z"}
     fake.on("alerts", "GET", "/v1/alerts", page([alert]))
     c = signed_in(fake)
     html = c.get("/alerts").text

@@ -10,7 +10,7 @@ import pytest
 from services.dashboard.views import iso_z
 from shared.auth import TokenVerifier, mint_token
 from shared.clock import MovableClock
-from tests.unit.dashboard.fakes import NOW, FakeApis, client, login_token, page, settings, sign_in
+from tests.unit.dashboard.fakes import T0, FakeApis, client, login_token, page, settings, sign_in
 
 
 def appt(id_: str, serial: str, due_hours: float, *, urgency: str, near_empty: bool = False,
@@ -19,8 +19,8 @@ def appt(id_: str, serial: str, due_hours: float, *, urgency: str, near_empty: b
     """A scheduled appointment as scheduling answers it, with scheduling's judgements."""
     return {"id": id_, "therapy_id": "t1", "patient_mrn": f"MRN-{serial}", "center": "demo",
             "pump_serial": serial, "fill_type": fill_type,
-            "due_at": iso_z(NOW + timedelta(hours=due_hours)), "scheduled_for": None,
-            "status": "scheduled", "projected_empty_at": iso_z(NOW + timedelta(hours=empty_hours)),
+            "due_at": iso_z(T0 + timedelta(hours=due_hours)), "scheduled_for": None,
+            "status": "scheduled", "projected_empty_at": iso_z(T0 + timedelta(hours=empty_hours)),
             "delivery_id": delivery_id, "urgency": urgency, "near_empty": near_empty}
 
 
@@ -47,7 +47,7 @@ def test_dev_sign_in_keeps_the_minted_token_in_an_httponly_lax_cookie(fake: Fake
     cookie = response.headers["set-cookie"]
     assert "hai_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
     token = c.cookies["hai_session"]
-    principal = TokenVerifier(settings(), MovableClock(NOW)).verify(token)
+    principal = TokenVerifier(settings(), MovableClock(T0)).verify(token)
     assert principal.sub == "otto.oncall" and principal.roles == {"oncall", "nurse"}
 
 
@@ -58,7 +58,7 @@ def test_sign_in_refuses_an_unknown_user_and_an_open_redirect(fake: FakeApis) ->
                                   "csrf_token": token}).status_code == 400
     usual = c.post("/login", data={"sub": "bea.biomed", "csrf_token": token})
     assert usual.status_code == 303
-    assert TokenVerifier(settings(), MovableClock(NOW)).verify(c.cookies["hai_session"]).roles == {"biomed"}
+    assert TokenVerifier(settings(), MovableClock(T0)).verify(c.cookies["hai_session"]).roles == {"biomed"}
     response = c.post("/login", data={"sub": "nora.nurse", "role": ["nurse"],
                                       "next": "//evil.example/x", "csrf_token": login_token(c)})
     assert response.headers["location"] == "/worklist"
@@ -73,10 +73,10 @@ def test_production_accepts_only_a_verified_pasted_token(fake: FakeApis) -> None
     token = login_token(c)
     assert c.post("/login", data={"sub": "ada.admin", "role": ["admin"],
                                   "csrf_token": token}).status_code == 401
-    forged = mint_token("eve", ["admin"], secret="not-the-secret-" * 3, now=NOW)
+    forged = mint_token("eve", ["admin"], secret="not-the-secret-" * 3, now=T0)
     refused = c.post("/login", data={"token": forged, "csrf_token": token})
     assert refused.status_code == 401 and "not accepted" in refused.text
-    good = mint_token("nina", ["nurse"], secret=secret, now=NOW)
+    good = mint_token("nina", ["nurse"], secret=secret, now=T0)
     response = c.post("/login", data={"token": f"Bearer {good}", "csrf_token": token})
     assert response.status_code == 303
     assert "Secure" in response.headers["set-cookie"]
@@ -97,7 +97,7 @@ def test_worklist_orders_overdue_first_and_shows_delivery_and_empty_time(fake: F
         appt("a-today", "SN-TODAY", 3, urgency="due_today"),
     ]))
     fake.on("scheduling", "GET", "/v1/deliveries/ord-1",
-            {"id": "ord-1", "status": "compounded", "needed_by": iso_z(NOW + timedelta(hours=30))})
+            {"id": "ord-1", "status": "compounded", "needed_by": iso_z(T0 + timedelta(hours=30))})
     fake.on("scheduling", "GET", "/v1/patients/MRN-SN-OVER",
             {"mrn": "MRN-SN-OVER", "given_name": "Demo", "family_name": "Testperson"})
     c = client(fake)
@@ -130,12 +130,12 @@ def test_a_service_that_is_down_gives_a_banner_not_a_crash(fake: FakeApis) -> No
     assert broken.status_code == 200 and "500" in broken.text and "boom" in broken.text
     fake.on("scheduling", "POST", "/v1/refills",
             {"title": "Conflict", "status": 409, "detail": "pump SN1 has no active therapy"}, status=409)
-    refused = c.post("/refill", data={"pump_serial": "SN1", "performed_at": "2026-11-26T09:30",
+    refused = c.post("/refill", data={"pump_serial": "SN1", "performed_at": "2026-11-02T05:30",
                                       "residual_volume_ml": "1", "fill_volume_ml": "30",
                                       "fill_type": "saline"})
     assert refused.status_code == 409 and "no active therapy" in refused.text
     fake.down.add("scheduling")
-    unreachable = c.post("/refill", data={"pump_serial": "SN1", "performed_at": "2026-11-26T09:30",
+    unreachable = c.post("/refill", data={"pump_serial": "SN1", "performed_at": "2026-11-02T05:30",
                                           "residual_volume_ml": "1", "fill_volume_ml": "30",
                                           "fill_type": "saline"})
     assert unreachable.status_code == 502 and 'value="SN1"' in unreachable.text
@@ -150,7 +150,7 @@ def test_refill_validation_errors_from_the_api_appear_beside_their_fields(fake: 
     c = client(fake)
     sign_in(c)
     response = c.post("/refill", data={
-        "pump_serial": "SN1", "performed_at": "2026-11-26T09:30", "residual_volume_ml": "45",
+        "pump_serial": "SN1", "performed_at": "2026-11-02T05:30", "residual_volume_ml": "45",
         "fill_volume_ml": "30", "fill_type": "saline", "appointment_id": "a-1",
         "idempotency_key": "k-1"})
     assert response.status_code == 422
@@ -159,7 +159,7 @@ def test_refill_validation_errors_from_the_api_appear_beside_their_fields(fake: 
     assert 'aria-describedby="residual_volume_ml-error"' in html
     assert 'value="45"' in html  # what was typed is kept
     sent = fake.called("scheduling", "POST", "/v1/refills")[0]
-    assert sent == {"pump_serial": "SN1", "performed_at": "2026-11-26T09:30:00Z",
+    assert sent == {"pump_serial": "SN1", "performed_at": "2026-11-02T05:30:00Z",
                     "residual_volume_ml": 45.0, "fill_volume_ml": 30.0, "fill_type": "saline",
                     "appointment_id": "a-1"}
     key = [h.get("idempotency-key") for s, m, *_, h in fake.calls if m == "POST"]
@@ -201,19 +201,19 @@ def test_worklist_and_refill_show_the_judgements_of_scheduling_not_their_own(fak
 
 def test_saved_refill_shows_measured_flow_and_deviation(fake: FakeApis) -> None:
     fake.on("scheduling", "POST", "/v1/refills", {
-        "id": "r-9", "pump_serial": "SN1", "performed_at": "2026-11-26T09:30:00Z",
+        "id": "r-9", "pump_serial": "SN1", "performed_at": "2026-11-02T05:30:00Z",
         "elapsed_days": 14.0, "measured_flow_ml_per_day": 1.3, "expected_flow_ml_per_day": 1.0,
         "flow_deviation_pct": 30.0, "flow_abnormal": True, "flow_warning_pct": 15.0,
         "outside_window": False,
-        "next_appointment": {"fill_type": "chemo", "due_at": "2026-12-10T09:30:00Z"}}, status=201)
+        "next_appointment": {"fill_type": "chemo", "due_at": "2026-11-16T05:30:00Z"}}, status=201)
     c = client(fake)
     sign_in(c)
-    response = c.post("/refill", data={"pump_serial": "SN1", "performed_at": "2026-11-26T09:30",
+    response = c.post("/refill", data={"pump_serial": "SN1", "performed_at": "2026-11-02T05:30",
                                        "residual_volume_ml": "11.8", "fill_volume_ml": "30",
                                        "fill_type": "saline"})
     assert response.status_code == 201
     assert "1.300 mL/day" in response.text and "+30.0 %" in response.text
-    assert "abnormal flow" in response.text and "2026-12-10 09:30 UTC" in response.text
+    assert "abnormal flow" in response.text and "2026-11-16 05:30 UTC" in response.text
 
 
 def test_pump_page_charts_readings_against_the_band(fake: FakeApis) -> None:
@@ -228,7 +228,7 @@ def test_pump_page_charts_readings_against_the_band(fake: FakeApis) -> None:
         {"refill_id": "r1", "performed_at": "2026-10-29T08:00:00Z", "elapsed_days": 14,
          "measured_flow_ml_per_day": 1.02, "expected_flow_ml_per_day": 1.0, "flow_deviation_pct": 2.0,
          "flow_abnormal": False, "flow_warning_pct": 15.0},
-        {"refill_id": "r2", "performed_at": "2026-11-12T08:00:00Z", "elapsed_days": 14,
+        {"refill_id": "r2", "performed_at": "2026-10-19T04:00:00Z", "elapsed_days": 14,
          "measured_flow_ml_per_day": 1.3, "expected_flow_ml_per_day": 1.0, "flow_deviation_pct": 30.0,
          "flow_abnormal": True, "flow_warning_pct": 15.0},
     ]))
@@ -248,7 +248,7 @@ def test_pump_page_charts_readings_against_the_band(fake: FakeApis) -> None:
 def test_alerts_ack_in_one_click_returns_the_refreshed_table(fake: FakeApis) -> None:
     state = {"status": "firing"}
     alert = {"id": "al1", "kind": "refill_overdue", "severity": "critical", "summary": "SN1 overdue",
-             "pump_serial": "SN1", "last_raised_at": iso_z(NOW)}
+             "pump_serial": "SN1", "last_raised_at": iso_z(T0)}
 
     def listing(request: httpx.Request) -> httpx.Response:
         wanted = request.url.params.get("status")
@@ -290,10 +290,10 @@ def test_alert_page_for_the_on_call_link(fake: FakeApis) -> None:
     fake.on("alerts", "GET", "/v1/alerts/al1", {
         "id": "al1", "kind": "reservoir_near_empty", "severity": "critical", "status": "firing",
         "summary": "SN1 near empty", "pump_serial": "SN1", "occurrences": 2, "escalation_level": 1,
-        "timeline": [{"at": iso_z(NOW), "action": "raised"}]})
+        "timeline": [{"at": iso_z(T0), "action": "raised"}]})
     fake.on("alerts", "GET", "/v1/notifications", page([
         {"id": "n1", "alert_id": "al1", "level": 1, "channel": "log", "recipient": "otto",
-         "status": "sent", "attempts": 1, "sent_at": iso_z(NOW), "error": None}]))
+         "status": "sent", "attempts": 1, "sent_at": iso_z(T0), "error": None}]))
     c = client(fake)
     sign_in(c, "otto.oncall", ("oncall",))
     html = c.get("/alerts/al1").text
@@ -341,7 +341,7 @@ def test_stock_counts_pumps_by_status_and_lists_expiring(fake: FakeApis) -> None
 
     def listing(request: httpx.Request) -> httpx.Response:
         if request.url.params.get("expiring_before"):
-            return httpx.Response(200, json=page([{**pumps[0], "expiry_date": "2026-12-01"}]))
+            return httpx.Response(200, json=page([{**pumps[0], "expiry_date": "2026-11-07"}]))
         return httpx.Response(200, json=page(pumps))
 
     fake.on("inventory", "GET", "/v1/pumps", listing)
@@ -350,9 +350,10 @@ def test_stock_counts_pumps_by_status_and_lists_expiring(fake: FakeApis) -> None
     html = c.get("/stock").text
     assert '<strong data-status="in_stock">2</strong>' in html
     assert '<strong data-status="implanted">1</strong>' in html
-    assert "expires 2026-12-01" in html
+    assert "expires 2026-11-07" in html
     expiring = [p for p in fake.called("inventory", "GET", "/v1/pumps") if "expiring_before" in p]
-    assert expiring[0]["expiring_before"] == "2027-02-24" and expiring[0]["status"] == "in_stock"
+    assert expiring[0]["expiring_before"] == (T0 + timedelta(days=90)).date().isoformat()
+    assert expiring[0]["status"] == "in_stock"
 
 
 def test_recall_previews_then_names_the_implanted_pumps(fake: FakeApis) -> None:

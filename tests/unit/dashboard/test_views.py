@@ -16,26 +16,25 @@ from services.dashboard.views import (
     parse_form_datetime,
     parse_lots,
 )
-
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+from tests.factories import T0
 
 
 def test_worklist_sorts_by_scheduling_urgency_then_due_time_and_keeps_its_near_empty() -> None:
     appts: list[dict[str, Any]] = [
-        {"pump_serial": "B", "due_at": iso_z(NOW + timedelta(days=5)),
-         "projected_empty_at": iso_z(NOW + timedelta(hours=70)), "urgency": "later",
+        {"pump_serial": "B", "due_at": iso_z(T0 + timedelta(days=5)),
+         "projected_empty_at": iso_z(T0 + timedelta(hours=70)), "urgency": "later",
          "near_empty": True},
-        {"pump_serial": "A", "due_at": iso_z(NOW - timedelta(hours=2)),
-         "projected_empty_at": iso_z(NOW - timedelta(hours=1)), "urgency": "overdue",
+        {"pump_serial": "A", "due_at": iso_z(T0 - timedelta(hours=2)),
+         "projected_empty_at": iso_z(T0 - timedelta(hours=1)), "urgency": "overdue",
          "near_empty": True},
-        {"pump_serial": "C", "due_at": iso_z(NOW - timedelta(days=2)), "projected_empty_at": None,
+        {"pump_serial": "C", "due_at": iso_z(T0 - timedelta(days=2)), "projected_empty_at": None,
          "urgency": "overdue", "near_empty": False},
         # scheduling's due-soon notice is longer than the clock suggests: its word counts
-        {"pump_serial": "D", "due_at": iso_z(NOW + timedelta(days=4)), "projected_empty_at": None,
+        {"pump_serial": "D", "due_at": iso_z(T0 + timedelta(days=4)), "projected_empty_at": None,
          "urgency": "due_soon", "near_empty": False},
-        {"pump_serial": "E", "due_at": iso_z(NOW + timedelta(days=1)), "projected_empty_at": None},
+        {"pump_serial": "E", "due_at": iso_z(T0 + timedelta(days=1)), "projected_empty_at": None},
     ]
-    rows = build_worklist(appts, NOW)
+    rows = build_worklist(appts, T0)
     assert [r.appointment["pump_serial"] for r in rows] == ["C", "A", "D", "E", "B"]
     assert [r.urgency for r in rows] == ["overdue", "overdue", "due_soon", "later", "later"]
     assert [r.near_empty for r in rows] == [False, True, False, False, True]

@@ -3,7 +3,7 @@ recalled (lot numbers are the manufacturer's, and two models may well use the sa
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from services.inventory import service
@@ -15,16 +15,16 @@ from shared.clock import MovableClock
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from shared.runtime import ServiceRuntime
+from tests.factories import T0
 from tests.helpers import test_settings as make_settings
 
-NOW = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 RECALLED, OTHER = DEMO_CATALOGUE[0].code, DEMO_CATALOGUE[1].code
 
 
 def _runtime(tmp_path: Path) -> ServiceRuntime:
     cfg = make_settings(tmp_path)
     upgrade("inventory", cfg.inventory_database_url)
-    return bootstrap(cfg, clock=MovableClock(NOW), bus=InProcessBus())
+    return bootstrap(cfg, clock=MovableClock(T0), bus=InProcessBus())
 
 
 def _register(rt: ServiceRuntime, serial: str, model: str, lot: str) -> None:
@@ -43,7 +43,7 @@ def test_a_recall_touches_only_the_given_models_lots(tmp_path: Path) -> None:
     with rt.uow_factory.begin() as uow:
         for serial, mrn in (("R-IMPL", "MRN-R"), ("O-IMPL", "MRN-O")):
             service.implant(uow=uow, actor="onc", serial=serial, data=ImplantRequest(
-                patient_mrn=mrn, implanted_at=NOW - timedelta(days=1), center="C1"))
+                patient_mrn=mrn, implanted_at=T0 - timedelta(days=1), center="C1"))
         service.change_status(uow=uow, actor="bio", serial="O-QUAR",
                               move=Move.QUARANTINE, reason="dented box")
     with rt.uow_factory.begin() as uow:

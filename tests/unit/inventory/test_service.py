@@ -32,9 +32,9 @@ from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from shared.pagination import PageParams
 from shared.runtime import ServiceRuntime
+from tests.factories import T0
 from tests.helpers import test_settings as make_settings
 
-NOW = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 MODEL = DEMO_CATALOGUE[0].code
 _serials = itertools.count(1)
 
@@ -44,7 +44,7 @@ def rt(tmp_path: Path) -> ServiceRuntime:
     """Inventory on a SQLite database of this test's own."""
     cfg = make_settings(tmp_path)
     upgrade("inventory", cfg.inventory_database_url)
-    return bootstrap(cfg, clock=MovableClock(NOW), bus=InProcessBus())
+    return bootstrap(cfg, clock=MovableClock(T0), bus=InProcessBus())
 
 
 def run(rt: ServiceRuntime, fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -74,7 +74,7 @@ def events(rt: ServiceRuntime, subject: str) -> list[dict[str, Any]]:
         return [e for e in map(json.loads, bodies) if e.get("subject") == subject]
 
 
-def implant_req(mrn: str, when: datetime = NOW - timedelta(days=1)) -> ImplantRequest:
+def implant_req(mrn: str, when: datetime = T0 - timedelta(days=1)) -> ImplantRequest:
     return ImplantRequest(patient_mrn=mrn, implanted_at=when, center="C1", surgeon="Dr S")
 
 
@@ -137,7 +137,7 @@ def test_implant_in_the_future_is_invalid(rt: ServiceRuntime) -> None:
     serial = register(rt)
     with pytest.raises(Invalid) as err:
         run(rt, service.implant, actor="onc", serial=serial,
-            data=implant_req("MRN-F", NOW + timedelta(minutes=1)))
+            data=implant_req("MRN-F", T0 + timedelta(minutes=1)))
     assert err.value.field == "implanted_at"
 
 
@@ -175,14 +175,14 @@ def test_explant_checks_its_time_and_announces(rt: ServiceRuntime) -> None:
     run(rt, service.implant, actor="onc", serial=serial, data=implant_req("MRN-EX"))
     with pytest.raises(Invalid):
         run(rt, service.explant, actor="onc", serial=serial,
-            explanted_at=NOW - timedelta(days=3), reason="before implant")
+            explanted_at=T0 - timedelta(days=3), reason="before implant")
     pump = run(rt, service.explant, actor="onc", serial=serial, explanted_at=None,
                reason="pocket infection")
     assert pump.status == "explanted" and pump.explant_reason == "pocket infection"
     last = events(rt, serial)[-1]
     assert last["type"] == "hai.inventory.pump.explanted"
     assert last["data"] == {"serial_number": serial, "patient_mrn": "MRN-EX",
-                            "explanted_at": NOW.isoformat().replace("+00:00", "Z"),
+                            "explanted_at": T0.isoformat().replace("+00:00", "Z"),
                             "reason": "pocket infection", "center": "C1"}
 
 

@@ -12,10 +12,9 @@ from fastapi.testclient import TestClient
 from shared.auth import TokenVerifier, mint_token
 from shared.clock import MovableClock
 from shared.settings import DEV_JWT_SECRET, Settings
+from tests.factories import T0
 from tests.helpers import auth
 from tests.unit.platform.toyservice import toy_app, toy_runtime
-
-NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -48,13 +47,13 @@ def _signed(claims: dict) -> str:
 
 
 def test_a_token_without_exp_is_refused_by_the_verifier():
-    verifier = TokenVerifier(Settings(env="test"), clock=MovableClock(NOW))
-    forever = _signed({"sub": "nina", "roles": ["nurse"], "iat": NOW})
+    verifier = TokenVerifier(Settings(env="test"), clock=MovableClock(T0))
+    forever = _signed({"sub": "nina", "roles": ["nurse"], "iat": T0})
     with pytest.raises(jwt.InvalidTokenError):
         verifier.verify(forever)
     # the same token with an exp is fine: exp is what was missing
-    assert verifier.verify(_signed({"sub": "nina", "roles": ["nurse"], "iat": NOW,
-                                    "exp": NOW + timedelta(hours=1)})).sub == "nina"
+    assert verifier.verify(_signed({"sub": "nina", "roles": ["nurse"], "iat": T0,
+                                    "exp": T0 + timedelta(hours=1)})).sub == "nina"
 
 
 def test_a_token_without_exp_is_401(client):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import jwt
@@ -19,6 +17,7 @@ from shared.clock import MovableClock
 from shared.messaging.inproc import InProcessBus
 from shared.runtime import build_runtime
 from shared.settings import Settings
+from tests.doubles import QuietHandler, http_server
 from tests.unit.platform.toyservice import metadata, platform, toy_app
 
 
@@ -41,20 +40,15 @@ def es256_jwks_server() -> Iterator[tuple[str, ec.EllipticCurvePrivateKey]]:
 def _serve(jwks: dict[str, object], key: Any) -> Iterator[tuple[str, Any]]:
     body = json.dumps(jwks).encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/jwks.json", key
-    server.shutdown()
+    with http_server(Handler) as base:
+        yield f"{base}/jwks.json", key
 
 
 def _client(tmp_path, **settings_kw) -> TestClient:

@@ -11,9 +11,9 @@ from shared import auth
 from shared.auth import TokenVerifier, mint_token
 from shared.clock import MovableClock
 from shared.settings import Settings
+from tests.factories import T0
 
 SECRET = "a-test-secret-of-enough-length-for-hs256"
-T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Helpers of the scheduling tests: a harness, inventory's implant event, and the outbox's events."""
+"""The scheduling tests' story steps through the API (patient, implant, therapy, dispatch) and
+what they read back (worklist, outbox)."""
 
 from __future__ import annotations
 
@@ -8,50 +9,24 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.scheduling.settings import SchedulingSettings
-from shared.clock import MovableClock
-from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
-from shared.messaging.base import OutgoingMessage
+from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
-from tests.helpers import Harness, auth, deliver, start_service
+from tests.factories import pump_implanted
+from tests.helpers import Harness, auth, emit
 
-T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 NURSE = auth("nurse", sub="nina")
 ONCOLOGIST = auth("oncologist", sub="dr-oz")
 PHARMACIST = auth("pharmacist", sub="phil")
-
-
-def start(settings: SchedulingSettings, clock: MovableClock | None = None,
-          bus: InProcessBus | None = None) -> tuple[Harness, InProcessBus]:
-    """The scheduling service on its own database, an in-process bus and a movable clock."""
-    bus = bus or InProcessBus()
-    h = start_service("scheduling", settings, clock=clock or MovableClock(T0), bus=bus)
-    bus.declare(h.runtime.all_queues())
-    return h, bus
-
-
-def send(bus: InProcessBus, event_type: str, data: Any, *, exchange: str = EVENTS_EXCHANGE,
-         subject: str | None = None, event_id: str | None = None) -> CloudEvent:
-    """Publish an event as another system would."""
-    event = CloudEvent.create(source="/test", type=event_type, data=data, subject=subject,
-                              id=event_id)
-    bus.publish_batch([OutgoingMessage(message_id=event.id, exchange=exchange,
-                                       routing_key=event_type, body=event.to_json_bytes())])
-    return event
 
 
 def implant(h: Harness, bus: InProcessBus, serial: str = "SN1", mrn: str = "MRN1", *,
             reservoir_ml: float = 30.0, labeled_flow_ml_per_day: float = 1.0,
             center: str = "C1", implanted_at: datetime | None = None) -> None:
     """Inventory says: this pump was implanted in this patient."""
-    send(bus, EventType.PUMP_IMPLANTED, {
-        "serial_number": serial, "model_code": "INTERA-3000", "reservoir_ml": reservoir_ml,
-        "labeled_flow_ml_per_day": labeled_flow_ml_per_day, "status": "implanted",
-        "patient_mrn": mrn, "center": center,
-        "implanted_at": (implanted_at or datetime(2026, 10, 1, tzinfo=UTC)).isoformat(),
-    }, subject=serial)
-    outcomes = deliver([h], bus)
-    assert all(o.action == "ack" for o in outcomes), outcomes
+    emit(h, bus, EventType.PUMP_IMPLANTED, pump_implanted(
+        serial, mrn, center=center, reservoir_ml=reservoir_ml,
+        labeled_flow_ml_per_day=labeled_flow_ml_per_day,
+        implanted_at=implanted_at or datetime(2026, 10, 1, tzinfo=UTC)), subject=serial)
 
 
 def patient(h: Harness, mrn: str = "MRN1", **overrides: Any) -> dict[str, Any]:

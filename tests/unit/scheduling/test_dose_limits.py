@@ -25,17 +25,16 @@ from services.scheduling.jobs import sweep
 from services.scheduling.models import Appointment, Delivery, Therapy
 from services.scheduling.settings import SchedulingSettings
 from shared.events import EventType
-from tests.helpers import Harness
+from tests.factories import T0
+from tests.helpers import Harness, start
 from tests.helpers import test_settings as settings_for
 from tests.unit.scheduling.scheduling_support import (
     NURSE,
     ONCOLOGIST,
-    T0,
     implant,
     outbox,
     patient,
     setup_therapy,
-    start,
 )
 
 LIMITS = hard_limits(SchedulingSettings())
@@ -128,7 +127,7 @@ def _create(h: Harness, **body: Any) -> Any:
 ])
 def test_therapy_create_refuses_a_dose_beyond_the_hard_limits(tmp_path: Path, body: dict[str, Any],
                                                                field: str) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     patient(h)
     implant(h, bus)
     r = _create(h, **body)
@@ -141,7 +140,7 @@ def test_therapy_create_refuses_a_dose_beyond_the_hard_limits(tmp_path: Path, bo
 
 
 def test_therapy_patch_refuses_a_dose_beyond_the_hard_limits(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     t = setup_therapy(h, bus)
     for body, field in (({"heparin_units": 1e300}, "heparin_units"),
                         ({"fudr_mg_per_kg_day": 2.0, **OVERRIDE}, "fudr_mg_per_kg_day"),
@@ -154,7 +153,7 @@ def test_therapy_patch_refuses_a_dose_beyond_the_hard_limits(tmp_path: Path) -> 
 
 
 def test_hard_limits_are_settings(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path, heparin_hard_max_units=5000.0))
+    h, bus = start("scheduling", settings_for(tmp_path, heparin_hard_max_units=5000.0))
     patient(h)
     implant(h, bus)
     assert _create(h, heparin_units=5001).status_code == 422
@@ -171,7 +170,7 @@ def _legacy_dose(h: Harness, therapy_id: str, dose: float) -> None:
 
 def test_the_sweep_refuses_an_order_beyond_the_hard_limits_and_says_so_once(
         tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     t = setup_therapy(h, bus, start_on="2026-11-20", **OVERRIDE)  # ordered from T0+15d
     _legacy_dose(h, t["id"], 2.1e303)
     h.clock.set(T0 + timedelta(days=16))  # type: ignore[attr-defined]
@@ -204,7 +203,7 @@ def test_the_sweep_refuses_an_order_beyond_the_hard_limits_and_says_so_once(
 
 
 def test_an_order_placed_at_once_is_checked_too(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     t = setup_therapy(h, bus, start_on="2026-11-02")  # the first chemo fill is ordered at once
     assert len(outbox(h, EventType.ORDER_REQUESTED)) == 1
     _legacy_dose(h, t["id"], 1e6)

@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from shared.events import PHARMACY_EXCHANGE, EventType
-from tests.helpers import Harness, auth
+from tests.factories import T0
+from tests.helpers import Harness, auth, start
 from tests.helpers import test_settings as settings_for
 from tests.unit.scheduling.scheduling_support import (
     NURSE,
     ONCOLOGIST,
-    T0,
     outbox,
     setup_therapy,
-    start,
     worklist,
 )
 
@@ -50,7 +49,7 @@ def flow_series(h: Harness) -> list[dict[str, Any]]:
 
 
 def test_latest_refill_entered_in_error_leaves_every_figure(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, regimen="saline_maintenance", start_on="2026-11-02")  # 1.0 mL/day
     first = refill(h, 20, 0)
     # 14 days at 1.5 mL/day: +50 %
@@ -102,7 +101,7 @@ def test_latest_refill_entered_in_error_leaves_every_figure(tmp_path: Path) -> N
 
 
 def test_entered_in_error_roles_and_answers(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, regimen="saline_maintenance", start_on="2026-11-02")
     first = refill(h, 6, 0)
     assert void(h, first["id"], headers=auth("pharmacist")).status_code == 403
@@ -118,7 +117,7 @@ def test_entered_in_error_roles_and_answers(tmp_path: Path) -> None:
 
 
 def test_voiding_cancels_the_order_of_the_appointment_it_created(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-02")  # FUDR alternating: first fill chemo, ordered
     [first_order] = outbox(h, EventType.ORDER_REQUESTED)
     filled = refill(h, 12, 0)  # a saline fill: the next one, chemo, is due in 2 days: ordered
@@ -143,7 +142,7 @@ def test_voiding_cancels_the_order_of_the_appointment_it_created(tmp_path: Path)
 def test_the_dose_uses_the_latest_flow_not_a_voided_one(tmp_path: Path) -> None:
     from services.scheduling.jobs import sweep
 
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-02")
     refill(h, 20, 0)
     # saline, 16 days later at 1.5 mL/day, then entered in error: the fill was a day earlier
@@ -167,7 +166,7 @@ def test_the_dose_uses_the_latest_flow_not_a_voided_one(tmp_path: Path) -> None:
 def test_the_reopened_appointment_is_announced_again_by_the_sweep(tmp_path: Path) -> None:
     from services.scheduling.jobs import sweep
 
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, regimen="saline_maintenance", start_on="2026-11-02")
     refill(h, 20, 0)  # the next one was due 6 days ago
     sweep(h.runtime)
@@ -184,7 +183,7 @@ def test_the_reopened_appointment_is_announced_again_by_the_sweep(tmp_path: Path
 def test_a_voided_chemo_fill_gives_its_bag_back_to_the_reopened_appointment(tmp_path: Path) -> None:
     from tests.unit.scheduling.scheduling_support import dispatch
 
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-02")  # chemo due today: ordered at once
     [appt] = worklist(h)
     order_id = appt["delivery_id"]

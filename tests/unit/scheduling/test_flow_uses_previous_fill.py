@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from services.scheduling.flow import PreviousFill, refill_figures
+from tests.factories import T0
+from tests.helpers import start
 from tests.helpers import test_settings as settings_for
-from tests.unit.scheduling.scheduling_support import NURSE, T0, implant, patient, start, therapy
+from tests.unit.scheduling.scheduling_support import NURSE, implant, patient, therapy
 
 # previous fill 20 mL; 10 days later 11 mL are withdrawn and 28 mL put in:
 # (20 − 11) / 10 = 0.9 mL/day (this fill's 28 mL would give 1.7); labeled 0.8 → +12.5 %;
@@ -32,7 +34,7 @@ def test_figures_use_the_previous_fills_volume() -> None:
 
 
 def test_the_api_measures_flow_from_the_previous_fill(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     patient(h)
     implant(h, bus, labeled_flow_ml_per_day=LABELED)
     therapy(h, start_on="2026-11-02", regimen="saline_maintenance")

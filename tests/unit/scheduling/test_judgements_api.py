@@ -9,17 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.events import EventType
+from tests.factories import T0
+from tests.helpers import start
 from tests.helpers import test_settings as settings_for
-from tests.unit.scheduling.scheduling_support import (
-    NURSE,
-    T0,
-    implant,
-    outbox,
-    patient,
-    start,
-    therapy,
-    worklist,
-)
+from tests.unit.scheduling.scheduling_support import NURSE, implant, outbox, patient, therapy, worklist
 
 
 def _appointment(h: Any, appointment_id: str) -> dict[str, Any]:
@@ -29,7 +22,7 @@ def _appointment(h: Any, appointment_id: str) -> dict[str, Any]:
 
 
 def test_an_appointments_urgency_follows_the_clock_and_the_due_soon_notice(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path, due_soon_hours=48))
+    h, bus = start("scheduling", settings_for(tmp_path, due_soon_hours=48))
     patient(h)
     implant(h, bus)
     therapy(h, start_on="2026-11-10", regimen="saline_maintenance")  # due 2026-11-10 00:00 UTC
@@ -46,7 +39,7 @@ def test_an_appointments_urgency_follows_the_clock_and_the_due_soon_notice(tmp_p
 
 
 def test_a_shorter_due_soon_notice_is_scheduling_s_own_setting(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path, due_soon_hours=24))
+    h, bus = start("scheduling", settings_for(tmp_path, due_soon_hours=24))
     patient(h)
     implant(h, bus)
     therapy(h, start_on="2026-11-04", regimen="saline_maintenance")  # 40 h after T0
@@ -54,7 +47,7 @@ def test_a_shorter_due_soon_notice_is_scheduling_s_own_setting(tmp_path: Path) -
 
 
 def test_a_fast_pump_is_judged_abnormal_and_near_empty(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path, near_empty_hours=72, flow_warning_pct=15))
+    h, bus = start("scheduling", settings_for(tmp_path, near_empty_hours=72, flow_warning_pct=15))
     patient(h)
     implant(h, bus, labeled_flow_ml_per_day=1.0)
     therapy(h, start_on="2026-11-02", regimen="saline_maintenance")
@@ -93,7 +86,7 @@ def test_a_fast_pump_is_judged_abnormal_and_near_empty(tmp_path: Path) -> None:
 
 
 def test_the_band_is_scheduling_s_setting(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path, flow_warning_pct=150))
+    h, bus = start("scheduling", settings_for(tmp_path, flow_warning_pct=150))
     patient(h)
     implant(h, bus, labeled_flow_ml_per_day=1.0)
     therapy(h, start_on="2026-11-02", regimen="saline_maintenance")

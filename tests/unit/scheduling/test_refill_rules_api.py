@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from shared.events import EventType
+from tests.factories import T0
+from tests.helpers import start
 from tests.helpers import test_settings as settings_for
 from tests.unit.scheduling.scheduling_support import (
     NURSE,
-    T0,
     dispatch,
     outbox,
     setup_therapy,
-    start,
     worklist,
 )
 
@@ -37,7 +37,7 @@ def _delivery(h: Any, order_id: str) -> dict[str, Any]:
 
 
 def test_chemo_fill_needs_its_dispatched_delivery_and_marks_it_delivered(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-02")  # chemo due today: ordered at once
     [appt] = worklist(h)
     order_id = appt["delivery_id"]
@@ -66,7 +66,7 @@ def test_chemo_fill_needs_its_dispatched_delivery_and_marks_it_delivered(tmp_pat
 
 
 def test_chemo_fill_with_an_order_already_delivered_only_links_it(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-02")
     order_id = worklist(h)[0]["delivery_id"]
     dispatch(h, order_id, status="delivered")
@@ -78,7 +78,7 @@ def test_chemo_fill_with_an_order_already_delivered_only_links_it(tmp_path: Path
 
 
 def test_chemo_fill_refuses_another_patients_bag_and_an_expired_one(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-02")
     setup_therapy(h, bus, "MRN2", "SN2", start_on="2026-11-02")
     mine, theirs = (a["delivery_id"] for a in sorted(worklist(h), key=lambda a: a["patient_mrn"]))
@@ -93,7 +93,7 @@ def test_chemo_fill_refuses_another_patients_bag_and_an_expired_one(tmp_path: Pa
 
 
 def test_a_second_refill_minutes_later_is_refused_and_changes_nothing(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-03", regimen="saline_maintenance")
     first = _refill(h, performed_at=(T0 - timedelta(minutes=4)).isoformat())
     assert first.status_code == 201, first.text
@@ -114,7 +114,7 @@ def test_a_second_refill_minutes_later_is_refused_and_changes_nothing(tmp_path: 
 
 
 def test_next_refill_is_due_before_the_pump_runs_dry(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     t = setup_therapy(h, bus, start_on="2026-11-03", regimen="saline_maintenance")
     [first] = worklist(h)
     assert first["due_basis"] == "interval"  # a new therapy's first fill: its start

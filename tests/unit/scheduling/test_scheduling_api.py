@@ -7,25 +7,24 @@ from pathlib import Path
 from typing import Any
 
 from shared.events import PHARMACY_EXCHANGE, EventType
-from tests.helpers import auth
+from tests.factories import T0, pump_explanted
+from tests.helpers import auth, emit, start
 from tests.helpers import test_settings as settings_for
 from tests.unit.scheduling.scheduling_support import (
     NURSE,
     ONCOLOGIST,
-    T0,
     dispatch,
     implant,
     outbox,
     patient,
     setup_therapy,
-    start,
     therapy,
     worklist,
 )
 
 
 def test_patients_create_read_patch(tmp_path: Path) -> None:
-    h, _ = start(settings_for(tmp_path))
+    h, _ = start("scheduling", settings_for(tmp_path))
     created = patient(h, "MRN9", height_cm=170, sex="female")
     assert created["weight_kg"] == 70
     assert h.client.post("/v1/patients", json={**created}, headers=NURSE).status_code == 422
@@ -42,7 +41,7 @@ def test_patients_create_read_patch(tmp_path: Path) -> None:
 
 
 def test_therapy_needs_the_pump_implanted_in_that_patient(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     patient(h, "MRN1")
     patient(h, "MRN2")
     body = {"patient_mrn": "MRN1", "pump_serial": "SN1", "regimen": "fudr_alternating",
@@ -55,7 +54,7 @@ def test_therapy_needs_the_pump_implanted_in_that_patient(tmp_path: Path) -> Non
 
 
 def test_therapy_schedules_first_fill_at_midnight_utc(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     t = setup_therapy(h, bus, regimen="saline_maintenance", start_on="2026-11-20")
     assert t["refill_interval_days"] == 14 and t["status"] == "active"
     [appt] = worklist(h)
@@ -68,7 +67,7 @@ def test_therapy_schedules_first_fill_at_midnight_utc(tmp_path: Path) -> None:
 
 
 def test_chemo_inside_lead_time_is_ordered_at_once_with_the_dose_arithmetic(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     t = setup_therapy(h, bus, start_on="2026-11-04", heparin_units=30000)  # T0 + 2 days
     [appt] = worklist(h)
     assert appt["fill_type"] == "chemo" and appt["delivery_id"]
@@ -94,7 +93,7 @@ def test_chemo_inside_lead_time_is_ordered_at_once_with_the_dose_arithmetic(tmp_
 
 
 def test_dose_outside_label_range_needs_an_override(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     patient(h)
     implant(h, bus)
     body = {"patient_mrn": "MRN1", "pump_serial": "SN1", "regimen": "fudr_alternating",
@@ -107,7 +106,7 @@ def test_dose_outside_label_range_needs_an_override(tmp_path: Path) -> None:
 
 
 def test_adjusted_weight_needs_height_and_sex(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     patient(h)
     implant(h, bus)
     body = {"patient_mrn": "MRN1", "pump_serial": "SN1", "regimen": "fudr_alternating",
@@ -127,7 +126,7 @@ def _refill(h: Any, **kw: Any) -> Any:
 
 
 def test_refills_measure_flow_and_schedule_the_next_fill(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     patient(h)
     implant(h, bus, labeled_flow_ml_per_day=0.8)
     therapy(h, start_on="2026-11-02")
@@ -173,7 +172,7 @@ def test_refills_measure_flow_and_schedule_the_next_fill(tmp_path: Path) -> None
 
 
 def test_impossible_refills_are_422_naming_the_field(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-20")
     assert _refill(h, performed_at=(T0 - timedelta(days=1)).isoformat(), fill_volume_ml=20,
                    residual_volume_ml=1).status_code == 201
@@ -196,7 +195,7 @@ def test_impossible_refills_are_422_naming_the_field(tmp_path: Path) -> None:
 
 
 def test_refill_outside_window_is_flagged_and_appointment_completes_once(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-10", regimen="saline_maintenance")
     [appt] = worklist(h)
     r = _refill(h, performed_at=T0.isoformat(), appointment_id=appt["id"], fill_type="saline")
@@ -206,7 +205,7 @@ def test_refill_outside_window_is_flagged_and_appointment_completes_once(tmp_pat
 
 
 def test_booking_and_worklist_filters(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-20", regimen="saline_maintenance")
     setup_therapy(h, bus, "MRN2", "SN2", start_on="2026-11-12", regimen="saline_maintenance")
     assert [a["patient_mrn"] for a in worklist(h)] == ["MRN2", "MRN1"]
@@ -228,7 +227,7 @@ def test_booking_and_worklist_filters(tmp_path: Path) -> None:
 
 
 def test_pause_resume_stop(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     t = setup_therapy(h, bus, start_on="2026-11-03")
     url = f"/v1/therapies/{t['id']}"
     [appt] = worklist(h)
@@ -253,14 +252,9 @@ def test_pause_resume_stop(tmp_path: Path) -> None:
 
 
 def test_explant_stops_the_therapy(tmp_path: Path) -> None:
-    from tests.helpers import deliver
-    from tests.unit.scheduling.scheduling_support import send
-
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     t = setup_therapy(h, bus, start_on="2026-11-20")
-    send(bus, EventType.PUMP_EXPLANTED, {"serial_number": "SN1", "patient_mrn": "MRN1",
-                                         "explanted_at": T0.isoformat(), "reason": "infection"})
-    assert all(o.action == "ack" for o in deliver([h], bus))
+    emit(h, bus, EventType.PUMP_EXPLANTED, pump_explanted("SN1", "MRN1", reason="infection"))
     assert h.client.get(f"/v1/therapies/{t['id']}", headers=NURSE).json()["status"] == "stopped"
     assert [a["status"] for a in worklist(h)] == ["cancelled"]
     assert _refill(h, performed_at=T0.isoformat()).status_code == 409

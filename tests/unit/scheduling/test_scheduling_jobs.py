@@ -9,22 +9,20 @@ from typing import Any
 
 from services.scheduling.jobs import sweep
 from shared.events import PHARMACY_EXCHANGE, EventType
-from tests.helpers import deliver
+from tests.factories import T0
+from tests.helpers import deliver, publish, start
 from tests.helpers import test_settings as settings_for
 from tests.unit.scheduling.scheduling_support import (
     NURSE,
     PHARMACIST,
-    T0,
     outbox,
-    send,
     setup_therapy,
-    start,
     worklist,
 )
 
 
 def test_due_soon_overdue_near_empty_each_once(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-05", regimen="saline_maintenance")  # due T0+2d16h
     clock = h.clock
     r = h.client.post("/v1/refills", headers=NURSE, json={
@@ -63,7 +61,7 @@ def test_due_soon_overdue_near_empty_each_once(tmp_path: Path) -> None:
 
 
 def test_orders_at_lead_time_and_late_delivery(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-10")  # chemo due T0+7d16h
     sweep(h.runtime)
     assert outbox(h, EventType.ORDER_REQUESTED) == []
@@ -81,7 +79,7 @@ def test_orders_at_lead_time_and_late_delivery(tmp_path: Path) -> None:
 
 
 def test_failing_job_is_reported_and_others_run(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-03", regimen="saline_maintenance")
     from services.scheduling import jobs
 
@@ -103,7 +101,7 @@ def test_failing_job_is_reported_and_others_run(tmp_path: Path) -> None:
 
 
 def test_readyz_reports_a_sweep_that_has_not_run(tmp_path: Path) -> None:
-    h, _ = start(settings_for(tmp_path, sweep_interval_seconds=60))
+    h, _ = start("scheduling", settings_for(tmp_path, sweep_interval_seconds=60))
     assert h.client.get("/readyz").status_code == 200  # just started
     h.clock.advance(seconds=181)  # type: ignore[attr-defined]
     r = h.client.get("/readyz")
@@ -117,13 +115,13 @@ def test_readyz_reports_a_sweep_that_has_not_run(tmp_path: Path) -> None:
 
 
 def _status(bus: Any, order_id: str, status: str, at: datetime, **extra: Any) -> Any:
-    return send(bus, EventType.ORDER_STATUS,
+    return publish(bus, EventType.ORDER_STATUS,
                 {"order_id": order_id, "status": status, "at": at.isoformat(), **extra},
                 exchange=PHARMACY_EXCHANGE, subject=order_id)
 
 
 def test_pharmacy_statuses_through_the_queue(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-03")
     order_id = worklist(h)[0]["delivery_id"]
     deliver([h], bus)
@@ -137,7 +135,7 @@ def test_pharmacy_statuses_through_the_queue(tmp_path: Path) -> None:
     _status(bus, order_id, "delivered", t + timedelta(minutes=4))
     _status(bus, order_id, "accepted", t + timedelta(minutes=1, seconds=30))  # out of order
     _status(bus, "no-such-order", "accepted", t)
-    send(bus, EventType.ORDER_STATUS, {"order_id": order_id, "status": "lost", "at": "yesterday"},
+    publish(bus, EventType.ORDER_STATUS, {"order_id": order_id, "status": "lost", "at": "yesterday"},
          exchange=PHARMACY_EXCHANGE)
     outcomes = deliver([h], bus)
     assert sorted(o.action for o in outcomes).count("dead_letter") == 2
@@ -156,7 +154,7 @@ def test_pharmacy_statuses_through_the_queue(tmp_path: Path) -> None:
 
 
 def test_pharmacy_status_over_http(tmp_path: Path) -> None:
-    h, bus = start(settings_for(tmp_path))
+    h, bus = start("scheduling", settings_for(tmp_path))
     setup_therapy(h, bus, start_on="2026-11-03")
     order_id = worklist(h)[0]["delivery_id"]
     url = f"/v1/deliveries/{order_id}/status"

@@ -1,0 +1,362 @@
+"""Test doubles for what lies outside the system, each on a real socket: a webhook receiver, a
+pharmacy on the broker (and a tap on the events the services publish), a mail server, and the
+ports the tests need.
+
+Servers here bind port 0 and report the port they got. `free_port` is only for a server started
+in another process that must be told its port in advance (a command line, a URL in settings):
+its caller retries on "address already in use" (see `retry_on_address_in_use`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+
+import pika
+
+from shared.events import CloudEvent, EventType
+from tests.helpers import wait_until
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------- ports
+
+# below the kernel's ephemeral range (32768-60999 by default): bind(0) elsewhere and every
+# outgoing connection take their ports from that range, so a port picked here is rarely taken
+# by them between this check and the server's own bind
+PRIVATE_PORTS = range(20000, 32000)
+
+
+def free_port(taken: set[int] | None = None) -> int:
+    """A port in PRIVATE_PORTS that nothing listens on now (and not in `taken`): only for a
+    server in another process that must be given its port; retry when it is taken first."""
+    for _ in range(500):
+        port = random.choice(PRIVATE_PORTS)
+        if taken and port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port in the private range")
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (see free_port)."""
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port(ports))
+    return sorted(ports, key=lambda _: random.random())
+
+
+def address_in_use(error: BaseException | str) -> bool:
+    """Whether a failed start failed because another process took its port first."""
+    text = str(error).lower()
+    return "address already in use" in text or "eaddrinuse" in text
+
+
+def retry_on_address_in_use(start: Callable[[int], T], *, tries: int = 3) -> T:
+    """`start(attempt)` again (it picks new free ports each time) while it fails because
+    another process took one of its ports first."""
+    for attempt in range(tries):
+        try:
+            return start(attempt)
+        except (RuntimeError, OSError, AssertionError) as exc:
+            if not address_in_use(exc) or attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port that refuses connections for the block: bound by us, never listening (a dead
+    server, without the race of a port that someone else may start listening on)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------- HTTP servers
+
+class LocalHttpServer:
+    """`handler` served on 127.0.0.1 port 0 in a thread of its own until close()."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="test-http",
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on 127.0.0.1 port 0 for the block; yields the base URL."""
+    server = LocalHttpServer(handler)
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@contextlib.contextmanager
+def running_server(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn on port 0 (as `hai serve` does); its base URL."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False,
+                            lifespan="off", timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), what="uvicorn to start")
+        assert server.started, "uvicorn did not start"
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that does not write every request to stderr."""
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the receiver got it."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+    arrived_perf_s: float  # time.perf_counter() at arrival (benchmarks measure with it)
+
+
+class WebhookReceiver:
+    """The on-call's webhook: a real HTTP server recording every post.
+
+    It answers 503 to the first `fail_first` posts (or to all with `always_fail`), or a 307 to
+    `redirect_to`; each accepted page is in `pages` (`on(path)` by path) and in the `arrivals`
+    queue, with its arrival time, for a reader that blocks on it."""
+
+    def __init__(self, *, fail_first: int = 0, always_fail: bool = False,
+                 redirect_to: str | None = None) -> None:
+        self.fail_first = fail_first
+        self.always_fail = always_fail
+        self.redirect_to = redirect_to
+        self.requests: list[Received] = []
+        self.arrivals: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(QuietHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                arrived = time.perf_counter()
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with receiver.lock:
+                    failing = (receiver.always_fail
+                               or len(receiver.requests) < receiver.fail_first)
+                    status = 307 if receiver.redirect_to else 503 if failing else 200
+                    receiver.requests.append(Received(self.path, dict(self.headers.items()),
+                                                      body, status, arrived))
+                if status == 200:
+                    receiver.arrivals.put((arrived, json.loads(body)))
+                self.send_response(status)
+                if status == 307:
+                    self.send_header("location", receiver.redirect_to or "")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self._server = LocalHttpServer(Handler)
+        self.base_url = self._server.url
+        self.port = self._server.port
+
+    @property
+    def url(self) -> str:
+        """The address to page (path /page)."""
+        return self.url_for("/page")
+
+    def url_for(self, path: str) -> str:
+        """An address on this receiver with its own path (one receiver, many on-call members)."""
+        return f"{self.base_url}{path}"
+
+    @property
+    def pages(self) -> list[dict[str, Any]]:
+        """Every page accepted (200), oldest first."""
+        with self.lock:
+            return [json.loads(r.body) for r in self.requests if r.answered == 200]
+
+    def on(self, path: str) -> list[dict[str, Any]]:
+        """The pages accepted on one path."""
+        with self.lock:
+            return [json.loads(r.body) for r in self.requests
+                    if r.answered == 200 and r.path == path]
+
+    @property
+    def received(self) -> list[tuple[dict[str, str], bytes]]:
+        """Every request as it came, accepted or not: headers and the raw body."""
+        with self.lock:
+            return [(r.headers, r.body) for r in self.requests]
+
+    @property
+    def attempts(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@contextlib.contextmanager
+def webhook(**kwargs: Any) -> Iterator[WebhookReceiver]:
+    """A webhook receiver for the duration of a block (arguments: WebhookReceiver's)."""
+    receiver = WebhookReceiver(**kwargs)
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+# ---------------------------------------------------------------- mail
+
+class MailInbox:
+    """An SMTP handler keeping every message: (from, recipients, content)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], str]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                              envelope.content.decode("utf8", errors="replace")))
+        return "250 Message accepted for delivery"
+
+
+@contextlib.contextmanager
+def smtp_server() -> Iterator[tuple[int, MailInbox]]:
+    """A real SMTP server (aiosmtpd) on a port it bound itself: (port, its inbox)."""
+    from aiosmtpd.controller import Controller
+
+    class BoundController(Controller):
+        """aiosmtpd's controller serving a socket bound beforehand (port 0)."""
+
+        def __init__(self, handler: MailInbox, sock: socket.socket) -> None:
+            super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1])
+            self.sock = sock
+
+        def _create_server(self) -> Any:
+            return self.loop.create_server(self._factory_invoker, sock=self.sock)
+
+    inbox = MailInbox()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    controller = BoundController(inbox, sock)
+    controller.start()
+    try:
+        yield int(sock.getsockname()[1]), inbox
+    finally:
+        controller.stop()
+        sock.close()
+
+
+# ---------------------------------------------------------------- the broker's other side
+
+class PharmacySimulator:
+    """The pharmacy system: reads orders from `pharmacy.orders`, publishes statuses back."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.params = pika.URLParameters(amqp_url)
+        self.orders: list[dict[str, Any]] = []
+
+    def fetch_orders(self, timeout: float = 30) -> list[dict[str, Any]]:
+        """Take every order waiting in the queue (at least one, within timeout)."""
+        conn = pika.BlockingConnection(self.params)
+        try:
+            ch = conn.channel()
+            got: list[dict[str, Any]] = []
+
+            def take_all() -> bool:
+                while True:
+                    method, props, body = ch.basic_get("pharmacy.orders")
+                    if method is None:
+                        return bool(got)
+                    got.append(json.loads(body))
+                    ch.basic_ack(method.delivery_tag)
+
+            wait_until(take_all, what="an order in pharmacy.orders", timeout_s=timeout)
+            self.orders.extend(got)
+            return got
+        finally:
+            conn.close()
+
+    def send_status(self, order_id: str, status: str, *, reason: str | None = None,
+                    raw: bytes | None = None, event_id: str | None = None,
+                    lot: str | None = None, beyond_use_at: datetime | None = None) -> str:
+        """Publish `hai.pharmacy.order.status` (or raw bytes) to hai.pharmacy; returns the id."""
+        data: dict[str, Any] = {"order_id": order_id, "status": status,
+                                "at": datetime.now(UTC).isoformat()}
+        if reason:
+            data["reason"] = reason
+        if lot:
+            data["lot"] = lot
+        if beyond_use_at:
+            data["beyond_use_at"] = beyond_use_at.isoformat()
+        event = CloudEvent.create(source="/pharmacy/sim", type=EventType.ORDER_STATUS, data=data,
+                                  subject=order_id, id=event_id)
+        body = raw if raw is not None else event.to_json_bytes()
+        conn = pika.BlockingConnection(self.params)
+        try:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            ch.basic_publish("hai.pharmacy", EventType.ORDER_STATUS, body, pika.BasicProperties(
+                content_type="application/cloudevents+json", delivery_mode=2, message_id=event.id))
+        finally:
+            conn.close()
+        return event.id
+
+
+class EventTap:
+    """A queue of the test's own on `hai.events`, bound to some event types: what the other
+    services hear, read back from the broker."""
+
+    def __init__(self, amqp_url: str, *routing_keys: str) -> None:
+        self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        self.ch = self.conn.channel()
+        self.queue = self.ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        for key in routing_keys:
+            self.ch.queue_bind(self.queue, "hai.events", routing_key=key)
+        self.seen: list[dict[str, Any]] = []
+
+    def take(self) -> list[dict[str, Any]]:
+        """Everything heard so far (the events are kept, oldest first)."""
+        while True:
+            method, _props, body = self.ch.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                return self.seen
+            self.seen.append(json.loads(body))
+
+    def close(self) -> None:
+        if self.conn.is_open:
+            self.conn.close()
