@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,11 +22,15 @@ from fastapi.testclient import TestClient
 
 from shared.clock import MovableClock
 from shared.db import make_engine
+from shared.events import EventType
 from shared.logging import log_processors, stdlib_formatter
 from shared.messaging.inproc import InProcessBus
 from shared.migrations import upgrade
 from shared.settings import Settings
-from tests.helpers import Harness
+from tests.factories import T0, flow_recorded
+from tests.helpers import Harness, emit
+from tests.helpers import test_settings as settings_for
+from tests.integration.alerts.alerts_testkit import NURSE
 
 N = 50  # requests released together, as in the probes of issue 16
 
@@ -115,3 +120,15 @@ def production_logs() -> Iterator[CapturedLogs]:
         root.removeHandler(handler)
         root.setLevel(old_level)
         structlog.configure(**previous)
+
+
+def alerts_with_a_firing_alert(tmp_path: Path, url: str, **overrides: Any) -> tuple[Harness, str]:
+    """Alerts on PostgreSQL with one firing alert; returns the harness and the alert's id."""
+    bus = InProcessBus()
+    pool = {k: overrides.pop(k) for k in ("pool_size", "max_overflow") if k in overrides}
+    h = start_on_pg("alerts", settings_for(tmp_path, alerts_database_url=url, **overrides),
+                    MovableClock(T0), bus, **pool)
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded())
+    [alert] = h.client.get("/v1/alerts", headers=NURSE).json()["items"]
+    assert alert["status"] == "firing"
+    return h, alert["id"]

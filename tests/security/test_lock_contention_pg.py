@@ -12,27 +12,11 @@ from typing import Any
 from httpx import Response
 from sqlalchemy import text
 
-from shared.clock import MovableClock
 from shared.events import EventType
-from shared.messaging.inproc import InProcessBus
 from tests.doubles import running_server
-from tests.factories import T0, flow_recorded
-from tests.helpers import Harness, emit, wait_until
-from tests.helpers import test_settings as settings_for
+from tests.helpers import Harness, wait_until
 from tests.integration.alerts.alerts_testkit import NURSE
-from tests.security.race_kit import N, at_once, start_on_pg, statuses
-
-
-def alerts_with_a_firing_alert(tmp_path: Path, url: str, **overrides: Any) -> tuple[Harness, str]:
-    """Alerts on PostgreSQL with one firing alert; returns the harness and the alert's id."""
-    bus = InProcessBus()
-    pool = {k: overrides.pop(k) for k in ("pool_size", "max_overflow") if k in overrides}
-    h = start_on_pg("alerts", settings_for(tmp_path, alerts_database_url=url, **overrides),
-                    MovableClock(T0), bus, **pool)
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded())
-    [alert] = h.client.get("/v1/alerts", headers=NURSE).json()["items"]
-    assert alert["status"] == "firing"
-    return h, alert["id"]
+from tests.security.race_kit import N, alerts_with_a_firing_alert, at_once, statuses
 
 
 def _count(h: Harness, sql: str, **params: Any) -> int:
