@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.testclient import TestClient
 
@@ -25,6 +27,8 @@ from shared.migrations import upgrade
 from shared.runtime import ServiceRuntime
 from shared.settings import DEV_JWT_SECRET
 from tests.factories import T0
+
+T = TypeVar("T")
 
 
 def auth(*roles: str, sub: str = "tester", secret: str = DEV_JWT_SECRET) -> dict[str, str]:
@@ -162,3 +166,12 @@ def wait_until(predicate: Callable[[], Any], *, what: str, timeout_s: float = 10
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def run_async(awaitable: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end on a fresh event loop in a thread of its own.
+
+    `asyncio.run` here would refuse when a test before it in this process left a running loop
+    in the main thread: Playwright's sync API keeps one there while the browser fixture lives."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-async") as pool:
+        return pool.submit(asyncio.run, awaitable).result()

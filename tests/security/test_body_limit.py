@@ -11,7 +11,6 @@ uvicorn, declaring a body they never send: the answer comes all the same."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -24,7 +23,7 @@ from shared.auth import mint_token
 from shared.settings import DEV_JWT_SECRET
 from tests.doubles import running_server
 from tests.factories import T0
-from tests.helpers import auth, start_service, test_settings
+from tests.helpers import auth, run_async, start_service, test_settings
 from tests.unit.dashboard.fakes import FakeApis, client
 
 MIB = 1024 * 1024
@@ -69,7 +68,7 @@ def call(app: Any, path: str, upload: Upload, headers: dict[str, str], *,
 
     def run() -> None:
         try:
-            asyncio.run(app(scope, upload, send))
+            run_async(app(scope, upload, send))
         except BaseException as exc:  # noqa: BLE001 - raised again below, on the test's thread
             failure.append(exc)
 

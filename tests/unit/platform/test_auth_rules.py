@@ -4,7 +4,6 @@ found boundaries and answers no test pinned)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import typing
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from shared.auth import (
 )
 from shared.clock import MovableClock
 from shared.settings import Settings, get_settings
+from tests.helpers import run_async
 
 SECRET = "a-test-secret-of-enough-length-for-hs256"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -164,7 +164,7 @@ def test_admin_has_every_role_and_others_only_theirs() -> None:
 
 def _answer(header: str, verifier: TokenVerifier | None = None) -> tuple[int, Any, Any]:
     with pytest.raises(HTTPException) as exc:
-        asyncio.run(authenticate(header, verifier or _verifier()))
+        run_async(authenticate(header, verifier or _verifier()))
     return exc.value.status_code, exc.value.detail, exc.value.headers
 
 
@@ -193,7 +193,7 @@ def test_a_token_without_a_known_role_is_403() -> None:
 
 def test_a_good_token_with_spaces_around_it_passes() -> None:
     token = _signed(_claims())
-    assert asyncio.run(authenticate(f"bearer   {token}  ", _verifier())) \
+    assert run_async(authenticate(f"bearer   {token}  ", _verifier())) \
         == Principal("nina", frozenset({"nurse"}))
 
 
@@ -201,9 +201,9 @@ def test_require_roles_lets_admin_and_the_roles_through() -> None:
     dependency = require_roles("pharmacist", "oncologist")
     assert dependency.required_roles == ("pharmacist", "oncologist")  # type: ignore[attr-defined]
     pharmacist = Principal("p", frozenset({"pharmacist"}))
-    assert asyncio.run(dependency(pharmacist)) is pharmacist
+    assert run_async(dependency(pharmacist)) is pharmacist
     with pytest.raises(HTTPException) as exc:
-        asyncio.run(dependency(Principal("n", frozenset({"nurse"}))))
+        run_async(dependency(Principal("n", frozenset({"nurse"}))))
     assert (exc.value.status_code, exc.value.detail) \
         == (403, "needs one of the roles ['admin', 'oncologist', 'pharmacist']")
 
