@@ -7,7 +7,15 @@ from datetime import date
 import pytest
 
 from services.inventory.catalogue import DEMO_CATALOGUE
-from services.inventory.udi import GS, UdiError, check_digit, gtin_is_valid, parse_udi
+from services.inventory.udi import (
+    GS,
+    UdiError,
+    check_digit,
+    gtin_is_valid,
+    human_readable,
+    parse_udi,
+    scanned_carrier,
+)
 
 HRI = "(01)00812345000016(17)281231(10)LOT42(21)SN1001"
 RAW = f"0100812345000016172812311" f"0LOT42{GS}21SN1001"
@@ -106,3 +114,26 @@ def test_the_demo_catalogue_has_valid_demo_gtins() -> None:
     assert all(gtin_is_valid(g) for g in gtins)
     assert len(set(gtins)) == len(gtins)
     assert all(e.name.startswith("DEMO ") for e in DEMO_CATALOGUE)
+
+
+@pytest.mark.parametrize("text", [None, "", "   ", "(01)00812345000016(21)SN1", "  (01)0081234500"])
+def test_a_typed_or_missing_udi_has_no_scanned_carrier(text: str | None) -> None:
+    assert scanned_carrier(text) is None
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("  0100812345000016172811301" + "0LOT-A\x1d21SN-1 ", "0100812345000016172811301" + "0LOT-A\x1d21SN-1"),
+    ("https://id.gs1.org/01/00812345000016/21/SN-1", "https://id.gs1.org/01/00812345000016/21/SN-1"),
+])
+def test_a_scanned_udi_is_kept_as_read_without_surrounding_blanks(text: str, kept: str) -> None:
+    assert scanned_carrier(text) == kept
+
+
+def test_the_human_readable_form_names_each_element_in_gs1_order() -> None:
+    assert human_readable("00812345000016", date(2028, 11, 30), "LOT-A", "SN-1") \
+        == "(01)00812345000016(17)281130(10)LOT-A(21)SN-1"
+    assert human_readable("00812345000016", None, "LOT-A", "SN-1") \
+        == "(01)00812345000016(10)LOT-A(21)SN-1"
+    assert human_readable("00812345000016", date(2028, 1, 5), None, "SN-1") \
+        == "(01)00812345000016(17)280105(21)SN-1"
+    assert human_readable("00812345000016", None, "", "SN-1") == "(01)00812345000016(21)SN-1"

@@ -126,6 +126,10 @@ def test_refill_outcome_hand_computed() -> None:
     assert fast.outside_window
     assert not refill_outcome(residual_volume_ml=2.0, appointment_due_at=None,
                               **common).outside_window
+    # the therapy's regimen sets the next fill: after a saline fill of an alternating one, chemo
+    after_saline = refill_outcome(residual_volume_ml=16.0, appointment_due_at=None,
+                                  **{**common, "fill_type": "saline"})
+    assert after_saline.next_fill_type == "chemo"
 
 
 def test_impossible_numbers_name_their_field() -> None:
