@@ -1,6 +1,7 @@
 """`python -m bench all` runs every benchmark on the local RabbitMQ and PostgreSQL and writes
 bench/RESULTS.md: each figure beside its baseline measured in the same run, the ratio, the
-machine and the date. `python -m bench NAME` runs one."""
+machine and the date. `python -m bench NAME` runs one and keeps the other sections as they
+were (each section says when and on what it was measured)."""
 
 from __future__ import annotations
 
@@ -49,11 +50,16 @@ def run_one(name: str) -> dict[str, Any]:
     try:
         module = importlib.import_module(module_name)
         figures = module.run(**kwargs)
-        return {"ok": True, "seconds": round(time.monotonic() - started, 1), "figures": figures}
+        return {"ok": True, "seconds": round(time.monotonic() - started, 1), "figures": figures,
+                **_provenance()}
     except Exception as exc:  # noqa: BLE001 - one failing benchmark must not hide the others
         traceback.print_exc()
         return {"ok": False, "seconds": round(time.monotonic() - started, 1),
-                "error": f"{type(exc).__name__}: {exc}"}
+                "error": f"{type(exc).__name__}: {exc}", **_provenance()}
+
+
+def _provenance() -> dict[str, str]:
+    return {"measured_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}", "machine": machine()}
 
 
 def table_for(name: str, figures: Any) -> list[dict[str, Any]]:
@@ -120,14 +126,17 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {machine()}, with the local",
-        "RabbitMQ and PostgreSQL. Each figure stands beside its baseline from the same run.",
-        "Regenerate with `make bench` (or `.venv/bin/python -m bench all`).",
+        "Measured with the local RabbitMQ and PostgreSQL; each section says when and on what.",
+        "Each figure stands beside its baseline from the same run.",
+        "Regenerate with `make bench` (or `.venv/bin/python -m bench all`; `python -m bench NAME`",
+        "runs one and keeps the other sections).",
         "",
     ]
     for name, result in results.items():
         lines.append(f"## {name}")
         lines.append("")
+        if "measured_at" in result:
+            lines += [f"Measured {result['measured_at']} on {result['machine']}.", ""]
         if not result["ok"]:
             lines += [f"Failed after {result['seconds']} s: `{result['error']}`", ""]
             continue
@@ -164,15 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {unknown}")
-    results = {}
+    json_out = Path(args.out).with_suffix(".json")
+    # a run of some benchmarks keeps the others' last figures
+    results: dict[str, dict[str, Any]] = {}
+    if args.which != ["all"] and json_out.exists():
+        results = {k: v for k, v in json.loads(json_out.read_text()).items() if k in BENCHMARKS}
     for name in names:
         print(f"== {name}", flush=True)
         results[name] = run_one(name)
         print(json.dumps(results[name], indent=2, default=str), flush=True)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+    json_out.write_text(json.dumps(results, indent=2, default=str))
     Path(args.out).write_text(render(results))
     print(f"wrote {args.out}")
-    return 0 if all(r["ok"] for r in results.values()) else 1
+    return 0 if all(results[n]["ok"] for n in names) else 1
 
 
 if __name__ == "__main__":
