@@ -35,9 +35,10 @@ def test_worklist_sorts_by_scheduling_urgency_then_due_time_and_keeps_its_near_e
         {"pump_serial": "E", "due_at": iso_z(T0 + timedelta(days=1)), "projected_empty_at": None},
     ]
     rows = build_worklist(appts, T0)
-    assert [r.appointment["pump_serial"] for r in rows] == ["C", "A", "D", "E", "B"]
-    assert [r.urgency for r in rows] == ["overdue", "overdue", "due_soon", "later", "later"]
-    assert [r.near_empty for r in rows] == [False, True, False, False, True]
+    # a near-empty pump comes right after the overdue ones, whatever its due time
+    assert [r.appointment["pump_serial"] for r in rows] == ["C", "A", "B", "D", "E"]
+    assert [r.urgency for r in rows] == ["overdue", "overdue", "later", "due_soon", "later"]
+    assert [r.near_empty for r in rows] == [False, True, True, False, False]
     assert rows[1].empty_already and not rows[4].empty_already
 
 
