@@ -218,6 +218,7 @@ def worklist(ctx: CtxDep, center: str | None = None) -> HTMLResponse:
             except ApiError as exc:
                 row.delivery_error = "unknown" if exc.status == 404 else "unavailable"
     counts = {rank: sum(1 for r in rows if r.rank == rank) for rank in WORKLIST_RANKS}
+    counts["critical_alert"] = sum(1 for r in rows if r.critical_alert)  # wherever they sort
     response = ctx.render("worklist.html", rows=rows, center=center, counts=counts,
                           centers=_centers(ctx, center),
                           near_empty=sum(1 for r in rows if r.near_empty))
