@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 from services.dashboard.localtime import fmt_local, localize_text, to_local
 from services.dashboard.plain import label
-
 from shared.contracts.vocabulary import OPEN_ALERT_STATUSES, AlertStatus, Severity
 
 GS = "\x1d"

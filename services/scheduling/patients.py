@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 
 from services.scheduling.models import Patient
@@ -53,6 +55,7 @@ def update_patient(*, uow: UnitOfWork, mrn: str, body: PatientUpdate, actor: str
 
 def list_centers(*, uow: UnitOfWork, page: PageParams) -> Page[CenterRead]:
     """The centres scheduling knows (those of its patients), by code, with their patient counts."""
-    stmt = select(Patient.center, func.count().label("patients")).group_by(Patient.center)
+    stmt: Any = select(Patient.center, func.count().label("patients")).group_by(
+        Patient.center)
     return paginate(uow.session, stmt, keys=[Patient.center], params=page, scalars=False,
                     to_item=lambda row: CenterRead(code=row.center, patients=row.patients))
