@@ -24,6 +24,7 @@ FIELD_NAMES = {
 }
 _UNITS = {"_ml_per_day": "mL/day", "_ml": "mL", "_mg": "mg", "_kg": "kg", "_pct": "%",
           "_units": "units", "_cm": "cm"}
+ACRONYMS = {"id": "ID", "ids": "IDs", "mrn": "MRN", "udi": "UDI", "gtin": "GTIN"}
 _SUFFIX_OF = {unit: suffix for suffix, unit in _UNITS.items()}
 _BOUND = {
     "greater than or equal to": "{n}{u} or more", "greater than": "more than {n}{u}",
@@ -47,7 +48,7 @@ def label(name: Any) -> str:
     if unit:
         key = key[: key.rindex("_" + _SUFFIX_OF[unit.strip()].lstrip("_"))]
     words = key.replace("_", " ").strip().split(" ")
-    words = ["ID" if w == "id" else "IDs" if w == "ids" else w for w in words]
+    words = [ACRONYMS.get(w, w) for w in words]
     text = " ".join(words)
     text = text[:1].upper() + text[1:]
     return f"{text} ({unit.strip()})" if unit else text
