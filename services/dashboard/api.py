@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import structlog
 
-from services.dashboard.plain import plain_field_errors, plain_refusal
+from services.dashboard.plain import plain_field_errors, plain_refusal, plain_unplaced
 from services.dashboard.settings import BACKENDS, DashboardSettings
 
 log = structlog.get_logger(__name__)
@@ -40,7 +40,10 @@ class ApiError(Exception):
         return plain_field_errors(self.errors, zone)
 
     def banner(self) -> str:
-        """A sentence for the page's error banner (plain words: no status code)."""
+        """A sentence for the page's error banner (plain words: no status code); a 422 says
+        what each named field needs."""
+        if self.status == 422 and self.errors:
+            return plain_unplaced(self.field_errors())
         return plain_refusal(self.service, self.status, self.detail)
 
 

@@ -121,6 +121,15 @@ def plain_field_errors(errors: Iterable[Mapping[str, Any]],
     return out
 
 
+def plain_unplaced(field_errors: Mapping[str, str]) -> str:
+    """Field errors no field of the page shows, as one sentence for its banner."""
+    parts = []
+    for name, sentence in field_errors.items():
+        named = field_label(name).lower() in sentence.lower() or name == "form"
+        parts.append(sentence if named else f"{field_label(name)}: {sentence}")
+    return "Please check what was entered. " + "; ".join(parts) + "."
+
+
 _CONFLICT_PREFIXES = re.compile(r"^(conflict|error)\s*:\s*", re.IGNORECASE)
 
 

@@ -17,6 +17,7 @@ from services.dashboard import csrf
 from services.dashboard import session as sess
 from services.dashboard.api import Api, ApiError
 from services.dashboard.localtime import input_value, parse_local, zone_for
+from services.dashboard.plain import plain_unplaced
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.views import (
     WORKLIST_RANKS,
@@ -36,6 +37,7 @@ from shared.contracts.vocabulary import (
     PumpStatus,
     RefillStatus,
 )
+from shared.text import text_problem
 
 router = APIRouter()
 
@@ -188,6 +190,17 @@ def _patients(ctx: Ctx, mrns: Any) -> dict[str, Any]:
     return found
 
 
+def _center(ctx: Ctx, text: str | None) -> str:
+    """The centre filter as typed or chosen; control characters (a NUL byte) are refused here,
+    before any API is asked, and the page shows every centre."""
+    value = (text or "").strip()
+    if text_problem(value):
+        ctx.errors.append("The centre filter must not contain control characters (such as the "
+                          "NUL character); showing every centre.")
+        return ""
+    return value
+
+
 def _centers(ctx: Ctx, chosen: str) -> list[str]:
     """The centres to choose from (scheduling's), with the one chosen now."""
     known = ctx.attempt(lambda: [str(c.get("code")) for c in
@@ -203,7 +216,7 @@ def worklist(ctx: CtxDep, center: str | None = None) -> HTMLResponse:
     due today, due soon, later; each with its pump's open alerts."""
     if center is None:
         center = ctx.request.cookies.get(sess.CENTER_COOKIE, "")
-    center = center.strip()
+    center = _center(ctx, center)
     appointments = ctx.attempt(lambda: ctx.api.items(
         "scheduling", "/v1/appointments", status=AppointmentStatus.SCHEDULED,
         center=center or None), [])
@@ -359,8 +372,10 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
             status_code = exc.status if 400 <= exc.status < 500 else 502
             unplaced = {k: v for k, v in field_errors.items()
                         if k not in (*REFILL_FIELDS, "appointment_id")}
-            if exc.status != 422 or unplaced or not field_errors:
+            if exc.status != 422 or not field_errors:
                 ctx.errors.append(exc.banner())
+            elif unplaced:
+                ctx.errors.append(plain_unplaced(unplaced))
         else:
             mrn = refill.get("patient_mrn")
             patient = _patients(ctx, [mrn]).get(mrn) if mrn else None
@@ -465,6 +480,7 @@ def _alerts(ctx: Ctx, status: str, center: str) -> list[dict[str, Any]]:
 
 def _alert_list(ctx: Ctx, status: str, center: str) -> dict[str, Any]:
     """What the alert list shows: the alerts and their patients."""
+    center = _center(ctx, center)
     alerts = _alerts(ctx, status, center)
     return {"alerts": alerts, "status": status, "center": center,
             "patients": _patients(ctx, (a.get("patient_mrn") for a in alerts))}
@@ -473,8 +489,8 @@ def _alert_list(ctx: Ctx, status: str, center: str) -> dict[str, Any]:
 @router.get("/alerts", response_class=HTMLResponse)
 def alerts_page(ctx: CtxDep, status: str = "open", center: str = "") -> HTMLResponse:
     """Alerts as cards, refreshing by themselves every few seconds."""
-    return ctx.render("alerts.html", centers=_centers(ctx, center),
-                      **_alert_list(ctx, status, center))
+    shown = _alert_list(ctx, status, center)
+    return ctx.render("alerts.html", centers=_centers(ctx, shown["center"]), **shown)
 
 
 @router.get("/alerts/table", response_class=HTMLResponse)
@@ -634,7 +650,7 @@ def stock_register(ctx: CtxDep, udi: Annotated[str, Form()] = "",
                 ctx.errors.append(exc.banner())
             elif set(field_errors) - set(form):
                 # an error about a field the form does not show: put it beside the scan field
-                field_errors["udi"] = "; ".join(f"{k}: {v}" for k, v in field_errors.items())
+                field_errors["udi"] = plain_unplaced(field_errors)
     if registered:
         ctx.flash.append(f"Registered pump {registered.get('serial_number')}.")
         return _stock(ctx, EXPIRING_SOON_DAYS, registered=registered, status_code=201)

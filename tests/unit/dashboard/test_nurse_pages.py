@@ -21,6 +21,7 @@ DELIVERY = {"id": "ord-1", "appointment_id": "a-1", "status": "dispatched", "lot
 FORM = {"pump_serial": "SN1", "performed_at": "2026-11-02T04:30", "residual_volume_ml": "2",
         "fill_volume_ml": "30", "fill_type": "saline", "appointment_id": "a-1",
         "idempotency_key": "k-1", "patient_confirmed": "MRN-1"}
+HTMX = {"HX-Request": "true"}  # the polled fragment carries its banners
 SAVED = {"id": "r-1", "pump_serial": "SN1", "patient_mrn": "MRN-1", "performed_at": "2026-11-02T09:30:00Z",
          "fill_type": "saline", "fill_volume_ml": 30, "residual_volume_ml": 2, "recorded_by": "nora",
          "expected_flow_ml_per_day": 1.0, "flow_warning_pct": 15, "elapsed_days": None,
@@ -141,3 +142,35 @@ def test_an_unknown_page_is_html_with_a_way_back(fake: FakeApis) -> None:
     assert '{"detail"' not in response.text
     api_ish = c.get("/v1/nothing")
     assert api_ish.status_code == 404 and api_ish.json() == {"detail": "Not Found"}
+
+
+@pytest.mark.parametrize("path", ["/worklist", "/alerts", "/alerts/table"])
+def test_a_centre_the_api_refuses_is_said_in_plain_words(fake: FakeApis, path: str) -> None:
+    refusal = {"title": "Unprocessable content", "status": 422, "detail": "center: bad",
+               "errors": [{"field": "center", "message": "must not contain '/', '\\' or '%'",
+                           "type": "identifier_invalid"}]}
+    for service, api_path in (("scheduling", "/v1/appointments"), ("alerts", "/v1/alerts"),
+                              ("scheduling", "/v1/centers")):
+        fake.on(service, "GET", api_path, refusal, status=422)
+    c = client(fake)
+    sign_in(c)
+    response = c.get(path, params={"center": "C/1"}, headers=HTMX if path == "/alerts/table" else {})
+    assert response.status_code == 200
+    assert "Please check what was entered. The centre must not contain" in response.text
+    assert "422" not in response.text and "identifier_invalid" not in response.text
+
+
+@pytest.mark.parametrize("path", ["/worklist", "/alerts", "/alerts/table"])
+def test_a_nul_byte_in_the_centre_filter_asks_no_api_and_shows_every_centre(
+        fake: FakeApis, path: str) -> None:
+    fake.on("scheduling", "GET", "/v1/appointments", page([]))
+    fake.on("scheduling", "GET", "/v1/centers", page([]))
+    fake.on("alerts", "GET", "/v1/alerts", page([]))
+    c = client(fake)
+    sign_in(c)
+    response = c.get(path, params={"center": "C1\x00"},
+                     headers=HTMX if path == "/alerts/table" else {})
+    assert response.status_code == 200 and "must not contain control characters" in response.text
+    assert "\x00" not in response.text
+    asked = [params.get("center") for s, m, p, params, *_ in fake.calls if m == "GET"]
+    assert all(not centre for centre in asked), asked
