@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, or_, select
+
 from services.scheduling.models import Patient
 from services.scheduling.schemas import PatientCreate, PatientRead, PatientUpdate
 from shared.db import UnitOfWork
 from shared.errors import Conflict, NotFound
+from shared.pagination import Page, PageParams, paginate
 
 
 def create_patient(*, uow: UnitOfWork, body: PatientCreate, actor: str) -> PatientRead:
@@ -46,3 +49,24 @@ def update_patient(*, uow: UnitOfWork, mrn: str, body: PatientUpdate, actor: str
     uow.audit(actor=actor, action="patient.updated", entity_type="patient", entity_id=mrn,
               changes={"before": before, "after": changes})
     return PatientRead.model_validate(patient)
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern that matches `text` literally at the start."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def list_patients(*, uow: UnitOfWork, page: PageParams, q: str | None,
+                  center: str | None) -> Page[PatientRead]:
+    """Patients by family name, then MRN; `q` matches the start of the MRN, the family or the
+    given name (case-insensitive)."""
+    stmt = select(Patient)
+    if center:
+        stmt = stmt.where(Patient.center == center)
+    if q and q.strip():
+        pattern = _like(q.strip().lower())
+        stmt = stmt.where(or_(func.lower(Patient.mrn).like(pattern, escape="\\"),
+                              func.lower(Patient.family_name).like(pattern, escape="\\"),
+                              func.lower(Patient.given_name).like(pattern, escape="\\")))
+    return paginate(uow.session, stmt, keys=[Patient.family_name, Patient.mrn], params=page,
+                    to_item=PatientRead.model_validate)
