@@ -267,7 +267,7 @@ def _therapy_page(ctx: Ctx, therapy_id: str, *, values: dict[str, str] | None = 
             "scheduling", "/v1/appointments", patient_mrn=mrn, max_items=20), [])
             if a.get("therapy_id") == therapy["id"]]
     form = {name: "" if (therapy or {}).get(name) is None else str(therapy[name])
-            for name in DOSE_FIELDS}
+            for name in DOSE_FIELDS if name != "dose_override_reason"}  # a new override, a new reason
     form.update(values or {})
     return ctx.render("therapy.html", status_code=status_code if therapy else 404,
                       therapy=therapy, therapy_id=therapy_id, patient=patient, preview=preview,
