@@ -9,14 +9,15 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from services.dashboard.demo import EXPIRED_SERIAL, QUARANTINED_SERIAL
-from tests.browser.conftest import fits_the_width, main_page_shot, sign_in, unique
+from services.dashboard.demo import EXPIRED_SERIAL, INTERA_GTIN, QUARANTINED_SERIAL
+from tests.browser.conftest import call, fits_the_width, main_page_shot, sign_in, unique
+from tests.browser.system import RunningSystem
 
 
 def _register(page: Any, serial: str, *, expiry: str = "301231", lot: str = "LOT-B1") -> None:
     page.goto("/stock")
     page.get_by_label("UDI (scan the package barcode)").fill(
-        f"(01)00812345000016(17){expiry}(10){lot}(21){serial}")
+        f"(01){INTERA_GTIN}(17){expiry}(10){lot}(21){serial}")
     page.get_by_role("button", name="Register pump").click()
     expect(page.get_by_test_id("registered")).to_contain_text(serial)
 
@@ -48,6 +49,9 @@ def test_quarantine_release_and_retire_with_reason_and_confirmation(page: Any) -
     # no reason: the error beside the field, nothing done
     _move(page, "quarantine", "Quarantine…")
     expect(page.locator("#quarantine-reason-error")).to_have_text(re.compile("Say why"))
+    stale = page.context.new_page()
+    stale.goto(f"/devices/{serial}")
+    _move(stale, "quarantine", "Quarantine…", Reason="cracked housing")
     _move(page, "quarantine", "Quarantine…", Reason="cracked housing")
     confirm = page.get_by_test_id("confirm")
     expect(confirm).to_contain_text("cracked housing")
@@ -55,12 +59,11 @@ def test_quarantine_release_and_retire_with_reason_and_confirmation(page: Any) -
     confirm.get_by_role("button", name="Confirm: quarantine").click()
     expect(page.get_by_test_id("device-status")).to_have_text("quarantined")
     expect(page.get_by_test_id("device-history")).to_contain_text("cracked housing")
-    # a second confirmation of the same move (back button, double submit): refused in words
-    page.go_back()
-    page.get_by_test_id("confirm").get_by_role("button", name="Confirm: quarantine").click()
-    expect(page.get_by_role("alert")).to_contain_text("Not done")
-    expect(page.get_by_test_id("device-status")).to_have_text("quarantined")
-    page.goto(f"/devices/{serial}")
+    # the same confirmation left open in a second tab, submitted again: refused in words
+    stale.get_by_test_id("confirm").get_by_role("button", name="Confirm: quarantine").click()
+    expect(stale.get_by_role("alert")).to_contain_text("Not done")
+    expect(stale.get_by_test_id("device-status")).to_have_text("quarantined")
+    stale.close()
     _move(page, "release", "Release to stock…")
     page.get_by_test_id("confirm").get_by_role("button", name="Confirm: release to stock").click()
     expect(page.get_by_test_id("device-status")).to_have_text("in stock")
@@ -109,13 +112,16 @@ def test_an_expired_unit_is_flagged_at_intake_and_cannot_be_implanted(page: Any)
     expect(page.get_by_test_id("device-status")).to_have_text("in stock")
 
 
-def test_a_recall_is_confirmed_then_listed_with_what_it_touched(page: Any) -> None:
+def test_a_recall_is_confirmed_then_listed_with_what_it_touched(page: Any,
+                                                                system: RunningSystem) -> None:
     sign_in(page, "bea.biomed", "biomed", start="/stock")
     lot = unique("RCL")
     serial = unique("RCS")
     _register(page, serial, lot=lot)
     page.goto("/recall")
-    page.get_by_label("Model").select_option(index=1)
+    models = call(system, "inventory", "GET", "/v1/pump-models")["items"]
+    page.get_by_label("Model").select_option(
+        next(m["code"] for m in models if m["gtin"] == INTERA_GTIN))
     page.get_by_label("Lot numbers (separated by commas or spaces)").fill(lot)
     page.get_by_label("Reason").fill("FSN-2026-7")
     page.get_by_role("button", name="Issue recall…").click()

@@ -101,3 +101,4 @@ def test_register_weigh_start_a_therapy_and_see_the_next_order(page: Any,
     page.get_by_role("button", name="Stop therapy (final)").click()
     expect(page.get_by_test_id("therapy-status")).to_have_text("stopped")
     expect(page.get_by_test_id("dose-form")).to_have_count(0)
+    expect(page.get_by_test_id("no-order")).to_be_visible()
