@@ -190,3 +190,20 @@ def test_the_pharmacist_lands_on_the_deliveries_with_their_menu(fake: FakeApis) 
     text = c.get("/deliveries").text
     nav = text.split('<nav aria-label="Main">')[1].split("</nav>")[0]
     assert 'href="/deliveries"' in nav and 'href="/worklist"' not in nav
+
+
+def test_the_recall_page_lists_past_recalls_with_what_each_touched(fake: FakeApis) -> None:
+    fake.on("inventory", "GET", "/v1/pump-models", page([]))
+    fake.on("inventory", "GET", "/v1/recalls", page([{
+        "recall_id": "rc1", "model_code": "DEMO-INTERA-3000", "lot_numbers": ["L1", "L2"],
+        "reason": "FSN-9", "issued_at": "2026-11-01T10:00:00Z", "issued_by": "bea",
+        "quarantined": ["S1"], "implanted": [{"serial_number": "S2", "patient_mrn": "M2",
+                                              "center": "C"}], "already_quarantined": ["S3"]}]))
+    c = client(fake)
+    sign_in(c, "bea.biomed", ("biomed",))
+    text = c.get("/recall").text
+    assert "<title>Recall · HAI pumps</title>" in text
+    past = text.split('data-testid="past-recalls"')[1].split("</ul>")[0]
+    for shown in ("2026-11-01 10:00 UTC", "lots L1, L2", "FSN-9", "Quarantined (1): S1",
+                  "already quarantined: S3", "S2 (MRN M2)"):
+        assert shown in past
