@@ -49,7 +49,9 @@ def ids(shared_system: RunningSystem) -> dict[str, str]:
     delivery = call(shared_system, "scheduling", "GET", "/v1/deliveries")["items"][0]
     therapy = call(shared_system, "scheduling", "GET", "/v1/therapies",
                    params={"patient_mrn": "DEMO-0003"})["items"][0]
-    return {"alert": alerts[0]["id"], "delivery": delivery["id"], "therapy": therapy["id"]}
+    # the abnormal flow's alert, with the most to show (its pages), when it is there already
+    alert = next((a for a in alerts if a.get("pump_serial") == "DEMO-SN-0002"), alerts[0])
+    return {"alert": alert["id"], "delivery": delivery["id"], "therapy": therapy["id"]}
 
 
 @pytest.fixture(scope="module", params=sorted(VIEWPORTS), ids=lambda w: f"{w}px")
