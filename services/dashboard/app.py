@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from services.dashboard import csrf, views
+from services.dashboard import biomed, csrf, menu, oncology, pharmacy, views
 from services.dashboard.localtime import fmt_clock, fmt_local, localize_text, zone_for
 from services.dashboard.plain import label
 from services.dashboard.routes import router
@@ -28,7 +28,16 @@ from services.dashboard.session import LoginRequired, login_url, read_session
 from services.dashboard.settings import DashboardSettings
 from shared.auth import TokenVerifier
 from shared.clock import Clock, SystemClock
-from shared.contracts.vocabulary import AlertStatus, DueBasis, FillType, PumpStatus, RefillStatus
+from shared.contracts.vocabulary import (
+    AlertStatus,
+    DeliveryStatus,
+    DueBasis,
+    FillType,
+    PumpStatus,
+    RefillStatus,
+    Regimen,
+    TherapyStatus,
+)
 from shared.errors import ServerErrorGuard
 from shared.web import RequestGate
 
@@ -80,9 +89,11 @@ def _templates() -> Jinja2Templates:
     env.globals["relative"] = views.fmt_relative
     env.globals["csrf_field"] = _csrf_field  # inside every <form method="post">
     env.globals["csrf_token"] = _csrf_token  # the htmx header, on <body>
+    env.globals["menu_for"] = menu.menu_for
     # the contract's vocabulary: templates compare with `AlertStatus.FIRING`, never 'firing'
     env.globals.update(AlertStatus=AlertStatus, DueBasis=DueBasis, FillType=FillType, PumpStatus=PumpStatus,
-                       RefillStatus=RefillStatus)
+                       RefillStatus=RefillStatus, DeliveryStatus=DeliveryStatus, Regimen=Regimen,
+                       TherapyStatus=TherapyStatus)
     return templates
 
 
@@ -100,6 +111,8 @@ def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
     app.state.templates = _templates()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
+    for role_pages in (pharmacy.router, oncology.router, biomed.router):
+        app.include_router(role_pages)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:

@@ -17,6 +17,7 @@ from services.dashboard import csrf
 from services.dashboard import session as sess
 from services.dashboard.api import Api, ApiError
 from services.dashboard.localtime import input_value, parse_local, zone_for
+from services.dashboard.menu import home_for
 from services.dashboard.plain import plain_unplaced
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.views import (
@@ -111,13 +112,14 @@ def see_other(url: str) -> RedirectResponse:
 # --- sign-in --------------------------------------------------------------------------------
 
 @router.get("/", include_in_schema=False)
-def home() -> RedirectResponse:
-    """The worklist is the home page."""
-    return see_other("/worklist")
+def home(request: Request) -> RedirectResponse:
+    """Each role's first page is its home (the worklist for nurses and the signed out)."""
+    session = sess.read_session(request, request.app.state.verifier)
+    return see_other(home_for(session.principal.roles) if session else "/worklist")
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str = "/worklist") -> HTMLResponse:
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
     """The sign-in page: a demo user in development, a pasted token in production."""
     settings: DashboardSettings = request.app.state.settings
     response = render(request, "login.html", next=sess.safe_next(next), error=None,
@@ -128,7 +130,7 @@ def login_form(request: Request, next: str = "/worklist") -> HTMLResponse:
 
 
 @router.post("/login", response_model=None)
-def login(request: Request, next: Annotated[str, Form()] = "/worklist",
+def login(request: Request, next: Annotated[str, Form()] = "/",
           sub: Annotated[str, Form()] = "", role: Annotated[list[str] | None, Form()] = None,
           token: Annotated[str, Form()] = "") -> Response:
     """Sign in: mint a dev token for a demo user, or accept a token from the identity provider."""
@@ -665,7 +667,14 @@ def recall_form(ctx: CtxDep) -> HTMLResponse:
     """The recall form."""
     models = ctx.attempt(lambda: ctx.api.items("inventory", "/v1/pump-models"), [])
     return ctx.render("recall.html", models=models, values={}, preview=None, result=None,
-                      field_errors={}, idempotency_key=str(uuid.uuid4()))
+                      field_errors={}, idempotency_key=str(uuid.uuid4()), confirm=False,
+                      past=_past_recalls(ctx))
+
+
+def _past_recalls(ctx: Ctx) -> list[dict[str, Any]]:
+    recalls: list[dict[str, Any]] = ctx.attempt(
+        lambda: ctx.api.items("inventory", "/v1/recalls", max_items=50), [])
+    return recalls
 
 
 @router.post("/recall", response_class=HTMLResponse)
@@ -673,7 +682,8 @@ def recall_submit(ctx: CtxDep, model_code: Annotated[str, Form()] = "",
                   lot_numbers: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
                   action: Annotated[str, Form()] = "preview",
                   idempotency_key: Annotated[str, Form()] = "") -> HTMLResponse:
-    """Preview the pumps a recall names, or issue it and list the implanted ones to follow up."""
+    """Preview the pumps a recall names; `issue` asks for confirmation (with the preview),
+    `confirm` issues it and lists the implanted ones to follow up."""
     models = ctx.attempt(lambda: ctx.api.items("inventory", "/v1/pump-models"), [])
     values = {"model_code": model_code, "lot_numbers": lot_numbers, "reason": reason}
     lots = parse_lots(lot_numbers)
@@ -682,10 +692,10 @@ def recall_submit(ctx: CtxDep, model_code: Annotated[str, Form()] = "",
         field_errors["model_code"] = "Choose the recalled model"
     if not lots:
         field_errors["lot_numbers"] = "Enter at least one lot number"
-    if action == "issue" and not reason.strip():
+    if action in ("issue", "confirm") and not reason.strip():
         field_errors["reason"] = "Give the reason (e.g. the manufacturer's notice)"
     preview = result = None
-    if not field_errors and action == "issue":
+    if not field_errors and action == "confirm":
         try:
             result = ctx.api.post("inventory", "/v1/recalls",
                                   {"model_code": model_code, "lot_numbers": lots,
@@ -702,4 +712,5 @@ def recall_submit(ctx: CtxDep, model_code: Annotated[str, Form()] = "",
                 "inventory", "/v1/pumps", model_code=model_code, lot_number=lot), [])
     return ctx.render("recall.html", status_code=422 if field_errors else 200, models=models,
                       values=values, preview=preview, result=result, field_errors=field_errors,
-                      idempotency_key=idempotency_key if preview is not None else str(uuid.uuid4()))
+                      idempotency_key=idempotency_key if preview is not None else str(uuid.uuid4()),
+                      confirm=action == "issue" and preview is not None, past=_past_recalls(ctx))

@@ -15,6 +15,7 @@ from services.scheduling.schemas import (
     DeliveryRead,
     DeliveryStatusIn,
     FlowReading,
+    NextOrderRead,
     PatientCreate,
     PatientRead,
     PatientUpdate,
@@ -50,6 +51,15 @@ def create_patient(body: PatientCreate, user: Clinician, uow: UowDep,
                    idem: IdempotencyDep) -> Response:
     """Register a patient (nurse, oncologist)."""
     return idem.run(uow, body, lambda: patients.create_patient(uow=uow, body=body, actor=user.sub))
+
+
+@router.get("/patients", tags=["patients"])
+def list_patients(uow: UowDep, audit: ReadAuditDep, page: PageDep, q: Key | None = None,
+                  center: Key | None = None) -> Page[PatientRead]:
+    """Patients by family name, then MRN; `q` matches the start of the MRN, family or given name
+    (case-insensitive); the patients read are audited."""
+    return audit.page(patients.list_patients(uow=uow, page=page, q=q, center=center),
+                      mrn=lambda p: p.mrn, ident=lambda p: p.mrn)
 
 
 @router.get("/patients/{mrn}", tags=["patients"])
@@ -95,6 +105,16 @@ def list_therapies(uow: UowDep, audit: ReadAuditDep, page: PageDep,
 def get_therapy(therapy_id: Key, uow: UowDep, audit: ReadAuditDep) -> TherapyRead:
     """One therapy (the read is audited)."""
     return audit.item(therapies.get_therapy(uow=uow, therapy_id=therapy_id))
+
+
+@router.get("/therapies/{therapy_id}/next-order", tags=["therapies"])
+def next_order(therapy_id: Key, uow: UowDep, audit: ReadAuditDep,
+               runtime: RuntimeDep) -> NextOrderRead:
+    """The drugs of the therapy's next chemo fill as scheduling would order them now (the
+    current weight, dose and flow), each with its basis, or the reason the order would be
+    refused; the read is audited."""
+    return audit.item(therapies.next_order(uow=uow, therapy_id=therapy_id,
+                                           settings=runtime.settings), ident=lambda r: r.therapy_id)
 
 
 @router.patch("/therapies/{therapy_id}", tags=["therapies"])

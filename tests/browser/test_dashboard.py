@@ -130,5 +130,21 @@ def test_seeding_the_demo_again_changes_nothing(system: RunningSystem) -> None:
         return len(answer.json()["items"])
 
     before = therapies()
-    seed(system.settings)
+    log_size = system.log_path.stat().st_size
+    statuses: list[int] = []
+    real = httpx.HTTPTransport()
+
+    class Recording(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = real.handle_request(request)
+            statuses.append(response.status_code)
+            return response
+
+    seed(system.settings, transport=Recording())
     assert therapies() == before == 5
+    # quiet: nothing sent again that a service refuses, so no "409 Conflict" in the log
+    assert statuses and all(code < 400 for code in statuses), statuses
+    with system.log_path.open("rb") as log:
+        log.seek(log_size)
+        added = log.read().decode(errors="replace")
+    assert " 409" not in added, added[-2000:]

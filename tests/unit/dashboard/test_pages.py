@@ -381,8 +381,12 @@ def test_recall_previews_then_names_the_implanted_pumps(fake: FakeApis) -> None:
     missing_reason = c.post("/recall", data={"model_code": "DEMO-30", "lot_numbers": "L1",
                                              "action": "issue"})
     assert missing_reason.status_code == 422 and 'id="reason-error"' in missing_reason.text
+    confirm = c.post("/recall", data={"model_code": "DEMO-30", "lot_numbers": "L1 L2",
+                                      "reason": "FSN-1", "action": "issue"}).text
+    assert 'data-testid="recall-confirm"' in confirm and "S-L2" in confirm
+    assert not fake.called("inventory", "POST", "/v1/recalls")
     result = c.post("/recall", data={"model_code": "DEMO-30", "lot_numbers": "L1 L2",
-                                     "reason": "FSN-1", "action": "issue"}).text
+                                     "reason": "FSN-1", "action": "confirm"}).text
     assert fake.called("inventory", "POST", "/v1/recalls") == [
         {"model_code": "DEMO-30", "lot_numbers": ["L1", "L2"], "reason": "FSN-1"}]
     assert "Recall rc1 issued" in result and "MRN7" in result
