@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from services.scheduling import deliveries
+from services.scheduling import deliveries, drift
 from services.scheduling.appointments import appointment_data, judged, schedule_appointment
 from services.scheduling.flow import (
     DeliveryFacts,
@@ -107,7 +107,14 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
                          now=now)
     result = RefillRead.model_validate(refill)
     result.next_appointment = AppointmentRead.model_validate(nxt)
-    uow.publish_many(_refill_events(result, refill, nxt, outcome.figures))  # one statement for all
+    events = _refill_events(result, refill, nxt, outcome.figures)
+    if outcome.figures.flow_deviation_pct is not None:
+        drift.on_reading(uow, pump=pump, deviation_pct=outcome.figures.flow_deviation_pct,
+                         settings=settings)
+        trend = drift.trend_event(uow, refill, settings)
+        if trend is not None:
+            events.append((trend, refill.pump_serial))
+    uow.publish_many(events)  # one statement for all
     result = _judged(result, now=now, settings=settings)  # the answer's, after the events are built
     if isinstance(delivery, Delivery):
         deliveries.record_administration(uow, delivery, refill_id=refill.id,
@@ -357,6 +364,11 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
                        f"error; the latest is refill {later.id} performed at "
                        f"{later.performed_at.isoformat()}: correct that one first",
                        current_status="not_latest", latest_refill_id=later.id)
+    pump = session.get(ImplantedPump, refill.pump_serial)
+    if refill.flow_deviation_pct is not None and pump is not None:
+        # the reading leaves the surveillance's sums too (an open lot alert stays for a person)
+        drift.on_reading(uow, pump=pump, deviation_pct=refill.flow_deviation_pct, settings=settings,
+                         sign=-1)
     reopened = None
     therapy = session.get(Therapy, refill.therapy_id) if refill.therapy_id else None
     if refill.appointment_id and therapy is not None and therapy.status in OPEN_THERAPY_STATUSES:
