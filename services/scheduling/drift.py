@@ -155,15 +155,19 @@ def trend_event(uow: UnitOfWork, refill: Refill, settings: SchedulingSettings) -
     trend = pump_trend(uow, pump_serial=refill.pump_serial, settings=settings)
     if trend is None:
         return None
-    return FlowTrendData(
-        pump_serial=refill.pump_serial, patient_mrn=refill.patient_mrn, center=refill.center,
-        refill_id=refill.id, readings=trend.readings,
-        slope_pct_per_day=round(trend.slope_pct_per_day, 4),
-        slope_se_pct_per_day=round(trend.slope_se_pct_per_day, 4),
-        last_deviation_pct=trend.last_deviation_pct, predicted_at=trend.predicted_at,
-        predicted_deviation_pct=round(trend.predicted_deviation_pct, 2),
-        prediction_se_pct=round(trend.prediction_se_pct, 2), band_pct=trend.band_pct,
-        crossing=trend.crossing)
+    return FlowTrendData(pump_serial=refill.pump_serial, patient_mrn=refill.patient_mrn,
+                         center=refill.center, refill_id=refill.id, **trend_figures(trend))
+
+
+def trend_figures(trend: FlowTrend) -> dict[str, Any]:
+    """A trend's figures as the event and the flow-readings answer carry them (rounded)."""
+    return {"readings": trend.readings, "slope_pct_per_day": round(trend.slope_pct_per_day, 4),
+            "slope_se_pct_per_day": round(trend.slope_se_pct_per_day, 4),
+            "last_at": trend.last_at, "last_deviation_pct": trend.last_deviation_pct,
+            "predicted_at": trend.predicted_at,
+            "predicted_deviation_pct": round(trend.predicted_deviation_pct, 2),
+            "prediction_se_pct": round(trend.prediction_se_pct, 2), "band_pct": trend.band_pct,
+            "crossing": trend.crossing}
 
 
 # ---- from scratch ----------------------------------------------------------------------------

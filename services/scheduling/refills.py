@@ -31,7 +31,9 @@ from services.scheduling.models import (
 from services.scheduling.patients import get_patient_or_raise
 from services.scheduling.schemas import (
     AppointmentRead,
+    FlowProjection,
     FlowReading,
+    FlowReadingsPage,
     RefillCreate,
     RefillRead,
     RefillVoid,
@@ -416,10 +418,12 @@ def _already_void(refill: Refill) -> Conflict:
 
 
 def flow_readings(*, uow: UnitOfWork, pump_serial: str, page: PageParams,
-                  settings: SchedulingSettings) -> Page[FlowReading]:
-    """The measured flow series of a pump, oldest first, each judged by the warning band."""
+                  settings: SchedulingSettings) -> FlowReadingsPage:
+    """The measured flow series of a pump, oldest first, each judged by the warning band, with
+    the trend of its last readings."""
     band = settings.flow_warning_pct
-    if uow.session.get(ImplantedPump, pump_serial) is None:
+    pump = uow.session.get(ImplantedPump, pump_serial)
+    if pump is None:
         raise NotFound(f"scheduling knows no pump {pump_serial}")
     stmt = select(Refill).where(Refill.pump_serial == pump_serial,
                                 Refill.status == RefillStatus.RECORDED,
@@ -436,5 +440,10 @@ def flow_readings(*, uow: UnitOfWork, pump_serial: str, page: PageParams,
                                                                flow_warning_pct=band)),
                            flow_warning_pct=band)
 
-    return paginate(uow.session, stmt, keys=[Refill.performed_at, Refill.id], params=page,
-                    to_item=to_item)
+    series = paginate(uow.session, stmt, keys=[Refill.performed_at, Refill.id], params=page,
+                      to_item=to_item)
+    trend = drift.pump_trend(uow, pump_serial=pump_serial, settings=settings)
+    projection = None if trend is None else FlowProjection(
+        **drift.trend_figures(trend), predicted_flow_ml_per_day=round(
+            pump.labeled_flow_ml_per_day * (1 + trend.predicted_deviation_pct / 100), 4))
+    return FlowReadingsPage(items=series.items, next_cursor=series.next_cursor, trend=projection)

@@ -222,6 +222,7 @@ class FlowTrendData(BaseModel):
     readings: int
     slope_pct_per_day: float
     slope_se_pct_per_day: float
+    last_at: AwareDatetime
     last_deviation_pct: float
     predicted_at: AwareDatetime
     predicted_deviation_pct: float
