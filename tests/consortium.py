@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from services.scheduling.surveillance import GroupSums, LotDriftRule, judge_lot, reading_delta
 from tests.factories import T0
@@ -86,7 +87,8 @@ def replay(readings: list[SimReading], rule: LotDriftRule) -> dict[str, LotOutco
     return outcomes
 
 
-def false_alarm_rate(*, seed: int, models: int, rule: LotDriftRule, **shape: int) -> tuple[int, int]:
+def false_alarm_rate(*, seed: int, models: int, rule: LotDriftRule,
+                     **shape: Any) -> tuple[int, int]:
     """(lots flagged, lots) over `models` simulated models with no drifting lot."""
     rng = random.Random(seed)
     flagged = total = 0
@@ -98,7 +100,7 @@ def false_alarm_rate(*, seed: int, models: int, rule: LotDriftRule, **shape: int
 
 
 def detection(*, seed: int, models: int, rule: LotDriftRule, drift: float = 8.0,
-              band_pct: float = 15.0, **shape: int) -> tuple[int, int, int]:
+              band_pct: float = 15.0, **shape: Any) -> tuple[int, int, int]:
     """(drifting lots flagged before any of their readings left ±band_pct, flagged at all,
     drifting lots): one drifting lot per simulated model."""
     rng = random.Random(seed)

@@ -232,7 +232,8 @@ def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | 
         last = chart.points[-1]
         flow = float(trend["predicted_flow_ml_per_day"])
         chart.projection = (last.x, last.y, x_of(predicted_at), y_of(flow))
-        chart.projection_label = (f"trend: {flow:.3f} mL/day ({float(trend['predicted_deviation_pct']):+.1f} %) "
+        deviation_pct = float(trend["predicted_deviation_pct"])
+        chart.projection_label = (f"trend: {flow:.3f} mL/day ({deviation_pct:+.1f} %) "
                                   f"predicted for {fmt_ts(predicted_at)}")
     firsts = [measured[0][0], measured[-1][0]] if t1 != t0 else [measured[0][0]]
     chart.x_ticks = [(x_of(w), w.strftime("%Y-%m-%d")) for w in firsts if w is not None]

@@ -53,39 +53,67 @@ def trend_rule(settings: SchedulingSettings) -> TrendRule:
 def on_reading(uow: UnitOfWork, *, pump: ImplantedPump, deviation_pct: float,
                settings: SchedulingSettings, sign: int = 1) -> LotVerdict | None:
     """Add (sign +1) or withdraw (−1, a refill entered in error) one reading of `pump` to the
-    running sums, test its lot, and announce the lot while it drifts. None for a pump of no lot."""
-    session = uow.session
+    running sums, test its lot, and announce the lot while it drifts. None for a pump of no lot.
+    Four statements, whatever the number of readings: the pump's upsert, the lot's upsert, the
+    model's sums, and (only when the verdict changes) the lot's flag."""
     rule = lot_rule(settings)
-    stmt = select(FlowPumpStats).where(FlowPumpStats.serial_number == pump.serial_number)
-    stats = session.scalar(stmt.with_for_update() if is_postgres(session) else stmt)
-    if stats is None:
-        if pump.lot_number is None or sign < 0:
-            return None
-        stats = FlowPumpStats(serial_number=pump.serial_number, model_code=pump.model_code,
-                              lot_number=pump.lot_number, readings=0, sum_deviation_pct=0.0)
-        session.add(stats)
-    delta = reading_delta(stats.readings, stats.sum_deviation_pct, deviation_pct,
+    if sign > 0 and pump.lot_number is None:
+        return None
+    counted = _add_to_pump(uow, pump, sign * deviation_pct, sign)
+    if counted is None:
+        return None  # a reading withdrawn from a pump the sums never had
+    model_code, lot_number, readings, total = counted
+    # the pump's sums before this reading, then the change of its lot's sums
+    delta = reading_delta(readings - sign, total - sign * deviation_pct, deviation_pct,
                           min_readings=rule.min_readings_per_pump, sign=sign)
-    stats.readings += sign
-    stats.sum_deviation_pct += sign * deviation_pct
-    stats.updated_at = uow.now()
-    lot = _add_to_lot(uow, stats.model_code, stats.lot_number, delta)
-    verdict = judge_lot(stats.model_code, stats.lot_number, lot, _model_sums(uow, stats.model_code),
-                        rule)
-    session.execute(update(FlowLotStats).where(
-        FlowLotStats.model_code == stats.model_code, FlowLotStats.lot_number == stats.lot_number,
-    ).values(drifting=verdict.drifting).execution_options(synchronize_session=False))
+    lot, was_drifting = _add_to_lot(uow, model_code, lot_number, delta)
+    verdict = judge_lot(model_code, lot_number, lot, _model_sums(uow, model_code), rule)
+    if verdict.drifting != was_drifting:
+        uow.session.execute(update(FlowLotStats).where(
+            FlowLotStats.model_code == model_code, FlowLotStats.lot_number == lot_number,
+        ).values(drifting=verdict.drifting).execution_options(synchronize_session=False))
     if verdict.drifting:
         announce_drift(uow, verdict, rule)
     return verdict
 
 
-def _add_to_lot(uow: UnitOfWork, model_code: str, lot_number: str, delta: GroupSums) -> GroupSums:
+def _upsert(uow: UnitOfWork, table: Table) -> Any:
+    """The dialect's INSERT (PostgreSQL or SQLite), for ON CONFLICT DO UPDATE."""
+    return postgresql.insert(table) if is_postgres(uow.session) else sqlite.insert(table)
+
+
+def _add_to_pump(uow: UnitOfWork, pump: ImplantedPump, deviation_pct: float,
+                 sign: int) -> tuple[str, str, int, float] | None:
+    """Add one reading to the pump's sums in one statement; its model, lot (the ones it was
+    first counted under) and new sums. A withdrawal only updates an existing row."""
+    table = cast_table(FlowPumpStats)
+    if sign < 0:
+        stmt: Any = update(FlowPumpStats).where(FlowPumpStats.serial_number == pump.serial_number)
+        stmt = stmt.values(readings=FlowPumpStats.readings - 1,
+                           sum_deviation_pct=FlowPumpStats.sum_deviation_pct + deviation_pct,
+                           updated_at=uow.now())
+    else:
+        stmt = _upsert(uow, table).values(
+            serial_number=pump.serial_number, model_code=pump.model_code,
+            lot_number=pump.lot_number, readings=1, sum_deviation_pct=deviation_pct,
+            updated_at=uow.now())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.serial_number],
+            set_={"readings": table.c.readings + 1,
+                  "sum_deviation_pct": table.c.sum_deviation_pct + stmt.excluded.sum_deviation_pct,
+                  "updated_at": stmt.excluded.updated_at})
+    row = uow.session.execute(stmt.returning(
+        table.c.model_code, table.c.lot_number, table.c.readings, table.c.sum_deviation_pct),
+        execution_options={"synchronize_session": False}).first()
+    return None if row is None else (row[0], row[1], int(row[2]), float(row[3]))
+
+
+def _add_to_lot(uow: UnitOfWork, model_code: str, lot_number: str,
+                delta: GroupSums) -> tuple[GroupSums, bool]:
     """Add `delta` to the lot's row in one statement (an upsert: two readings of one lot at once
-    both count, one after the other), and return the row's new sums."""
-    session = uow.session
+    both count, one after the other); the row's new sums and its drifting flag."""
     table = cast_table(FlowLotStats)
-    stmt = (postgresql.insert(table) if is_postgres(session) else sqlite.insert(table)).values(
+    stmt = _upsert(uow, table).values(
         model_code=model_code, lot_number=lot_number, pumps=delta.pumps,
         sum_mean_pct=delta.sum_mean_pct, sum_mean_sq=delta.sum_mean_sq, readings=delta.readings,
         drifting=False, updated_at=uow.now())
@@ -96,12 +124,13 @@ def _add_to_lot(uow: UnitOfWork, model_code: str, lot_number: str, delta: GroupS
               "sum_mean_sq": table.c.sum_mean_sq + stmt.excluded.sum_mean_sq,
               "readings": table.c.readings + stmt.excluded.readings,
               "updated_at": stmt.excluded.updated_at},
-    ).returning(table.c.pumps, table.c.sum_mean_pct, table.c.sum_mean_sq, table.c.readings)
-    row = session.execute(upsert).one()
-    return GroupSums(row[0], row[1], row[2], row[3])
+    ).returning(table.c.pumps, table.c.sum_mean_pct, table.c.sum_mean_sq, table.c.readings,
+                table.c.drifting)
+    row = uow.session.execute(upsert).one()
+    return GroupSums(row[0], row[1], row[2], row[3]), bool(row[4])
 
 
-def cast_table(model: type[FlowLotStats]) -> Table:
+def cast_table(model: type[FlowLotStats] | type[FlowPumpStats]) -> Table:
     """The model's table (typed as a Table for the dialects' INSERT)."""
     table = model.__table__
     assert isinstance(table, Table)
