@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from sqlalchemy import Float, Table, and_, case, cast, delete, func, insert, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from services.scheduling.models import FlowLotStats, FlowPumpStats, ImplantedPump, Refill
 from services.scheduling.settings import SchedulingSettings
@@ -27,7 +29,10 @@ from services.scheduling.surveillance import (
 from shared.contracts.scheduling import FlowTrendData, LotFlowDriftData
 from shared.contracts.vocabulary import RefillStatus
 from shared.db import UnitOfWork, is_postgres
+from shared.dberrors import is_contention
 from shared.runtime import Job, ServiceRuntime
+
+log = structlog.get_logger(__name__)
 
 # one rebuild at a time over every worker (PostgreSQL advisory lock key: "HAI lots")
 REBUILD_LOCK_KEY = 0x4841494C4F5453
@@ -75,6 +80,22 @@ def on_reading(uow: UnitOfWork, *, pump: ImplantedPump, deviation_pct: float,
     if verdict.drifting:
         announce_drift(uow, verdict, rule)
     return verdict
+
+
+def on_reading_unless_locked(uow: UnitOfWork, *, pump: ImplantedPump, deviation_pct: float,
+                             settings: SchedulingSettings, sign: int = 1) -> LotVerdict | None:
+    """`on_reading` in a savepoint: a refill is never refused because the rebuild holds the
+    surveillance's rows (a lock timeout skips the update; the next rebuild counts the reading)."""
+    try:
+        with uow.session.begin_nested():
+            return on_reading(uow, pump=pump, deviation_pct=deviation_pct, settings=settings,
+                              sign=sign)
+    except DBAPIError as exc:
+        if not is_contention(exc):
+            raise
+        log.warning("surveillance.reading_skipped", pump_serial=pump.serial_number,
+                    reason="surveillance rows locked (a rebuild under way)")
+        return None
 
 
 def _upsert(uow: UnitOfWork, table: Table) -> Any:

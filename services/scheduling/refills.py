@@ -111,8 +111,9 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
     result.next_appointment = AppointmentRead.model_validate(nxt)
     events = _refill_events(result, refill, nxt, outcome.figures)
     if outcome.figures.flow_deviation_pct is not None:
-        drift.on_reading(uow, pump=pump, deviation_pct=outcome.figures.flow_deviation_pct,
-                         settings=settings)
+        drift.on_reading_unless_locked(uow, pump=pump,
+                                       deviation_pct=outcome.figures.flow_deviation_pct,
+                                       settings=settings)
         trend = drift.trend_event(uow, refill, settings)
         if trend is not None:
             events.append((trend, refill.pump_serial))
@@ -369,8 +370,8 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
     pump = session.get(ImplantedPump, refill.pump_serial)
     if refill.flow_deviation_pct is not None and pump is not None:
         # the reading leaves the surveillance's sums too (an open lot alert stays for a person)
-        drift.on_reading(uow, pump=pump, deviation_pct=refill.flow_deviation_pct, settings=settings,
-                         sign=-1)
+        drift.on_reading_unless_locked(uow, pump=pump, deviation_pct=refill.flow_deviation_pct,
+                                       settings=settings, sign=-1)
     reopened = None
     therapy = session.get(Therapy, refill.therapy_id) if refill.therapy_id else None
     if refill.appointment_id and therapy is not None and therapy.status in OPEN_THERAPY_STATUSES:
