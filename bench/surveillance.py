@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -67,9 +66,10 @@ def seed_readings(url: str, dbname: str, pumps: int) -> None:
     rng = random.Random(22)
     with psycopg.connect(dbname=dbname, **PG) as conn:  # type: ignore[arg-type]
         cur = conn.cursor()
-        cur.execute(f"UPDATE implanted_pumps SET model_code = 'MODEL-' || (substr(serial_number, 2)::int % {MODELS}), "
-                    f"lot_number = 'LOT-' || (substr(serial_number, 2)::int % {MODELS}) || '-' || "
-                    f"(substr(serial_number, 2)::int / {MODELS * LOT_SIZE})")
+        number = "substr(serial_number, 2)::int"
+        cur.execute(f"UPDATE implanted_pumps SET model_code = 'MODEL-' || ({number} % {MODELS}), "
+                    f"lot_number = 'LOT-' || ({number} % {MODELS}) || '-' || "
+                    f"({number} / {MODELS * LOT_SIZE})")
         with cur.copy("COPY refills (id, pump_serial, patient_mrn, center, performed_at, "
                       "residual_volume_ml, fill_volume_ml, fill_type, elapsed_days, "
                       "measured_flow_ml_per_day, expected_flow_ml_per_day, flow_deviation_pct, "
