@@ -23,6 +23,8 @@ from shared.contracts.scheduling import (
     AppointmentData,
     DeliveryData,
     FlowRecordedData,
+    FlowTrendData,
+    LotFlowDriftData,
     OrderRefusedData,
     RefillCompletedData,
     RefillOverdueData,
@@ -185,6 +187,31 @@ def order_refused(appt_id: str = "appt-1", serial: str = SERIAL, *, mrn: str = M
         "pump_serial": serial, "center": center, "fill_type": "chemo", "due_at": at(days=2),
         "field": "floxuridine", "reason": "above the hard limit", "refused_at": iso(T0),
         **extra})
+
+
+def lot_flow_drift(lot: str = "LOT-7", *, model_code: str = MODEL_CODE, lot_pumps: int = 6,
+                   difference_pct: float = 8.0, **extra: Any) -> dict[str, Any]:
+    """`hai.scheduling.lot.flow_drift`: a lot running `difference_pct` faster than the rest."""
+    return _valid(LotFlowDriftData, {
+        "model_code": model_code, "lot_number": lot,
+        "pump_serials": [f"{lot}-P{i}" for i in range(lot_pumps)], "lot_pumps": lot_pumps,
+        "lot_readings": 2 * lot_pumps, "lot_mean_deviation_pct": difference_pct,
+        "lot_sd_pct": 1.0, "rest_pumps": 40, "rest_readings": 80, "rest_mean_deviation_pct": 0.0,
+        "rest_sd_pct": 2.0, "difference_pct": difference_pct,
+        "ci95_pct": [difference_pct - 1.2, difference_pct + 1.2], "test": "welch_t_two_sided",
+        "t": 15.2, "df": 11.3, "p_value": 1e-8, "alpha": 0.001, "min_difference_pct": 4.0,
+        "reason": "lot runs faster", "tested_at": iso(T0), **extra})
+
+
+def flow_trend(serial: str = SERIAL, *, crossing: bool = True, predicted_pct: float = 18.0,
+               mrn: str = MRN, center: str = CENTER, **extra: Any) -> dict[str, Any]:
+    """`hai.scheduling.flow.trend`: a pump's readings 2, 6, 10, 14 % predicting `predicted_pct`."""
+    return _valid(FlowTrendData, {
+        "pump_serial": serial, "patient_mrn": mrn, "center": center, "refill_id": "rf-4",
+        "readings": 4, "slope_pct_per_day": 0.2857, "slope_se_pct_per_day": 0.0,
+        "last_at": iso(T0), "last_deviation_pct": 14.0, "predicted_at": at(days=14),
+        "predicted_deviation_pct": predicted_pct, "prediction_se_pct": 0.0, "band_pct": 15.0,
+        "crossing": crossing, **extra})
 
 
 # ---------------------------------------------------------------- request bodies

@@ -14,6 +14,8 @@ from shared.contracts.scheduling import (
     AppointmentData,
     DeliveryData,
     FlowRecordedData,
+    FlowTrendData,
+    LotFlowDriftData,
     OrderRefusedData,
     RefillCompletedData,
     RefillOverdueData,
@@ -54,6 +56,7 @@ HANDLED_TYPES = (
     EventType.FLOW_RECORDED, EventType.REFILL_COMPLETED, EventType.DELIVERY_LATE,
     EventType.DELIVERY_UPDATED, EventType.SWEEP_COMPLETED, EventType.RECALL_ISSUED,
     EventType.PUMP_EXPLANTED, EventType.REFILL_VOIDED, EventType.ORDER_REFUSED,
+    EventType.LOT_FLOW_DRIFT, EventType.FLOW_TREND,
 )
 
 
@@ -99,5 +102,8 @@ def make_handlers(settings: AlertsSettings, kick: Callable[[], None]) -> dict[st
             lambda e: rules.refill_voided(payload_of(e, RefillVoidedData))),
         EventType.ORDER_REFUSED: applying(
             lambda e: rules.order_refused(payload_of(e, OrderRefusedData))),
+        EventType.LOT_FLOW_DRIFT: applying(
+            lambda e: rules.lot_flow_drift(payload_of(e, LotFlowDriftData))),
+        EventType.FLOW_TREND: applying(lambda e: rules.flow_trend(payload_of(e, FlowTrendData))),
         EventType.SWEEP_COMPLETED: heartbeat,
     }

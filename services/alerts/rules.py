@@ -11,6 +11,8 @@ from shared.contracts.scheduling import (
     AppointmentData,
     DeliveryData,
     FlowRecordedData,
+    FlowTrendData,
+    LotFlowDriftData,
     OrderRefusedData,
     RefillCompletedData,
     RefillOverdueData,
@@ -132,6 +134,43 @@ def flow_abnormal(data: FlowRecordedData, *, warning_pct: float, critical_pct: f
                  "measured_flow_ml_per_day": data.measured_flow_ml_per_day,
                  "expected_flow_ml_per_day": data.expected_flow_ml_per_day,
                  "elapsed_days": data.elapsed_days},
+    ),))
+
+
+def lot_flow_drift(data: LotFlowDriftData) -> RuleResult:
+    """A lot whose pumps drift from the rest of the model: a warning for biomed, one open alert
+    per model and lot, its evidence updated as readings come (a person resolves it: a recall, or
+    a look that finds another cause). It belongs to no centre: the lot spans them."""
+    direction = "fast" if data.difference_pct > 0 else "slow"
+    low, high = data.ci95_pct
+    return RuleResult(raise_=(AlertFact(
+        kind=AlertKind.LOT_FLOW_DRIFT, severity=Severity.WARNING,
+        dedup_key=f"{AlertKind.LOT_FLOW_DRIFT}:{data.model_code}:{data.lot_number}",
+        summary=(f"lot {data.lot_number} of {data.model_code} runs {direction}: "
+                 f"{data.lot_mean_deviation_pct:+.1f} % over {data.lot_pumps} pumps vs "
+                 f"{data.rest_mean_deviation_pct:+.1f} % for the model's other pumps "
+                 f"(difference {data.difference_pct:+.1f} %, 95 % CI {low:+.1f} to {high:+.1f}; "
+                 f"Welch t = {data.t:.2f}, df = {data.df:.1f}, p = {data.p_value:.2g})"),
+        details={**data.model_dump(mode="json"), "audience": "biomed"},
+    ),))
+
+
+def flow_trend(data: FlowTrendData) -> RuleResult:
+    """A pump's trend predicting its next reading off the band while its last is inside: a
+    warning; a trend that no longer does resolves it."""
+    key = f"{AlertKind.FLOW_TREND}:{data.pump_serial}"
+    if not data.crossing:
+        return RuleResult(clear=(ClearFact(
+            resolution=f"trend back: next reading predicted {data.predicted_deviation_pct:+.1f} % "
+                       f"(refill {data.refill_id})", dedup_key=key),))
+    return RuleResult(raise_=(AlertFact(
+        kind=AlertKind.FLOW_TREND, severity=Severity.WARNING, dedup_key=key,
+        summary=(f"pump {data.pump_serial} flow trending to {data.predicted_deviation_pct:+.1f} % "
+                 f"by {_iso(data.predicted_at)} (band ±{data.band_pct:g} %; last reading "
+                 f"{data.last_deviation_pct:+.1f} %, slope {data.slope_pct_per_day:+.2f} ± "
+                 f"{data.slope_se_pct_per_day:.2f} %/day over {data.readings} readings)"),
+        patient_mrn=data.patient_mrn, pump_serial=data.pump_serial, center=data.center,
+        details=data.model_dump(mode="json"),
     ),))
 
 

@@ -419,7 +419,10 @@ def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
     open_alerts = sort_alerts([a for a in alerts if a.get("status") in OPEN_ALERT_STATUSES])
     labeled = (pump or {}).get("labeled_flow_ml_per_day")
     zone = zone_for(ctx.settings, (patient or {}).get("center"))
-    chart = flow_chart(readings, float(labeled) if labeled is not None else None, zone=zone)
+    trend = ctx.attempt(lambda: ctx.api.get("scheduling", f"/v1/pumps/{path}/flow-readings",
+                                            limit=1).get("trend"))
+    chart = flow_chart(readings, float(labeled) if labeled is not None else None, zone=zone,
+                       trend=trend)
     refills = ctx.attempt(lambda: ctx.api.get("scheduling", "/v1/refills", pump_serial=serial,
                                               limit=10).get("items", []), [], missing_ok=True)
     latest = next((r for r in refills

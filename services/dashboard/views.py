@@ -181,6 +181,9 @@ class FlowChart:
     plot_right: int = 0
     plot_top: int = 12
     plot_bottom: int = 0
+    # scheduling's trend: a dashed segment from the last reading to the predicted next one
+    projection: tuple[float, float, float, float] | None = None
+    projection_label: str = ""
 
     @property
     def polyline(self) -> str:
@@ -188,10 +191,12 @@ class FlowChart:
 
 
 def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | None, *,
-               width: int = 640, height: int = 260, zone: ZoneInfo = UTC_ZONE) -> FlowChart:
+               width: int = 640, height: int = 260, zone: ZoneInfo = UTC_ZONE,
+               trend: dict[str, Any] | None = None) -> FlowChart:
     """Lay out the measured flows (oldest first) and the labeled rate ± the band as SVG geometry;
     the band and each point's abnormality are scheduling's (`flow_warning_pct`, `flow_abnormal`
-    of the readings): no reading, no band."""
+    of the readings): no reading, no band. `trend` (the flow-readings answer's) adds the
+    projection to the next reading."""
     left, right_pad, top, bottom_pad = 56, 16, 12, 36
     band_pct = next((float(r["flow_warning_pct"]) for r in reversed(readings)
                      if r.get("flow_warning_pct") is not None), None)
@@ -207,6 +212,9 @@ def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | 
         labeled = expected[-1] if expected else None
     chart.labeled_flow_ml_per_day = labeled
     values = [float(r["measured_flow_ml_per_day"]) for _, r in measured]
+    predicted_at = parse_ts((trend or {}).get("predicted_at")) if measured else None
+    if predicted_at is not None:
+        values.append(float(trend["predicted_flow_ml_per_day"]))  # type: ignore[index]
     if labeled:
         values.append(labeled)
     if labeled and band_pct is not None:
@@ -231,7 +239,7 @@ def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | 
     if not measured:
         return chart
     t0 = measured[0][0].timestamp()  # type: ignore[union-attr]
-    t1 = measured[-1][0].timestamp()  # type: ignore[union-attr]
+    t1 = (predicted_at or measured[-1][0]).timestamp()  # type: ignore[union-attr]
     span = (t1 - t0) or 1.0
 
     def x_of(when: datetime) -> float:
@@ -250,6 +258,13 @@ def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | 
             deviation_pct=None if deviation is None else float(deviation),
             at=fmt_local(when, zone), abnormal=r.get("flow_abnormal") is True,
         ))
+    if predicted_at is not None and trend is not None:
+        last = chart.points[-1]
+        flow = float(trend["predicted_flow_ml_per_day"])
+        chart.projection = (last.x, last.y, x_of(predicted_at), y_of(flow))
+        deviation_pct = float(trend["predicted_deviation_pct"])
+        chart.projection_label = (f"trend: {flow:.3f} mL/day ({deviation_pct:+.1f} %) "
+                                  f"predicted for {fmt_local(predicted_at, zone)}")
     firsts = [measured[0][0], measured[-1][0]] if t1 != t0 else [measured[0][0]]
     chart.x_ticks = [(x_of(w), to_local(w, zone).strftime("%Y-%m-%d")) for w in firsts
                      if w is not None]

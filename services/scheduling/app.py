@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from services.scheduling import fhir
+from services.scheduling.drift import rebuild_job
 from services.scheduling.handlers import PHARMACY_ORDERS_QUEUE, subscriptions
 from services.scheduling.jobs import scheduler_sweep, sweep_job
 from services.scheduling.models import metadata, platform
@@ -35,6 +36,7 @@ def bootstrap(
     runtime.subscriptions.extend(subscriptions(settings))
     runtime.declared_queues.append(PHARMACY_ORDERS_QUEUE)
     runtime.jobs.append(sweep_job(settings))
+    runtime.jobs.append(rebuild_job(settings))
     runtime.readiness_checks.append(scheduler_sweep)
     return runtime
 

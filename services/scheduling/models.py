@@ -64,6 +64,7 @@ class ImplantedPump(Base):
     patient_mrn: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     center: Mapped[str | None] = mapped_column(String(100), nullable=True)
     model_code: Mapped[str] = mapped_column(String(50))
+    lot_number: Mapped[str | None] = mapped_column(String(100), nullable=True)
     reservoir_ml: Mapped[float] = mapped_column(Float)
     labeled_flow_ml_per_day: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(20))  # implanted | explanted | other inventory states
@@ -242,6 +243,37 @@ class DeliveryEvent(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class FlowPumpStats(Base):
+    """A pump's running sums of flow deviations (flow surveillance), under the lot it was in."""
+
+    __tablename__ = "flow_pump_stats"
+
+    serial_number: Mapped[str] = mapped_column(String(100), primary_key=True)
+    model_code: Mapped[str] = mapped_column(String(50))
+    lot_number: Mapped[str] = mapped_column(String(100))
+    readings: Mapped[int] = mapped_column(Integer)
+    sum_deviation_pct: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_flow_pump_stats_lot", "model_code", "lot_number"),)
+
+
+class FlowLotStats(Base):
+    """A lot's running sums over its pumps' mean deviations (surveillance.GroupSums), and whether
+    its last test said it drifts."""
+
+    __tablename__ = "flow_lot_stats"
+
+    model_code: Mapped[str] = mapped_column(String(50), primary_key=True)
+    lot_number: Mapped[str] = mapped_column(String(100), primary_key=True)
+    pumps: Mapped[int] = mapped_column(Integer)
+    sum_mean_pct: Mapped[float] = mapped_column(Float)
+    sum_mean_sq: Mapped[float] = mapped_column(Float)
+    readings: Mapped[int] = mapped_column(Integer)
+    drifting: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class SweepRun(Base):
     """One completed sweep (any worker): what `/readyz` reads to spot a dead scheduler."""
 
@@ -254,5 +286,6 @@ class SweepRun(Base):
     jobs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
-__all__ = ["Appointment", "Base", "Delivery", "DeliveryEvent", "ImplantedPump", "Patient", "Refill",
+__all__ = ["Appointment", "Base", "Delivery", "DeliveryEvent", "FlowLotStats", "FlowPumpStats",
+           "ImplantedPump", "Patient", "Refill",
            "SweepRun", "Therapy", "metadata", "platform"]

@@ -28,6 +28,7 @@ def on_pump_implanted(uow: UnitOfWork, data: PumpData) -> None:
     pump.patient_mrn = data.patient_mrn
     pump.center = data.center
     pump.model_code = data.model_code
+    pump.lot_number = data.lot_number
     pump.reservoir_ml = data.reservoir_ml
     pump.labeled_flow_ml_per_day = data.labeled_flow_ml_per_day
     pump.status = PumpStatus.IMPLANTED

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from services.scheduling import deliveries
+from services.scheduling import deliveries, drift
 from services.scheduling.appointments import appointment_data, judged, schedule_appointment
 from services.scheduling.flow import (
     DeliveryFacts,
@@ -31,7 +31,9 @@ from services.scheduling.models import (
 from services.scheduling.patients import get_patient_or_raise
 from services.scheduling.schemas import (
     AppointmentRead,
+    FlowProjection,
     FlowReading,
+    FlowReadingsPage,
     RefillCreate,
     RefillRead,
     RefillVoid,
@@ -107,7 +109,15 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
                          now=now)
     result = RefillRead.model_validate(refill)
     result.next_appointment = AppointmentRead.model_validate(nxt)
-    uow.publish_many(_refill_events(result, refill, nxt, outcome.figures))  # one statement for all
+    events = _refill_events(result, refill, nxt, outcome.figures)
+    if outcome.figures.flow_deviation_pct is not None:
+        drift.on_reading_unless_locked(uow, pump=pump,
+                                       deviation_pct=outcome.figures.flow_deviation_pct,
+                                       settings=settings)
+        trend = drift.trend_event(uow, refill, settings)
+        if trend is not None:
+            events.append((trend, refill.pump_serial))
+    uow.publish_many(events)  # one statement for all
     result = _judged(result, now=now, settings=settings)  # the answer's, after the events are built
     if isinstance(delivery, Delivery):
         deliveries.record_administration(uow, delivery, refill_id=refill.id,
@@ -357,6 +367,11 @@ def void_refill(*, uow: UnitOfWork, refill_id: str, body: RefillVoid, actor: str
                        f"error; the latest is refill {later.id} performed at "
                        f"{later.performed_at.isoformat()}: correct that one first",
                        current_status="not_latest", latest_refill_id=later.id)
+    pump = session.get(ImplantedPump, refill.pump_serial)
+    if refill.flow_deviation_pct is not None and pump is not None:
+        # the reading leaves the surveillance's sums too (an open lot alert stays for a person)
+        drift.on_reading_unless_locked(uow, pump=pump, deviation_pct=refill.flow_deviation_pct,
+                                       settings=settings, sign=-1)
     reopened = None
     therapy = session.get(Therapy, refill.therapy_id) if refill.therapy_id else None
     if refill.appointment_id and therapy is not None and therapy.status in OPEN_THERAPY_STATUSES:
@@ -404,10 +419,12 @@ def _already_void(refill: Refill) -> Conflict:
 
 
 def flow_readings(*, uow: UnitOfWork, pump_serial: str, page: PageParams,
-                  settings: SchedulingSettings) -> Page[FlowReading]:
-    """The measured flow series of a pump, oldest first, each judged by the warning band."""
+                  settings: SchedulingSettings) -> FlowReadingsPage:
+    """The measured flow series of a pump, oldest first, each judged by the warning band, with
+    the trend of its last readings."""
     band = settings.flow_warning_pct
-    if uow.session.get(ImplantedPump, pump_serial) is None:
+    pump = uow.session.get(ImplantedPump, pump_serial)
+    if pump is None:
         raise NotFound(f"scheduling knows no pump {pump_serial}")
     stmt = select(Refill).where(Refill.pump_serial == pump_serial,
                                 Refill.status == RefillStatus.RECORDED,
@@ -424,5 +441,10 @@ def flow_readings(*, uow: UnitOfWork, pump_serial: str, page: PageParams,
                                                                flow_warning_pct=band)),
                            flow_warning_pct=band)
 
-    return paginate(uow.session, stmt, keys=[Refill.performed_at, Refill.id], params=page,
-                    to_item=to_item)
+    series = paginate(uow.session, stmt, keys=[Refill.performed_at, Refill.id], params=page,
+                      to_item=to_item)
+    trend = drift.pump_trend(uow, pump_serial=pump_serial, settings=settings)
+    projection = None if trend is None else FlowProjection(
+        **drift.trend_figures(trend), predicted_flow_ml_per_day=round(
+            pump.labeled_flow_ml_per_day * (1 + trend.predicted_deviation_pct / 100), 4))
+    return FlowReadingsPage(items=series.items, next_cursor=series.next_cursor, trend=projection)

@@ -14,7 +14,7 @@ from services.scheduling.schemas import (
     CenterRead,
     DeliveryRead,
     DeliveryStatusIn,
-    FlowReading,
+    FlowReadingsPage,
     NextOrderRead,
     PatientCreate,
     PatientRead,
@@ -198,8 +198,8 @@ def get_refill(refill_id: Key, uow: UowDep, audit: ReadAuditDep, runtime: Runtim
 
 @router.get("/pumps/{serial}/flow-readings", tags=["refills"])
 def flow_readings(serial: Key, _: CurrentUser, uow: UowDep, page: PageDep,
-                  runtime: RuntimeDep) -> Page[FlowReading]:
-    """The measured flow series of a pump, oldest first."""
+                  runtime: RuntimeDep) -> FlowReadingsPage:
+    """The measured flow series of a pump, oldest first, and the trend of its last readings."""
     return refills.flow_readings(uow=uow, pump_serial=serial, page=page, settings=runtime.settings)
 
 

@@ -18,6 +18,7 @@ from shared.contracts.vocabulary import (
     Regimen,
     TherapyStatus,
 )
+from shared.pagination import Page
 from shared.schemas import RequestModel
 from shared.text import LINE_BREAKS, LINE_PATTERN, Centre, Code, Key, Line, Paragraph, text_rules
 
@@ -275,6 +276,30 @@ class FlowReading(BaseModel):
     flow_abnormal: bool = Field(description="|flow_deviation_pct| above flow_warning_pct")
     flow_warning_pct: float = Field(description="the ±band (%) flow_abnormal was judged by "
                                                 "(HAI_FLOW_WARNING_PCT)")
+
+
+class FlowProjection(BaseModel):
+    """The least-squares trend of the pump's last readings and the next reading it predicts
+    (DOMAIN.md, Flow surveillance)."""
+
+    readings: int = Field(description="the last readings the line goes through")
+    slope_pct_per_day: float
+    slope_se_pct_per_day: float = Field(description="the slope's standard error")
+    last_at: datetime
+    last_deviation_pct: float
+    predicted_at: datetime = Field(description="the last reading + the readings' mean interval")
+    predicted_deviation_pct: float
+    prediction_se_pct: float = Field(description="the standard error of a new reading there")
+    predicted_flow_ml_per_day: float
+    band_pct: float = Field(description="the ±band (HAI_FLOW_WARNING_PCT)")
+    crossing: bool = Field(description="the prediction leaves the band while the last reading "
+                                       "is inside it, and the slope counts (`flow_trend` alert)")
+
+
+class FlowReadingsPage(Page[FlowReading]):
+    """A page of the flow series, and the trend of the pump's last readings (null below 3)."""
+
+    trend: FlowProjection | None = None
 
 
 class DeliveryHistoryRead(BaseModel):

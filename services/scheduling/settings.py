@@ -28,6 +28,17 @@ class SchedulingSettings(ServiceAddresses):
     # the ±band of `flow_abnormal` in answers; alerts raises its flow alerts by the same variable
     flow_warning_pct: float = 15.0
 
+    # flow surveillance (DOMAIN.md, Flow surveillance): the lot test and the pump trend
+    lot_drift_min_pumps: int = 5
+    lot_drift_min_rest_pumps: int = 5
+    lot_drift_min_readings_per_pump: int = 1
+    lot_drift_alpha: float = 0.001
+    lot_drift_min_difference_pct: float = 4.0
+    lot_drift_rebuild_hours: float = 24.0
+    flow_trend_window: int = 6
+    flow_trend_min_readings: int = 3
+    flow_trend_alpha: float = 0.10
+
     # dosing (DOMAIN.md)
     fudr_default_mg_per_kg_day: float = 0.12
     fudr_label_min_mg_per_kg_day: float = 0.1

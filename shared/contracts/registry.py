@@ -33,6 +33,8 @@ from shared.contracts.scheduling import (
     DeliveryLateData,
     DeliveryUpdatedData,
     FlowRecordedData,
+    FlowTrendData,
+    LotFlowDriftData,
     OrderRefusedData,
     RefillCompletedData,
     RefillDueSoonData,
@@ -105,6 +107,13 @@ SPECS: tuple[EventSpec, ...] = (
     EventSpec(EventType.ORDER_REFUSED, OrderRefusedData, SCHED,
               "A chemo fill's pharmacy order not sent: its dose could not be computed or broke "
               "a hard limit.", subject=PUMP),
+    EventSpec(EventType.LOT_FLOW_DRIFT, LotFlowDriftData, SCHED,
+              "A pump model's lot whose pumps' mean flow deviation differs from the model's other "
+              "pumps (Welch's t-test), with its evidence; again as the evidence grows.",
+              subject="model code/lot number"),
+    EventSpec(EventType.FLOW_TREND, FlowTrendData, SCHED,
+              "A pump's flow trend after a reading (least-squares slope, the next reading "
+              "predicted), and whether the prediction leaves the band.", subject=PUMP),
     EventSpec(EventType.ALERT_RAISED, AlertRaisedData, ALERTS,
               "An alert raised, or raised again with a higher severity.", subject=ALERT),
     EventSpec(EventType.ALERT_ACKNOWLEDGED, AlertAcknowledgedData, ALERTS, "An alert acknowledged.",

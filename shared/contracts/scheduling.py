@@ -176,3 +176,56 @@ class OrderRefusedData(BaseModel):
     field: str
     reason: str
     refused_at: AwareDatetime
+
+
+class LotFlowDriftData(BaseModel):
+    """`hai.scheduling.lot.flow_drift` (added): a pump model's lot whose pumps' mean flow
+    deviations differ from the model's other pumps (Welch's t-test, DOMAIN.md "Flow
+    surveillance"), with the evidence; announced again as evidence grows while it drifts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model_code: str
+    lot_number: str
+    pump_serials: list[str]
+    lot_pumps: int
+    lot_readings: int
+    lot_mean_deviation_pct: float
+    lot_sd_pct: float
+    rest_pumps: int
+    rest_readings: int
+    rest_mean_deviation_pct: float
+    rest_sd_pct: float
+    difference_pct: float
+    ci95_pct: list[float]
+    test: str
+    t: float
+    df: float
+    p_value: float
+    alpha: float
+    min_difference_pct: float
+    reason: str
+    tested_at: AwareDatetime
+
+
+class FlowTrendData(BaseModel):
+    """`hai.scheduling.flow.trend` (added): the least-squares trend of a pump's last flow
+    deviations after a reading, and the next reading it predicts; `crossing` when the
+    prediction leaves the ±band while the last reading is inside it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    pump_serial: str
+    patient_mrn: str
+    center: str
+    refill_id: str
+    readings: int
+    slope_pct_per_day: float
+    slope_se_pct_per_day: float
+    last_at: AwareDatetime
+    last_deviation_pct: float
+    predicted_at: AwareDatetime
+    predicted_deviation_pct: float
+    prediction_se_pct: float
+    band_pct: float
+    crossing: bool

@@ -32,6 +32,8 @@ class EventType(StrEnum):
     RESERVOIR_NEAR_EMPTY = "hai.scheduling.reservoir.near_empty"  # added to the contract
     REFILL_VOIDED = "hai.scheduling.refill.voided"
     ORDER_REFUSED = "hai.scheduling.order.refused"  # added to the contract
+    LOT_FLOW_DRIFT = "hai.scheduling.lot.flow_drift"  # added: flow surveillance
+    FLOW_TREND = "hai.scheduling.flow.trend"  # added: flow surveillance
     ALERT_RAISED = "hai.alerts.alert.raised"
     ALERT_ACKNOWLEDGED = "hai.alerts.alert.acknowledged"
     ALERT_RESOLVED = "hai.alerts.alert.resolved"
@@ -153,6 +155,8 @@ class AlertKind(StrEnum):
     DEVICE_RECALLED_IMPLANTED = "device_recalled_implanted"
     SYSTEM_STALE = "system_stale"  # the watchdog: scheduling's heartbeat not heard
     ORDER_REFUSED = "order_refused"  # added to the contract
+    LOT_FLOW_DRIFT = "lot_flow_drift"  # added: a lot's pumps drift from their model's (biomed)
+    FLOW_TREND = "flow_trend"  # added: a pump's trend predicts its next reading off the band
 
 
 class NotificationStatus(StrEnum):

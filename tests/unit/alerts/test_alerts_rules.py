@@ -198,3 +198,35 @@ def test_page_carries_mrn_pump_center_summary_and_link_but_no_details() -> None:
     assert set(body) >= {"alert", "level", "recipient", "ack_url"}
     assert "details" not in body["alert"]
     assert body["alert"]["patient_mrn"] == "MRN-1" and body["ack_url"].endswith("/alerts/x")
+
+
+# ---- flow surveillance ---------------------------------------------------------------------
+
+def test_a_drifting_lot_is_one_warning_per_model_and_lot_for_biomed_with_its_evidence() -> None:
+    from shared.contracts.scheduling import LotFlowDriftData
+    from tests.factories import lot_flow_drift
+
+    (fact,) = rules.lot_flow_drift(LotFlowDriftData.model_validate(lot_flow_drift("L9"))).raise_
+    assert (fact.kind, fact.severity) == ("lot_flow_drift", "warning")
+    assert fact.dedup_key == "lot_flow_drift:INTERA-3000:L9"
+    assert fact.center is None and fact.pump_serial is None and fact.patient_mrn is None
+    assert fact.details["audience"] == "biomed"
+    assert fact.details["pump_serials"][0] == "L9-P0" and fact.details["p_value"] == 1e-8
+    assert "runs fast" in fact.summary and "+8.0 %" in fact.summary and "p = 1e-08" in fact.summary
+    slow = rules.lot_flow_drift(LotFlowDriftData.model_validate(
+        lot_flow_drift("L9", difference_pct=-6.0))).raise_[0]
+    assert "runs slow" in slow.summary
+
+
+def test_a_trend_crossing_the_band_warns_and_one_back_inside_resolves() -> None:
+    from shared.contracts.scheduling import FlowTrendData
+    from tests.factories import flow_trend
+
+    (fact,) = rules.flow_trend(FlowTrendData.model_validate(flow_trend("SN7"))).raise_
+    assert (fact.kind, fact.severity, fact.dedup_key) == ("flow_trend", "warning", "flow_trend:SN7")
+    assert (fact.pump_serial, fact.center, fact.patient_mrn) == ("SN7", "north", "MRN-1")
+    assert "+18.0 %" in fact.summary and fact.details["crossing"] is True
+    back = rules.flow_trend(FlowTrendData.model_validate(flow_trend("SN7", crossing=False,
+                                                                    predicted_pct=9.0)))
+    assert back.raise_ == () and back.clear[0].dedup_key == "flow_trend:SN7"
+    assert "+9.0 %" in back.clear[0].resolution

@@ -399,3 +399,22 @@ def test_static_assets_are_served_locally(fake: FakeApis) -> None:
         'content="width', "")
     assert c.get("/static/htmx.min.js").status_code == 200
     assert c.get("/static/app.css").status_code == 200
+
+
+def test_pump_page_draws_schedulings_trend_dashed(fake: FakeApis) -> None:
+    fake.on("inventory", "GET", "/v1/pumps/SN1", {
+        "serial_number": "SN1", "model_code": "DEMO-30", "status": "implanted",
+        "labeled_flow_ml_per_day": 1.0, "reservoir_ml": 30})
+    readings = [{"refill_id": f"r{d}", "performed_at": f"2026-10-{d:02d}T08:00:00Z",
+                 "elapsed_days": 14, "measured_flow_ml_per_day": flow,
+                 "expected_flow_ml_per_day": 1.0, "flow_deviation_pct": (flow - 1) * 100,
+                 "flow_abnormal": False, "flow_warning_pct": 15.0}
+                for d, flow in ((1, 1.02), (15, 1.06), (29, 1.10))]
+    fake.on("scheduling", "GET", "/v1/pumps/SN1/flow-readings", {**page(readings), "trend": {
+        "predicted_at": "2026-11-12T08:00:00Z", "predicted_flow_ml_per_day": 1.16,
+        "predicted_deviation_pct": 16.0, "crossing": True}})
+    c = client(fake)
+    sign_in(c)
+    html = c.get("/pumps/SN1").text
+    assert 'data-testid="flow-projection"' in html and 'stroke-dasharray="6 4"' in html
+    assert "1.160 mL/day (+16.0 %) predicted for 2026-11-12 08:00 UTC" in html

@@ -61,6 +61,23 @@ def test_chart_band_encloses_the_labeled_rate_and_fast_flow_plots_higher() -> No
     assert low.y == chart.labeled_y
 
 
+def test_chart_draws_the_trend_from_the_last_reading_to_the_prediction() -> None:
+    readings = [{"performed_at": f"2026-10-{d:02d}T08:00:00Z", "measured_flow_ml_per_day": flow,
+                 "flow_deviation_pct": (flow - 1) * 100, "flow_warning_pct": 15.0}
+                for d, flow in ((1, 1.02), (15, 1.06), (29, 1.10))]
+    trend = {"predicted_at": "2026-11-12T08:00:00Z", "predicted_flow_ml_per_day": 1.16,
+             "predicted_deviation_pct": 16.0}
+    chart = flow_chart(readings, 1.0, trend=trend)
+    assert chart.projection is not None
+    x1, y1, x2, y2 = chart.projection
+    last = chart.points[-1]
+    assert (x1, y1) == (last.x, last.y)
+    assert x2 == chart.plot_right and y2 < chart.band_top_y < y1  # type: ignore[operator]
+    assert "+16.0 %" in chart.projection_label
+    assert flow_chart(readings, 1.0).projection is None
+    assert flow_chart([], 1.0, trend=trend).projection is None
+
+
 def test_chart_without_readings_draws_the_labeled_rate_without_a_band() -> None:
     chart = flow_chart([], 1.0)
     assert not chart.points and chart.labeled_y is not None
