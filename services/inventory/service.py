@@ -337,7 +337,7 @@ def _apply_status_change(uow: UnitOfWork, pump: Pump, *, actor: str, move: Move,
             details={"reason": reason, **(extra or {})})
     uow.publish(PumpStatusChangedData(
         serial_number=pump.serial_number, from_status=from_status, to_status=to_status.value,
-        reason=reason, **(extra or {})), subject=pump.serial_number)
+        reason=reason, center=pump.center, **(extra or {})), subject=pump.serial_number)
     log.info("pump.status_changed", serial=pump.serial_number, move=move.value,
              to_status=to_status.value)
 
