@@ -17,6 +17,13 @@ One mechanism per layer, so that no route or service function has to remember it
 
 Background work (consumers, jobs, the outbox relay) opens units of work without a scope and
 sees every centre; so does a token whose claim is `["*"]`.
+
+What the hook does not see: Core statements on a bare `Table` (`Model.__table__`, the platform
+tables) and `text()`. A route that reads those filters them itself with
+`uow.centers.filter(stmt, table.c.center)`, or refuses a scoped caller
+(`uow.centers.require_every(...)`, as the audit trail does). A new table with a centre (or a
+parent that has one) gets its `scope_rows(...)` line beside its model, and
+tests/security/test_center_scoping_pg.py then walks its routes.
 """
 
 from __future__ import annotations
