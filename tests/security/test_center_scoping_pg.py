@@ -138,8 +138,8 @@ def _leaks(text: str, markers: set[str], sent: str) -> list[str]:
     return sorted(m for m in markers if m in text and m not in sent)
 
 
-def _body(spec: dict[str, Any], op: Any, values: dict[str, list[str]]) -> Any:
-    """A valid body whose fields that can name a record name north's, at centre south."""
+def _body(spec: dict[str, Any], op: Any, values: dict[str, list[str]], center: str = SOUTH) -> Any:
+    """A valid body whose fields that can name a record name north's, at `center`."""
     if op.body is None:
         return None
     body = example(spec, op.body)
@@ -150,11 +150,14 @@ def _body(spec: dict[str, Any], op: Any, values: dict[str, list[str]]) -> Any:
             for key, value in node.items():
                 param = FILTERS.get(key)
                 if key == "center":
-                    out[key] = SOUTH
+                    out[key] = center
+                elif key == "kind" and isinstance(value, str):  # an alert kind
+                    out[key] = "flow_abnormal"
                 elif param and param in values and isinstance(value, str):
                     out[key] = values[param][0]
                 elif isinstance(value, str) and value.startswith("2026-11-01T"):
-                    out[key] = (T0 - timedelta(hours=1)).isoformat()
+                    later = timedelta(hours=1 if key.startswith("ends") else -1)
+                    out[key] = (T0 + later).isoformat()
                 else:
                     out[key] = fill(value)
             return out
@@ -189,6 +192,8 @@ def test_a_token_of_another_centre_sees_and_changes_nothing_on_any_route(
     spec = harness.client.get("/openapi.json").json()
     failures: list[str] = []
     probes = {"hidden": 0, "filtered": 0, "listed": 0, "written": 0}
+    if name != "inventory":  # inventory's one body with a centre is the implant's, under a serial
+        probes["named"] = 0
     for op in operations(spec, prefixes=("/v1", FHIR_BASE)):
         params = [p["name"] for p in op.parameters if p["in"] == "path"]
         fhir_type = op.path.split("/")[3] if op.path.startswith(FHIR_BASE) else None
@@ -219,6 +224,12 @@ def test_a_token_of_another_centre_sees_and_changes_nothing_on_any_route(
             probes["written"] += 1
             if leaked := _leaks(r.text, markers, sent):
                 failures.append(f"{op.method} {op.path}: leaks {leaked}: {r.text[:300]}")
+            at_north = _body(spec, op, values, center=NORTH)
+            if at_north != body:  # the body names a centre: naming north is refused outright
+                r = _send(harness, op.method, op.path, at_north)
+                probes["named"] += 1
+                if r.status_code != 403:
+                    failures.append(f"{op.method} {op.path} at north: {r.status_code} {r.text[:300]}")
             continue
         probes["listed"] += 1
         if r.status_code not in (200, 403) or _leaks(r.text, markers, ""):
