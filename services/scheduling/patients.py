@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import func, select
+
 from services.scheduling.models import Patient
-from services.scheduling.schemas import PatientCreate, PatientRead, PatientUpdate
+from services.scheduling.schemas import CenterRead, PatientCreate, PatientRead, PatientUpdate
 from shared.db import UnitOfWork
 from shared.errors import Conflict, NotFound
+from shared.pagination import Page, PageParams, paginate
 
 
 def create_patient(*, uow: UnitOfWork, body: PatientCreate, actor: str) -> PatientRead:
@@ -49,3 +54,11 @@ def update_patient(*, uow: UnitOfWork, mrn: str, body: PatientUpdate, actor: str
     uow.audit(actor=actor, action="patient.updated", entity_type="patient", entity_id=mrn,
               changes={"before": before, "after": changes})
     return PatientRead.model_validate(patient)
+
+
+def list_centers(*, uow: UnitOfWork, page: PageParams) -> Page[CenterRead]:
+    """The centres scheduling knows (those of its patients), by code, with their patient counts."""
+    stmt: Any = select(Patient.center, func.count().label("patients")).group_by(
+        Patient.center)
+    return paginate(uow.session, stmt, keys=[Patient.center], params=page, scalars=False,
+                    to_item=lambda row: CenterRead(code=row.center, patients=row.patients))

@@ -11,6 +11,7 @@ from services.scheduling import appointments, deliveries, patients, refills, the
 from services.scheduling.schemas import (
     AppointmentBook,
     AppointmentRead,
+    CenterRead,
     DeliveryRead,
     DeliveryStatusIn,
     FlowReading,
@@ -62,6 +63,12 @@ def get_patient(mrn: Key, uow: UowDep, audit: ReadAuditDep) -> PatientRead:
 def update_patient(mrn: Key, body: PatientUpdate, user: Clinician, uow: UowDep) -> PatientRead:
     """Change a patient's details, e.g. a new weight (nurse, oncologist)."""
     return patients.update_patient(uow=uow, mrn=mrn, body=body, actor=user.sub)
+
+
+@router.get("/centers", tags=["patients"])
+def list_centers(_: CurrentUser, uow: UowDep, page: PageDep) -> Page[CenterRead]:
+    """The centres of the patients scheduling knows, by code (what a centre filter offers)."""
+    return patients.list_centers(uow=uow, page=page)
 
 
 # ---------------------------------------------------------------- therapies

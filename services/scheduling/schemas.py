@@ -74,6 +74,13 @@ class PatientRead(_Read):
     updated_at: datetime
 
 
+class CenterRead(BaseModel):
+    """A centre scheduling knows: the code its patients carry (`center`)."""
+
+    code: str
+    patients: int = Field(description="how many patients of this centre scheduling knows")
+
+
 class TherapyCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 

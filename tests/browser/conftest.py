@@ -26,9 +26,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @contextmanager
-def seeded_system(workdir: Path) -> Iterator[RunningSystem]:
-    """Inventory, scheduling, alerts and the dashboard on free ports, with the demo seeded."""
-    running = RunningSystem.start(workdir)
+def seeded_system(workdir: Path, **env_overrides: str) -> Iterator[RunningSystem]:
+    """Inventory, scheduling, alerts and the dashboard on free ports, with the demo seeded
+    (`env_overrides`: HAI_* settings of this system's own)."""
+    running = RunningSystem.start(workdir, **env_overrides)
     try:
         seed(running.settings)
         yield running
