@@ -25,7 +25,7 @@ from rich.table import Table
 
 from services.registry import APPS, DEFAULT_PORTS, SERVICES, app_module, cli_module
 from services.settings import HaiSettings, get_settings
-from shared.auth import ROLES, mint_token
+from shared.auth import CENTER_CODE_MAX_LEN, ROLES, mint_token
 from shared.logging import configure_logging
 from shared.migrations import make_revision, upgrade
 from shared.runtime import settle_heap
@@ -252,13 +252,21 @@ def token(
     sub: Annotated[str, typer.Option("--sub", help="the user name (token subject)")],
     role: Annotated[list[str], typer.Option("--role", help=f"one of {', '.join(ROLES)}")],
     hours: Annotated[float, typer.Option(help="validity")] = 12.0,
+    center: Annotated[list[str] | None, typer.Option(
+        "--center", help="a centre code the token may see (repeat for several; `*` for every "
+                         "centre); none: no `centers` claim (every centre, outside production)",
+    )] = None,
 ) -> None:
     """Print a dev token signed with HAI_JWT_SECRET."""
     unknown = [r for r in role if r not in ROLES]
     if unknown:
         raise typer.BadParameter(f"unknown role(s) {unknown}; one of {', '.join(ROLES)}")
+    bad = [c for c in center or [] if not c.strip() or len(c) > CENTER_CODE_MAX_LEN]
+    if bad:
+        raise typer.BadParameter(f"not a centre code: {bad}")
     settings = get_settings()
-    typer.echo(mint_token(sub, role, secret=settings.jwt_secret, ttl=timedelta(hours=hours)))
+    typer.echo(mint_token(sub, role, secret=settings.jwt_secret, ttl=timedelta(hours=hours),
+                          centers=list(center) if center else None))
 
 
 def _database_url(service: str) -> str:

@@ -19,6 +19,7 @@ from shared.auth import CurrentUser, Principal, require_roles
 from shared.db import UnitOfWork, bulk_insert
 from shared.pagination import Page, PageDep, paginate
 from shared.schemas import Timestamp
+from shared.scoping import CentersDep
 from shared.text import Key
 from shared.web import UnitOfWorkRoute, UowDep, route_path
 
@@ -106,14 +107,16 @@ def audit_router() -> APIRouter:
 
     @router.get("/audit")
     def list_audit(
-        _: Admin, uow: UowDep, page: PageDep,
+        _: Admin, uow: UowDep, page: PageDep, centers: CentersDep,
         patient_mrn: Key | None = None,
         actor: Key | None = None,
         since: Annotated[Timestamp | None, Query()] = None,
         action: Key | None = None,
     ) -> Page[AuditEntry]:
         """Who read or changed what, newest first (admin): `patient_mrn` keeps the entries about
-        that patient, `actor` one token subject's, `since` those at or after a time."""
+        that patient, `actor` one token subject's, `since` those at or after a time. It spans
+        every centre: a token of some centres only is 403."""
+        centers.require_every("the audit trail")
         table = uow.platform.audit
         stmt = select(table)
         if patient_mrn is not None:

@@ -16,6 +16,9 @@ from shared.settings import Settings, get_settings
 
 ROLES = ("nurse", "pharmacist", "oncologist", "biomed", "oncall", "admin", "service")
 KNOWN_ROLES = frozenset(ROLES)
+# the `centers` claim: the centre codes whose records the caller may read and write, or this
+ALL_CENTERS = "*"
+CENTER_CODE_MAX_LEN = 100  # as the services' `center` columns
 ALGORITHMS_DEV = ["HS256"]
 # a verified token is trusted again, without its signature checked, until it expires but for at
 # most this long (so a signing key withdrawn from the JWKS stops working soon after)
@@ -26,10 +29,20 @@ CLOCK_LEEWAY_S = 0.0  # as PyJWT's default: no leeway
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's subject and roles."""
+    """Who is calling: the token's subject, roles and centres.
+
+    `centers` is None when the caller may see every centre (`["*"]`, or a token without the
+    claim where `HAI_CENTERS_CLAIM_REQUIRED` is off); else the codes it names (maybe none).
+    `centers_claimed` says whether the token carried the claim at all."""
 
     sub: str
     roles: frozenset[str]
+    centers: frozenset[str] | None = None
+    centers_claimed: bool = False
+
+    def sees_center(self, center: str | None) -> bool:
+        """True when the caller may see records of `center` (None: a record of no centre)."""
+        return self.centers is None or (center is not None and center in self.centers)
 
     def has_any(self, roles: tuple[str, ...] | frozenset[str]) -> bool:
         return "admin" in self.roles or bool(self.roles & set(roles))
@@ -95,7 +108,23 @@ class TokenVerifier:
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise jwt.InvalidTokenError("roles claim must be a list of strings")
-        return Principal(sub=str(claims["sub"]), roles=frozenset(roles)), float(claims["exp"])
+        centers = _centers_claim(claims)
+        return Principal(sub=str(claims["sub"]), roles=frozenset(roles), centers=centers,
+                         centers_claimed="centers" in claims), float(claims["exp"])
+
+
+def _centers_claim(claims: dict[str, Any]) -> frozenset[str] | None:
+    """The centres a token names: None for `["*"]` or no claim (every centre), else the codes."""
+    if "centers" not in claims:
+        return None
+    centers = claims["centers"]
+    if not isinstance(centers, list) or not all(
+            isinstance(c, str) and c.strip() and len(c) <= CENTER_CODE_MAX_LEN and "\x00" not in c
+            for c in centers):
+        raise jwt.InvalidTokenError("centers claim must be a list of centre codes, or [\"*\"]")
+    if ALL_CENTERS in centers:
+        return None
+    return frozenset(centers)
 
 
 def _check_time_claims(claims: dict[str, Any], now: float) -> None:
@@ -113,10 +142,12 @@ def _check_time_claims(claims: dict[str, Any], now: float) -> None:
 
 
 def mint_token(sub: str, roles: list[str], *, secret: str, ttl: timedelta = timedelta(hours=12),
-               now: datetime | None = None) -> str:
-    """A dev token signed HS256 with the given secret."""
+               now: datetime | None = None, centers: list[str] | None = None) -> str:
+    """A dev token signed HS256 with the given secret (`centers` None: no `centers` claim)."""
     issued = now or datetime.now(UTC)
     claims: dict[str, Any] = {"sub": sub, "roles": roles, "iat": issued, "exp": issued + ttl}
+    if centers is not None:
+        claims["centers"] = centers
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -149,6 +180,9 @@ async def authenticate(authorization: str, verifier: TokenVerifier) -> Principal
         raise _unauthorized(f"invalid token: {exc}") from exc
     if not principal.has_known_role:
         raise no_known_role()
+    if not principal.centers_claimed and verifier.settings.centers_claim_enforced:
+        raise HTTPException(status_code=403, detail="the token carries no centers claim "
+                            "(a list of centre codes, or [\"*\"]); this deployment requires one")
     return principal
 
 

@@ -38,6 +38,7 @@ from shared import tracing
 from shared.clock import Clock, ensure_utc
 from shared.contracts import registry
 from shared.events import EVENTS_EXCHANGE, CloudEvent
+from shared.scoping import EVERY_CENTER, CenterScope, scope_session
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -285,6 +286,7 @@ class UnitOfWork:
         self._lock_timeout_ms = lock_timeout_ms
         self._session: Session | None = None
         self._published = 0
+        self.centers: CenterScope = EVERY_CENTER
 
     @property
     def session(self) -> Session:
@@ -305,6 +307,12 @@ class UnitOfWork:
         finally:
             self.session.close()
             self._session = None
+
+    def scope_to(self, centers: CenterScope) -> None:
+        """Limit what this unit of work reads to those centres (`shared.scoping`): the request's
+        unit of work is scoped to its token's centres; background work is not."""
+        self.centers = centers
+        scope_session(self.session, centers)
 
     def commit(self) -> None:
         """Commit the transaction, then wake the outbox relay if anything was published."""

@@ -92,6 +92,12 @@ class Conflict(DomainError):
     status = 409
 
 
+class Forbidden(DomainError):
+    """The caller may not do this (e.g. name a centre its token does not cover)."""
+
+    status = 403
+
+
 class Invalid(DomainError):
     """Bad input the schema could not catch (a 422 naming the field)."""
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     jwt_secret: str = DEV_JWT_SECRET
     jwt_jwks_url: str | None = None
     jwt_audience: str | None = None
+    # a token without the `centers` claim: 403 when on, every centre when off (CONTRACT.md,
+    # HTTP conventions); unset: on in production, off elsewhere. Production refuses `false`.
+    centers_claim_required: bool | None = None
     # signs pagination cursors (HMAC-SHA256); unset: a key derived from HAI_JWT_SECRET. Every
     # replica of a service must share it, or a page's cursor fails on the next replica.
     cursor_secret: str | None = None
@@ -62,7 +65,17 @@ class Settings(BaseSettings):
                 raise ValueError("HAI_JWT_SECRET is the dev secret; set a real one in production")
             if not self.amqp_url:
                 raise ValueError("HAI_AMQP_URL is required in production (no in-process bus)")
+            if self.centers_claim_required is False:
+                raise ValueError("HAI_CENTERS_CLAIM_REQUIRED cannot be off in production: a token "
+                                 "without the centers claim would see every centre")
         return self
+
+    @property
+    def centers_claim_enforced(self) -> bool:
+        """Whether a token must carry the `centers` claim (else it sees every centre)."""
+        if self.centers_claim_required is None:
+            return self.env == "production"
+        return self.centers_claim_required
 
     def database_url(self, service: str) -> str:
         """The database URL of one service: its section's `<service>_database_url`."""

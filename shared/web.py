@@ -22,7 +22,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import tracing
-from shared.auth import TokenVerifier, authenticate
+from shared.auth import Principal, TokenVerifier, authenticate
 from shared.db import UnitOfWork
 from shared.errors import (
     PROBLEM_SCHEMA,
@@ -32,6 +32,7 @@ from shared.errors import (
     problem_response,
 )
 from shared.runtime import ServiceRuntime
+from shared.scoping import CenterScope
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +52,7 @@ RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 _RELEASE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="uow-release")
 
 
-async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+async def get_uow(runtime: RuntimeDep, request: Request) -> AsyncIterator[UnitOfWork]:
     """The request's unit of work, and the HTTP edge of the commit rule (see `UnitOfWork`).
 
     When the route returns, its transaction is committed; when it raises, rolled back. On the
@@ -68,6 +69,9 @@ async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
     and runs on threads of its own (`_RELEASE`)."""
     uow = runtime.uow_factory.for_request()
     uow.__enter__()
+    principal = getattr(request.state, "principal", None)
+    if isinstance(principal, Principal):  # every /v1 and /fhir request: the gate checked its token
+        uow.scope_to(CenterScope(principal.centers))
     try:
         yield uow
     except BaseException:

@@ -31,9 +31,12 @@ from tests.factories import T0
 T = TypeVar("T")
 
 
-def auth(*roles: str, sub: str = "tester", secret: str = DEV_JWT_SECRET) -> dict[str, str]:
-    """An Authorization header with a dev token carrying these roles."""
-    return {"Authorization": f"Bearer {mint_token(sub, list(roles), secret=secret)}"}
+def auth(*roles: str, sub: str = "tester", secret: str = DEV_JWT_SECRET,
+         centers: list[str] | None = None) -> dict[str, str]:
+    """An Authorization header with a dev token carrying these roles (and these centres; None:
+    no `centers` claim, every centre outside production)."""
+    token = mint_token(sub, list(roles), secret=secret, centers=centers)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def test_settings(tmp_path: Path, **overrides: Any) -> HaiSettings:

@@ -5,11 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    and_,
+    or_,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.contracts.vocabulary import AlertStatus
 from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_tables
+from shared.scoping import by_center, by_parent, scope_rows
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 platform = define_platform_tables(metadata)
@@ -141,3 +154,20 @@ class Heartbeat(Base):
 
     source: Mapped[str] = mapped_column(String(50), primary_key=True)
     last_heard_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def _alert_rule(centers: list[str]) -> ColumnElement[bool]:
+    """An alert of a visible centre, or a system alert (no centre and no patient, as
+    `system_stale`), which every centre sees."""
+    return or_(by_center(Alert.center)(centers),
+               and_(Alert.center.is_(None), Alert.patient_mrn.is_(None)))
+
+
+# centre scoping (shared/scoping.py, CONTRACT.md): an alert and what hangs off it (its timeline,
+# its pages) by the alert's centre; an on-call table by its centre; a silence by its centre
+# matcher (one without is consortium-wide, and every centre sees it)
+scope_rows(Alert, _alert_rule)
+scope_rows(AlertEvent, by_parent(AlertEvent.alert_id, Alert.id, _alert_rule))
+scope_rows(Notification, by_parent(Notification.alert_id, Alert.id, _alert_rule))
+scope_rows(OncallSchedule, by_center(OncallSchedule.center))
+scope_rows(Silence, by_center(Silence.center, or_unassigned=True))

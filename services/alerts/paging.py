@@ -253,12 +253,12 @@ def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | Non
             timeline(uow, alert, SYSTEM, "paged", {"notification_id": n.id, "level": n.level,
                                                    "recipient": n.recipient, "channel": n.channel,
                                                    "attempts": n.attempts})
-            uow.publish(notification_data(n, PageSentData), subject=alert.id)
+            uow.publish(notification_data(n, PageSentData, center=alert.center), subject=alert.id)
         elif n.attempts >= settings.page_max_attempts:
             n.status, n.error, n.next_attempt_at = NotificationStatus.FAILED, error, None
             timeline(uow, alert, SYSTEM, "page_failed", {"notification_id": n.id, "level": n.level,
                                                          "attempts": n.attempts, "error": error})
-            uow.publish(notification_data(n, PageFailedData), subject=alert.id)
+            uow.publish(notification_data(n, PageFailedData, center=alert.center), subject=alert.id)
             log.error("page.failed", notification_id=n.id, alert_id=alert.id, level=n.level,
                       attempts=n.attempts)
             if alert.status == AlertStatus.FIRING and alert.escalation_level <= n.level:
@@ -382,10 +382,12 @@ def pager(runtime: ServiceRuntime) -> Pager:
     return runtime.part(Pager)
 
 
-def notification_data(n: Notification, event: type[N]) -> N:
-    """The notification as the event `event` (page sent, page failed) carries it."""
+def notification_data(n: Notification, event: type[N], *, center: str | None) -> N:
+    """The notification as the event `event` (page sent, page failed) carries it, with the
+    centre of its alert."""
     return event(
         id=n.id, alert_id=n.alert_id, level=n.level, channel=n.channel, recipient=n.recipient,
         status=NotificationStatus(n.status), attempts=n.attempts, sent_at=n.sent_at, error=n.error,
+        center=center,
     )
 

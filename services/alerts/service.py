@@ -271,6 +271,7 @@ def list_notifications(*, uow: UnitOfWork, page: PageParams,
 def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str,
                allow_private: bool) -> OncallSet:
     """Set (replace) a center's on-call levels, escalation delay and webhook signing secret."""
+    uow.centers.require(center)
     check_webhook_addresses(body, allow_private=allow_private)
     levels = [lv.model_dump(mode="json") for lv in body.levels]
     # a PUT replaces whatever is there: of concurrent PUTs creating one center, the last wins
@@ -354,6 +355,7 @@ def create_silence(*, uow: UnitOfWork, body: SilenceIn, actor: str) -> SilenceRe
     m = body.matchers
     if m.kind is None and m.pump_serial is None and m.center is None:
         raise Invalid("matchers", "name at least one of kind, pump_serial, center")
+    uow.centers.require(m.center, field="matchers.center")  # else it silences other centres
     silence = Silence(id=new_id(), kind=m.kind, pump_serial=m.pump_serial, center=m.center,
                       starts_at=body.starts_at, ends_at=body.ends_at, reason=body.reason,
                       created_by=actor, created_at=uow.now())

@@ -18,7 +18,7 @@ import structlog
 
 from services.dashboard.settings import BACKENDS, DashboardSettings
 from services.dashboard.views import iso_z
-from shared.auth import mint_token
+from shared.auth import ALL_CENTERS, mint_token
 from shared.clock import Clock, SystemClock
 from shared.contracts.vocabulary import FillType, PumpStatus, Regimen
 
@@ -108,7 +108,8 @@ class DemoClient:
             client.close()
 
     def _headers(self, sub: str, role: str) -> dict[str, str]:
-        token = mint_token(sub, [role], secret=self.settings.jwt_secret, now=self.clock.now())
+        token = mint_token(sub, [role], secret=self.settings.jwt_secret, now=self.clock.now(),
+                           centers=[ALL_CENTERS])  # seeds the shared stock too
         return {"Authorization": f"Bearer {token}"}
 
     def call(self, service: str, method: str, path: str, *, as_: tuple[str, str],

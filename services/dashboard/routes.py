@@ -148,15 +148,14 @@ def login(request: Request, next: Annotated[str, Form()] = "/",
             error = "Choose a demo user."
         else:
             roles = roles or list(known[sub].roles)
-            chosen = sess.mint_dev_token(settings, sub, roles, now)
+            chosen = sess.mint_dev_token(settings, sub, roles, now, list(known[sub].centers))
     if chosen and error is None:
         try:
             principal = request.app.state.verifier.verify(chosen)
         except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
             error = f"This token is not accepted: {exc}"
         else:
-            if not principal.has_known_role:
-                error = sess.NO_KNOWN_ROLE
+            error = sess.refusal(principal, settings)
     if error:
         return render(request, "login.html", status_code=400 if dev else 401,
                       next=sess.safe_next(next), error=error, dev=dev,

@@ -9,7 +9,8 @@ from urllib.parse import quote
 import jwt
 from fastapi import Request, Response
 
-from shared.auth import ROLES, Principal, TokenVerifier, mint_token
+from services.dashboard.demo import DEMO_CENTER
+from shared.auth import ALL_CENTERS, ROLES, Principal, TokenVerifier, mint_token
 from shared.settings import Settings
 
 COOKIE = "hai_session"
@@ -24,6 +25,7 @@ class DemoUser:
     sub: str
     label: str
     roles: tuple[str, ...]
+    centers: tuple[str, ...] = (DEMO_CENTER,)  # the token's `centers` claim
 
 
 DEMO_USERS = (
@@ -31,10 +33,13 @@ DEMO_USERS = (
     DemoUser("otto.oncall", "Otto Oncall (on-call)", ("oncall", "nurse")),
     DemoUser("bea.biomed", "Bea Biomed (biomedical engineering)", ("biomed",)),
     DemoUser("omar.oncologist", "Omar Oncologist", ("oncologist",)),
-    DemoUser("pia.pharmacist", "Pia Pharmacist", ("pharmacist",)),
-    DemoUser("ada.admin", "Ada Admin (everything)", ("admin",)),
+    # the pharmacy and the consortium's administrator serve every centre
+    DemoUser("pia.pharmacist", "Pia Pharmacist", ("pharmacist",), (ALL_CENTERS,)),
+    DemoUser("ada.admin", "Ada Admin (everything)", ("admin",), (ALL_CENTERS,)),
 )
 SIGNIN_ROLES = tuple(r for r in ROLES if r != "service")
+NO_CENTERS = ("This token carries no centers claim (the centres it may see), which this "
+              "deployment requires; ask the identity provider for one, then sign in again.")
 NO_KNOWN_ROLE = ("This token carries no role the HAI services know (one of "
                  + ", ".join(ROLES) + "); ask for a role to be granted, then sign in again.")
 
@@ -69,9 +74,18 @@ def read_session(request: Request, verifier: TokenVerifier) -> Session | None:
         principal = verifier.verify(token)
     except (jwt.InvalidTokenError, jwt.PyJWKClientError):
         return None
-    if not principal.has_known_role:  # the services would refuse every call it makes
+    if refusal(principal, verifier.settings):  # the services would refuse every call it makes
         return None
     return Session(principal=principal, token=token)
+
+
+def refusal(principal: Principal, settings: Settings) -> str | None:
+    """Why the services would refuse every call made with this principal's token, or None."""
+    if not principal.has_known_role:
+        return NO_KNOWN_ROLE
+    if not principal.centers_claimed and settings.centers_claim_enforced:
+        return NO_CENTERS
+    return None
 
 
 def require_session(request: Request) -> Session:
@@ -83,9 +97,11 @@ def require_session(request: Request) -> Session:
     return session
 
 
-def mint_dev_token(settings: Settings, sub: str, roles: list[str], now: datetime) -> str:
-    """A dev token for the chosen demo user, signed with HAI_JWT_SECRET."""
-    return mint_token(sub, roles, secret=settings.jwt_secret, ttl=DEV_TOKEN_TTL, now=now)
+def mint_dev_token(settings: Settings, sub: str, roles: list[str], now: datetime,
+                   centers: list[str] | None = None) -> str:
+    """A dev token for the chosen demo user (with its centres), signed with HAI_JWT_SECRET."""
+    return mint_token(sub, roles, secret=settings.jwt_secret, ttl=DEV_TOKEN_TTL, now=now,
+                      centers=centers)
 
 
 def token_expiry(token: str) -> datetime | None:

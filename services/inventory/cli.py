@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.inventory.settings import get_settings
-from shared.auth import mint_token
+from shared.auth import ALL_CENTERS, mint_token
 
 app = typer.Typer(help="Inventory: pumps and their stock.", no_args_is_help=True,
                   add_completion=False)
@@ -141,7 +141,9 @@ def _token(explicit: str | None) -> str:
     if explicit:
         return explicit
     settings = get_settings()
-    return mint_token("import", ["biomed"], secret=settings.jwt_secret, ttl=timedelta(hours=1))
+    # the import registers into the consortium's stock (pumps of no centre): every centre
+    return mint_token("import", ["biomed"], secret=settings.jwt_secret, ttl=timedelta(hours=1),
+                      centers=[ALL_CENTERS])
 
 
 def print_summary(summary: ImportSummary, console: Console) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.contracts.vocabulary import PumpStatus
 from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_tables
+from shared.scoping import by_center, by_parent, scope_rows
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 platform = define_platform_tables(metadata)
@@ -99,3 +100,11 @@ class Recall(Base):
     already_quarantined: Mapped[list[str]] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_recalls_issued_id", "issued_at", "id"),)
+
+
+# centre scoping (shared/scoping.py, CONTRACT.md): a pump belongs to the centre it was implanted
+# at, and keeps it after explant; a pump never implanted (stock, quarantined, retired from
+# stock) is consortium stock that every centre's staff sees. Its history goes with it.
+scope_rows(Pump, by_center(Pump.center, or_unassigned=True))
+scope_rows(DeviceHistory, by_parent(DeviceHistory.serial_number, Pump.serial_number,
+                                    by_center(Pump.center, or_unassigned=True)))

@@ -40,6 +40,7 @@ from shared.contracts.vocabulary import PumpStatus
 from shared.db import UnitOfWork, new_id
 from shared.errors import Conflict, Invalid, NotFound
 from shared.pagination import Page, PageParams, paginate
+from shared.scoping import CenterScope
 from shared.text import code_problem
 
 log = structlog.get_logger(__name__)
@@ -137,6 +138,7 @@ def history(*, uow: UnitOfWork, serial: str, page: PageParams) -> Page[HistoryEn
 
 def implant(*, uow: UnitOfWork, actor: str, serial: str, data: ImplantRequest) -> PumpRead:
     """Record a pump implanted in a patient at a center (now or in the past)."""
+    uow.centers.require(data.center)
     now = uow.now()
     if data.implanted_at > now:
         raise Invalid("implanted_at", "lies in the future")
@@ -249,7 +251,7 @@ def issue_recall(*, uow: UnitOfWork, actor: str, data: RecallCreate) -> RecallRe
     ), subject=recall_id)
     log.info("recall.issued", recall_id=recall_id, quarantined=len(quarantined),
              implanted=len(implanted))
-    return _recall_read(recall)
+    return _recall_read(recall, uow.centers)
 
 
 def get_recall(*, uow: UnitOfWork, recall_id: str) -> RecallRead:
@@ -257,13 +259,13 @@ def get_recall(*, uow: UnitOfWork, recall_id: str) -> RecallRead:
     recall = uow.session.get(Recall, recall_id)
     if recall is None:
         raise NotFound(f"no recall {recall_id}")
-    return _recall_read(recall)
+    return _recall_read(recall, uow.centers)
 
 
 def list_recalls(*, uow: UnitOfWork, page: PageParams) -> Page[RecallRead]:
     """Every recall, newest first."""
     return paginate(uow.session, select(Recall), keys=[Recall.issued_at, Recall.id], params=page,
-                    to_item=_recall_read, descending=True)
+                    to_item=lambda r: _recall_read(r, uow.centers), descending=True)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -335,7 +337,7 @@ def _apply_status_change(uow: UnitOfWork, pump: Pump, *, actor: str, move: Move,
             details={"reason": reason, **(extra or {})})
     uow.publish(PumpStatusChangedData(
         serial_number=pump.serial_number, from_status=from_status, to_status=to_status.value,
-        reason=reason, **(extra or {})), subject=pump.serial_number)
+        reason=reason, center=pump.center, **(extra or {})), subject=pump.serial_number)
     log.info("pump.status_changed", serial=pump.serial_number, move=move.value,
              to_status=to_status.value)
 
@@ -374,11 +376,14 @@ def _pump_data(pump: Pump, event: type[P]) -> P:
     )
 
 
-def _recall_read(recall: Recall) -> RecallRead:
+def _recall_read(recall: Recall, centers: CenterScope) -> RecallRead:
+    """A recall as `centers` may see it: every recall is the consortium's, but the implanted
+    pumps it names (their patients) only those of the caller's centres."""
     return RecallRead(
         recall_id=recall.id, model_code=recall.model_code, lot_numbers=list(recall.lot_numbers),
         reason=recall.reason, issued_at=recall.issued_at, issued_by=recall.issued_by,
         quarantined=list(recall.quarantined),
-        implanted=[RecalledImplant.model_validate(i) for i in recall.implanted],
+        implanted=[RecalledImplant.model_validate(i) for i in recall.implanted
+                   if centers.covers(i.get("center"))],
         already_quarantined=list(recall.already_quarantined or []),
     )

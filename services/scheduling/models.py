@@ -18,6 +18,7 @@ from shared.contracts.vocabulary import (
     RefillStatus,
 )
 from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_tables
+from shared.scoping import by_center, by_parent, scope_rows
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 platform = define_platform_tables(metadata)
@@ -289,3 +290,15 @@ class SweepRun(Base):
 __all__ = ["Appointment", "Base", "Delivery", "DeliveryEvent", "FlowLotStats", "FlowPumpStats",
            "ImplantedPump", "Patient", "Refill",
            "SweepRun", "Therapy", "metadata", "platform"]
+
+
+# centre scoping (shared/scoping.py, CONTRACT.md): every row of a patient belongs to the
+# patient's centre; a therapy by its patient, a delivery's history by its delivery
+scope_rows(Patient, by_center(Patient.center))
+scope_rows(ImplantedPump, by_center(ImplantedPump.center))
+scope_rows(Therapy, by_parent(Therapy.patient_mrn, Patient.mrn, by_center(Patient.center)))
+scope_rows(Appointment, by_center(Appointment.center))
+scope_rows(Refill, by_center(Refill.center))
+scope_rows(Delivery, by_center(Delivery.center))
+scope_rows(DeliveryEvent, by_parent(DeliveryEvent.delivery_id, Delivery.id,
+                                    by_center(Delivery.center)))

@@ -14,7 +14,8 @@ from shared.pagination import Page, PageParams, paginate
 
 
 def create_patient(*, uow: UnitOfWork, body: PatientCreate, actor: str) -> PatientRead:
-    """Register a patient; 409 when the MRN is known."""
+    """Register a patient; 403 at a centre the token does not cover; 409 when the MRN is known."""
+    uow.centers.require(body.center)
     if uow.session.get(Patient, body.mrn) is not None:
         raise Conflict("a patient with this MRN already exists")
     now = uow.now()
@@ -43,6 +44,8 @@ def update_patient(*, uow: UnitOfWork, mrn: str, body: PatientUpdate, actor: str
     """Change a patient's details (e.g. a new weight: the next order's dose follows it)."""
     patient = get_patient_or_raise(uow=uow, mrn=mrn)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "center" in changes:  # a move to another centre: the token must cover that one too
+        uow.centers.require(changes["center"])
     before = {k: getattr(patient, k) for k in changes}
     for key, value in changes.items():
         setattr(patient, key, value)

@@ -48,6 +48,7 @@ class NotificationData(BaseModel):
     attempts: int
     sent_at: AwareDatetime | None = None
     error: str | None = None
+    center: str | None = None  # added: the alert's centre
 
 
 class AlertRaisedData(AlertData):

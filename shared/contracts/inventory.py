@@ -63,6 +63,7 @@ class PumpStatusChangedData(BaseModel):
     to_status: PumpStatus
     reason: str | None = None
     recall_id: str | None = None
+    center: str | None = None  # added: the pump's centre once implanted (stock has none)
 
 
 class RecalledImplant(BaseModel):

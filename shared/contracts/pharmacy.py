@@ -69,6 +69,7 @@ class OrderRequestedData(BaseModel):
     diluent: str
     needed_by: AwareDatetime
     appointment_id: str
+    center: str | None = None  # added: the patient's centre (where the fill goes)
 
 
 class OrderCancelledData(OrderRequestedData):

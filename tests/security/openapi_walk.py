@@ -21,11 +21,11 @@ class Operation:
     body: dict[str, Any] | None  # the JSON schema of the request body, $refs unresolved
 
 
-def operations(spec: dict[str, Any]) -> list[Operation]:
-    """Every /v1 operation of the document."""
+def operations(spec: dict[str, Any], prefixes: tuple[str, ...] = ("/v1",)) -> list[Operation]:
+    """Every operation of the document under those prefixes (/v1 by default)."""
     out = []
     for path, item in spec["paths"].items():
-        if not path.startswith("/v1"):
+        if not path.startswith(prefixes):
             continue
         for method, op in item.items():
             if method not in {"get", "post", "put", "patch", "delete"}:

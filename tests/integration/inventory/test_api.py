@@ -340,7 +340,8 @@ def test_every_move_is_announced_through_the_outbox(inventory: Harness) -> None:
     assert mine[2]["data"] | {"serial_number": sn, "patient_mrn": mrn,
                               "reason": "infection"} == mine[2]["data"]
     assert mine[3]["data"] == {"serial_number": sn, "from_status": "explanted",
-                               "to_status": "retired", "reason": "done", "recall_id": None}
+                               "to_status": "retired", "reason": "done", "recall_id": None,
+                               "center": "CTR-A"}  # an explanted pump keeps its centre
     refused = implant(inventory, sn, mrn)
     assert refused.status_code == 409
     while relay.run_once():

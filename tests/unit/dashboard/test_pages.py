@@ -7,6 +7,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from services.dashboard.demo import DEMO_CENTER
 from services.dashboard.views import iso_z
 from shared.auth import TokenVerifier, mint_token
 from shared.clock import MovableClock
@@ -76,10 +77,33 @@ def test_production_accepts_only_a_verified_pasted_token(fake: FakeApis) -> None
     forged = mint_token("eve", ["admin"], secret="not-the-secret-" * 3, now=T0)
     refused = c.post("/login", data={"token": forged, "csrf_token": token})
     assert refused.status_code == 401 and "not accepted" in refused.text
-    good = mint_token("nina", ["nurse"], secret=secret, now=T0)
+    # production: the services refuse a token without the centers claim; so does the sign-in
+    unscoped = c.post("/login", data={"token": mint_token("nina", ["nurse"], secret=secret, now=T0),
+                                      "csrf_token": token})
+    assert unscoped.status_code == 401 and "centers claim" in unscoped.text
+    good = mint_token("nina", ["nurse"], secret=secret, now=T0, centers=["north"])
     response = c.post("/login", data={"token": f"Bearer {good}", "csrf_token": token})
     assert response.status_code == 303
     assert "Secure" in response.headers["set-cookie"]
+
+
+def test_a_demo_user_signs_in_with_its_centres_and_every_call_carries_them(fake: FakeApis) -> None:
+    c = client(fake)
+    fake.on("scheduling", "GET", "/v1/appointments", page([]))
+    sign_in(c)
+    verifier = TokenVerifier(settings(), MovableClock(T0))
+    assert verifier.verify(c.cookies["hai_session"]).centers == {DEMO_CENTER}
+    shown = c.get("/worklist")
+    assert f'data-testid="centers">{DEMO_CENTER}<' in shown.text
+    assert fake.calls
+    for *_, headers in fake.calls:
+        token = headers["authorization"].removeprefix("Bearer ")
+        assert verifier.verify(token).centers == {DEMO_CENTER}
+    c = client(fake)
+    sign_in(c, "ada.admin", ("admin",))
+    admin = verifier.verify(c.cookies["hai_session"])
+    assert admin.centers is None and admin.centers_claimed  # ["*"]: the consortium's admin
+    assert 'data-testid="centers">all<' in c.get("/worklist").text
 
 
 def test_logout_forgets_the_token(fake: FakeApis) -> None:

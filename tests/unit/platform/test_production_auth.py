@@ -64,8 +64,10 @@ def _client(tmp_path, **settings_kw) -> TestClient:
 
 
 def _rs256(key: rsa.RSAPrivateKey, kid: str = "test-key", **claims: object) -> str:
-    payload = {"sub": "dr-who", "roles": ["nurse"], "exp": datetime.now(UTC) + timedelta(minutes=5)}
+    payload = {"sub": "dr-who", "roles": ["nurse"], "centers": ["north"],
+               "exp": datetime.now(UTC) + timedelta(minutes=5)}
     payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not None}
     return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
 
 
@@ -74,6 +76,9 @@ def test_rs256_token_verified_against_jwks(tmp_path, jwks_server):
     client = _client(tmp_path, jwt_jwks_url=url)
     ok = client.get("/v1/widgets", headers={"Authorization": f"Bearer {_rs256(key)}"})
     assert ok.status_code == 200
+    # production: a token without the centers claim is refused (CONTRACT.md, HTTP conventions)
+    unscoped = client.get("/v1/widgets", headers={"Authorization": f"Bearer {_rs256(key, centers=None)}"})
+    assert unscoped.status_code == 403 and "centers" in unscoped.json()["detail"]
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     forged = client.get("/v1/widgets", headers={"Authorization": f"Bearer {_rs256(other)}"})
     assert forged.status_code == 401

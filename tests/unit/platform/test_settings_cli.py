@@ -45,6 +45,24 @@ def test_hai_token_prints_a_token_the_services_accept(monkeypatch):
     assert principal.sub == "nina" and principal.roles == {"nurse", "oncall"}
 
 
+def test_hai_token_center_writes_the_centers_claim(monkeypatch):
+    monkeypatch.delenv("HAI_JWT_SECRET", raising=False)
+    verifier = TokenVerifier(Settings(jwt_secret=DEV_JWT_SECRET))
+
+    def minted(*args: str):
+        result = CliRunner().invoke(app, ["token", "--sub", "nina", "--role", "nurse", *args])
+        assert result.exit_code == 0, result.output
+        return verifier.verify(result.output.strip())
+
+    assert minted("--center", "north", "--center", "south").centers == {"north", "south"}
+    every = minted("--center", "*")
+    assert every.centers is None and every.centers_claimed
+    bare = minted()
+    assert bare.centers is None and not bare.centers_claimed
+    assert CliRunner().invoke(app, ["token", "--sub", "x", "--role", "nurse",
+                                    "--center", " "]).exit_code != 0
+
+
 def test_hai_token_refuses_unknown_role():
     result = CliRunner().invoke(app, ["token", "--sub", "x", "--role", "janitor"])
     assert result.exit_code != 0
