@@ -242,6 +242,26 @@ class DeliveryEvent(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class CenterSettings(Base):
+    """A centre's own settings (null: the system default); changes are audited and announced."""
+
+    __tablename__ = "center_settings"
+
+    center: Mapped[str] = mapped_column(String(100), primary_key=True)
+    time_zone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    refill_interval_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    refill_window_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    due_soon_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    near_empty_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    flow_warning_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flow_critical_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+    escalation_delay_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ack_timeout_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class SweepRun(Base):
     """One completed sweep (any worker): what `/readyz` reads to spot a dead scheduler."""
 
@@ -254,5 +274,5 @@ class SweepRun(Base):
     jobs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
-__all__ = ["Appointment", "Base", "Delivery", "DeliveryEvent", "ImplantedPump", "Patient", "Refill",
-           "SweepRun", "Therapy", "metadata", "platform"]
+__all__ = ["Appointment", "Base", "CenterSettings", "Delivery", "DeliveryEvent", "ImplantedPump",
+           "Patient", "Refill", "SweepRun", "Therapy", "metadata", "platform"]

@@ -28,6 +28,16 @@ class SchedulingSettings(ServiceAddresses):
     # the ±band of `flow_abnormal` in answers; alerts raises its flow alerts by the same variable
     flow_warning_pct: float = 15.0
 
+    # the system defaults of a centre's own settings (CONTRACT.md, Centre settings) that
+    # scheduling shows but alerts applies (the same variables, the same defaults)
+    time_zone: str = "UTC"  # IANA; the centre's day for `due_today` and the dashboard
+    flow_critical_pct: float = 25.0
+    escalation_delay_seconds: int = 900
+    ack_timeout_seconds: int = 900
+    # a change of a centre's settings applies at once on the replica that took it, within this
+    # on every other replica of scheduling (each reloads the small table after it)
+    center_settings_cache_seconds: float = 5.0
+
     # dosing (DOMAIN.md)
     fudr_default_mg_per_kg_day: float = 0.12
     fudr_label_min_mg_per_kg_day: float = 0.1

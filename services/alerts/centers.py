@@ -1,0 +1,80 @@
+"""The centre settings alerts applies (CONTRACT.md, Centre settings): its copy of scheduling's
+`center.settings_changed`, and the thresholds of one centre, its own values over the system
+defaults. Kept in memory per process; a change applies without a restart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.alerts.models import CenterSettings
+from services.alerts.settings import AlertsSettings
+from shared.contracts.scheduling import CenterSettingsChangedData
+from shared.db import UnitOfWork
+from shared.table_cache import TableCache
+
+# the centre settings alerts applies; the rest (time zone, refill thresholds) are scheduling's
+APPLIED = ("flow_warning_pct", "flow_critical_pct", "escalation_delay_seconds",
+           "ack_timeout_seconds")
+
+
+@dataclass
+class _Loaded:
+    own: dict[str, dict[str, Any]]
+    effective: dict[tuple[int, str], AlertsSettings] = field(default_factory=dict)
+
+
+def _load(session: Session) -> _Loaded:
+    rows = session.scalars(select(CenterSettings))
+    return _Loaded(own={r.center: {n: getattr(r, n) for n in APPLIED if getattr(r, n) is not None}
+                        for r in rows})
+
+
+CACHE: TableCache[_Loaded] = TableCache(_load)
+
+
+def on_settings_changed(uow: UnitOfWork, data: CenterSettingsChangedData) -> None:
+    """Keep the centre's new values, unless a later version is already kept (a repeat or an
+    event overtaken by a newer one changes nothing)."""
+    row = uow.session.get(CenterSettings, data.center, with_for_update=True)
+    if row is not None and row.version >= data.version:
+        return
+    if row is None:
+        row = CenterSettings(center=data.center)
+        uow.session.add(row)
+    row.version, row.updated_at = data.version, uow.now()
+    for name in APPLIED:
+        setattr(row, name, getattr(data.values, name))
+    uow.session.flush()
+    CACHE.invalidate_after_commit(uow.session)
+
+
+def effective_settings(uow: UnitOfWork, settings: AlertsSettings,
+                       center: str | None) -> AlertsSettings:
+    """Alerts' settings as they apply to one centre: its own values over the defaults."""
+    if center is None:
+        return settings
+    loaded = CACHE.get(uow.session, settings.center_settings_cache_seconds)
+    own = loaded.own.get(center)
+    if not own:
+        return settings
+    key = (id(settings), center)
+    found = loaded.effective.get(key)
+    if found is None:
+        # ack_timeout_seconds is not a field of alerts' settings yet (HAI_ACK_TIMEOUT_SECONDS
+        # comes with the on-call's acknowledgement timeout): kept, applied once it is
+        found = loaded.effective[key] = settings.model_copy(
+            update={k: v for k, v in own.items() if k in type(settings).model_fields})
+    return found
+
+
+def ack_timeout_seconds(uow: UnitOfWork, settings: AlertsSettings, center: str | None) -> int | None:
+    """The centre's own acknowledgement timeout, or None (the system default applies)."""
+    if center is None:
+        return None
+    own = CACHE.get(uow.session, settings.center_settings_cache_seconds).own.get(center, {})
+    value = own.get("ack_timeout_seconds")
+    return int(value) if value is not None else None

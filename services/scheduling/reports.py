@@ -1,0 +1,132 @@
+"""The registry's figures scheduling owns (CONTRACT.md, Reports): per centre and per month, the
+refills done, the share on time (inside the window), the hours overdue (median, p90), the share
+of abnormal readings (by each centre's own warning band) and the deliveries late; every
+centre's next to the consortium's. Plain SQL aggregates; percentiles by PostgreSQL's
+`percentile_cont`, or in Python on SQLite (the same interpolation)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Float, and_, case, cast, func, literal, select, tuple_
+
+from services.scheduling.models import Appointment, CenterSettings, Delivery, Refill
+from services.scheduling.settings import SchedulingSettings
+from shared.contracts.vocabulary import DeliveryStatus, RefillStatus
+from shared.db import UnitOfWork, is_postgres
+from shared.reports import CONSORTIUM, hours_between, last_month, month_of, percentile, share, summed
+
+COUNTS = ("refills_done", "on_time", "overdue_refills", "readings", "abnormal_readings",
+          "deliveries", "deliveries_late")
+
+
+class RefillReportRow(BaseModel):
+    """One centre's month (or the consortium's, `center` `*`)."""
+
+    center: str
+    month: str  # YYYY-MM, UTC
+    refills_done: int
+    on_time: int  # inside the refill window
+    on_time_share: float | None
+    overdue_refills: int  # done after their appointment's due time
+    overdue_hours_median: float | None  # of the overdue refills
+    overdue_hours_p90: float | None
+    readings: int  # refills with a measured flow
+    abnormal_readings: int  # |deviation| above the centre's warning band
+    abnormal_share: float | None
+    deliveries: int  # drug delivery orders needed that month, cancelled ones left out
+    deliveries_late: int  # announced late (not delivered by needed-by − HAI_DELIVERY_LATE_HOURS)
+
+
+class RefillReport(BaseModel):
+    from_month: str
+    to_month: str
+    center: str | None  # the centre asked for (its rows and the consortium's), or every centre
+    rows: list[RefillReportRow]
+
+
+COLUMNS = tuple(RefillReportRow.model_fields)
+
+
+def refill_report(*, uow: UnitOfWork, start: datetime, end: datetime, center: str | None,
+                  settings: SchedulingSettings) -> RefillReport:
+    """The refill registry of [start, end): each centre's months, then the consortium's."""
+    counts = _refill_counts(uow, start, end, settings)
+    for key, value in _delivery_counts(uow, start, end).items():
+        counts.setdefault(key, {"center": key[0], "month": key[1]}).update(value)
+    per_center = [{**dict.fromkeys(COUNTS, 0), **c} for c in counts.values()]
+    consortium = [{**row, "center": CONSORTIUM} for row in summed(per_center, ["month"], COUNTS)]
+    hours = _overdue_hours(uow, start, end)
+    rows = [_row(r, hours.get((r["center"], r["month"]), (None, None)))
+            for r in sorted(per_center, key=lambda r: (r["center"], r["month"]))
+            if center is None or r["center"] == center]
+    rows += [_row(r, hours.get((CONSORTIUM, r["month"]), (None, None))) for r in consortium]
+    return RefillReport(from_month=start.strftime("%Y-%m"), to_month=last_month(end),
+                        center=center, rows=rows)
+
+
+def _row(counts: dict[str, Any], hours: tuple[float | None, float | None]) -> RefillReportRow:
+    return RefillReportRow(
+        **counts, on_time_share=share(counts["on_time"], counts["refills_done"]),
+        abnormal_share=share(counts["abnormal_readings"], counts["readings"]),
+        overdue_hours_median=None if hours[0] is None else round(hours[0], 2),
+        overdue_hours_p90=None if hours[1] is None else round(hours[1], 2))
+
+
+def _refill_counts(uow: UnitOfWork, start: datetime, end: datetime,
+                   settings: SchedulingSettings) -> dict[tuple[str, str], dict[str, Any]]:
+    session = uow.session
+    month = month_of(session, Refill.performed_at).label("month")
+    band = func.coalesce(CenterSettings.flow_warning_pct, literal(settings.flow_warning_pct, Float))
+    measured = Refill.flow_deviation_pct.is_not(None)
+    stmt = (select(Refill.center, month,
+                   func.count().label("refills_done"),
+                   func.sum(case((Refill.outside_window, 0), else_=1)).label("on_time"),
+                   func.sum(case((measured, 1), else_=0)).label("readings"),
+                   func.sum(case((and_(measured, func.abs(Refill.flow_deviation_pct) > band), 1),
+                                 else_=0)).label("abnormal_readings"))
+            .outerjoin(CenterSettings, CenterSettings.center == Refill.center)
+            .where(Refill.status == RefillStatus.RECORDED, Refill.performed_at >= start,
+                   Refill.performed_at < end)
+            .group_by(Refill.center, month))
+    return {(r.center, r.month): dict(r._mapping) for r in session.execute(stmt)}
+
+
+def _delivery_counts(uow: UnitOfWork, start: datetime,
+                     end: datetime) -> dict[tuple[str, str], dict[str, int]]:
+    month = month_of(uow.session, Delivery.needed_by).label("month")
+    stmt = (select(Delivery.center, month, func.count().label("deliveries"),
+                   func.sum(case((Delivery.late_announced_at.is_not(None), 1), else_=0))
+                   .label("deliveries_late"))
+            .where(Delivery.status != DeliveryStatus.CANCELLED, Delivery.needed_by >= start,
+                   Delivery.needed_by < end)
+            .group_by(Delivery.center, month))
+    return {(r.center, r.month): {"deliveries": r.deliveries, "deliveries_late": r.deliveries_late}
+            for r in uow.session.execute(stmt)}
+
+
+def _overdue_hours(uow: UnitOfWork, start: datetime,
+                   end: datetime) -> dict[tuple[str, str], tuple[float | None, float | None]]:
+    """(median, p90) of the hours overdue per (centre, month) and per (`*`, month)."""
+    session = uow.session
+    month = month_of(session, Refill.performed_at).label("month")
+    hours = hours_between(session, Refill.performed_at, Appointment.due_at)
+    base = (select(Refill.center, month)
+            .join(Appointment, Appointment.id == Refill.appointment_id)
+            .where(Refill.status == RefillStatus.RECORDED, Refill.performed_at >= start,
+                   Refill.performed_at < end, Refill.performed_at > Appointment.due_at))
+    if is_postgres(session):
+        stmt = (base.add_columns(
+                    func.percentile_cont(0.5).within_group(hours).label("median"),
+                    func.percentile_cont(0.9).within_group(hours).label("p90"))
+                .group_by(func.grouping_sets(tuple_(Refill.center, month), tuple_(month))))
+        return {(r.center or CONSORTIUM, r.month): (r.median, r.p90)
+                for r in session.execute(stmt)}
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in session.execute(base.add_columns(cast(hours, Float).label("hours"))):
+        values[(r.center, r.month)].append(r.hours)
+        values[(CONSORTIUM, r.month)].append(r.hours)
+    return {k: (percentile(v, 0.5), percentile(v, 0.9)) for k, v in values.items()}
