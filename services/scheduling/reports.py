@@ -49,6 +49,8 @@ class RefillReport(BaseModel):
 
 
 COLUMNS = tuple(RefillReportRow.model_fields)
+Overdue = tuple[int, float | None, float | None]
+NO_HOURS: Overdue = (0, None, None)
 
 
 def refill_report(*, uow: UnitOfWork, start: datetime, end: datetime, center: str | None,
@@ -60,20 +62,22 @@ def refill_report(*, uow: UnitOfWork, start: datetime, end: datetime, center: st
     per_center = [{**dict.fromkeys(COUNTS, 0), **c} for c in counts.values()]
     consortium = [{**row, "center": CONSORTIUM} for row in summed(per_center, ["month"], COUNTS)]
     hours = _overdue_hours(uow, start, end)
-    rows = [_row(r, hours.get((r["center"], r["month"]), (None, None)))
+    rows = [_row(r, hours.get((r["center"], r["month"]), NO_HOURS))
             for r in sorted(per_center, key=lambda r: (r["center"], r["month"]))
             if center is None or r["center"] == center]
-    rows += [_row(r, hours.get((CONSORTIUM, r["month"]), (None, None))) for r in consortium]
+    rows += [_row(r, hours.get((CONSORTIUM, r["month"]), NO_HOURS)) for r in consortium]
     return RefillReport(from_month=start.strftime("%Y-%m"), to_month=last_month(end),
                         center=center, rows=rows)
 
 
-def _row(counts: dict[str, Any], hours: tuple[float | None, float | None]) -> RefillReportRow:
+def _row(counts: dict[str, Any], hours: Overdue) -> RefillReportRow:
+    n, median, p90 = hours
     return RefillReportRow(
-        **counts, on_time_share=share(counts["on_time"], counts["refills_done"]),
+        **{**counts, "overdue_refills": n},
+        on_time_share=share(counts["on_time"], counts["refills_done"]),
         abnormal_share=share(counts["abnormal_readings"], counts["readings"]),
-        overdue_hours_median=None if hours[0] is None else round(hours[0], 2),
-        overdue_hours_p90=None if hours[1] is None else round(hours[1], 2))
+        overdue_hours_median=None if median is None else round(median, 2),
+        overdue_hours_p90=None if p90 is None else round(p90, 2))
 
 
 def _refill_counts(uow: UnitOfWork, start: datetime, end: datetime,
@@ -109,8 +113,9 @@ def _delivery_counts(uow: UnitOfWork, start: datetime,
 
 
 def _overdue_hours(uow: UnitOfWork, start: datetime,
-                   end: datetime) -> dict[tuple[str, str], tuple[float | None, float | None]]:
-    """(median, p90) of the hours overdue per (centre, month) and per (`*`, month)."""
+                   end: datetime) -> dict[tuple[str, str], Overdue]:
+    """(how many, median, p90) of the refills done after their due time, and their hours
+    overdue, per (centre, month) and per (`*`, month)."""
     session = uow.session
     month = month_of(session, Refill.performed_at).label("month")
     hours = hours_between(session, Refill.performed_at, Appointment.due_at)
@@ -120,13 +125,14 @@ def _overdue_hours(uow: UnitOfWork, start: datetime,
                    Refill.performed_at < end, Refill.performed_at > Appointment.due_at))
     if is_postgres(session):
         stmt = (base.add_columns(
+                    func.count().label("n"),
                     func.percentile_cont(0.5).within_group(hours).label("median"),
                     func.percentile_cont(0.9).within_group(hours).label("p90"))
                 .group_by(func.grouping_sets(tuple_(Refill.center, month), tuple_(month))))
-        return {(r.center or CONSORTIUM, r.month): (r.median, r.p90)
+        return {(r.center or CONSORTIUM, r.month): (r.n, r.median, r.p90)
                 for r in session.execute(stmt)}
     values: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in session.execute(base.add_columns(cast(hours, Float).label("hours"))):
         values[(r.center, r.month)].append(r.hours)
         values[(CONSORTIUM, r.month)].append(r.hours)
-    return {k: (percentile(v, 0.5), percentile(v, 0.9)) for k, v in values.items()}
+    return {k: (len(v), percentile(v, 0.5), percentile(v, 0.9)) for k, v in values.items()}
