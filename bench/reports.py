@@ -139,7 +139,7 @@ def _seed(url: str, service: str, sql: str, **sizes: int) -> float:
         for statement in sql.format(**sizes).split(";\n"):
             if statement.strip():
                 # `%` is psycopg's placeholder: the modulo operator doubled
-                conn.execute(re.sub(r"%(?!\()", "%%", statement),  # type: ignore[call-overload]
+                conn.execute(re.sub(r"%(?!\()", "%%", statement),
                              {"now": NOW, "start": start})
         conn.commit()
         conn.autocommit = True
@@ -151,7 +151,7 @@ def _seed(url: str, service: str, sql: str, **sizes: int) -> float:
 def _bare(url: str, sql: str, start: datetime, end: datetime) -> float:
     dbname = url.rsplit("/", 1)[1]
     with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname) as conn:
-        return _median_ms(lambda: conn.execute(sql, {"start": start, "end": end}).fetchall())  # type: ignore[arg-type]
+        return _median_ms(lambda: conn.execute(sql, {"start": start, "end": end}).fetchall())
 
 
 def _app(service: str, url: str) -> Any:
