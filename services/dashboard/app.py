@@ -16,7 +16,7 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
-from services.dashboard import csrf, views
+from services.dashboard import csrf, reports, views
 from services.dashboard.routes import router
 from services.dashboard.session import LoginRequired, login_url, read_session
 from services.dashboard.settings import DashboardSettings
@@ -68,6 +68,7 @@ def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
     app.state.templates = _templates()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
+    app.include_router(reports.router)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
