@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from services.alerts.models import CenterSettings
 from services.alerts.settings import AlertsSettings
 from shared.contracts.scheduling import CenterSettingsChangedData
-from shared.db import UnitOfWork
+from shared.db import UnitOfWork, insert_if_absent
 from shared.table_cache import TableCache
 
 # the centre settings alerts applies; the rest (time zone, refill thresholds) are scheduling's
@@ -39,12 +39,12 @@ CACHE: TableCache[_Loaded] = TableCache(_load)
 def on_settings_changed(uow: UnitOfWork, data: CenterSettingsChangedData) -> None:
     """Keep the centre's new values, unless a later version is already kept (a repeat or an
     event overtaken by a newer one changes nothing)."""
-    row = uow.session.get(CenterSettings, data.center, with_for_update=True)
-    if row is not None and row.version >= data.version:
+    insert_if_absent(uow.session, CenterSettings, {"center": data.center, "version": 0,
+                                                   "updated_at": uow.now()})
+    row = uow.session.get_one(CenterSettings, data.center, with_for_update=True,
+                              populate_existing=True)
+    if row.version >= data.version:
         return
-    if row is None:
-        row = CenterSettings(center=data.center)
-        uow.session.add(row)
     row.version, row.updated_at = data.version, uow.now()
     for name in APPLIED:
         setattr(row, name, getattr(data.values, name))

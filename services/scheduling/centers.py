@@ -26,7 +26,7 @@ from services.scheduling.settings import SchedulingSettings
 from shared.audit import AuditEntry
 from shared.contracts.scheduling import CenterSettingsChangedData, CenterSettingsValues
 from shared.contracts.vocabulary import SettingSource
-from shared.db import UnitOfWork
+from shared.db import UnitOfWork, insert_if_absent
 from shared.errors import Invalid
 from shared.pagination import Page, PageParams, paginate
 from shared.table_cache import TableCache
@@ -163,14 +163,16 @@ def update(*, uow: UnitOfWork, center: str, body: CenterSettingsUpdate, actor: s
     problems = threshold_problems({**defaults, **new_own})
     if problems:
         raise Invalid.of(problems)
-    row = uow.session.get(CenterSettings, center, with_for_update=True)
-    before = own_values(row)
-    if row is not None and before == new_own:
-        return _read(center, row, settings)  # the same values again: nothing to tell
     now = uow.now()
-    if row is None:
-        row = CenterSettings(center=center, version=0)
-        uow.session.add(row)
+    # of two admins creating one centre's row at once, neither fails: the second waits, then
+    # changes the row the first wrote
+    insert_if_absent(uow.session, CenterSettings, {"center": center, "version": 0,
+                                                   "updated_by": actor, "updated_at": now})
+    row = uow.session.get_one(CenterSettings, center, with_for_update=True,
+                              populate_existing=True)
+    before = own_values(row)
+    if before == new_own:
+        return _read(center, row, settings)  # the same values again: nothing to tell
     for name in FIELDS:
         setattr(row, name, new_own.get(name))
     row.version, row.updated_by, row.updated_at = row.version + 1, actor, now

@@ -124,3 +124,28 @@ def test_the_registry_report_on_postgresql_matches_the_hand_figures(
                      headers=NURSE)
     assert r.status_code == 200, r.text
     assert by_key(r.json()["rows"]) == EXPECTED
+
+
+def test_a_double_submit_on_postgresql_is_one_change(
+        tmp_path: Path, pg_database: Callable[[str], str]) -> None:
+    h, _ = start("scheduling", settings_for(tmp_path,
+                                            scheduling_database_url=pg_database("scheduling")))
+    body = {"due_soon_hours": 24, "time_zone": "Europe/Oslo"}
+    answers: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def put() -> None:
+        barrier.wait()
+        answers.append(h.client.put("/v1/centers/NEW/settings", json=body,
+                                    headers=ADMIN).status_code)
+
+    threads = [threading.Thread(target=put) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [200] * 4
+    got = h.client.get("/v1/centers/NEW/settings", headers=NURSE).json()
+    assert got["version"] == 1
+    history = h.client.get("/v1/centers/NEW/settings/history", headers=NURSE).json()["items"]
+    assert len(history) == 1
