@@ -7,9 +7,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
+from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
@@ -52,3 +54,27 @@ class TableCache(Generic[T]):
 def _engine(session: Session) -> Engine:
     bind = session.get_bind()
     return bind if isinstance(bind, Engine) else bind.engine
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+@dataclass
+class CentreValues:
+    """Each centre's own values (`centre → {setting: value}`), laid over a service's settings."""
+
+    own: dict[str, dict[str, Any]]
+    _applied: dict[tuple[int, str], Any] = field(default_factory=dict)  # S per settings, centre
+
+    def over(self, settings: S, center: str | None) -> S:
+        """`settings` with the centre's own values over them (the fields the settings have),
+        made once per settings object and centre."""
+        if center is None or not self.own.get(center):
+            return settings
+        own, key = self.own[center], (id(settings), center)
+        found = self._applied.get(key)
+        if found is None:
+            fields = type(settings).model_fields
+            found = self._applied[key] = settings.model_copy(
+                update={k: v for k, v in own.items() if k in fields})
+        return found

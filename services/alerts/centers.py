@@ -4,9 +4,6 @@ defaults. Kept in memory per process; a change applies without a restart."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,26 +11,20 @@ from services.alerts.models import CenterSettings
 from services.alerts.settings import AlertsSettings
 from shared.contracts.scheduling import CenterSettingsChangedData
 from shared.db import UnitOfWork, insert_if_absent
-from shared.table_cache import TableCache
+from shared.table_cache import CentreValues, TableCache
 
 # the centre settings alerts applies; the rest (time zone, refill thresholds) are scheduling's
 APPLIED = ("flow_warning_pct", "flow_critical_pct", "escalation_delay_seconds",
            "ack_timeout_seconds")
 
 
-@dataclass
-class _Loaded:
-    own: dict[str, dict[str, Any]]
-    effective: dict[tuple[int, str], AlertsSettings] = field(default_factory=dict)
-
-
-def _load(session: Session) -> _Loaded:
+def _load(session: Session) -> CentreValues:
     rows = session.scalars(select(CenterSettings))
-    return _Loaded(own={r.center: {n: getattr(r, n) for n in APPLIED if getattr(r, n) is not None}
-                        for r in rows})
+    return CentreValues(own={r.center: {n: getattr(r, n) for n in APPLIED
+                                        if getattr(r, n) is not None} for r in rows})
 
 
-CACHE: TableCache[_Loaded] = TableCache(_load)
+CACHE: TableCache[CentreValues] = TableCache(_load)
 
 
 def on_settings_changed(uow: UnitOfWork, data: CenterSettingsChangedData) -> None:
@@ -54,21 +45,9 @@ def on_settings_changed(uow: UnitOfWork, data: CenterSettingsChangedData) -> Non
 
 def effective_settings(uow: UnitOfWork, settings: AlertsSettings,
                        center: str | None) -> AlertsSettings:
-    """Alerts' settings as they apply to one centre: its own values over the defaults."""
-    if center is None:
-        return settings
-    loaded = CACHE.get(uow.session, settings.center_settings_cache_seconds)
-    own = loaded.own.get(center)
-    if not own:
-        return settings
-    key = (id(settings), center)
-    found = loaded.effective.get(key)
-    if found is None:
-        # ack_timeout_seconds is not a field of alerts' settings yet (HAI_ACK_TIMEOUT_SECONDS
-        # comes with the on-call's acknowledgement timeout): kept, applied once it is
-        found = loaded.effective[key] = settings.model_copy(
-            update={k: v for k, v in own.items() if k in type(settings).model_fields})
-    return found
+    """Alerts' settings as they apply to one centre: its own values over the defaults
+    (`ack_timeout_seconds` is kept, and applied once alerts' settings have the field)."""
+    return CACHE.get(uow.session, settings.center_settings_cache_seconds).over(settings, center)
 
 
 def ack_timeout_seconds(uow: UnitOfWork, settings: AlertsSettings, center: str | None) -> int | None:

@@ -10,7 +10,7 @@ replica that took a change commits it, and on every replica at most
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -29,7 +29,7 @@ from shared.contracts.vocabulary import SettingSource
 from shared.db import UnitOfWork, insert_if_absent
 from shared.errors import Invalid
 from shared.pagination import Page, PageParams, paginate
-from shared.table_cache import TableCache
+from shared.table_cache import CentreValues, TableCache
 
 ENTITY = "center_settings"
 CHANGED = "center_settings.changed"
@@ -102,33 +102,17 @@ def threshold_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 # ---- the per-process cache -----------------------------------------------------------------
 
-@dataclass
-class _Loaded:
-    own: dict[str, dict[str, Any]]  # centre → the values it set itself
-    effective: dict[tuple[int, str], SchedulingSettings] = field(default_factory=dict)
+def _load(session: Session) -> CentreValues:
+    return CentreValues(own={r.center: own_values(r) for r in session.scalars(select(CenterSettings))})
 
 
-def _load(session: Session) -> _Loaded:
-    return _Loaded(own={r.center: own_values(r) for r in session.scalars(select(CenterSettings))})
-
-
-CACHE: TableCache[_Loaded] = TableCache(_load)
+CACHE: TableCache[CentreValues] = TableCache(_load)
 
 
 def effective_settings(uow: UnitOfWork, settings: SchedulingSettings,
                        center: str | None) -> SchedulingSettings:
     """Scheduling's settings as they apply to one centre: its own values over the defaults."""
-    if center is None:
-        return settings
-    loaded = CACHE.get(uow.session, settings.center_settings_cache_seconds)
-    own = loaded.own.get(center)
-    if not own:
-        return settings
-    key = (id(settings), center)
-    found = loaded.effective.get(key)
-    if found is None:
-        found = loaded.effective[key] = settings.model_copy(update=own)
-    return found
+    return CACHE.get(uow.session, settings.center_settings_cache_seconds).over(settings, center)
 
 
 def centers_with_own(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, SchedulingSettings]:
