@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.scheduling.models import CenterSettings
+from services.scheduling.reports import forget_snapshots
 from services.scheduling.schemas import (
     CenterSettingRead,
     CenterSettingsRead,
@@ -167,6 +168,7 @@ def update(*, uow: UnitOfWork, center: str, body: CenterSettingsUpdate, actor: s
         center=center, version=row.version, values=CenterSettingsValues(**new_own),
         changed_by=actor, changed_at=now), subject=center)
     CACHE.invalidate_after_commit(uow.session)
+    forget_snapshots(uow)  # the registry counts abnormal readings by the centre's band
     return _read(center, row, settings)
 
 

@@ -262,6 +262,17 @@ class CenterSettings(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ReportSnapshot(Base):
+    """A registry report as last computed (the whole consortium, one period): the API answers
+    from it while younger than HAI_REPORT_MAX_AGE_SECONDS; a job keeps the default one fresh."""
+
+    __tablename__ = "report_snapshots"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class SweepRun(Base):
     """One completed sweep (any worker): what `/readyz` reads to spot a dead scheduler."""
 
@@ -275,4 +286,4 @@ class SweepRun(Base):
 
 
 __all__ = ["Appointment", "Base", "CenterSettings", "Delivery", "DeliveryEvent", "ImplantedPump",
-           "Patient", "Refill", "SweepRun", "Therapy", "metadata", "platform"]
+           "Patient", "Refill", "ReportSnapshot", "SweepRun", "Therapy", "metadata", "platform"]

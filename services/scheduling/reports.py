@@ -11,13 +11,30 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Float, and_, case, cast, func, literal, select, tuple_
+from sqlalchemy import Float, and_, case, cast, delete, func, literal, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 
-from services.scheduling.models import Appointment, CenterSettings, Delivery, Refill
+from services.scheduling.models import (
+    Appointment,
+    CenterSettings,
+    Delivery,
+    Refill,
+    ReportSnapshot,
+)
 from services.scheduling.settings import SchedulingSettings
 from shared.contracts.vocabulary import DeliveryStatus, RefillStatus
 from shared.db import UnitOfWork, is_postgres
-from shared.reports import CONSORTIUM, hours_between, last_month, month_of, percentile, share, summed
+from shared.reports import (
+    CONSORTIUM,
+    hours_between,
+    last_month,
+    month_of,
+    percentile,
+    period,
+    share,
+    summed,
+)
+from shared.runtime import Job, ServiceRuntime
 
 COUNTS = ("refills_done", "on_time", "overdue_refills", "readings", "abnormal_readings",
           "deliveries", "deliveries_late")
@@ -45,6 +62,7 @@ class RefillReport(BaseModel):
     from_month: str
     to_month: str
     center: str | None  # the centre asked for (its rows and the consortium's), or every centre
+    computed_at: datetime  # when these figures were computed (HAI_REPORT_MAX_AGE_SECONDS)
     rows: list[RefillReportRow]
 
 
@@ -55,7 +73,42 @@ NO_HOURS: Overdue = (0, None, None)
 
 def refill_report(*, uow: UnitOfWork, start: datetime, end: datetime, center: str | None,
                   settings: SchedulingSettings) -> RefillReport:
-    """The refill registry of [start, end): each centre's months, then the consortium's."""
+    """The refill registry of [start, end): each centre's months (or one centre's), then the
+    consortium's; from the period's snapshot while it is younger than
+    `HAI_REPORT_MAX_AGE_SECONDS`, else computed now (and kept)."""
+    key = f"refills:{start:%Y-%m}:{last_month(end)}"
+    now = uow.now()
+    snapshot = uow.session.get(ReportSnapshot, key)
+    if snapshot is not None and (now - snapshot.computed_at).total_seconds() \
+            < settings.report_max_age_seconds:
+        report = RefillReport.model_validate(snapshot.body)
+    else:
+        report = compute_refill_report(uow=uow, start=start, end=end, settings=settings)
+        keep_snapshot(uow, key, report)
+    if center is None:
+        return report
+    return report.model_copy(update={"center": center, "rows": [
+        r for r in report.rows if r.center in (center, CONSORTIUM)]})
+
+
+def keep_snapshot(uow: UnitOfWork, key: str, report: RefillReport) -> None:
+    """Keep a computed report as its period's snapshot (the last writer wins)."""
+    values = {"key": key, "computed_at": report.computed_at, "body": report.model_dump(mode="json")}
+    stmt = (postgresql.insert(ReportSnapshot) if is_postgres(uow.session)
+            else sqlite.insert(ReportSnapshot)).values(**values)
+    uow.session.execute(stmt.on_conflict_do_update(
+        index_elements=["key"], set_={"computed_at": stmt.excluded.computed_at,
+                                      "body": stmt.excluded.body}))
+
+
+def forget_snapshots(uow: UnitOfWork) -> None:
+    """Drop every snapshot (a centre's band changed: its abnormal readings must be counted again)."""
+    uow.session.execute(delete(ReportSnapshot))
+
+
+def compute_refill_report(*, uow: UnitOfWork, start: datetime, end: datetime,
+                          settings: SchedulingSettings) -> RefillReport:
+    """Every centre's months of [start, end), then the consortium's, from the tables now."""
     counts = _refill_counts(uow, start, end, settings)
     for key, value in _delivery_counts(uow, start, end).items():
         counts.setdefault(key, {"center": key[0], "month": key[1]}).update(value)
@@ -63,11 +116,18 @@ def refill_report(*, uow: UnitOfWork, start: datetime, end: datetime, center: st
     consortium = [{**row, "center": CONSORTIUM} for row in summed(per_center, ["month"], COUNTS)]
     hours = _overdue_hours(uow, start, end)
     rows = [_row(r, hours.get((r["center"], r["month"]), NO_HOURS))
-            for r in sorted(per_center, key=lambda r: (r["center"], r["month"]))
-            if center is None or r["center"] == center]
+            for r in sorted(per_center, key=lambda r: (r["center"], r["month"]))]
     rows += [_row(r, hours.get((CONSORTIUM, r["month"]), NO_HOURS)) for r in consortium]
     return RefillReport(from_month=start.strftime("%Y-%m"), to_month=last_month(end),
-                        center=center, rows=rows)
+                        center=None, computed_at=uow.now(), rows=rows)
+
+
+def refresh_default_report(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, Any]:
+    """The worker's job: compute the default period's report again and keep it."""
+    start, end = period(None, None, now=uow.now())
+    report = compute_refill_report(uow=uow, start=start, end=end, settings=settings)
+    keep_snapshot(uow, f"refills:{start:%Y-%m}:{last_month(end)}", report)
+    return {"rows": len(report.rows)}
 
 
 def _row(counts: dict[str, Any], hours: Overdue) -> RefillReportRow:
@@ -136,3 +196,16 @@ def _overdue_hours(uow: UnitOfWork, start: datetime,
         values[(r.center, r.month)].append(r.hours)
         values[(CONSORTIUM, r.month)].append(r.hours)
     return {k: (len(v), percentile(v, 0.5), percentile(v, 0.9)) for k, v in values.items()}
+
+
+def report_job(settings: SchedulingSettings) -> Job:
+    """The worker keeps the default period's report fresh: computed again every half of
+    `HAI_REPORT_MAX_AGE_SECONDS`, so that no one waits for it."""
+
+    def run(runtime: ServiceRuntime) -> dict[str, Any]:
+        with runtime.uow_factory() as uow:
+            facts = refresh_default_report(uow, runtime.settings)
+            uow.commit()
+        return facts
+
+    return Job(name="registry", run=run, interval_seconds=settings.report_max_age_seconds / 2)

@@ -37,6 +37,9 @@ class SchedulingSettings(ServiceAddresses):
     # a change of a centre's settings applies at once on the replica that took it, within this
     # on every other replica of scheduling (each reloads the small table after it)
     center_settings_cache_seconds: float = 5.0
+    # the registry's refill report is answered from its last computation while younger than
+    # this; the worker computes the default period (the last twelve months) again each half
+    report_max_age_seconds: float = 600.0
 
     # dosing (DOMAIN.md)
     fudr_default_mg_per_kg_day: float = 0.12

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from tests.helpers import auth, start
+from sqlalchemy import update
+
+from services.scheduling.models import Refill
+from shared.contracts.vocabulary import RefillStatus
+from tests.factories import T0
+from tests.helpers import Harness, auth, start
 from tests.helpers import test_settings as settings_for
-from tests.unit.scheduling.registry_support import EXPECTED, by_key, seed_registry
+from tests.unit.scheduling.registry_support import ADMIN, EXPECTED, by_key, seed_registry
 
 NURSE = auth("nurse")
 PERIOD = {"from": "2026-10", "to": "2026-11"}
@@ -57,3 +64,39 @@ def test_a_wrong_period_is_a_422(tmp_path: Path) -> None:
         assert h.client.get("/v1/reports/refills", params=params,
                             headers=NURSE).status_code == 422, params
     assert h.client.get("/v1/reports/refills").status_code == 401
+
+
+def _a_october(h: Harness) -> dict[str, Any]:
+    rows = h.client.get("/v1/reports/refills", params=PERIOD, headers=NURSE).json()["rows"]
+    return dict(by_key(rows)[("A", "2026-10")])
+
+
+def test_the_report_is_kept_until_it_is_too_old_or_a_band_changes(tmp_path: Path) -> None:
+    h, _ = start("scheduling", settings_for(tmp_path, report_max_age_seconds=600))
+    seed_registry(h)
+    assert _a_october(h)["refills_done"] == 3
+    with h.runtime.uow_factory() as uow:  # one more refill of A, in October
+        uow.session.execute(update(Refill).where(Refill.id == "R3").values(
+            status=RefillStatus.RECORDED))
+        uow.commit()
+    h.clock.advance(seconds=599)  # type: ignore[attr-defined]
+    assert _a_october(h)["refills_done"] == 3  # the snapshot
+    h.clock.advance(seconds=2)  # type: ignore[attr-defined]
+    assert _a_october(h)["refills_done"] == 4
+    # a centre's band changes: the abnormal readings are counted again at once
+    assert _a_october(h)["abnormal_readings"] == 2  # 12 % and 40 % above A's 10 %
+    assert h.client.put("/v1/centers/A/settings", json={"flow_warning_pct": 13},
+                        headers=ADMIN).status_code == 200
+    assert _a_october(h)["abnormal_readings"] == 1
+
+
+def test_the_worker_keeps_the_default_period_fresh(tmp_path: Path) -> None:
+    h, _ = start("scheduling", settings_for(tmp_path, report_max_age_seconds=600))
+    seed_registry(h)
+    [job] = [j for j in h.runtime.jobs if j.name == "registry"]
+    assert job.interval_seconds == 300
+    h.clock.advance(days=30)  # type: ignore[attr-defined]  # now in December: Jan..Dec 2026
+    # A and B in October and November, B in December, and the consortium in those three
+    assert job.run(h.runtime) == {"rows": 8}
+    r = h.client.get("/v1/reports/refills", headers=NURSE).json()
+    assert r["computed_at"] == (T0 + timedelta(days=30)).isoformat().replace("+00:00", "Z")

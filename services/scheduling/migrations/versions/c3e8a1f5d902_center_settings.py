@@ -1,4 +1,5 @@
-"""per-centre settings (time zone, refill and flow thresholds, escalation and ack times)
+"""per-centre settings (time zone, refill and flow thresholds, escalation and ack times) and
+the registry's report snapshots
 
 Revision ID: c3e8a1f5d902
 Revises: b8d2f4a61c05
@@ -35,7 +36,15 @@ def upgrade() -> None:
         sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint('center', name=op.f('pk_center_settings')),
     )
+    op.create_table(
+        'report_snapshots',
+        sa.Column('key', sa.String(length=100), nullable=False),
+        sa.Column('computed_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('body', sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint('key', name=op.f('pk_report_snapshots')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('report_snapshots')
     op.drop_table('center_settings')
