@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import structlog
 
+from services.dashboard.plain import plain_field_errors, plain_refusal, plain_unplaced
 from services.dashboard.settings import BACKENDS, DashboardSettings
 
 log = structlog.get_logger(__name__)
@@ -32,24 +34,17 @@ class ApiError(Exception):
     def unreachable(self) -> bool:
         return self.status == 0
 
-    def field_errors(self) -> dict[str, str]:
-        """The 422 `errors` list as {field: message} (the last segment of a dotted field)."""
-        out: dict[str, str] = {}
-        for err in self.errors:
-            name = str(err.get("field", "")).split(".")[-1] or "form"
-            message = str(err.get("message", "invalid"))
-            out[name] = f"{out[name]}; {message}" if name in out else message
-        return out
+    def field_errors(self, zone: ZoneInfo | None = None) -> dict[str, str]:
+        """The 422 `errors` list as {field: sentence in plain words, its times in `zone`} (the
+        last segment of a dotted field)."""
+        return plain_field_errors(self.errors, zone)
 
     def banner(self) -> str:
-        """A sentence for the page's error banner."""
-        if self.unreachable:
-            return f"The {self.service} service cannot be reached right now ({self.detail})."
-        if self.status == 401:
-            return "Your sign-in was refused by the service; please sign in again."
-        if self.status == 403:
-            return f"Your role may not do this ({self.service}: {self.detail})."
-        return f"{self.service} answered {self.status} {self.title}: {self.detail}"
+        """A sentence for the page's error banner (plain words: no status code); a 422 says
+        what each named field needs."""
+        if self.status == 422 and self.errors:
+            return plain_unplaced(self.field_errors())
+        return plain_refusal(self.service, self.status, self.detail)
 
 
 def _problem(service: str, response: httpx.Response) -> ApiError:

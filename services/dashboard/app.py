@@ -2,32 +2,70 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import structlog
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from services.dashboard import csrf, reports, views
+from services.dashboard import biomed, csrf, menu, oncology, pharmacy, reports, views
+from services.dashboard.localtime import fmt_clock, fmt_local, localize_text, zone_for
+from services.dashboard.plain import label
 from services.dashboard.routes import router
 from services.dashboard.session import LoginRequired, login_url, read_session
 from services.dashboard.settings import DashboardSettings
 from shared.auth import TokenVerifier
 from shared.clock import Clock, SystemClock
-from shared.contracts.vocabulary import AlertStatus, DueBasis, FillType, PumpStatus, RefillStatus
+from shared.contracts.vocabulary import (
+    AlertStatus,
+    DeliveryStatus,
+    DueBasis,
+    FillType,
+    PumpStatus,
+    RefillStatus,
+    Regimen,
+    TherapyStatus,
+)
 from shared.errors import ServerErrorGuard
 from shared.web import RequestGate
 
 HERE = Path(__file__).parent
 log = structlog.get_logger(__name__)
+
+
+def _zone(context: Any) -> ZoneInfo:
+    zone = context.get("zone")
+    return zone if isinstance(zone, ZoneInfo) else zone_for(context["settings"])
+
+
+@pass_context
+def _ts(context: Any, value: Any, offset: bool = False) -> str:
+    """A timestamp in the centre's local time (`offset`: with its UTC offset)."""
+    when = value if isinstance(value, datetime) else views.parse_ts(value)
+    return fmt_local(when, _zone(context), offset=offset)
+
+
+@pass_context
+def _local_text(context: Any, value: Any) -> str:
+    """A service's sentence with its ISO timestamps written in local time."""
+    return localize_text(str(value or ""), _zone(context))
+
+
+@pass_context
+def _clock(context: Any, value: datetime) -> str:
+    return fmt_clock(value, _zone(context))
 
 
 @pass_context
@@ -43,14 +81,19 @@ def _csrf_token(context: Any, login: bool = False) -> str:
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
-    env.filters["ts"] = views.fmt_ts
+    env.filters["ts"] = _ts
+    env.filters["local_text"] = _local_text
+    env.filters["clock"] = _clock
+    env.filters["label"] = label
     env.filters["parse_ts"] = views.parse_ts
     env.globals["relative"] = views.fmt_relative
     env.globals["csrf_field"] = _csrf_field  # inside every <form method="post">
     env.globals["csrf_token"] = _csrf_token  # the htmx header, on <body>
+    env.globals["menu_for"] = menu.menu_for
     # the contract's vocabulary: templates compare with `AlertStatus.FIRING`, never 'firing'
     env.globals.update(AlertStatus=AlertStatus, DueBasis=DueBasis, FillType=FillType, PumpStatus=PumpStatus,
-                       RefillStatus=RefillStatus)
+                       RefillStatus=RefillStatus, DeliveryStatus=DeliveryStatus, Regimen=Regimen,
+                       TherapyStatus=TherapyStatus)
     return templates
 
 
@@ -68,7 +111,8 @@ def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
     app.state.templates = _templates()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
-    app.include_router(reports.router)
+    for role_pages in (pharmacy.router, oncology.router, biomed.router, reports.router):
+        app.include_router(role_pages)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
@@ -88,6 +132,16 @@ def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
 
     app.add_middleware(RequestGate, max_body_bytes=settings.max_body_bytes, admit=_signed_in_first)
     app.add_middleware(ServerErrorGuard, respond=_server_error_page)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # an unknown page of the dashboard is a page with a way back; an API-ish path keeps JSON
+        if exc.status_code != 404 or request.url.path.startswith(JSON_PATHS):
+            return await http_exception_handler(request, exc)
+        templates: Jinja2Templates = request.app.state.templates
+        return templates.TemplateResponse(request, "not_found.html",
+                                          {"settings": settings, "user": None,
+                                           "path": request.url.path}, status_code=404)
 
     @app.exception_handler(csrf.CsrfRejected)
     async def _csrf_rejected(request: Request, exc: csrf.CsrfRejected) -> Response:
@@ -120,6 +174,7 @@ def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
     return app
 
 
+JSON_PATHS = ("/v1/", "/api/", "/static/", "/healthz")
 SESSIONLESS_POSTS = frozenset({"/login", "/logout"})
 
 

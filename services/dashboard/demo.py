@@ -20,13 +20,15 @@ from services.dashboard.settings import BACKENDS, DashboardSettings
 from services.dashboard.views import iso_z
 from shared.auth import mint_token
 from shared.clock import Clock, SystemClock
-from shared.contracts.vocabulary import FillType, Regimen
+from shared.contracts.vocabulary import FillType, PumpStatus, Regimen
 
 log = structlog.get_logger(__name__)
 
 DEMO_CENTER = "DEMO-CENTER"
 INTERA_GTIN = "00812345000016"
 CODMAN_GTIN = "00812345000023"
+QUARANTINED_SERIAL = "DEMO-SN-0103"
+EXPIRED_SERIAL = "DEMO-SN-0104"
 READY_TIMEOUT_SECONDS = 60.0
 IMPLANT_SEEN_TIMEOUT_SECONDS = 30.0
 DEFAULT_ESCALATION_DELAY_SECONDS = 900  # `hai up --demo` passes HAI_ESCALATION_DELAY_SECONDS
@@ -168,16 +170,46 @@ def seed_oncall(api: DemoClient, now: datetime, escalation_delay_seconds: int) -
     })
 
 
-def seed_stock(api: DemoClient, now: datetime) -> None:
-    """Two pumps on the shelf: one expiring within weeks, one good for years."""
+def known_pumps(api: DemoClient) -> dict[str, dict[str, Any]]:
+    """The pumps inventory already has, by serial (so that seeding again asks nothing twice)."""
+    answer = api.call("inventory", "GET", "/v1/pumps", as_=BIOMED, params={"limit": 500}).json()
+    return {p["serial_number"]: p for p in answer["items"]}
+
+
+def known_patients(api: DemoClient) -> set[str]:
+    """The demo patients scheduling already has."""
+    answer = api.call("scheduling", "GET", "/v1/patients", as_=NURSE,
+                      params={"q": "DEMO-", "limit": 500}).json()
+    return {p["mrn"] for p in answer["items"]}
+
+
+def _register(api: DemoClient, pumps: dict[str, dict[str, Any]], serial: str,
+              body: dict[str, Any]) -> None:
+    if serial not in pumps:
+        pumps[serial] = api.call("inventory", "POST", "/v1/pumps", as_=BIOMED, body=body).json()
+
+
+def seed_stock(api: DemoClient, now: datetime, pumps: dict[str, dict[str, Any]]) -> None:
+    """Pumps on the shelf: one expiring within weeks, one good for years, one in quarantine
+    (for biomed to release or retire) and one already expired (flagged, never implanted)."""
     soon = now + timedelta(days=45)
     later = now + timedelta(days=3 * 365)
-    api.call("inventory", "POST", "/v1/pumps", as_=BIOMED, ok=(409,),
-             body={"udi": udi(INTERA_GTIN, soon, "DEMO-LOT-S", "DEMO-SN-0101"),
-                   "location": "Demo pharmacy shelf 1"})
-    api.call("inventory", "POST", "/v1/pumps", as_=BIOMED, ok=(409,),
-             body={"udi": udi(CODMAN_GTIN, later, "DEMO-LOT-T", "DEMO-SN-0102"),
-                   "location": "Demo pharmacy shelf 2"})
+    _register(api, pumps, "DEMO-SN-0101", {
+        "udi": udi(INTERA_GTIN, soon, "DEMO-LOT-S", "DEMO-SN-0101"),
+        "location": "Demo pharmacy shelf 1"})
+    _register(api, pumps, "DEMO-SN-0102", {
+        "udi": udi(CODMAN_GTIN, later, "DEMO-LOT-T", "DEMO-SN-0102"),
+        "location": "Demo pharmacy shelf 2"})
+    _register(api, pumps, QUARANTINED_SERIAL, {
+        "udi": udi(INTERA_GTIN, later, "DEMO-LOT-Q", QUARANTINED_SERIAL),
+        "location": "Demo biomed bench"})
+    _register(api, pumps, EXPIRED_SERIAL, {
+        "udi": udi(INTERA_GTIN, now - timedelta(days=10), "DEMO-LOT-X", EXPIRED_SERIAL),
+        "location": "Demo pharmacy shelf 1"})
+    if pumps[QUARANTINED_SERIAL].get("status") == PumpStatus.IN_STOCK:
+        pumps[QUARANTINED_SERIAL] = api.call(
+            "inventory", "POST", f"/v1/pumps/{QUARANTINED_SERIAL}/quarantine", as_=BIOMED,
+            body={"reason": "demo: dropped on the floor, to be checked"}).json()
 
 
 def _model_code(api: DemoClient, gtin: str) -> str:
@@ -188,8 +220,10 @@ def _model_code(api: DemoClient, gtin: str) -> str:
     raise DemoError(f"no pump model with the demo GTIN {gtin}")
 
 
-def seed_case(api: DemoClient, case: DemoCase, now: datetime) -> bool:
-    """One patient: register, implant, start the therapy, record past refills; False if it existed."""
+def seed_case(api: DemoClient, case: DemoCase, now: datetime, pumps: dict[str, dict[str, Any]],
+              patients: set[str]) -> bool:
+    """One patient: register, implant, start the therapy, record past refills; False if it
+    existed. Asks only for what is missing: seeding again sends nothing that is refused."""
     expiry = now + timedelta(days=2 * 365)
     labeled = case.labeled_flow_ml_per_day
     if case.by_udi:
@@ -197,18 +231,22 @@ def seed_case(api: DemoClient, case: DemoCase, now: datetime) -> bool:
     else:
         body = {"serial_number": case.serial, "model_code": _model_code(api, case.gtin),
                 "lot_number": case.lot, "expiry_date": expiry.date().isoformat()}
-    api.call("inventory", "POST", "/v1/pumps", as_=BIOMED, ok=(409,),
-             body={**body, "labeled_flow_ml_per_day": labeled, "location": "Demo stock"})
-    api.call("scheduling", "POST", "/v1/patients", as_=NURSE, ok=(409,), body={
-        "mrn": case.mrn, "given_name": case.given_name, "family_name": "Demopatient",
-        "birth_date": "1960-01-01", "weight_kg": case.weight_kg, "height_cm": 172,
-        "center": DEMO_CENTER})
+    _register(api, pumps, case.serial,
+              {**body, "labeled_flow_ml_per_day": labeled, "location": "Demo stock"})
+    if case.mrn not in patients:
+        api.call("scheduling", "POST", "/v1/patients", as_=NURSE, body={
+            "mrn": case.mrn, "given_name": case.given_name, "family_name": "Demopatient",
+            "birth_date": "1960-01-01", "weight_kg": case.weight_kg, "height_cm": 172,
+            "sex": "female", "center": DEMO_CENTER})
+        patients.add(case.mrn)
     first_event = min([now + timedelta(days=case.start_in_days)]
                       + [now - timedelta(days=r.days_ago) for r in case.refills])
     implanted_at = first_event - timedelta(days=3)
-    api.call("inventory", "POST", f"/v1/pumps/{case.serial}/implant", as_=BIOMED, ok=(409,), body={
-        "patient_mrn": case.mrn, "implanted_at": iso_z(min(implanted_at, now)),
-        "surgeon": "Dr Demo Surgeon", "center": DEMO_CENTER})
+    if pumps[case.serial].get("status") == PumpStatus.IN_STOCK:
+        pumps[case.serial] = api.call(
+            "inventory", "POST", f"/v1/pumps/{case.serial}/implant", as_=BIOMED, body={
+                "patient_mrn": case.mrn, "implanted_at": iso_z(min(implanted_at, now)),
+                "surgeon": "Dr Demo Surgeon", "center": DEMO_CENTER}).json()
     existing = api.call("scheduling", "GET", "/v1/therapies", as_=NURSE,
                         params={"patient_mrn": case.mrn}).json()["items"]
     if existing:
@@ -249,8 +287,10 @@ def seed(settings: DashboardSettings, *, clock: Clock | None = None,
         api.wait_ready()
         now = clock.now()
         seed_oncall(api, now, escalation_delay_seconds)
-        seed_stock(api, now)
-        created = [case.mrn for case in demo_cases() if seed_case(api, case, now)]
+        pumps = known_pumps(api)
+        patients = known_patients(api)
+        seed_stock(api, now, pumps)
+        created = [case.mrn for case in demo_cases() if seed_case(api, case, now, pumps, patients)]
         log.info("demo.seeded", center=DEMO_CENTER, new_cases=len(created))
     finally:
         api.close()

@@ -16,13 +16,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.dashboard import csrf
 from services.dashboard import session as sess
 from services.dashboard.api import Api, ApiError
+from services.dashboard.localtime import input_value, parse_local, zone_for
+from services.dashboard.menu import home_for
+from services.dashboard.plain import plain_unplaced
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.views import (
+    WORKLIST_RANKS,
     build_worklist,
+    detail_facts,
     flow_chart,
     iso_z,
     normalize_udi,
-    parse_form_datetime,
     parse_lots,
     parse_ts,
     sort_alerts,
@@ -34,6 +38,7 @@ from shared.contracts.vocabulary import (
     PumpStatus,
     RefillStatus,
 )
+from shared.text import text_problem
 
 router = APIRouter()
 
@@ -54,11 +59,14 @@ class Ctx:
     errors: list[str] = field(default_factory=list)
     flash: list[str] = field(default_factory=list)
 
-    def attempt(self, fn: Any, default: Any = None) -> Any:
-        """Run one API call; on failure note the banner and return default (the page goes on)."""
+    def attempt(self, fn: Any, default: Any = None, *, missing_ok: bool = False) -> Any:
+        """Run one API call; on failure note the banner and return default (the page goes on).
+        `missing_ok`: a 404 is an answer (nothing there), not a problem to show."""
         try:
             return fn()
         except ApiError as exc:
+            if missing_ok and exc.status == 404:
+                return default
             if exc.banner() not in self.errors:  # one banner per problem, not per call
                 self.errors.append(exc.banner())
             return default
@@ -70,11 +78,12 @@ class Ctx:
 
 
 def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-    """Render a template with the settings and the request."""
+    """Render a template with the settings, the request and the centre's time zone."""
     templates = request.app.state.templates
+    settings = request.app.state.settings
+    values.setdefault("zone", zone_for(settings, values.get("center") or None))
     response: HTMLResponse = templates.TemplateResponse(
-        request, template, {"settings": request.app.state.settings, **values},
-        status_code=status_code)
+        request, template, {"settings": settings, **values}, status_code=status_code)
     return response
 
 
@@ -103,13 +112,14 @@ def see_other(url: str) -> RedirectResponse:
 # --- sign-in --------------------------------------------------------------------------------
 
 @router.get("/", include_in_schema=False)
-def home() -> RedirectResponse:
-    """The worklist is the home page."""
-    return see_other("/worklist")
+def home(request: Request) -> RedirectResponse:
+    """Each role's first page is its home (the worklist for nurses and the signed out)."""
+    session = sess.read_session(request, request.app.state.verifier)
+    return see_other(home_for(session.principal.roles) if session else "/worklist")
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str = "/worklist") -> HTMLResponse:
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
     """The sign-in page: a demo user in development, a pasted token in production."""
     settings: DashboardSettings = request.app.state.settings
     response = render(request, "login.html", next=sess.safe_next(next), error=None,
@@ -120,7 +130,7 @@ def login_form(request: Request, next: str = "/worklist") -> HTMLResponse:
 
 
 @router.post("/login", response_model=None)
-def login(request: Request, next: Annotated[str, Form()] = "/worklist",
+def login(request: Request, next: Annotated[str, Form()] = "/",
           sub: Annotated[str, Form()] = "", role: Annotated[list[str] | None, Form()] = None,
           token: Annotated[str, Form()] = "") -> Response:
     """Sign in: mint a dev token for a demo user, or accept a token from the identity provider."""
@@ -170,33 +180,62 @@ def logout() -> RedirectResponse:
 
 # --- worklist -------------------------------------------------------------------------------
 
+def _patients(ctx: Ctx, mrns: Any) -> dict[str, Any]:
+    """The patients of these MRNs (None for one scheduling cannot show), one read each."""
+    found: dict[str, Any] = {}
+    for mrn in mrns:
+        if mrn and mrn not in found:
+            try:
+                found[mrn] = ctx.api.get("scheduling", f"/v1/patients/{quote(mrn, safe='')}")
+            except ApiError:
+                found[mrn] = None
+    return found
+
+
+def _center(ctx: Ctx, text: str | None) -> str:
+    """The centre filter as typed or chosen; control characters (a NUL byte) are refused here,
+    before any API is asked, and the page shows every centre."""
+    value = (text or "").strip()
+    if text_problem(value):
+        ctx.errors.append("The centre filter must not contain control characters (such as the "
+                          "NUL character); showing every centre.")
+        return ""
+    return value
+
+
+def _centers(ctx: Ctx, chosen: str) -> list[str]:
+    """The centres to choose from (scheduling's), with the one chosen now."""
+    known = ctx.attempt(lambda: [str(c.get("code")) for c in
+                                 ctx.api.items("scheduling", "/v1/centers")], [])
+    if chosen and chosen not in known:
+        known.append(chosen)
+    return sorted(known)
+
+
 @router.get("/worklist", response_class=HTMLResponse)
 def worklist(ctx: CtxDep, center: str | None = None) -> HTMLResponse:
-    """Scheduled refills for a center: overdue first, then due today, due soon, later."""
+    """Scheduled refills for a center, most urgent first: overdue, near empty, critical alert,
+    due today, due soon, later; each with its pump's open alerts."""
     if center is None:
         center = ctx.request.cookies.get(sess.CENTER_COOKIE, "")
-    center = center.strip()
+    center = _center(ctx, center)
     appointments = ctx.attempt(lambda: ctx.api.items(
         "scheduling", "/v1/appointments", status=AppointmentStatus.SCHEDULED,
         center=center or None), [])
-    rows = build_worklist(appointments, ctx.now)
-    patients: dict[str, Any] = {}
+    rows = build_worklist(appointments, ctx.now, _alerts(ctx, "open", center))
+    patients = _patients(ctx, (r.appointment.get("patient_mrn") for r in rows))
     for row in rows:
-        mrn = row.appointment.get("patient_mrn")
-        if mrn and mrn not in patients:
-            try:
-                patients[mrn] = ctx.api.get("scheduling", f"/v1/patients/{quote(mrn, safe='')}")
-            except ApiError:
-                patients[mrn] = None
-        row.patient = patients.get(mrn) if mrn else None
+        row.patient = patients.get(row.appointment.get("patient_mrn") or "")
         delivery_id = row.appointment.get("delivery_id")
         if row.appointment.get("fill_type") == FillType.CHEMO and delivery_id:
             try:
                 row.delivery = ctx.api.get("scheduling", f"/v1/deliveries/{quote(str(delivery_id))}")
             except ApiError as exc:
                 row.delivery_error = "unknown" if exc.status == 404 else "unavailable"
-    counts = {u: sum(1 for r in rows if r.urgency == u) for u in ("overdue", "due_today", "due_soon")}
+    counts = {rank: sum(1 for r in rows if r.rank == rank) for rank in WORKLIST_RANKS}
+    counts["critical_alert"] = sum(1 for r in rows if r.critical_alert)  # wherever they sort
     response = ctx.render("worklist.html", rows=rows, center=center, counts=counts,
+                          centers=_centers(ctx, center),
                           near_empty=sum(1 for r in rows if r.near_empty))
     response.set_cookie(sess.CENTER_COOKIE, center, httponly=True, samesite="lax",
                         max_age=3600 * 24 * 90)
@@ -217,7 +256,8 @@ def _pump_or_none(ctx: Ctx, serial: str) -> dict[str, Any] | None:
 
 def _delivery_or_none(ctx: Ctx, values: dict[str, str]) -> dict[str, Any] | None:
     """The order a chemo fill names (the scanned id, else the appointment's expected order), to
-    show its status, lot and beyond-use time (None when unknown: the service's refusal says why)."""
+    show what goes in, its status, lot and beyond-use time (None when unknown: the service's
+    refusal says why)."""
     delivery_id = values.get("delivery_id") or values.get("expected_delivery_id", "")
     if values.get("fill_type") != FillType.CHEMO or not delivery_id:
         return None
@@ -229,25 +269,79 @@ def _delivery_or_none(ctx: Ctx, values: dict[str, str]) -> dict[str, Any] | None
         return None
 
 
+def _refill_page(ctx: Ctx, values: dict[str, str], field_errors: dict[str, str],
+                 status_code: int = 200) -> HTMLResponse:
+    """The refill form with the pump, its patient to confirm and the chemo order's contents."""
+    pump = _pump_or_none(ctx, values["pump_serial"])
+    mrn = (pump or {}).get("patient_mrn")
+    patient = _patients(ctx, [mrn]).get(mrn) if mrn else None
+    zone = zone_for(ctx.settings, (patient or {}).get("center"))
+    return ctx.render("refill.html", status_code=status_code, values=values,
+                      field_errors=field_errors, pump=pump, patient=patient, patient_mrn=mrn,
+                      delivery=_delivery_or_none(ctx, values), zone=zone,
+                      zone_now=input_value(ctx.now, zone), idempotency_key=str(uuid.uuid4()))
+
+
 @router.get("/refill", response_class=HTMLResponse)
 def refill_form(ctx: CtxDep, pump: str = "", appointment: str = "", fill_type: str = "",
                 delivery: str = "") -> HTMLResponse:
     """The refill form, prefilled from a worklist row; the chemo bag's order id is left for the
     nurse to scan (the appointment's order is shown beside it, to compare)."""
-    values = {"pump_serial": pump, "appointment_id": appointment, "fill_type": fill_type or FillType.SALINE,
-              "delivery_id": "", "expected_delivery_id": delivery.strip(),
-              "performed_at": ctx.now.strftime("%Y-%m-%dT%H:%M"),
-              "residual_volume_ml": "", "fill_volume_ml": "", "notes": ""}
-    return ctx.render("refill.html", values=values, field_errors={}, pump=_pump_or_none(ctx, pump),
-                      delivery=_delivery_or_none(ctx, values), idempotency_key=str(uuid.uuid4()))
+    values = {"pump_serial": pump.strip(), "appointment_id": appointment,
+              "fill_type": fill_type or FillType.SALINE, "delivery_id": "",
+              "expected_delivery_id": delivery.strip(), "performed_at": "",
+              "residual_volume_ml": "", "fill_volume_ml": "", "notes": "", "patient_confirmed": ""}
+    return _refill_page(ctx, values, {})
 
 
 def _float_or_error(raw: str, name: str, errors: dict[str, str]) -> float | None:
     try:
-        return float(raw.replace(",", "."))
+        value = float(raw.replace(",", "."))
     except (ValueError, AttributeError):
         errors[name] = "Enter a number of millilitres, e.g. 2.5"
         return None
+    if value != value or value in (float("inf"), float("-inf")):
+        errors[name] = "Enter a number of millilitres, e.g. 2.5"
+        return None
+    return value
+
+
+def _refill_checks(ctx: Ctx, values: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """What the dashboard checks before asking scheduling: each field there and readable, the
+    patient confirmed, the scanned bag this appointment's order. The errors, and the body."""
+    errors: dict[str, str] = {}
+    if not values["pump_serial"]:
+        errors["pump_serial"] = "Enter the pump's serial number"
+    pump = _pump_or_none(ctx, values["pump_serial"])
+    mrn = (pump or {}).get("patient_mrn")
+    patient = _patients(ctx, [mrn]).get(mrn) if mrn else None
+    typed = parse_local(values["performed_at"], zone_for(ctx.settings, (patient or {}).get("center")))
+    if typed.error:
+        errors["performed_at"] = typed.error
+    residual = _float_or_error(values["residual_volume_ml"], "residual_volume_ml", errors)
+    fill = _float_or_error(values["fill_volume_ml"], "fill_volume_ml", errors)
+    if values["fill_type"] not in [f.value for f in FillType]:
+        errors["fill_type"] = "Choose chemo or saline"
+    if mrn and values["patient_confirmed"] != mrn:
+        errors["patient_confirmed"] = ("Check the patient's name and birth date against the "
+                                       "wristband, then tick the box to confirm")
+    scanned, expected = values["delivery_id"], values["expected_delivery_id"]
+    if (values["fill_type"] == FillType.CHEMO and scanned and expected
+            and scanned.casefold() != expected.casefold()):
+        errors["delivery_id"] = (f"This bag's order ({scanned}) is not the order for this "
+                                 f"appointment ({expected}). Do not use this bag: check the "
+                                 "patient and call the pharmacy.")
+    body: dict[str, Any] = {"pump_serial": values["pump_serial"], "residual_volume_ml": residual,
+                            "fill_volume_ml": fill, "fill_type": values["fill_type"]}
+    if typed.utc is not None:
+        body["performed_at"] = iso_z(typed.utc)
+    if values["appointment_id"]:
+        body["appointment_id"] = values["appointment_id"]
+    if scanned:
+        body["delivery_id"] = scanned
+    if values["notes"].strip():
+        body["notes"] = values["notes"].strip()
+    return errors, body
 
 
 @router.post("/refill", response_class=HTMLResponse)
@@ -260,52 +354,37 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
                   delivery_id: Annotated[str, Form()] = "",
                   expected_delivery_id: Annotated[str, Form()] = "",
                   notes: Annotated[str, Form()] = "",
+                  patient_confirmed: Annotated[str, Form()] = "",
                   idempotency_key: Annotated[str, Form()] = "") -> HTMLResponse:
     """Record a refill through the scheduling API; its field errors come back beside the fields."""
     values = {"pump_serial": pump_serial.strip(), "performed_at": performed_at,
               "residual_volume_ml": residual_volume_ml, "fill_volume_ml": fill_volume_ml,
               "fill_type": fill_type, "appointment_id": appointment_id,
               "delivery_id": delivery_id.strip(),  # a scanner may add a newline or spaces
-              "expected_delivery_id": expected_delivery_id.strip(), "notes": notes}
-    field_errors: dict[str, str] = {}
+              "expected_delivery_id": expected_delivery_id.strip(), "notes": notes,
+              "patient_confirmed": patient_confirmed}
+    field_errors, body = _refill_checks(ctx, values)
     status_code = 422
-    if not values["pump_serial"]:
-        field_errors["pump_serial"] = "Enter the pump's serial number"
-    when = parse_form_datetime(performed_at)
-    if when is None:
-        field_errors["performed_at"] = "Enter the date and time of the refill (UTC)"
-    residual = _float_or_error(residual_volume_ml, "residual_volume_ml", field_errors)
-    fill = _float_or_error(fill_volume_ml, "fill_volume_ml", field_errors)
-    if fill_type not in [f.value for f in FillType]:
-        field_errors["fill_type"] = "Choose chemo or saline"
     if not field_errors:
-        body: dict[str, Any] = {
-            "pump_serial": values["pump_serial"], "performed_at": iso_z(when),  # type: ignore[arg-type]
-            "residual_volume_ml": residual, "fill_volume_ml": fill, "fill_type": fill_type,
-        }
-        if appointment_id:
-            body["appointment_id"] = appointment_id
-        if values["delivery_id"]:
-            body["delivery_id"] = values["delivery_id"]
-        if notes.strip():
-            body["notes"] = notes.strip()
         try:
             refill = ctx.api.post("scheduling", "/v1/refills", body,
                                   idempotency_key=idempotency_key or None)
         except ApiError as exc:
-            field_errors = exc.field_errors() if exc.status == 422 else {}
+            field_errors = exc.field_errors(zone_for(ctx.settings)) if exc.status == 422 else {}
             status_code = exc.status if 400 <= exc.status < 500 else 502
             unplaced = {k: v for k, v in field_errors.items()
                         if k not in (*REFILL_FIELDS, "appointment_id")}
-            if exc.status != 422 or unplaced or not field_errors:
+            if exc.status != 422 or not field_errors:
                 ctx.errors.append(exc.banner())
+            elif unplaced:
+                ctx.errors.append(plain_unplaced(unplaced))
         else:
-            return ctx.render("refill_done.html", status_code=201, refill=refill,
+            mrn = refill.get("patient_mrn")
+            patient = _patients(ctx, [mrn]).get(mrn) if mrn else None
+            return ctx.render("refill_done.html", status_code=201, refill=refill, patient=patient,
                               abnormal=refill.get("flow_abnormal") is True,
                               next_appointment=refill.get("next_appointment"))
-    return ctx.render("refill.html", status_code=status_code, values=values, field_errors=field_errors,
-                      pump=_pump_or_none(ctx, values["pump_serial"]),
-                      delivery=_delivery_or_none(ctx, values), idempotency_key=str(uuid.uuid4()))
+    return _refill_page(ctx, values, field_errors, status_code)
 
 
 # --- pump and patient -----------------------------------------------------------------------
@@ -319,7 +398,9 @@ def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
     path = quote(serial, safe="")
     pump = ctx.attempt(lambda: ctx.api.get("inventory", f"/v1/pumps/{path}"))
     history = ctx.attempt(lambda: ctx.api.items("inventory", f"/v1/pumps/{path}/history"), [])
-    readings = ctx.attempt(lambda: ctx.api.items("scheduling", f"/v1/pumps/{path}/flow-readings"), [])
+    # a pump scheduling never saw implanted (in stock, say) has no readings: nothing to report
+    readings = ctx.attempt(lambda: ctx.api.items("scheduling", f"/v1/pumps/{path}/flow-readings"),
+                           [], missing_ok=True)
     mrn = (pump or {}).get("patient_mrn") or next(
         (r.get("patient_mrn") for r in reversed(readings) if r.get("patient_mrn")), None)
     patient = None
@@ -337,14 +418,16 @@ def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
                                                max_items=100), [])
     open_alerts = sort_alerts([a for a in alerts if a.get("status") in OPEN_ALERT_STATUSES])
     labeled = (pump or {}).get("labeled_flow_ml_per_day")
-    chart = flow_chart(readings, float(labeled) if labeled is not None else None)
+    zone = zone_for(ctx.settings, (patient or {}).get("center"))
+    chart = flow_chart(readings, float(labeled) if labeled is not None else None, zone=zone)
     refills = ctx.attempt(lambda: ctx.api.get("scheduling", "/v1/refills", pump_serial=serial,
-                                              limit=10).get("items", []), [])
+                                              limit=10).get("items", []), [], missing_ok=True)
     latest = next((r for r in refills
                    if r.get("status", RefillStatus.RECORDED) == RefillStatus.RECORDED), None)
     return ctx.render("pump.html", serial=serial, pump=pump, patient=patient, readings=readings,
                       history=history, chart=chart, next_appointment=next_appointment,
-                      open_alerts=open_alerts, refills=refills,
+                      open_alerts=open_alerts, refills=refills, zone=zone,
+                      implanted=(pump or {}).get("status") == PumpStatus.IMPLANTED,
                       latest_refill_id=latest.get("id") if latest else None)
 
 
@@ -397,44 +480,80 @@ def _alerts(ctx: Ctx, status: str, center: str) -> list[dict[str, Any]]:
     return sort_alerts(found)
 
 
+def _alert_list(ctx: Ctx, status: str, center: str) -> dict[str, Any]:
+    """What the alert list shows: the alerts and their patients."""
+    center = _center(ctx, center)
+    alerts = _alerts(ctx, status, center)
+    return {"alerts": alerts, "status": status, "center": center,
+            "patients": _patients(ctx, (a.get("patient_mrn") for a in alerts))}
+
+
 @router.get("/alerts", response_class=HTMLResponse)
 def alerts_page(ctx: CtxDep, status: str = "open", center: str = "") -> HTMLResponse:
-    """Alerts, refreshing by themselves every few seconds."""
-    return ctx.render("alerts.html", alerts=_alerts(ctx, status, center), status=status, center=center)
+    """Alerts as cards, refreshing by themselves every few seconds."""
+    shown = _alert_list(ctx, status, center)
+    return ctx.render("alerts.html", centers=_centers(ctx, shown["center"]), **shown)
 
 
 @router.get("/alerts/table", response_class=HTMLResponse)
 def alerts_table(ctx: CtxDep, status: str = "open", center: str = "") -> HTMLResponse:
     """The alert list alone, for the page's polling."""
-    return ctx.render("_alerts_table.html", alerts=_alerts(ctx, status, center), status=status,
-                      center=center)
+    return ctx.render("_alerts_table.html", **_alert_list(ctx, status, center))
+
+
+def _alert_and_patient(ctx: Ctx, alert_id: str) -> tuple[dict[str, Any] | None, Any]:
+    alert = ctx.attempt(lambda: ctx.api.get("alerts", f"/v1/alerts/{quote(alert_id, safe='')}"))
+    mrn = (alert or {}).get("patient_mrn")
+    return alert, _patients(ctx, [mrn]).get(mrn) if mrn else None
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
 def alert_page(ctx: CtxDep, alert_id: str) -> HTMLResponse:
     """One alert with its timeline and pages: where the on-call link lands."""
-    path = quote(alert_id, safe="")
-    alert = ctx.attempt(lambda: ctx.api.get("alerts", f"/v1/alerts/{path}"))
+    alert, patient = _alert_and_patient(ctx, alert_id)
     notifications = ctx.attempt(lambda: ctx.api.items("alerts", "/v1/notifications",
                                                       alert_id=alert_id), []) if alert else []
     return ctx.render("alert.html", alert=alert, alert_id=alert_id, notifications=notifications,
+                      patient=patient, details=detail_facts((alert or {}).get("details"),
+                                                            zone_for(ctx.settings)),
                       status_code=200 if alert else 404)
+
+
+def _resolve_page(ctx: Ctx, alert_id: str, *, back: str, resolution: str = "",
+                  field_errors: dict[str, str] | None = None, status_code: int = 200) -> HTMLResponse:
+    alert, patient = _alert_and_patient(ctx, alert_id)
+    return ctx.render("alert_resolve.html", alert=alert, patient=patient, back=sess.safe_next(back),
+                      resolution=resolution, field_errors=field_errors or {},
+                      status_code=status_code if alert else 404)
+
+
+@router.get("/alerts/{alert_id}/resolve", response_class=HTMLResponse)
+def alert_resolve_form(ctx: CtxDep, alert_id: str, back: str = "/alerts") -> HTMLResponse:
+    """Resolving asks what was done: the reason goes into the alert's record."""
+    return _resolve_page(ctx, alert_id, back=back)
 
 
 def _alert_action(ctx: Ctx, alert_id: str, action: str, body: dict[str, Any], back: str,
                   status: str, center: str) -> Response:
     path = quote(alert_id, safe="")
+    field_errors: dict[str, str] = {}
     try:
         ctx.api.post("alerts", f"/v1/alerts/{path}/{action}", body)
         ctx.flash.append(f"Alert {'acknowledged' if action == 'ack' else 'resolved'}.")
     except ApiError as exc:
-        ctx.errors.append(exc.banner())
+        field_errors = exc.field_errors() if exc.status == 422 else {}
+        if not field_errors.get("resolution"):
+            ctx.errors.append(exc.banner())
     if is_htmx(ctx.request):
-        return ctx.render("_alerts_table.html", alerts=_alerts(ctx, status, center), status=status,
-                          center=center)
+        return ctx.render("_alerts_table.html", **_alert_list(ctx, status, center))
+    if action == "resolve" and (ctx.errors or field_errors):
+        return _resolve_page(ctx, alert_id, back=back, resolution=body.get("resolution", ""),
+                             field_errors=field_errors, status_code=409 if ctx.errors else 422)
     if ctx.errors:
-        alert = ctx.attempt(lambda: ctx.api.get("alerts", f"/v1/alerts/{path}"))
+        alert, patient = _alert_and_patient(ctx, alert_id)
         return ctx.render("alert.html", alert=alert, alert_id=alert_id, notifications=[],
+                          patient=patient, details=detail_facts((alert or {}).get("details"),
+                                                                zone_for(ctx.settings)),
                           status_code=409)
     return see_other(sess.safe_next(back))
 
@@ -452,9 +571,12 @@ def alert_ack(ctx: CtxDep, alert_id: str, note: Annotated[str, Form()] = "",
 def alert_resolve(ctx: CtxDep, alert_id: str, resolution: Annotated[str, Form()] = "",
                   back: Annotated[str, Form()] = "/alerts", status: Annotated[str, Form()] = "open",
                   center: Annotated[str, Form()] = "") -> Response:
-    """Resolve an alert in one click."""
-    text = resolution.strip() or f"resolved on the dashboard by {ctx.session.principal.sub}"
-    return _alert_action(ctx, alert_id, "resolve", {"resolution": text}, back, status, center)
+    """Resolve an alert with what was done (required)."""
+    if not resolution.strip():
+        return _resolve_page(ctx, alert_id, back=back, status_code=422, field_errors={
+            "resolution": "Say what was done before resolving (e.g. refilled, patient called)"})
+    return _alert_action(ctx, alert_id, "resolve", {"resolution": resolution.strip()}, back,
+                         status, center)
 
 
 # --- stock ----------------------------------------------------------------------------------
@@ -530,7 +652,7 @@ def stock_register(ctx: CtxDep, udi: Annotated[str, Form()] = "",
                 ctx.errors.append(exc.banner())
             elif set(field_errors) - set(form):
                 # an error about a field the form does not show: put it beside the scan field
-                field_errors["udi"] = "; ".join(f"{k}: {v}" for k, v in field_errors.items())
+                field_errors["udi"] = plain_unplaced(field_errors)
     if registered:
         ctx.flash.append(f"Registered pump {registered.get('serial_number')}.")
         return _stock(ctx, EXPIRING_SOON_DAYS, registered=registered, status_code=201)
@@ -545,7 +667,14 @@ def recall_form(ctx: CtxDep) -> HTMLResponse:
     """The recall form."""
     models = ctx.attempt(lambda: ctx.api.items("inventory", "/v1/pump-models"), [])
     return ctx.render("recall.html", models=models, values={}, preview=None, result=None,
-                      field_errors={}, idempotency_key=str(uuid.uuid4()))
+                      field_errors={}, idempotency_key=str(uuid.uuid4()), confirm=False,
+                      past=_past_recalls(ctx))
+
+
+def _past_recalls(ctx: Ctx) -> list[dict[str, Any]]:
+    recalls: list[dict[str, Any]] = ctx.attempt(
+        lambda: ctx.api.items("inventory", "/v1/recalls", max_items=50), [])
+    return recalls
 
 
 @router.post("/recall", response_class=HTMLResponse)
@@ -553,7 +682,8 @@ def recall_submit(ctx: CtxDep, model_code: Annotated[str, Form()] = "",
                   lot_numbers: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
                   action: Annotated[str, Form()] = "preview",
                   idempotency_key: Annotated[str, Form()] = "") -> HTMLResponse:
-    """Preview the pumps a recall names, or issue it and list the implanted ones to follow up."""
+    """Preview the pumps a recall names; `issue` asks for confirmation (with the preview),
+    `confirm` issues it and lists the implanted ones to follow up."""
     models = ctx.attempt(lambda: ctx.api.items("inventory", "/v1/pump-models"), [])
     values = {"model_code": model_code, "lot_numbers": lot_numbers, "reason": reason}
     lots = parse_lots(lot_numbers)
@@ -562,10 +692,10 @@ def recall_submit(ctx: CtxDep, model_code: Annotated[str, Form()] = "",
         field_errors["model_code"] = "Choose the recalled model"
     if not lots:
         field_errors["lot_numbers"] = "Enter at least one lot number"
-    if action == "issue" and not reason.strip():
+    if action in ("issue", "confirm") and not reason.strip():
         field_errors["reason"] = "Give the reason (e.g. the manufacturer's notice)"
     preview = result = None
-    if not field_errors and action == "issue":
+    if not field_errors and action == "confirm":
         try:
             result = ctx.api.post("inventory", "/v1/recalls",
                                   {"model_code": model_code, "lot_numbers": lots,
@@ -582,4 +712,5 @@ def recall_submit(ctx: CtxDep, model_code: Annotated[str, Form()] = "",
                 "inventory", "/v1/pumps", model_code=model_code, lot_number=lot), [])
     return ctx.render("recall.html", status_code=422 if field_errors else 200, models=models,
                       values=values, preview=preview, result=result, field_errors=field_errors,
-                      idempotency_key=idempotency_key if preview is not None else str(uuid.uuid4()))
+                      idempotency_key=idempotency_key if preview is not None else str(uuid.uuid4()),
+                      confirm=action == "issue" and preview is not None, past=_past_recalls(ctx))

@@ -6,10 +6,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from shared.contracts.vocabulary import AlertStatus, Severity
+from services.dashboard.localtime import fmt_local, localize_text, to_local
+from services.dashboard.plain import label
+from shared.contracts.vocabulary import OPEN_ALERT_STATUSES, AlertStatus, Severity
 
 GS = "\x1d"
+UTC_ZONE = ZoneInfo("UTC")
 _GS_SPELLINGS = ("<GS>", "<gs>", "\\x1d", "\\x1D", "\\u001d", "\\u001D", "{GS}", "␝")
 
 
@@ -43,12 +47,6 @@ def iso_z(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def fmt_ts(value: Any) -> str:
-    """A timestamp for people: `2026-11-26 14:00 UTC` (an em dash when absent)."""
-    when = value if isinstance(value, datetime) else parse_ts(value)
-    return when.strftime("%Y-%m-%d %H:%M UTC") if when else "—"
-
-
 def fmt_relative(when: datetime | None, now: datetime) -> str:
     """`in 5 h`, `3 d ago`: how far a time lies from now."""
     if when is None:
@@ -77,6 +75,8 @@ def parse_lots(text: str) -> list[str]:
 URGENCY_ORDER = {"overdue": 0, "due_today": 1, "due_soon": 2, "later": 3}
 URGENCY_LABELS = {"overdue": "Overdue", "due_today": "Due today", "due_soon": "Due soon",
                   "later": "Later"}
+# the worklist's order: the first that applies to a row places it (DOMAIN.md's dangers first)
+WORKLIST_RANKS = ("overdue", "near_empty", "critical_alert", "due_today", "due_soon", "later")
 
 
 @dataclass
@@ -92,16 +92,45 @@ class WorklistRow:
     delivery: dict[str, Any] | None = None
     delivery_error: str | None = None
     patient: dict[str, Any] | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
         return URGENCY_LABELS[self.urgency]
 
+    @property
+    def critical_alert(self) -> bool:
+        return any(a.get("severity") == Severity.CRITICAL for a in self.alerts)
 
-def build_worklist(appointments: list[dict[str, Any]], now: datetime) -> list[WorklistRow]:
-    """Scheduled appointments sorted overdue first, then due today, due soon, later; by due time.
-    The urgency and near-empty judgements are scheduling's (the appointment's `urgency` and
-    `near_empty`); an answer without them counts as `later`, not near empty."""
+    @property
+    def rank(self) -> str:
+        """Where the row sorts: overdue, near empty, critical alert, due today, due soon, later."""
+        if self.urgency == "overdue":
+            return "overdue"
+        if self.near_empty:
+            return "near_empty"
+        if self.critical_alert:
+            return "critical_alert"
+        return self.urgency
+
+
+def alerts_by_pump(alerts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Open alerts grouped by pump serial, most urgent first within each pump."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for alert in sort_alerts([a for a in alerts if a.get("status") in OPEN_ALERT_STATUSES]):
+        serial = alert.get("pump_serial")
+        if serial:
+            out.setdefault(str(serial), []).append(alert)
+    return out
+
+
+def build_worklist(appointments: list[dict[str, Any]], now: datetime,
+                   open_alerts: list[dict[str, Any]] | None = None) -> list[WorklistRow]:
+    """Scheduled appointments with their pump's open alerts, most urgent first: overdue, near
+    empty, critical alert, due today, due soon, later; then by due time. The urgency and
+    near-empty judgements are scheduling's (the appointment's `urgency` and `near_empty`), the
+    severity alerts'; an answer without them counts as `later`, not near empty."""
+    by_pump = alerts_by_pump(open_alerts or [])
     rows = []
     for appt in appointments:
         due_at = parse_ts(appt.get("due_at"))
@@ -112,9 +141,10 @@ def build_worklist(appointments: list[dict[str, Any]], now: datetime) -> list[Wo
             urgency=urgency if urgency in URGENCY_ORDER else "later",
             near_empty=appt.get("near_empty") is True,
             empty_already=empty_at is not None and empty_at <= now,
+            alerts=by_pump.get(str(appt.get("pump_serial", "")), []),
         ))
     far = datetime.max.replace(tzinfo=UTC)
-    rows.sort(key=lambda r: (URGENCY_ORDER[r.urgency], r.due_at or far,
+    rows.sort(key=lambda r: (WORKLIST_RANKS.index(r.rank), r.due_at or far,
                              str(r.appointment.get("pump_serial", ""))))
     return rows
 
@@ -158,7 +188,7 @@ class FlowChart:
 
 
 def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | None, *,
-               width: int = 640, height: int = 260) -> FlowChart:
+               width: int = 640, height: int = 260, zone: ZoneInfo = UTC_ZONE) -> FlowChart:
     """Lay out the measured flows (oldest first) and the labeled rate ± the band as SVG geometry;
     the band and each point's abnormality are scheduling's (`flow_warning_pct`, `flow_abnormal`
     of the readings): no reading, no band."""
@@ -218,10 +248,11 @@ def flow_chart(readings: list[dict[str, Any]], labeled_flow_ml_per_day: float | 
         chart.points.append(ChartPoint(
             x=x_of(when), y=y_of(flow), flow_ml_per_day=flow,
             deviation_pct=None if deviation is None else float(deviation),
-            at=fmt_ts(when), abnormal=r.get("flow_abnormal") is True,
+            at=fmt_local(when, zone), abnormal=r.get("flow_abnormal") is True,
         ))
     firsts = [measured[0][0], measured[-1][0]] if t1 != t0 else [measured[0][0]]
-    chart.x_ticks = [(x_of(w), w.strftime("%Y-%m-%d")) for w in firsts if w is not None]
+    chart.x_ticks = [(x_of(w), to_local(w, zone).strftime("%Y-%m-%d")) for w in firsts
+                     if w is not None]
     return chart
 
 
@@ -237,3 +268,24 @@ def sort_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 -(last.timestamp() if last else 0.0))
 
     return sorted(alerts, key=key)
+
+
+def detail_facts(details: Any, zone: ZoneInfo) -> list[tuple[str, str]]:
+    """An alert's `details` as labelled fields: timestamps in local time, lists joined."""
+    if not isinstance(details, dict):
+        return [("Details", localize_text(str(details), zone))] if details else []
+
+    def text(value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        if isinstance(value, list):
+            return ", ".join(text(v) for v in value) or "—"
+        if isinstance(value, dict):
+            return "; ".join(f"{label(k)} {text(v)}" for k, v in value.items())
+        if value is None or value == "":
+            return "—"
+        return localize_text(str(value), zone)
+
+    return [(label(k), text(v)) for k, v in details.items()]

@@ -4,6 +4,7 @@ pharmacy's statuses (never backwards, duplicates harmless)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, cast
 
@@ -12,6 +13,8 @@ from sqlalchemy import Table, select, update
 
 from services.scheduling.dosing import (
     DosingError,
+    DosingWeight,
+    DrugLine,
     HardLimits,
     check_order_hard_limits,
     diluent_text,
@@ -175,7 +178,7 @@ def place_order_if_due(uow: UnitOfWork, appt: Appointment, *, settings: Scheduli
     return placed[0]
 
 
-def _latest_flows(uow: UnitOfWork, pumps: dict[str, ImplantedPump]) -> dict[str, float]:
+def latest_flows(uow: UnitOfWork, pumps: dict[str, ImplantedPump]) -> dict[str, float]:
     """The latest measured flow of each pump since its implant."""
     flows: dict[str, float] = {}
     if not pumps:
@@ -209,7 +212,7 @@ def build_orders(uow: UnitOfWork, appts: Sequence[Appointment], *, settings: Sch
         select(Patient).where(Patient.mrn.in_({a.patient_mrn for a in appts})))}
     pumps = {p.serial_number: p for p in session.scalars(
         select(ImplantedPump).where(ImplantedPump.serial_number.in_({a.pump_serial for a in appts})))}
-    flows = _latest_flows(uow, pumps)
+    flows = latest_flows(uow, pumps)
     placed: list[dict[str, Any]] = []
     failed: list[tuple[str, DosingError]] = []
     orders: list[tuple[OrderRequestedData, str | None]] = []
@@ -290,13 +293,21 @@ def _announce_refusals(uow: UnitOfWork, refused: list[tuple[Appointment, DosingE
         uow.publish_many(events)
 
 
-def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | None,
-               pump: ImplantedPump | None, flows: dict[str, float],
-               settings: SchedulingSettings) -> OrderRequestedData:
-    if therapy is None or patient is None:
-        raise DosingError("therapy_id", "therapy or patient missing")
-    if pump is None:
-        raise DosingError("pump_serial", "pump unknown to scheduling")
+@dataclass(frozen=True)
+class ComputedFill:
+    """The drugs of one chemo fill as scheduling would order them now, with what they rest on."""
+
+    lines: list[DrugLine]
+    weight: DosingWeight
+    fill_volume_ml: float
+    flow_ml_per_day: float
+    flow_source: str
+
+
+def compute_fill(therapy: Therapy, patient: Patient, pump: ImplantedPump, flows: dict[str, float],
+                 settings: SchedulingSettings) -> ComputedFill:
+    """The drug lines of the therapy's next chemo fill, checked against the label range and the
+    hard limits; DosingError naming the field when it must not go."""
     dose = therapy.fudr_mg_per_kg_day or settings.fudr_default_mg_per_kg_day
     limits = hard_limits(settings)
     # the therapy's settings were checked when they were written; check them again, as the
@@ -315,13 +326,27 @@ def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | No
                               adjusted_threshold_pct=settings.adjusted_weight_threshold_pct)
     measured = flows.get(pump.serial_number)
     flow = measured if measured is not None else pump.labeled_flow_ml_per_day
+    source = "latest measured" if measured is not None else "labeled"
     fill = therapy.fill_volume_ml or pump.reservoir_ml
     lines = order_drug_lines(
         dose_mg_per_kg_day=dose, weight=weight, fill_volume_ml=fill, flow_ml_per_day=flow,
-        flow_source="latest measured" if measured is not None else "labeled",
-        dexamethasone_mg=therapy.dexamethasone_mg, heparin_units=therapy.heparin_units)
+        flow_source=source, dexamethasone_mg=therapy.dexamethasone_mg,
+        heparin_units=therapy.heparin_units)
     check_order_hard_limits(lines, weight_kg=weight.kg, fill_volume_ml=fill, flow_ml_per_day=flow,
                             limits=limits)
+    return ComputedFill(lines, weight, fill, flow, source)
+
+
+def _order_for(appt: Appointment, therapy: Therapy | None, patient: Patient | None,
+               pump: ImplantedPump | None, flows: dict[str, float],
+               settings: SchedulingSettings) -> OrderRequestedData:
+    if therapy is None or patient is None:
+        raise DosingError("therapy_id", "therapy or patient missing")
+    if pump is None:
+        raise DosingError("pump_serial", "pump unknown to scheduling")
+    computed = compute_fill(therapy, patient, pump, flows, settings)
+    weight, fill, flow, lines = (computed.weight, computed.fill_volume_ml,
+                                 computed.flow_ml_per_day, computed.lines)
     assert appt.delivery_id is not None
     return OrderRequestedData(
         order_id=appt.delivery_id,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
 from services.scheduling.models import Patient
-from services.scheduling.schemas import PatientCreate, PatientRead, PatientUpdate
+from services.scheduling.schemas import CenterRead, PatientCreate, PatientRead, PatientUpdate
 from shared.db import UnitOfWork
 from shared.errors import Conflict, NotFound
+from shared.pagination import Page, PageParams, paginate
 
 
 def create_patient(*, uow: UnitOfWork, body: PatientCreate, actor: str) -> PatientRead:
@@ -46,3 +51,30 @@ def update_patient(*, uow: UnitOfWork, mrn: str, body: PatientUpdate, actor: str
     uow.audit(actor=actor, action="patient.updated", entity_type="patient", entity_id=mrn,
               changes={"before": before, "after": changes})
     return PatientRead.model_validate(patient)
+
+
+def list_centers(*, uow: UnitOfWork, page: PageParams) -> Page[CenterRead]:
+    """The centres scheduling knows (those of its patients), by code, with their patient counts."""
+    stmt: Any = select(Patient.center, func.count().label("patients")).group_by(
+        Patient.center)
+    return paginate(uow.session, stmt, keys=[Patient.center], params=page, scalars=False,
+                    to_item=lambda row: CenterRead(code=row.center, patients=row.patients))
+def _like(text: str) -> str:
+    """A LIKE pattern that matches `text` literally at the start."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def list_patients(*, uow: UnitOfWork, page: PageParams, q: str | None,
+                  center: str | None) -> Page[PatientRead]:
+    """Patients by family name, then MRN; `q` matches the start of the MRN, the family or the
+    given name (case-insensitive)."""
+    stmt = select(Patient)
+    if center:
+        stmt = stmt.where(Patient.center == center)
+    if q and q.strip():
+        pattern = _like(q.strip().lower())
+        stmt = stmt.where(or_(func.lower(Patient.mrn).like(pattern, escape="\\"),
+                              func.lower(Patient.family_name).like(pattern, escape="\\"),
+                              func.lower(Patient.given_name).like(pattern, escape="\\")))
+    return paginate(uow.session, stmt, keys=[Patient.family_name, Patient.mrn], params=page,
+                    to_item=PatientRead.model_validate)

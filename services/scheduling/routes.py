@@ -19,11 +19,13 @@ from services.scheduling import (
 from services.scheduling.schemas import (
     AppointmentBook,
     AppointmentRead,
+    CenterRead,
     CenterSettingsRead,
     CenterSettingsUpdate,
     DeliveryRead,
     DeliveryStatusIn,
     FlowReading,
+    NextOrderRead,
     PatientCreate,
     PatientRead,
     PatientUpdate,
@@ -62,6 +64,15 @@ def create_patient(body: PatientCreate, user: Clinician, uow: UowDep,
     return idem.run(uow, body, lambda: patients.create_patient(uow=uow, body=body, actor=user.sub))
 
 
+@router.get("/patients", tags=["patients"])
+def list_patients(uow: UowDep, audit: ReadAuditDep, page: PageDep, q: Key | None = None,
+                  center: Key | None = None) -> Page[PatientRead]:
+    """Patients by family name, then MRN; `q` matches the start of the MRN, family or given name
+    (case-insensitive); the patients read are audited."""
+    return audit.page(patients.list_patients(uow=uow, page=page, q=q, center=center),
+                      mrn=lambda p: p.mrn, ident=lambda p: p.mrn)
+
+
 @router.get("/patients/{mrn}", tags=["patients"])
 def get_patient(mrn: Key, uow: UowDep, audit: ReadAuditDep) -> PatientRead:
     """One patient (the read is audited)."""
@@ -73,6 +84,12 @@ def get_patient(mrn: Key, uow: UowDep, audit: ReadAuditDep) -> PatientRead:
 def update_patient(mrn: Key, body: PatientUpdate, user: Clinician, uow: UowDep) -> PatientRead:
     """Change a patient's details, e.g. a new weight (nurse, oncologist)."""
     return patients.update_patient(uow=uow, mrn=mrn, body=body, actor=user.sub)
+
+
+@router.get("/centers", tags=["patients"])
+def list_centers(_: CurrentUser, uow: UowDep, page: PageDep) -> Page[CenterRead]:
+    """The centres of the patients scheduling knows, by code (what a centre filter offers)."""
+    return patients.list_centers(uow=uow, page=page)
 
 
 # ---------------------------------------------------------------- therapies
@@ -99,6 +116,16 @@ def list_therapies(uow: UowDep, audit: ReadAuditDep, page: PageDep,
 def get_therapy(therapy_id: Key, uow: UowDep, audit: ReadAuditDep) -> TherapyRead:
     """One therapy (the read is audited)."""
     return audit.item(therapies.get_therapy(uow=uow, therapy_id=therapy_id))
+
+
+@router.get("/therapies/{therapy_id}/next-order", tags=["therapies"])
+def next_order(therapy_id: Key, uow: UowDep, audit: ReadAuditDep,
+               runtime: RuntimeDep) -> NextOrderRead:
+    """The drugs of the therapy's next chemo fill as scheduling would order them now (the
+    current weight, dose and flow), each with its basis, or the reason the order would be
+    refused; the read is audited."""
+    return audit.item(therapies.next_order(uow=uow, therapy_id=therapy_id,
+                                           settings=runtime.settings), ident=lambda r: r.therapy_id)
 
 
 @router.patch("/therapies/{therapy_id}", tags=["therapies"])

@@ -86,6 +86,13 @@ class PatientRead(_Read):
     updated_at: datetime
 
 
+class CenterRead(BaseModel):
+    """A centre scheduling knows: the code its patients carry (`center`)."""
+
+    code: str
+    patients: int = Field(description="how many patients of this centre scheduling knows")
+
+
 class TherapyCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -143,6 +150,36 @@ class TherapyRead(_Read):
     created_by: str
     created_at: datetime
     updated_at: datetime
+
+
+class OrderDrugRead(BaseModel):
+    code: str
+    name: str
+    amount: float
+    unit: str
+    basis: str
+
+
+class NextOrderRead(BaseModel):
+    """`GET /v1/therapies/{id}/next-order`: the drugs the therapy's next chemo fill would be
+    ordered with now (weight, dose, flow as they stand), or why it would be refused."""
+
+    therapy_id: str
+    patient_mrn: str
+    pump_serial: str
+    regimen: Regimen
+    therapy_status: TherapyStatus
+    appointment_id: str | None = Field(default=None, description="the next scheduled chemo fill")
+    due_at: datetime | None = None
+    delivery_id: str | None = Field(default=None, description="its order, when already placed")
+    fill_volume_ml: float | None = None
+    flow_ml_per_day: float | None = None
+    flow_source: str | None = Field(default=None, description="latest measured | labeled")
+    dosing_weight_kg: float | None = None
+    drugs: list[OrderDrugRead] = Field(default_factory=list)
+    diluent: str | None = None
+    refused_field: str | None = Field(default=None, description="the setting that stops the order")
+    refused_reason: str | None = None
 
 
 class AppointmentRead(_Read):

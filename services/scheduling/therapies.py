@@ -11,6 +11,7 @@ from services.scheduling.appointments import open_appointments, schedule_appoint
 from services.scheduling.centers import effective_settings
 from services.scheduling.dosing import (
     DosingError,
+    diluent_text,
     dosing_weight_kg,
     hard_limit_problems,
     in_label_range,
@@ -18,11 +19,18 @@ from services.scheduling.dosing import (
 from services.scheduling.flow import first_fill_type, start_of_day_utc
 from services.scheduling.models import ImplantedPump, Patient, Therapy
 from services.scheduling.patients import get_patient_or_raise
-from services.scheduling.schemas import TherapyCreate, TherapyRead, TherapyUpdate
+from services.scheduling.schemas import (
+    NextOrderRead,
+    OrderDrugRead,
+    TherapyCreate,
+    TherapyRead,
+    TherapyUpdate,
+)
 from services.scheduling.settings import SchedulingSettings
 from shared.contracts.vocabulary import (
     OPEN_THERAPY_STATUSES,
     AppointmentStatus,
+    FillType,
     PumpStatus,
     Regimen,
     TherapyStatus,
@@ -212,3 +220,37 @@ def stop_therapy(uow: UnitOfWork, therapy: Therapy, *, actor: str, reason: str |
                                   reason=reason or "therapy stopped")
     uow.audit(actor=actor, action="therapy.stopped", entity_type="therapy", entity_id=therapy.id,
               changes={"reason": reason, "cancelled_appointments": cancelled})
+
+
+def next_order(*, uow: UnitOfWork, therapy_id: str, settings: SchedulingSettings) -> NextOrderRead:
+    """The drugs of the therapy's next chemo fill as they would be ordered now, with their basis,
+    or the reason the order would be refused (the same checks as the order itself)."""
+    therapy = get_therapy_or_raise(uow=uow, therapy_id=therapy_id)
+    out = NextOrderRead(therapy_id=therapy.id, patient_mrn=therapy.patient_mrn,
+                        pump_serial=therapy.pump_serial, regimen=therapy.regimen,
+                        therapy_status=therapy.status)
+    if therapy.regimen != Regimen.FUDR_ALTERNATING:
+        return out
+    chemo = [a for a in open_appointments(uow, therapy_id=therapy.id)
+             if a.fill_type == FillType.CHEMO]
+    if chemo:
+        out.appointment_id, out.due_at, out.delivery_id = (chemo[0].id, chemo[0].due_at,
+                                                           chemo[0].delivery_id)
+    patient = get_patient_or_raise(uow=uow, mrn=therapy.patient_mrn)
+    pump = uow.session.get(ImplantedPump, therapy.pump_serial)
+    if pump is None or pump.status != PumpStatus.IMPLANTED:
+        out.refused_field, out.refused_reason = "pump_serial", "the pump is no longer implanted"
+        return out
+    try:
+        fill = deliveries.compute_fill(therapy, patient, pump, deliveries.latest_flows(
+            uow, {pump.serial_number: pump}), settings)
+    except DosingError as exc:
+        out.refused_field, out.refused_reason = exc.field, exc.message
+        return out
+    out.fill_volume_ml, out.flow_ml_per_day, out.flow_source = (
+        fill.fill_volume_ml, fill.flow_ml_per_day, fill.flow_source)
+    out.dosing_weight_kg = fill.weight.kg
+    out.drugs = [OrderDrugRead(code=line.code, name=line.name, amount=line.amount, unit=line.unit,
+                               basis=line.basis) for line in fill.lines]
+    out.diluent = diluent_text(fill.fill_volume_ml)
+    return out

@@ -26,9 +26,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @contextmanager
-def seeded_system(workdir: Path) -> Iterator[RunningSystem]:
-    """Inventory, scheduling, alerts and the dashboard on free ports, with the demo seeded."""
-    running = RunningSystem.start(workdir)
+def seeded_system(workdir: Path, **env_overrides: str) -> Iterator[RunningSystem]:
+    """Inventory, scheduling, alerts and the dashboard on free ports, with the demo seeded
+    (`env_overrides`: HAI_* settings of this system's own)."""
+    running = RunningSystem.start(workdir, **env_overrides)
     try:
         seed(running.settings)
         yield running
@@ -66,10 +67,18 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture
-def page(browser: Any, system: RunningSystem, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh browser context (no cookies) at tablet-landscape size; screenshot at the end."""
-    context = browser.new_context(viewport={"width": 1024, "height": 768}, base_url=system.dashboard_url)
+WIDE = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+VIEWPORTS = {"1280": WIDE, "390": PHONE}
+
+
+@contextmanager
+def open_page(browser: Any, system: RunningSystem, viewport: dict[str, int], shot: str | None,
+              **context_options: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies) at this size; a screenshot named `shot` at the end,
+    and no error in the browser's console."""
+    context = browser.new_context(viewport=viewport, base_url=system.dashboard_url,
+                                  **context_options)
     context.set_default_timeout(15_000)
     tab = context.new_page()
     errors: list[str] = []
@@ -81,10 +90,40 @@ def page(browser: Any, system: RunningSystem, request: pytest.FixtureRequest) ->
     tab.on("response", lambda r: errors.append(f"{r.status} {r.url}")
            if r.status >= 400 and r.request.resource_type != "document" else None)
     yield tab
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    if shot:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(SCREENSHOTS / f"{shot}.png"), full_page=True)
     context.close()
     assert not errors, f"errors in the browser console: {errors}"
+
+
+@pytest.fixture
+def page(browser: Any, system: RunningSystem, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser context (no cookies) at tablet-landscape size; screenshot at the end."""
+    with open_page(browser, system, {"width": 1024, "height": 768}, request.node.name) as tab:
+        yield tab
+
+
+@pytest.fixture(params=sorted(VIEWPORTS), ids=lambda w: f"{w}px")
+def sized_page(browser: Any, system: RunningSystem,
+               request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page at 1280×800 and again at 390×844; screenshot at the end."""
+    with open_page(browser, system, VIEWPORTS[request.param], request.node.name) as tab:
+        yield tab
+
+
+def main_page_shot(page: Any, role: str) -> None:
+    """A screenshot of a role's main page as it is now, named by role and width."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    width = page.viewport_size["width"]
+    page.screenshot(path=str(SCREENSHOTS / f"role-{role}-{width}.png"), full_page=True)
+
+
+def fits_the_width(page: Any) -> None:
+    """The page does not scroll sideways at its width."""
+    width = page.viewport_size["width"]
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, f"the page scrolls sideways at {width}px ({scroll}px)"
 
 
 def sign_in(page: Any, user: str, *roles: str, start: str = "/worklist") -> None:
@@ -101,3 +140,17 @@ def sign_in(page: Any, user: str, *roles: str, start: str = "/worklist") -> None
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6].upper()}"
 
+
+
+def call(system: RunningSystem, service: str, method: str, path: str, *, role: str = "admin",
+         **kwargs: Any) -> Any:
+    """One API call of the running system as a user with this role (for a test's own data)."""
+    import httpx
+
+    from shared.auth import mint_token
+
+    token = mint_token(f"test.{role}", [role], secret=system.settings.jwt_secret)
+    answer = httpx.request(method, f"{system.settings.service_url(service)}{path}",
+                           headers={"Authorization": f"Bearer {token}"}, timeout=10, **kwargs)
+    assert answer.status_code < 400, answer.text
+    return answer.json() if answer.content else None

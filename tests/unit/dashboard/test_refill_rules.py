@@ -46,11 +46,11 @@ def test_the_form_asks_a_chemo_fill_for_the_scanned_order_and_shows_what_is_know
     # the appointment's order beside it to compare
     assert '<input id="delivery_id" name="delivery_id" value=""' in html
     assert 'type="hidden" name="delivery_id"' not in html
-    facts = re.search(r'data-testid="delivery-facts">(.*?)</p>', html, re.S)
+    facts = re.search(r'data-testid="delivery-facts">(.*?)</dl>', html, re.S)
     assert facts is not None
     assert "This appointment&#39;s order ord-1" in facts.group(1)
-    assert "dispatched" in facts.group(1) and "lot LOT-42" in facts.group(1)
-    assert "use before 2026-11-28 18:00 UTC" in facts.group(1)
+    assert ">dispatched<" in facts.group(1) and "<dd>LOT-42</dd>" in facts.group(1)
+    assert "<dd>2026-11-28 18:00 UTC</dd>" in facts.group(1)
     saline = c.get("/refill", params={"pump": "SN1", "fill_type": "saline"}).text
     assert 'name="delivery_id"' in saline and "delivery-facts" not in saline
     assert len(fake.called("scheduling", "GET", "/v1/deliveries/ord-1")) == 1  # saline: not asked
@@ -69,10 +69,10 @@ def test_a_chemo_fill_before_the_bag_is_dispatched_is_refused_beside_the_order_f
                                        "expected_delivery_id": "ord-1"})
     assert response.status_code == 422
     html = response.text
-    assert _beside(html, "delivery_id") == message
+    assert _beside(html, "delivery_id") == message[0].upper() + message[1:]
     assert "answered 422" not in html  # beside its field, not in a banner
-    assert re.search(r'data-testid="delivery-facts">Scanned order ord-1: <strong>requested</strong>\.',
-                     html)
+    assert re.search(r'<strong>Scanned order ord-1</strong>.*data-testid="delivery-status">requested<',
+                     html, re.S)
     assert 'value="ord-1"' in html  # what was scanned is kept, trimmed
     [sent] = fake.called("scheduling", "POST", "/v1/refills")
     assert sent["delivery_id"] == "ord-1" and sent["fill_type"] == "chemo"
@@ -86,7 +86,7 @@ def test_a_chemo_fill_without_a_scan_is_refused_beside_the_order_field(fake: Fak
     fake.on("scheduling", "GET", "/v1/deliveries/ord-1", DELIVERY)
     response = c.post("/refill", data={**FORM, "fill_type": "chemo", "expected_delivery_id": "ord-1"})
     assert response.status_code == 422 and _beside(response.text, "delivery_id") == (
-        "a chemo fill needs the delivery order id printed on the bag&#39;s label (scan it); "
+        "A chemo fill needs the delivery order id printed on the bag&#39;s label (scan it); "
         "none was given")
     assert "This appointment&#39;s order ord-1" in response.text  # still there to compare
     [sent] = fake.called("scheduling", "POST", "/v1/refills")
@@ -102,7 +102,11 @@ def test_a_refill_minutes_after_the_previous_is_refused_beside_performed_at(fake
     sign_in(c)
     response = c.post("/refill", data={**FORM, "fill_type": "saline"})
     assert response.status_code == 422
-    assert _beside(response.text, "performed_at") == message
+    # in plain words: the time local, no API path
+    assert _beside(response.text, "performed_at") == (
+        "Is 0.1 h after the previous fill of this pump (2026-11-26 09:26 UTC); fills of one pump "
+        "must be at least 24 h apart; if the previous refill was recorded in error, mark it "
+        "entered-in-error first")
     assert "answered 422" not in response.text
 
 

@@ -35,9 +35,10 @@ def test_worklist_sorts_by_scheduling_urgency_then_due_time_and_keeps_its_near_e
         {"pump_serial": "E", "due_at": iso_z(T0 + timedelta(days=1)), "projected_empty_at": None},
     ]
     rows = build_worklist(appts, T0)
-    assert [r.appointment["pump_serial"] for r in rows] == ["C", "A", "D", "E", "B"]
-    assert [r.urgency for r in rows] == ["overdue", "overdue", "due_soon", "later", "later"]
-    assert [r.near_empty for r in rows] == [False, True, False, False, True]
+    # a near-empty pump comes right after the overdue ones, whatever its due time
+    assert [r.appointment["pump_serial"] for r in rows] == ["C", "A", "B", "D", "E"]
+    assert [r.urgency for r in rows] == ["overdue", "overdue", "later", "due_soon", "later"]
+    assert [r.near_empty for r in rows] == [False, True, True, False, False]
     assert rows[1].empty_already and not rows[4].empty_already
 
 
@@ -94,3 +95,33 @@ def test_form_datetimes_are_utc_and_lots_split() -> None:
     assert parse_form_datetime("2026-11-26T09:30") == datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
     assert parse_form_datetime("nonsense") is None
     assert parse_lots("L1, L2;L3\nL4") == ["L1", "L2", "L3", "L4"]
+
+
+def test_worklist_order_overdue_near_empty_critical_alert_due_today_due_soon_later() -> None:
+    def appt(serial: str, due_hours: float, urgency: str, near_empty: bool = False) -> dict[str, Any]:
+        return {"pump_serial": serial, "due_at": iso_z(T0 + timedelta(hours=due_hours)),
+                "projected_empty_at": None, "urgency": urgency, "near_empty": near_empty}
+
+    def alert(serial: str, severity: str, status: str = "firing") -> dict[str, Any]:
+        return {"id": f"al-{serial}-{severity}", "pump_serial": serial, "severity": severity,
+                "status": status, "last_raised_at": iso_z(T0)}
+
+    appts = [appt("LATER", 300, "later"), appt("SOON", 30, "due_soon"),
+             appt("TODAY", 3, "due_today"), appt("FLOW", 200, "later"),
+             appt("EMPTY", 250, "later", near_empty=True), appt("OVERDUE", -5, "overdue"),
+             appt("WARNED", 100, "later"), appt("DONE", 150, "later")]
+    alerts = [alert("FLOW", "critical", "acknowledged"), alert("WARNED", "warning"),
+              alert("DONE", "critical", "resolved"), alert("OVERDUE", "critical"),
+              alert("OVERDUE", "info")]
+    rows = build_worklist(appts, T0, alerts)
+    assert [r.appointment["pump_serial"] for r in rows] == [
+        "OVERDUE", "EMPTY", "FLOW", "TODAY", "SOON", "WARNED", "DONE", "LATER"]
+    assert [r.rank for r in rows] == ["overdue", "near_empty", "critical_alert", "due_today",
+                                      "due_soon", "later", "later", "later"]
+    by_serial = {r.appointment["pump_serial"]: r for r in rows}
+    # each row carries its pump's open alerts, most severe first; a resolved one is gone
+    assert [a["severity"] for a in by_serial["OVERDUE"].alerts] == ["critical", "info"]
+    assert by_serial["DONE"].alerts == [] and not by_serial["DONE"].critical_alert
+    assert by_serial["WARNED"].alerts and not by_serial["WARNED"].critical_alert
+    # no alert answer at all: scheduling's order alone
+    assert [r.rank for r in build_worklist(appts, T0)][:2] == ["overdue", "near_empty"]
