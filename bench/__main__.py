@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, dict[str, Any]]] = {
     "sweep": ("bench.sweep", {"sizes": [10_000, 100_000, 1_000_000]}),
     "fhir": ("bench.fhir_observations", {}),
     "surveillance": ("bench.surveillance", {}),
+    "reports": ("bench.reports", {}),
 }
 
 

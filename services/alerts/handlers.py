@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 from sqlalchemy import event as sa_event
 
-from services.alerts import rules, service
+from services.alerts import centers, rules, service
 from services.alerts.settings import AlertsSettings
 from shared.contracts.inventory import PumpExplantedData, RecallIssuedData
 from shared.contracts.registry import bindings
 from shared.contracts.scheduling import (
     AppointmentData,
+    CenterSettingsChangedData,
     DeliveryData,
     FlowRecordedData,
     FlowTrendData,
@@ -57,6 +58,7 @@ HANDLED_TYPES = (
     EventType.DELIVERY_UPDATED, EventType.SWEEP_COMPLETED, EventType.RECALL_ISSUED,
     EventType.PUMP_EXPLANTED, EventType.REFILL_VOIDED, EventType.ORDER_REFUSED,
     EventType.LOT_FLOW_DRIFT, EventType.FLOW_TREND,
+    EventType.CENTER_SETTINGS_CHANGED,
 )
 
 
@@ -64,13 +66,26 @@ def make_handlers(settings: AlertsSettings, kick: Callable[[], None]) -> dict[st
     """The handler of every consumed event type; a raise wakes the pager after the commit."""
 
     def applying(rule: Callable[[CloudEvent], rules.RuleResult]) -> Handler:
+        return applying_in(lambda _uow, e: rule(e))
+
+    def applying_in(rule: Callable[[UnitOfWork, CloudEvent], rules.RuleResult]) -> Handler:
         def handle(uow: UnitOfWork, event: CloudEvent) -> None:
-            result = rule(event)
+            result = rule(uow, event)
             if result.raise_:
                 # the consumer commits after us: wake the pager only once the pages are visible
                 sa_event.listen(uow.session, "after_commit", lambda _s: kick(), once=True)
             service.apply(uow, result, settings=settings)
         return handle
+
+    def flow_abnormal(uow: UnitOfWork, event: CloudEvent) -> rules.RuleResult:
+        # by the bands of the reading's centre (its own settings, else the defaults)
+        data = payload_of(event, FlowRecordedData)
+        own = centers.effective_settings(uow, settings, data.center)
+        return rules.flow_abnormal(data, warning_pct=own.flow_warning_pct,
+                                   critical_pct=own.flow_critical_pct)
+
+    def settings_changed(uow: UnitOfWork, event: CloudEvent) -> None:
+        centers.on_settings_changed(uow, payload_of(event, CenterSettingsChangedData))
 
     def heartbeat(uow: UnitOfWork, event: CloudEvent) -> None:
         data = payload_of(event, SweepCompletedData)
@@ -85,9 +100,7 @@ def make_handlers(settings: AlertsSettings, kick: Callable[[], None]) -> dict[st
             critical_hours_to_empty=settings.overdue_critical_hours_to_empty)),
         EventType.RESERVOIR_NEAR_EMPTY: applying(
             lambda e: rules.reservoir_near_empty(payload_of(e, ReservoirNearEmptyData))),
-        EventType.FLOW_RECORDED: applying(lambda e: rules.flow_abnormal(
-            payload_of(e, FlowRecordedData),
-            warning_pct=settings.flow_warning_pct, critical_pct=settings.flow_critical_pct)),
+        EventType.FLOW_RECORDED: applying_in(flow_abnormal),
         EventType.REFILL_COMPLETED: applying(
             lambda e: rules.refill_completed(payload_of(e, RefillCompletedData))),
         EventType.DELIVERY_LATE: applying(
@@ -106,4 +119,5 @@ def make_handlers(settings: AlertsSettings, kick: Callable[[], None]) -> dict[st
             lambda e: rules.lot_flow_drift(payload_of(e, LotFlowDriftData))),
         EventType.FLOW_TREND: applying(lambda e: rules.flow_trend(payload_of(e, FlowTrendData))),
         EventType.SWEEP_COMPLETED: heartbeat,
+        EventType.CENTER_SETTINGS_CHANGED: settings_changed,
     }

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     ColumnElement,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -129,6 +130,21 @@ class OncallSchedule(Base):
     updated_by: Mapped[str] = mapped_column(String(200))
     # signs the center's webhook pages (Standard Webhooks, `whsec_...`); never shown by a GET
     webhook_secret: Mapped[str | None] = mapped_column(String(120), nullable=True)
+
+
+class CenterSettings(Base):
+    """Alerts' copy of the centre settings it applies, from scheduling's
+    `center.settings_changed` (null: the system default); `version` orders the events."""
+
+    __tablename__ = "center_settings"
+
+    center: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    flow_warning_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flow_critical_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+    escalation_delay_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ack_timeout_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Silence(Base):

@@ -27,6 +27,7 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy import or_, select, update
 
+from services.alerts import centers
 from services.alerts.channels import Channels, PageMessage, SendError, page_alert
 from services.alerts.models import Alert, Notification, OncallSchedule, Silence
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
@@ -130,7 +131,8 @@ def _arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule |
     if alert.escalation_level >= len(schedule.levels):
         alert.next_escalation_at = None
         return
-    delay = schedule.escalation_delay_seconds or settings.escalation_delay_seconds
+    delay = (schedule.escalation_delay_seconds
+             or centers.effective_settings(uow, settings, alert.center).escalation_delay_seconds)
     alert.next_escalation_at = uow.now() + timedelta(seconds=delay)
 
 

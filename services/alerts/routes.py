@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 
-from services.alerts import service
+from services.alerts import centers, service
 from services.alerts.schemas import (
     AckIn,
     AlertDetail,
@@ -91,8 +91,11 @@ def put_oncall(user: Oncall, uow: UowDep, runtime: RuntimeDep, center: NewCenter
                body: OncallIn) -> OncallSet:
     """Set a center's on-call levels (center `default` covers centers without one) and the secret
     that signs its webhook pages (generated, and shown in this answer only, when none is set)."""
-    return service.put_oncall(uow=uow, center=center, body=body, actor=user.sub,
-                              allow_private=private_allowed(runtime.settings))
+    return service.put_oncall(
+        uow=uow, center=center, body=body, actor=user.sub,
+        allow_private=private_allowed(runtime.settings),
+        escalation_default=centers.effective_settings(
+            uow, runtime.settings, center).escalation_delay_seconds)
 
 
 @router.get("/oncall/{center}")

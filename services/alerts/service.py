@@ -269,10 +269,13 @@ def list_notifications(*, uow: UnitOfWork, page: PageParams,
 # ---- on-call -------------------------------------------------------------------------------
 
 def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str,
-               allow_private: bool) -> OncallSet:
+               allow_private: bool, escalation_default: int | None = None) -> OncallSet:
     """Set (replace) a center's on-call levels, escalation delay and webhook signing secret."""
     uow.centers.require(center)
     check_webhook_addresses(body, allow_private=allow_private)
+    if "escalation_delay_seconds" not in body.model_fields_set and escalation_default is not None:
+        # left out: the centre's own escalation delay (centre settings), else the system's
+        body = body.model_copy(update={"escalation_delay_seconds": escalation_default})
     levels = [lv.model_dump(mode="json") for lv in body.levels]
     # a PUT replaces whatever is there: of concurrent PUTs creating one center, the last wins
     # (a read-then-insert let all but one fail on the key)

@@ -27,6 +27,9 @@ class AlertsSettings(ServiceAddresses):
 
     # escalation and paging
     escalation_delay_seconds: int = 900
+    # a centre's own thresholds (scheduling's `center.settings_changed`) apply at once on the
+    # replica that consumed the change, within this on the others
+    center_settings_cache_seconds: float = 5.0
     page_max_attempts: int = 5
     page_first_retry_seconds: float = 2.0
     page_timeout_seconds: float = 5.0

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from services.dashboard import biomed, csrf, menu, oncology, pharmacy, views
+from services.dashboard import biomed, csrf, menu, oncology, pharmacy, reports, views
 from services.dashboard.localtime import fmt_clock, fmt_local, localize_text, zone_for
 from services.dashboard.plain import label
 from services.dashboard.routes import router
@@ -111,7 +111,7 @@ def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
     app.state.templates = _templates()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
-    for role_pages in (pharmacy.router, oncology.router, biomed.router):
+    for role_pages in (pharmacy.router, oncology.router, biomed.router, reports.router):
         app.include_router(role_pages)
 
     @app.exception_handler(LoginRequired)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.inventory import service
+from services.inventory import reports, service
 from services.inventory.lifecycle import Move
 from services.inventory.schemas import (
     ExplantRequest,
@@ -28,8 +28,9 @@ from shared.auth import CurrentUser, Principal, require_roles
 from shared.contracts.vocabulary import PumpStatus
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
+from shared.reports import FormatParam, FromParam, ToParam, answer, period
 from shared.schemas import IsoDate
-from shared.text import Key
+from shared.text import Centre, Key
 from shared.web import UnitOfWorkRoute, UowDep
 
 router = APIRouter(tags=["inventory"], route_class=UnitOfWorkRoute)
@@ -144,3 +145,31 @@ def list_recalls(_: CurrentUser, uow: UowDep, page: PageDep) -> Page[RecallRead]
 def get_recall(recall_id: Key, _: CurrentUser, uow: UowDep) -> RecallRead:
     """One recall."""
     return service.get_recall(uow=uow, recall_id=recall_id)
+
+
+# ---------------------------------------------------------------- the registry
+
+@router.get("/reports/pumps", tags=["reports"], response_model=reports.PumpStatusReport,
+            responses={200: {"content": {"text/csv": {}}}})
+def pump_status_report(request: Request, _: CurrentUser, uow: UowDep,
+                       center: Centre | None = None,
+                       format: FormatParam = None) -> Response | reports.PumpStatusReport:
+    """Pumps by status per centre, as of now, with the consortium's rows (`center` `*`); JSON,
+    or CSV with `Accept: text/csv` or `?format=csv`."""
+    report = reports.pumps_by_status(uow=uow, center=center)
+    return answer(request, format, report, rows="rows",
+                  columns=tuple(reports.PumpStatusRow.model_fields), filename="pumps-by-status")
+
+
+@router.get("/reports/explants", tags=["reports"], response_model=reports.ExplantReport,
+            responses={200: {"content": {"text/csv": {}}}})
+def explant_report(request: Request, _: CurrentUser, uow: UowDep,
+                   from_month: FromParam = None, to_month: ToParam = None,
+                   center: Centre | None = None,
+                   format: FormatParam = None) -> Response | reports.ExplantReport:
+    """Explants per centre, month and reason, with the consortium's rows (`center` `*`)."""
+    start, end = period(from_month, to_month, now=uow.now())
+    report = reports.explants_by_reason(uow=uow, start=start, end=end, center=center)
+    return answer(request, format, report, rows="rows",
+                  columns=tuple(reports.ExplantRow.model_fields),
+                  filename=f"explants-{report.from_month}-{report.to_month}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from services.scheduling import fhir
+from services.scheduling import fhir, reports
 from services.scheduling.drift import rebuild_job
 from services.scheduling.handlers import PHARMACY_ORDERS_QUEUE, subscriptions
 from services.scheduling.jobs import scheduler_sweep, sweep_job
@@ -37,6 +37,7 @@ def bootstrap(
     runtime.declared_queues.append(PHARMACY_ORDERS_QUEUE)
     runtime.jobs.append(sweep_job(settings))
     runtime.jobs.append(rebuild_job(settings))
+    runtime.jobs.append(reports.report_job(settings))
     runtime.readiness_checks.append(scheduler_sweep)
     return runtime
 

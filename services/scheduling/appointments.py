@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
+from services.scheduling.centers import effective_settings
 from services.scheduling.models import Appointment, Therapy
 from services.scheduling.schemas import AppointmentBook, AppointmentRead
 from services.scheduling.settings import SchedulingSettings
@@ -38,11 +39,12 @@ def judged(read: AppointmentRead, *, now: datetime,
            settings: SchedulingSettings) -> AppointmentRead:
     """An appointment as the API answers it: with scheduling's urgency and near-empty
     judgements as of `now` when it is scheduled (CONTRACT.md, Scheduling: no client re-derives
-    them). Events carry the plain appointment, never these."""
+    them), by its centre's effective `settings`. Events carry the plain appointment, never these."""
     if read.status != AppointmentStatus.SCHEDULED:
         return read
     return read.model_copy(update={
-        "urgency": urgency_of(due_at=read.due_at, now=now, due_soon_hours=settings.due_soon_hours),
+        "urgency": urgency_of(due_at=read.due_at, now=now, due_soon_hours=settings.due_soon_hours,
+                              time_zone=settings.time_zone),
         "near_empty": is_near_empty(projected_empty_at=read.projected_empty_at, now=now,
                                     near_empty_hours=settings.near_empty_hours),
     })
@@ -94,7 +96,8 @@ def list_appointments(*, uow: UnitOfWork, page: PageParams, status: str | None,
     if patient_mrn:
         stmt = stmt.where(Appointment.patient_mrn == patient_mrn)
     return paginate(uow.session, stmt, keys=[Appointment.due_at, Appointment.id], params=page,
-                    to_item=lambda a: appointment_read(a, now=now, settings=settings))
+                    to_item=lambda a: appointment_read(
+                        a, now=now, settings=effective_settings(uow, settings, a.center)))
 
 
 def get_appointment(*, uow: UnitOfWork, appointment_id: str,
@@ -103,7 +106,8 @@ def get_appointment(*, uow: UnitOfWork, appointment_id: str,
     appt = uow.session.get(Appointment, appointment_id)
     if appt is None:
         raise NotFound(f"no appointment {appointment_id}")
-    return appointment_read(appt, now=uow.now(), settings=settings)
+    return appointment_read(appt, now=uow.now(),
+                            settings=effective_settings(uow, settings, appt.center))
 
 
 def book_appointment(*, uow: UnitOfWork, appointment_id: str, body: AppointmentBook,
@@ -121,4 +125,5 @@ def book_appointment(*, uow: UnitOfWork, appointment_id: str, body: AppointmentB
     uow.audit(actor=actor, action="appointment.booked", entity_type="appointment",
               entity_id=appt.id, changes={"before": before, "scheduled_for": body.scheduled_for})
     uow.publish(appointment_data(appt, AppointmentScheduledData), subject=appt.pump_serial)
-    return appointment_read(appt, now=uow.now(), settings=settings)
+    return appointment_read(appt, now=uow.now(),
+                            settings=effective_settings(uow, settings, appt.center))

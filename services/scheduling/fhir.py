@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from sqlalchemy import Select, and_, func, or_, select
 
+from services.scheduling.centers import effective_settings
 from services.scheduling.models import (
     Appointment,
     Delivery,
@@ -25,6 +26,7 @@ from services.scheduling.models import (
 from services.scheduling.settings import SchedulingSettings
 from shared.audit import ReadAudit, ReadAuditDep
 from shared.contracts.vocabulary import AppointmentStatus, DeliveryStatus, FillType, RefillStatus
+from shared.db import UnitOfWork
 from shared.errors import NotFound
 from shared.fhir import (
     ATC,
@@ -382,8 +384,7 @@ def read_appointment(resource_id: str, uow: UowDep, audit: ReadAuditDep,
     """A refill appointment (the read is audited)."""
     a = _one(uow, Appointment, resource_id, "Appointment")
     _audit(audit, [a])
-    return FhirResponse(appointment_resource(a, _systems(runtime),
-                                             runtime.settings.refill_window_days))
+    return FhirResponse(appointment_resource(a, _systems(runtime), _window(uow, runtime, a)))
 
 
 @api.search("Appointment", [
@@ -407,9 +408,9 @@ def search_appointments(request: Request, uow: UowDep, audit: ReadAuditDep, runt
     found = paginate(uow.session, stmt, keys=[Appointment.due_at, Appointment.id], params=page,
                      to_item=lambda a: a)
     _audit(audit, found.items)
-    systems, window = _systems(runtime), runtime.settings.refill_window_days
-    return searchset(request, [appointment_resource(a, systems, window) for a in found.items],
-                     found.next_cursor)
+    systems = _systems(runtime)
+    return searchset(request, [appointment_resource(a, systems, _window(uow, runtime, a))
+                               for a in found.items], found.next_cursor)
 
 
 def _appointment_status_is(code: str) -> Any:
@@ -422,8 +423,14 @@ def _appointment_status_is(code: str) -> Any:
     return and_(Appointment.status == AppointmentStatus.SCHEDULED.value, booked)
 
 
-def _band(settings: SchedulingSettings) -> float:
-    return settings.flow_warning_pct
+def _window(uow: UnitOfWork, runtime: Any, a: Appointment) -> int:
+    """The refill window (± days) of the appointment's centre (centre settings)."""
+    return effective_settings(uow, runtime.settings, a.center).refill_window_days
+
+
+def _band(uow: UnitOfWork, settings: SchedulingSettings, r: Refill) -> float:
+    """The flow warning band of the refill's centre (centre settings)."""
+    return effective_settings(uow, settings, r.center).flow_warning_pct
 
 
 @api.read("Observation")
@@ -434,7 +441,7 @@ def read_observation(resource_id: str, uow: UowDep, audit: ReadAuditDep,
     if r.measured_flow_ml_per_day is None:
         raise NotFound(f"no Observation {resource_id}")
     _audit(audit, [r])
-    return FhirResponse(observation_resource(r, _systems(runtime), _band(runtime.settings)))
+    return FhirResponse(observation_resource(r, _systems(runtime), _band(uow, runtime.settings, r)))
 
 
 @api.search("Observation", [
@@ -457,9 +464,9 @@ def search_observations(request: Request, uow: UowDep, audit: ReadAuditDep, runt
     found = paginate(uow.session, stmt, keys=[Refill.performed_at, Refill.id], params=page,
                      to_item=lambda r: r)
     _audit(audit, found.items)
-    systems, band = _systems(runtime), _band(runtime.settings)
-    return searchset(request, [observation_resource(r, systems, band) for r in found.items],
-                     found.next_cursor)
+    systems = _systems(runtime)
+    return searchset(request, [observation_resource(r, systems, _band(uow, runtime.settings, r))
+                               for r in found.items], found.next_cursor)
 
 
 @api.read("MedicationRequest")

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, String, any_, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from services.scheduling.appointments import appointment_data
+from services.scheduling.centers import centers_with_own
 from services.scheduling.deliveries import build_orders, delivery_payloads
 from services.scheduling.flow import hours_until
 from services.scheduling.models import Appointment, Delivery, SweepRun, Therapy, sql_values
@@ -74,16 +75,30 @@ def _drain(uow: UnitOfWork, claim: Callable[[], list[Any]],
             return total
 
 
+def per_center(uow: UnitOfWork, settings: SchedulingSettings,
+               conditions: Callable[[SchedulingSettings], list[ColumnElement[bool]]]
+               ) -> list[list[ColumnElement[bool]]]:
+    """A sweep's conditions once by the default settings (for every centre without its own
+    values) and once for each centre that has its own (centre settings, no restart)."""
+    own = centers_with_own(uow, settings)
+    default = conditions(settings)
+    if own:
+        default.append(Appointment.center.not_in(list(own)))
+    return [default, *([Appointment.center == c, *conditions(s)] for c, s in own.items())]
+
+
 def announce_due_soon(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, Any]:
-    """`refill.due_soon` once for each appointment due within the notice period."""
+    """`refill.due_soon` once for each appointment due within its centre's notice period."""
     now = uow.now()
-    conditions = [Appointment.status == SCHEDULED, Appointment.due_soon_announced_at.is_(None),
-                  Appointment.due_at <= now + timedelta(hours=settings.due_soon_hours),
-                  Appointment.due_at > now]
-    n = _drain(uow, lambda: _claim(uow.session, Appointment, conditions,
-                                   {"due_soon_announced_at": now}),
-               lambda rows: uow.publish_many([(appointment_data(a, RefillDueSoonData), a.pump_serial)
-                                              for a in rows]))
+    n = 0
+    for conditions in per_center(uow, settings, lambda s: [
+            Appointment.status == SCHEDULED, Appointment.due_soon_announced_at.is_(None),
+            Appointment.due_at <= now + timedelta(hours=s.due_soon_hours),
+            Appointment.due_at > now]):
+        n += _drain(uow, lambda c=conditions: _claim(uow.session, Appointment, c,  # type: ignore[misc]
+                                                     {"due_soon_announced_at": now}),
+                    lambda rows: uow.publish_many([(appointment_data(a, RefillDueSoonData),
+                                                    a.pump_serial) for a in rows]))
     return {"announced": n}
 
 
@@ -106,11 +121,9 @@ def announce_overdue(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str,
 
 
 def announce_near_empty(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, Any]:
-    """`reservoir.near_empty` once for each open appointment whose pump runs dry within the horizon."""
+    """`reservoir.near_empty` once for each open appointment whose pump runs dry within its
+    centre's horizon."""
     now = uow.now()
-    conditions = [Appointment.status == SCHEDULED, Appointment.near_empty_announced_at.is_(None),
-                  Appointment.projected_empty_at.is_not(None),
-                  Appointment.projected_empty_at <= now + timedelta(hours=settings.near_empty_hours)]
 
     def announce(rows: list[Appointment]) -> int:
         return uow.publish_many([(appointment_data(
@@ -118,8 +131,13 @@ def announce_near_empty(uow: UnitOfWork, settings: SchedulingSettings) -> dict[s
             hours_to_empty=hours_until(now, a.projected_empty_at) or 0.0,
         ), a.pump_serial) for a in rows])
 
-    n = _drain(uow, lambda: _claim(uow.session, Appointment, conditions,
-                                   {"near_empty_announced_at": now}), announce)
+    n = 0
+    for conditions in per_center(uow, settings, lambda s: [
+            Appointment.status == SCHEDULED, Appointment.near_empty_announced_at.is_(None),
+            Appointment.projected_empty_at.is_not(None),
+            Appointment.projected_empty_at <= now + timedelta(hours=s.near_empty_hours)]):
+        n += _drain(uow, lambda c=conditions: _claim(uow.session, Appointment, c,  # type: ignore[misc]
+                                                     {"near_empty_announced_at": now}), announce)
     return {"announced": n}
 
 

@@ -275,6 +275,37 @@ class FlowLotStats(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class CenterSettings(Base):
+    """A centre's own settings (null: the system default); changes are audited and announced."""
+
+    __tablename__ = "center_settings"
+
+    center: Mapped[str] = mapped_column(String(100), primary_key=True)
+    time_zone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    refill_interval_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    refill_window_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    due_soon_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    near_empty_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    flow_warning_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flow_critical_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+    escalation_delay_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ack_timeout_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReportSnapshot(Base):
+    """A registry report as last computed (the whole consortium, one period): the API answers
+    from it while younger than HAI_REPORT_MAX_AGE_SECONDS; a job keeps the default one fresh."""
+
+    __tablename__ = "report_snapshots"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class SweepRun(Base):
     """One completed sweep (any worker): what `/readyz` reads to spot a dead scheduler."""
 
@@ -287,10 +318,6 @@ class SweepRun(Base):
     jobs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
-__all__ = ["Appointment", "Base", "Delivery", "DeliveryEvent", "FlowLotStats", "FlowPumpStats",
-           "ImplantedPump", "Patient", "Refill",
-           "SweepRun", "Therapy", "metadata", "platform"]
-
 
 # centre scoping (shared/scoping.py, CONTRACT.md): every row of a patient belongs to the
 # patient's centre; a therapy by its patient, a delivery's history by its delivery
@@ -302,3 +329,6 @@ scope_rows(Refill, by_center(Refill.center))
 scope_rows(Delivery, by_center(Delivery.center))
 scope_rows(DeliveryEvent, by_parent(DeliveryEvent.delivery_id, Delivery.id,
                                     by_center(Delivery.center)))
+__all__ = ["Appointment", "Base", "CenterSettings", "Delivery", "DeliveryEvent", "FlowLotStats",
+           "FlowPumpStats", "ImplantedPump", "Patient", "Refill", "ReportSnapshot", "SweepRun",
+           "Therapy", "metadata", "platform"]

@@ -12,6 +12,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from services.scheduling import deliveries, drift
 from services.scheduling.appointments import appointment_data, judged, schedule_appointment
+from services.scheduling.centers import effective_settings
 from services.scheduling.flow import (
     DeliveryFacts,
     FlowFigures,
@@ -97,6 +98,7 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
     body = body.model_copy(update={"performed_at": ensure_utc(body.performed_at)})
     pump, therapy = _pump_with_open_therapy(uow, body.pump_serial)
     appt = _appointment_to_complete(uow, body, pump)
+    settings = effective_settings(uow, settings, appt.center if appt is not None else pump.center)
     _refuse_unknown_delivery(uow, body)
     refill_id = new_id()
     _claim(uow, pump, appt, refill_id=refill_id, now=now)
@@ -294,6 +296,7 @@ def get_refill(*, uow: UnitOfWork, refill_id: str, settings: SchedulingSettings)
 
 
 def _refill_read(uow: UnitOfWork, refill: Refill, settings: SchedulingSettings) -> RefillRead:
+    settings = effective_settings(uow, settings, refill.center)
     result = RefillRead.model_validate(refill)
     if refill.next_appointment_id:
         nxt = uow.session.get(Appointment, refill.next_appointment_id)
@@ -420,12 +423,13 @@ def _already_void(refill: Refill) -> Conflict:
 
 def flow_readings(*, uow: UnitOfWork, pump_serial: str, page: PageParams,
                   settings: SchedulingSettings) -> FlowReadingsPage:
-    """The measured flow series of a pump, oldest first, each judged by the warning band, with
-    the trend of its last readings."""
-    band = settings.flow_warning_pct
+    """The measured flow series of a pump, oldest first, each judged by its centre's warning
+    band, with the trend of its last readings."""
     pump = uow.session.get(ImplantedPump, pump_serial)
     if pump is None:
         raise NotFound(f"scheduling knows no pump {pump_serial}")
+    settings = effective_settings(uow, settings, pump.center)
+    band = settings.flow_warning_pct
     stmt = select(Refill).where(Refill.pump_serial == pump_serial,
                                 Refill.status == RefillStatus.RECORDED,
                                 Refill.measured_flow_ml_per_day.is_not(None))

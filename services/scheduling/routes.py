@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.scheduling import appointments, deliveries, patients, refills, therapies
+from services.scheduling import (
+    appointments,
+    centers,
+    deliveries,
+    patients,
+    refills,
+    reports,
+    therapies,
+)
 from services.scheduling.schemas import (
     AppointmentBook,
     AppointmentRead,
     CenterRead,
+    CenterSettingsRead,
+    CenterSettingsUpdate,
     DeliveryRead,
     DeliveryStatusIn,
     FlowReadingsPage,
@@ -26,14 +36,15 @@ from services.scheduling.schemas import (
     TherapyRead,
     TherapyUpdate,
 )
-from shared.audit import ReadAuditDep
+from shared.audit import Admin, AuditEntry, ReadAuditDep
 from shared.auth import CurrentUser, Principal, require_roles
 from shared.contracts.vocabulary import AppointmentStatus, DeliveryStatus, TherapyStatus
 from shared.errors import problem
 from shared.idempotency import IdempotencyDep
 from shared.pagination import Page, PageDep
+from shared.reports import FormatParam, FromParam, ToParam, answer, period
 from shared.schemas import Timestamp
-from shared.text import Key
+from shared.text import Centre, Key
 from shared.web import RuntimeDep, UnitOfWorkRoute, UowDep
 
 router = APIRouter(route_class=UnitOfWorkRoute)
@@ -234,3 +245,47 @@ def delivery_status(delivery_id: Key, body: DeliveryStatusIn, user: Pharmacist,
         return problem(409, f"order is already {result.status}; {body.status} recorded, "
                             "not applied", current_status=result.status)
     return result
+
+
+# ---------------------------------------------------------------- centre settings
+
+@router.get("/centers/{center}/settings", tags=["centres"])
+def get_center_settings(center: Centre, _: CurrentUser, uow: UowDep,
+                        runtime: RuntimeDep) -> CenterSettingsRead:
+    """A centre's effective settings, each with where it comes from (its own value, or the
+    system default with its variable and source)."""
+    return centers.get(uow=uow, center=center, settings=runtime.settings)
+
+
+@router.put("/centers/{center}/settings", tags=["centres"])
+def put_center_settings(center: Centre, body: CenterSettingsUpdate, user: Admin, uow: UowDep,
+                        runtime: RuntimeDep) -> CenterSettingsRead:
+    """Replace a centre's own settings (admin); a field left out or null falls back to the
+    default. Audited, announced as `center.settings_changed`, applied without a restart."""
+    return centers.update(uow=uow, center=center, body=body, actor=user.sub,
+                          settings=runtime.settings)
+
+
+@router.get("/centers/{center}/settings/history", tags=["centres"])
+def center_settings_history(center: Centre, _: CurrentUser, uow: UowDep,
+                            page: PageDep) -> Page[AuditEntry]:
+    """Every change of a centre's settings, newest first: who, when, before and after."""
+    return centers.history(uow=uow, center=center, page=page)
+
+
+# ---------------------------------------------------------------- the registry
+
+@router.get("/reports/refills", tags=["reports"], response_model=reports.RefillReport,
+            responses={200: {"content": {"text/csv": {}}}})
+def refill_report(request: Request, _: CurrentUser, uow: UowDep, runtime: RuntimeDep,
+                  from_month: FromParam = None, to_month: ToParam = None,
+                  center: Centre | None = None,
+                  format: FormatParam = None) -> Response | reports.RefillReport:
+    """Per centre and per month: refills done, share on time, hours overdue (median, p90),
+    share of abnormal readings, deliveries late; with the consortium's rows (`center` `*`).
+    JSON, or CSV with `Accept: text/csv` or `?format=csv`."""
+    start, end = period(from_month, to_month, now=uow.now())
+    report = reports.refill_report(uow=uow, start=start, end=end, center=center,
+                                   settings=runtime.settings)
+    return answer(request, format, report, rows="rows", columns=reports.COLUMNS,
+                  filename=f"refills-{report.from_month}-{report.to_month}")

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from services.scheduling.urgency import Urgency
 from shared.contracts.pharmacy import OrderStatus
@@ -16,6 +27,7 @@ from shared.contracts.vocabulary import (
     FillType,
     RefillStatus,
     Regimen,
+    SettingSource,
     TherapyStatus,
 )
 from shared.pagination import Page
@@ -341,3 +353,54 @@ class DeliveryStatusIn(RequestModel):
     reason: Notes | None = None
     lot: PharmacyLot | None = None
     beyond_use_at: AwareDatetime | None = None
+
+
+# ---- centre settings (CONTRACT.md, Centre settings)
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _iana_zone(value: str) -> str:
+    if value not in _zones():
+        raise PydanticCustomError("time_zone", "must be an IANA time zone, such as Europe/Paris")
+    return value
+
+
+TimeZoneName = Annotated[str, StringConstraints(min_length=1, max_length=64),
+                         AfterValidator(_iana_zone)]
+
+
+class CenterSettingsUpdate(RequestModel):
+    """A centre's own settings, replaced whole: a field left out or null falls back to the
+    system default."""
+
+    time_zone: TimeZoneName | None = None
+    refill_interval_days: int | None = Field(default=None, ge=2, le=90)
+    refill_window_days: int | None = Field(default=None, ge=0, le=14)
+    due_soon_hours: int | None = Field(default=None, ge=1, le=336)
+    near_empty_hours: int | None = Field(default=None, ge=1, le=336)
+    flow_warning_pct: float | None = Field(default=None, gt=0, le=100)
+    flow_critical_pct: float | None = Field(default=None, gt=0, le=200)
+    escalation_delay_seconds: int | None = Field(default=None, ge=30, le=86_400)
+    ack_timeout_seconds: int | None = Field(default=None, ge=30, le=86_400)
+
+
+class CenterSettingRead(BaseModel):
+    """One effective setting: its value, `center` or `default`, and the default's variable
+    and source (DOMAIN.md)."""
+
+    value: Any
+    source: SettingSource
+    default: Any
+    default_setting: str
+    default_source: str
+
+
+class CenterSettingsRead(BaseModel):
+    center: str
+    version: int  # 0: never set
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+    settings: dict[str, CenterSettingRead]

@@ -38,6 +38,18 @@ class SchedulingSettings(ServiceAddresses):
     flow_trend_window: int = 6
     flow_trend_min_readings: int = 3
     flow_trend_alpha: float = 0.10
+    # the system defaults of a centre's own settings (CONTRACT.md, Centre settings) that
+    # scheduling shows but alerts applies (the same variables, the same defaults)
+    time_zone: str = "UTC"  # IANA; the centre's day for `due_today` and the dashboard
+    flow_critical_pct: float = 25.0
+    escalation_delay_seconds: int = 900
+    ack_timeout_seconds: int = 900
+    # a change of a centre's settings applies at once on the replica that took it, within this
+    # on every other replica of scheduling (each reloads the small table after it)
+    center_settings_cache_seconds: float = 5.0
+    # the registry's refill report is answered from its last computation while younger than
+    # this; the worker computes the default period (the last twelve months) again each half
+    report_max_age_seconds: float = 600.0
 
     # dosing (DOMAIN.md)
     fudr_default_mg_per_kg_day: float = 0.12

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.scheduling import deliveries
 from services.scheduling.appointments import open_appointments, schedule_appointment
+from services.scheduling.centers import effective_settings
 from services.scheduling.dosing import (
     DosingError,
     diluent_text,
@@ -91,7 +92,8 @@ def create_therapy(*, uow: UnitOfWork, body: TherapyCreate, actor: str,
     therapy = Therapy(
         id=new_id(), patient_mrn=body.patient_mrn, pump_serial=body.pump_serial,
         regimen=body.regimen, status=TherapyStatus.ACTIVE, start_on=body.start_on,
-        refill_interval_days=body.refill_interval_days or settings.refill_interval_days,
+        refill_interval_days=(body.refill_interval_days or effective_settings(
+            uow, settings, patient.center).refill_interval_days),
         fudr_mg_per_kg_day=dose, dosing_weight=body.dosing_weight,
         dexamethasone_mg=body.dexamethasone_mg, heparin_units=body.heparin_units,
         fill_volume_ml=body.fill_volume_ml,

@@ -5,17 +5,27 @@ thresholds the sweep announces by, so the dashboard shows them and never re-deri
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 Urgency = Literal["overdue", "due_today", "due_soon", "later"]
 
 
-def urgency_of(*, due_at: datetime, now: datetime, due_soon_hours: float) -> Urgency:
-    """`overdue` (due time past), `due_today` (later on the same UTC day), `due_soon` (within
-    the due-soon notice, the sweep's `refill.due_soon`) or `later`."""
+@lru_cache(maxsize=256)
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone of that name (a centre's time zone)."""
+    return ZoneInfo(name)
+
+
+def urgency_of(*, due_at: datetime, now: datetime, due_soon_hours: float,
+               time_zone: str = "UTC") -> Urgency:
+    """`overdue` (due time past), `due_today` (later on the same day in the centre's time
+    zone), `due_soon` (within the due-soon notice, the sweep's `refill.due_soon`) or `later`."""
     if due_at < now:
         return "overdue"
-    if due_at.date() == now.date():
+    tz = zone(time_zone)
+    if due_at.astimezone(tz).date() == now.astimezone(tz).date():
         return "due_today"
     if due_at - now <= timedelta(hours=due_soon_hours):
         return "due_soon"

@@ -30,6 +30,7 @@ from shared.contracts.inventory import (
 from shared.contracts.pharmacy import OrderCancelledData, OrderRequestedData, OrderStatusData
 from shared.contracts.scheduling import (
     AppointmentScheduledData,
+    CenterSettingsChangedData,
     DeliveryLateData,
     DeliveryUpdatedData,
     FlowRecordedData,
@@ -114,6 +115,10 @@ SPECS: tuple[EventSpec, ...] = (
     EventSpec(EventType.FLOW_TREND, FlowTrendData, SCHED,
               "A pump's flow trend after a reading (least-squares slope, the next reading "
               "predicted), and whether the prediction leaves the band.", subject=PUMP),
+    EventSpec(EventType.CENTER_SETTINGS_CHANGED, CenterSettingsChangedData, SCHED,
+              "A centre's own settings changed by an admin (time zone, refill and flow "
+              "thresholds, escalation and acknowledgement times); null fields fall back to the "
+              "system default.", subject="centre"),
     EventSpec(EventType.ALERT_RAISED, AlertRaisedData, ALERTS,
               "An alert raised, or raised again with a higher severity.", subject=ALERT),
     EventSpec(EventType.ALERT_ACKNOWLEDGED, AlertAcknowledgedData, ALERTS, "An alert acknowledged.",

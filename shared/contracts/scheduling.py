@@ -229,3 +229,28 @@ class FlowTrendData(BaseModel):
     prediction_se_pct: float
     band_pct: float
     crossing: bool
+class CenterSettingsValues(BaseModel):
+    """A centre's own settings (CONTRACT.md, Centre settings); null: the system default applies."""
+
+    time_zone: str | None = None  # IANA
+    refill_interval_days: int | None = None
+    refill_window_days: int | None = None
+    due_soon_hours: int | None = None
+    near_empty_hours: int | None = None
+    flow_warning_pct: float | None = None
+    flow_critical_pct: float | None = None
+    escalation_delay_seconds: int | None = None
+    ack_timeout_seconds: int | None = None
+
+
+class CenterSettingsChangedData(BaseModel):
+    """`hai.scheduling.center.settings_changed` (added): a centre's own settings after an
+    admin's change (every field; null is the default); `version` grows with each change."""
+
+    model_config = ConfigDict(extra="allow")
+
+    center: str
+    version: int
+    values: CenterSettingsValues
+    changed_by: str
+    changed_at: AwareDatetime

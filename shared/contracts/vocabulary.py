@@ -34,6 +34,7 @@ class EventType(StrEnum):
     ORDER_REFUSED = "hai.scheduling.order.refused"  # added to the contract
     LOT_FLOW_DRIFT = "hai.scheduling.lot.flow_drift"  # added: flow surveillance
     FLOW_TREND = "hai.scheduling.flow.trend"  # added: flow surveillance
+    CENTER_SETTINGS_CHANGED = "hai.scheduling.center.settings_changed"  # added to the contract
     ALERT_RAISED = "hai.alerts.alert.raised"
     ALERT_ACKNOWLEDGED = "hai.alerts.alert.acknowledged"
     ALERT_RESOLVED = "hai.alerts.alert.resolved"
@@ -88,6 +89,13 @@ class DueBasis(StrEnum):
 
     INTERVAL = "interval"  # the previous fill + the refill interval
     PROJECTED_EMPTY = "projected_empty"  # the projected empty time − the near-empty margin
+
+
+class SettingSource(StrEnum):
+    """Where a centre's effective setting comes from: its own value, or the system default."""
+
+    CENTER = "center"
+    DEFAULT = "default"
 
 
 class RefillStatus(StrEnum):

@@ -13,6 +13,8 @@ WITHOUT_A_CENTRE = {
                              "its centre (RecalledImplant.center)",
     EventType.SWEEP_COMPLETED: "the scheduler's heartbeat, about no centre",
     EventType.ORDER_STATUS: "the pharmacy's answer names the order, which has the centre",
+    EventType.LOT_FLOW_DRIFT: "a lot's pumps lie in many centres: the lot alert is biomed's, "
+                              "seen by tokens of every centre",
 }
 
 

@@ -1,0 +1,211 @@
+"""The registry's figures scheduling owns (CONTRACT.md, Reports): per centre and per month, the
+refills done, the share on time (inside the window), the hours overdue (median, p90), the share
+of abnormal readings (by each centre's own warning band) and the deliveries late; every
+centre's next to the consortium's. Plain SQL aggregates; percentiles by PostgreSQL's
+`percentile_cont`, or in Python on SQLite (the same interpolation)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Float, and_, case, cast, delete, func, literal, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.scheduling.models import (
+    Appointment,
+    CenterSettings,
+    Delivery,
+    Refill,
+    ReportSnapshot,
+)
+from services.scheduling.settings import SchedulingSettings
+from shared.contracts.vocabulary import DeliveryStatus, RefillStatus
+from shared.db import UnitOfWork, is_postgres
+from shared.reports import (
+    CONSORTIUM,
+    hours_between,
+    last_month,
+    month_of,
+    percentile,
+    period,
+    share,
+    summed,
+)
+from shared.runtime import Job, ServiceRuntime
+
+COUNTS = ("refills_done", "on_time", "overdue_refills", "readings", "abnormal_readings",
+          "deliveries", "deliveries_late")
+
+
+class RefillReportRow(BaseModel):
+    """One centre's month (or the consortium's, `center` `*`)."""
+
+    center: str
+    month: str  # YYYY-MM, UTC
+    refills_done: int
+    on_time: int  # inside the refill window
+    on_time_share: float | None
+    overdue_refills: int  # done after their appointment's due time
+    overdue_hours_median: float | None  # of the overdue refills
+    overdue_hours_p90: float | None
+    readings: int  # refills with a measured flow
+    abnormal_readings: int  # |deviation| above the centre's warning band
+    abnormal_share: float | None
+    deliveries: int  # drug delivery orders needed that month, cancelled ones left out
+    deliveries_late: int  # announced late (not delivered by needed-by − HAI_DELIVERY_LATE_HOURS)
+
+
+class RefillReport(BaseModel):
+    from_month: str
+    to_month: str
+    center: str | None  # the centre asked for (its rows and the consortium's), or every centre
+    computed_at: datetime  # when these figures were computed (HAI_REPORT_MAX_AGE_SECONDS)
+    rows: list[RefillReportRow]
+
+
+COLUMNS = tuple(RefillReportRow.model_fields)
+Overdue = tuple[int, float | None, float | None]
+NO_HOURS: Overdue = (0, None, None)
+
+
+def refill_report(*, uow: UnitOfWork, start: datetime, end: datetime, center: str | None,
+                  settings: SchedulingSettings) -> RefillReport:
+    """The refill registry of [start, end): each centre's months (or one centre's), then the
+    consortium's; from the period's snapshot while it is younger than
+    `HAI_REPORT_MAX_AGE_SECONDS`, else computed now (and kept)."""
+    key = f"refills:{start:%Y-%m}:{last_month(end)}"
+    now = uow.now()
+    snapshot = uow.session.get(ReportSnapshot, key)
+    if snapshot is not None and (now - snapshot.computed_at).total_seconds() \
+            < settings.report_max_age_seconds:
+        report = RefillReport.model_validate(snapshot.body)
+    else:
+        report = compute_refill_report(uow=uow, start=start, end=end, settings=settings)
+        keep_snapshot(uow, key, report)
+    if center is None:
+        return report
+    return report.model_copy(update={"center": center, "rows": [
+        r for r in report.rows if r.center in (center, CONSORTIUM)]})
+
+
+def keep_snapshot(uow: UnitOfWork, key: str, report: RefillReport) -> None:
+    """Keep a computed report as its period's snapshot (the last writer wins)."""
+    values = {"key": key, "computed_at": report.computed_at, "body": report.model_dump(mode="json")}
+    stmt = (postgresql.insert(ReportSnapshot) if is_postgres(uow.session)
+            else sqlite.insert(ReportSnapshot)).values(**values)
+    uow.session.execute(stmt.on_conflict_do_update(
+        index_elements=["key"], set_={"computed_at": stmt.excluded.computed_at,
+                                      "body": stmt.excluded.body}))
+
+
+def forget_snapshots(uow: UnitOfWork) -> None:
+    """Drop every snapshot (a centre's band changed: its abnormal readings must be counted again)."""
+    uow.session.execute(delete(ReportSnapshot))
+
+
+def compute_refill_report(*, uow: UnitOfWork, start: datetime, end: datetime,
+                          settings: SchedulingSettings) -> RefillReport:
+    """Every centre's months of [start, end), then the consortium's, from the tables now."""
+    counts = _refill_counts(uow, start, end, settings)
+    for key, value in _delivery_counts(uow, start, end).items():
+        counts.setdefault(key, {"center": key[0], "month": key[1]}).update(value)
+    per_center = [{**dict.fromkeys(COUNTS, 0), **c} for c in counts.values()]
+    consortium = [{**row, "center": CONSORTIUM} for row in summed(per_center, ["month"], COUNTS)]
+    hours = _overdue_hours(uow, start, end)
+    rows = [_row(r, hours.get((r["center"], r["month"]), NO_HOURS))
+            for r in sorted(per_center, key=lambda r: (r["center"], r["month"]))]
+    rows += [_row(r, hours.get((CONSORTIUM, r["month"]), NO_HOURS)) for r in consortium]
+    return RefillReport(from_month=start.strftime("%Y-%m"), to_month=last_month(end),
+                        center=None, computed_at=uow.now(), rows=rows)
+
+
+def refresh_default_report(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, Any]:
+    """The worker's job: compute the default period's report again and keep it."""
+    start, end = period(None, None, now=uow.now())
+    report = compute_refill_report(uow=uow, start=start, end=end, settings=settings)
+    keep_snapshot(uow, f"refills:{start:%Y-%m}:{last_month(end)}", report)
+    return {"rows": len(report.rows)}
+
+
+def _row(counts: dict[str, Any], hours: Overdue) -> RefillReportRow:
+    n, median, p90 = hours
+    return RefillReportRow(
+        **{**counts, "overdue_refills": n},
+        on_time_share=share(counts["on_time"], counts["refills_done"]),
+        abnormal_share=share(counts["abnormal_readings"], counts["readings"]),
+        overdue_hours_median=None if median is None else round(median, 2),
+        overdue_hours_p90=None if p90 is None else round(p90, 2))
+
+
+def _refill_counts(uow: UnitOfWork, start: datetime, end: datetime,
+                   settings: SchedulingSettings) -> dict[tuple[str, str], dict[str, Any]]:
+    session = uow.session
+    month = month_of(session, Refill.performed_at).label("month")
+    band = func.coalesce(CenterSettings.flow_warning_pct, literal(settings.flow_warning_pct, Float))
+    measured = Refill.flow_deviation_pct.is_not(None)
+    stmt = (select(Refill.center, month,
+                   func.count().label("refills_done"),
+                   func.sum(case((Refill.outside_window, 0), else_=1)).label("on_time"),
+                   func.sum(case((measured, 1), else_=0)).label("readings"),
+                   func.sum(case((and_(measured, func.abs(Refill.flow_deviation_pct) > band), 1),
+                                 else_=0)).label("abnormal_readings"))
+            .outerjoin(CenterSettings, CenterSettings.center == Refill.center)
+            .where(Refill.status == RefillStatus.RECORDED, Refill.performed_at >= start,
+                   Refill.performed_at < end)
+            .group_by(Refill.center, month))
+    return {(r.center, r.month): dict(r._mapping) for r in session.execute(stmt)}
+
+
+def _delivery_counts(uow: UnitOfWork, start: datetime,
+                     end: datetime) -> dict[tuple[str, str], dict[str, int]]:
+    month = month_of(uow.session, Delivery.needed_by).label("month")
+    stmt = (select(Delivery.center, month, func.count().label("deliveries"),
+                   func.sum(case((Delivery.late_announced_at.is_not(None), 1), else_=0))
+                   .label("deliveries_late"))
+            .where(Delivery.status != DeliveryStatus.CANCELLED, Delivery.needed_by >= start,
+                   Delivery.needed_by < end)
+            .group_by(Delivery.center, month))
+    return {(r.center, r.month): {"deliveries": r.deliveries, "deliveries_late": r.deliveries_late}
+            for r in uow.session.execute(stmt)}
+
+
+def _overdue_hours(uow: UnitOfWork, start: datetime,
+                   end: datetime) -> dict[tuple[str, str], Overdue]:
+    """(how many, median, p90) of the refills done after their due time, and their hours
+    overdue, per (centre, month) and per (`*`, month)."""
+    session = uow.session
+    month = month_of(session, Refill.performed_at).label("month")
+    hours = hours_between(session, Refill.performed_at, Appointment.due_at)
+    base = (select(Refill.center, month)
+            .join(Appointment, Appointment.id == Refill.appointment_id)
+            .where(Refill.status == RefillStatus.RECORDED, Refill.performed_at >= start,
+                   Refill.performed_at < end, Refill.performed_at > Appointment.due_at))
+    if is_postgres(session):
+        stmt = (base.add_columns(
+                    func.count().label("n"),
+                    func.percentile_cont(0.5).within_group(hours).label("median"),
+                    func.percentile_cont(0.9).within_group(hours).label("p90"))
+                .group_by(func.grouping_sets(tuple_(Refill.center, month), tuple_(month))))
+        return {(r.center or CONSORTIUM, r.month): (r.n, r.median, r.p90)
+                for r in session.execute(stmt)}
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in session.execute(base.add_columns(cast(hours, Float).label("hours"))):
+        values[(r.center, r.month)].append(r.hours)
+        values[(CONSORTIUM, r.month)].append(r.hours)
+    return {k: (len(v), percentile(v, 0.5), percentile(v, 0.9)) for k, v in values.items()}
+
+
+def report_job(settings: SchedulingSettings) -> Job:
+    """The worker keeps the default period's report fresh: computed again every half of
+    `HAI_REPORT_MAX_AGE_SECONDS`, so that no one waits for it."""
+
+    def run(runtime: ServiceRuntime) -> dict[str, Any]:
+        with runtime.uow_factory() as uow:
+            facts = refresh_default_report(uow, runtime.settings)
+            uow.commit()
+        return facts
+
+    return Job(name="registry", run=run, interval_seconds=settings.report_max_age_seconds / 2)
