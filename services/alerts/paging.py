@@ -27,14 +27,14 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy import or_, select, update
 
-from services.alerts.channels import Channels, PageMessage, SendError, page_alert
+from services.alerts.channels import Channels, Delivery, PageMessage, SendError, page_alert
 from services.alerts.models import Alert, Notification, OncallSchedule, Silence
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
-from services.alerts.records import alert_json, timeline
+from services.alerts.records import alert_data, alert_json, timeline
 from services.alerts.settings import AlertsSettings
 from shared import tracing
-from shared.contracts.alerts import NotificationData, PageFailedData, PageSentData
-from shared.contracts.vocabulary import AlertStatus, NotificationStatus, Severity
+from shared.contracts.alerts import AlertRaisedData, NotificationData, PageFailedData, PageSentData
+from shared.contracts.vocabulary import RECEIPT_STATUSES, AlertStatus, NotificationStatus, Severity
 from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres, new_id
 from shared.runtime import ServiceRuntime
 
@@ -112,6 +112,7 @@ def _plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
         recipient=member.name, address=member.address, status=NotificationStatus.PENDING, attempts=0,
         created_at=now, next_attempt_at=now, oncall_center=schedule.center,
         traceparent=tracing.current_traceparent(),
+        fallbacks=[{"channel": f.channel, "address": f.address} for f in member.fallbacks] or None,
     )
     uow.session.add(notification)
     alert.escalation_level = max(alert.escalation_level, level)
@@ -157,6 +158,61 @@ def escalate_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) ->
         return len(alerts)
 
 
+def ack_timeout_seconds(uow: UnitOfWork, alert: Alert, *, settings: AlertsSettings) -> int:
+    """How long an acknowledged alert may stay unresolved before it fires again: its centre's
+    on-call table says, else HAI_ACK_TIMEOUT_SECONDS."""
+    schedule = schedule_for(uow, alert.center)
+    return (schedule.ack_timeout_seconds if schedule is not None and schedule.ack_timeout_seconds
+            else settings.ack_timeout_seconds)
+
+
+def wake_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) -> int:
+    """Re-notify: every acknowledged (or snoozed) alert still unresolved at its `wake_at` fires
+    again and pages level 1 again, its escalation starting over."""
+    with uow_factory() as uow:
+        now = uow.now()
+        stmt = (select(Alert)
+                .where(Alert.wake_at.is_not(None), Alert.wake_at <= now,
+                       Alert.status == AlertStatus.ACKNOWLEDGED)
+                .order_by(Alert.wake_at).limit(CLAIM_BATCH))
+        if is_postgres(uow.session):
+            stmt = stmt.with_for_update(skip_locked=True)
+        alerts = list(uow.session.execute(stmt).scalars())
+        for alert in alerts:
+            entry = {"acknowledged_by": alert.acknowledged_by,
+                     "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+                     "wake_at": alert.wake_at.isoformat() if alert.wake_at else None}
+            alert.status, alert.wake_at, alert.escalation_level = AlertStatus.FIRING, None, 0
+            alert.acknowledged_by = alert.acknowledged_at = None
+            timeline(uow, alert, SYSTEM, "woke", entry)
+            uow.publish(alert_data(alert, AlertRaisedData), subject=alert.id)
+            page_from_level_one(uow, alert, settings=settings,
+                                reason="acknowledged but not resolved in time")
+        uow.commit()
+        return len(alerts)
+
+
+def release_held(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) -> int:
+    """Holds that end: every firing alert a silence held back, once that silence has ended, is
+    paged now (or held by another silence still in force)."""
+    with uow_factory() as uow:
+        now = uow.now()
+        stmt = (select(Alert)
+                .join(Silence, Silence.id == Alert.silenced_by)
+                .where(Alert.silenced_by.is_not(None), Alert.status == AlertStatus.FIRING,
+                       Silence.ends_at <= now)
+                .order_by(Silence.ends_at, Alert.id).limit(CLAIM_BATCH))
+        if is_postgres(uow.session):
+            stmt = stmt.with_for_update(skip_locked=True, of=Alert)
+        alerts = list(uow.session.execute(stmt).scalars())
+        for alert in alerts:
+            timeline(uow, alert, SYSTEM, "silence_ended", {"silence_id": alert.silenced_by})
+            alert.silenced_by = None
+            page_from_level_one(uow, alert, settings=settings, reason="its silence ended")
+        uow.commit()
+        return len(alerts)
+
+
 @dataclass(frozen=True)
 class Claim:
     """A page this worker holds the lease of."""
@@ -198,16 +254,24 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                                      claimed_until=now + timedelta(seconds=lease_seconds(settings)),
                                      attempts=notification.attempts + 1):
                 continue  # another worker took it between our read and our write
+            fallbacks = tuple((f["channel"], f["address"]) for f in notification.fallbacks or ())
+            webhook = any(channel == "webhook" for channel, _ in
+                          ((notification.channel, notification.address), *fallbacks))
             claims.append(Claim(token=token, page=PageMessage(
                 notification_id=notification.id, channel=notification.channel,
                 address=notification.address, recipient=notification.recipient,
                 level=notification.level, alert=page_alert(alert_json(alert)),
-                ack_url=f"{settings.dashboard_url.rstrip('/')}/alerts/{alert.id}",
-                webhook_secret=(signing_secret(uow, notification, alert)
-                                if notification.channel == "webhook" else None),
+                ack_url=ack_url(settings, alert.id, notification.id),
+                webhook_secret=signing_secret(uow, notification, alert) if webhook else None,
+                fallbacks=fallbacks,
             ), traceparent=notification.traceparent))
         uow.commit()
     return claims
+
+
+def ack_url(settings: AlertsSettings, alert_id: str, notification_id: str) -> str:
+    """The page's link to the alert on the dashboard; opening it marks the page `seen`."""
+    return f"{settings.dashboard_url.rstrip('/')}/alerts/{alert_id}?n={notification_id}"
 
 
 def signing_secret(uow: UnitOfWork, n: Notification, alert: Alert) -> str | None:
@@ -233,7 +297,7 @@ def _set_if_unchanged(uow: UnitOfWork, n: Notification, **values: Any) -> bool:
 
 
 def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | None, *,
-                  settings: AlertsSettings) -> str:
+                  settings: AlertsSettings, delivery: Delivery | None = None) -> str:
     """Record how a send went, if this worker still holds the claim; returns the new status."""
     with uow_factory() as uow:
         stmt = select(Notification).where(Notification.id == claim.page.notification_id)
@@ -249,10 +313,18 @@ def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | Non
         n.claimed_until = None
         n.claim_token = None
         if error is None:
+            delivery = delivery or Delivery()
             n.status, n.sent_at, n.error = NotificationStatus.SENT, now, None
-            timeline(uow, alert, SYSTEM, "paged", {"notification_id": n.id, "level": n.level,
-                                                   "recipient": n.recipient, "channel": n.channel,
-                                                   "attempts": n.attempts})
+            n.sent_route = delivery.route
+            channel = claim.page.routes()[delivery.route][0]
+            entry: dict[str, Any] = {"notification_id": n.id, "level": n.level,
+                                     "recipient": n.recipient, "channel": channel,
+                                     "attempts": n.attempts}
+            if delivery.route:
+                entry.update(route=delivery.route, failed=list(delivery.failed))
+            timeline(uow, alert, SYSTEM, "paged", entry)
+            if delivery.delivered:
+                advance_receipt(uow, n, alert, NotificationStatus.DELIVERED, actor=SYSTEM)
             uow.publish(notification_data(n, PageSentData), subject=alert.id)
         elif n.attempts >= settings.page_max_attempts:
             n.status, n.error, n.next_attempt_at = NotificationStatus.FAILED, error, None
@@ -278,21 +350,42 @@ def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | Non
         return status
 
 
-def send(channels: Channels, claim: Claim) -> str | None:
-    """Send one claimed page; the error text, or None when it got through."""
+def send(channels: Channels, claim: Claim) -> Delivery | str:
+    """Send one claimed page: how it got through, or the error text."""
     with tracing.span(f"page {claim.page.channel}", parent=claim.traceparent, kind="producer",
                       **{"hai.notification_id": claim.page.notification_id}):
         return _send(channels, claim)
 
 
-def _send(channels: Channels, claim: Claim) -> str | None:
+def _send(channels: Channels, claim: Claim) -> Delivery | str:
     try:
-        channels.send(claim.page)
+        return channels.send(claim.page)
     except SendError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - any failure of a channel is a failed attempt
         return f"{type(exc).__name__}: {exc}"
-    return None
+
+
+# ---- the recipient's read status -----------------------------------------------------------
+
+RECEIPT_TIMES = {NotificationStatus.DELIVERED: "delivered_at", NotificationStatus.SEEN: "seen_at",
+                 NotificationStatus.ACKNOWLEDGED: "acknowledged_at"}
+RECEIPT_ACTIONS = {NotificationStatus.DELIVERED: "page_delivered", NotificationStatus.SEEN: "page_seen",
+                   NotificationStatus.ACKNOWLEDGED: "page_acknowledged"}
+
+
+def advance_receipt(uow: UnitOfWork, n: Notification, alert: Alert, status: NotificationStatus, *,
+                    actor: str) -> bool:
+    """Move a page that reached its recipient on to `status` (delivered, seen, acknowledged),
+    never back; record the time and a timeline entry the first time. False when nothing changed."""
+    if n.status not in RECEIPT_STATUSES or getattr(n, RECEIPT_TIMES[status]) is not None:
+        return False
+    setattr(n, RECEIPT_TIMES[status], uow.now())
+    if RECEIPT_STATUSES.index(status) > RECEIPT_STATUSES.index(NotificationStatus(n.status)):
+        n.status = status
+    timeline(uow, alert, actor, RECEIPT_ACTIONS[status],
+             {"notification_id": n.id, "level": n.level, "recipient": n.recipient})
+    return True
 
 
 def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
@@ -300,27 +393,38 @@ def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
     settings = runtime.settings
     state = pager(runtime)
     escalated = escalate_due(runtime.uow_factory, settings=settings)
+    woken = wake_due(runtime.uow_factory, settings=settings)
+    released = release_held(runtime.uow_factory, settings=settings)
     claims = claim_due(runtime.uow_factory, settings=settings)
     channels = state.channels
     if len(claims) <= 1:
-        errors = [send(channels, c) for c in claims]
+        outcomes = [send(channels, c) for c in claims]
     else:
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SENDS, len(claims))) as pool:
-            errors = list(pool.map(lambda c: send(channels, c), claims))
+            outcomes = list(pool.map(lambda c: send(channels, c), claims))
     facts: dict[str, int] = {"escalated": escalated, "claimed": len(claims),
                              NotificationStatus.SENT: 0, NotificationStatus.RETRYING: 0,
                              NotificationStatus.FAILED: 0, "claim_lost": 0}
-    for claim, error in zip(claims, errors, strict=True):
-        status = record_result(runtime.uow_factory, claim, error, settings=settings)
-        facts[status] = facts.get(status, 0) + 1
+    # re-notified and released alerts, said only when there were some
+    facts.update({k: v for k, v in (("woken", woken), ("released", released)) if v})
+    for claim, outcome in zip(claims, outcomes, strict=True):
+        error, delivery = (outcome, None) if isinstance(outcome, str) else (None, outcome)
+        status = record_result(runtime.uow_factory, claim, error, settings=settings,
+                               delivery=delivery)
+        counted = NotificationStatus.SENT if status in RECEIPT_STATUSES else status
+        facts[counted] = facts.get(counted, 0) + 1
         if status in (NotificationStatus.RETRYING, NotificationStatus.FAILED):
             state.page_failures.labels(channel=claim.page.channel, result=status).inc()
     return facts
 
 
 def run_pager(runtime: ServiceRuntime) -> dict[str, Any]:
-    """The pager job: one sweep; it also arms the after-commit kick of this process's consumers."""
-    pager(runtime).kick.armed = True
+    """The pager job: one sweep; it also arms the after-commit kick of this process's consumers
+    (and, the first time, loads the apprise channel's plugins in the background)."""
+    state = pager(runtime)
+    if not state.kick.armed:
+        state.channels.warm_up()
+    state.kick.armed = True
     return dict(sweep_once(runtime))
 
 
