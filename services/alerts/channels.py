@@ -211,7 +211,7 @@ class Channels:
             if refusal:
                 raise SendError(f"apprise: {shown}: address refused: {refusal}")
         plugin.socket_connect_timeout = plugin.socket_read_timeout = self.settings.page_timeout_seconds
-        critical = page.alert.get("severity") == "critical"
+        critical = page.alert.get("severity") == Severity.CRITICAL
         notify_type = _apprise_module().NotifyType
         ok = plugin.notify(body=page.text(), title=page.title(),
                            notify_type=notify_type.FAILURE if critical else notify_type.WARNING)

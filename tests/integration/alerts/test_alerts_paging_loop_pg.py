@@ -17,7 +17,7 @@ from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from tests.doubles import ntfy_server, refusing_port, smtp_server, webhook
 from tests.factories import T0, flow_recorded, oncall_body
-from tests.helpers import Harness, emit
+from tests.helpers import Harness, deliver, emit
 from tests.integration.alerts.alerts_testkit import NURSE, ONCALL
 from tests.integration.alerts.test_alerts_pg import pg_alerts
 
@@ -243,3 +243,133 @@ def test_over_rabbitmq_a_flow_reading_pages_the_fallback_when_the_first_provider
             bus.close()
     (message,) = ntfy.on("north")
     assert "SN-RMQ" in message["message"]
+
+
+# ---- re-notify, snooze ---------------------------------------------------------------------------
+
+def levels_paged(h: Harness, alert_id: str) -> list[int]:
+    return [p["level"] for p in pages_of(h, alert_id)]
+
+
+def test_acknowledged_but_unresolved_after_the_centre_s_timeout_pages_level_one_again(
+        h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall([member("ann", "log", "ann")], [member("bob", "log", "bob")],
+                           ack_timeout_seconds=3600))
+    assert h.client.get("/v1/oncall/north", headers=NURSE).json()["ack_timeout_seconds"] == 3600
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    sweep(h)
+    alert = the_alert(h)
+    r = h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=ONCALL)
+    assert r.status_code == 200 and r.json()["wake_at"] == "2026-11-02T09:00:00Z", r.text
+    clock(h).advance(seconds=3599)
+    assert "woken" not in sweep(h) and levels_paged(h, alert["id"]) == [1]
+    clock(h).advance(seconds=2)
+    assert sweep(h)["woken"] == 1
+    assert sweep(h).get("woken") is None  # once
+    again = the_alert(h)
+    assert (again["status"], again["acknowledged_by"], again["wake_at"]) == ("firing", None, None)
+    assert levels_paged(h, alert["id"]) == [1, 1]
+    assert actions(h, alert["id"])[-3:] == ["woke", "page_planned", "paged"]
+    deliver([h], bus)  # the outbox relays what the sweep published
+    assert [e["data"]["status"] for e in published(bus, EventType.ALERT_RAISED)] == ["firing", "firing"]
+    clock(h).advance(seconds=901)  # its escalation starts over
+    sweep(h)
+    assert levels_paged(h, alert["id"]) == [1, 1, 2]
+
+
+def test_the_default_acknowledgement_timeout_is_the_setting(h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall([member("ann", "log", "ann")]))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    alert = the_alert(h)
+    h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=ONCALL)
+    assert the_alert(h)["wake_at"] == "2026-11-02T12:00:00Z"  # 4 h
+    clock(h).advance(hours=2)
+    assert h.client.post(f"/v1/alerts/{alert['id']}/resolve", headers=ONCALL,
+                         json={"resolution": "refilled"}).status_code == 200
+    clock(h).advance(hours=3)
+    assert "woken" not in sweep(h) and the_alert(h)["status"] == "resolved"
+
+
+def test_a_snoozed_alert_wakes_at_until_and_pages_level_one(h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall([member("ann", "log", "ann")], [member("bob", "log", "bob")]))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    sweep(h)
+    alert = the_alert(h)
+    url = f"/v1/alerts/{alert['id']}/snooze"
+    body = {"until": "2026-11-02T08:30:00Z", "reason": "pump being checked at the bedside"}
+    r = h.client.post(url, json=body, headers=NURSE)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["wake_at"]) == ("acknowledged", "2026-11-02T08:30:00Z")
+    clock(h).advance(seconds=1200)  # no escalation while snoozed
+    sweep(h)
+    assert levels_paged(h, alert["id"]) == [1]
+    clock(h).advance(seconds=600)
+    assert sweep(h)["woken"] == 1 and levels_paged(h, alert["id"]) == [1, 1]
+    assert "snoozed" in actions(h, alert["id"])
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"until": "2026-11-02T07:59:59Z", "reason": "r"}, "until"),  # past
+    ({"until": "2026-11-02T08:00:00Z", "reason": "r"}, "until"),  # now
+    ({"until": "2026-11-03T08:00:01Z", "reason": "r"}, "until"),  # beyond 24 h
+    ({"until": "2026-11-02T09:00:00", "reason": "r"}, "until"),  # no zone
+    ({"until": "2026-11-02T09:00:00Z"}, "reason"),
+    ({"until": "2026-11-02T09:00:00Z", "reason": "r\x00"}, "reason"),
+    ({"until": "2026-11-02T09:00:00Z", "reason": "r", "level": 3}, "level"),
+])
+def test_snooze_input_is_checked_and_nothing_changes(h: Harness, bus: InProcessBus,
+                                                     body: dict[str, Any], field: str) -> None:
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    alert = the_alert(h)
+    r = h.client.post(f"/v1/alerts/{alert['id']}/snooze", json=body, headers=NURSE)
+    assert r.status_code == 422 and field in r.text, r.text
+    assert the_alert(h) == alert
+
+
+def test_snoozing_a_resolved_or_unknown_alert_is_refused(h: Harness, bus: InProcessBus) -> None:
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    alert = the_alert(h)
+    h.client.post(f"/v1/alerts/{alert['id']}/resolve", headers=ONCALL, json={"resolution": "ok"})
+    body = {"until": "2026-11-02T09:00:00Z", "reason": "r"}
+    assert h.client.post(f"/v1/alerts/{alert['id']}/snooze", json=body, headers=NURSE).status_code == 409
+    assert h.client.post("/v1/alerts/nope/snooze", json=body, headers=NURSE).status_code == 404
+    assert h.client.post(f"/v1/alerts/{alert['id']}/snooze", json=body).status_code == 401
+
+
+# ---- holds that end --------------------------------------------------------------------------------
+
+def silence(h: Harness, key: str, ends_at: str, **matchers: str) -> str:
+    r = h.client.post("/v1/silences", headers={**ONCALL, "Idempotency-Key": key}, json={
+        "matchers": matchers, "starts_at": "2026-11-02T07:00:00Z", "ends_at": ends_at,
+        "reason": "maintenance"})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_alerts_a_silence_held_back_are_paged_when_it_ends_once(h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall([member("ann", "log", "ann")]))
+    first = silence(h, "s1", "2026-11-02T09:00:00Z", center="north")
+    second = silence(h, "s2", "2026-11-02T10:00:00Z", pump_serial="SN2")
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", 40))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN3", 40))
+    sn1, sn2, sn3 = (the_alert(h, pump_serial=s) for s in ("SN1", "SN2", "SN3"))
+    assert {a["silenced_by"] for a in (sn1, sn2, sn3)} == {first}
+    h.client.post(f"/v1/alerts/{sn3['id']}/resolve", headers=ONCALL, json={"resolution": "ok"})
+    sweep(h)
+    assert [pages_of(h, a["id"]) for a in (sn1, sn2, sn3)] == [[], [], []]
+    clock(h).advance(hours=1, seconds=1)
+    assert sweep(h)["released"] == 2
+    assert sweep(h).get("released") is None  # no double page
+    assert [len(pages_of(h, a["id"])) for a in (sn1, sn2, sn3)] == [1, 0, 0]
+    assert the_alert(h, pump_serial="SN2")["silenced_by"] == second  # still held by the other
+    assert actions(h, sn1["id"])[-3:] == ["silence_ended", "page_planned", "paged"]
+    clock(h).advance(hours=1)
+    assert sweep(h)["released"] == 1
+    assert [len(pages_of(h, a["id"])) for a in (sn1, sn2, sn3)] == [1, 1, 0]
+
+
+def published(bus: InProcessBus, event_type: str) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(m.body) for m in bus.published if m.routing_key == event_type]
