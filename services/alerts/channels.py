@@ -36,6 +36,7 @@ from services.alerts.webhooks import (
     system_resolver,
 )
 from shared import tracing
+from shared.contracts.vocabulary import Severity
 
 log = structlog.get_logger(__name__)
 # apprise's own log lines may carry a provider's URL or answer: only its errors, and they say
