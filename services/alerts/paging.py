@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import httpx
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import or_, select, update
@@ -471,6 +472,8 @@ class Pager:
     # `hai_page_failures_total{channel,result}`: failed attempts (`retrying`) and pages given
     # up (`failed`), by channel; on /metrics from the start, before any page fails
     page_failures: Counter
+    # `hai_heartbeat_ping_failures_total`: pings of HAI_HEARTBEAT_URL that did not get through
+    heartbeat_failures: Counter
 
     @classmethod
     def attach_to(cls, runtime: ServiceRuntime) -> Pager:
@@ -478,7 +481,10 @@ class Pager:
             channels=Channels(runtime.settings), kick=PagerKick(runtime),
             page_failures=Counter("hai_page_failures_total",
                                   "Failed page attempts by channel; result failed when given up",
-                                  ["channel", "result"], registry=runtime.registry)))
+                                  ["channel", "result"], registry=runtime.registry),
+            heartbeat_failures=Counter("hai_heartbeat_ping_failures_total",
+                                       "Pings of the external dead man's switch that failed",
+                                       registry=runtime.registry)))
 
 
 def pager(runtime: ServiceRuntime) -> Pager:
@@ -493,3 +499,30 @@ def notification_data(n: Notification, event: type[N]) -> N:
         status=NotificationStatus(n.status), attempts=n.attempts, sent_at=n.sent_at, error=n.error,
     )
 
+
+
+# ---- heartbeat out -------------------------------------------------------------------------
+
+def ping_heartbeat(runtime: ServiceRuntime) -> dict[str, Any]:
+    """Tell the external dead man's switch (HAI_HEARTBEAT_URL) that paging is alive: its database
+    answers and this job runs. A failed ping is logged and counted, never raised: the switch
+    itself notices the silence."""
+    settings = runtime.settings
+    state = pager(runtime)
+    target = httpx.URL(settings.heartbeat_url)
+    try:
+        with runtime.uow_factory() as uow:
+            uow.session.execute(select(1))
+            at = uow.now()
+        response = state.channels.http.post(
+            target, json={"service": runtime.name, "at": at.isoformat()},
+            timeout=settings.page_timeout_seconds)
+        if response.status_code >= 300:
+            raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request,
+                                        response=response)
+    except Exception as exc:  # noqa: BLE001 - a failed ping must never stop the job
+        state.heartbeat_failures.inc()
+        # the host only: the URL's path is often the switch's secret
+        log.warning("heartbeat.ping_failed", host=target.host, error=type(exc).__name__)
+        return {"ok": False}
+    return {"ok": True}

@@ -373,3 +373,35 @@ def published(bus: InProcessBus, event_type: str) -> list[dict[str, Any]]:
     import json
 
     return [json.loads(m.body) for m in bus.published if m.routing_key == event_type]
+
+
+# ---- heartbeat out -----------------------------------------------------------------------------------
+
+def heartbeat_job(h: Harness) -> Any:
+    from services.alerts import jobs
+
+    return next((j for j in jobs.jobs(h.runtime) if j.name == "heartbeat_out"), None)
+
+
+def failures(h: Harness) -> float:
+    value = h.runtime.registry.get_sample_value("hai_heartbeat_ping_failures_total")
+    return float(value or 0)
+
+
+def test_the_heartbeat_pings_the_dead_man_s_switch_and_a_failed_ping_is_counted(
+        tmp_path, pg_database: Callable[[str], str], bus: InProcessBus) -> None:
+    url = pg_database("alerts")
+    with webhook(fail_first=1) as switch:
+        h = pg_alerts(tmp_path, url, MovableClock(T0), bus, heartbeat_url=switch.url_for("/ping/abc"),
+                      heartbeat_interval_seconds=30.0)
+        job = heartbeat_job(h)
+        assert job is not None and job.interval_seconds == 30.0
+        assert job.run(h.runtime) == {"ok": False} and failures(h) == 1  # answered 503
+        assert job.run(h.runtime) == {"ok": True} and failures(h) == 1
+    (ping,) = switch.on("/ping/abc")
+    assert ping == {"service": "alerts", "at": "2026-11-02T08:00:00+00:00"}
+    with refusing_port() as dead:
+        h2 = pg_alerts(tmp_path, url, MovableClock(T0), bus,
+                       heartbeat_url=f"http://127.0.0.1:{dead}/ping/secret-uuid")
+        assert heartbeat_job(h2).run(h2.runtime) == {"ok": False} and failures(h2) == 1
+    assert heartbeat_job(pg_alerts(tmp_path, url, MovableClock(T0), bus)) is None  # not set: no job
