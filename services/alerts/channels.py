@@ -78,22 +78,38 @@ class PageMessage:
     # the member's other addresses, tried in order after `address`; an apprise URL holds secrets
     fallbacks: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
+    # a storm's other alerts for the same recipient, in the same page ({..., notification_id, ack_url})
+    others: tuple[dict[str, Any], ...] = ()
+
     def routes(self) -> list[tuple[str, str]]:
         """(channel, address) of every address of the member, in the order they are tried."""
         return [(self.channel, self.address), *self.fallbacks]
 
     def body(self) -> dict[str, Any]:
-        """The webhook body of the contract: {alert, level, recipient, ack_url} (+ notification_id)."""
-        return {"alert": self.alert, "level": self.level, "recipient": self.recipient,
+        """The webhook body of the contract: {alert, level, recipient, ack_url} (+ notification_id);
+        a storm's page also lists every alert it carries in `alerts`."""
+        body = {"alert": self.alert, "level": self.level, "recipient": self.recipient,
                 "ack_url": self.ack_url, "notification_id": self.notification_id}
+        if self.others:
+            body["alerts"] = [{**self.alert, "notification_id": self.notification_id,
+                               "ack_url": self.ack_url}, *self.others]
+        return body
 
     def title(self) -> str:
-        """One line: severity and summary."""
-        return f"[HAI {self.alert.get('severity')}] {self.alert.get('summary')}"
+        """One line: severity and summary (a storm's page: how many alerts)."""
+        more = f" (+{len(self.others)} more alerts)" if self.others else ""
+        return f"[HAI {self.alert.get('severity')}] {self.alert.get('summary')}{more}"
 
     def text(self) -> str:
-        """The page as text (email, SMS, push): no names, the MRN, pump, centre and the ack link."""
+        """The page as text (email, SMS, push): no names, the MRN, pump, centre and the ack link;
+        a storm's page, one line per alert."""
         a = self.alert
+        if self.others:
+            return "\n".join([f"{len(self.others) + 1} alerts for you (on-call level {self.level}):", ""]
+                             + [f"- {str(x.get('severity')).upper()} {x.get('summary')} "
+                                f"(MRN {x.get('patient_mrn') or '-'}, pump {x.get('pump_serial') or '-'}, "
+                                f"center {x.get('center') or '-'}): {x.get('ack_url')}"
+                                for x in self.body()["alerts"]])
         return "\n".join([
             f"{str(a.get('severity')).upper()} alert ({a.get('kind')}), on-call level {self.level}",
             "",

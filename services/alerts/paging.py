@@ -20,13 +20,13 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from services.alerts.channels import Channels, Delivery, PageMessage, SendError, page_alert
 from services.alerts.models import Alert, Notification, OncallSchedule, Silence
@@ -45,6 +45,7 @@ N = TypeVar("N", bound=NotificationData)
 SYSTEM = "system"
 DEFAULT_CENTER = "default"  # the on-call used for alerts of a center without one (and system alerts)
 CLAIM_BATCH = 50
+RATE_WINDOW_SECONDS = 60  # the per-recipient page limit counts the messages of the last minute
 MAX_PARALLEL_SENDS = 16
 
 
@@ -221,6 +222,8 @@ class Claim:
     token: str
     page: PageMessage
     traceparent: str | None = None
+    # every page the message carries (one, or a storm's list for one recipient), first = page's
+    notification_ids: tuple[str, ...] = ()
 
 
 def lease_seconds(settings: AlertsSettings) -> float:
@@ -230,7 +233,11 @@ def lease_seconds(settings: AlertsSettings) -> float:
 
 def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
               limit: int = CLAIM_BATCH) -> list[Claim]:
-    """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim."""
+    """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim.
+
+    Storms: a recipient gets at most HAI_PAGE_RATE_PER_MINUTE page messages a minute. When more
+    pages are due for one than that leaves room for, they go as one page listing them all; when
+    no room is left, they wait until the minute frees one (and then go together)."""
     claims: list[Claim] = []
     with uow_factory() as uow:
         now = uow.now()
@@ -242,6 +249,7 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
         if is_postgres(uow.session):
             stmt = stmt.with_for_update(skip_locked=True, of=Notification)
         rows = [(row[0], row[1]) for row in uow.session.execute(stmt).all()]
+        by_recipient: dict[tuple[str, str, str], list[tuple[Notification, Alert]]] = {}
         for notification, alert in rows:
             if alert.status != AlertStatus.FIRING:
                 if _set_if_unchanged(uow, notification, status=NotificationStatus.CANCELLED,
@@ -250,24 +258,72 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                     timeline(uow, alert, SYSTEM, "page_cancelled",
                              {"notification_id": notification.id, "alert_status": alert.status})
                 continue
-            token = new_id()
-            if not _set_if_unchanged(uow, notification, status=NotificationStatus.SENDING, claim_token=token,
-                                     claimed_until=now + timedelta(seconds=lease_seconds(settings)),
-                                     attempts=notification.attempts + 1):
-                continue  # another worker took it between our read and our write
-            fallbacks = tuple((f["channel"], f["address"]) for f in notification.fallbacks or ())
-            webhook = any(channel == "webhook" for channel, _ in
-                          ((notification.channel, notification.address), *fallbacks))
-            claims.append(Claim(token=token, page=PageMessage(
-                notification_id=notification.id, channel=notification.channel,
-                address=notification.address, recipient=notification.recipient,
-                level=notification.level, alert=page_alert(alert_json(alert)),
-                ack_url=ack_url(settings, alert.id, notification.id),
-                webhook_secret=signing_secret(uow, notification, alert) if webhook else None,
-                fallbacks=fallbacks,
-            ), traceparent=notification.traceparent))
+            key = (notification.recipient, notification.channel, notification.address)
+            by_recipient.setdefault(key, []).append((notification, alert))
+        for key, group in by_recipient.items():
+            left, frees_at = _room(uow, key, now=now, settings=settings)
+            if left <= 0:
+                _hold(uow, group, until=frees_at, settings=settings)
+            elif len(group) <= left:
+                claims.extend(c for c in (_claim(uow, [row], now=now, settings=settings)
+                                          for row in group) if c is not None)
+            else:
+                claim = _claim(uow, group[:settings.page_group_max], now=now, settings=settings)
+                claims.extend([claim] if claim is not None else [])
         uow.commit()
     return claims
+
+
+def _room(uow: UnitOfWork, key: tuple[str, str, str], *, now: datetime,
+          settings: AlertsSettings) -> tuple[int, datetime]:
+    """How many more page messages the recipient may get in this minute, and when the oldest
+    message of the minute stops counting."""
+    recipient, channel, address = key
+    message = func.coalesce(Notification.message_id, Notification.id)
+    rows = uow.session.execute(
+        select(message, func.min(Notification.sent_at))
+        .where(Notification.recipient == recipient, Notification.channel == channel,
+               Notification.address == address,
+               Notification.sent_at > now - timedelta(seconds=RATE_WINDOW_SECONDS))
+        .group_by(message)).all()
+    oldest: datetime = min((row[1] for row in rows if row[1] is not None), default=now)
+    return settings.page_rate_per_minute - len(rows), oldest + timedelta(seconds=RATE_WINDOW_SECONDS)
+
+
+def _hold(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, until: datetime,
+          settings: AlertsSettings) -> None:
+    """The recipient had their pages for this minute: these wait until one frees."""
+    for notification, alert in group:
+        if _set_if_unchanged(uow, notification, next_attempt_at=until, claimed_until=None):
+            timeline(uow, alert, SYSTEM, "page_held", {
+                "notification_id": notification.id, "until": until.isoformat(),
+                "reason": f"{settings.page_rate_per_minute} pages a minute to {notification.recipient}"})
+
+
+def _claim(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, now: datetime,
+           settings: AlertsSettings) -> Claim | None:
+    """Claim the pages of one message (one page, or a storm's list for one recipient)."""
+    token = new_id()
+    held = [(n, a) for n, a in group
+            if _set_if_unchanged(uow, n, status=NotificationStatus.SENDING, claim_token=token,
+                                 claimed_until=now + timedelta(seconds=lease_seconds(settings)),
+                                 attempts=n.attempts + 1)]  # else: another worker took it
+    if not held:
+        return None
+    notification, alert = held[0]
+    fallbacks = tuple((f["channel"], f["address"]) for f in notification.fallbacks or ())
+    webhook = any(channel == "webhook" for channel, _ in
+                  ((notification.channel, notification.address), *fallbacks))
+    return Claim(token=token, page=PageMessage(
+        notification_id=notification.id, channel=notification.channel,
+        address=notification.address, recipient=notification.recipient,
+        level=notification.level, alert=page_alert(alert_json(alert)),
+        ack_url=ack_url(settings, alert.id, notification.id),
+        webhook_secret=signing_secret(uow, notification, alert) if webhook else None,
+        fallbacks=fallbacks,
+        others=tuple({**page_alert(alert_json(a)), "notification_id": n.id,
+                      "ack_url": ack_url(settings, a.id, n.id)} for n, a in held[1:]),
+    ), traceparent=notification.traceparent, notification_ids=tuple(n.id for n, _ in held))
 
 
 def ack_url(settings: AlertsSettings, alert_id: str, notification_id: str) -> str:
@@ -299,56 +355,66 @@ def _set_if_unchanged(uow: UnitOfWork, n: Notification, **values: Any) -> bool:
 
 def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | None, *,
                   settings: AlertsSettings, delivery: Delivery | None = None) -> str:
-    """Record how a send went, if this worker still holds the claim; returns the new status."""
+    """Record how a send went, for each page the message carried that this worker still holds
+    the claim of; returns the new status (of the first)."""
     with uow_factory() as uow:
-        stmt = select(Notification).where(Notification.id == claim.page.notification_id)
-        if is_postgres(uow.session):
-            stmt = stmt.with_for_update()
-        n = uow.session.execute(stmt).scalar_one()
-        if n.status != NotificationStatus.SENDING or n.claim_token != claim.token:
-            log.warning("page.claim_lost", notification_id=n.id, status=n.status)
-            return "claim_lost"
-        alert = uow.session.get(Alert, n.alert_id)
-        assert alert is not None
-        now = uow.now()
-        n.claimed_until = None
-        n.claim_token = None
-        if error is None:
-            delivery = delivery or Delivery()
-            n.status, n.sent_at, n.error = NotificationStatus.SENT, now, None
-            n.sent_route = delivery.route
-            channel = claim.page.routes()[delivery.route][0]
-            entry: dict[str, Any] = {"notification_id": n.id, "level": n.level,
-                                     "recipient": n.recipient, "channel": channel,
-                                     "attempts": n.attempts}
-            if delivery.route:
-                entry.update(route=delivery.route, failed=list(delivery.failed))
-            timeline(uow, alert, SYSTEM, "paged", entry)
-            if delivery.delivered:
-                advance_receipt(uow, n, alert, NotificationStatus.DELIVERED, actor=SYSTEM)
-            uow.publish(notification_data(n, PageSentData), subject=alert.id)
-        elif n.attempts >= settings.page_max_attempts:
-            n.status, n.error, n.next_attempt_at = NotificationStatus.FAILED, error, None
-            timeline(uow, alert, SYSTEM, "page_failed", {"notification_id": n.id, "level": n.level,
-                                                         "attempts": n.attempts, "error": error})
-            uow.publish(notification_data(n, PageFailedData), subject=alert.id)
-            log.error("page.failed", notification_id=n.id, alert_id=alert.id, level=n.level,
-                      attempts=n.attempts)
-            if alert.status == AlertStatus.FIRING and alert.escalation_level <= n.level:
-                _page_level(uow, alert, n.level + 1, schedule=schedule_for(uow, alert.center),
-                            settings=settings,
-                            reason=f"level {n.level} page failed after {n.attempts} attempts")
-        else:
-            delay = next_attempt_delay_seconds(attempts=n.attempts,
-                                               first_retry_seconds=settings.page_first_retry_seconds)
-            n.status, n.error = NotificationStatus.RETRYING, error
-            n.next_attempt_at = now + timedelta(seconds=delay)
-            timeline(uow, alert, SYSTEM, "page_attempt_failed",
-                     {"notification_id": n.id, "attempt": n.attempts, "error": error,
-                      "next_attempt_at": n.next_attempt_at.isoformat()})
-        status = n.status
+        statuses = [_record(uow, notification_id, claim, error, settings=settings,
+                            delivery=delivery)
+                    for notification_id in claim.notification_ids or (claim.page.notification_id,)]
         uow.commit()
-        return status
+        return statuses[0]
+
+
+def _record(uow: UnitOfWork, notification_id: str, claim: Claim, error: str | None, *,
+            settings: AlertsSettings, delivery: Delivery | None) -> str:
+    stmt = select(Notification).where(Notification.id == notification_id)
+    if is_postgres(uow.session):
+        stmt = stmt.with_for_update()
+    n = uow.session.execute(stmt).scalar_one()
+    if n.status != NotificationStatus.SENDING or n.claim_token != claim.token:
+        log.warning("page.claim_lost", notification_id=n.id, status=n.status)
+        return "claim_lost"
+    alert = uow.session.get(Alert, n.alert_id)
+    assert alert is not None
+    now = uow.now()
+    n.claimed_until = None
+    n.claim_token = None
+    if error is None:
+        delivery = delivery or Delivery()
+        n.status, n.sent_at, n.error = NotificationStatus.SENT, now, None
+        n.sent_route, n.message_id = delivery.route, claim.page.notification_id
+        channel = claim.page.routes()[delivery.route][0]
+        entry: dict[str, Any] = {"notification_id": n.id, "level": n.level,
+                                 "recipient": n.recipient, "channel": channel,
+                                 "attempts": n.attempts}
+        if delivery.route:
+            entry.update(route=delivery.route, failed=list(delivery.failed))
+        if claim.page.others:
+            entry.update(message_id=n.message_id, alerts_in_page=len(claim.page.others) + 1)
+        timeline(uow, alert, SYSTEM, "paged", entry)
+        if delivery.delivered:
+            advance_receipt(uow, n, alert, NotificationStatus.DELIVERED, actor=SYSTEM)
+        uow.publish(notification_data(n, PageSentData), subject=alert.id)
+    elif n.attempts >= settings.page_max_attempts:
+        n.status, n.error, n.next_attempt_at = NotificationStatus.FAILED, error, None
+        timeline(uow, alert, SYSTEM, "page_failed", {"notification_id": n.id, "level": n.level,
+                                                     "attempts": n.attempts, "error": error})
+        uow.publish(notification_data(n, PageFailedData), subject=alert.id)
+        log.error("page.failed", notification_id=n.id, alert_id=alert.id, level=n.level,
+                  attempts=n.attempts)
+        if alert.status == AlertStatus.FIRING and alert.escalation_level <= n.level:
+            _page_level(uow, alert, n.level + 1, schedule=schedule_for(uow, alert.center),
+                        settings=settings,
+                        reason=f"level {n.level} page failed after {n.attempts} attempts")
+    else:
+        delay = next_attempt_delay_seconds(attempts=n.attempts,
+                                           first_retry_seconds=settings.page_first_retry_seconds)
+        n.status, n.error = NotificationStatus.RETRYING, error
+        n.next_attempt_at = now + timedelta(seconds=delay)
+        timeline(uow, alert, SYSTEM, "page_attempt_failed",
+                 {"notification_id": n.id, "attempt": n.attempts, "error": error,
+                  "next_attempt_at": n.next_attempt_at.isoformat()})
+    return str(n.status)
 
 
 def send(channels: Channels, claim: Claim) -> Delivery | str:
@@ -413,7 +479,7 @@ def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
         status = record_result(runtime.uow_factory, claim, error, settings=settings,
                                delivery=delivery)
         counted = NotificationStatus.SENT if status in RECEIPT_STATUSES else status
-        facts[counted] = facts.get(counted, 0) + 1
+        facts[counted] = facts.get(counted, 0) + max(1, len(claim.notification_ids))
         if status in (NotificationStatus.RETRYING, NotificationStatus.FAILED):
             state.page_failures.labels(channel=claim.page.channel, result=status).inc()
     return facts

@@ -39,9 +39,10 @@ class AlertsSettings(ServiceAddresses):
     # the second
     ack_timeout_seconds: int = 4 * 3600
     snooze_max_seconds: int = 24 * 3600
-    # storms: at most this many page messages per recipient per minute; what is due beyond waits
-    # and goes as one page listing the alerts (up to page_group_max alerts in one page)
-    page_rate_per_minute: int = 5
+    # storms: at most this many page messages per recipient (name and address) per minute; when
+    # more pages are due for one than that leaves room for, they go as one page listing the alerts
+    # (up to page_group_max in one page), and with no room left they wait for the minute to free one
+    page_rate_per_minute: int = 20
     page_group_max: int = 50
     # heartbeat out: the pager pings this URL (a dead man's switch: healthchecks.io, Uptime Kuma,
     # Cronitor...) every interval, so that a dead alerting pipeline is noticed from outside

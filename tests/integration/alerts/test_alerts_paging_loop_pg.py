@@ -405,3 +405,45 @@ def test_the_heartbeat_pings_the_dead_man_s_switch_and_a_failed_ping_is_counted(
                        heartbeat_url=f"http://127.0.0.1:{dead}/ping/secret-uuid")
         assert heartbeat_job(h2).run(h2.runtime) == {"ok": False} and failures(h2) == 1
     assert heartbeat_job(pg_alerts(tmp_path, url, MovableClock(T0), bus)) is None  # not set: no job
+
+
+# ---- storms --------------------------------------------------------------------------------------------
+
+def test_a_storm_goes_as_one_page_per_recipient_with_the_list_within_a_rate_limit(
+        tmp_path, pg_database: Callable[[str], str], bus: InProcessBus) -> None:
+    h = pg_alerts(tmp_path, pg_database("alerts"), MovableClock(T0), bus, page_rate_per_minute=3)
+    with webhook() as ann, webhook() as bob:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        put(h, "south", oncall([member("bob", "webhook", bob.url)]))
+        for i in range(10):  # a recall sweeps one centre: ten alerts at once
+            emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(f"SN{i}", 40))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN-S", 40, center="south"))
+        assert sweep(h)["sent"] == 11
+        (storm,) = ann.pages
+        assert [a["pump_serial"] for a in storm["alerts"]] == [f"SN{i}" for i in range(10)]
+        assert storm["alert"] == {k: v for k, v in storm["alerts"][0].items()
+                                  if k not in ("notification_id", "ack_url")}
+        (single,) = bob.pages
+        assert "alerts" not in single and single["alert"]["pump_serial"] == "SN-S"
+        alerts = h.client.get("/v1/alerts", params={"center": "north", "limit": 50},
+                              headers=NURSE).json()["items"]
+        pages = [p for a in alerts for p in pages_of(h, a["id"])]
+        assert {p["message_id"] for p in pages} == {storm["notification_id"]}
+        assert {p["status"] for p in pages} == {"sent"}
+        # the same minute: room for two more messages, then none
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN10", 40))
+        sweep(h)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN11", 40))
+        sweep(h)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN12", 40))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN13", 40))
+        assert sweep(h)["claimed"] == 0
+        assert len(ann.pages) == 3
+        held = the_alert(h, pump_serial="SN12")
+        assert actions(h, held["id"])[-1] == "page_held"
+        clock(h).advance(seconds=59)
+        assert sweep(h)["claimed"] == 0
+        clock(h).advance(seconds=2)  # the minute's three messages leave it: room for three
+        assert sweep(h)["sent"] == 2
+    assert sorted(p["alert"]["pump_serial"] for p in ann.pages[-2:]) == ["SN12", "SN13"]
+    assert len(ann.pages) == 5

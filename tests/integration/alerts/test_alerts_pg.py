@@ -90,7 +90,8 @@ def test_pages_planned_but_never_claimed_are_sent_by_the_next_worker(
 
 def test_two_workers_page_each_notification_once(tmp_path, pg_database: Callable[[str], str]) -> None:
     clock, bus = MovableClock(T0), InProcessBus()
-    h = pg_alerts(tmp_path, pg_database("alerts"), clock, bus)
+    # 60 separate pages to one recipient: no storm grouping here (its own tests have it)
+    h = pg_alerts(tmp_path, pg_database("alerts"), clock, bus, page_rate_per_minute=1000)
     with webhook(fail_first=5) as hook:
         h.client.put("/v1/oncall/north", headers=ONCALL, json=oncall_body([("ann", "webhook", hook.url)]))
         for i in range(60):
