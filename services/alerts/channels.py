@@ -228,6 +228,11 @@ class Channels:
             if refusal:
                 raise SendError(f"apprise: {shown}: address refused: {refusal}")
         plugin.socket_connect_timeout = plugin.socket_read_timeout = self.settings.page_timeout_seconds
+        # as the webhook's: never follow a redirect (it could lead past the address checks), and
+        # in production never send a page over TLS left unverified by its URL's `verify=no`
+        plugin.redirects = False
+        if self.settings.env == "production":
+            plugin.verify_certificate = True
         critical = page.alert.get("severity") == Severity.CRITICAL
         notify_type = _apprise_module().NotifyType
         ok = plugin.notify(body=page.text(), title=page.title(),

@@ -141,6 +141,15 @@ def test_every_address_failing_is_one_failed_attempt_naming_each(h: Harness, bus
     assert ntfy.refused == 1
 
 
+def test_an_apprise_page_does_not_follow_a_redirect(h: Harness, bus: InProcessBus) -> None:
+    with webhook() as metadata, webhook(redirect_to="http://169.254.169.254/latest") as hop:
+        hop.redirect_to = metadata.url
+        put(h, "north", oncall([member("ann", "apprise", f"json://127.0.0.1:{hop.port}/page")]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+        assert sweep(h)["retrying"] == 1
+    assert hop.attempts == 1 and metadata.attempts == 0
+
+
 @pytest.mark.parametrize(("address", "why"), [
     ("json://169.254.1.5/latest", "link-local"),
     ("json://169.254.169.254/latest", "metadata"),
