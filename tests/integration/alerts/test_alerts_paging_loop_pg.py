@@ -267,23 +267,25 @@ def test_acknowledged_but_unresolved_after_the_centre_s_timeout_pages_level_one_
     assert h.client.get("/v1/oncall/north", headers=NURSE).json()["ack_timeout_seconds"] == 3600
     emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
     sweep(h)
+    clock(h).advance(seconds=900)  # unacknowledged: level 2 is paged
+    sweep(h)
     alert = the_alert(h)
     r = h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=ONCALL)
-    assert r.status_code == 200 and r.json()["wake_at"] == "2026-11-02T09:00:00Z", r.text
+    assert r.status_code == 200 and r.json()["wake_at"] == "2026-11-02T09:15:00Z", r.text
     clock(h).advance(seconds=3599)
-    assert "woken" not in sweep(h) and levels_paged(h, alert["id"]) == [1]
+    assert "woken" not in sweep(h) and levels_paged(h, alert["id"]) == [1, 2]
     clock(h).advance(seconds=2)
     assert sweep(h)["woken"] == 1
     assert sweep(h).get("woken") is None  # once
     again = the_alert(h)
     assert (again["status"], again["acknowledged_by"], again["wake_at"]) == ("firing", None, None)
-    assert levels_paged(h, alert["id"]) == [1, 1]
+    assert levels_paged(h, alert["id"]) == [1, 2, 1]
     assert actions(h, alert["id"])[-3:] == ["woke", "page_planned", "paged"]
     deliver([h], bus)  # the outbox relays what the sweep published
     assert [e["data"]["status"] for e in published(bus, EventType.ALERT_RAISED)] == ["firing", "firing"]
     clock(h).advance(seconds=901)  # its escalation starts over
     sweep(h)
-    assert levels_paged(h, alert["id"]) == [1, 1, 2]
+    assert levels_paged(h, alert["id"]) == [1, 2, 1, 2]
 
 
 def test_the_default_acknowledgement_timeout_is_the_setting(h: Harness, bus: InProcessBus) -> None:
