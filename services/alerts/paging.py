@@ -27,6 +27,7 @@ import httpx
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute
 
 from services.alerts.channels import Channels, Delivery, PageMessage, SendError, page_alert
 from services.alerts.models import Alert, Notification, OncallSchedule, Silence
@@ -139,17 +140,22 @@ def _arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule |
 
 # ---- the sweep -----------------------------------------------------------------------------
 
+def _due_alerts(uow: UnitOfWork, due_at: InstrumentedAttribute[datetime | None],
+                status: AlertStatus) -> list[Alert]:
+    """Alerts in `status` whose `due_at` has come, oldest first, locked (skipped when another
+    worker holds them)."""
+    stmt = (select(Alert)
+            .where(due_at.is_not(None), due_at <= uow.now(), Alert.status == status)
+            .order_by(due_at).limit(CLAIM_BATCH))
+    if is_postgres(uow.session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(uow.session.execute(stmt).scalars())
+
+
 def escalate_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) -> int:
     """Page the next level of every firing critical alert whose escalation time has come."""
     with uow_factory() as uow:
-        now = uow.now()
-        stmt = (select(Alert)
-                .where(Alert.next_escalation_at.is_not(None), Alert.next_escalation_at <= now,
-                       Alert.status == AlertStatus.FIRING)
-                .order_by(Alert.next_escalation_at).limit(CLAIM_BATCH))
-        if is_postgres(uow.session):
-            stmt = stmt.with_for_update(skip_locked=True)
-        alerts = list(uow.session.execute(stmt).scalars())
+        alerts = _due_alerts(uow, Alert.next_escalation_at, AlertStatus.FIRING)
         for alert in alerts:
             schedule = schedule_for(uow, alert.center)
             waited = (schedule.escalation_delay_seconds if schedule
@@ -172,14 +178,7 @@ def wake_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) -> int
     """Re-notify: every acknowledged (or snoozed) alert still unresolved at its `wake_at` fires
     again and pages level 1 again, its escalation starting over."""
     with uow_factory() as uow:
-        now = uow.now()
-        stmt = (select(Alert)
-                .where(Alert.wake_at.is_not(None), Alert.wake_at <= now,
-                       Alert.status == AlertStatus.ACKNOWLEDGED)
-                .order_by(Alert.wake_at).limit(CLAIM_BATCH))
-        if is_postgres(uow.session):
-            stmt = stmt.with_for_update(skip_locked=True)
-        alerts = list(uow.session.execute(stmt).scalars())
+        alerts = _due_alerts(uow, Alert.wake_at, AlertStatus.ACKNOWLEDGED)
         for alert in alerts:
             entry = {"acknowledged_by": alert.acknowledged_by,
                      "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Select, and_, select
@@ -44,6 +44,7 @@ from shared.errors import Conflict, Invalid, NotFound
 from shared.pagination import Page, PageParams, page_of, paginate
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 SYSTEM = "system"
 HEARTBEAT_SOURCE = "scheduling"
@@ -180,13 +181,15 @@ def _resolve(uow: UnitOfWork, alert: Alert, *, actor: str, resolution: str, auto
 # ---- people acting on alerts ---------------------------------------------------------------
 
 def _get_for_update(uow: UnitOfWork, alert_id: str) -> Alert:
-    stmt = select(Alert).where(Alert.id == alert_id)
-    if is_postgres(uow.session):
-        stmt = stmt.with_for_update()
-    alert = uow.session.execute(stmt).scalar_one_or_none()
-    if alert is None:
-        raise NotFound(f"alert {alert_id} not found")
-    return alert
+    return _locked(uow, Alert, alert_id, what="alert")
+
+
+def _locked(uow: UnitOfWork, model: type[T], key: str, *, what: str) -> T:
+    """The row of `model` with primary key `key`, locked for this transaction (404 when none)."""
+    row = uow.session.get(model, key, with_for_update=is_postgres(uow.session))
+    if row is None:
+        raise NotFound(f"{what} {key} not found")
+    return row
 
 
 def acknowledge(*, uow: UnitOfWork, alert_id: str, actor: str, note: str | None,
@@ -240,12 +243,7 @@ def snooze(*, uow: UnitOfWork, alert_id: str, actor: str, until: datetime, reaso
 
 def mark_seen(*, uow: UnitOfWork, notification_id: str, actor: str) -> NotificationRead:
     """The page's ack link was opened: the page is `seen` (once; never moves a page back)."""
-    stmt = select(Notification).where(Notification.id == notification_id)
-    if is_postgres(uow.session):
-        stmt = stmt.with_for_update()
-    n = uow.session.execute(stmt).scalar_one_or_none()
-    if n is None:
-        raise NotFound(f"notification {notification_id} not found")
+    n = _locked(uow, Notification, notification_id, what="notification")
     if n.status not in RECEIPT_STATUSES:
         raise Conflict(f"notification {notification_id} is {n.status}; only a page sent can be seen",
                        current_status=n.status)

@@ -19,6 +19,7 @@ from tests.doubles import ntfy_server, refusing_port, smtp_server, webhook
 from tests.factories import T0, flow_recorded, oncall_body
 from tests.helpers import Harness, deliver, emit
 from tests.integration.alerts.alerts_testkit import NURSE, ONCALL
+from tests.integration.alerts.test_alerts_api import clock
 from tests.integration.alerts.test_alerts_pg import pg_alerts
 
 SECRET = "s3cret-Tok3n"
@@ -35,12 +36,6 @@ def h(tmp_path, pg_database: Callable[[str], str], bus: InProcessBus) -> Iterato
                         dashboard_url="http://dash.test")
     yield harness
     harness.runtime.engine.dispose()
-
-
-def clock(h: Harness) -> MovableClock:
-    c = h.runtime.clock
-    assert isinstance(c, MovableClock)
-    return c
 
 
 def member(name: str, channel: str, address: str, *fallbacks: tuple[str, str]) -> dict[str, Any]:
@@ -214,31 +209,18 @@ def auth_none() -> dict[str, str]:
 
 def test_over_rabbitmq_a_flow_reading_pages_the_fallback_when_the_first_provider_is_down(
         tmp_path, pg_database: Callable[[str], str], amqp_url: str) -> None:
-    from fastapi.testclient import TestClient
-
-    from services.alerts import app as alerts_app
-    from shared.clock import SystemClock
     from shared.events import EVENTS_EXCHANGE, CloudEvent
     from shared.messaging.base import OutgoingMessage
-    from shared.messaging.rabbit import RabbitBus
-    from shared.migrations import upgrade
     from shared.runtime import Worker
-    from tests.helpers import test_settings as make_settings
     from tests.helpers import wait_until
+    from tests.integration.alerts.test_alerts_pg import rabbit_alerts, start_paging_to
 
-    url = pg_database("alerts")
-    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=amqp_url,
-                             page_sweep_seconds=0.5)
-    upgrade("alerts", url)
-    bus = RabbitBus(amqp_url)
-    runtime = alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
+    bus, runtime = rabbit_alerts(tmp_path, pg_database("alerts"), amqp_url, page_sweep_seconds=0.5)
     worker = Worker(runtime)
     with refusing_port() as dead, ntfy_server() as ntfy:
-        client = TestClient(alerts_app.create_app(runtime))
-        assert client.put("/v1/oncall/north", headers=ONCALL, json=oncall([member(
+        start_paging_to(None, runtime, worker, oncall([member(
             "ann", "apprise", f"json://127.0.0.1:{dead}/sms-gateway",
-            ("apprise", f"ntfy://127.0.0.1:{ntfy.port}/north"))])).status_code == 200
-        worker.start()
+            ("apprise", f"ntfy://127.0.0.1:{ntfy.port}/north"))]))
         try:
             event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
                                       data=flow_recorded("SN-RMQ", 40))

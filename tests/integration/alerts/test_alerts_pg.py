@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select
 
@@ -120,13 +121,25 @@ def test_two_workers_page_each_notification_once(tmp_path, pg_database: Callable
         assert {s for _, s, _ in statuses(workers[0])} == {"sent"}
 
 
-def start_paging_to(hook: WebhookReceiver, runtime: ServiceRuntime, worker: Worker) -> None:
-    """Put `hook` on call for centre north, then start the worker (consumers, pager)."""
+def rabbit_alerts(tmp_path, url: str, amqp_url: str, **overrides: object) -> tuple[Any, ServiceRuntime]:
+    """The alerts service on PostgreSQL `url` (migrated) and RabbitMQ, on the system clock."""
+    from shared.messaging.rabbit import RabbitBus
+
+    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=amqp_url, **overrides)
+    upgrade("alerts", url)
+    bus = RabbitBus(amqp_url)
+    return bus, alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
+
+
+def start_paging_to(hook: WebhookReceiver | None, runtime: ServiceRuntime, worker: Worker,
+                    body: dict[str, object] | None = None) -> None:
+    """Put `hook` (or the on-call table `body`) on call for centre north, then start the worker
+    (consumers, pager)."""
     from fastapi.testclient import TestClient
 
     client = TestClient(alerts_app.create_app(runtime))
-    assert client.put("/v1/oncall/north", headers=ONCALL,
-                      json=oncall_body([("ann", "webhook", hook.url)])).status_code == 200
+    body = body or oncall_body([("ann", "webhook", hook.url if hook else "")])
+    assert client.put("/v1/oncall/north", headers=ONCALL, json=body).status_code == 200
     worker.start()
 
 
@@ -134,14 +147,7 @@ def test_a_page_is_sent_on_the_consumers_commit_not_on_the_next_sweep(
         tmp_path, pg_database: Callable[[str], str], amqp_url: str) -> None:
     """The pager's sweep is an hour apart here: pages that arrive at all were sent because the
     consumer's commit woke the pager (no timing is measured: timings belong in bench/)."""
-    from shared.messaging.rabbit import RabbitBus
-
-    url = pg_database("alerts")
-    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=amqp_url,
-                             page_sweep_seconds=3600.0)
-    upgrade("alerts", url)
-    bus = RabbitBus(amqp_url)
-    runtime = alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
+    bus, runtime = rabbit_alerts(tmp_path, pg_database("alerts"), amqp_url, page_sweep_seconds=3600.0)
     worker = Worker(runtime)
     with webhook() as hook:
         start_paging_to(hook, runtime, worker)
@@ -166,14 +172,7 @@ def test_a_flow_page_does_not_wait_behind_a_burst_of_sweep_announcements(
         tmp_path, pg_database: Callable[[str], str], fresh_vhost: str) -> None:
     # a sweep announces hundreds of overdue refills at once; an abnormal flow reading sent just
     # after them must page without waiting for them all: flow readings have their own queue
-    from shared.messaging.rabbit import RabbitBus
-
-    url = pg_database("alerts")
-    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=fresh_vhost,
-                             page_sweep_seconds=1.0)
-    upgrade("alerts", url)
-    bus = RabbitBus(fresh_vhost)
-    runtime = alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
+    bus, runtime = rabbit_alerts(tmp_path, pg_database("alerts"), fresh_vhost, page_sweep_seconds=1.0)
     bus.declare(runtime.all_queues())
     burst = 600
 
