@@ -454,13 +454,15 @@ def advance_receipt(uow: UnitOfWork, n: Notification, alert: Alert, status: Noti
     return True
 
 
-def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
-    """One pass: escalate what is due, claim due pages, send them in parallel, record results."""
+def sweep_once(runtime: ServiceRuntime, *, timed: bool = True) -> dict[str, int]:
+    """One pass: escalate what is due, re-notify and release what is due (`timed`; a kick after
+    a consumer's commit leaves those to the job's next pass, to page the new alert sooner), claim
+    due pages, send them in parallel, record results."""
     settings = runtime.settings
     state = pager(runtime)
     escalated = escalate_due(runtime.uow_factory, settings=settings)
-    woken = wake_due(runtime.uow_factory, settings=settings)
-    released = release_held(runtime.uow_factory, settings=settings)
+    woken = wake_due(runtime.uow_factory, settings=settings) if timed else 0
+    released = release_held(runtime.uow_factory, settings=settings) if timed else 0
     claims = claim_due(runtime.uow_factory, settings=settings)
     channels = state.channels
     if len(claims) <= 1:
@@ -523,7 +525,7 @@ class PagerKick:
         with self._lock:
             self._pending = False
         try:
-            sweep_once(self.runtime)
+            sweep_once(self.runtime, timed=False)
         except Exception as exc:  # noqa: BLE001 - the job's next sweep tries again
             log.warning("pager.kick_failed", error=f"{type(exc).__name__}: {exc}")
 
