@@ -209,11 +209,9 @@ def auth_none() -> dict[str, str]:
 
 def test_over_rabbitmq_a_flow_reading_pages_the_fallback_when_the_first_provider_is_down(
         tmp_path, pg_database: Callable[[str], str], amqp_url: str) -> None:
-    from shared.events import EVENTS_EXCHANGE, CloudEvent
-    from shared.messaging.base import OutgoingMessage
     from shared.runtime import Worker
     from tests.helpers import wait_until
-    from tests.integration.alerts.test_alerts_pg import rabbit_alerts, start_paging_to
+    from tests.integration.alerts.test_alerts_pg import publish_flow, rabbit_alerts, start_paging_to
 
     bus, runtime = rabbit_alerts(tmp_path, pg_database("alerts"), amqp_url, page_sweep_seconds=0.5)
     worker = Worker(runtime)
@@ -222,12 +220,7 @@ def test_over_rabbitmq_a_flow_reading_pages_the_fallback_when_the_first_provider
             "ann", "apprise", f"json://127.0.0.1:{dead}/sms-gateway",
             ("apprise", f"ntfy://127.0.0.1:{ntfy.port}/north"))]))
         try:
-            event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
-                                      data=flow_recorded("SN-RMQ", 40))
-            publisher = bus.publisher()
-            publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
-                                                     event.to_json_bytes())])
-            publisher.close()
+            publish_flow(bus, "SN-RMQ")
             wait_until(lambda: ntfy.on("north"), what="the page on the fallback", timeout_s=30)
         finally:
             worker.stop()

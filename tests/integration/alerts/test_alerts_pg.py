@@ -131,6 +131,16 @@ def rabbit_alerts(tmp_path, url: str, amqp_url: str, **overrides: object) -> tup
     return bus, alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
 
 
+def publish_flow(bus: Any, serial: str) -> None:
+    """An abnormal flow reading of pump `serial`, published on the broker as scheduling would."""
+    event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
+                              data=flow_recorded(serial, 40))
+    publisher = bus.publisher()
+    publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
+                                             event.to_json_bytes())])
+    publisher.close()
+
+
 def start_paging_to(hook: WebhookReceiver | None, runtime: ServiceRuntime, worker: Worker,
                     body: dict[str, object] | None = None) -> None:
     """Put `hook` (or the on-call table `body`) on call for centre north, then start the worker
@@ -222,12 +232,7 @@ def test_upgrading_the_broker_moves_flow_readings_off_the_old_queue(fresh_vhost:
             (EVENTS_EXCHANGE, t) for t in handlers.HANDLED_TYPES))])  # the earlier release
         bus.declare(list(handlers.queue_specs()))
         bus.declare(list(handlers.queue_specs()))  # again: unbinding what is gone is no error
-        event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
-                                  data=flow_recorded("SN-UP", 40))
-        publisher = bus.publisher()
-        publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
-                                                 event.to_json_bytes())])
-        publisher.close()
+        publish_flow(bus, "SN-UP")
     finally:
         bus.close()
     with pika.BlockingConnection(pika.URLParameters(fresh_vhost)) as conn:
