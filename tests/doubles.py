@@ -163,10 +163,11 @@ class WebhookReceiver:
     queue, with its arrival time, for a reader that blocks on it."""
 
     def __init__(self, *, fail_first: int = 0, always_fail: bool = False,
-                 redirect_to: str | None = None) -> None:
+                 redirect_to: str | None = None, answer: dict[str, Any] | None = None) -> None:
         self.fail_first = fail_first
         self.always_fail = always_fail
         self.redirect_to = redirect_to
+        self.answer = json.dumps(answer).encode() if answer is not None else b""
         self.requests: list[Received] = []
         self.arrivals: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
         self.lock = threading.Lock()
@@ -187,8 +188,12 @@ class WebhookReceiver:
                 self.send_response(status)
                 if status == 307:
                     self.send_header("location", receiver.redirect_to or "")
-                self.send_header("content-length", "0")
+                answer = receiver.answer if status == 200 else b""
+                if answer:
+                    self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
         self._server = LocalHttpServer(Handler)
         self.base_url = self._server.url
@@ -238,6 +243,83 @@ def webhook(**kwargs: Any) -> Iterator[WebhookReceiver]:
         yield receiver
     finally:
         receiver.close()
+
+
+class NtfyServer:
+    """A self-hosted ntfy server, as much of its publish API as a page needs: `POST /` with JSON
+    `{topic, title, message, ...}`, or `POST|PUT /{topic}` with the message as the body and the
+    title in `X-Title`; it answers the message as ntfy does (`{id, time, event: "message", topic,
+    message}`). With `password`, a publisher must send it (Basic auth, or `Bearer <password>`)
+    or get 401; with `always_fail`, 503."""
+
+    def __init__(self, *, password: str | None = None, always_fail: bool = False) -> None:
+        self.password = password
+        self.always_fail = always_fail
+        self.messages: list[dict[str, Any]] = []  # accepted: {topic, title, message}
+        self.refused = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(QuietHandler):
+            def _publish(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.path.strip("/"):
+                    message = {"topic": self.path.strip("/"), "title": self.headers.get("x-title"),
+                               "message": body.decode("utf-8", errors="replace")}
+                else:
+                    message = json.loads(body)
+                status = 503 if server.always_fail else 200 if server._authorised(
+                    self.headers.get("authorization")) else 401
+                answer: dict[str, Any] = {"code": status, "error": "refused"}
+                with server.lock:
+                    if status == 200:
+                        answer = {"id": f"m{len(server.messages) + 1}", "time": int(time.time()),
+                                  "event": "message", "topic": message.get("topic"),
+                                  "message": message.get("message")}
+                        server.messages.append(message)
+                    else:
+                        server.refused += 1
+                raw = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            do_POST = do_PUT = _publish  # noqa: N815 - http.server's names
+
+        self._server = LocalHttpServer(Handler)
+        self.port = self._server.port
+
+    def _authorised(self, authorization: str | None) -> bool:
+        if self.password is None:
+            return True
+        if not authorization:
+            return False
+        kind, _, value = authorization.partition(" ")
+        if kind.lower() == "bearer":
+            return value == self.password
+        import base64
+
+        return base64.b64decode(value).decode().partition(":")[2] == self.password
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        """The messages accepted on one topic."""
+        with self.lock:
+            return [m for m in self.messages if m.get("topic") == topic]
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@contextlib.contextmanager
+def ntfy_server(**kwargs: Any) -> Iterator[NtfyServer]:
+    """An ntfy server for the duration of a block (arguments: NtfyServer's)."""
+    server = NtfyServer(**kwargs)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 # ---------------------------------------------------------------- mail

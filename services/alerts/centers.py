@@ -45,15 +45,5 @@ def on_settings_changed(uow: UnitOfWork, data: CenterSettingsChangedData) -> Non
 
 def effective_settings(uow: UnitOfWork, settings: AlertsSettings,
                        center: str | None) -> AlertsSettings:
-    """Alerts' settings as they apply to one centre: its own values over the defaults
-    (`ack_timeout_seconds` is kept, and applied once alerts' settings have the field)."""
+    """Alerts' settings as they apply to one centre: its own values over the defaults."""
     return CACHE.get(uow.session, settings.center_settings_cache_seconds).over(settings, center)
-
-
-def ack_timeout_seconds(uow: UnitOfWork, settings: AlertsSettings, center: str | None) -> int | None:
-    """The centre's own acknowledgement timeout, or None (the system default applies)."""
-    if center is None:
-        return None
-    own = CACHE.get(uow.session, settings.center_settings_cache_seconds).own.get(center, {})
-    value = own.get("ack_timeout_seconds")
-    return int(value) if value is not None else None

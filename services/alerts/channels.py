@@ -1,8 +1,19 @@
-"""How a page reaches a person: webhook (HTTP POST of JSON), email (SMTP), or the log."""
+"""How a page reaches a person: webhook (HTTP POST of JSON), email (SMTP), apprise (one URL per
+address: SMS providers, ntfy, Pushover, e-mail, chat...), or the log. A member's addresses are
+tried in order within one attempt: the first that takes the page ends it.
+
+An apprise URL carries its provider's secrets (tokens, passwords): the API shows it masked the
+way apprise itself masks it (`mask_address`), and an error or a log line names only that form.
+Addresses of self-hosted services (json, ntfy, gotify, mailto...: the schemes apprise also
+speaks over plain HTTP or SMTP) keep to the webhook's address rules: judged by their literal host
+when the on-call table is set, and by every address the host resolves to before each send.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import smtplib
 import threading
 from dataclasses import dataclass, field
@@ -18,17 +29,37 @@ from services.alerts.webhooks import (
     AddressRefused,
     Resolver,
     private_allowed,
+    refusal_of_ip,
+    refusal_of_url,
     resolve_target,
     signature_headers,
     system_resolver,
 )
 from shared import tracing
+from shared.contracts.vocabulary import Severity
 
 log = structlog.get_logger(__name__)
+# apprise's own log lines may carry a provider's URL or answer: only its errors, and they say
+# nothing of the secret (the failure we record names the masked URL)
+logging.getLogger("apprise").setLevel(logging.CRITICAL)
+
+# apprise schemes that act on this machine (its log, its desktop), not on a recipient's phone
+LOCAL_APPRISE_SCHEMES = frozenset({"syslog", "dbus", "kde", "qt", "glib", "gnome", "macosx",
+                                   "windows", "rsyslog"})
 
 
 class SendError(Exception):
     """The page did not reach its recipient (it will be retried or escalated)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a page got through: which of the member's addresses took it, and what the channel
+    said of it."""
+
+    route: int = 0  # 0: the first address; n: the n-th fallback
+    delivered: bool = False  # the channel said the page reached the device
+    failed: tuple[str, ...] = ()  # why each address tried before it did not take the page
 
 
 @dataclass(frozen=True)
@@ -44,11 +75,52 @@ class PageMessage:
     ack_url: str
     # signs a webhook page; kept out of the repr so that no log line carries it
     webhook_secret: str | None = field(default=None, repr=False)
+    # the member's other addresses, tried in order after `address`; an apprise URL holds secrets
+    fallbacks: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    # a storm's other alerts for the same recipient, in the same page ({..., notification_id, ack_url})
+    others: tuple[dict[str, Any], ...] = ()
+
+    def routes(self) -> list[tuple[str, str]]:
+        """(channel, address) of every address of the member, in the order they are tried."""
+        return [(self.channel, self.address), *self.fallbacks]
 
     def body(self) -> dict[str, Any]:
-        """The webhook body of the contract: {alert, level, recipient, ack_url} (+ notification_id)."""
-        return {"alert": self.alert, "level": self.level, "recipient": self.recipient,
+        """The webhook body of the contract: {alert, level, recipient, ack_url} (+ notification_id);
+        a storm's page also lists every alert it carries in `alerts`."""
+        body = {"alert": self.alert, "level": self.level, "recipient": self.recipient,
                 "ack_url": self.ack_url, "notification_id": self.notification_id}
+        if self.others:
+            body["alerts"] = [{**self.alert, "notification_id": self.notification_id,
+                               "ack_url": self.ack_url}, *self.others]
+        return body
+
+    def title(self) -> str:
+        """One line: severity and summary (a storm's page: how many alerts)."""
+        more = f" (+{len(self.others)} more alerts)" if self.others else ""
+        return f"[HAI {self.alert.get('severity')}] {self.alert.get('summary')}{more}"
+
+    def text(self) -> str:
+        """The page as text (email, SMS, push): no names, the MRN, pump, centre and the ack link;
+        a storm's page, one line per alert."""
+        a = self.alert
+        if self.others:
+            return "\n".join([f"{len(self.others) + 1} alerts for you (on-call level {self.level}):", ""]
+                             + [f"- {str(x.get('severity')).upper()} {x.get('summary')} "
+                                f"(MRN {x.get('patient_mrn') or '-'}, pump {x.get('pump_serial') or '-'}, "
+                                f"center {x.get('center') or '-'}): {x.get('ack_url')}"
+                                for x in self.body()["alerts"]])
+        return "\n".join([
+            f"{str(a.get('severity')).upper()} alert ({a.get('kind')}), on-call level {self.level}",
+            "",
+            f"{a.get('summary')}",
+            "",
+            f"MRN:    {a.get('patient_mrn') or '-'}",
+            f"Pump:   {a.get('pump_serial') or '-'}",
+            f"Center: {a.get('center') or '-'}",
+            "",
+            f"Acknowledge: {self.ack_url}",
+        ])
 
 
 def page_alert(alert: dict[str, Any]) -> dict[str, Any]:
@@ -83,26 +155,45 @@ class Channels:
                 client = self._tls[tls_server_name] = self._client()
             return client
 
-    def send(self, page: PageMessage) -> None:
-        """Send a page; raise SendError when it did not get through."""
-        if page.channel == "webhook":
-            self._webhook(page)
-        elif page.channel == "email":
-            self._email(page)
-        elif page.channel == "log":
+    def send(self, page: PageMessage) -> Delivery:
+        """Send a page to the member's addresses in order until one takes it; raise SendError
+        (every address's failure) when none did."""
+        failed: list[str] = []
+        for route, (channel, address) in enumerate(page.routes()):
+            try:
+                delivered = self._send_to(page, channel, address)
+            except SendError as exc:
+                failed.append(str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - any failure of a channel: try the next address
+                failed.append(f"{channel}: {type(exc).__name__}")
+                continue
+            return Delivery(route=route, delivered=delivered, failed=tuple(failed))
+        raise SendError("; ".join(failed))
+
+    def _send_to(self, page: PageMessage, channel: str, address: str) -> bool:
+        """Send to one address; True when the channel said the page reached the device."""
+        if channel == "webhook":
+            return self._webhook(page, address)
+        if channel == "email":
+            self._email(page, address)
+        elif channel == "apprise":
+            self._apprise(page, address)
+        elif channel == "log":
             # ids only in logs: the MRN stays out
             log.warning("page.log", notification_id=page.notification_id,
                         alert_id=page.alert.get("id"), kind=page.alert.get("kind"),
                         severity=page.alert.get("severity"), level=page.level,
                         recipient_id=page.recipient, ack_url=page.ack_url)
         else:
-            raise SendError(f"unknown channel {page.channel!r}")
+            raise SendError(f"unknown channel {channel!r}")
+        return False
 
-    def _webhook(self, page: PageMessage) -> None:
+    def _webhook(self, page: PageMessage, address: str) -> bool:
         if not page.webhook_secret:
             raise SendError("webhook: the on-call table has no signing secret; set one (PUT)")
         try:
-            target = resolve_target(page.address, allow_private=private_allowed(self.settings),
+            target = resolve_target(address, allow_private=private_allowed(self.settings),
                                     resolve=self.resolve)
         except AddressRefused as exc:
             raise SendError(f"webhook: address refused: {exc}") from exc
@@ -123,25 +214,39 @@ class Channels:
             raise SendError(f"webhook: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 300:
             raise SendError(f"webhook: HTTP {response.status_code}")
+        return _says_delivered(response)
 
-    def _email(self, page: PageMessage) -> None:
-        a = page.alert
+    def _apprise(self, page: PageMessage, address: str) -> None:
+        shown = mask_address("apprise", address)
+        plugin = apprise_plugin(address)
+        if plugin is None:
+            raise SendError(f"apprise: {shown} is not a URL apprise can send to")
+        host = self_hosted_host(plugin)
+        if host is not None:
+            refusal = _resolved_refusal(host, allow_private=private_allowed(self.settings),
+                                        resolve=self.resolve)
+            if refusal:
+                raise SendError(f"apprise: {shown}: address refused: {refusal}")
+        plugin.socket_connect_timeout = plugin.socket_read_timeout = self.settings.page_timeout_seconds
+        # as the webhook's: never follow a redirect (it could lead past the address checks), and
+        # in production never send a page over TLS left unverified by its URL's `verify=no`
+        plugin.redirects = False
+        if self.settings.env == "production":
+            plugin.verify_certificate = True
+        critical = page.alert.get("severity") == Severity.CRITICAL
+        notify_type = _apprise_module().NotifyType
+        ok = plugin.notify(body=page.text(), title=page.title(),
+                           notify_type=notify_type.FAILURE if critical else notify_type.WARNING)
+        if not ok:
+            raise SendError(f"apprise: {shown} did not take the page")
+
+    def _email(self, page: PageMessage, address: str) -> None:
         msg = EmailMessage()
         msg["From"] = self.settings.smtp_from
-        msg["To"] = page.address
-        msg["Subject"] = f"[HAI {a.get('severity')}] {a.get('summary')}"
+        msg["To"] = address
+        msg["Subject"] = page.title()
         msg["X-HAI-Notification-Id"] = page.notification_id
-        msg.set_content("\n".join([
-            f"{str(a.get('severity')).upper()} alert ({a.get('kind')}), on-call level {page.level}",
-            "",
-            f"{a.get('summary')}",
-            "",
-            f"MRN:    {a.get('patient_mrn') or '-'}",
-            f"Pump:   {a.get('pump_serial') or '-'}",
-            f"Center: {a.get('center') or '-'}",
-            "",
-            f"Acknowledge: {page.ack_url}",
-        ]))
+        msg.set_content(page.text())
         try:
             with smtplib.SMTP(self.settings.smtp_host, self.settings.smtp_port,
                               timeout=self.settings.page_timeout_seconds) as smtp:
@@ -149,8 +254,100 @@ class Channels:
         except (OSError, smtplib.SMTPException) as exc:
             raise SendError(f"email: {type(exc).__name__}: {exc}") from exc
 
+    def warm_up(self) -> None:
+        """Load apprise's plugins in the background (about a second and a half: not on the
+        first page's time)."""
+        threading.Thread(target=lambda: apprise_plugin("json://localhost/"), daemon=True,
+                         name="alerts-apprise-warm-up").start()
+
     def close(self) -> None:
         self.http.close()
         with self._tls_lock:
             for client in self._tls.values():
                 client.close()
+
+
+def _says_delivered(response: httpx.Response) -> bool:
+    """A webhook receiver that put the page on the device may answer `{"delivered": true}`."""
+    if "json" not in response.headers.get("content-type", ""):
+        return False
+    try:
+        answer = response.json()
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("delivered") is True
+
+
+# ---- apprise addresses ---------------------------------------------------------------------
+
+def _apprise_module() -> Any:
+    """apprise, imported on first use (its import and plugin scan take over a second)."""
+    import apprise
+
+    return apprise
+
+
+def apprise_plugin(address: str) -> Any | None:
+    """The apprise notifier of a URL, or None when apprise cannot send to it (or it acts on this
+    machine rather than reaching a person)."""
+    scheme = address.split(":", 1)[0].lower()
+    if scheme in LOCAL_APPRISE_SCHEMES:
+        return None
+    try:
+        return _apprise_module().Apprise.instantiate(address, suppress_exceptions=True) or None
+    except Exception:  # noqa: BLE001 - a URL apprise chokes on is one it cannot send to
+        return None
+
+
+def self_hosted_host(plugin: Any) -> str | None:
+    """The server a self-hosted service's URL names (json, ntfy, gotify, mailto...: the services
+    apprise also speaks to in plain text); None for a provider's cloud (its host part is a token)."""
+    if not getattr(type(plugin), "protocol", None):
+        return None
+    host = getattr(plugin, "smtp_host", None) or getattr(plugin, "host", None)
+    return str(host).strip("[]") if host else None
+
+
+def mask_address(channel: str, address: str) -> str:
+    """An address as the API and the logs show it: an apprise URL with its secrets masked."""
+    if channel != "apprise":
+        return address
+    plugin = apprise_plugin(address)
+    if plugin is None:
+        return address.split(":", 1)[0] + "://****"
+    try:
+        return str(plugin.url(privacy=True))
+    except Exception:  # noqa: BLE001 - never show what could not be masked
+        return address.split(":", 1)[0] + "://****"
+
+
+def address_refusal(channel: str, address: str, *, allow_private: bool) -> str | None:
+    """Why a member's address is refused when the on-call table is set (judged without DNS)."""
+    if channel == "webhook":
+        return refusal_of_url(address, allow_private=allow_private)
+    if channel != "apprise":
+        return None
+    plugin = apprise_plugin(address)
+    if plugin is None:
+        return "not an apprise URL that reaches a person"
+    host = self_hosted_host(plugin)
+    if host is None:
+        return None
+    literal = f"[{host}]" if ":" in host else host
+    refusal = refusal_of_url(f"http://{literal}/", allow_private=allow_private)
+    return f"{host}: {refusal}" if refusal else None
+
+
+def _resolved_refusal(host: str, *, allow_private: bool, resolve: Resolver) -> str | None:
+    """Why a self-hosted service's host may not be paged now: any address it resolves to that
+    the rules refuse (a name that does not resolve is left to the provider to fail)."""
+    try:
+        infos = resolve(host, 0)
+    except (OSError, UnicodeError):
+        return None
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        refusal = refusal_of_ip(ip, allow_private=allow_private)
+        if refusal:
+            return f"{host} resolves to {refusal}"
+    return None

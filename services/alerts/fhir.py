@@ -54,7 +54,9 @@ PRIORITY_OF_SEVERITY: dict[str, str] = {Severity.CRITICAL: "stat", Severity.WARN
                         Severity.INFO: "routine"}
 # a page sent is completed, one given up stopped, any other still under way
 COMMUNICATION_STATUS: dict[str, str] = {
-    NotificationStatus.SENT: "completed", NotificationStatus.FAILED: "stopped",
+    NotificationStatus.SENT: "completed", NotificationStatus.DELIVERED: "completed",
+    NotificationStatus.SEEN: "completed", NotificationStatus.ACKNOWLEDGED: "completed",
+    NotificationStatus.FAILED: "stopped",
     NotificationStatus.CANCELLED: "stopped"}
 
 

@@ -61,6 +61,8 @@ class Alert(Base):
     escalation_level: Mapped[int] = mapped_column(Integer)
     # when a still-firing critical alert pages its next level (null: no timed escalation due)
     next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # when an acknowledged (or snoozed) alert not resolved by then fires again and pages level 1
+    wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         Index("uq_alerts_open_dedup_key", "dedup_key", unique=True,
@@ -71,6 +73,12 @@ class Alert(Base):
         Index("ix_alerts_escalation_due", "next_escalation_at",
               postgresql_where=text("next_escalation_at IS NOT NULL"),
               sqlite_where=text("next_escalation_at IS NOT NULL")),
+        Index("ix_alerts_wake_due", "wake_at",
+              postgresql_where=text("wake_at IS NOT NULL"),
+              sqlite_where=text("wake_at IS NOT NULL")),
+        Index("ix_alerts_silenced", "silenced_by",
+              postgresql_where=text("silenced_by IS NOT NULL"),
+              sqlite_where=text("silenced_by IS NOT NULL")),
     )
 
 
@@ -111,10 +119,21 @@ class Notification(Base):
     oncall_center: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # W3C traceparent of the work that planned the page (tracing on): the page joins its trace
     traceparent: Mapped[str | None] = mapped_column(String(55), nullable=True)
+    # the member's other addresses, tried in order when the one before fails: [{channel, address}]
+    fallbacks: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
+    # which address took the page (0: `address`, n: fallbacks[n-1])
+    sent_route: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the recipient's read status, each when first known
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the page message that carried it: several notifications of one recipient in a storm share one
+    message_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
     __table_args__ = (
         Index("ix_notifications_due", "status", "next_attempt_at"),
         Index("ix_notifications_listing", "created_at", "id"),
+        Index("ix_notifications_recipient_sent", "recipient", "sent_at"),
     )
 
 
@@ -125,6 +144,8 @@ class OncallSchedule(Base):
 
     center: Mapped[str] = mapped_column(String(100), primary_key=True)
     escalation_delay_seconds: Mapped[int] = mapped_column(Integer)
+    # an acknowledged alert not resolved after this long fires again (null: HAI_ACK_TIMEOUT_SECONDS)
+    ack_timeout_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     levels: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str] = mapped_column(String(200))

@@ -9,12 +9,21 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Route:
+    """One way to reach someone: a channel and its address."""
+
+    channel: str  # webhook | email | log | apprise
+    address: str
+
+
+@dataclass(frozen=True)
 class Member:
-    """Someone who can be paged, and how."""
+    """Someone who can be paged, and how: `address` first, then each fallback in order."""
 
     name: str
-    channel: str  # webhook | email | log
+    channel: str  # webhook | email | log | apprise
     address: str
+    fallbacks: tuple[Route, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,9 @@ def next_attempt_delay_seconds(*, attempts: int, first_retry_seconds: float) -> 
 def levels_from_json(levels: list[dict[str, Any]]) -> list[Level]:
     """Levels as stored (the PUT body's JSON) to rotation values."""
     return [
-        Level(members=tuple(Member(name=m["name"], channel=m["channel"], address=m["address"])
+        Level(members=tuple(Member(name=m["name"], channel=m["channel"], address=m["address"],
+                                   fallbacks=tuple(Route(channel=f["channel"], address=f["address"])
+                                                   for f in m.get("fallbacks") or ()))
                             for m in lv["members"]),
               rotation_start=_parse_utc(lv["rotation_start"]),
               shift_hours=float(lv["shift_hours"]))

@@ -20,22 +20,24 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import httpx
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute
 
 from services.alerts import centers
-from services.alerts.channels import Channels, PageMessage, SendError, page_alert
+from services.alerts.channels import Channels, Delivery, PageMessage, SendError, page_alert
 from services.alerts.models import Alert, Notification, OncallSchedule, Silence
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
-from services.alerts.records import alert_json, timeline
+from services.alerts.records import alert_data, alert_json, timeline
 from services.alerts.settings import AlertsSettings
 from shared import tracing
-from shared.contracts.alerts import NotificationData, PageFailedData, PageSentData
-from shared.contracts.vocabulary import AlertStatus, NotificationStatus, Severity
+from shared.contracts.alerts import AlertRaisedData, NotificationData, PageFailedData, PageSentData
+from shared.contracts.vocabulary import RECEIPT_STATUSES, AlertStatus, NotificationStatus, Severity
 from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres, new_id
 from shared.runtime import ServiceRuntime
 
@@ -45,6 +47,7 @@ N = TypeVar("N", bound=NotificationData)
 SYSTEM = "system"
 DEFAULT_CENTER = "default"  # the on-call used for alerts of a center without one (and system alerts)
 CLAIM_BATCH = 50
+RATE_WINDOW_SECONDS = 60  # the per-recipient page limit counts the messages of the last minute
 MAX_PARALLEL_SENDS = 16
 
 
@@ -113,6 +116,7 @@ def _plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,
         recipient=member.name, address=member.address, status=NotificationStatus.PENDING, attempts=0,
         created_at=now, next_attempt_at=now, oncall_center=schedule.center,
         traceparent=tracing.current_traceparent(),
+        fallbacks=[{"channel": f.channel, "address": f.address} for f in member.fallbacks] or None,
     )
     uow.session.add(notification)
     alert.escalation_level = max(alert.escalation_level, level)
@@ -138,23 +142,77 @@ def _arm_escalation(uow: UnitOfWork, alert: Alert, *, schedule: OncallSchedule |
 
 # ---- the sweep -----------------------------------------------------------------------------
 
+def _due_alerts(uow: UnitOfWork, due_at: InstrumentedAttribute[datetime | None],
+                status: AlertStatus) -> list[Alert]:
+    """Alerts in `status` whose `due_at` has come, oldest first, locked (skipped when another
+    worker holds them)."""
+    stmt = (select(Alert)
+            .where(due_at.is_not(None), due_at <= uow.now(), Alert.status == status)
+            .order_by(due_at).limit(CLAIM_BATCH))
+    if is_postgres(uow.session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(uow.session.execute(stmt).scalars())
+
+
 def escalate_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) -> int:
     """Page the next level of every firing critical alert whose escalation time has come."""
     with uow_factory() as uow:
-        now = uow.now()
-        stmt = (select(Alert)
-                .where(Alert.next_escalation_at.is_not(None), Alert.next_escalation_at <= now,
-                       Alert.status == AlertStatus.FIRING)
-                .order_by(Alert.next_escalation_at).limit(CLAIM_BATCH))
-        if is_postgres(uow.session):
-            stmt = stmt.with_for_update(skip_locked=True)
-        alerts = list(uow.session.execute(stmt).scalars())
+        alerts = _due_alerts(uow, Alert.next_escalation_at, AlertStatus.FIRING)
         for alert in alerts:
             schedule = schedule_for(uow, alert.center)
             waited = (schedule.escalation_delay_seconds if schedule
                       else settings.escalation_delay_seconds)
             _page_level(uow, alert, alert.escalation_level + 1, schedule=schedule,
                         settings=settings, reason=f"unacknowledged for {waited} s")
+        uow.commit()
+        return len(alerts)
+
+
+def ack_timeout_seconds(uow: UnitOfWork, alert: Alert, *, settings: AlertsSettings) -> int:
+    """How long an acknowledged alert may stay unresolved before it fires again: its centre's
+    on-call table says, else the centre's own settings, else HAI_ACK_TIMEOUT_SECONDS."""
+    schedule = schedule_for(uow, alert.center)
+    if schedule is not None and schedule.ack_timeout_seconds:
+        return schedule.ack_timeout_seconds
+    return centers.effective_settings(uow, settings, alert.center).ack_timeout_seconds
+
+
+def wake_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) -> int:
+    """Re-notify: every acknowledged (or snoozed) alert still unresolved at its `wake_at` fires
+    again and pages level 1 again, its escalation starting over."""
+    with uow_factory() as uow:
+        alerts = _due_alerts(uow, Alert.wake_at, AlertStatus.ACKNOWLEDGED)
+        for alert in alerts:
+            entry = {"acknowledged_by": alert.acknowledged_by,
+                     "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+                     "wake_at": alert.wake_at.isoformat() if alert.wake_at else None}
+            alert.status, alert.wake_at, alert.escalation_level = AlertStatus.FIRING, None, 0
+            alert.acknowledged_by = alert.acknowledged_at = None
+            timeline(uow, alert, SYSTEM, "woke", entry)
+            uow.publish(alert_data(alert, AlertRaisedData), subject=alert.id)
+            page_from_level_one(uow, alert, settings=settings,
+                                reason="acknowledged but not resolved in time")
+        uow.commit()
+        return len(alerts)
+
+
+def release_held(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings) -> int:
+    """Holds that end: every firing alert a silence held back, once that silence has ended, is
+    paged now (or held by another silence still in force)."""
+    with uow_factory() as uow:
+        now = uow.now()
+        stmt = (select(Alert)
+                .join(Silence, Silence.id == Alert.silenced_by)
+                .where(Alert.silenced_by.is_not(None), Alert.status == AlertStatus.FIRING,
+                       Silence.ends_at <= now)
+                .order_by(Silence.ends_at, Alert.id).limit(CLAIM_BATCH))
+        if is_postgres(uow.session):
+            stmt = stmt.with_for_update(skip_locked=True, of=Alert)
+        alerts = list(uow.session.execute(stmt).scalars())
+        for alert in alerts:
+            timeline(uow, alert, SYSTEM, "silence_ended", {"silence_id": alert.silenced_by})
+            alert.silenced_by = None
+            page_from_level_one(uow, alert, settings=settings, reason="its silence ended")
         uow.commit()
         return len(alerts)
 
@@ -166,6 +224,8 @@ class Claim:
     token: str
     page: PageMessage
     traceparent: str | None = None
+    # every page the message carries (one, or a storm's list for one recipient), first = page's
+    notification_ids: tuple[str, ...] = ()
 
 
 def lease_seconds(settings: AlertsSettings) -> float:
@@ -175,7 +235,11 @@ def lease_seconds(settings: AlertsSettings) -> float:
 
 def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
               limit: int = CLAIM_BATCH) -> list[Claim]:
-    """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim."""
+    """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim.
+
+    Storms: a recipient gets at most HAI_PAGE_RATE_PER_MINUTE page messages a minute. When more
+    pages are due for one than that leaves room for, they go as one page listing them all; when
+    no room is left, they wait until the minute frees one (and then go together)."""
     claims: list[Claim] = []
     with uow_factory() as uow:
         now = uow.now()
@@ -187,6 +251,7 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
         if is_postgres(uow.session):
             stmt = stmt.with_for_update(skip_locked=True, of=Notification)
         rows = [(row[0], row[1]) for row in uow.session.execute(stmt).all()]
+        by_recipient: dict[tuple[str, str, str], list[tuple[Notification, Alert]]] = {}
         for notification, alert in rows:
             if alert.status != AlertStatus.FIRING:
                 if _set_if_unchanged(uow, notification, status=NotificationStatus.CANCELLED,
@@ -195,21 +260,77 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                     timeline(uow, alert, SYSTEM, "page_cancelled",
                              {"notification_id": notification.id, "alert_status": alert.status})
                 continue
-            token = new_id()
-            if not _set_if_unchanged(uow, notification, status=NotificationStatus.SENDING, claim_token=token,
-                                     claimed_until=now + timedelta(seconds=lease_seconds(settings)),
-                                     attempts=notification.attempts + 1):
-                continue  # another worker took it between our read and our write
-            claims.append(Claim(token=token, page=PageMessage(
-                notification_id=notification.id, channel=notification.channel,
-                address=notification.address, recipient=notification.recipient,
-                level=notification.level, alert=page_alert(alert_json(alert)),
-                ack_url=f"{settings.dashboard_url.rstrip('/')}/alerts/{alert.id}",
-                webhook_secret=(signing_secret(uow, notification, alert)
-                                if notification.channel == "webhook" else None),
-            ), traceparent=notification.traceparent))
+            key = (notification.recipient, notification.channel, notification.address)
+            by_recipient.setdefault(key, []).append((notification, alert))
+        for key, group in by_recipient.items():
+            left, frees_at = _room(uow, key, now=now, settings=settings)
+            if left <= 0:
+                _hold(uow, group, until=frees_at, settings=settings)
+            elif len(group) <= left:
+                claims.extend(c for c in (_claim(uow, [row], now=now, settings=settings)
+                                          for row in group) if c is not None)
+            else:
+                claim = _claim(uow, group[:settings.page_group_max], now=now, settings=settings)
+                claims.extend([claim] if claim is not None else [])
         uow.commit()
     return claims
+
+
+def _room(uow: UnitOfWork, key: tuple[str, str, str], *, now: datetime,
+          settings: AlertsSettings) -> tuple[int, datetime]:
+    """How many more page messages the recipient may get in this minute, and when the oldest
+    message of the minute stops counting."""
+    recipient, channel, address = key
+    message = func.coalesce(Notification.message_id, Notification.id)
+    rows = uow.session.execute(
+        select(message, func.min(Notification.sent_at))
+        .where(Notification.recipient == recipient, Notification.channel == channel,
+               Notification.address == address,
+               Notification.sent_at > now - timedelta(seconds=RATE_WINDOW_SECONDS))
+        .group_by(message)).all()
+    oldest: datetime = min((row[1] for row in rows if row[1] is not None), default=now)
+    return settings.page_rate_per_minute - len(rows), oldest + timedelta(seconds=RATE_WINDOW_SECONDS)
+
+
+def _hold(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, until: datetime,
+          settings: AlertsSettings) -> None:
+    """The recipient had their pages for this minute: these wait until one frees."""
+    for notification, alert in group:
+        if _set_if_unchanged(uow, notification, next_attempt_at=until, claimed_until=None):
+            timeline(uow, alert, SYSTEM, "page_held", {
+                "notification_id": notification.id, "until": until.isoformat(),
+                "reason": f"{settings.page_rate_per_minute} pages a minute to {notification.recipient}"})
+
+
+def _claim(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, now: datetime,
+           settings: AlertsSettings) -> Claim | None:
+    """Claim the pages of one message (one page, or a storm's list for one recipient)."""
+    token = new_id()
+    held = [(n, a) for n, a in group
+            if _set_if_unchanged(uow, n, status=NotificationStatus.SENDING, claim_token=token,
+                                 claimed_until=now + timedelta(seconds=lease_seconds(settings)),
+                                 attempts=n.attempts + 1)]  # else: another worker took it
+    if not held:
+        return None
+    notification, alert = held[0]
+    fallbacks = tuple((f["channel"], f["address"]) for f in notification.fallbacks or ())
+    webhook = any(channel == "webhook" for channel, _ in
+                  ((notification.channel, notification.address), *fallbacks))
+    return Claim(token=token, page=PageMessage(
+        notification_id=notification.id, channel=notification.channel,
+        address=notification.address, recipient=notification.recipient,
+        level=notification.level, alert=page_alert(alert_json(alert)),
+        ack_url=ack_url(settings, alert.id, notification.id),
+        webhook_secret=signing_secret(uow, notification, alert) if webhook else None,
+        fallbacks=fallbacks,
+        others=tuple({**page_alert(alert_json(a)), "notification_id": n.id,
+                      "ack_url": ack_url(settings, a.id, n.id)} for n, a in held[1:]),
+    ), traceparent=notification.traceparent, notification_ids=tuple(n.id for n, _ in held))
+
+
+def ack_url(settings: AlertsSettings, alert_id: str, notification_id: str) -> str:
+    """The page's link to the alert on the dashboard; opening it marks the page `seen`."""
+    return f"{settings.dashboard_url.rstrip('/')}/alerts/{alert_id}?n={notification_id}"
 
 
 def signing_secret(uow: UnitOfWork, n: Notification, alert: Alert) -> str | None:
@@ -235,94 +356,146 @@ def _set_if_unchanged(uow: UnitOfWork, n: Notification, **values: Any) -> bool:
 
 
 def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | None, *,
-                  settings: AlertsSettings) -> str:
-    """Record how a send went, if this worker still holds the claim; returns the new status."""
+                  settings: AlertsSettings, delivery: Delivery | None = None) -> str:
+    """Record how a send went, for each page the message carried that this worker still holds
+    the claim of; returns the new status (of the first)."""
     with uow_factory() as uow:
-        stmt = select(Notification).where(Notification.id == claim.page.notification_id)
-        if is_postgres(uow.session):
-            stmt = stmt.with_for_update()
-        n = uow.session.execute(stmt).scalar_one()
-        if n.status != NotificationStatus.SENDING or n.claim_token != claim.token:
-            log.warning("page.claim_lost", notification_id=n.id, status=n.status)
-            return "claim_lost"
-        alert = uow.session.get(Alert, n.alert_id)
-        assert alert is not None
-        now = uow.now()
-        n.claimed_until = None
-        n.claim_token = None
-        if error is None:
-            n.status, n.sent_at, n.error = NotificationStatus.SENT, now, None
-            timeline(uow, alert, SYSTEM, "paged", {"notification_id": n.id, "level": n.level,
-                                                   "recipient": n.recipient, "channel": n.channel,
-                                                   "attempts": n.attempts})
-            uow.publish(notification_data(n, PageSentData, center=alert.center), subject=alert.id)
-        elif n.attempts >= settings.page_max_attempts:
-            n.status, n.error, n.next_attempt_at = NotificationStatus.FAILED, error, None
-            timeline(uow, alert, SYSTEM, "page_failed", {"notification_id": n.id, "level": n.level,
-                                                         "attempts": n.attempts, "error": error})
-            uow.publish(notification_data(n, PageFailedData, center=alert.center), subject=alert.id)
-            log.error("page.failed", notification_id=n.id, alert_id=alert.id, level=n.level,
-                      attempts=n.attempts)
-            if alert.status == AlertStatus.FIRING and alert.escalation_level <= n.level:
-                _page_level(uow, alert, n.level + 1, schedule=schedule_for(uow, alert.center),
-                            settings=settings,
-                            reason=f"level {n.level} page failed after {n.attempts} attempts")
-        else:
-            delay = next_attempt_delay_seconds(attempts=n.attempts,
-                                               first_retry_seconds=settings.page_first_retry_seconds)
-            n.status, n.error = NotificationStatus.RETRYING, error
-            n.next_attempt_at = now + timedelta(seconds=delay)
-            timeline(uow, alert, SYSTEM, "page_attempt_failed",
-                     {"notification_id": n.id, "attempt": n.attempts, "error": error,
-                      "next_attempt_at": n.next_attempt_at.isoformat()})
-        status = n.status
+        statuses = [_record(uow, notification_id, claim, error, settings=settings,
+                            delivery=delivery)
+                    for notification_id in claim.notification_ids or (claim.page.notification_id,)]
         uow.commit()
-        return status
+        return statuses[0]
 
 
-def send(channels: Channels, claim: Claim) -> str | None:
-    """Send one claimed page; the error text, or None when it got through."""
+def _record(uow: UnitOfWork, notification_id: str, claim: Claim, error: str | None, *,
+            settings: AlertsSettings, delivery: Delivery | None) -> str:
+    stmt = select(Notification).where(Notification.id == notification_id)
+    if is_postgres(uow.session):
+        stmt = stmt.with_for_update()
+    n = uow.session.execute(stmt).scalar_one()
+    if n.status != NotificationStatus.SENDING or n.claim_token != claim.token:
+        log.warning("page.claim_lost", notification_id=n.id, status=n.status)
+        return "claim_lost"
+    alert = uow.session.get(Alert, n.alert_id)
+    assert alert is not None
+    now = uow.now()
+    n.claimed_until = None
+    n.claim_token = None
+    if error is None:
+        delivery = delivery or Delivery()
+        n.status, n.sent_at, n.error = NotificationStatus.SENT, now, None
+        n.sent_route, n.message_id = delivery.route, claim.page.notification_id
+        channel = claim.page.routes()[delivery.route][0]
+        entry: dict[str, Any] = {"notification_id": n.id, "level": n.level,
+                                 "recipient": n.recipient, "channel": channel,
+                                 "attempts": n.attempts}
+        if delivery.route:
+            entry.update(route=delivery.route, failed=list(delivery.failed))
+        if claim.page.others:
+            entry.update(message_id=n.message_id, alerts_in_page=len(claim.page.others) + 1)
+        timeline(uow, alert, SYSTEM, "paged", entry)
+        if delivery.delivered:
+            advance_receipt(uow, n, alert, NotificationStatus.DELIVERED, actor=SYSTEM)
+        uow.publish(notification_data(n, PageSentData, center=alert.center), subject=alert.id)
+    elif n.attempts >= settings.page_max_attempts:
+        n.status, n.error, n.next_attempt_at = NotificationStatus.FAILED, error, None
+        timeline(uow, alert, SYSTEM, "page_failed", {"notification_id": n.id, "level": n.level,
+                                                     "attempts": n.attempts, "error": error})
+        uow.publish(notification_data(n, PageFailedData, center=alert.center), subject=alert.id)
+        log.error("page.failed", notification_id=n.id, alert_id=alert.id, level=n.level,
+                  attempts=n.attempts)
+        if alert.status == AlertStatus.FIRING and alert.escalation_level <= n.level:
+            _page_level(uow, alert, n.level + 1, schedule=schedule_for(uow, alert.center),
+                        settings=settings,
+                        reason=f"level {n.level} page failed after {n.attempts} attempts")
+    else:
+        delay = next_attempt_delay_seconds(attempts=n.attempts,
+                                           first_retry_seconds=settings.page_first_retry_seconds)
+        n.status, n.error = NotificationStatus.RETRYING, error
+        n.next_attempt_at = now + timedelta(seconds=delay)
+        timeline(uow, alert, SYSTEM, "page_attempt_failed",
+                 {"notification_id": n.id, "attempt": n.attempts, "error": error,
+                  "next_attempt_at": n.next_attempt_at.isoformat()})
+    return str(n.status)
+
+
+def send(channels: Channels, claim: Claim) -> Delivery | str:
+    """Send one claimed page: how it got through, or the error text."""
     with tracing.span(f"page {claim.page.channel}", parent=claim.traceparent, kind="producer",
                       **{"hai.notification_id": claim.page.notification_id}):
         return _send(channels, claim)
 
 
-def _send(channels: Channels, claim: Claim) -> str | None:
+def _send(channels: Channels, claim: Claim) -> Delivery | str:
     try:
-        channels.send(claim.page)
+        return channels.send(claim.page)
     except SendError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - any failure of a channel is a failed attempt
         return f"{type(exc).__name__}: {exc}"
-    return None
 
 
-def sweep_once(runtime: ServiceRuntime) -> dict[str, int]:
-    """One pass: escalate what is due, claim due pages, send them in parallel, record results."""
+# ---- the recipient's read status -----------------------------------------------------------
+
+RECEIPT_TIMES = {NotificationStatus.DELIVERED: "delivered_at", NotificationStatus.SEEN: "seen_at",
+                 NotificationStatus.ACKNOWLEDGED: "acknowledged_at"}
+RECEIPT_ACTIONS = {NotificationStatus.DELIVERED: "page_delivered", NotificationStatus.SEEN: "page_seen",
+                   NotificationStatus.ACKNOWLEDGED: "page_acknowledged"}
+
+
+def advance_receipt(uow: UnitOfWork, n: Notification, alert: Alert, status: NotificationStatus, *,
+                    actor: str) -> bool:
+    """Move a page that reached its recipient on to `status` (delivered, seen, acknowledged),
+    never back; record the time and a timeline entry the first time. False when nothing changed."""
+    if n.status not in RECEIPT_STATUSES or getattr(n, RECEIPT_TIMES[status]) is not None:
+        return False
+    setattr(n, RECEIPT_TIMES[status], uow.now())
+    if RECEIPT_STATUSES.index(status) > RECEIPT_STATUSES.index(NotificationStatus(n.status)):
+        n.status = status
+    timeline(uow, alert, actor, RECEIPT_ACTIONS[status],
+             {"notification_id": n.id, "level": n.level, "recipient": n.recipient})
+    return True
+
+
+def sweep_once(runtime: ServiceRuntime, *, timed: bool = True) -> dict[str, int]:
+    """One pass: escalate what is due, re-notify and release what is due (`timed`; a kick after
+    a consumer's commit leaves those to the job's next pass, to page the new alert sooner), claim
+    due pages, send them in parallel, record results."""
     settings = runtime.settings
     state = pager(runtime)
     escalated = escalate_due(runtime.uow_factory, settings=settings)
+    woken = wake_due(runtime.uow_factory, settings=settings) if timed else 0
+    released = release_held(runtime.uow_factory, settings=settings) if timed else 0
     claims = claim_due(runtime.uow_factory, settings=settings)
     channels = state.channels
     if len(claims) <= 1:
-        errors = [send(channels, c) for c in claims]
+        outcomes = [send(channels, c) for c in claims]
     else:
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SENDS, len(claims))) as pool:
-            errors = list(pool.map(lambda c: send(channels, c), claims))
+            outcomes = list(pool.map(lambda c: send(channels, c), claims))
     facts: dict[str, int] = {"escalated": escalated, "claimed": len(claims),
                              NotificationStatus.SENT: 0, NotificationStatus.RETRYING: 0,
                              NotificationStatus.FAILED: 0, "claim_lost": 0}
-    for claim, error in zip(claims, errors, strict=True):
-        status = record_result(runtime.uow_factory, claim, error, settings=settings)
-        facts[status] = facts.get(status, 0) + 1
+    # re-notified and released alerts, said only when there were some
+    facts.update({k: v for k, v in (("woken", woken), ("released", released)) if v})
+    for claim, outcome in zip(claims, outcomes, strict=True):
+        error, delivery = (outcome, None) if isinstance(outcome, str) else (None, outcome)
+        status = record_result(runtime.uow_factory, claim, error, settings=settings,
+                               delivery=delivery)
+        counted = NotificationStatus.SENT if status in RECEIPT_STATUSES else status
+        facts[counted] = facts.get(counted, 0) + max(1, len(claim.notification_ids))
         if status in (NotificationStatus.RETRYING, NotificationStatus.FAILED):
             state.page_failures.labels(channel=claim.page.channel, result=status).inc()
     return facts
 
 
 def run_pager(runtime: ServiceRuntime) -> dict[str, Any]:
-    """The pager job: one sweep; it also arms the after-commit kick of this process's consumers."""
-    pager(runtime).kick.armed = True
+    """The pager job: one sweep; it also arms the after-commit kick of this process's consumers
+    (and, the first time, loads the apprise channel's plugins in the background)."""
+    state = pager(runtime)
+    if not state.kick.armed:
+        state.channels.warm_up()
+    state.kick.armed = True
     return dict(sweep_once(runtime))
 
 
@@ -355,7 +528,7 @@ class PagerKick:
         with self._lock:
             self._pending = False
         try:
-            sweep_once(self.runtime)
+            sweep_once(self.runtime, timed=False)
         except Exception as exc:  # noqa: BLE001 - the job's next sweep tries again
             log.warning("pager.kick_failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -369,6 +542,8 @@ class Pager:
     # `hai_page_failures_total{channel,result}`: failed attempts (`retrying`) and pages given
     # up (`failed`), by channel; on /metrics from the start, before any page fails
     page_failures: Counter
+    # `hai_heartbeat_ping_failures_total`: pings of HAI_HEARTBEAT_URL that did not get through
+    heartbeat_failures: Counter
 
     @classmethod
     def attach_to(cls, runtime: ServiceRuntime) -> Pager:
@@ -376,7 +551,10 @@ class Pager:
             channels=Channels(runtime.settings), kick=PagerKick(runtime),
             page_failures=Counter("hai_page_failures_total",
                                   "Failed page attempts by channel; result failed when given up",
-                                  ["channel", "result"], registry=runtime.registry)))
+                                  ["channel", "result"], registry=runtime.registry),
+            heartbeat_failures=Counter("hai_heartbeat_ping_failures_total",
+                                       "Pings of the external dead man's switch that failed",
+                                       registry=runtime.registry)))
 
 
 def pager(runtime: ServiceRuntime) -> Pager:
@@ -393,3 +571,30 @@ def notification_data(n: Notification, event: type[N], *, center: str | None) ->
         center=center,
     )
 
+
+
+# ---- heartbeat out -------------------------------------------------------------------------
+
+def ping_heartbeat(runtime: ServiceRuntime) -> dict[str, Any]:
+    """Tell the external dead man's switch (HAI_HEARTBEAT_URL) that paging is alive: its database
+    answers and this job runs. A failed ping is logged and counted, never raised: the switch
+    itself notices the silence."""
+    settings = runtime.settings
+    state = pager(runtime)
+    target = httpx.URL(settings.heartbeat_url)
+    try:
+        with runtime.uow_factory() as uow:
+            uow.session.execute(select(1))
+            at = uow.now()
+        response = state.channels.http.post(
+            target, json={"service": runtime.name, "at": at.isoformat()},
+            timeout=settings.page_timeout_seconds)
+        if response.status_code >= 300:
+            raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request,
+                                        response=response)
+    except Exception as exc:  # noqa: BLE001 - a failed ping must never stop the job
+        state.heartbeat_failures.inc()
+        # the host only: the URL's path is often the switch's secret
+        log.warning("heartbeat.ping_failed", host=target.host, error=type(exc).__name__)
+        return {"ok": False}
+    return {"ok": True}

@@ -20,6 +20,7 @@ from services.alerts.schemas import (
     ResolveIn,
     SilenceIn,
     SilenceRead,
+    SnoozeIn,
     TimelineEntry,
 )
 from services.alerts.webhooks import private_allowed
@@ -67,10 +68,20 @@ def get_timeline(_: CurrentUser, uow: UowDep, page: PageDep, alert_id: Key) -> P
 
 
 @router.post("/alerts/{alert_id}/ack")
-def acknowledge(user: Responder, uow: UowDep, alert_id: Key, body: AckIn | None = None) -> AlertDetail:
-    """Acknowledge a firing alert (stops its escalation)."""
+def acknowledge(user: Responder, uow: UowDep, runtime: RuntimeDep, alert_id: Key,
+                body: AckIn | None = None) -> AlertDetail:
+    """Acknowledge a firing alert (stops its escalation; unresolved after the centre's
+    acknowledgement timeout it fires again)."""
     return service.acknowledge(uow=uow, alert_id=alert_id, actor=user.sub,
-                               note=body.note if body else None)
+                               note=body.note if body else None, settings=runtime.settings)
+
+
+@router.post("/alerts/{alert_id}/snooze")
+def snooze(user: Responder, uow: UowDep, runtime: RuntimeDep, alert_id: Key,
+           body: SnoozeIn) -> AlertDetail:
+    """Snooze an open alert until `until`: no pages till then; unresolved then, it fires again."""
+    return service.snooze(uow=uow, alert_id=alert_id, actor=user.sub, until=body.until,
+                          reason=body.reason, settings=runtime.settings)
 
 
 @router.post("/alerts/{alert_id}/resolve")
@@ -84,6 +95,12 @@ def list_notifications(_: CurrentUser, uow: UowDep, page: PageDep,
                        alert_id: Key | None = None) -> Page[NotificationRead]:
     """Pages, oldest first."""
     return service.list_notifications(uow=uow, page=page, alert_id=alert_id)
+
+
+@router.post("/notifications/{notification_id}/seen")
+def page_seen(user: Responder, uow: UowDep, notification_id: Key) -> NotificationRead:
+    """The page's ack link was opened (the dashboard says so): the page is `seen`."""
+    return service.mark_seen(uow=uow, notification_id=notification_id, actor=user.sub)
 
 
 @router.put("/oncall/{center}")

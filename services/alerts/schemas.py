@@ -15,19 +15,23 @@ from pydantic import (
     model_validator,
 )
 
+from services.alerts.channels import mask_address
 from services.alerts.webhooks import secret_problem
 from shared.contracts.alerts import AlertData, NotificationData
 from shared.contracts.vocabulary import AlertKind
 from shared.schemas import RequestModel
 from shared.text import LINE_PATTERN, Centre, Code, Line, Paragraph, text_rules
 
-Channel = Literal["webhook", "email", "log"]
+Channel = Literal["webhook", "email", "log", "apprise"]
+MAX_FALLBACKS = 4
 # a page's address: a URL, an email address or a log name, on one line
 Address = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=LINE_PATTERN),
                     text_rules()]
 # a day: an unacknowledged alert must reach the next level while it still matters (and the
 # column is a 32-bit integer)
 MAX_ESCALATION_DELAY_SECONDS = 24 * 3600
+# a week: an acknowledged alert left unresolved must come back while it still matters
+MAX_ACK_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
 class TimelineEntry(BaseModel):
@@ -46,6 +50,8 @@ class AlertRead(AlertData):
 
     resolved_by: str | None = None
     silenced_by: str | None = None
+    # when an acknowledged or snoozed alert, not resolved by then, fires again
+    wake_at: AwareDatetime | None = None
 
 
 class AlertDetail(AlertRead):
@@ -60,6 +66,15 @@ class AckIn(RequestModel):
     note: Paragraph | None = None
 
 
+class SnoozeIn(RequestModel):
+    """`until`: when the alert, still unresolved, fires again (future, bounded); `reason`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    until: AwareDatetime
+    reason: Paragraph
+
+
 class ResolveIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -68,29 +83,65 @@ class ResolveIn(RequestModel):
 
 class NotificationRead(NotificationData):
     """A page to one on-call member (status also `pending` or `sending` while under way,
-    `cancelled` when the alert was acknowledged or resolved before it went out)."""
+    `cancelled` when the alert was acknowledged or resolved before it went out; after `sent` the
+    recipient's read status: `delivered`, `seen`, `acknowledged`). Apprise addresses masked."""
 
     model_config = ConfigDict(from_attributes=True)
 
     address: str | None = None
     created_at: AwareDatetime | None = None
     next_attempt_at: AwareDatetime | None = None
+    fallbacks: list[dict[str, str]] = []
+    # which address took the page (0: `address`, n: fallbacks[n-1])
+    sent_route: int | None = None
+    delivered_at: AwareDatetime | None = None
+    seen_at: AwareDatetime | None = None
+    acknowledged_at: AwareDatetime | None = None
+    # the page message that carried it (shared by the alerts a storm grouped into one page)
+    message_id: str | None = None
+
+    @field_validator("fallbacks", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return value or []
+
+    @model_validator(mode="after")
+    def _masked(self) -> NotificationRead:
+        if self.address is not None:
+            self.address = mask_address(self.channel, self.address)
+        self.fallbacks = [{"channel": f["channel"], "address": mask_address(f["channel"], f["address"])}
+                          for f in self.fallbacks]
+        return self
 
 
-class MemberIn(RequestModel):
+class RouteIn(RequestModel):
+    """One way to reach a member: a channel and its address (an apprise URL for `apprise`)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: Line
     channel: Channel
     address: Address
 
     @model_validator(mode="after")
-    def _address_fits_channel(self) -> MemberIn:
+    def _address_fits_channel(self) -> RouteIn:
         if self.channel == "webhook" and not self.address.startswith(("http://", "https://")):
             raise ValueError("a webhook address must be an http(s) URL")
         if self.channel == "email" and "@" not in self.address:
             raise ValueError("an email address needs an @")
+        if self.channel == "apprise" and "://" not in self.address:
+            raise ValueError("an apprise address is a URL (scheme://...)")
         return self
+
+
+class MemberIn(RouteIn):
+    """A member: `address` first, then each of `fallbacks` in order when the one before fails."""
+
+    name: Line
+    fallbacks: list[RouteIn] = Field(default=[], max_length=MAX_FALLBACKS)
+
+    def routes(self) -> list[RouteIn]:
+        """Every address, in the order they are tried."""
+        return [RouteIn(channel=self.channel, address=self.address), *self.fallbacks]
 
 
 class LevelIn(RequestModel):
@@ -106,6 +157,8 @@ class OncallIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     escalation_delay_seconds: int = Field(default=900, ge=1, le=MAX_ESCALATION_DELAY_SECONDS)
+    # an acknowledged alert not resolved after this fires again (absent: HAI_ACK_TIMEOUT_SECONDS)
+    ack_timeout_seconds: int | None = Field(default=None, ge=60, le=MAX_ACK_TIMEOUT_SECONDS)
     levels: list[LevelIn] = Field(min_length=1, max_length=10)
     # signs the webhook pages (Standard Webhooks); absent: the current one is kept, or one made
     webhook_secret: SecretStr | None = Field(
@@ -121,8 +174,11 @@ class OncallIn(RequestModel):
 
 
 class OncallRead(BaseModel):
+    """An on-call table; apprise addresses shown masked (a PUT must give them whole again)."""
+
     center: str
     escalation_delay_seconds: int
+    ack_timeout_seconds: int | None = None
     levels: list[LevelIn]
     updated_at: AwareDatetime
     updated_by: str

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Select, and_, select
 
 from services.alerts import paging
+from services.alerts.channels import address_refusal, mask_address
 from services.alerts.models import Alert, AlertEvent, Heartbeat, Notification, OncallSchedule, Silence
 from services.alerts.oncall import Level, levels_from_json, on_call_now
 from services.alerts.records import alert_data, timeline
@@ -34,14 +36,15 @@ from services.alerts.schemas import (
     TimelineEntry,
 )
 from services.alerts.settings import AlertsSettings
-from services.alerts.webhooks import new_secret, refusal_of_url
+from services.alerts.webhooks import new_secret
 from shared.contracts.alerts import AlertAcknowledgedData, AlertRaisedData, AlertResolvedData
-from shared.contracts.vocabulary import AlertStatus, Severity
+from shared.contracts.vocabulary import RECEIPT_STATUSES, AlertStatus, NotificationStatus, Severity
 from shared.db import UnitOfWork, insert_if_absent, is_postgres, new_id
 from shared.errors import Conflict, Invalid, NotFound
 from shared.pagination import Page, PageParams, page_of, paginate
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 SYSTEM = "system"
 HEARTBEAT_SOURCE = "scheduling"
@@ -169,6 +172,7 @@ def _resolve(uow: UnitOfWork, alert: Alert, *, actor: str, resolution: str, auto
     alert.resolved_by = actor
     alert.resolution = resolution
     alert.next_escalation_at = None
+    alert.wake_at = None
     timeline(uow, alert, actor, "auto_resolved" if auto else "resolved", {"resolution": resolution})
     _audit(uow, alert, "alert.resolved", {"resolution": resolution}, actor=actor)
     uow.publish(alert_data(alert, AlertResolvedData), subject=alert.id)
@@ -177,29 +181,75 @@ def _resolve(uow: UnitOfWork, alert: Alert, *, actor: str, resolution: str, auto
 # ---- people acting on alerts ---------------------------------------------------------------
 
 def _get_for_update(uow: UnitOfWork, alert_id: str) -> Alert:
-    stmt = select(Alert).where(Alert.id == alert_id)
-    if is_postgres(uow.session):
-        stmt = stmt.with_for_update()
-    alert = uow.session.execute(stmt).scalar_one_or_none()
-    if alert is None:
-        raise NotFound(f"alert {alert_id} not found")
-    return alert
+    return _locked(uow, Alert, alert_id, what="alert")
 
 
-def acknowledge(*, uow: UnitOfWork, alert_id: str, actor: str, note: str | None) -> AlertDetail:
-    """Acknowledge a firing alert: escalation stops. 409 when it is not firing."""
+def _locked(uow: UnitOfWork, model: type[T], key: str, *, what: str) -> T:
+    """The row of `model` with primary key `key`, locked for this transaction (404 when none)."""
+    row = uow.session.get(model, key, with_for_update=is_postgres(uow.session))
+    if row is None:
+        raise NotFound(f"{what} {key} not found")
+    return row
+
+
+def acknowledge(*, uow: UnitOfWork, alert_id: str, actor: str, note: str | None,
+                settings: AlertsSettings) -> AlertDetail:
+    """Acknowledge a firing alert: escalation stops, and it fires again when still unresolved
+    after the acknowledgement timeout. 409 when it is not firing."""
     alert = _get_for_update(uow, alert_id)
     if alert.status != AlertStatus.FIRING:
         raise Conflict(f"alert {alert_id} is {alert.status}; only a firing alert can be acknowledged",
                        current_status=alert.status)
+    timeout_s = paging.ack_timeout_seconds(uow, alert, settings=settings)
+    _acknowledge(uow, alert, actor=actor, wake_at=uow.now() + timedelta(seconds=timeout_s),
+                 entry={"note": note} if note else {})
+    return get_alert(uow=uow, alert_id=alert_id)
+
+
+def _acknowledge(uow: UnitOfWork, alert: Alert, *, actor: str, wake_at: datetime,
+                 entry: dict[str, Any], action: str = "acknowledged") -> None:
+    """The alert acknowledged until `wake_at`; every page that reached someone is closed."""
     alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_by = actor
     alert.acknowledged_at = uow.now()
     alert.next_escalation_at = None
-    timeline(uow, alert, actor, "acknowledged", {"note": note} if note else {})
-    _audit(uow, alert, "alert.acknowledged", {"note": note}, actor=actor)
+    alert.wake_at = wake_at
+    timeline(uow, alert, actor, action, {**entry, "wake_at": wake_at.isoformat()})
+    _audit(uow, alert, f"alert.{action}", entry, actor=actor)
     uow.publish(alert_data(alert, AlertAcknowledgedData), subject=alert.id)
+    pages = uow.session.execute(select(Notification).where(
+        Notification.alert_id == alert.id, Notification.status.in_(RECEIPT_STATUSES),
+        Notification.acknowledged_at.is_(None)).order_by(Notification.created_at)).scalars()
+    for n in pages:
+        paging.advance_receipt(uow, n, alert, NotificationStatus.ACKNOWLEDGED, actor=actor)
+
+
+def snooze(*, uow: UnitOfWork, alert_id: str, actor: str, until: datetime, reason: str,
+           settings: AlertsSettings) -> AlertDetail:
+    """Snooze an open alert until `until` (future, at most HAI_SNOOZE_MAX_SECONDS away): no pages
+    nor escalation till then; then, still unresolved, it fires again and pages level 1."""
+    alert = _get_for_update(uow, alert_id)
+    if alert.status == AlertStatus.RESOLVED:
+        raise Conflict(f"alert {alert_id} is resolved; only an open alert can be snoozed",
+                       current_status=alert.status)
+    now = uow.now()
+    if until <= now:
+        raise Invalid("until", "must be in the future")
+    if (until - now).total_seconds() > settings.snooze_max_seconds:
+        raise Invalid("until", f"at most {settings.snooze_max_seconds} s from now")
+    _acknowledge(uow, alert, actor=actor, wake_at=until, entry={"reason": reason}, action="snoozed")
     return get_alert(uow=uow, alert_id=alert_id)
+
+
+def mark_seen(*, uow: UnitOfWork, notification_id: str, actor: str) -> NotificationRead:
+    """The page's ack link was opened: the page is `seen` (once; never moves a page back)."""
+    n = _locked(uow, Notification, notification_id, what="notification")
+    if n.status not in RECEIPT_STATUSES:
+        raise Conflict(f"notification {notification_id} is {n.status}; only a page sent can be seen",
+                       current_status=n.status)
+    alert = uow.session.get_one(Alert, n.alert_id)
+    paging.advance_receipt(uow, n, alert, NotificationStatus.SEEN, actor=actor)
+    return NotificationRead.model_validate(n)
 
 
 def resolve(*, uow: UnitOfWork, alert_id: str, actor: str, resolution: str) -> AlertDetail:
@@ -272,7 +322,7 @@ def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str,
                allow_private: bool, escalation_default: int | None = None) -> OncallSet:
     """Set (replace) a center's on-call levels, escalation delay and webhook signing secret."""
     uow.centers.require(center)
-    check_webhook_addresses(body, allow_private=allow_private)
+    check_addresses(body, allow_private=allow_private)
     if "escalation_delay_seconds" not in body.model_fields_set and escalation_default is not None:
         # left out: the centre's own escalation delay (centre settings), else the system's
         body = body.model_copy(update={"escalation_delay_seconds": escalation_default})
@@ -281,6 +331,7 @@ def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str,
     # (a read-then-insert let all but one fail on the key)
     insert_if_absent(uow.session, OncallSchedule, {
         "center": center, "escalation_delay_seconds": body.escalation_delay_seconds,
+        "ack_timeout_seconds": body.ack_timeout_seconds,
         "levels": levels, "updated_at": uow.now(), "updated_by": actor})
     schedule = uow.session.get_one(OncallSchedule, center,
                                    with_for_update=is_postgres(uow.session))
@@ -293,33 +344,44 @@ def put_oncall(*, uow: UnitOfWork, center: str, body: OncallIn, actor: str,
     else:
         secret_change = "kept"
     schedule.escalation_delay_seconds = body.escalation_delay_seconds
+    schedule.ack_timeout_seconds = body.ack_timeout_seconds
     schedule.levels = levels
     schedule.updated_at = uow.now()
     schedule.updated_by = actor
     uow.audit(actor=actor, action="oncall.updated", entity_type="oncall", entity_id=center,
               changes={"escalation_delay_seconds": body.escalation_delay_seconds,
+                       "ack_timeout_seconds": body.ack_timeout_seconds,
                        "levels": len(levels), "webhook_secret": secret_change})
-    return OncallSet(center=schedule.center,
-                     escalation_delay_seconds=schedule.escalation_delay_seconds,
-                     levels=schedule.levels, updated_at=schedule.updated_at,
-                     updated_by=schedule.updated_by, webhook_secret=generated)
+    return OncallSet(**_oncall_read(schedule).model_dump(), webhook_secret=generated)
 
 
-def check_webhook_addresses(body: OncallIn, *, allow_private: bool) -> None:
-    """422 naming the first webhook address a page may not go to (CONTRACT: Alerts)."""
+def check_addresses(body: OncallIn, *, allow_private: bool) -> None:
+    """422 naming the first address a page may not go to (CONTRACT: Alerts): webhook URLs and
+    apprise URLs of self-hosted services by their host, apprise URLs apprise cannot send to."""
     for i, level in enumerate(body.levels):
         for j, member in enumerate(level.members):
-            if member.channel != "webhook":
-                continue
-            refusal = refusal_of_url(member.address, allow_private=allow_private)
-            if refusal:
-                raise Invalid(f"levels.{i}.members.{j}.address", f"refused: {refusal}")
+            for k, route in enumerate(member.routes()):
+                refusal = address_refusal(route.channel, route.address, allow_private=allow_private)
+                if refusal:
+                    where = "address" if k == 0 else f"fallbacks.{k - 1}.address"
+                    raise Invalid(f"levels.{i}.members.{j}.{where}",
+                                  f"refused: {refusal} ({mask_address(route.channel, route.address)})")
+
+
+def _masked_levels(levels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored levels with every apprise address masked (its secrets are never shown back)."""
+    def masked(route: dict[str, Any]) -> dict[str, Any]:
+        return {**route, "address": mask_address(route["channel"], route["address"])}
+    return [{**lv, "members": [{**masked(m), "fallbacks": [masked(f) for f in m.get("fallbacks") or []]}
+                               for m in lv["members"]]}
+            for lv in levels]
 
 
 def _oncall_read(schedule: OncallSchedule) -> OncallRead:
     return OncallRead(center=schedule.center,
                       escalation_delay_seconds=schedule.escalation_delay_seconds,
-                      levels=schedule.levels,
+                      ack_timeout_seconds=schedule.ack_timeout_seconds,
+                      levels=_masked_levels(schedule.levels),
                       updated_at=schedule.updated_at, updated_by=schedule.updated_by)
 
 
@@ -342,7 +404,8 @@ def oncall_now(*, uow: UnitOfWork, center: str) -> OncallNow:
                      escalation_delay_seconds=schedule.escalation_delay_seconds,
                      levels=[ShiftRead(level=s.level, name=s.member.name,
                                        channel=s.member.channel,
-                                       address=s.member.address, shift_started_at=s.started_at,
+                                       address=mask_address(s.member.channel, s.member.address),
+                                       shift_started_at=s.started_at,
                                        shift_ends_at=s.ends_at) for s in shifts])
 
 

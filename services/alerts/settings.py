@@ -37,6 +37,20 @@ class AlertsSettings(ServiceAddresses):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "hai-alerts@localhost"
+    # an acknowledged alert not resolved within this fires again and pages level 1 again (an
+    # on-call table's `ack_timeout_seconds` overrides it for its centre); a snooze is bounded by
+    # the second
+    ack_timeout_seconds: int = 4 * 3600
+    snooze_max_seconds: int = 24 * 3600
+    # storms: at most this many page messages per recipient (name and address) per minute; when
+    # more pages are due for one than that leaves room for, they go as one page listing the alerts
+    # (up to page_group_max in one page), and with no room left they wait for the minute to free one
+    page_rate_per_minute: int = 20
+    page_group_max: int = 50
+    # heartbeat out: the pager pings this URL (a dead man's switch: healthchecks.io, Uptime Kuma,
+    # Cronitor...) every interval, so that a dead alerting pipeline is noticed from outside
+    heartbeat_url: str | None = None
+    heartbeat_interval_seconds: float = 60.0
     # production refuses webhook addresses on loopback and private ranges unless this is set
     webhook_allow_private: bool = False
 

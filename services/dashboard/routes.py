@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -510,8 +511,12 @@ def _alert_and_patient(ctx: Ctx, alert_id: str) -> tuple[dict[str, Any] | None, 
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
-def alert_page(ctx: CtxDep, alert_id: str) -> HTMLResponse:
-    """One alert with its timeline and pages: where the on-call link lands."""
+def alert_page(ctx: CtxDep, alert_id: str, n: str = "") -> HTMLResponse:
+    """One alert with its timeline and pages: where the on-call link lands (`n`, the page whose
+    link was opened, is marked seen; a page that cannot be is no reason not to show the alert)."""
+    if n:
+        with contextlib.suppress(ApiError):
+            ctx.api.post("alerts", f"/v1/notifications/{quote(n, safe='')}/seen", {})
     alert, patient = _alert_and_patient(ctx, alert_id)
     notifications = ctx.attempt(lambda: ctx.api.items("alerts", "/v1/notifications",
                                                       alert_id=alert_id), []) if alert else []

@@ -43,7 +43,7 @@ class SchedulingSettings(ServiceAddresses):
     time_zone: str = "UTC"  # IANA; the centre's day for `due_today` and the dashboard
     flow_critical_pct: float = 25.0
     escalation_delay_seconds: int = 900
-    ack_timeout_seconds: int = 900
+    ack_timeout_seconds: int = 4 * 3600
     # a change of a centre's settings applies at once on the replica that took it, within this
     # on every other replica of scheduling (each reloads the small table after it)
     center_settings_cache_seconds: float = 5.0

@@ -169,7 +169,10 @@ class AlertKind(StrEnum):
 
 class NotificationStatus(StrEnum):
     """A page: `sent`, `retrying` or `failed` in the contract; `pending` and `sending` while under
-    way, `cancelled` when the alert was acknowledged or resolved before it went out."""
+    way, `cancelled` when the alert was acknowledged or resolved before it went out. After `sent`
+    the recipient's read status moves it on, never back: `delivered` (the channel said the page
+    reached the device), `seen` (its ack link was opened), `acknowledged` (the alert was
+    acknowledged through it)."""
 
     PENDING = "pending"
     SENDING = "sending"
@@ -177,3 +180,11 @@ class NotificationStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    DELIVERED = "delivered"
+    SEEN = "seen"
+    ACKNOWLEDGED = "acknowledged"
+
+
+# a page that reached its recipient, in the order its read status moves (never backwards)
+RECEIPT_STATUSES = (NotificationStatus.SENT, NotificationStatus.DELIVERED, NotificationStatus.SEEN,
+                    NotificationStatus.ACKNOWLEDGED)

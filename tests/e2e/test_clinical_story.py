@@ -129,7 +129,8 @@ def test_story_from_udi_to_acknowledged_page(system: Topology, receiver: Webhook
     assert alert["severity"] == "critical" and page["level"] == 1
     assert alert["patient_mrn"] == mrn and alert["center"] == CENTER
     assert "Testina" not in str(page) and "Storyteller" not in str(page)
-    assert page["ack_url"].endswith(f"/alerts/{alert['id']}")
+    # the link names the alert, and the page (opening it marks the page seen)
+    assert page["ack_url"].endswith(f"/alerts/{alert['id']}?n={page['notification_id']}")
 
     with system.client("alerts", "oncall", sub="dr-oncall") as alerts:
         r = alerts.post(f"/v1/alerts/{alert['id']}/ack", json={"note": "seen, calling patient"})

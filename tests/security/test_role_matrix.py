@@ -46,6 +46,8 @@ WRITE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # alerts
     ("POST", "/v1/alerts/{alert_id}/ack"): frozenset({"oncall", "nurse", "oncologist"}),
     ("POST", "/v1/alerts/{alert_id}/resolve"): frozenset({"oncall", "nurse", "oncologist"}),
+    ("POST", "/v1/alerts/{alert_id}/snooze"): frozenset({"oncall", "nurse", "oncologist"}),
+    ("POST", "/v1/notifications/{notification_id}/seen"): frozenset({"oncall", "nurse", "oncologist"}),
     ("PUT", "/v1/oncall/{center}"): frozenset({"oncall"}),
     ("POST", "/v1/silences"): frozenset({"oncall"}),
 }

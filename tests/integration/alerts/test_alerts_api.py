@@ -84,7 +84,7 @@ def test_abnormal_flow_pages_level_one_at_once_with_the_contract_body(h: Harness
         (page,) = hook.pages
     assert set(page) >= {"alert", "level", "recipient", "ack_url"}
     assert page["level"] == 1 and page["recipient"] == "ann"
-    assert page["ack_url"] == f"http://dash.test/alerts/{alert['id']}"
+    assert page["ack_url"] == f"http://dash.test/alerts/{alert['id']}?n={page['notification_id']}"
     shown = {page["alert"][k] for k in ("patient_mrn", "pump_serial", "center")}
     assert shown == {"MRN-1", "SN1001", "north"}
     assert "details" not in page["alert"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select
 
@@ -90,7 +91,8 @@ def test_pages_planned_but_never_claimed_are_sent_by_the_next_worker(
 
 def test_two_workers_page_each_notification_once(tmp_path, pg_database: Callable[[str], str]) -> None:
     clock, bus = MovableClock(T0), InProcessBus()
-    h = pg_alerts(tmp_path, pg_database("alerts"), clock, bus)
+    # 60 separate pages to one recipient: no storm grouping here (its own tests have it)
+    h = pg_alerts(tmp_path, pg_database("alerts"), clock, bus, page_rate_per_minute=1000)
     with webhook(fail_first=5) as hook:
         h.client.put("/v1/oncall/north", headers=ONCALL, json=oncall_body([("ann", "webhook", hook.url)]))
         for i in range(60):
@@ -119,13 +121,35 @@ def test_two_workers_page_each_notification_once(tmp_path, pg_database: Callable
         assert {s for _, s, _ in statuses(workers[0])} == {"sent"}
 
 
-def start_paging_to(hook: WebhookReceiver, runtime: ServiceRuntime, worker: Worker) -> None:
-    """Put `hook` on call for centre north, then start the worker (consumers, pager)."""
+def rabbit_alerts(tmp_path, url: str, amqp_url: str, **overrides: object) -> tuple[Any, ServiceRuntime]:
+    """The alerts service on PostgreSQL `url` (migrated) and RabbitMQ, on the system clock."""
+    from shared.messaging.rabbit import RabbitBus
+
+    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=amqp_url, **overrides)
+    upgrade("alerts", url)
+    bus = RabbitBus(amqp_url)
+    return bus, alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
+
+
+def publish_flow(bus: Any, serial: str) -> None:
+    """An abnormal flow reading of pump `serial`, published on the broker as scheduling would."""
+    event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
+                              data=flow_recorded(serial, 40))
+    publisher = bus.publisher()
+    publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
+                                             event.to_json_bytes())])
+    publisher.close()
+
+
+def start_paging_to(hook: WebhookReceiver | None, runtime: ServiceRuntime, worker: Worker,
+                    body: dict[str, object] | None = None) -> None:
+    """Put `hook` (or the on-call table `body`) on call for centre north, then start the worker
+    (consumers, pager)."""
     from fastapi.testclient import TestClient
 
     client = TestClient(alerts_app.create_app(runtime))
-    assert client.put("/v1/oncall/north", headers=ONCALL,
-                      json=oncall_body([("ann", "webhook", hook.url)])).status_code == 200
+    body = body or oncall_body([("ann", "webhook", hook.url if hook else "")])
+    assert client.put("/v1/oncall/north", headers=ONCALL, json=body).status_code == 200
     worker.start()
 
 
@@ -133,14 +157,7 @@ def test_a_page_is_sent_on_the_consumers_commit_not_on_the_next_sweep(
         tmp_path, pg_database: Callable[[str], str], amqp_url: str) -> None:
     """The pager's sweep is an hour apart here: pages that arrive at all were sent because the
     consumer's commit woke the pager (no timing is measured: timings belong in bench/)."""
-    from shared.messaging.rabbit import RabbitBus
-
-    url = pg_database("alerts")
-    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=amqp_url,
-                             page_sweep_seconds=3600.0)
-    upgrade("alerts", url)
-    bus = RabbitBus(amqp_url)
-    runtime = alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
+    bus, runtime = rabbit_alerts(tmp_path, pg_database("alerts"), amqp_url, page_sweep_seconds=3600.0)
     worker = Worker(runtime)
     with webhook() as hook:
         start_paging_to(hook, runtime, worker)
@@ -165,14 +182,7 @@ def test_a_flow_page_does_not_wait_behind_a_burst_of_sweep_announcements(
         tmp_path, pg_database: Callable[[str], str], fresh_vhost: str) -> None:
     # a sweep announces hundreds of overdue refills at once; an abnormal flow reading sent just
     # after them must page without waiting for them all: flow readings have their own queue
-    from shared.messaging.rabbit import RabbitBus
-
-    url = pg_database("alerts")
-    settings = make_settings(tmp_path, alerts_database_url=url, amqp_url=fresh_vhost,
-                             page_sweep_seconds=1.0)
-    upgrade("alerts", url)
-    bus = RabbitBus(fresh_vhost)
-    runtime = alerts_app.bootstrap(settings, clock=SystemClock(), bus=bus)
+    bus, runtime = rabbit_alerts(tmp_path, pg_database("alerts"), fresh_vhost, page_sweep_seconds=1.0)
     bus.declare(runtime.all_queues())
     burst = 600
 
@@ -222,12 +232,7 @@ def test_upgrading_the_broker_moves_flow_readings_off_the_old_queue(fresh_vhost:
             (EVENTS_EXCHANGE, t) for t in handlers.HANDLED_TYPES))])  # the earlier release
         bus.declare(list(handlers.queue_specs()))
         bus.declare(list(handlers.queue_specs()))  # again: unbinding what is gone is no error
-        event = CloudEvent.create(source="/hai/test", type=EventType.FLOW_RECORDED,
-                                  data=flow_recorded("SN-UP", 40))
-        publisher = bus.publisher()
-        publisher.publish_batch([OutgoingMessage(event.id, EVENTS_EXCHANGE, event.type,
-                                                 event.to_json_bytes())])
-        publisher.close()
+        publish_flow(bus, "SN-UP")
     finally:
         bus.close()
     with pika.BlockingConnection(pika.URLParameters(fresh_vhost)) as conn:

@@ -335,6 +335,27 @@ def test_alert_page_for_the_on_call_link(fake: FakeApis) -> None:
     assert c.get("/alerts/missing").status_code == 404
 
 
+def test_the_page_s_link_marks_it_seen_and_the_read_status_is_shown(fake: FakeApis) -> None:
+    fake.on("alerts", "GET", "/v1/alerts/al1", {
+        "id": "al1", "kind": "flow_abnormal", "severity": "critical", "status": "firing",
+        "summary": "SN1 flow fast", "occurrences": 1, "escalation_level": 1, "timeline": []})
+    fake.on("alerts", "POST", "/v1/notifications/n1/seen", {"id": "n1", "status": "seen"})
+    fake.on("alerts", "POST", "/v1/notifications/n%2F2/seen",
+            {"title": "Not found", "status": 404, "detail": "no such page"}, status=404)
+    fake.on("alerts", "GET", "/v1/notifications", page([
+        {"id": "n1", "alert_id": "al1", "level": 1, "channel": "apprise", "recipient": "otto",
+         "status": "seen", "attempts": 1, "sent_at": iso_z(T0), "error": None,
+         "delivered_at": iso_z(T0), "seen_at": iso_z(T0), "acknowledged_at": None}]))
+    c = client(fake)
+    sign_in(c, "otto.oncall", ("oncall",))
+    html = c.get("/alerts/al1", params={"n": "n1"}).text
+    assert fake.called("alerts", "POST", "/v1/notifications/n1/seen") == [{}]
+    assert 'data-testid="page-receipts"' in html and ">seen<" in html
+    assert c.get("/alerts/al1").status_code == 200
+    assert len(fake.called("alerts", "POST", "/v1/notifications/n1/seen")) == 1  # no n: no mark
+    assert c.get("/alerts/al1", params={"n": "n/2"}).status_code == 200  # a bad link still shows
+
+
 @pytest.mark.parametrize("typed", ["<GS>", "\\x1d", "\x1d"])
 def test_register_by_udi_passes_the_group_separator_on(fake: FakeApis, typed: str) -> None:
     fake.on("inventory", "POST", "/v1/pumps", lambda r: httpx.Response(201, json={

@@ -25,7 +25,7 @@ NURSE = auth("nurse", sub="nina")
 DEFAULTS_NOW = {"time_zone": "UTC", "refill_interval_days": 14, "refill_window_days": 4,
                 "due_soon_hours": 48, "near_empty_hours": 72, "flow_warning_pct": 15.0,
                 "flow_critical_pct": 25.0, "escalation_delay_seconds": 900,
-                "ack_timeout_seconds": 900}
+                "ack_timeout_seconds": 14400}
 
 
 # ---- the fallback (pure) -------------------------------------------------------------------

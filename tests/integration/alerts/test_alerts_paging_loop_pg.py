@@ -1,0 +1,435 @@
+"""Pages that reach a phone and a loop that closes, on PostgreSQL (and RabbitMQ end to end): apprise
+channels over real sockets (a JSON endpoint, a self-hosted ntfy, SMTP), several addresses per member
+tried in order, read status per recipient, re-notify and snooze, silences that end, storms, and the
+heartbeat out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from services.alerts import paging
+from shared.clock import MovableClock
+from shared.events import EventType
+from shared.messaging.inproc import InProcessBus
+from tests.doubles import ntfy_server, refusing_port, smtp_server, webhook
+from tests.factories import T0, flow_recorded, oncall_body
+from tests.helpers import Harness, deliver, emit
+from tests.integration.alerts.alerts_testkit import NURSE, ONCALL
+from tests.integration.alerts.test_alerts_api import clock
+from tests.integration.alerts.test_alerts_pg import pg_alerts
+
+SECRET = "s3cret-Tok3n"
+
+
+@pytest.fixture
+def bus() -> InProcessBus:
+    return InProcessBus()
+
+
+@pytest.fixture
+def h(tmp_path, pg_database: Callable[[str], str], bus: InProcessBus) -> Iterator[Harness]:
+    harness = pg_alerts(tmp_path, pg_database("alerts"), MovableClock(T0), bus,
+                        dashboard_url="http://dash.test")
+    yield harness
+    harness.runtime.engine.dispose()
+
+
+def member(name: str, channel: str, address: str, *fallbacks: tuple[str, str]) -> dict[str, Any]:
+    return {"name": name, "channel": channel, "address": address,
+            "fallbacks": [{"channel": c, "address": a} for c, a in fallbacks]}
+
+
+def oncall(*levels: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"escalation_delay_seconds": 900, **extra, "levels": [
+        {"members": members, "rotation_start": "2026-11-01T08:00:00Z", "shift_hours": 12}
+        for members in levels]}
+
+
+def put(h: Harness, center: str, body: dict[str, Any]) -> dict[str, Any]:
+    r = h.client.put(f"/v1/oncall/{center}", json=body, headers=ONCALL)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def the_alert(h: Harness, **params: Any) -> dict[str, Any]:
+    r = h.client.get("/v1/alerts", params=params, headers=NURSE)
+    (alert,) = r.json()["items"]
+    return dict(alert)
+
+
+def pages_of(h: Harness, alert_id: str) -> list[dict[str, Any]]:
+    r = h.client.get("/v1/notifications", params={"alert_id": alert_id}, headers=NURSE)
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+def timeline(h: Harness, alert_id: str) -> list[dict[str, Any]]:
+    return list(h.client.get(f"/v1/alerts/{alert_id}", headers=NURSE).json()["timeline"])
+
+
+def actions(h: Harness, alert_id: str) -> list[str]:
+    return [e["action"] for e in timeline(h, alert_id)]
+
+
+def sweep(h: Harness) -> dict[str, int]:
+    return paging.sweep_once(h.runtime)
+
+
+# ---- apprise channels, addresses tried in order -----------------------------------------------
+
+def test_a_failing_first_address_falls_back_to_a_self_hosted_ntfy_and_no_secret_shows(
+        h: Harness, bus: InProcessBus, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with refusing_port() as dead, ntfy_server(password=SECRET) as ntfy:
+        body = oncall([member("ann", "apprise", f"json://pager:{SECRET}@127.0.0.1:{dead}/page",
+                              ("apprise", f"ntfy://ann:{SECRET}@127.0.0.1:{ntfy.port}/oncall-north"))])
+        shown = put(h, "north", body)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+        facts = sweep(h)
+    assert facts["sent"] == 1, facts
+    (message,) = ntfy.on("oncall-north")
+    alert = the_alert(h)
+    assert "MRN-1" in message["message"] and "SN1001" in message["message"]
+    assert f"http://dash.test/alerts/{alert['id']}?n=" in message["message"]
+    assert message["title"].startswith("[HAI critical]")
+    (page,) = pages_of(h, alert["id"])
+    assert (page["status"], page["sent_route"], page["attempts"]) == ("sent", 1, 1)
+    paged = next(e for e in timeline(h, alert["id"]) if e["action"] == "paged")
+    assert paged["details"]["route"] == 1 and "json://pager:****@" in paged["details"]["failed"][0]
+    # the secret is never shown back nor logged: on-call table, who is on now, pages, timeline
+    answers = [str(shown), h.client.get("/v1/oncall/north", headers=NURSE).text,
+               h.client.get("/v1/oncall/north/now", headers=NURSE).text,
+               h.client.get("/v1/notifications", headers=NURSE).text,
+               h.client.get(f"/v1/alerts/{alert['id']}", headers=NURSE).text]
+    for answer in answers:
+        assert SECRET not in answer
+    assert "ntfy://ann:****@127.0.0.1" in answers[1]
+    assert not [r for r in caplog.records if SECRET in r.getMessage()]
+
+
+def test_apprise_pages_a_json_endpoint_and_an_smtp_server(h: Harness, bus: InProcessBus) -> None:
+    with webhook() as hook, smtp_server() as (smtp_port, inbox):
+        put(h, "north", oncall([member("ann", "apprise", f"json://127.0.0.1:{hook.port}/ann")]))
+        put(h, "south", oncall([member(
+            "bob", "apprise", f"mailto://127.0.0.1:{smtp_port}?from=pager@hai.test&to=bob@h.test")]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", 40, center="south"))
+        assert sweep(h)["sent"] == 2
+    (posted,) = hook.on("/ann")
+    assert "SN1" in posted["message"] and posted["title"].startswith("[HAI critical]")
+    ((sender, rcpts, content),) = inbox.messages
+    assert (sender, rcpts) == ("pager@hai.test", ["bob@h.test"]) and "SN2" in content
+
+
+def test_every_address_failing_is_one_failed_attempt_naming_each(h: Harness, bus: InProcessBus) -> None:
+    with refusing_port() as dead, ntfy_server(always_fail=True) as ntfy:
+        put(h, "north", oncall([member("ann", "apprise", f"ntfy://127.0.0.1:{ntfy.port}/t",
+                                       ("webhook", f"http://127.0.0.1:{dead}/page"))]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+        assert sweep(h)["retrying"] == 1
+    (page,) = pages_of(h, the_alert(h)["id"])
+    assert page["error"].startswith("apprise: ntfy://127.0.0.1") and "; webhook: " in page["error"]
+    assert ntfy.refused == 1
+
+
+def test_an_apprise_page_does_not_follow_a_redirect(h: Harness, bus: InProcessBus) -> None:
+    with webhook() as metadata, webhook(redirect_to="http://169.254.169.254/latest") as hop:
+        hop.redirect_to = metadata.url
+        put(h, "north", oncall([member("ann", "apprise", f"json://127.0.0.1:{hop.port}/page")]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+        assert sweep(h)["retrying"] == 1
+    assert hop.attempts == 1 and metadata.attempts == 0
+
+
+@pytest.mark.parametrize(("address", "why"), [
+    ("json://169.254.1.5/latest", "link-local"),
+    ("json://169.254.169.254/latest", "metadata"),
+    ("ntfys://metadata.google.internal/t", "metadata"),
+    ("syslog://", "reaches a person"),
+    ("nosuchservice://x/y", "reaches a person"),
+])
+def test_apprise_addresses_a_page_may_not_go_to_are_refused(h: Harness, address: str, why: str) -> None:
+    for body in (oncall([member("ann", "apprise", address)]),
+                 oncall([member("ann", "log", "ann", ("apprise", address))])):
+        r = h.client.put("/v1/oncall/north", json=body, headers=ONCALL)
+        assert r.status_code == 422 and why in r.text, r.text
+    assert h.client.get("/v1/oncall/north", headers=NURSE).status_code == 404
+
+
+def test_a_member_s_address_that_is_no_url_or_too_many_fallbacks_is_422(h: Harness) -> None:
+    for body in (oncall([member("ann", "apprise", "just-a-phone-number")]),
+                 oncall([member("ann", "log", "a", *[("log", f"x{i}") for i in range(5)])]),
+                 oncall([member("ann", "log", "a", ("apprise", "json://x\x00/"))])):
+        assert h.client.put("/v1/oncall/north", json=body, headers=ONCALL).status_code == 422
+
+
+# ---- read status per recipient -----------------------------------------------------------------
+
+def test_sent_delivered_seen_acknowledged_per_recipient(h: Harness, bus: InProcessBus) -> None:
+    with webhook(answer={"delivered": True}) as ann, webhook() as bob:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)], [member("bob", "webhook", bob.url)]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+        sweep(h)
+        clock(h).advance(seconds=901)
+        sweep(h)
+    alert = the_alert(h)
+    first, second = pages_of(h, alert["id"])
+    assert (first["status"], second["status"]) == ("delivered", "sent")
+    assert first["delivered_at"] and second["delivered_at"] is None
+    seen = f"/v1/notifications/{first['id']}/seen"
+    r = h.client.post(seen, headers=NURSE)
+    assert r.status_code == 200 and r.json()["status"] == "seen", r.text
+    assert h.client.post(seen, headers=NURSE).json()["seen_at"] == r.json()["seen_at"]  # once
+    assert h.client.post("/v1/notifications/nope/seen", headers=NURSE).status_code == 404
+    assert h.client.post(seen, headers=auth_none()).status_code == 401
+    assert h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=ONCALL).status_code == 200
+    first, second = pages_of(h, alert["id"])
+    assert (first["status"], second["status"]) == ("acknowledged", "acknowledged")
+    assert h.client.post(seen, headers=NURSE).json()["status"] == "acknowledged"  # never back
+    assert [a for a in actions(h, alert["id"]) if a.startswith("page") or a == "acknowledged"] == [
+        "page_planned", "paged", "page_delivered", "page_planned", "paged", "page_seen",
+        "acknowledged", "page_acknowledged", "page_acknowledged"]
+
+
+def test_a_page_not_yet_sent_cannot_be_seen(h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall_body([("ann", "log", "ann")]))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    (page,) = pages_of(h, the_alert(h)["id"])
+    r = h.client.post(f"/v1/notifications/{page['id']}/seen", headers=NURSE)
+    assert r.status_code == 409 and pages_of(h, the_alert(h)["id"])[0]["seen_at"] is None
+
+
+def auth_none() -> dict[str, str]:
+    return {}
+
+
+def test_over_rabbitmq_a_flow_reading_pages_the_fallback_when_the_first_provider_is_down(
+        tmp_path, pg_database: Callable[[str], str], amqp_url: str) -> None:
+    from shared.runtime import Worker
+    from tests.helpers import wait_until
+    from tests.integration.alerts.test_alerts_pg import publish_flow, rabbit_alerts, start_paging_to
+
+    bus, runtime = rabbit_alerts(tmp_path, pg_database("alerts"), amqp_url, page_sweep_seconds=0.5)
+    worker = Worker(runtime)
+    with refusing_port() as dead, ntfy_server() as ntfy:
+        start_paging_to(None, runtime, worker, oncall([member(
+            "ann", "apprise", f"json://127.0.0.1:{dead}/sms-gateway",
+            ("apprise", f"ntfy://127.0.0.1:{ntfy.port}/north"))]))
+        try:
+            publish_flow(bus, "SN-RMQ")
+            wait_until(lambda: ntfy.on("north"), what="the page on the fallback", timeout_s=30)
+        finally:
+            worker.stop()
+            bus.close()
+    (message,) = ntfy.on("north")
+    assert "SN-RMQ" in message["message"]
+
+
+# ---- re-notify, snooze ---------------------------------------------------------------------------
+
+def levels_paged(h: Harness, alert_id: str) -> list[int]:
+    return [p["level"] for p in pages_of(h, alert_id)]
+
+
+def test_acknowledged_but_unresolved_after_the_centre_s_timeout_pages_level_one_again(
+        h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall([member("ann", "log", "ann")], [member("bob", "log", "bob")],
+                           ack_timeout_seconds=3600))
+    assert h.client.get("/v1/oncall/north", headers=NURSE).json()["ack_timeout_seconds"] == 3600
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    sweep(h)
+    clock(h).advance(seconds=900)  # unacknowledged: level 2 is paged
+    sweep(h)
+    alert = the_alert(h)
+    r = h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=ONCALL)
+    assert r.status_code == 200 and r.json()["wake_at"] == "2026-11-02T09:15:00Z", r.text
+    clock(h).advance(seconds=3599)
+    assert "woken" not in sweep(h) and levels_paged(h, alert["id"]) == [1, 2]
+    clock(h).advance(seconds=2)
+    assert sweep(h)["woken"] == 1
+    assert sweep(h).get("woken") is None  # once
+    again = the_alert(h)
+    assert (again["status"], again["acknowledged_by"], again["wake_at"]) == ("firing", None, None)
+    assert levels_paged(h, alert["id"]) == [1, 2, 1]
+    assert actions(h, alert["id"])[-3:] == ["woke", "page_planned", "paged"]
+    deliver([h], bus)  # the outbox relays what the sweep published
+    assert [e["data"]["status"] for e in published(bus, EventType.ALERT_RAISED)] == ["firing", "firing"]
+    clock(h).advance(seconds=901)  # its escalation starts over
+    sweep(h)
+    assert levels_paged(h, alert["id"]) == [1, 2, 1, 2]
+
+
+def test_the_default_acknowledgement_timeout_is_the_setting(h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall([member("ann", "log", "ann")]))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    alert = the_alert(h)
+    h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=ONCALL)
+    assert the_alert(h)["wake_at"] == "2026-11-02T12:00:00Z"  # 4 h
+    clock(h).advance(hours=2)
+    assert h.client.post(f"/v1/alerts/{alert['id']}/resolve", headers=ONCALL,
+                         json={"resolution": "refilled"}).status_code == 200
+    clock(h).advance(hours=3)
+    assert "woken" not in sweep(h) and the_alert(h)["status"] == "resolved"
+
+
+def test_a_snoozed_alert_wakes_at_until_and_pages_level_one(h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall([member("ann", "log", "ann")], [member("bob", "log", "bob")]))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    sweep(h)
+    alert = the_alert(h)
+    url = f"/v1/alerts/{alert['id']}/snooze"
+    body = {"until": "2026-11-02T08:30:00Z", "reason": "pump being checked at the bedside"}
+    r = h.client.post(url, json=body, headers=NURSE)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["wake_at"]) == ("acknowledged", "2026-11-02T08:30:00Z")
+    clock(h).advance(seconds=1200)  # no escalation while snoozed
+    sweep(h)
+    assert levels_paged(h, alert["id"]) == [1]
+    clock(h).advance(seconds=600)
+    assert sweep(h)["woken"] == 1 and levels_paged(h, alert["id"]) == [1, 1]
+    assert "snoozed" in actions(h, alert["id"])
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"until": "2026-11-02T07:59:59Z", "reason": "r"}, "until"),  # past
+    ({"until": "2026-11-02T08:00:00Z", "reason": "r"}, "until"),  # now
+    ({"until": "2026-11-03T08:00:01Z", "reason": "r"}, "until"),  # beyond 24 h
+    ({"until": "2026-11-02T09:00:00", "reason": "r"}, "until"),  # no zone
+    ({"until": "2026-11-02T09:00:00Z"}, "reason"),
+    ({"until": "2026-11-02T09:00:00Z", "reason": "r\x00"}, "reason"),
+    ({"until": "2026-11-02T09:00:00Z", "reason": "r", "level": 3}, "level"),
+])
+def test_snooze_input_is_checked_and_nothing_changes(h: Harness, bus: InProcessBus,
+                                                     body: dict[str, Any], field: str) -> None:
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    alert = the_alert(h)
+    r = h.client.post(f"/v1/alerts/{alert['id']}/snooze", json=body, headers=NURSE)
+    assert r.status_code == 422 and field in r.text, r.text
+    assert the_alert(h) == alert
+
+
+def test_snoozing_a_resolved_or_unknown_alert_is_refused(h: Harness, bus: InProcessBus) -> None:
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    alert = the_alert(h)
+    h.client.post(f"/v1/alerts/{alert['id']}/resolve", headers=ONCALL, json={"resolution": "ok"})
+    body = {"until": "2026-11-02T09:00:00Z", "reason": "r"}
+    assert h.client.post(f"/v1/alerts/{alert['id']}/snooze", json=body, headers=NURSE).status_code == 409
+    assert h.client.post("/v1/alerts/nope/snooze", json=body, headers=NURSE).status_code == 404
+    assert h.client.post(f"/v1/alerts/{alert['id']}/snooze", json=body).status_code == 401
+
+
+# ---- holds that end --------------------------------------------------------------------------------
+
+def silence(h: Harness, key: str, ends_at: str, **matchers: str) -> str:
+    r = h.client.post("/v1/silences", headers={**ONCALL, "Idempotency-Key": key}, json={
+        "matchers": matchers, "starts_at": "2026-11-02T07:00:00Z", "ends_at": ends_at,
+        "reason": "maintenance"})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_alerts_a_silence_held_back_are_paged_when_it_ends_once(h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall([member("ann", "log", "ann")]))
+    first = silence(h, "s1", "2026-11-02T09:00:00Z", center="north")
+    second = silence(h, "s2", "2026-11-02T10:00:00Z", pump_serial="SN2")
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", 40))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN3", 40))
+    sn1, sn2, sn3 = (the_alert(h, pump_serial=s) for s in ("SN1", "SN2", "SN3"))
+    assert {a["silenced_by"] for a in (sn1, sn2, sn3)} == {first}
+    h.client.post(f"/v1/alerts/{sn3['id']}/resolve", headers=ONCALL, json={"resolution": "ok"})
+    sweep(h)
+    assert [pages_of(h, a["id"]) for a in (sn1, sn2, sn3)] == [[], [], []]
+    clock(h).advance(hours=1, seconds=1)
+    assert sweep(h)["released"] == 2
+    assert sweep(h).get("released") is None  # no double page
+    assert [len(pages_of(h, a["id"])) for a in (sn1, sn2, sn3)] == [1, 0, 0]
+    assert the_alert(h, pump_serial="SN2")["silenced_by"] == second  # still held by the other
+    assert actions(h, sn1["id"])[-3:] == ["silence_ended", "page_planned", "paged"]
+    clock(h).advance(hours=1)
+    assert sweep(h)["released"] == 1
+    assert [len(pages_of(h, a["id"])) for a in (sn1, sn2, sn3)] == [1, 1, 0]
+
+
+def published(bus: InProcessBus, event_type: str) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(m.body) for m in bus.published if m.routing_key == event_type]
+
+
+# ---- heartbeat out -----------------------------------------------------------------------------------
+
+def heartbeat_job(h: Harness) -> Any:
+    from services.alerts import jobs
+
+    return next((j for j in jobs.jobs(h.runtime) if j.name == "heartbeat_out"), None)
+
+
+def failures(h: Harness) -> float:
+    value = h.runtime.registry.get_sample_value("hai_heartbeat_ping_failures_total")
+    return float(value or 0)
+
+
+def test_the_heartbeat_pings_the_dead_man_s_switch_and_a_failed_ping_is_counted(
+        tmp_path, pg_database: Callable[[str], str], bus: InProcessBus) -> None:
+    url = pg_database("alerts")
+    with webhook(fail_first=1) as switch:
+        h = pg_alerts(tmp_path, url, MovableClock(T0), bus, heartbeat_url=switch.url_for("/ping/abc"),
+                      heartbeat_interval_seconds=30.0)
+        job = heartbeat_job(h)
+        assert job is not None and job.interval_seconds == 30.0
+        assert job.run(h.runtime) == {"ok": False} and failures(h) == 1  # answered 503
+        assert job.run(h.runtime) == {"ok": True} and failures(h) == 1
+    (ping,) = switch.on("/ping/abc")
+    assert ping == {"service": "alerts", "at": "2026-11-02T08:00:00+00:00"}
+    with refusing_port() as dead:
+        h2 = pg_alerts(tmp_path, url, MovableClock(T0), bus,
+                       heartbeat_url=f"http://127.0.0.1:{dead}/ping/secret-uuid")
+        assert heartbeat_job(h2).run(h2.runtime) == {"ok": False} and failures(h2) == 1
+    assert heartbeat_job(pg_alerts(tmp_path, url, MovableClock(T0), bus)) is None  # not set: no job
+
+
+# ---- storms --------------------------------------------------------------------------------------------
+
+def test_a_storm_goes_as_one_page_per_recipient_with_the_list_within_a_rate_limit(
+        tmp_path, pg_database: Callable[[str], str], bus: InProcessBus) -> None:
+    h = pg_alerts(tmp_path, pg_database("alerts"), MovableClock(T0), bus, page_rate_per_minute=3)
+    with webhook() as ann, webhook() as bob:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        put(h, "south", oncall([member("bob", "webhook", bob.url)]))
+        for i in range(10):  # a recall sweeps one centre: ten alerts at once
+            emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(f"SN{i}", 40))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN-S", 40, center="south"))
+        assert sweep(h)["sent"] == 11
+        (storm,) = ann.pages
+        assert [a["pump_serial"] for a in storm["alerts"]] == [f"SN{i}" for i in range(10)]
+        assert storm["alert"] == {k: v for k, v in storm["alerts"][0].items()
+                                  if k not in ("notification_id", "ack_url")}
+        (single,) = bob.pages
+        assert "alerts" not in single and single["alert"]["pump_serial"] == "SN-S"
+        alerts = h.client.get("/v1/alerts", params={"center": "north", "limit": 50},
+                              headers=NURSE).json()["items"]
+        pages = [p for a in alerts for p in pages_of(h, a["id"])]
+        assert {p["message_id"] for p in pages} == {storm["notification_id"]}
+        assert {p["status"] for p in pages} == {"sent"}
+        # the same minute: room for two more messages, then none
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN10", 40))
+        sweep(h)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN11", 40))
+        sweep(h)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN12", 40))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN13", 40))
+        assert sweep(h)["claimed"] == 0
+        assert len(ann.pages) == 3
+        held = the_alert(h, pump_serial="SN12")
+        assert actions(h, held["id"])[-1] == "page_held"
+        clock(h).advance(seconds=59)
+        assert sweep(h)["claimed"] == 0
+        clock(h).advance(seconds=2)  # the minute's three messages leave it: room for three
+        assert sweep(h)["sent"] == 2
+    assert sorted(p["alert"]["pump_serial"] for p in ann.pages[-2:]) == ["SN12", "SN13"]
+    assert len(ann.pages) == 5
