@@ -48,7 +48,9 @@ def consortium() -> Iterator[Consortium]:
     try:
         with rabbit_cluster() as cluster, replicated_postgresql() as pg:
             dbs = {s: pg.create_database(f"cluster_{s}") for s in SERVICES}
-            with topology(cluster.urls, dbs, label="cluster") as system:
+            # heartbeats every 5 s: a client on a frozen node notices within ~10 s (README)
+            with topology(cluster.urls, dbs, label="cluster",
+                          extra_env={"HAI_AMQP_HEARTBEAT_SECONDS": "5"}) as system:
                 yield Consortium(cluster, pg, system, receiver)
     finally:
         receiver.close()

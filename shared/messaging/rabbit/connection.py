@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -28,11 +29,13 @@ def broker_urls(url: str) -> list[str]:
 
 class Nodes:
     """A cluster's addresses in the order to try them: the one that answered last comes first,
-    one that failed goes after the others (so a dead or frozen node is not waited for twice)."""
+    one that failed goes after the others (so a dead or frozen node is not waited for twice).
+    Each process starts at a node of its own choosing: the clients spread over the cluster, and
+    a node lost takes only its share of the connections with it."""
 
     def __init__(self, urls: Sequence[str]) -> None:
         self.urls = list(urls)
-        self._first = 0
+        self._first = random.randrange(len(self.urls))
         self._lock = threading.Lock()
 
     def in_order(self) -> list[str]:
