@@ -19,6 +19,7 @@ from tests.e2e.topology import SERVICES, Topology, topology
 RUN_FLAG = "HAI_CLUSTER_TESTS"
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without HAI_CLUSTER_TESTS=1 (set by `make cluster-test`) the cluster tests are skipped:
     they take several minutes. The database failover runs last (it consumes the standby)."""
