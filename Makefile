@@ -8,7 +8,7 @@ LOCK := requirements-dev.lock
 # one interpreter and platform family for every lock: what CI and `make up` run
 LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --quiet
 
-.PHONY: up test test-unit-shifted install lint lock docs bench mutation clean
+.PHONY: up test test-unit-shifted cluster-test install lint lock docs bench mutation clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ test-unit-shifted: $(STAMP)
 	@echo "random order seed: $(SEED)"
 	FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "+$(DAYS)d" $(BIN)/pytest -q -p no:cacheprovider \
 		-p randomly --randomly-seed=$(SEED) tests/unit
+
+## Faults injected into a three-node RabbitMQ cluster and a PostgreSQL primary + synchronous
+## standby of the run's own (tests/cluster; other ports, temp dirs, removed after; ~10 min).
+cluster-test: $(STAMP)
+	HAI_CLUSTER_TESTS=1 HAI_REQUIRE_SERVICES=1 $(BIN)/pytest -q -ra -s -p no:randomly \
+		--timeout 900 tests/cluster $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,7 +40,16 @@ def _libpq(url: URL) -> tuple[str, dict[str, str]]:
     env = dict(os.environ)
     if url.password:
         env["PGPASSWORD"] = str(url.password)
-    plain = url.set(drivername="postgresql", password=None)
+    # not url.set(password=None): SQLAlchemy reads None there as "unchanged" (the password
+    # stayed in the URI, on pg_dump's command line)
+    plain = url.set(drivername="postgresql")._replace(password=None)
+    hosts = plain.query.get("host")
+    if isinstance(hosts, tuple) or (hosts and ":" in hosts):
+        # SQLAlchemy's multi-host form (host=a:5432&host=b:5432) in libpq's: host=a,b&port=…
+        pairs = [h.rsplit(":", 1) if ":" in h else [h, ""] for h in
+                 (hosts if isinstance(hosts, tuple) else (hosts,))]
+        plain = plain.update_query_dict({"host": ",".join(h for h, _ in pairs),
+                                         "port": ",".join(p for _, p in pairs)})
     return plain.render_as_string(hide_password=False), env
 
 

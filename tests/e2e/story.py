@@ -60,15 +60,21 @@ def pump_on_therapy(system: Topology, serial: str, mrn: str, center: str, *,
     return labeled
 
 
+def abnormal_refill_body(serial: str, labeled: float, *, days_ago: float, elapsed_days: float,
+                         factor: float = 1.4) -> dict[str, Any]:
+    """The body of a refill whose measured flow is `factor` × the labeled rate."""
+    performed = datetime.now(UTC) - timedelta(days=days_ago)
+    residual = round(30 - factor * labeled * elapsed_days, 3)
+    return {"pump_serial": serial, "performed_at": performed.isoformat(),
+            "residual_volume_ml": residual, "fill_volume_ml": 30, "fill_type": "saline"}
+
+
 def abnormal_refill(system: Topology, serial: str, labeled: float, *, days_ago: float,
                     elapsed_days: float, factor: float = 1.4) -> dict[str, Any]:
     """A refill whose measured flow is `factor` × the labeled rate."""
-    performed = datetime.now(UTC) - timedelta(days=days_ago)
-    residual = round(30 - factor * labeled * elapsed_days, 3)
     with system.client("scheduling", "nurse") as sch:
-        r = sch.post("/v1/refills", json={
-            "pump_serial": serial, "performed_at": performed.isoformat(),
-            "residual_volume_ml": residual, "fill_volume_ml": 30, "fill_type": "saline"})
+        r = sch.post("/v1/refills", json=abnormal_refill_body(
+            serial, labeled, days_ago=days_ago, elapsed_days=elapsed_days, factor=factor))
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
 

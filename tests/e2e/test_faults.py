@@ -25,11 +25,12 @@ from tests.services import rabbitmqctl
 PUMPS = 8
 
 
-def _prepare(system: Topology, receiver: WebhookReceiver, center: str) -> dict[str, float]:
+def _prepare(system: Topology, receiver: WebhookReceiver, center: str,
+             count: int = PUMPS) -> dict[str, float]:
     setup_oncall(system, center, receiver.url_for(f"/{center}/l1"))
     return {f"SN-{center}-{i:02d}": pump_on_therapy(system, f"SN-{center}-{i:02d}",
                                                    f"MRN-{center}-{i:02d}", center)
-            for i in range(PUMPS)}
+            for i in range(count)}
 
 
 def _flow_alerts(system: Topology, center: str) -> list[dict]:
@@ -93,7 +94,7 @@ def test_worker_killed_mid_batch_loses_nothing(system: Topology, receiver: Webho
 
 
 def _vhost_of(system: Topology) -> str:
-    return unquote(urlparse(system.env["HAI_AMQP_URL"]).path.lstrip("/")) or "/"
+    return unquote(urlparse(system.env["HAI_AMQP_URL"].split(",")[0]).path.lstrip("/")) or "/"
 
 
 Ctl = Callable[..., subprocess.CompletedProcess[str]]

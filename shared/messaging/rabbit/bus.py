@@ -14,6 +14,8 @@ import pika.exceptions
 from shared.messaging.base import BatchProcessor, QueueSpec
 from shared.messaging.rabbit.connection import (
     BrokerUnavailable,
+    Nodes,
+    broker_urls,
     close_quietly,
     connection_parameters,
     short,
@@ -26,11 +28,13 @@ CHECK_CACHE_S = 5.0
 
 
 class RabbitBus:
-    """The Bus on RabbitMQ: durable quorum queues, a retry queue with a delay and a DLQ each."""
+    """The Bus on RabbitMQ: durable quorum queues, a retry queue with a delay and a DLQ each.
+    `url` may name a cluster's nodes, separated by commas: a connection goes to whichever answers."""
 
     def __init__(self, url: str, *, heartbeat_seconds: int = 30,
                  retry_delay_ms: int = 2000) -> None:
-        self.url = url
+        self.nodes = Nodes(broker_urls(url))
+        self.url = self.nodes.urls[0]
         self.heartbeat_seconds = heartbeat_seconds
         self.retry_delay_ms = retry_delay_ms
         self.closed = threading.Event()
@@ -38,14 +42,29 @@ class RabbitBus:
         self._check_lock = threading.Lock()
         self._checked_at: float | None = None
 
-    def parameters(self, purpose: str, *, connect_timeout: float = 10.0) -> pika.URLParameters:
-        """Connection parameters from the URL, with our heartbeat, timeouts and a readable name."""
-        return connection_parameters(self.url, purpose, heartbeat_seconds=self.heartbeat_seconds,
+    def parameters(self, purpose: str, *, connect_timeout: float = 10.0,
+                   url: str | None = None) -> pika.URLParameters:
+        """Connection parameters of one node (the first to try, unless `url` names one), with
+        our heartbeat, timeouts and a readable name."""
+        return connection_parameters(url or self.nodes.in_order()[0], purpose,
+                                     heartbeat_seconds=self.heartbeat_seconds,
                                      connect_timeout=connect_timeout)
 
     def connect(self, purpose: str, *, connect_timeout: float = 10.0) -> Any:
-        """A BlockingConnection, for the calling thread only."""
-        return pika.BlockingConnection(self.parameters(purpose, connect_timeout=connect_timeout))
+        """A BlockingConnection to the first node that answers, for the calling thread only."""
+        failure: Exception | None = None
+        for url in self.nodes.in_order():
+            try:
+                conn = pika.BlockingConnection(
+                    self.parameters(purpose, connect_timeout=connect_timeout, url=url))
+            except Exception as exc:  # noqa: BLE001 - any failure: the next node
+                self.nodes.failed(url)
+                failure = exc
+                continue
+            self.nodes.answered(url)
+            return conn
+        assert failure is not None
+        raise failure
 
     def declare(self, queues: Sequence[QueueSpec]) -> None:
         """Declare the exchanges and these queues, with their retry and dead-letter queues."""
@@ -59,7 +78,7 @@ class RabbitBus:
 
     def publisher(self) -> RabbitPublisher:
         """A publisher for one thread's use (its connection runs in a thread of its own)."""
-        pub = RabbitPublisher(lambda: self.parameters("publisher"))
+        pub = RabbitPublisher(lambda url: self.parameters("publisher", url=url), self.nodes)
         self._publishers.add(pub)
         return pub
 

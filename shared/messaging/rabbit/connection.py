@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import random
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import pika
@@ -15,6 +19,40 @@ class BrokerUnavailable(ConnectionError):
     """RabbitMQ cannot be reached."""
 
 
+def broker_urls(url: str) -> list[str]:
+    """The broker addresses in `HAI_AMQP_URL`: one URL, or a cluster's nodes separated by commas."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("no broker URL")
+    return urls
+
+
+class Nodes:
+    """A cluster's addresses in the order to try them: the one that answered last comes first,
+    one that failed goes after the others (so a dead or frozen node is not waited for twice).
+    Each process starts at a node of its own choosing: the clients spread over the cluster, and
+    a node lost takes only its share of the connections with it."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        self.urls = list(urls)
+        self._first = random.randrange(len(self.urls))
+        self._lock = threading.Lock()
+
+    def in_order(self) -> list[str]:
+        with self._lock:
+            first = self._first
+        return self.urls[first:] + self.urls[:first]
+
+    def answered(self, url: str) -> None:
+        with self._lock:
+            self._first = self.urls.index(url)
+
+    def failed(self, url: str) -> None:
+        with self._lock:
+            if self.urls[self._first] == url:
+                self._first = (self._first + 1) % len(self.urls)
+
+
 def connection_parameters(url: str, purpose: str, *, heartbeat_seconds: int,
                           connect_timeout: float) -> pika.URLParameters:
     """Parameters from the URL, with our heartbeat, timeouts and a readable connection name."""
@@ -24,7 +62,10 @@ def connection_parameters(url: str, purpose: str, *, heartbeat_seconds: int,
     params.socket_timeout = connect_timeout
     params.stack_timeout = connect_timeout
     params.connection_attempts = 1
-    params.client_properties = {"connection_name": f"hai {purpose}"}
+    # the pid tells which process holds a connection (`rabbitmqctl list_connections
+    # client_properties`): the cluster fault tests kill the node that a given process is on
+    params.client_properties = {"connection_name": f"hai {purpose}",
+                                "hai_pid": str(os.getpid())}
     return params
 
 

@@ -16,7 +16,7 @@ import pika.spec
 from pika.adapters.select_connection import SelectConnection
 
 from shared.messaging.base import OutgoingMessage, PublishError
-from shared.messaging.rabbit.connection import PERSISTENT, short
+from shared.messaging.rabbit.connection import PERSISTENT, Nodes, short
 from shared.messaging.rabbit.topology import EXCHANGE_TYPES
 
 
@@ -274,13 +274,16 @@ class _PublishLink:
 
 
 class RabbitPublisher:
-    """Publishes batches with pipelined confirms; reconnects by itself on the next call."""
+    """Publishes batches with pipelined confirms; reconnects by itself on the next call, to the
+    first of `nodes` that answers (`parameters(url)` gives a node's connection parameters)."""
 
-    def __init__(self, parameters: Callable[[], pika.ConnectionParameters],
+    def __init__(self, parameters: Callable[[str], pika.ConnectionParameters], nodes: Nodes,
                  *, connect_timeout: float = 10.0) -> None:
         self._parameters = parameters
+        self._nodes = nodes
         self._connect_timeout = connect_timeout
         self._link: _PublishLink | None = None
+        self._link_url: str | None = None
         self._lock = threading.Lock()
 
     def publish_batch(self, messages: Sequence[OutgoingMessage], timeout: float = 30.0) -> None:
@@ -293,7 +296,7 @@ class RabbitPublisher:
             try:
                 link.publish(messages, max(deadline - time.monotonic(), 0.1))
             except PublishError:
-                self._drop_link()
+                self._drop_link(failed=True)
                 raise
 
     def publish_batch_async(self, messages: Sequence[OutgoingMessage],
@@ -309,7 +312,7 @@ class RabbitPublisher:
             try:
                 done = link.send(messages)
             except PublishError:
-                self._drop_link()
+                self._drop_link(failed=True)
                 raise
 
         def wait() -> None:
@@ -318,7 +321,7 @@ class RabbitPublisher:
             except PublishError:
                 with self._lock:
                     if self._link is link:
-                        self._drop_link()
+                        self._drop_link(failed=True)
                 raise
 
         return wait
@@ -327,20 +330,32 @@ class RabbitPublisher:
         link = self._link
         if link is not None and link.usable:
             return link
-        self._drop_link()
-        link = self._link = _PublishLink(self._parameters())
-        try:
-            link.ready.result(timeout)
-        except FutureTimeout:
-            self._drop_link()
-            raise PublishError(f"no broker connection within {timeout:.1f}s") from None
-        except Exception as exc:  # noqa: BLE001 - reported as the publish failing
-            self._drop_link()
-            raise PublishError(f"cannot connect: {short(exc)}") from exc
-        return link
+        self._drop_link(failed=link is not None)
+        urls = self._nodes.in_order()
+        deadline = time.monotonic() + timeout
+        failures = []
+        for i, url in enumerate(urls):
+            # a frozen node takes its whole share; the time left is shared by those after it
+            share = max((deadline - time.monotonic()) / (len(urls) - i), 0.1)
+            link = self._link = _PublishLink(self._parameters(url))
+            self._link_url = url
+            try:
+                link.ready.result(share)
+            except FutureTimeout:
+                failures.append(f"no connection within {share:.1f}s")
+            except Exception as exc:  # noqa: BLE001 - reported as the publish failing
+                failures.append(short(exc))
+            else:
+                self._nodes.answered(url)
+                return link
+            self._drop_link(failed=True)
+        raise PublishError("cannot connect: " + "; ".join(failures))
 
-    def _drop_link(self) -> None:
+    def _drop_link(self, *, failed: bool = False) -> None:
         link, self._link = self._link, None
+        if failed and self._link_url is not None:
+            self._nodes.failed(self._link_url)  # the next link tries the other nodes first
+        self._link_url = None
         if link is not None:
             link.close()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from shared.messaging.rabbit.connection import broker_urls
 from shared.settings import DEV_JWT_SECRET
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
@@ -104,3 +105,25 @@ def test_the_hl7_bridge_is_its_own_process_and_off_unless_configured():
     assert container["livenessProbe"]["tcpSocket"]["port"] == 2576
     secret = yaml.safe_load((DEPLOY / "k8s" / "secret.template.yaml").read_text())
     assert secret["stringData"]["HAI_HL7_BRIDGE_DATABASE_URL"] == ""
+
+
+def test_compose_and_kubernetes_run_three_broker_nodes_and_a_standby_database():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    nodes = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"]
+    assert all(services[n]["environment"]["RABBITMQ_ERLANG_COOKIE"] for n in nodes)
+    for name in SERVICES:
+        env = services[name]["environment"]
+        urls = broker_urls(env["HAI_AMQP_URL"])
+        assert [u.split("@")[1].split(":")[0] for u in urls] == nodes
+        db = env[f"HAI_{name.upper()}_DATABASE_URL"]
+        assert "host=postgres:5432&host=postgres-standby:5432" in db
+        assert "target_session_attrs=read-write" in db
+    assert "synchronous_standby_names=*" in services["postgres"]["command"]
+    assert services["postgres-standby"]["command"] == ["bash", "/standby.sh"]
+    assert "pg_basebackup" in (DEPLOY / "postgres" / "standby.sh").read_text()
+    conf = (DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text()
+    assert all(f"rabbit@{n}" in conf for n in nodes)
+    rabbit, pg = yaml.safe_load_all((DEPLOY / "k8s" / "data.yaml").read_text())
+    assert rabbit["kind"] == "RabbitmqCluster" and rabbit["spec"]["replicas"] == 3
+    assert pg["spec"]["instances"] == 2 and pg["spec"]["minSyncReplicas"] == 1
