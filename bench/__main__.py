@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[str, dict[str, Any]]] = {
     "page": ("bench.time_to_page", {}),
     "sweep": ("bench.sweep", {"sizes": [10_000, 100_000, 1_000_000]}),
     "fhir": ("bench.fhir_observations", {}),
+    "burst": ("bench.burst", {}),
 }
 
 
