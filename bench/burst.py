@@ -165,8 +165,11 @@ class BurstWatch:
 
 
 def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, pumps: int = 100,
-        quiet_s: float = 20.0, burst_s: float = 40.0, timeout_s: float = 240.0) -> dict[str, Any]:
-    """Quiet phase, then the burst; returns the figures and a table for RESULTS.md."""
+        quiet_s: float = 20.0, burst_s: float = 40.0, timeout_s: float = 240.0,
+        split_alerts: bool = True) -> dict[str, Any]:
+    """Quiet phase, then the burst; returns the figures and a table for RESULTS.md.
+    `split_alerts`: alerts as deploy/Procfile runs it (API, flow worker, events worker), else
+    one `hai serve alerts` process as bench/time_to_page.py runs it."""
     seed_s: dict[str, float] = {}
     load_average = {"before": round(os.getloadavg()[0], 1)}
     sink_port = free_port()
@@ -174,7 +177,8 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
     try:
         with system("burst", env={"HAI_SWEEP_INTERVAL_SECONDS": str(SWEEP_INTERVAL_S)},
                     before_start=lambda dbs: seed_s.update(
-                        scheduling=_seed_scheduling(dbs, therapies))) as sys_:
+                        scheduling=_seed_scheduling(dbs, therapies)),
+                    split_alerts=split_alerts) as sys_:
             started = time.perf_counter()
             model_code = _seed_recalled_pumps(sys_, recall_pumps)
             seed_s["inventory"] = time.perf_counter() - started
@@ -191,14 +195,15 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
             readings = int((quiet_s + burst_s) * rate) + 10
             load = FlowLoad(sys_, pumps=pumps, days_back=readings + 3)
             load.drive(int(quiet_s * rate), rate, "quiet")
-            watch, trigger = _trigger(sys_, model_code)
+            watch, trigger = _trigger(sys_, model_code, timeout_s)
             load.drive(int(burst_s * rate), rate, watch.phase)
             load_average["burst"] = round(os.getloadavg()[0], 1)
             watch.join()
             next_profile_phase(sys_)
             load.finish(timeout_s=60)
             return _figures(load, watch, trigger, therapies=therapies, recall_pumps=recall_pumps,
-                            rate=rate, seed_s=seed_s, load_average=load_average)
+                            rate=rate, seed_s=seed_s, load_average=load_average,
+                            split_alerts=split_alerts)
     finally:
         sink.terminate()
         sink.wait(10)
@@ -212,7 +217,7 @@ def next_profile_phase(sys_: System) -> None:
             sys_.procs[service].send_signal(signal.SIGUSR1)
 
 
-def _trigger(sys_: System, model_code: str) -> tuple[BurstWatch, datetime]:
+def _trigger(sys_: System, model_code: str, timeout: float) -> tuple[BurstWatch, datetime]:
     """Bring the due 1 % back to now (the next sweep announces them) and issue the recall."""
     next_profile_phase(sys_)
     trigger = datetime.now(UTC)
@@ -221,7 +226,7 @@ def _trigger(sys_: System, model_code: str) -> tuple[BurstWatch, datetime]:
                      "projected_empty_at = projected_empty_at - %s "
                      "WHERE due_at < %s AND pump_serial LIKE 'S%%'",
                      (SHIFT, SHIFT, trigger + SHIFT + timedelta(days=2)))
-    watch = BurstWatch(sys_, trigger - timedelta(seconds=1), timeout_s=240)
+    watch = BurstWatch(sys_, trigger - timedelta(seconds=1), timeout_s=timeout)
     with sys_.client("inventory") as inv:
         ok(inv.post("/v1/recalls", json={"model_code": model_code, "lot_numbers": [LOT],
                                          "reason": "burst benchmark"}), "recall")
@@ -234,7 +239,7 @@ def _seconds_after(at: datetime | None, trigger: datetime) -> float | None:
 
 def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies: int,
              recall_pumps: int, rate: float, seed_s: dict[str, float],
-             load_average: dict[str, float]) -> dict[str, Any]:
+             load_average: dict[str, float], split_alerts: bool) -> dict[str, Any]:
     quiet, burst, after = (load.figures(p) for p in ("quiet", "burst", "after"))
     state = watch.state
     raised_s = _seconds_after(state.get("last_raised"), trigger)
@@ -242,7 +247,10 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
     missing = quiet["missing"] + burst["missing"] + after["missing"]
     figures: dict[str, Any] = {
         "therapies": therapies, "due": therapies // sweep.DUE_EVERY, "recall_pumps": recall_pumps,
-        "rate_per_s": rate, "pumps": len(load.pumps), "seed_s": {k: round(v, 1) for k, v in seed_s.items()},
+        "rate_per_s": rate, "pumps": len(load.pumps),
+        "alerts_processes": ("API, worker --queue alerts.flow, worker --queue alerts.events"
+                             if split_alerts else "one hai serve alerts (API and worker)"),
+        "seed_s": {k: round(v, 1) for k, v in seed_s.items()},
         "quiet": quiet, "burst": burst, "after": after, "pages_missing": missing,
         "page_before_201": load.early,
         "burst_alerts": state.get("alerts"), "burst_alerts_all_raised_s": raised_s,
@@ -286,9 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pumps", type=int, default=100)
     parser.add_argument("--quiet-s", type=float, default=20.0)
     parser.add_argument("--burst-s", type=float, default=40.0)
+    parser.add_argument("--timeout-s", type=float, default=240.0,
+                        help="how long to wait for the burst's alerts and pages")
+    parser.add_argument("--one-alerts-process", action="store_true",
+                        help="alerts as one `hai serve` process (API and worker together)")
     args = parser.parse_args(argv)
     figures = run(therapies=args.therapies, recall_pumps=args.recall_pumps, rate=args.rate,
-                  pumps=args.pumps, quiet_s=args.quiet_s, burst_s=args.burst_s)
+                  pumps=args.pumps, quiet_s=args.quiet_s, burst_s=args.burst_s,
+                  timeout_s=args.timeout_s, split_alerts=not args.one_alerts_process)
     print(json.dumps({k: v for k, v in figures.items() if k != "table"}, indent=2, default=str))
     for row in figures["table"]:
         print(f"{row['measure']}: {row['ours']} (baseline {row['baseline']}; aim {row['aim']}: "

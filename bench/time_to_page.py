@@ -75,24 +75,32 @@ class System:
         return httpx.Client(base_url=self.urls[service], headers=self.headers, timeout=30)
 
 
-def _start(service: str, port: int, env: dict[str, str], logdir: Path) -> subprocess.Popen[bytes]:
-    """`hai serve SERVICE`; under bench._sampler's profiler when HAI_BENCH_PROFILE names it
-    (comma-separated names; the profile goes to HAI_BENCH_PROFILE_DIR, default /tmp)."""
-    log = (logdir / f"{service}.log").open("wb")
-    command = [HAI, "serve", service, "--port", str(port)]
-    if service in env.get("HAI_BENCH_PROFILE", "").split(","):
-        out = Path(env.get("HAI_BENCH_PROFILE_DIR", "/tmp")) / f"hai-profile-{service}-{port}.json"
-        print(f"profiling {service} into {out}", file=sys.stderr)
+def _start(name: str, args: list[str], env: dict[str, str], logdir: Path) -> subprocess.Popen[bytes]:
+    """`hai ARGS`, logging to NAME.log; under bench._sampler's profiler when HAI_BENCH_PROFILE
+    names it (comma-separated names; the profile goes to HAI_BENCH_PROFILE_DIR, default /tmp)."""
+    log = (logdir / f"{name}.log").open("wb")
+    command = [HAI, *args]
+    if name in env.get("HAI_BENCH_PROFILE", "").split(","):
+        out = Path(env.get("HAI_BENCH_PROFILE_DIR", "/tmp")) / f"hai-profile-{name}-{os.getpid()}.json"
+        print(f"profiling {name} into {out}", file=sys.stderr)
         command = [sys.executable, "-m", "bench._sampler", str(out), "--", *command[1:]]
     return subprocess.Popen(command, env={**env, "PYTHONPATH": str(ROOT)}, stdout=log,
                             stderr=subprocess.STDOUT, cwd=str(logdir))
 
 
+# alerts as deploy/Procfile runs it: its API alone, abnormal flows (and their pages) in a worker
+# of their own, and the rest of its events in another
+ALERTS_SPLIT = {"alerts_flow": ["worker", "alerts", "--queue", "alerts.flow"],
+                "alerts_events": ["worker", "alerts", "--queue", "alerts.events"]}
+
+
 @contextmanager
 def system(label: str, *, env: dict[str, str] | None = None,
-           before_start: Callable[[dict[str, str]], None] | None = None) -> Iterator[System]:
-    """Start the three services on a fresh vhost and databases (`before_start(dbs)` may fill
-    them first); stop them and drop everything after; print the services' log tails on a failure."""
+           before_start: Callable[[dict[str, str]], None] | None = None,
+           split_alerts: bool = False) -> Iterator[System]:
+    """Start the three services (each `hai serve`: API and worker in one process; alerts as
+    ALERTS_SPLIT when `split_alerts`) on a fresh vhost and databases (`before_start(dbs)` may
+    fill them first); stop them and drop everything after; print the log tails on a failure."""
     token = mint_token("bench", ["admin"], secret=os.environ.get("HAI_JWT_SECRET", DEV_JWT_SECRET))
     with ExitStack() as stack:
         amqp = stack.enter_context(vhost(label))
@@ -107,12 +115,17 @@ def system(label: str, *, env: dict[str, str] | None = None,
         full_env = {**os.environ, "HAI_AMQP_URL": amqp, "HAI_LOG_LEVEL": "WARNING",
                     **{f"HAI_{s.upper()}_DATABASE_URL": u for s, u in dbs.items()},
                     **{f"HAI_{s.upper()}_URL": u for s, u in urls.items()}, **(env or {})}
-        procs = {s: _start(s, ports[s], full_env, logdir) for s in dbs}
+        procs = {s: _start(s, ["serve", s, "--port", str(ports[s])]
+                           + (["--no-worker"] if split_alerts and s == "alerts" else []),
+                           full_env, logdir) for s in dbs}
+        if split_alerts:
+            procs.update({name: _start(name, args, full_env, logdir)
+                          for name, args in ALERTS_SPLIT.items()})
         for proc in procs.values():
             stack.callback(stop_process, proc)
         try:
-            for s, proc in procs.items():
-                wait_ready(urls[s], proc)
+            for s in SERVICES:
+                wait_ready(urls[s], procs[s])
             yield System(urls=urls, dbs=dbs, headers={"Authorization": f"Bearer {token}"},
                          receiver=receiver, logdir=logdir, amqp_url=amqp, procs=procs)
         except Exception:
