@@ -72,6 +72,8 @@ class Job:
     name: str
     run: Callable[[ServiceRuntime], dict[str, Any]]
     interval_seconds: float
+    # run only by workers that consume one of these queues (None: by every worker)
+    queues: frozenset[str] | None = None
 
 
 @dataclass
@@ -206,25 +208,34 @@ class Worker:
                     suffix = f"-{n + 1}" if sub.consumers > 1 else ""
                     self._spawn(f"{rt.name}-consume-{sub.queue.name}{suffix}", self._consume,
                                 consumer)
-        if self._jobs and rt.jobs:
+        jobs = self.jobs()
+        if jobs:
             self.scheduler = BackgroundScheduler(timezone="UTC")
-            for job in rt.jobs:
+            for job in jobs:
                 self.scheduler.add_job(
                     self.run_job, "interval", args=[job], seconds=job.interval_seconds,
                     id=job.name, max_instances=1, coalesce=True, next_run_time=None,
                 )
             self.scheduler.start()
-            for job in rt.jobs:
+            for job in jobs:
                 rt.jobs_started_at[job.name] = rt.clock.now()
             # first run soon after start rather than a whole interval later
-            for job in rt.jobs:
+            for job in jobs:
                 self.scheduler.modify_job(job.name, next_run_time=_soon(rt))
         if self._consumers:
             self._spawn(f"{rt.name}-queue-depths", watch_queues, rt, self.stop_event)
         if rt.settings.worker_heartbeat_file:
             self._spawn(f"{rt.name}-heartbeat", self._heartbeat, rt.settings.worker_heartbeat_file)
         log.info("worker.started", service=rt.name, threads=len(self.threads),
-                 jobs=[j.name for j in rt.jobs] if self._jobs else [])
+                 jobs=[j.name for j in jobs])
+
+    def jobs(self) -> list[Job]:
+        """The service's jobs this worker runs: none without jobs; with `queues`, those meant
+        for workers of one of them (or for every worker)."""
+        if not self._jobs:
+            return []
+        return [j for j in self.runtime.jobs
+                if j.queues is None or self.queues is None or j.queues & self.queues]
 
     def _heartbeat(self, path: str) -> None:
         """Touch `path` while every worker thread is alive: the liveness probe of a worker pod."""

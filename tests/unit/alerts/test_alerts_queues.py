@@ -71,3 +71,17 @@ def test_flow_readings_page_on_the_urgent_lane_and_the_rest_on_the_pager_kick(tm
         assert [subs[q].consumers for q in (handlers.FLOW_QUEUE, handlers.QUEUE)] == [1, 1]
     finally:
         runtime.engine.dispose()
+
+
+def test_the_sweep_over_every_due_page_never_runs_in_a_worker_of_abnormal_flows_alone(tmp_path) -> None:
+    runtime = alerts_app.bootstrap(make_settings(tmp_path), bus=InProcessBus())
+    try:
+        def names(worker: Worker) -> set[str]:
+            return {j.name for j in worker.jobs()}
+
+        assert names(Worker(runtime)) == {"pager", "pager_urgent", "watchdog"}
+        assert names(Worker(runtime, queues=[handlers.QUEUE])) == {"pager", "watchdog"}
+        assert names(Worker(runtime, queues=[handlers.FLOW_QUEUE])) == {"pager_urgent", "watchdog"}
+        assert names(Worker(runtime, jobs=False)) == set()
+    finally:
+        runtime.engine.dispose()
