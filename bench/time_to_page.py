@@ -195,6 +195,8 @@ class FlowLoad:
         self.by_serial = {p.serial: p for p in self.pumps}
         self.latencies_ms: dict[str, list[float]] = defaultdict(list)
         self.to_alert_ms: dict[str, list[float]] = defaultdict(list)
+        # the alerts side alone: the alert raised (its consumer) → the page arrived
+        self.raised_to_page_ms: dict[str, list[float]] = defaultdict(list)
         self.posted: dict[str, int] = defaultdict(int)
         self.skipped: dict[str, int] = defaultdict(int)
         self.early = 0
@@ -231,6 +233,8 @@ class FlowLoad:
                     self.early += 1
                 raised = datetime.fromisoformat(str(alert["first_raised_at"]).replace("Z", "+00:00"))
                 self.to_alert_ms[pump.phase].append((raised.timestamp() - (pump.wall_201 or 0)) * 1000)
+                arrived_wall = (pump.wall_201 or 0) + (arrived - pump.t_201)
+                self.raised_to_page_ms[pump.phase].append((arrived_wall - raised.timestamp()) * 1000)
             pump.t_201 = None
             self._resolver.submit(self._resolve, alert["id"], pump)
 
@@ -298,6 +302,10 @@ class FlowLoad:
                         "max_ms": round(max(latencies), 1),
                         "to_alert_raised_p50_ms": round(pct(to_alert, 0.5), 1),
                         "to_alert_raised_p99_ms": round(pct(to_alert, 0.99), 1)})
+            alerts_side = self.raised_to_page_ms[phase]
+            out.update({"raised_to_page_p50_ms": round(pct(alerts_side, 0.5), 1),
+                        "raised_to_page_p99_ms": round(pct(alerts_side, 0.99), 1),
+                        "raised_to_page_max_ms": round(max(alerts_side), 1)})
         return out
 
 
