@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, dict[str, Any]]] = {
     "fhir": ("bench.fhir_observations", {}),
     "surveillance": ("bench.surveillance", {}),
     "reports": ("bench.reports", {}),
+    "burst": ("bench.burst", {}),
 }
 
 

@@ -39,8 +39,9 @@ def _admin(sql: str) -> None:
         conn.execute(sql)
 
 
-def load(url: str, dbname: str, n: int) -> None:
-    """Load n therapies with their patient, pump and open appointment (1 % due) by COPY."""
+def load(url: str, dbname: str, n: int, *, now: datetime = NOW) -> None:
+    """Load n therapies with their patient, pump and open appointment (1 % due around `now`)
+    by COPY."""
     upgrade("scheduling", url)
     with psycopg.connect(dbname=dbname, **PG) as conn:  # type: ignore[arg-type]
         cur = conn.cursor()
@@ -48,13 +49,13 @@ def load(url: str, dbname: str, n: int) -> None:
                       "height_cm, sex, center, created_at, updated_at) FROM STDIN") as cp:
             for i in range(n):
                 cp.write_row((f"M{i}", "Given", "Family", date(1960, 1, 1), 70.0, 175.0, "male",
-                              f"C{i % 50}", NOW, NOW))
+                              f"C{i % 50}", now, now))
         with cur.copy("COPY implanted_pumps (serial_number, patient_mrn, center, model_code, "
                       "reservoir_ml, labeled_flow_ml_per_day, status, implanted_at, updated_at) "
                       "FROM STDIN") as cp:
             for i in range(n):
                 cp.write_row((f"S{i}", f"M{i}", f"C{i % 50}", "INTERA-3000", 30.0, 1.0,
-                              "implanted", NOW - timedelta(days=60), NOW))
+                              "implanted", now - timedelta(days=60), now))
         therapy_ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
         with cur.copy("COPY therapies (id, patient_mrn, pump_serial, regimen, status, start_on, "
                       "refill_interval_days, fudr_mg_per_kg_day, dosing_weight, created_by, "
@@ -63,7 +64,7 @@ def load(url: str, dbname: str, n: int) -> None:
                 regimen = "fudr_alternating" if i % 2 else "saline_maintenance"
                 cp.write_row((therapy_ids[i], f"M{i}", f"S{i}", regimen, "active",
                               date(2026, 10, 1), 14, 0.12 if i % 2 else None, "actual", "bench",
-                              NOW, NOW))
+                              now, now))
         with cur.copy("COPY appointments (id, therapy_id, patient_mrn, center, pump_serial, "
                       "fill_type, due_at, status, projected_empty_at, created_at, updated_at) "
                       "FROM STDIN") as cp:
@@ -71,13 +72,13 @@ def load(url: str, dbname: str, n: int) -> None:
                 # chemo fills for FUDR therapies (odd i), saline for maintenance (even i)
                 fill = "chemo" if i % 2 else "saline"
                 if i % (2 * DUE_EVERY) in (0, 1):  # 1 % due, half of them chemo
-                    due = NOW + timedelta(hours=-24 + (i // DUE_EVERY) % 60)
+                    due = now + timedelta(hours=-24 + (i // DUE_EVERY) % 60)
                     empty = due + timedelta(days=1)
                 else:
-                    due = NOW + timedelta(days=5 + i % 9, minutes=i % 1440)
+                    due = now + timedelta(days=5 + i % 9, minutes=i % 1440)
                     empty = due + timedelta(days=16)
                 cp.write_row((str(uuid.UUID(int=(1 << 64) + i)), therapy_ids[i], f"M{i}",
-                              f"C{i % 50}", f"S{i}", fill, due, "scheduled", empty, NOW, NOW))
+                              f"C{i % 50}", f"S{i}", fill, due, "scheduled", empty, now, now))
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")

@@ -153,6 +153,10 @@ def worker(
     metrics_port: Annotated[int | None, typer.Option(
         help="serve the worker's Prometheus metrics (queue depths, consumer outcomes, job "
              "heartbeats, page failures) on this port")] = None,
+    queue: Annotated[list[str] | None, typer.Option(
+        help="consume only this queue of the service (repeatable; default: all of them), e.g. "
+             "`hai worker alerts --queue alerts.flow`: abnormal flows and their pages in a "
+             "process of their own, beside workers of `--queue alerts.events`")] = None,
 ) -> None:
     """Run a service's background work alone: outbox relay, consumers, scheduled jobs."""
     from shared.runtime import Worker
@@ -163,7 +167,10 @@ def worker(
         raise typer.BadParameter(f"one of {', '.join(SERVICES)}")
     upgrade(service, settings.database_url(service))
     runtime = service_module(service).bootstrap(settings)
-    work = Worker(runtime)
+    try:
+        work = Worker(runtime, queues=queue or None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--queue") from exc
     if metrics_port is not None:
         from prometheus_client import start_http_server
 

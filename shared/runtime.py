@@ -6,7 +6,7 @@ import gc
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
@@ -59,6 +59,10 @@ class Subscription:
     queue: QueueSpec
     handlers: Mapping[str, Handler]
     batch_handlers: Mapping[str, BatchHandler] = field(default_factory=dict)
+    # consumers of the queue in each worker, each on its own connection and transactions: a
+    # queue whose handling waits on the database most of the time drains faster with several
+    # (its events' order is not kept, as with several workers; only where no handler needs it)
+    consumers: int = 1
 
 
 @dataclass
@@ -68,6 +72,8 @@ class Job:
     name: str
     run: Callable[[ServiceRuntime], dict[str, Any]]
     interval_seconds: float
+    # run only by workers that consume one of these queues (None: by every worker)
+    queues: frozenset[str] | None = None
 
 
 @dataclass
@@ -166,8 +172,13 @@ class Worker:
     """A service's background work: outbox relay, consumers and scheduled jobs, in threads."""
 
     def __init__(self, runtime: ServiceRuntime, *, relay: bool = True, consumers: bool = True,
-                 jobs: bool = True) -> None:
+                 jobs: bool = True, queues: Collection[str] | None = None) -> None:
+        """`queues`: consume only these of the service's queues (all when None)."""
+        unknown = set(queues or ()) - {s.queue.name for s in runtime.subscriptions}
+        if unknown:
+            raise ValueError(f"{runtime.name} consumes no queue {sorted(unknown)}")
         self.runtime = runtime
+        self.queues = None if queues is None else set(queues)
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         self.scheduler: BackgroundScheduler | None = None
@@ -186,31 +197,45 @@ class Worker:
             self._spawn(f"{rt.name}-relay", relay.run, self.stop_event)
         if self._consumers:
             for sub in rt.subscriptions:
+                if self.queues is not None and sub.queue.name not in self.queues:
+                    continue
                 consumer = EventConsumer(
                     sub.queue.name, sub.queue, sub.handlers, rt.uow_factory,
                     max_attempts=rt.settings.consumer_max_attempts,
                     on_outcome=self._count_outcome, batch_handlers=sub.batch_handlers,
                 )
-                self._spawn(f"{rt.name}-consume-{sub.queue.name}", self._consume, consumer)
-        if self._jobs and rt.jobs:
+                for n in range(max(1, sub.consumers)):
+                    suffix = f"-{n + 1}" if sub.consumers > 1 else ""
+                    self._spawn(f"{rt.name}-consume-{sub.queue.name}{suffix}", self._consume,
+                                consumer)
+        jobs = self.jobs()
+        if jobs:
             self.scheduler = BackgroundScheduler(timezone="UTC")
-            for job in rt.jobs:
+            for job in jobs:
                 self.scheduler.add_job(
                     self.run_job, "interval", args=[job], seconds=job.interval_seconds,
                     id=job.name, max_instances=1, coalesce=True, next_run_time=None,
                 )
             self.scheduler.start()
-            for job in rt.jobs:
+            for job in jobs:
                 rt.jobs_started_at[job.name] = rt.clock.now()
             # first run soon after start rather than a whole interval later
-            for job in rt.jobs:
+            for job in jobs:
                 self.scheduler.modify_job(job.name, next_run_time=_soon(rt))
         if self._consumers:
             self._spawn(f"{rt.name}-queue-depths", watch_queues, rt, self.stop_event)
         if rt.settings.worker_heartbeat_file:
             self._spawn(f"{rt.name}-heartbeat", self._heartbeat, rt.settings.worker_heartbeat_file)
         log.info("worker.started", service=rt.name, threads=len(self.threads),
-                 jobs=[j.name for j in rt.jobs] if self._jobs else [])
+                 jobs=[j.name for j in jobs])
+
+    def jobs(self) -> list[Job]:
+        """The service's jobs this worker runs: none without jobs; with `queues`, those meant
+        for workers of one of them (or for every worker)."""
+        if not self._jobs:
+            return []
+        return [j for j in self.runtime.jobs
+                if j.queues is None or self.queues is None or j.queues & self.queues]
 
     def _heartbeat(self, path: str) -> None:
         """Touch `path` while every worker thread is alive: the liveness probe of a worker pod."""

@@ -30,12 +30,18 @@ def bootstrap(
     settings = settings or get_settings()
     runtime = build_runtime(name=NAME, settings=settings, metadata=metadata,
                             platform=platform, clock=clock, bus=bus, engine=engine)
-    kick = paging.Pager.attach_to(runtime).kick.kick
-    every_handler = handlers.make_handlers(settings, kick)
+    pager = paging.Pager.attach_to(runtime)
     for spec in handlers.queue_specs():
         handled = {key for _, key in spec.bindings}
+        # an abnormal flow's page goes out on the pager's urgent lane, alone
+        kick = pager.urgent.kick if spec.name == handlers.FLOW_QUEUE else pager.kick.kick
+        every_handler = handlers.make_handlers(settings, kick)
+        # the flow queue keeps one consumer per worker: its readings come one by one, each paging
+        consumers = (settings.alerts_event_consumers
+                     if spec.name == handlers.QUEUE and settings.amqp_url else 1)
         runtime.subscriptions.append(Subscription(
-            queue=spec, handlers={t: h for t, h in every_handler.items() if t in handled}))
+            queue=spec, handlers={t: h for t, h in every_handler.items() if t in handled},
+            consumers=consumers))
     runtime.jobs.extend(jobs.jobs(runtime))
     return runtime
 

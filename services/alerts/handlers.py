@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import event as sa_event
 
@@ -62,7 +62,22 @@ HANDLED_TYPES = (
 )
 
 
-def make_handlers(settings: AlertsSettings, kick: Callable[[], None]) -> dict[str, Handler]:
+Kick = Callable[[Iterable[str]], None]
+_RAISED = "alerts.raised_ids"  # the session's alerts raised so far, for the kick after its commit
+
+
+def kick_after_commit(uow: UnitOfWork, kick: Kick, alert_ids: Iterable[str]) -> None:
+    """Wake the pager with these alerts once the transaction commits (the consumer commits
+    after us; the pages are visible only then): one kick per transaction, naming them all."""
+    raised = uow.session.info.get(_RAISED)
+    if raised is None:
+        raised = uow.session.info[_RAISED] = []
+        sa_event.listen(uow.session, "after_commit",
+                        lambda session: kick(session.info.pop(_RAISED, [])), once=True)
+    raised.extend(alert_ids)
+
+
+def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
     """The handler of every consumed event type; a raise wakes the pager after the commit."""
 
     def applying(rule: Callable[[CloudEvent], rules.RuleResult]) -> Handler:
@@ -71,10 +86,9 @@ def make_handlers(settings: AlertsSettings, kick: Callable[[], None]) -> dict[st
     def applying_in(rule: Callable[[UnitOfWork, CloudEvent], rules.RuleResult]) -> Handler:
         def handle(uow: UnitOfWork, event: CloudEvent) -> None:
             result = rule(uow, event)
+            changed = service.apply(uow, result, settings=settings)
             if result.raise_:
-                # the consumer commits after us: wake the pager only once the pages are visible
-                sa_event.listen(uow.session, "after_commit", lambda _s: kick(), once=True)
-            service.apply(uow, result, settings=settings)
+                kick_after_commit(uow, kick, (alert.id for alert in changed))
         return handle
 
     def flow_abnormal(uow: UnitOfWork, event: CloudEvent) -> rules.RuleResult:

@@ -18,6 +18,7 @@ before the result was committed makes the page go out again after the lease (the
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -234,8 +235,9 @@ def lease_seconds(settings: AlertsSettings) -> float:
 
 
 def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
-              limit: int = CLAIM_BATCH) -> list[Claim]:
-    """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim.
+              limit: int = CLAIM_BATCH, alert_ids: Collection[str] | None = None) -> list[Claim]:
+    """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim;
+    with `alert_ids`, only the pages of those alerts.
 
     Storms: a recipient gets at most HAI_PAGE_RATE_PER_MINUTE page messages a minute. When more
     pages are due for one than that leaves room for, they go as one page listing them all; when
@@ -248,6 +250,8 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                | ((Notification.status == NotificationStatus.SENDING) & (Notification.claimed_until <= now)))
         stmt = (select(Notification, Alert).join(Alert, Alert.id == Notification.alert_id)
                 .where(due).order_by(Notification.next_attempt_at).limit(limit))
+        if alert_ids is not None:
+            stmt = stmt.where(Notification.alert_id.in_(sorted(alert_ids)))
         if is_postgres(uow.session):
             stmt = stmt.with_for_update(skip_locked=True, of=Notification)
         rows = [(row[0], row[1]) for row in uow.session.execute(stmt).all()]
@@ -457,16 +461,20 @@ def advance_receipt(uow: UnitOfWork, n: Notification, alert: Alert, status: Noti
     return True
 
 
-def sweep_once(runtime: ServiceRuntime, *, timed: bool = True) -> dict[str, int]:
+def sweep_once(runtime: ServiceRuntime, *, timed: bool = True,
+               alert_ids: Collection[str] | None = None) -> dict[str, int]:
     """One pass: escalate what is due, re-notify and release what is due (`timed`; a kick after
     a consumer's commit leaves those to the job's next pass, to page the new alert sooner), claim
-    due pages, send them in parallel, record results."""
+    due pages, send them in parallel, record results. With `alert_ids`, only the due pages of
+    those alerts (no escalation)."""
     settings = runtime.settings
     state = pager(runtime)
-    escalated = escalate_due(runtime.uow_factory, settings=settings)
-    woken = wake_due(runtime.uow_factory, settings=settings) if timed else 0
-    released = release_held(runtime.uow_factory, settings=settings) if timed else 0
-    claims = claim_due(runtime.uow_factory, settings=settings)
+    everything = alert_ids is None
+    escalated = escalate_due(runtime.uow_factory, settings=settings) if everything else 0
+    woken = wake_due(runtime.uow_factory, settings=settings) if timed and everything else 0
+    released = (release_held(runtime.uow_factory, settings=settings) if timed and everything
+                else 0)
+    claims = claim_due(runtime.uow_factory, settings=settings, alert_ids=alert_ids)
     channels = state.channels
     if len(claims) <= 1:
         outcomes = [send(channels, c) for c in claims]
@@ -490,12 +498,12 @@ def sweep_once(runtime: ServiceRuntime, *, timed: bool = True) -> dict[str, int]
 
 
 def run_pager(runtime: ServiceRuntime) -> dict[str, Any]:
-    """The pager job: one sweep; it also arms the after-commit kick of this process's consumers
+    """The pager job: one sweep; it also arms the after-commit kicks of this process's consumers
     (and, the first time, loads the apprise channel's plugins in the background)."""
     state = pager(runtime)
     if not state.kick.armed:
         state.channels.warm_up()
-    state.kick.armed = True
+    state.kick.armed = state.urgent.armed = True
     return dict(sweep_once(runtime))
 
 
@@ -504,21 +512,27 @@ class PagerKick:
 
     Kicks coalesce (one pending at most; a kick during a sweep queues one more). The kick only
     lowers latency: the pager job's sweep over the database stays what guarantees the page. It is
-    armed by the first run of the pager job, so only a process running the jobs kicks.
+    armed by the first run of the pager job, so only a process running the jobs kicks. A
+    `targeted` kick sends only the pages of the alerts it was given, on a thread of its own: the
+    pages of an abnormal flow go out at once, not behind the hundreds a sweep's burst planned.
     """
 
-    def __init__(self, runtime: ServiceRuntime) -> None:
+    def __init__(self, runtime: ServiceRuntime, *, targeted: bool = False,
+                 name: str = "alerts-pager-kick") -> None:
         self.runtime = runtime
         self.armed = False
+        self.targeted = targeted
         self._pending = False
+        self._alert_ids: set[str] = set()
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts-pager-kick")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
-    def kick(self) -> None:
-        """Ask for a sweep soon (no-op until armed)."""
+    def kick(self, alert_ids: Iterable[str] = ()) -> None:
+        """Ask for a sweep soon (of these alerts' pages, when targeted; no-op until armed)."""
         if not self.armed:
             return
         with self._lock:
+            self._alert_ids.update(alert_ids)
             if self._pending:
                 return
             self._pending = True
@@ -527,8 +541,13 @@ class PagerKick:
     def _run(self) -> None:
         with self._lock:
             self._pending = False
+            alert_ids, self._alert_ids = self._alert_ids, set()
         try:
-            sweep_once(self.runtime, timed=False)
+            if self.targeted:
+                if alert_ids:
+                    sweep_once(self.runtime, alert_ids=alert_ids, timed=False)
+            else:
+                sweep_once(self.runtime, timed=False)
         except Exception as exc:  # noqa: BLE001 - the job's next sweep tries again
             log.warning("pager.kick_failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -539,6 +558,8 @@ class Pager:
 
     channels: Channels
     kick: PagerKick
+    # the flow queue's kick: targeted, on a thread of its own
+    urgent: PagerKick
     # `hai_page_failures_total{channel,result}`: failed attempts (`retrying`) and pages given
     # up (`failed`), by channel; on /metrics from the start, before any page fails
     page_failures: Counter
@@ -549,6 +570,7 @@ class Pager:
     def attach_to(cls, runtime: ServiceRuntime) -> Pager:
         return runtime.attach(cls(
             channels=Channels(runtime.settings), kick=PagerKick(runtime),
+            urgent=PagerKick(runtime, targeted=True, name="alerts-pager-urgent"),
             page_failures=Counter("hai_page_failures_total",
                                   "Failed page attempts by channel; result failed when given up",
                                   ["channel", "result"], registry=runtime.registry),

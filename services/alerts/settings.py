@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import Field
+
 from services.addresses import ServiceAddresses
 
 
@@ -34,6 +36,9 @@ class AlertsSettings(ServiceAddresses):
     page_first_retry_seconds: float = 2.0
     page_timeout_seconds: float = 5.0
     page_sweep_seconds: float = 1.0  # how often the pager looks for due pages and escalations
+    # consumers of `alerts.events` per worker on RabbitMQ (one on the in-process bus): a sweep's
+    # burst is handled by several transactions at once, each waiting on the database in turn
+    alerts_event_consumers: int = Field(default=3, ge=1, le=16)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "hai-alerts@localhost"

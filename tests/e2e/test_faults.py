@@ -86,9 +86,10 @@ def test_worker_killed_mid_batch_loses_nothing(system: Topology, receiver: Webho
     pumps = _prepare(system, receiver, center)
     for serial, labeled in pumps.items():
         abnormal_refill(system, serial, labeled, days_ago=0, elapsed_days=14)
-    for name in ("scheduling_worker_1", "alerts_worker_1"):
+    # flow readings are consumed by alerts' flow worker (deploy/Procfile's alerts_flow)
+    for name in ("scheduling_worker_1", "alerts_flow"):
         system.procs[name].kill(signal.SIGKILL)  # returns once the process is gone
-    for name in ("scheduling_worker_1", "alerts_worker_1"):
+    for name in ("scheduling_worker_1", "alerts_flow"):
         system.start(name)
     assert _lost_and_twice(system, center, pumps) == (0, 0)
 

@@ -61,6 +61,9 @@ def test_honcho_runs_the_procfile(e2e_databases, tmp_path):
         text = (tmp_path / "honcho.log").read_text()
         pids = [int(p) for p in re.findall(r"_worker_\d\.1 started \(pid=(\d+)\)", text)]
         assert len(pids) == 6, text[-3000:]  # two workers for each of the three services
+        # and alerts' abnormal flows in a worker of their own
+        pids += [int(p) for p in re.findall(r"alerts_flow\.1 started \(pid=(\d+)\)", text)]
+        assert len(pids) == 7, text[-3000:]
         for pid in pids:
             os.kill(pid, 0)  # alive
     finally:

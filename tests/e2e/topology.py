@@ -161,9 +161,14 @@ def _topology(amqp_url: str, db_urls: dict[str, str], *, workers: int, sweep_sec
         subprocess.run(hai("migrate", s), env=env, check=True, capture_output=True, timeout=120)
         topo.procs[s] = Proc(s, hai("serve", s, "--no-worker", "--port", str(ports[s])), env,
                              run_dir / f"{s}.log")
+        # as deploy/Procfile: alerts' abnormal flows (and their pages) in a worker of their own
+        queues = ["--queue", "alerts.events"] if s == "alerts" else []
         for i in range(1, workers + 1):
-            topo.procs[f"{s}_worker_{i}"] = Proc(f"{s}_worker_{i}", hai("worker", s), env,
+            topo.procs[f"{s}_worker_{i}"] = Proc(f"{s}_worker_{i}", hai("worker", s, *queues), env,
                                                  run_dir / f"{s}_worker_{i}.log")
+        if s == "alerts":
+            topo.procs["alerts_flow"] = Proc("alerts_flow", hai("worker", s, "--queue", "alerts.flow"),
+                                             env, run_dir / "alerts_flow.log")
     if dashboard:
         topo.procs["dashboard"] = Proc("dashboard", hai("serve", "dashboard", "--port",
                                                         str(ports["dashboard"])), env,

@@ -76,16 +76,38 @@ def test_worker_killed_mid_escalation_restarts_without_losing_or_repeating_a_pag
         assert statuses(third) == [(1, "sent", 1), (2, "sent", 2), (3, "sent", 1)]
 
 
+def three_flow_alerts(h: Harness, bus: InProcessBus, hook: WebhookReceiver) -> None:
+    """`hook` on call for centre north, and abnormal flows of pumps SN0, SN1, SN2 raised."""
+    h.client.put("/v1/oncall/north", headers=ONCALL, json=oncall_body([("ann", "webhook", hook.url)]))
+    for i in range(3):
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(f"SN{i}", 40))
+
+
 def test_pages_planned_but_never_claimed_are_sent_by_the_next_worker(
         tmp_path, pg_database: Callable[[str], str]) -> None:
     clock, bus = MovableClock(T0), InProcessBus()
     h = pg_alerts(tmp_path, pg_database("alerts"), clock, bus)
     with webhook() as l1:
-        h.client.put("/v1/oncall/north", headers=ONCALL, json=oncall_body([("ann", "webhook", l1.url)]))
-        for i in range(3):
-            emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(f"SN{i}", 40))
+        three_flow_alerts(h, bus, l1)
         h.runtime.engine.dispose()  # the worker that raised them is gone
         assert paging.sweep_once(fresh_runtime(h))["sent"] == 3
+        assert sorted(p["alert"]["pump_serial"] for p in l1.pages) == ["SN0", "SN1", "SN2"]
+
+
+def test_a_targeted_sweep_sends_only_the_pages_of_the_alerts_it_names(
+        tmp_path, pg_database: Callable[[str], str]) -> None:
+    # the urgent lane (a flow reading's page) claims its own alerts' pages, not the oldest due
+    clock, bus = MovableClock(T0), InProcessBus()
+    h = pg_alerts(tmp_path, pg_database("alerts"), clock, bus)
+    with webhook() as l1:
+        three_flow_alerts(h, bus, l1)
+        with h.runtime.uow_factory() as uow:
+            by_serial = {a.pump_serial: a.id for a in uow.session.scalars(select(Alert))}
+        facts = paging.sweep_once(h.runtime, alert_ids={by_serial["SN2"]})
+        assert (facts["claimed"], facts["sent"], facts["escalated"]) == (1, 1, 0)
+        assert [p["alert"]["pump_serial"] for p in l1.pages] == ["SN2"]
+        assert paging.sweep_once(h.runtime, alert_ids={"no-such-alert"})["claimed"] == 0
+        assert paging.sweep_once(h.runtime)["sent"] == 2
         assert sorted(p["alert"]["pump_serial"] for p in l1.pages) == ["SN0", "SN1", "SN2"]
 
 

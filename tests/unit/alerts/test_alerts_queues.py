@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from services.alerts import app as alerts_app
-from services.alerts import handlers
+from services.alerts import handlers, paging
 from shared.messaging.inproc import InProcessBus
+from shared.runtime import Worker
 from tests.helpers import test_settings as make_settings
 
 
@@ -20,5 +23,65 @@ def test_every_handled_type_has_one_queue_and_flow_readings_a_queue_of_their_own
         for sub in runtime.subscriptions:  # each queue's handlers are exactly its bindings
             assert set(sub.handlers) == {key for _, key in sub.queue.bindings}
         assert set(subs[handlers.FLOW_QUEUE].handlers) == set(handlers.FLOW_TYPES)
+    finally:
+        runtime.engine.dispose()
+
+
+def test_a_worker_consumes_only_the_queues_it_is_given(tmp_path) -> None:
+    # `hai worker alerts --queue alerts.flow`: abnormal flows in a process of their own
+    runtime = alerts_app.bootstrap(make_settings(tmp_path), bus=InProcessBus())
+    try:
+        with pytest.raises(ValueError, match="alerts.nope"):
+            Worker(runtime, queues=["alerts.nope"])
+        worker = Worker(runtime, relay=False, jobs=False, queues=[handlers.FLOW_QUEUE])
+        worker.start()
+        try:
+            consumers = [t.name for t in worker.threads if "-consume-" in t.name]
+        finally:
+            worker.stop()
+        assert consumers == [f"alerts-consume-{handlers.FLOW_QUEUE}"]
+    finally:
+        runtime.engine.dispose()
+
+
+def test_the_pager_is_kicked_once_per_commit_with_every_alert_raised_in_it(tmp_path) -> None:
+    runtime = alerts_app.bootstrap(make_settings(tmp_path), bus=InProcessBus())
+    kicks: list[list[str]] = []
+    try:
+        with runtime.uow_factory() as uow:
+            handlers.kick_after_commit(uow, lambda ids: kicks.append(list(ids)), ["a1"])
+            handlers.kick_after_commit(uow, lambda ids: kicks.append(list(ids)), ["a2", "a3"])
+            assert kicks == []  # nothing before the commit: the pages are not visible yet
+            uow.commit()
+        assert kicks == [["a1", "a2", "a3"]]
+        with runtime.uow_factory() as uow:  # rolled back: no kick
+            handlers.kick_after_commit(uow, lambda ids: kicks.append(list(ids)), ["b1"])
+        assert kicks == [["a1", "a2", "a3"]]
+    finally:
+        runtime.engine.dispose()
+
+
+def test_flow_readings_page_on_the_urgent_lane_and_the_rest_on_the_pager_kick(tmp_path) -> None:
+    runtime = alerts_app.bootstrap(make_settings(tmp_path), bus=InProcessBus())
+    try:
+        pager = paging.pager(runtime)
+        assert pager.urgent.targeted and not pager.kick.targeted
+        subs = {s.queue.name: s for s in runtime.subscriptions}
+        # on the in-process bus (SQLite) one consumer each; RabbitMQ: HAI_ALERTS_EVENT_CONSUMERS
+        assert [subs[q].consumers for q in (handlers.FLOW_QUEUE, handlers.QUEUE)] == [1, 1]
+    finally:
+        runtime.engine.dispose()
+
+
+def test_the_sweep_over_every_due_page_never_runs_in_a_worker_of_abnormal_flows_alone(tmp_path) -> None:
+    runtime = alerts_app.bootstrap(make_settings(tmp_path), bus=InProcessBus())
+    try:
+        def names(worker: Worker) -> set[str]:
+            return {j.name for j in worker.jobs()}
+
+        assert names(Worker(runtime)) == {"pager", "pager_urgent", "watchdog"}
+        assert names(Worker(runtime, queues=[handlers.QUEUE])) == {"pager", "watchdog"}
+        assert names(Worker(runtime, queues=[handlers.FLOW_QUEUE])) == {"pager_urgent", "watchdog"}
+        assert names(Worker(runtime, jobs=False)) == set()
     finally:
         runtime.engine.dispose()

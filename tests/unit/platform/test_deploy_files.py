@@ -11,6 +11,11 @@ from shared.settings import DEV_JWT_SECRET
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 SERVICES = {"inventory": 8001, "scheduling": 8002, "alerts": 8003}
+# the command of each service's workers (two of them at least); alerts' abnormal flows have a
+# worker of their own beside them (FLOW_WORKER), so that a sweep's burst never shares its interpreter
+WORKER = {"inventory": ["hai", "worker", "inventory"], "scheduling": ["hai", "worker", "scheduling"],
+          "alerts": ["hai", "worker", "alerts", "--queue", "alerts.events"]}
+FLOW_WORKER = ["hai", "worker", "alerts", "--queue", "alerts.flow"]
 CONTRACT_ENV = {
     "HAI_AMQP_URL", "HAI_INVENTORY_DATABASE_URL", "HAI_SCHEDULING_DATABASE_URL",
     "HAI_ALERTS_DATABASE_URL", "HAI_INVENTORY_URL", "HAI_SCHEDULING_URL", "HAI_ALERTS_URL",
@@ -37,10 +42,11 @@ def test_compose_runs_every_service_on_rabbitmq_and_postgres_with_probes():
         assert env["HAI_JWT_SECRET"].startswith("${HAI_JWT_SECRET:?")  # must be supplied
         assert "/readyz" in " ".join(api["healthcheck"]["test"])
         assert "--no-worker" in api["command"] and str(port) in api["command"]
-        assert worker["command"] == ["hai", "worker", name]
+        assert worker["command"] == WORKER[name]
         assert worker["deploy"]["replicas"] >= 2
         assert env["HAI_AMQP_URL"].startswith("amqp://") and "rabbitmq" in env["HAI_AMQP_URL"]
         assert env[f"HAI_{name.upper()}_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert services["alerts-flow-worker"]["command"] == FLOW_WORKER
 
 
 def test_kubernetes_manifests_have_probes_resources_config_and_secret():
@@ -61,6 +67,11 @@ def test_kubernetes_manifests_have_probes_resources_config_and_secret():
         assert "Service" in kinds
         service = next(d for d in docs if d["kind"] == "Service")
         assert service["spec"]["ports"][0]["port"] == port
+        commands = [d["spec"]["template"]["spec"]["containers"][0]["command"] for d in docs
+                    if d["kind"] == "Deployment"]
+        if name in WORKER:
+            flow = [FLOW_WORKER] if name == "alerts" else []
+            assert sorted(c for c in commands if "worker" in c) == sorted([WORKER[name], *flow])
         for dep in (d for d in docs if d["kind"] == "Deployment"):
             (container,) = dep["spec"]["template"]["spec"]["containers"]
             refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
@@ -80,7 +91,8 @@ def test_procfile_runs_each_api_with_two_workers():
     procs = dict(ln.split(": ", 1) for ln in lines)
     for name, port in SERVICES.items():
         assert procs[name] == f"hai serve {name} --no-worker --port ${{{name.upper()}_PORT:-{port}}}"
-        assert sum(1 for cmd in procs.values() if cmd == f"hai worker {name}") == 2
+        assert sum(1 for cmd in procs.values() if cmd == " ".join(WORKER[name])) == 2
+    assert sum(1 for cmd in procs.values() if cmd == " ".join(FLOW_WORKER)) == 1
     assert procs["dashboard"].startswith("hai serve dashboard")
     env = (DEPLOY / "local.env").read_text()
     _no_dev_secret(env)

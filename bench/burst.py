@@ -1,0 +1,320 @@
+"""Time to page under a burst: abnormal flow readings at 20/s, timed from the refill's 201 to the
+webhook page, first on a quiet system, then while a scheduling sweep announces the facts of
+1 % of 100,000 active therapies at once and a recall names 1,000 implanted pumps.
+
+Inventory, scheduling and alerts run as `hai serve` processes (as bench/time_to_page.py runs
+them) on their own databases and vhost. Scheduling's database is filled by COPY before it starts
+(bench/sweep.py's load), with every appointment 20 days later than it will be, so that nothing
+is due yet; inventory gets the recalled pumps by COPY. The burst is one UPDATE that brings the
+due 1 % back to now (the next sweep announces them: due soon, overdue, near empty, pharmacy
+orders, late deliveries) and one `POST /v1/recalls`. The burst's alerts page a `default` on-call
+whose webhook is a small HTTP server in a process of its own.
+
+    .venv/bin/python -m bench.burst [--therapies 100000 --recall-pumps 1000 --rate 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pika
+import pika.exceptions
+import psycopg
+
+from bench import sweep
+from bench._infra import ok
+from bench.time_to_page import FlowLoad, System, system
+from tests.doubles import free_port
+
+AIM_P99_MS = 100.0
+AIM_RAISED_S = 30.0
+SHIFT = timedelta(days=20)  # how far ahead the appointments are loaded: none due until the burst
+SWEEP_INTERVAL_S = 5
+LOT = "BURSTLOT"
+
+
+def _pg(url: str) -> str:
+    """A SQLAlchemy URL as psycopg takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _sink(port: int) -> None:
+    """The burst's on-call webhook: answers 200 to every page (run in a process of its own)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def _seed_scheduling(dbs: dict[str, str], therapies: int) -> float:
+    """Load the therapies, their appointments SHIFT ahead; returns the seconds it took."""
+    started = time.perf_counter()
+    url = dbs["scheduling"]
+    sweep.load(url, url.rsplit("/", 1)[1], therapies, now=datetime.now(UTC) + SHIFT)
+    return time.perf_counter() - started
+
+
+def _seed_recalled_pumps(sys_: System, n: int) -> str:
+    """n implanted pumps of one lot in inventory (those of the first n therapies); their model."""
+    with sys_.client("inventory") as inv:
+        model = ok(inv.get("/v1/pump-models"), "pump models")["items"][0]
+    now = datetime.now(UTC)
+    with psycopg.connect(_pg(sys_.dbs["inventory"])) as conn, conn.cursor() as cur:
+        with cur.copy("COPY pumps (serial_number, model_code, lot_number, expiry_date, "
+                      "reservoir_ml, labeled_flow_ml_per_day, status, patient_mrn, center, "
+                      "implanted_at, created_at, updated_at) FROM STDIN") as cp:
+            for i in range(n):
+                cp.write_row((f"S{i}", model["code"], LOT, (now + timedelta(days=3650)).date(),
+                              model["reservoir_ml"], model["nominal_flow_ml_per_day"], "implanted",
+                              f"M{i}", f"C{i % 50}", now - timedelta(days=60), now, now))
+    return str(model["code"])
+
+
+def _burst_state(sys_: System, since: datetime) -> dict[str, Any]:
+    """The burst's alerts and pages so far, and what is still on its way to alerts."""
+    with psycopg.connect(_pg(sys_.dbs["alerts"]), autocommit=True) as conn:
+        alerts, last_raised = conn.execute(
+            "SELECT count(*), max(first_raised_at) FROM alerts WHERE center LIKE 'C%%' "
+            "AND first_raised_at >= %s", (since,)).fetchone() or (0, None)
+        sent, unsent, last_sent = conn.execute(
+            "SELECT count(*) FILTER (WHERE n.status = 'sent'), "
+            "count(*) FILTER (WHERE n.status IN ('pending', 'retrying', 'sending')), "
+            "max(n.sent_at) FROM notifications n JOIN alerts a ON a.id = n.alert_id "
+            "WHERE a.center LIKE 'C%%' AND a.first_raised_at >= %s", (since,)).fetchone() or (0, 0, None)
+        alerts_outbox = _unpublished(conn)
+    outboxes = alerts_outbox
+    for service in ("scheduling", "inventory"):
+        with psycopg.connect(_pg(sys_.dbs[service]), autocommit=True) as conn:
+            outboxes += _unpublished(conn)
+    return {"alerts": alerts, "last_raised": last_raised, "pages_sent": sent,
+            "pages_unsent": unsent, "last_sent": last_sent, "outbox_unpublished": outboxes,
+            "alerts_queue_ready": _queue_ready(sys_.amqp_url, "alerts.events")}
+
+
+def _unpublished(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _queue_ready(amqp_url: str, queue: str) -> int:
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0
+    finally:
+        conn.close()
+
+
+class BurstWatch:
+    """Polls the burst's progress until its alerts stop coming and their pages are all out."""
+
+    def __init__(self, sys_: System, since: datetime, *, timeout_s: float) -> None:
+        self.sys, self.since, self.timeout_s = sys_, since, timeout_s
+        self.done = threading.Event()
+        self.state: dict[str, Any] = {}
+        self.timed_out = False
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def phase(self) -> str:
+        return "after" if self.done.is_set() else "burst"
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        earliest = time.monotonic() + SWEEP_INTERVAL_S + 2  # the sweep has surely run by then
+        stable_since, last_count = time.monotonic(), -1
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                state = _burst_state(self.sys, self.since)
+            except (psycopg.Error, pika.exceptions.AMQPError) as exc:
+                print(f"burst watch: {exc}", file=sys.stderr)
+                continue
+            self.state = state
+            if state["alerts"] != last_count:
+                stable_since, last_count = time.monotonic(), state["alerts"]
+            quiet = (not state["outbox_unpublished"] and not state["alerts_queue_ready"]
+                     and not state["pages_unsent"] and state["alerts"] > 0)
+            if quiet and time.monotonic() >= earliest and time.monotonic() - stable_since >= 3:
+                self.done.set()
+                return
+        self.timed_out = True
+        self.done.set()
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, pumps: int = 100,
+        quiet_s: float = 20.0, burst_s: float = 40.0, timeout_s: float = 240.0,
+        split_alerts: bool = True) -> dict[str, Any]:
+    """Quiet phase, then the burst; returns the figures and a table for RESULTS.md.
+    `split_alerts`: alerts as deploy/Procfile runs it (API, flow worker, events worker), else
+    one `hai serve alerts` process as bench/time_to_page.py runs it."""
+    seed_s: dict[str, float] = {}
+    load_average = {"before": round(os.getloadavg()[0], 1)}
+    sink_port = free_port()
+    sink = subprocess.Popen([sys.executable, "-c", f"from bench.burst import _sink; _sink({sink_port})"])
+    try:
+        with system("burst", env={"HAI_SWEEP_INTERVAL_SECONDS": str(SWEEP_INTERVAL_S)},
+                    before_start=lambda dbs: seed_s.update(
+                        scheduling=_seed_scheduling(dbs, therapies)),
+                    split_alerts=split_alerts) as sys_:
+            started = time.perf_counter()
+            model_code = _seed_recalled_pumps(sys_, recall_pumps)
+            seed_s["inventory"] = time.perf_counter() - started
+            with sys_.client("alerts") as alr:
+                ok(alr.put("/v1/oncall/default", json={"escalation_delay_seconds": 3600, "levels": [{
+                    "members": [{"name": "burst", "channel": "webhook",
+                                 "address": f"http://127.0.0.1:{sink_port}/page"}],
+                    "rotation_start": "2026-01-01T00:00:00Z", "shift_hours": 24}]}), "default on-call")
+                now = datetime.now(UTC)
+                ok(alr.post("/v1/silences", json={  # a slow sweep under load is not the point here
+                    "matchers": {"kind": "system_stale"}, "starts_at": now.isoformat(),
+                    "ends_at": (now + timedelta(days=1)).isoformat(), "reason": "benchmark"}),
+                   "silence")
+            readings = int((quiet_s + burst_s) * rate) + 10
+            load = FlowLoad(sys_, pumps=pumps, days_back=readings + 3)
+            load.drive(int(quiet_s * rate), rate, "quiet")
+            watch, trigger = _trigger(sys_, model_code, timeout_s)
+            load.drive(int(burst_s * rate), rate, watch.phase)
+            load_average["burst"] = round(os.getloadavg()[0], 1)
+            watch.join()
+            next_profile_phase(sys_)
+            load.finish(timeout_s=60)
+            return _figures(load, watch, trigger, therapies=therapies, recall_pumps=recall_pumps,
+                            rate=rate, seed_s=seed_s, load_average=load_average,
+                            split_alerts=split_alerts)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    raise AssertionError("unreachable")
+
+
+def next_profile_phase(sys_: System) -> None:
+    """Tell the profiled services (HAI_BENCH_PROFILE) that a phase of the run ends."""
+    for service in os.environ.get("HAI_BENCH_PROFILE", "").split(","):
+        if service in sys_.procs:
+            sys_.procs[service].send_signal(signal.SIGUSR1)
+
+
+def _trigger(sys_: System, model_code: str, timeout: float) -> tuple[BurstWatch, datetime]:
+    """Bring the due 1 % back to now (the next sweep announces them) and issue the recall."""
+    next_profile_phase(sys_)
+    trigger = datetime.now(UTC)
+    with psycopg.connect(_pg(sys_.dbs["scheduling"])) as conn:
+        conn.execute("UPDATE appointments SET due_at = due_at - %s, "
+                     "projected_empty_at = projected_empty_at - %s "
+                     "WHERE due_at < %s AND pump_serial LIKE 'S%%'",
+                     (SHIFT, SHIFT, trigger + SHIFT + timedelta(days=2)))
+    watch = BurstWatch(sys_, trigger - timedelta(seconds=1), timeout_s=timeout)
+    with sys_.client("inventory") as inv:
+        ok(inv.post("/v1/recalls", json={"model_code": model_code, "lot_numbers": [LOT],
+                                         "reason": "burst benchmark"}), "recall")
+    return watch, trigger
+
+
+def _seconds_after(at: datetime | None, trigger: datetime) -> float | None:
+    return round((at - trigger).total_seconds(), 1) if at is not None else None
+
+
+def _beside_quiet(measure: str, ours: float | None, base: float | None,
+                  aim: float | None) -> dict[str, str]:
+    """A row of the table: a burst figure beside the quiet one of the same run."""
+    return {"measure": measure, "ours": f"{ours:.0f} ms" if ours is not None else "-",
+            "baseline": f"{base:.0f} ms (quiet)" if base is not None else "-",
+            "ratio": f"{ours / base:.1f}×" if ours is not None and base else "-",
+            "aim": f"< {aim:.0f} ms" if aim else "-",
+            "met": ("yes" if ours is not None and ours < aim else "no") if aim else "-"}
+
+
+def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies: int,
+             recall_pumps: int, rate: float, seed_s: dict[str, float],
+             load_average: dict[str, float], split_alerts: bool) -> dict[str, Any]:
+    quiet, burst, after = (load.figures(p) for p in ("quiet", "burst", "after"))
+    state = watch.state
+    raised_s = _seconds_after(state.get("last_raised"), trigger)
+    sent_s = _seconds_after(state.get("last_sent"), trigger)
+    missing = quiet["missing"] + burst["missing"] + after["missing"]
+    figures: dict[str, Any] = {
+        "therapies": therapies, "due": therapies // sweep.DUE_EVERY, "recall_pumps": recall_pumps,
+        "rate_per_s": rate, "pumps": len(load.pumps),
+        "alerts_processes": ("API, worker --queue alerts.flow, worker --queue alerts.events"
+                             if split_alerts else "one hai serve alerts (API and worker)"),
+        "seed_s": {k: round(v, 1) for k, v in seed_s.items()},
+        "quiet": quiet, "burst": burst, "after": after, "pages_missing": missing,
+        "page_before_201": load.early,
+        "burst_alerts": state.get("alerts"), "burst_alerts_all_raised_s": raised_s,
+        "burst_pages_sent": state.get("pages_sent"), "burst_pages_all_sent_s": sent_s,
+        "burst_watch_timed_out": watch.timed_out,
+        # the machine's 1-minute load average (2 cores, shared): before the run, end of the burst
+        "load_average": load_average,
+    }
+    rows = [_beside_quiet(f"time to page {label} during the burst ({burst['pages']} pages)",
+                          burst.get(key), quiet.get(key), aim)
+            for label, key, aim in (("p50", "p50_ms", None), ("p99", "p99_ms", AIM_P99_MS),
+                                    ("max", "max_ms", None))]
+    rows += [_beside_quiet(f"alerts side alone (flow alert raised → page arrived) {label} "
+                           "during the burst", burst.get(key), quiet.get(key), None)
+             for label, key in (("p50", "raised_to_page_p50_ms"), ("p99", "raised_to_page_p99_ms"))]
+    rows.append({"measure": "pages missing (quiet, burst and after)", "ours": str(missing),
+                 "baseline": "-", "ratio": "-", "aim": "0", "met": "yes" if not missing else "no"})
+    rows.append({"measure": f"burst's own alerts all raised ({state.get('alerts')} alerts of "
+                            f"{therapies:,} therapies, 1 % due, and a recall of {recall_pumps:,})",
+                 "ours": f"{raised_s} s after the trigger" if raised_s is not None else "-",
+                 "baseline": "-", "ratio": "-", "aim": f"< {AIM_RAISED_S:.0f} s",
+                 "met": "yes" if raised_s is not None and raised_s < AIM_RAISED_S
+                 and not watch.timed_out else "no"})
+    late = f" (not all by {watch.timeout_s:.0f} s: the watch timed out)" if watch.timed_out else ""
+    rows.append({"measure": f"burst's own pages all sent ({state.get('pages_sent')} sent)",
+                 "ours": f"{sent_s} s{late}" if sent_s is not None else "-", "baseline": "-",
+                 "ratio": "-", "aim": "-", "met": "-"})
+    figures["table"] = rows
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run and print the figures."""
+    parser = argparse.ArgumentParser(prog="python -m bench.burst")
+    parser.add_argument("--therapies", type=int, default=100_000)
+    parser.add_argument("--recall-pumps", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=20.0, help="flow readings per second")
+    parser.add_argument("--pumps", type=int, default=100)
+    parser.add_argument("--quiet-s", type=float, default=20.0)
+    parser.add_argument("--burst-s", type=float, default=40.0)
+    parser.add_argument("--timeout-s", type=float, default=240.0,
+                        help="how long to wait for the burst's alerts and pages")
+    parser.add_argument("--one-alerts-process", action="store_true",
+                        help="alerts as one `hai serve` process (API and worker together)")
+    args = parser.parse_args(argv)
+    figures = run(therapies=args.therapies, recall_pumps=args.recall_pumps, rate=args.rate,
+                  pumps=args.pumps, quiet_s=args.quiet_s, burst_s=args.burst_s,
+                  timeout_s=args.timeout_s, split_alerts=not args.one_alerts_process)
+    print(json.dumps({k: v for k, v in figures.items() if k != "table"}, indent=2, default=str))
+    for row in figures["table"]:
+        print(f"{row['measure']}: {row['ours']} (baseline {row['baseline']}; aim {row['aim']}: "
+              f"{row['met']})")
+    return 0 if not figures["pages_missing"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
