@@ -21,14 +21,17 @@ sees every centre; so does a token whose claim is `["*"]`.
 What the hook does not see: Core statements on a bare `Table` (`Model.__table__`, the platform
 tables) and `text()`. A route that reads those filters them itself with
 `uow.centers.filter(stmt, table.c.center)`, or refuses a scoped caller
-(`uow.centers.require_every(...)`, as the audit trail does). A new table with a centre (or a
+(`uow.centers.require_every(...)`, as the audit trail does). Figures of the whole consortium
+(the registry's `*` rows, a report snapshot, a cached table) are read inside
+`unscoped(session)` and filtered by `CenterScope.covers` when answered. A new table with a centre (or a
 parent that has one) gets its `scope_rows(...)` line beside its model, and
 tests/security/test_center_scoping_pg.py then walks its routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -145,6 +148,19 @@ def rules_of(model: type[Any]) -> Rule | None:
 def scope_session(session: Session, scope: CenterScope) -> None:
     """Limit every later SELECT of this session to the scope's centres."""
     session.info[SESSION_KEY] = scope
+
+
+@contextmanager
+def unscoped(session: Session) -> Iterator[Session]:
+    """The session seeing every centre for the block, its scope restored after: for figures
+    that span the consortium and are filtered when answered (a registry's consortium rows, a
+    snapshot kept for every caller, a cache of a whole table)."""
+    scope = session.info.pop(SESSION_KEY, None)
+    try:
+        yield session
+    finally:
+        if scope is not None:
+            session.info[SESSION_KEY] = scope
 
 
 def session_scope(session: Session) -> CenterScope:
