@@ -39,7 +39,7 @@ from fastapi import Depends
 from sqlalchemy import ColumnElement, Select, event, false, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, ORMExecuteState, Session, with_loader_criteria
 
-from shared.auth import CurrentUser
+from shared.auth import CurrentUser, Principal
 from shared.errors import Forbidden, NotFound
 
 SESSION_KEY = "hai_center_scope"
@@ -50,9 +50,12 @@ Rule = Callable[[list[str]], ColumnElement[bool]]
 
 @dataclass(frozen=True)
 class CenterScope:
-    """The centres a caller may see: `centers` None means every centre."""
+    """The centres a caller may see: `centers` None means every centre. `lot_wide`: the
+    caller also sees records that span centres but are meant for one audience (a lot's flow
+    drift, for biomedical staff and admins; CONTRACT.md, Alerts)."""
 
     centers: frozenset[str] | None = None
+    lot_wide: bool = False
 
     @property
     def every(self) -> bool:
@@ -103,20 +106,33 @@ EVERY_CENTER = CenterScope(None)
 
 async def center_scope(principal: CurrentUser) -> CenterScope:
     """The request's centres, from its token (the dependency every route may ask for)."""
-    return CenterScope(principal.centers)
+    return scope_of(principal)
+
+
+def scope_of(principal: Principal) -> CenterScope:
+    """A principal's scope: its token's centres; biomed and admin also see lot-wide records."""
+    return CenterScope(principal.centers, lot_wide=principal.has_any(LOT_WIDE_ROLES))
 
 
 CentersDep = Annotated[CenterScope, Depends(center_scope)]
+LOT_WIDE_ROLES = ("biomed",)  # and admin (Principal.has_any)
 
 
 # --- the rows of each scoped table -----------------------------------------------------------
 
-_RULES: dict[Any, dict[type[Any], Rule]] = {}  # model registry → model → rule
+_RULES: dict[Any, dict[type[Any], Rule | ByScope]] = {}  # model registry → model → rule
 
 
-def scope_rows(model: type[Any], rule: Rule) -> None:
+@dataclass(frozen=True)
+class ByScope:
+    """A rule that depends on more of the scope than its centres: `of(scope)` is the rule."""
+
+    of: Callable[[CenterScope], Rule]
+
+
+def scope_rows(model: type[Any], rule: Rule | ByScope) -> None:
     """Declare which centre's rows `model` holds: in a scoped session every SELECT of it is
-    limited to `rule(centers)`."""
+    limited to `rule(centers)` (a `ByScope` rule: `rule.of(scope)(centers)`)."""
     _RULES.setdefault(model.registry, {})[model] = rule
 
 
@@ -140,9 +156,11 @@ def by_parent(foreign_key: Any, parent_key: Any, parent_rule: Rule) -> Rule:
     return rule
 
 
-def rules_of(model: type[Any]) -> Rule | None:
-    """The rule declared for `model` (None: a table of no centre, seen by every caller)."""
-    return _RULES.get(model.registry, {}).get(model)
+def rules_of(model: type[Any], scope: CenterScope = EVERY_CENTER) -> Rule | None:
+    """The rule declared for `model` as it applies to `scope` (None: a table of no centre,
+    seen by every caller)."""
+    rule = _RULES.get(model.registry, {}).get(model)
+    return rule.of(scope) if isinstance(rule, ByScope) else rule
 
 
 def scope_session(session: Session, scope: CenterScope) -> None:
@@ -181,6 +199,7 @@ def _limit_to_centers(state: ORMExecuteState) -> None:
     registries = [mapper.registry] if mapper is not None else list(_RULES)
     centers = sorted(scope.centers)
     options = [with_loader_criteria(model, rule(centers), include_aliases=True)
-               for registry in registries for model, rule in _RULES.get(registry, {}).items()]
+               for registry in registries for model in _RULES.get(registry, {})
+               if (rule := rules_of(model, scope)) is not None]
     if options:
         state.statement = state.statement.options(*options)

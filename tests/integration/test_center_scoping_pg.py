@@ -14,7 +14,14 @@ from sqlalchemy import func, select
 
 from shared.events import EventType
 from tests import helpers
-from tests.factories import T0, flow_recorded, oncall_body, pump_implanted
+from tests.factories import (
+    T0,
+    flow_recorded,
+    flow_trend,
+    lot_flow_drift,
+    oncall_body,
+    pump_implanted,
+)
 from tests.helpers import Harness, auth, emit, test_settings
 from tests.security.stories import patient_body, pump_body, therapy_ready
 
@@ -235,6 +242,35 @@ def test_a_system_alert_of_no_centre_is_seen_by_every_centre(settings: Any) -> N
     for headers in (NORTH, SOUTH):
         [alert] = harness.client.get("/v1/alerts", headers=headers).json()["items"]
         assert alert["kind"] == "system_stale" and alert["center"] is None
+
+
+def test_a_lots_flow_drift_is_seen_by_biomed_and_every_centre_never_by_a_scoped_nurse(
+        settings: Any) -> None:
+    harness, bus = helpers.start("alerts", settings)
+    c = harness.client
+    emit(harness, bus, EventType.LOT_FLOW_DRIFT, lot_flow_drift("LOT-7"))
+    emit(harness, bus, EventType.FLOW_TREND, flow_trend(center="north"))
+    kinds = {a["kind"]: a for a in c.get("/v1/alerts", headers=EVERY).json()["items"]}
+    assert set(kinds) == {"lot_flow_drift", "flow_trend"}, kinds
+    drift = kinds["lot_flow_drift"]["id"]
+    south_nurse = auth("nurse", sub="south-nurse", centers=["south"])
+    assert c.get("/v1/alerts", headers=south_nurse).json()["items"] == []
+    for path in ("/v1/alerts/{a}", "/v1/alerts/{a}/timeline"):
+        hidden = c.get(path.format(a=drift), headers=south_nurse)
+        missing = c.get(path.format(a="nope"), headers=south_nurse)
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.text.replace(drift, "nope") == missing.text
+    # biomed (and admin) of one centre see the lot, not north's pump trend
+    for headers in (SOUTH_BIOMED, SOUTH):
+        seen = c.get("/v1/alerts", headers=headers).json()["items"]
+        assert [a["kind"] for a in seen] == ["lot_flow_drift"]
+        assert c.get(f"/v1/alerts/{drift}", headers=headers).status_code == 200
+    trend = kinds["flow_trend"]["id"]
+    assert c.get(f"/v1/alerts/{trend}", headers=SOUTH).status_code == 404
+    snooze = c.post(f"/v1/alerts/{trend}/snooze", headers=SOUTH,
+                    json={"until": (T0 + timedelta(hours=1)).isoformat(), "reason": "later"})
+    assert snooze.status_code == 404
+    assert c.get(f"/v1/alerts/{trend}", headers=NORTH).json()["status"] == "firing"  # not snoozed
 
 
 # ----------------------------------------------------------------------- the missing claim
