@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
 from services.dashboard.api import ApiError
-from services.dashboard.localtime import input_value, parse_local
+from services.dashboard.localtime import input_value, parse_local, valid_zone
 from services.dashboard.routes import Ctx, CtxDep, see_other
 from services.dashboard.views import iso_z
 from shared.contracts.vocabulary import PumpStatus
@@ -113,6 +113,15 @@ def _device_zone(ctx: Ctx, action: str, form: dict[str, str],
     return ctx.zone(device_center(action, form, pump) or ctx.only_center())
 
 
+def typing_zone(form: dict[str, str], fallback: ZoneInfo) -> ZoneInfo:
+    """The zone the form's label named when the time was typed (`at_zone`, sent with it: the
+    centre typed for an implant may keep another), else `fallback`."""
+    try:
+        return valid_zone(form.get("at_zone", "").strip())
+    except ValueError:
+        return fallback
+
+
 def _device_page(ctx: Ctx, serial: str, *, action: str = "", values: dict[str, str] | None = None,
                  field_errors: dict[str, str] | None = None, confirm: bool = False,
                  status_code: int = 200) -> HTMLResponse:
@@ -121,9 +130,11 @@ def _device_page(ctx: Ctx, serial: str, *, action: str = "", values: dict[str, s
     history = ctx.attempt(lambda: ctx.api.items("inventory", f"/v1/pumps/{path}/history",
                                                 max_items=50), []) if pump else []
     zone = _device_zone(ctx, action, values or {}, pump)
-    form = {"at": input_value(ctx.now, zone)}
+    typed_in = typing_zone(values or {}, zone)
+    form = {"at": input_value(ctx.now, typed_in)}
     form.update(values or {})
-    typed = parse_local(form["at"], zone).utc if confirm else None
+    form["at_zone"] = typed_in.key
+    typed = parse_local(form["at"], typed_in).utc if confirm else None
     return ctx.render("device.html", status_code=status_code if pump else 404, serial=serial,
                       pump=pump, history=history,
                       actions=possible_actions(pump, ctx.now) if pump else [],
@@ -145,11 +156,11 @@ def device_page(ctx: CtxDep, serial: str, done: str = "") -> HTMLResponse:
 def device_action(ctx: CtxDep, serial: str, action: str, step: Annotated[str, Form()] = "review",
                   reason: Annotated[str, Form()] = "", patient_mrn: Annotated[str, Form()] = "",
                   center: Annotated[str, Form()] = "", surgeon: Annotated[str, Form()] = "",
-                  at: Annotated[str, Form()] = "") -> Response:
+                  at: Annotated[str, Form()] = "", at_zone: Annotated[str, Form()] = "") -> Response:
     """First the review (what will happen, with the values), then the confirmed move. A repeat
     of a confirmed move is refused by inventory as a conflict and said so."""
     values = {"reason": reason, "patient_mrn": patient_mrn, "center": center,
-              "surgeon": surgeon, "at": at}
+              "surgeon": surgeon, "at": at, "at_zone": at_zone}
     if action not in PUMP_ACTIONS:
         ctx.errors.append("There is no such action for a pump.")
         return _device_page(ctx, serial, status_code=404)
@@ -157,7 +168,7 @@ def device_action(ctx: CtxDep, serial: str, action: str, step: Annotated[str, Fo
     if pump is None:
         return _device_page(ctx, serial, status_code=404)
     zone = _device_zone(ctx, action, values, pump)
-    body, errors = action_body(action, values, pump, ctx.now, zone)
+    body, errors = action_body(action, values, pump, ctx.now, typing_zone(values, zone))
     if "form" in errors:
         ctx.errors.append(errors.pop("form"))
     if errors or ctx.errors:

@@ -185,6 +185,15 @@ def test_biomed_confirms_an_implant_in_the_typed_centres_time(fake: FakeApis) ->
     assert done.status_code == 303
     assert fake.called("inventory", "POST", "/v1/pumps/S1/implant") == [
         {"patient_mrn": "M1", "center": "NYC", "implanted_at": "2026-11-02T07:30:00Z"}]
+    # the form's default (now, in the zone its label named) stays that instant when the centre
+    # typed keeps another zone: the confirmation says it in the centre's time
+    review = c.post("/devices/S1/implant", data={**form, "at": "2026-11-02T08:00",
+                                                 "at_zone": "UTC"})
+    assert 'data-testid="confirm-when">2026-11-02 03:00 EST (UTC−05:00)<' in review.text
+    assert 'name="at_zone" value="UTC"' in review.text
+    for bad in ("Mars/Olympus", "UTC\x00", "../etc/passwd"):  # the centre's zone instead
+        review = c.post("/devices/S1/implant", data={**form, "at_zone": bad})
+        assert 'data-testid="confirm-when">2026-11-02 02:30 EST (UTC−05:00)<' in review.text
 
 
 def test_the_nurses_refill_reads_the_patients_centre_zone(fake: FakeApis) -> None:
