@@ -444,9 +444,10 @@ def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
                                                max_items=100), [])
     open_alerts = sort_alerts([a for a in alerts if a.get("status") in OPEN_ALERT_STATUSES])
     labeled = (pump or {}).get("labeled_flow_ml_per_day")
-    zone = ctx.zone((patient or {}).get("center"))
+    zone = ctx.zone(center_of({"patient": patient, "pump": pump}) or ctx.only_center())
+    # no readings (a pump in stock): no trend to ask for, and scheduling's 404 is no problem
     trend = ctx.attempt(lambda: ctx.api.get("scheduling", f"/v1/pumps/{path}/flow-readings",
-                                            limit=1).get("trend"))
+                                            limit=1).get("trend"), missing_ok=True) if readings else None
     chart = flow_chart(readings, float(labeled) if labeled is not None else None, zone=zone,
                        trend=trend)
     refills = ctx.attempt(lambda: ctx.api.get("scheduling", "/v1/refills", pump_serial=serial,

@@ -219,3 +219,18 @@ def test_the_404_page_shows_the_menu_when_signed_in(fake: FakeApis) -> None:
     nav = found.text.split('<nav aria-label="Main">')[1].split("</nav>")[0]
     assert 'href="/deliveries"' in nav and 'href="/reports"' in nav
     assert 'href="/deliveries">Go to your start page' in found.text
+
+
+def test_a_pump_in_stock_shows_no_error_and_its_centres_time(fake: FakeApis) -> None:
+    fake.on("scheduling", "GET", "/v1/centers/NYC/settings", centre_settings("America/New_York"))
+    fake.on("inventory", "GET", "/v1/pumps/S9", {
+        "serial_number": "S9", "status": "in_stock", "center": "NYC", "expiry_date": "2030-01-01",
+        "labeled_flow_ml_per_day": 1.0})
+    fake.on("inventory", "GET", "/v1/pumps/S9/history", page([
+        {"at": "2026-11-01T14:00:00Z", "actor": "bea", "action": "registered"}]))
+    fake.on("alerts", "GET", "/v1/alerts", page([]))
+    c = client(fake)  # scheduling: 404 for the readings of a pump it never saw implanted
+    sign_in(c)
+    text = c.get("/pumps/S9").text
+    assert 'class="banner-error"' not in text and "banner-error" not in text
+    assert "2026-11-01 09:00 EST" in text and "Times are local to the centre (America/New_York)" in text
