@@ -51,22 +51,29 @@ HERE = Path(__file__).parent
 log = structlog.get_logger(__name__)
 
 
-def _zone(context: Any) -> ZoneInfo:
+def _zone(context: Any, center: Any = None) -> ZoneInfo:
+    """The page's zone; a row's own centre's (`center`) on a page of several centres."""
+    zone_of = context.get("zone_of")
+    if center and isinstance(center, str) and callable(zone_of):
+        found = zone_of(center)
+        if isinstance(found, ZoneInfo):
+            return found
     zone = context.get("zone")
     return zone if isinstance(zone, ZoneInfo) else zone_for(context["settings"])
 
 
 @pass_context
-def _ts(context: Any, value: Any, offset: bool = False) -> str:
-    """A timestamp in the centre's local time (`offset`: with its UTC offset)."""
+def _ts(context: Any, value: Any, offset: bool = False, center: Any = None) -> str:
+    """A timestamp in the centre's local time (`offset`: with its UTC offset; `center`: the
+    row's centre, on a list of several)."""
     when = value if isinstance(value, datetime) else views.parse_ts(value)
-    return fmt_local(when, _zone(context), offset=offset)
+    return fmt_local(when, _zone(context, center), offset=offset)
 
 
 @pass_context
-def _local_text(context: Any, value: Any) -> str:
+def _local_text(context: Any, value: Any, center: Any = None) -> str:
     """A service's sentence with its ISO timestamps written in local time."""
-    return localize_text(str(value or ""), _zone(context))
+    return localize_text(str(value or ""), _zone(context, center))
 
 
 @pass_context

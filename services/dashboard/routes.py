@@ -87,6 +87,7 @@ class Ctx:
         """Render a page with the common values; its times in the zone of the centre it shows
         (the `center` chosen, else that of its patient, alert, order or pump)."""
         values.setdefault("zone", self.zone(center_of(values) or self.only_center()))
+        values.setdefault("zone_of", self.zone)  # a row's centre's, on a list of several
         return render(self.request, template, status_code=status_code, user=self.session.principal,
                       now=self.now, errors=self.errors, flash=self.flash, **values)
 

@@ -234,3 +234,25 @@ def test_a_pump_in_stock_shows_no_error_and_its_centres_time(fake: FakeApis) -> 
     text = c.get("/pumps/S9").text
     assert 'class="banner-error"' not in text and "banner-error" not in text
     assert "2026-11-01 09:00 EST" in text and "Times are local to the centre (America/New_York)" in text
+
+
+def test_a_list_of_several_centres_shows_each_row_in_its_centres_time(fake: FakeApis) -> None:
+    fake.on("scheduling", "GET", "/v1/centers/NYC/settings", centre_settings("America/New_York"))
+    fake.on("scheduling", "GET", "/v1/centers/PAR/settings", centre_settings("Europe/Paris"))
+    due = "2026-11-02T14:00:00Z"
+    fake.on("scheduling", "GET", "/v1/appointments", page([
+        {"id": f"a-{c}", "therapy_id": "t1", "patient_mrn": f"M-{c}", "center": c,
+         "pump_serial": f"S-{c}", "fill_type": "saline", "due_at": due, "scheduled_for": None,
+         "status": "scheduled", "projected_empty_at": None, "urgency": "due_today",
+         "near_empty": False} for c in ("NYC", "PAR")]))
+    fake.on("alerts", "GET", "/v1/alerts", page([
+        {"id": "al1", "kind": "refill_overdue", "severity": "warning", "status": "firing",
+         "center": "PAR", "pump_serial": "S-PAR", "summary": f"refill due {due}",
+         "last_raised_at": due}]))
+    c = client(fake)
+    sign_in(c)
+    rows = c.get("/worklist?center=").text.split("<tbody")[1]
+    nyc, par = rows.split('data-serial="S-PAR"')
+    assert "2026-11-02 09:00 EST" in nyc and "2026-11-02 15:00 CET" in par
+    cards = c.get("/alerts").text
+    assert "refill due 2026-11-02 15:00 CET" in cards and "2026-11-02 14:00 UTC" not in cards
