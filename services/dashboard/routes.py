@@ -93,8 +93,9 @@ class Ctx:
 
 
 def center_of(values: dict[str, Any]) -> str | None:
-    """The centre a page is about: the one chosen, else its patient's, alert's, order's, pump's."""
-    for name in ("center", "patient", "alert", "delivery", "pump", "therapy"):
+    """The centre a page is about: the one chosen, else its patient's, alert's, order's,
+    refill's, pump's."""
+    for name in ("center", "patient", "alert", "delivery", "refill", "pump", "therapy"):
         value = values.get(name)
         found = value.get("center") if isinstance(value, dict) else value
         if isinstance(found, str) and found:
