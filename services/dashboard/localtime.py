@@ -63,9 +63,11 @@ class CentreZones:
 
 def _read_own_zone(center: str, api: Any) -> tuple[str | None, bool]:
     """(the centre's own valid zone name or None, whether scheduling answered)."""
+    from services.dashboard.api import ApiError  # api → plain → localtime: imported here
+
     try:
         found = api.get("scheduling", f"/v1/centers/{quote(center, safe='')}/settings")
-    except Exception:  # noqa: BLE001 - any failure: the deployment's zone serves meanwhile
+    except ApiError:  # refused or unreachable: the deployment's zone serves meanwhile
         return None, False
     entry = ((found or {}).get("settings") or {}).get("time_zone") if isinstance(found, dict) \
         else None
