@@ -21,12 +21,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from services.dashboard import biomed, csrf, menu, oncology, pharmacy, reports, views
-from services.dashboard.localtime import fmt_clock, fmt_local, localize_text, zone_for
+from services.dashboard.localtime import (
+    CentreZones,
+    fmt_clock,
+    fmt_local,
+    localize_text,
+    zone_for,
+)
 from services.dashboard.plain import label
 from services.dashboard.routes import router
-from services.dashboard.session import LoginRequired, login_url, read_session
+from services.dashboard.session import LoginRequired, Session, login_url, read_session
 from services.dashboard.settings import DashboardSettings
-from shared.auth import TokenVerifier
+from shared.auth import Principal, TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.contracts.vocabulary import (
     AlertStatus,
@@ -45,22 +51,29 @@ HERE = Path(__file__).parent
 log = structlog.get_logger(__name__)
 
 
-def _zone(context: Any) -> ZoneInfo:
+def _zone(context: Any, center: Any = None) -> ZoneInfo:
+    """The page's zone; a row's own centre's (`center`) on a page of several centres."""
+    zone_of = context.get("zone_of")
+    if center and isinstance(center, str) and callable(zone_of):
+        found = zone_of(center)
+        if isinstance(found, ZoneInfo):
+            return found
     zone = context.get("zone")
     return zone if isinstance(zone, ZoneInfo) else zone_for(context["settings"])
 
 
 @pass_context
-def _ts(context: Any, value: Any, offset: bool = False) -> str:
-    """A timestamp in the centre's local time (`offset`: with its UTC offset)."""
+def _ts(context: Any, value: Any, offset: bool = False, center: Any = None) -> str:
+    """A timestamp in the centre's local time (`offset`: with its UTC offset; `center`: the
+    row's centre, on a list of several)."""
     when = value if isinstance(value, datetime) else views.parse_ts(value)
-    return fmt_local(when, _zone(context), offset=offset)
+    return fmt_local(when, _zone(context, center), offset=offset)
 
 
 @pass_context
-def _local_text(context: Any, value: Any) -> str:
+def _local_text(context: Any, value: Any, center: Any = None) -> str:
     """A service's sentence with its ISO timestamps written in local time."""
-    return localize_text(str(value or ""), _zone(context))
+    return localize_text(str(value or ""), _zone(context, center))
 
 
 @pass_context
@@ -90,6 +103,7 @@ def _templates() -> Jinja2Templates:
     env.globals["csrf_field"] = _csrf_field  # inside every <form method="post">
     env.globals["csrf_token"] = _csrf_token  # the htmx header, on <body>
     env.globals["menu_for"] = menu.menu_for
+    env.globals["home_for"] = menu.home_for
     # the contract's vocabulary: templates compare with `AlertStatus.FIRING`, never 'firing'
     env.globals.update(AlertStatus=AlertStatus, DueBasis=DueBasis, FillType=FillType, PumpStatus=PumpStatus,
                        RefillStatus=RefillStatus, DeliveryStatus=DeliveryStatus, Regimen=Regimen,
@@ -109,6 +123,7 @@ def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
     # the clock that mints the dev tokens also judges their expiry (the wall clock in production)
     app.state.verifier = TokenVerifier(settings, app.state.clock)
     app.state.templates = _templates()
+    app.state.centre_zones = CentreZones()  # each centre's own time zone, kept a minute
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
     for role_pages in (pharmacy.router, oncology.router, biomed.router, reports.router):
@@ -118,16 +133,23 @@ def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
         return _to_sign_in(request, exc.next_path)
 
+    async def _session(request: Request) -> Session | None:
+        verifier = app.state.verifier
+        if verifier.uses_jwks:  # may fetch the key set: not on the event loop
+            return await run_in_threadpool(read_session, request, verifier)
+        return read_session(request, verifier)
+
+    async def _signed_in(request: Request) -> Principal | None:
+        """The signed-in user of a page that does not require one (its menu), else None."""
+        found = await _session(request)
+        return found.principal if found is not None else None
+
     async def _signed_in_first(scope: Scope) -> Response | None:
         # a form posted without a session goes to sign in before its body is read
         if scope["method"] != "POST" or scope["path"] in SESSIONLESS_POSTS:
             return None
         request = Request(scope)
-        verifier = app.state.verifier
-        if verifier.uses_jwks:  # may fetch the key set: not on the event loop
-            found = await run_in_threadpool(read_session, request, verifier)
-        else:
-            found = read_session(request, verifier)
+        found = await _session(request)
         return None if found is not None else _to_sign_in(request, request.url.path)
 
     app.add_middleware(RequestGate, max_body_bytes=settings.max_body_bytes, admit=_signed_in_first)
@@ -140,7 +162,7 @@ def create_app(settings: DashboardSettings, *, clock: Clock | None = None,
             return await http_exception_handler(request, exc)
         templates: Jinja2Templates = request.app.state.templates
         return templates.TemplateResponse(request, "not_found.html",
-                                          {"settings": settings, "user": None,
+                                          {"settings": settings, "user": await _signed_in(request),
                                            "path": request.url.path}, status_code=404)
 
     @app.exception_handler(csrf.CsrfRejected)

@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
 from services.dashboard.api import ApiError
+from services.dashboard.localtime import input_value, parse_local, valid_zone
 from services.dashboard.routes import Ctx, CtxDep, see_other
-from services.dashboard.views import iso_z, parse_form_datetime
+from services.dashboard.views import iso_z
 from shared.contracts.vocabulary import PumpStatus
 
 router = APIRouter()
@@ -61,9 +63,10 @@ def possible_actions(pump: dict[str, Any], now: datetime) -> list[PumpAction]:
             and not (a.name == "implant" and expired(pump, now))]
 
 
-def action_body(action: str, form: dict[str, str], pump: dict[str, Any],
-                now: datetime) -> tuple[dict[str, Any], dict[str, str]]:
-    """The API body of a move, or the form's errors in plain words."""
+def action_body(action: str, form: dict[str, str], pump: dict[str, Any], now: datetime,
+                zone: ZoneInfo) -> tuple[dict[str, Any], dict[str, str]]:
+    """The API body of a move, or the form's errors in plain words; the operation's time is
+    typed in the centre's local time (`zone`)."""
     errors: dict[str, str] = {}
     body: dict[str, Any] = {}
     reason = form.get("reason", "").strip()
@@ -86,14 +89,37 @@ def action_body(action: str, form: dict[str, str], pump: dict[str, Any],
     else:
         body["reason"] = reason
     if action in ("implant", "explant"):
-        when = parse_form_datetime(form.get("at", ""))
+        typed = parse_local(form.get("at", ""), zone)
+        when = typed.utc
         if when is None:
-            errors["at"] = "Enter the date and time of the operation (UTC)"
+            errors["at"] = ("Enter the date and time of the operation" if not
+                            form.get("at", "").strip() else str(typed.error))
         elif when > now:
             errors["at"] = "The operation cannot lie in the future"
         else:
             body["implanted_at" if action == "implant" else "explanted_at"] = iso_z(when)
     return body, errors
+
+
+def device_center(action: str, form: dict[str, str], pump: dict[str, Any] | None) -> str | None:
+    """The centre whose clock the operation's time is typed in: the one typed for an implant,
+    else the pump's."""
+    typed = form.get("center", "").strip() if action == "implant" else ""
+    return typed or (pump or {}).get("center") or None
+
+
+def _device_zone(ctx: Ctx, action: str, form: dict[str, str],
+                 pump: dict[str, Any] | None) -> ZoneInfo:
+    return ctx.zone(device_center(action, form, pump) or ctx.only_center())
+
+
+def typing_zone(form: dict[str, str], fallback: ZoneInfo) -> ZoneInfo:
+    """The zone the form's label named when the time was typed (`at_zone`, sent with it: the
+    centre typed for an implant may keep another), else `fallback`."""
+    try:
+        return valid_zone(form.get("at_zone", "").strip())
+    except ValueError:
+        return fallback
 
 
 def _device_page(ctx: Ctx, serial: str, *, action: str = "", values: dict[str, str] | None = None,
@@ -103,14 +129,19 @@ def _device_page(ctx: Ctx, serial: str, *, action: str = "", values: dict[str, s
     pump = ctx.attempt(lambda: ctx.api.get("inventory", f"/v1/pumps/{path}"))
     history = ctx.attempt(lambda: ctx.api.items("inventory", f"/v1/pumps/{path}/history",
                                                 max_items=50), []) if pump else []
-    form = {"at": ctx.now.strftime("%Y-%m-%dT%H:%M")}
+    zone = _device_zone(ctx, action, values or {}, pump)
+    typed_in = typing_zone(values or {}, zone)
+    form = {"at": input_value(ctx.now, typed_in)}
     form.update(values or {})
+    form["at_zone"] = typed_in.key
+    typed = parse_local(form["at"], typed_in).utc if confirm else None
     return ctx.render("device.html", status_code=status_code if pump else 404, serial=serial,
                       pump=pump, history=history,
                       actions=possible_actions(pump, ctx.now) if pump else [],
                       is_expired=bool(pump and expired(pump, ctx.now)),
                       chosen=PUMP_ACTIONS.get(action), values=form,
-                      field_errors=field_errors or {}, confirm=confirm)
+                      field_errors=field_errors or {}, confirm=confirm, zone=zone,
+                      when=typed)
 
 
 @router.get("/devices/{serial}", response_class=HTMLResponse)
@@ -125,18 +156,19 @@ def device_page(ctx: CtxDep, serial: str, done: str = "") -> HTMLResponse:
 def device_action(ctx: CtxDep, serial: str, action: str, step: Annotated[str, Form()] = "review",
                   reason: Annotated[str, Form()] = "", patient_mrn: Annotated[str, Form()] = "",
                   center: Annotated[str, Form()] = "", surgeon: Annotated[str, Form()] = "",
-                  at: Annotated[str, Form()] = "") -> Response:
+                  at: Annotated[str, Form()] = "", at_zone: Annotated[str, Form()] = "") -> Response:
     """First the review (what will happen, with the values), then the confirmed move. A repeat
     of a confirmed move is refused by inventory as a conflict and said so."""
     values = {"reason": reason, "patient_mrn": patient_mrn, "center": center,
-              "surgeon": surgeon, "at": at}
+              "surgeon": surgeon, "at": at, "at_zone": at_zone}
     if action not in PUMP_ACTIONS:
         ctx.errors.append("There is no such action for a pump.")
         return _device_page(ctx, serial, status_code=404)
     pump = ctx.attempt(lambda: ctx.api.get("inventory", f"/v1/pumps/{quote(serial, safe='')}"))
     if pump is None:
         return _device_page(ctx, serial, status_code=404)
-    body, errors = action_body(action, values, pump, ctx.now)
+    zone = _device_zone(ctx, action, values, pump)
+    body, errors = action_body(action, values, pump, ctx.now, typing_zone(values, zone))
     if "form" in errors:
         ctx.errors.append(errors.pop("form"))
     if errors or ctx.errors:
@@ -147,7 +179,7 @@ def device_action(ctx: CtxDep, serial: str, action: str, step: Annotated[str, Fo
     try:
         ctx.api.post("inventory", f"/v1/pumps/{quote(serial, safe='')}/{action}", body)
     except ApiError as exc:
-        field_errors = exc.field_errors() if exc.status == 422 else {}
+        field_errors = exc.field_errors(zone) if exc.status == 422 else {}
         field_errors = {("at" if k.endswith("_at") else k): v for k, v in field_errors.items()}
         if exc.status == 409:
             ctx.errors.append(f"Not done: {exc.detail}.")

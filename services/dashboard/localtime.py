@@ -1,15 +1,19 @@
 """The centre's local time: what the dashboard shows and what nurses type (the APIs stay UTC).
 
-Every zone lookup goes through `zone_for`, so that per-centre settings can replace the single
-`HAI_TIME_ZONE` in one place.
+Every zone lookup goes through `zone_for`: the centre's own `time_zone` (scheduling's centre
+settings, read with the page's API client and kept a minute), else `HAI_TIME_ZONE`.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 INPUT_FORMAT = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> sends and shows
@@ -26,9 +30,63 @@ def valid_zone(name: str) -> ZoneInfo:
                          "America/New_York, UTC)") from exc
 
 
-def zone_for(settings: Any, center: str | None = None) -> ZoneInfo:
-    """The time zone of a centre (today one setting, `HAI_TIME_ZONE`, serves every centre)."""
-    del center  # per-centre settings will choose here
+class CentreZones:
+    """Each centre's own time zone name (None: it has none, or it could not be read), as
+    scheduling's centre settings say, kept a while so that a page asks once a minute at most.
+    A failed read is kept a shorter while: the page falls back to `HAI_TIME_ZONE` meanwhile."""
+
+    def __init__(self, ttl_seconds: float = 60.0, failure_ttl_seconds: float = 10.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.failure_ttl_seconds = failure_ttl_seconds
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, str | None]] = {}
+
+    def own_zone(self, center: str, api: Any) -> str | None:
+        """The centre's own zone name (cached), None when it has none or the API failed."""
+        now = self._monotonic()
+        with self._lock:
+            known = self._known.get(center)
+        if known is not None and known[0] > now:
+            return known[1]
+        name, ok = _read_own_zone(center, api)
+        with self._lock:
+            self._known[center] = (now + (self.ttl_seconds if ok else self.failure_ttl_seconds),
+                                   name)
+        return name
+
+    def clear(self) -> None:
+        with self._lock:
+            self._known.clear()
+
+
+def _read_own_zone(center: str, api: Any) -> tuple[str | None, bool]:
+    """(the centre's own valid zone name or None, whether scheduling answered)."""
+    from services.dashboard.api import ApiError  # api → plain → localtime: imported here
+
+    try:
+        found = api.get("scheduling", f"/v1/centers/{quote(center, safe='')}/settings")
+    except ApiError:  # refused or unreachable: the deployment's zone serves meanwhile
+        return None, False
+    entry = ((found or {}).get("settings") or {}).get("time_zone") if isinstance(found, dict) \
+        else None
+    if not isinstance(entry, dict) or entry.get("source") != "center":
+        return None, True  # the centre keeps the default: the dashboard's HAI_TIME_ZONE
+    try:
+        return valid_zone(str(entry.get("value"))).key, True
+    except ValueError:
+        return None, True
+
+
+def zone_for(settings: Any, center: str | None = None, api: Any = None,
+             zones: CentreZones | None = None) -> ZoneInfo:
+    """The time zone of a centre: its own (asked of scheduling with `api`, kept in `zones`),
+    else `HAI_TIME_ZONE`."""
+    if center and api is not None:
+        own = zones.own_zone(center, api) if zones is not None else _read_own_zone(center, api)[0]
+        if own:
+            return valid_zone(own)
     return valid_zone(getattr(settings, "time_zone", "UTC") or "UTC")
 
 

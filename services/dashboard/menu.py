@@ -23,6 +23,8 @@ MENU = (
     MenuItem("/patients", "Patients", frozenset({"oncologist"})),
     MenuItem("/stock", "Stock", frozenset({"biomed"})),
     MenuItem("/recall", "Recall", frozenset({"biomed"})),
+    # the registry: each centre against the consortium (refills, deliveries, pumps, explants)
+    MenuItem("/reports", "Reports", frozenset({"oncologist", "pharmacist", "biomed"})),
 )
 # the page each role starts on (the first that applies)
 HOME_BY_ROLE = (("nurse", "/worklist"), ("oncall", "/alerts"), ("pharmacist", "/deliveries"),

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
 from services.dashboard.api import ApiError
+from services.dashboard.localtime import to_local
 from services.dashboard.routes import Ctx, CtxDep, see_other
 from shared.contracts.vocabulary import PumpStatus, Regimen
 
@@ -108,7 +109,8 @@ def patient_create(ctx: CtxDep, mrn: Annotated[str, Form()] = "",
         if not values[name].strip():
             errors[name] = f"Enter {words}"
     born = read_date(birth_date, "birth_date", errors, "the date of birth")
-    if born and born > ctx.now.date().isoformat():
+    today = to_local(ctx.now, ctx.zone(center.strip() or ctx.only_center())).date()
+    if born and born > today.isoformat():
         errors["birth_date"] = "The date of birth cannot lie in the future"
     weight = read_number(weight_kg, "weight_kg", errors)
     if weight is None and "weight_kg" not in errors:
@@ -150,7 +152,7 @@ def _patient_page(ctx: Ctx, mrn: str, *, values: dict[str, str] | None = None,
         pumps = ctx.attempt(lambda: ctx.api.items("inventory", "/v1/pumps", patient_mrn=mrn,
                                                   status=PumpStatus.IMPLANTED, max_items=10), [])
     form = {"regimen": Regimen.FUDR_ALTERNATING, "dosing_weight": "actual",
-            "start_on": ctx.now.date().isoformat(),
+            "start_on": to_local(ctx.now, ctx.zone((patient or {}).get("center"))).date().isoformat(),
             "pump_serial": pumps[0]["serial_number"] if pumps else ""}
     form.update(values or {})
     return ctx.render("patient.html", status_code=status_code if patient else 404,

@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
 from services.dashboard.api import ApiError
-from services.dashboard.routes import Ctx, CtxDep, see_other
-from services.dashboard.views import iso_z, parse_form_datetime, parse_ts
+from services.dashboard.localtime import parse_local
+from services.dashboard.routes import Ctx, CtxDep, center_of, see_other
+from services.dashboard.views import iso_z, parse_ts
 from shared.contracts.vocabulary import (
     OPEN_DELIVERY_STATUSES,
     TERMINAL_DELIVERY_STATUSES,
@@ -60,9 +62,10 @@ def order_rows(deliveries: list[dict[str, Any]], now: datetime) -> list[OrderRow
     return rows
 
 
-def status_body(status: str, lot: str, beyond_use_at: str, reason: str,
-                now: datetime) -> tuple[dict[str, Any], dict[str, str]]:
-    """The API body of a status change, or the form's errors in plain words."""
+def status_body(status: str, lot: str, beyond_use_at: str, reason: str, now: datetime,
+                zone: ZoneInfo) -> tuple[dict[str, Any], dict[str, str]]:
+    """The API body of a status change, or the form's errors in plain words; the beyond-use
+    time is typed in the centre's local time (`zone`)."""
     errors: dict[str, str] = {}
     if status not in STEP_LABELS:
         errors["status"] = "Choose what happened to the order"
@@ -71,9 +74,11 @@ def status_body(status: str, lot: str, beyond_use_at: str, reason: str,
     if status == DeliveryStatus.COMPOUNDED:
         if not lot.strip():
             errors["lot"] = "Enter the lot number printed on the compounded bag"
-        when = parse_form_datetime(beyond_use_at)
+        typed = parse_local(beyond_use_at, zone)
+        when = typed.utc
         if when is None:
-            errors["beyond_use_at"] = "Enter the bag's beyond-use date and time"
+            errors["beyond_use_at"] = ("Enter the bag's beyond-use date and time" if not
+                                       beyond_use_at.strip() else str(typed.error))
         elif when <= now:
             errors["beyond_use_at"] = "The beyond-use time must lie in the future"
         else:
@@ -111,20 +116,32 @@ def deliveries_page(ctx: CtxDep) -> HTMLResponse:
     return ctx.render("deliveries.html", rows=rows, late=sum(1 for r in rows if r.late))
 
 
-def _order_page(ctx: Ctx, delivery_id: str, *, values: dict[str, str] | None = None,
-                field_errors: dict[str, str] | None = None, status_code: int = 200) -> HTMLResponse:
+def _order_zone(ctx: Ctx, delivery: dict[str, Any] | None,
+                patient: dict[str, Any] | None) -> ZoneInfo:
+    return ctx.zone(center_of({"delivery": delivery, "patient": patient}) or ctx.only_center())
+
+
+def _order(ctx: Ctx, delivery_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The order and its patient (None when unknown)."""
     delivery = ctx.attempt(lambda: ctx.api.get(
         "scheduling", f"/v1/deliveries/{quote(delivery_id, safe='')}"))
     patient = None
     if delivery and delivery.get("patient_mrn"):
         patient = _patients(ctx, [str(delivery["patient_mrn"])]).get(str(delivery["patient_mrn"]))
+    return delivery, patient
+
+
+def _order_page(ctx: Ctx, delivery_id: str, *, values: dict[str, str] | None = None,
+                field_errors: dict[str, str] | None = None, status_code: int = 200) -> HTMLResponse:
+    delivery, patient = _order(ctx, delivery_id)
+    zone = _order_zone(ctx, delivery, patient)
     row = order_rows([delivery], ctx.now)[0] if delivery else None
     return ctx.render("delivery.html", status_code=status_code if delivery else 404,
                       delivery=delivery, delivery_id=delivery_id, patient=patient,
                       late=bool(row and row.late),
                       steps=NEXT_STEPS.get(str((delivery or {}).get("status")), ()),
                       step_labels=STEP_LABELS, values=values or {},
-                      field_errors=field_errors or {})
+                      field_errors=field_errors or {}, zone=zone)
 
 
 @router.get("/deliveries/{delivery_id}", response_class=HTMLResponse)
@@ -141,13 +158,15 @@ def delivery_status(ctx: CtxDep, delivery_id: str, status: Annotated[str, Form()
                     reason: Annotated[str, Form()] = "") -> Response:
     """Record a status of the order (a repeat changes nothing: a double submit is harmless)."""
     values = {"status": status, "lot": lot, "beyond_use_at": beyond_use_at, "reason": reason}
-    body, errors = status_body(status, lot, beyond_use_at, reason, ctx.now)
+    delivery, patient = _order(ctx, delivery_id)
+    zone = _order_zone(ctx, delivery, patient)
+    body, errors = status_body(status, lot, beyond_use_at, reason, ctx.now, zone)
     if errors:
         return _order_page(ctx, delivery_id, values=values, field_errors=errors, status_code=422)
     try:
         ctx.api.post("scheduling", f"/v1/deliveries/{quote(delivery_id, safe='')}/status", body)
     except ApiError as exc:
-        field_errors = exc.field_errors() if exc.status == 422 else {}
+        field_errors = exc.field_errors(zone) if exc.status == 422 else {}
         if exc.status == 409:
             ctx.errors.append(f"Not applied: {exc.detail}. The order's history keeps your entry.")
         elif set(field_errors) - set(STATUS_FIELDS) or not field_errors:

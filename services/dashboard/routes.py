@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import jwt
 from fastapi import APIRouter, Depends, Form, Request
@@ -72,10 +73,34 @@ class Ctx:
                 self.errors.append(exc.banner())
             return default
 
+    def zone(self, center: str | None) -> ZoneInfo:
+        """The centre's time zone (its own setting, else `HAI_TIME_ZONE`)."""
+        return zone_for(self.settings, center or None, self.api,
+                        self.request.app.state.centre_zones)
+
+    def only_center(self) -> str | None:
+        """The user's centre when the token names exactly one."""
+        centers = self.session.principal.centers
+        return next(iter(centers)) if centers is not None and len(centers) == 1 else None
+
     def render(self, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-        """Render a page with the common values."""
+        """Render a page with the common values; its times in the zone of the centre it shows
+        (the `center` chosen, else that of its patient, alert, order or pump)."""
+        values.setdefault("zone", self.zone(center_of(values) or self.only_center()))
+        values.setdefault("zone_of", self.zone)  # a row's centre's, on a list of several
         return render(self.request, template, status_code=status_code, user=self.session.principal,
                       now=self.now, errors=self.errors, flash=self.flash, **values)
+
+
+def center_of(values: dict[str, Any]) -> str | None:
+    """The centre a page is about: the one chosen, else its patient's, alert's, order's,
+    refill's, pump's."""
+    for name in ("center", "patient", "alert", "delivery", "refill", "pump", "therapy"):
+        value = values.get(name)
+        found = value.get("center") if isinstance(value, dict) else value
+        if isinstance(found, str) and found:
+            return found
+    return None
 
 
 def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
@@ -275,7 +300,7 @@ def _refill_page(ctx: Ctx, values: dict[str, str], field_errors: dict[str, str],
     pump = _pump_or_none(ctx, values["pump_serial"])
     mrn = (pump or {}).get("patient_mrn")
     patient = _patients(ctx, [mrn]).get(mrn) if mrn else None
-    zone = zone_for(ctx.settings, (patient or {}).get("center"))
+    zone = ctx.zone((patient or {}).get("center"))
     return ctx.render("refill.html", status_code=status_code, values=values,
                       field_errors=field_errors, pump=pump, patient=patient, patient_mrn=mrn,
                       delivery=_delivery_or_none(ctx, values), zone=zone,
@@ -306,16 +331,19 @@ def _float_or_error(raw: str, name: str, errors: dict[str, str]) -> float | None
     return value
 
 
-def _refill_checks(ctx: Ctx, values: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+def _refill_checks(ctx: Ctx, values: dict[str, str]
+                   ) -> tuple[dict[str, str], dict[str, Any], ZoneInfo]:
     """What the dashboard checks before asking scheduling: each field there and readable, the
-    patient confirmed, the scanned bag this appointment's order. The errors, and the body."""
+    patient confirmed, the scanned bag this appointment's order. The errors, the body, and the
+    zone of the patient's centre."""
     errors: dict[str, str] = {}
     if not values["pump_serial"]:
         errors["pump_serial"] = "Enter the pump's serial number"
     pump = _pump_or_none(ctx, values["pump_serial"])
     mrn = (pump or {}).get("patient_mrn")
     patient = _patients(ctx, [mrn]).get(mrn) if mrn else None
-    typed = parse_local(values["performed_at"], zone_for(ctx.settings, (patient or {}).get("center")))
+    zone = ctx.zone((patient or {}).get("center"))
+    typed = parse_local(values["performed_at"], zone)
     if typed.error:
         errors["performed_at"] = typed.error
     residual = _float_or_error(values["residual_volume_ml"], "residual_volume_ml", errors)
@@ -341,7 +369,7 @@ def _refill_checks(ctx: Ctx, values: dict[str, str]) -> tuple[dict[str, str], di
         body["delivery_id"] = scanned
     if values["notes"].strip():
         body["notes"] = values["notes"].strip()
-    return errors, body
+    return errors, body, zone
 
 
 @router.post("/refill", response_class=HTMLResponse)
@@ -363,14 +391,14 @@ def refill_submit(ctx: CtxDep, pump_serial: Annotated[str, Form()] = "",
               "delivery_id": delivery_id.strip(),  # a scanner may add a newline or spaces
               "expected_delivery_id": expected_delivery_id.strip(), "notes": notes,
               "patient_confirmed": patient_confirmed}
-    field_errors, body = _refill_checks(ctx, values)
+    field_errors, body, zone = _refill_checks(ctx, values)
     status_code = 422
     if not field_errors:
         try:
             refill = ctx.api.post("scheduling", "/v1/refills", body,
                                   idempotency_key=idempotency_key or None)
         except ApiError as exc:
-            field_errors = exc.field_errors(zone_for(ctx.settings)) if exc.status == 422 else {}
+            field_errors = exc.field_errors(zone) if exc.status == 422 else {}
             status_code = exc.status if 400 <= exc.status < 500 else 502
             unplaced = {k: v for k, v in field_errors.items()
                         if k not in (*REFILL_FIELDS, "appointment_id")}
@@ -418,9 +446,10 @@ def pump_page(ctx: CtxDep, serial: str, voided: str = "") -> HTMLResponse:
                                                max_items=100), [])
     open_alerts = sort_alerts([a for a in alerts if a.get("status") in OPEN_ALERT_STATUSES])
     labeled = (pump or {}).get("labeled_flow_ml_per_day")
-    zone = zone_for(ctx.settings, (patient or {}).get("center"))
+    zone = ctx.zone(center_of({"patient": patient, "pump": pump}) or ctx.only_center())
+    # no readings (a pump in stock): no trend to ask for, and scheduling's 404 is no problem
     trend = ctx.attempt(lambda: ctx.api.get("scheduling", f"/v1/pumps/{path}/flow-readings",
-                                            limit=1).get("trend"))
+                                            limit=1).get("trend"), missing_ok=True) if readings else None
     chart = flow_chart(readings, float(labeled) if labeled is not None else None, zone=zone,
                        trend=trend)
     refills = ctx.attempt(lambda: ctx.api.get("scheduling", "/v1/refills", pump_serial=serial,
@@ -510,6 +539,10 @@ def _alert_and_patient(ctx: Ctx, alert_id: str) -> tuple[dict[str, Any] | None, 
     return alert, _patients(ctx, [mrn]).get(mrn) if mrn else None
 
 
+def _alert_zone(ctx: Ctx, alert: dict[str, Any] | None, patient: Any) -> ZoneInfo:
+    return ctx.zone(center_of({"alert": alert, "patient": patient}))
+
+
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
 def alert_page(ctx: CtxDep, alert_id: str, n: str = "") -> HTMLResponse:
     """One alert with its timeline and pages: where the on-call link lands (`n`, the page whose
@@ -522,7 +555,7 @@ def alert_page(ctx: CtxDep, alert_id: str, n: str = "") -> HTMLResponse:
                                                       alert_id=alert_id), []) if alert else []
     return ctx.render("alert.html", alert=alert, alert_id=alert_id, notifications=notifications,
                       patient=patient, details=detail_facts((alert or {}).get("details"),
-                                                            zone_for(ctx.settings)),
+                                                            _alert_zone(ctx, alert, patient)),
                       status_code=200 if alert else 404)
 
 
@@ -560,7 +593,7 @@ def _alert_action(ctx: Ctx, alert_id: str, action: str, body: dict[str, Any], ba
         alert, patient = _alert_and_patient(ctx, alert_id)
         return ctx.render("alert.html", alert=alert, alert_id=alert_id, notifications=[],
                           patient=patient, details=detail_facts((alert or {}).get("details"),
-                                                                zone_for(ctx.settings)),
+                                                                _alert_zone(ctx, alert, patient)),
                           status_code=409)
     return see_other(sess.safe_next(back))
 

@@ -30,18 +30,6 @@ def parse_ts(value: Any) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def parse_form_datetime(value: str) -> datetime | None:
-    """A `datetime-local` form value, entered in UTC, as an aware datetime (None when bad)."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 def iso_z(when: datetime) -> str:
     """UTC ISO-8601 with a Z, as the APIs want it."""
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")

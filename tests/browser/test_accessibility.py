@@ -22,6 +22,7 @@ PAGES = (
     "/pumps/DEMO-SN-0002",
     "/alerts",
     "/alerts/{alert}",
+    "/alerts/{alert}/resolve",
     "/stock",
     "/recall",
     "/deliveries",
@@ -32,6 +33,9 @@ PAGES = (
     "/devices/DEMO-SN-0103",
     "/devices/DEMO-SN-0104",
     "/devices/DEMO-SN-0101",
+    "/reports",
+    "/reports?center=DEMO-CENTER",
+    "/no-such-page",  # the 404 page, with the menu of the signed-in user
 )
 
 

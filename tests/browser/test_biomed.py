@@ -33,7 +33,7 @@ def test_biomed_sees_stock_with_the_demo_quarantined_and_expired_pumps(sized_pag
     page = sized_page
     sign_in(page, "bea.biomed", "biomed", start="/stock")
     nav = page.get_by_role("navigation", name="Main")
-    expect(nav.get_by_role("link")).to_have_text(["Stock", "Recall"])
+    expect(nav.get_by_role("link")).to_have_text(["Stock", "Recall", "Reports"])
     expect(page.locator(f"tr[data-serial={QUARANTINED_SERIAL}]")).to_contain_text("quarantined")
     expect(page.locator(f"tr[data-serial={EXPIRED_SERIAL}]")).to_contain_text("expired")
     fits_the_width(page)

@@ -19,7 +19,7 @@ def test_the_oncologist_finds_patients(sized_page: Any) -> None:
     page = sized_page
     sign_in(page, "omar.oncologist", "oncologist", start="/patients")
     nav = page.get_by_role("navigation", name="Main")
-    expect(nav.get_by_role("link")).to_have_text(["Alerts", "Patients"])
+    expect(nav.get_by_role("link")).to_have_text(["Alerts", "Patients", "Reports"])
     page.get_by_label("Name or MRN").fill("casey")
     page.get_by_role("button", name="Search").click()
     rows = page.locator("table[data-testid=patients] tbody tr")

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import fits_the_width, main_page_shot, sign_in
+from services.dashboard.demo import DEMO_CENTER
+from tests.browser.conftest import call, fits_the_width, main_page_shot, sign_in
+from tests.browser.system import RunningSystem
 
 CHEMO_MRN = "DEMO-0003"  # demo: a FUDR therapy whose chemo fill is within the pharmacy lead time
 
@@ -18,7 +20,7 @@ def test_the_pharmacist_sees_the_open_orders_with_patient_drugs_and_basis(sized_
     page = sized_page
     sign_in(page, "pia.pharmacist", "pharmacist", start="/deliveries")
     nav = page.get_by_role("navigation", name="Main")
-    expect(nav.get_by_role("link")).to_have_text(["Deliveries"])
+    expect(nav.get_by_role("link")).to_have_text(["Deliveries", "Reports"])
     order = page.locator("li.order").filter(has_text=CHEMO_MRN).first
     expect(order).to_contain_text("Demopatient, Casey")
     expect(order).to_contain_text("born 1960-01-01")
@@ -31,7 +33,12 @@ def test_the_pharmacist_sees_the_open_orders_with_patient_drugs_and_basis(sized_
 
 
 @pytest.mark.own_system  # moves the demo's order on
-def test_an_order_goes_from_requested_to_dispatched_with_its_history(page: Any) -> None:
+def test_an_order_goes_from_requested_to_dispatched_with_its_history(
+        page: Any, system: RunningSystem) -> None:
+    # the demo centre keeps India's time (UTC+05:30, no clock change): the beyond-use time is
+    # typed and shown in it, and scheduling gets its UTC instant
+    call(system, "scheduling", "PUT", f"/v1/centers/{DEMO_CENTER}/settings",
+         json={"time_zone": "Asia/Kolkata"})
     sign_in(page, "pia.pharmacist", "pharmacist", start="/deliveries")
     page.locator("li.order").filter(has_text=CHEMO_MRN).first.get_by_role(
         "link", name=re.compile("^Open order")).click()
@@ -43,7 +50,7 @@ def test_an_order_goes_from_requested_to_dispatched_with_its_history(page: Any) 
     stale = page.context.new_page()  # the same order left open in a second tab
     stale.goto(page.url)
     # compounded without a lot: the error stands beside the field, nothing is recorded
-    page.get_by_label("Beyond-use date and time (UTC)").fill("2099-01-01T12:00")
+    page.get_by_label("Beyond-use date and time (local time, Asia/Kolkata)").fill("2099-01-01T12:00")
     page.get_by_role("button", name="Record compounded").click()
     expect(page.locator("#lot-error")).to_have_text(re.compile("lot number"))
     expect(page.get_by_label("Lot of the compounded bag")).to_have_attribute("aria-invalid", "true")
@@ -52,7 +59,10 @@ def test_an_order_goes_from_requested_to_dispatched_with_its_history(page: Any) 
     page.get_by_role("button", name="Record compounded").click()
     expect(page.get_by_test_id("order-status")).to_have_text("compounded")
     expect(page.get_by_test_id("order-facts")).to_contain_text("PH-LOT-7")
-    expect(page.get_by_test_id("order-facts")).to_contain_text("2099-01-01 12:00 UTC")
+    expect(page.get_by_test_id("beyond-use")).to_have_text("2099-01-01 12:00 IST (UTC+05:30)")
+    order_id = page.url.split("/deliveries/")[1].split("?")[0]
+    stored = call(system, "scheduling", "GET", f"/v1/deliveries/{order_id}")
+    assert stored["beyond_use_at"].replace("+00:00", "Z").startswith("2099-01-01T06:30:00")
     page.get_by_role("button", name="Record dispatched").click()
     expect(page.get_by_test_id("order-status")).to_have_text("dispatched")
     history = page.get_by_test_id("order-history")
@@ -62,7 +72,7 @@ def test_an_order_goes_from_requested_to_dispatched_with_its_history(page: Any) 
     expect(page.get_by_test_id("no-steps")).to_be_visible()
     # an old step submitted from the stale tab: refused in words, the order stays dispatched
     stale.get_by_label("Lot of the compounded bag").fill("PH-LOT-8")
-    stale.get_by_label("Beyond-use date and time (UTC)").fill("2099-01-01T12:00")
+    stale.get_by_label("Beyond-use date and time (local time, Asia/Kolkata)").fill("2099-01-01T12:00")
     stale.get_by_role("button", name="Record compounded").click()
     expect(stale.get_by_role("alert")).to_contain_text("Not applied")
     expect(stale.get_by_test_id("order-status")).to_have_text("dispatched")

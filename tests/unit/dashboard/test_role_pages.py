@@ -13,6 +13,7 @@ from services.dashboard.biomed import action_body, possible_actions
 from services.dashboard.menu import home_for, menu_for
 from services.dashboard.oncology import read_number
 from services.dashboard.pharmacy import order_rows, status_body
+from services.dashboard.views import UTC_ZONE
 from tests.factories import T0
 from tests.unit.dashboard.fakes import FakeApis, client, page, sign_in
 
@@ -45,7 +46,7 @@ def test_late_orders_come_first_then_by_needed_by() -> None:
 ])
 def test_status_changes_are_checked_before_they_are_sent(status: str, lot: str, bud: str,
                                                          reason: str, errors: set[str]) -> None:
-    body, found = status_body(status, lot, bud, reason, T0)
+    body, found = status_body(status, lot, bud, reason, T0, UTC_ZONE)
     assert set(found) == errors
     if not errors:
         assert body["status"] == status and body["at"].endswith("Z")
@@ -146,13 +147,14 @@ def test_an_expired_pump_is_not_offered_for_implant_and_refused_if_posted() -> N
     expired = _pump(expiry="2026-11-01")
     assert "implant" not in [a.name for a in possible_actions(expired, T0)]
     _, errors = action_body("implant", {"patient_mrn": "M1", "center": "C",
-                                        "at": "2026-11-02T07:00"}, expired, T0)
+                                        "at": "2026-11-02T07:00"}, expired, T0, UTC_ZONE)
     assert "cannot be implanted" in errors["form"]
     body, errors = action_body("implant", {"patient_mrn": "M1", "center": "C",
-                                           "at": "2026-11-02T07:00"}, _pump(), T0)
+                                           "at": "2026-11-02T07:00"}, _pump(), T0, UTC_ZONE)
     assert not errors and body == {"patient_mrn": "M1", "center": "C",
                                    "implanted_at": "2026-11-02T07:00:00Z"}
-    _, errors = action_body("explant", {"at": "2026-11-03T07:00"}, _pump("implanted"), T0)
+    _, errors = action_body("explant", {"at": "2026-11-03T07:00"}, _pump("implanted"), T0,
+                            UTC_ZONE)
     assert set(errors) == {"reason", "at"}  # no reason, and in the future
 
 
@@ -173,11 +175,12 @@ def test_a_pump_move_asks_for_confirmation_before_it_is_sent(fake: FakeApis) -> 
 
 
 def test_the_menu_shows_what_the_roles_can_do() -> None:
-    assert [i.label for i in menu_for({"pharmacist"})] == ["Deliveries"]
-    assert [i.label for i in menu_for({"biomed"})] == ["Stock", "Recall"]
-    assert [i.label for i in menu_for({"oncologist"})] == ["Alerts", "Patients"]
+    assert [i.label for i in menu_for({"pharmacist"})] == ["Deliveries", "Reports"]
+    assert [i.label for i in menu_for({"biomed"})] == ["Stock", "Recall", "Reports"]
+    assert [i.label for i in menu_for({"oncologist"})] == ["Alerts", "Patients", "Reports"]
     assert [i.label for i in menu_for({"nurse"})] == ["Worklist", "Alerts", "Record refill"]
-    assert len(menu_for({"admin"})) == 7
+    assert [i.label for i in menu_for({"oncall"})] == ["Worklist", "Alerts"]
+    assert len(menu_for({"admin"})) == 8
     assert (home_for({"pharmacist"}), home_for({"oncall", "nurse"}), home_for({"biomed"})) == (
         "/deliveries", "/worklist", "/stock")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import given
@@ -13,7 +13,6 @@ from services.dashboard.views import (
     flow_chart,
     iso_z,
     normalize_udi,
-    parse_form_datetime,
     parse_lots,
 )
 from tests.factories import T0
@@ -108,9 +107,7 @@ def test_scanner_group_separators_become_gs() -> None:
     assert normalize_udi("(01)00812345000016(21)SN1") == "(01)00812345000016(21)SN1"
 
 
-def test_form_datetimes_are_utc_and_lots_split() -> None:
-    assert parse_form_datetime("2026-11-26T09:30") == datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
-    assert parse_form_datetime("nonsense") is None
+def test_lots_split() -> None:
     assert parse_lots("L1, L2;L3\nL4") == ["L1", "L2", "L3", "L4"]
 
 
