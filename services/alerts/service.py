@@ -248,7 +248,10 @@ def mark_seen(*, uow: UnitOfWork, notification_id: str, actor: str) -> Notificat
         raise Conflict(f"notification {notification_id} is {n.status}; only a page sent can be seen",
                        current_status=n.status)
     alert = uow.session.get_one(Alert, n.alert_id)
-    paging.advance_receipt(uow, n, alert, NotificationStatus.SEEN, actor=actor)
+    if paging.advance_receipt(uow, n, alert, NotificationStatus.SEEN, actor=actor):
+        uow.audit(actor=actor, action="notification.seen", entity_type="notification",
+                  entity_id=n.id, changes={"alert_id": alert.id, "status": n.status,
+                                           "seen_at": n.seen_at.isoformat() if n.seen_at else None})
     return NotificationRead.model_validate(n)
 
 

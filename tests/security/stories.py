@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.alerts import paging
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from tests.factories import T0, flow_recorded, oncall_body, pump_implanted
@@ -121,6 +122,8 @@ def scheduling_story(harness: Harness, bus: InProcessBus, call: Call) -> None:
          f"/v1/refills/{done['id']}/entered-in-error", {"reason": "recorded twice"})
     call("PATCH", "/v1/therapies/{therapy_id}", f"/v1/therapies/{therapy['id']}",
          {"action": "pause", "reason": "neutropenia"})
+    call("PUT", "/v1/centers/{center}/settings", "/v1/centers/north/settings",
+         {"due_soon_hours": 36})
 
 
 # ---------------------------------------------------------------- alerts
@@ -137,13 +140,22 @@ def silence_body(reason: str = "pump study") -> dict[str, Any]:
 
 
 def alerts_story(harness: Harness, bus: InProcessBus, call: Call) -> None:
-    """On-call set, a silence, an alert raised by an event, acknowledged and resolved."""
+    """On-call set, a silence, an alert raised by an event and paged, its page seen, the alert
+    acknowledged, snoozed and resolved."""
     call("PUT", "/v1/oncall/{center}", "/v1/oncall/north", log_oncall())
     call("POST", "/v1/silences", "/v1/silences", silence_body())
     emit(harness, bus, EventType.FLOW_RECORDED, flow_recorded("SN-AUD-1", mrn="MRN-AUD-1"))
     [alert] = harness.client.get("/v1/alerts", headers=_reader()).json()["items"]
+    paging.sweep_once(harness.runtime)
+    [page] = harness.client.get("/v1/notifications", params={"alert_id": alert["id"]},
+                                headers=_reader()).json()["items"]
+    call("POST", "/v1/notifications/{notification_id}/seen",
+         f"/v1/notifications/{page['id']}/seen", {})
     call("POST", "/v1/alerts/{alert_id}/ack", f"/v1/alerts/{alert['id']}/ack",
          {"note": "on my way"})
+    call("POST", "/v1/alerts/{alert_id}/snooze", f"/v1/alerts/{alert['id']}/snooze",
+         {"until": (harness.runtime.clock.now() + timedelta(hours=2)).isoformat(),
+          "reason": "re-measuring after the next refill"})
     call("POST", "/v1/alerts/{alert_id}/resolve", f"/v1/alerts/{alert['id']}/resolve",
          {"resolution": "flow re-measured, pump fine"})
 

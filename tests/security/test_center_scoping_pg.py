@@ -127,8 +127,6 @@ def _story(harness: Harness, bus: Any) -> None:
         return r.json()
 
     stories.STORIES[harness.name](harness, bus, call)
-    if harness.name == "scheduling":  # north's own settings, and so a history entry
-        call("PUT", "", f"/v1/centers/{NORTH}/settings", {"due_soon_hours": 36})
     if harness.name == "inventory":  # a recall that names an implanted pump of north
         call("POST", "", "/v1/pumps", stories.pump_body("SCOPE-SN4", lot="LOT-R2"))
         call("POST", "", "/v1/pumps/SCOPE-SN4/implant",

@@ -43,6 +43,7 @@ WRITE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/refills/{refill_id}/entered-in-error"): frozenset({"nurse", "oncologist"}),
     ("PATCH", "/v1/appointments/{appointment_id}"): frozenset({"nurse"}),
     ("POST", "/v1/deliveries/{delivery_id}/status"): frozenset({"pharmacist"}),
+    ("PUT", "/v1/centers/{center}/settings"): frozenset(),
     # alerts
     ("POST", "/v1/alerts/{alert_id}/ack"): frozenset({"oncall", "nurse", "oncologist"}),
     ("POST", "/v1/alerts/{alert_id}/resolve"): frozenset({"oncall", "nurse", "oncologist"}),
