@@ -300,3 +300,20 @@ def heartbeat_heard(at: datetime) -> RuleResult:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+# ---- therapy pauses ------------------------------------------------------------------------
+
+# what a paused therapy holds: the warnings about its pump's refills, flow and drug deliveries,
+# which a clinician who paused the therapy on purpose expects and acts on when it resumes
+PAUSE_HELD_KINDS = frozenset({AlertKind.REFILL_DUE_SOON, AlertKind.REFILL_OVERDUE,
+                              AlertKind.FLOW_ABNORMAL, AlertKind.FLOW_TREND,
+                              AlertKind.DELIVERY_LATE})
+
+
+def pause_holds(*, kind: str, severity: str) -> bool:
+    """Whether a paused therapy holds back the page of an alert of its pump: a warning of one of
+    `PAUSE_HELD_KINDS`, never a critical. The implanted pump keeps pumping while its therapy is
+    paused: a reservoir running dry, a critical flow, a recalled device, a refused or rejected
+    order put the patient at risk whatever the plan, and page at once."""
+    return severity == Severity.WARNING and kind in PAUSE_HELD_KINDS
