@@ -191,7 +191,7 @@ class Silence(Base):
 
 class TherapyHold(Base):
     """Alerts' copy of a therapy's status, from scheduling's `therapy.status_changed`: while it
-    is `paused`, the warnings of its pump (and patient) are recorded but not paged; `at` (the
+    is `paused`, some warnings of its pump are recorded but not paged (`rules.pause_holds`); `at` (the
     change's time) orders the events of one therapy: an older or repeated one changes nothing."""
 
     __tablename__ = "therapy_holds"

@@ -27,6 +27,7 @@ from services.scheduling.schemas import (
     TherapyUpdate,
 )
 from services.scheduling.settings import SchedulingSettings
+from shared.contracts.scheduling import TherapyStatusChangedData
 from shared.contracts.vocabulary import (
     OPEN_THERAPY_STATUSES,
     AppointmentStatus,
@@ -35,7 +36,6 @@ from shared.contracts.vocabulary import (
     Regimen,
     TherapyStatus,
 )
-from shared.contracts.scheduling import TherapyStatusChangedData
 from shared.db import UnitOfWork, new_id
 from shared.dberrors import is_unique_violation
 from shared.errors import Conflict, Invalid, NotFound
