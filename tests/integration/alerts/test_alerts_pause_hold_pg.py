@@ -6,6 +6,7 @@ the same alert page it once."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -34,32 +35,31 @@ WARNING_PCT, CRITICAL_PCT = 20, 40  # the default bands: 15 % warning, 25 % crit
 
 
 @pytest.fixture
-def bus() -> InProcessBus:
-    return InProcessBus()
-
-
-@pytest.fixture
-def h(tmp_path, pg_database: Callable[[str], str], bus: InProcessBus) -> Iterator[Harness]:
-    harness = pg_alerts(tmp_path, pg_database("alerts"), MovableClock(T0), bus,
-                        dashboard_url="http://dash.test")
+def h(tmp_path, pg_database: Callable[[str], str]) -> Iterator[Harness]:
+    """Alerts on PostgreSQL (its in-process bus: `h.runtime.bus`), north's on-call set."""
+    harness = pg_alerts(tmp_path, pg_database("alerts"), MovableClock(T0), InProcessBus())
     put(harness, "north", oncall([member("ann", "log", "ann")]))
     yield harness
     harness.runtime.engine.dispose()
 
 
-def therapy(h: Harness, bus: InProcessBus, status: str, serial: str = "SN1", *,
-            minutes: float, therapy_id: str = "th-1") -> None:
-    emit(h, bus, EventType.THERAPY_STATUS_CHANGED,
+def flow(h: Harness, serial: str, deviation_pct: float, **extra: Any) -> None:
+    emit(h, h.runtime.bus, EventType.FLOW_RECORDED, flow_recorded(serial, deviation_pct, **extra))
+
+
+def therapy(h: Harness, status: str, serial: str = "SN1", *, minutes: float,
+            therapy_id: str = "th-1") -> None:
+    emit(h, h.runtime.bus, EventType.THERAPY_STATUS_CHANGED,
          therapy_status_changed(status, serial, therapy_id=therapy_id, minutes=minutes,
                                 reason="neutropenia" if status == PAUSED else None),
          subject=serial)
 
 
 def test_a_pause_holds_its_pumps_warnings_and_its_resume_pages_them_once(
-        h: Harness, bus: InProcessBus) -> None:
-    therapy(h, bus, PAUSED, minutes=-30)
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", WARNING_PCT))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", WARNING_PCT))  # another pump
+        h: Harness) -> None:
+    therapy(h, PAUSED, minutes=-30)
+    flow(h, "SN1", WARNING_PCT)
+    flow(h, "SN2", WARNING_PCT)  # another pump
     held, other = the_alert(h, pump_serial="SN1"), the_alert(h, pump_serial="SN2")
     assert held["severity"] == "warning" and held["held_by_therapy"] == "th-1"
     assert other["held_by_therapy"] is None
@@ -68,70 +68,70 @@ def test_a_pause_holds_its_pumps_warnings_and_its_resume_pages_them_once(
     assert actions(h, held["id"]) == ["raised", "held_by_pause"]
 
     clock(h).advance(hours=1)
-    therapy(h, bus, ACTIVE, minutes=60)
+    therapy(h, ACTIVE, minutes=60)
     assert the_alert(h, pump_serial="SN1")["held_by_therapy"] is None
     sweep(h)
     assert len(pages_of(h, held["id"])) == 1
     assert actions(h, held["id"])[-3:] == ["pause_ended", "page_planned", "paged"]
 
     # the resume again (a producer's retry: another event id): nothing more is paged
-    therapy(h, bus, ACTIVE, minutes=60)
+    therapy(h, ACTIVE, minutes=60)
     sweep(h)
     assert len(pages_of(h, held["id"])) == 1
     # the pause arriving late, after its resume, holds nothing: a new warning pages
     h.client.post(f"/v1/alerts/{held['id']}/resolve", headers=ONCALL, json={"resolution": "ok"})
-    therapy(h, bus, PAUSED, minutes=-30)
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", WARNING_PCT, refill_id="r-2"))
+    therapy(h, PAUSED, minutes=-30)
+    flow(h, "SN1", WARNING_PCT, refill_id="r-2")
     again = the_alert(h, pump_serial="SN1", status="firing")
     assert again["id"] != held["id"] and again["held_by_therapy"] is None
     sweep(h)
     assert [len(pages_of(h, a["id"])) for a in (held, again)] == [1, 1]
 
 
-def test_a_critical_pages_through_a_pause_and_a_resolved_warning_is_not_paged_at_resume(
-        h: Harness, bus: InProcessBus) -> None:
-    therapy(h, bus, PAUSED, "SN1", minutes=0, therapy_id="th-1")
-    therapy(h, bus, PAUSED, "SN2", minutes=0, therapy_id="th-2")
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", CRITICAL_PCT))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", WARNING_PCT))
+def test_a_critical_pages_through_a_pause_and_a_held_warning_that_rises_pages_once(
+        h: Harness) -> None:
+    therapy(h, PAUSED, "SN1", minutes=0, therapy_id="th-1")
+    therapy(h, PAUSED, "SN2", minutes=0, therapy_id="th-2")
+    flow(h, "SN1", CRITICAL_PCT)
+    flow(h, "SN2", WARNING_PCT)
     critical, warning = the_alert(h, pump_serial="SN1"), the_alert(h, pump_serial="SN2")
     assert critical["held_by_therapy"] is None and warning["held_by_therapy"] == "th-2"
     # the held warning rises to critical: it pages now, and is no longer held
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", CRITICAL_PCT, refill_id="r-2"))
+    flow(h, "SN2", CRITICAL_PCT, refill_id="r-2")
     assert the_alert(h, pump_serial="SN2")["held_by_therapy"] is None
     sweep(h)
     assert [len(pages_of(h, a["id"])) for a in (critical, warning)] == [1, 1]
-    therapy(h, bus, STOPPED, "SN2", minutes=10, therapy_id="th-2")
+    therapy(h, STOPPED, "SN2", minutes=10, therapy_id="th-2")
     sweep(h)
     assert len(pages_of(h, warning["id"])) == 1
 
 
-def test_a_stop_releases_only_what_is_still_firing(h: Harness, bus: InProcessBus) -> None:
-    therapy(h, bus, PAUSED, "SN1", minutes=0)
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", WARNING_PCT))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", WARNING_PCT))
-    therapy(h, bus, PAUSED, "SN2", minutes=0, therapy_id="th-2")
+def test_a_stop_releases_only_what_is_still_firing(h: Harness) -> None:
+    therapy(h, PAUSED, "SN1", minutes=0)
+    flow(h, "SN1", WARNING_PCT)
+    flow(h, "SN2", WARNING_PCT)
+    therapy(h, PAUSED, "SN2", minutes=0, therapy_id="th-2")
     # SN2's warning was raised before its pause: it paged; SN1's is resolved while held
     sn1 = the_alert(h, pump_serial="SN1")
     h.client.post(f"/v1/alerts/{sn1['id']}/resolve", headers=ONCALL, json={"resolution": "ok"})
-    therapy(h, bus, STOPPED, "SN1", minutes=5)
+    therapy(h, STOPPED, "SN1", minutes=5)
     sweep(h)
     assert len(pages_of(h, sn1["id"])) == 0
     assert "pause_ended" not in actions(h, sn1["id"])
 
 
 def test_a_silence_and_a_pause_on_one_alert_page_it_once_whichever_ends_first(
-        h: Harness, bus: InProcessBus) -> None:
+        h: Harness) -> None:
     silence(h, "s1", "2026-11-02T09:00:00Z", pump_serial="SN1")
     silence(h, "s2", "2026-11-02T09:00:00Z", pump_serial="SN2")
-    therapy(h, bus, PAUSED, "SN1", minutes=0, therapy_id="th-1")
-    therapy(h, bus, PAUSED, "SN2", minutes=0, therapy_id="th-2")
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", WARNING_PCT))
-    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", WARNING_PCT))
+    therapy(h, PAUSED, "SN1", minutes=0, therapy_id="th-1")
+    therapy(h, PAUSED, "SN2", minutes=0, therapy_id="th-2")
+    flow(h, "SN1", WARNING_PCT)
+    flow(h, "SN2", WARNING_PCT)
     sn1, sn2 = the_alert(h, pump_serial="SN1"), the_alert(h, pump_serial="SN2")
     assert sn1["silenced_by"] and sn1["held_by_therapy"] is None  # the silence holds it
     # SN1: its pause ends first (nothing of the pause's to page), then the silence: paged once
-    therapy(h, bus, ACTIVE, "SN1", minutes=30, therapy_id="th-1")
+    therapy(h, ACTIVE, "SN1", minutes=30, therapy_id="th-1")
     sweep(h)
     assert len(pages_of(h, sn1["id"])) == 0
     clock(h).advance(hours=1, seconds=1)
@@ -139,7 +139,7 @@ def test_a_silence_and_a_pause_on_one_alert_page_it_once_whichever_ends_first(
     assert sweep(h)["released"] == 2
     assert the_alert(h, pump_serial="SN2")["held_by_therapy"] == "th-2"
     assert [len(pages_of(h, a["id"])) for a in (sn1, sn2)] == [1, 0]
-    therapy(h, bus, ACTIVE, "SN2", minutes=90, therapy_id="th-2")
+    therapy(h, ACTIVE, "SN2", minutes=90, therapy_id="th-2")
     sweep(h)
     sweep(h)
     assert [len(pages_of(h, a["id"])) for a in (sn1, sn2)] == [1, 1]

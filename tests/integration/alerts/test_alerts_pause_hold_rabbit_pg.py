@@ -12,17 +12,13 @@ from sqlalchemy import select
 
 from services.alerts import paging
 from services.alerts.models import TherapyHold
-from shared.clock import MovableClock
 from shared.contracts.vocabulary import TherapyStatus
 from shared.events import EVENTS_EXCHANGE, CloudEvent, EventType
 from shared.messaging.base import OutgoingMessage
-from shared.messaging.rabbit import RabbitBus
-from shared.runtime import Worker
-from tests.factories import T0, flow_recorded
-from tests.helpers import Harness, start, wait_until
-from tests.helpers import test_settings as settings_for
+from tests.factories import flow_recorded
+from tests.helpers import Harness, wait_until
 from tests.integration.alerts.alerts_testkit import NURSE, ONCALL
-from tests.integration.scheduling.test_center_settings_pg import _publish
+from tests.integration.scheduling.test_center_settings_pg import _publish, scheduling_and_alerts
 from tests.unit.scheduling.scheduling_support import ONCOLOGIST, patient, therapy
 
 
@@ -40,18 +36,7 @@ def pages(alerts: Harness, alert_id: str) -> int:
 
 def test_a_pause_in_scheduling_holds_the_pumps_warning_till_it_resumes(
         tmp_path: Path, fresh_vhost: str, pg_database: Callable[[str], str]) -> None:
-    settings = settings_for(tmp_path, amqp_url=fresh_vhost,
-                            scheduling_database_url=pg_database("scheduling"),
-                            alerts_database_url=pg_database("alerts"),
-                            consumer_retry_delay_ms=200, outbox_poll_seconds=0.1)
-    bus = RabbitBus(fresh_vhost, retry_delay_ms=200)
-    clock = MovableClock(T0)
-    sched, _ = start("scheduling", settings, clock, bus)
-    alerts, _ = start("alerts", settings, clock, bus)
-    workers = [Worker(sched.runtime, jobs=False), Worker(alerts.runtime, jobs=False)]
-    try:
-        for w in workers:
-            w.start()
+    with scheduling_and_alerts(tmp_path, fresh_vhost, pg_database) as (sched, alerts, bus, clock):
         r = alerts.client.put("/v1/oncall/C1", headers=ONCALL, json={
             "escalation_delay_seconds": 900, "levels": [{
                 "members": [{"name": "ann", "channel": "log", "address": "ann"}],
@@ -118,7 +103,3 @@ def test_a_pause_in_scheduling_holds_the_pumps_warning_till_it_resumes(
             paging.sweep_once(alerts.runtime)
         assert pages(alerts, alert["id"]) == 1
         assert flow_alert(alerts) is not None
-    finally:
-        for w in workers:
-            w.stop()
-        bus.close()
