@@ -131,6 +131,9 @@ def release_paused(uow: UnitOfWork, therapy_id: str, *, settings: AlertsSettings
     for alert in alerts:
         timeline(uow, alert, SYSTEM, "pause_ended", {"therapy_id": therapy_id, "therapy": ended})
         page_from_level_one(uow, alert, settings=settings, reason=f"its therapy {ended}")
+    # those acknowledged or resolved meanwhile are no longer held either (a woken one pages)
+    uow.session.execute(update(Alert).where(Alert.held_by_therapy == therapy_id)
+                        .values(held_by_therapy=None).execution_options(synchronize_session=False))
     return alerts
 
 

@@ -118,6 +118,9 @@ def test_a_stop_releases_only_what_is_still_firing(h: Harness) -> None:
     sweep(h)
     assert len(pages_of(h, sn1["id"])) == 0
     assert "pause_ended" not in actions(h, sn1["id"])
+    assert the_alert(h, pump_serial="SN1")["held_by_therapy"] is None
+    sn2 = the_alert(h, pump_serial="SN2")
+    assert sn2["held_by_therapy"] is None and len(pages_of(h, sn2["id"])) == 1
 
 
 def test_a_silence_and_a_pause_on_one_alert_page_it_once_whichever_ends_first(
