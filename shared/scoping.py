@@ -21,14 +21,17 @@ sees every centre; so does a token whose claim is `["*"]`.
 What the hook does not see: Core statements on a bare `Table` (`Model.__table__`, the platform
 tables) and `text()`. A route that reads those filters them itself with
 `uow.centers.filter(stmt, table.c.center)`, or refuses a scoped caller
-(`uow.centers.require_every(...)`, as the audit trail does). A new table with a centre (or a
+(`uow.centers.require_every(...)`, as the audit trail does). Figures of the whole consortium
+(the registry's `*` rows, a report snapshot, a cached table) are read inside
+`unscoped(session)` and filtered by `CenterScope.covers` when answered. A new table with a centre (or a
 parent that has one) gets its `scope_rows(...)` line beside its model, and
 tests/security/test_center_scoping_pg.py then walks its routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -36,7 +39,7 @@ from fastapi import Depends
 from sqlalchemy import ColumnElement, Select, event, false, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, ORMExecuteState, Session, with_loader_criteria
 
-from shared.auth import CurrentUser
+from shared.auth import CurrentUser, Principal
 from shared.errors import Forbidden, NotFound
 
 SESSION_KEY = "hai_center_scope"
@@ -47,9 +50,12 @@ Rule = Callable[[list[str]], ColumnElement[bool]]
 
 @dataclass(frozen=True)
 class CenterScope:
-    """The centres a caller may see: `centers` None means every centre."""
+    """The centres a caller may see: `centers` None means every centre. `lot_wide`: the
+    caller also sees records that span centres but are meant for one audience (a lot's flow
+    drift, for biomedical staff and admins; CONTRACT.md, Alerts)."""
 
     centers: frozenset[str] | None = None
+    lot_wide: bool = False
 
     @property
     def every(self) -> bool:
@@ -100,20 +106,33 @@ EVERY_CENTER = CenterScope(None)
 
 async def center_scope(principal: CurrentUser) -> CenterScope:
     """The request's centres, from its token (the dependency every route may ask for)."""
-    return CenterScope(principal.centers)
+    return scope_of(principal)
+
+
+def scope_of(principal: Principal) -> CenterScope:
+    """A principal's scope: its token's centres; biomed and admin also see lot-wide records."""
+    return CenterScope(principal.centers, lot_wide=principal.has_any(LOT_WIDE_ROLES))
 
 
 CentersDep = Annotated[CenterScope, Depends(center_scope)]
+LOT_WIDE_ROLES = ("biomed",)  # and admin (Principal.has_any)
 
 
 # --- the rows of each scoped table -----------------------------------------------------------
 
-_RULES: dict[Any, dict[type[Any], Rule]] = {}  # model registry → model → rule
+_RULES: dict[Any, dict[type[Any], Rule | ByScope]] = {}  # model registry → model → rule
 
 
-def scope_rows(model: type[Any], rule: Rule) -> None:
+@dataclass(frozen=True)
+class ByScope:
+    """A rule that depends on more of the scope than its centres: `of(scope)` is the rule."""
+
+    of: Callable[[CenterScope], Rule]
+
+
+def scope_rows(model: type[Any], rule: Rule | ByScope) -> None:
     """Declare which centre's rows `model` holds: in a scoped session every SELECT of it is
-    limited to `rule(centers)`."""
+    limited to `rule(centers)` (a `ByScope` rule: `rule.of(scope)(centers)`)."""
     _RULES.setdefault(model.registry, {})[model] = rule
 
 
@@ -137,14 +156,29 @@ def by_parent(foreign_key: Any, parent_key: Any, parent_rule: Rule) -> Rule:
     return rule
 
 
-def rules_of(model: type[Any]) -> Rule | None:
-    """The rule declared for `model` (None: a table of no centre, seen by every caller)."""
-    return _RULES.get(model.registry, {}).get(model)
+def rules_of(model: type[Any], scope: CenterScope = EVERY_CENTER) -> Rule | None:
+    """The rule declared for `model` as it applies to `scope` (None: a table of no centre,
+    seen by every caller)."""
+    rule = _RULES.get(model.registry, {}).get(model)
+    return rule.of(scope) if isinstance(rule, ByScope) else rule
 
 
 def scope_session(session: Session, scope: CenterScope) -> None:
     """Limit every later SELECT of this session to the scope's centres."""
     session.info[SESSION_KEY] = scope
+
+
+@contextmanager
+def unscoped(session: Session) -> Iterator[Session]:
+    """The session seeing every centre for the block, its scope restored after: for figures
+    that span the consortium and are filtered when answered (a registry's consortium rows, a
+    snapshot kept for every caller, a cache of a whole table)."""
+    scope = session.info.pop(SESSION_KEY, None)
+    try:
+        yield session
+    finally:
+        if scope is not None:
+            session.info[SESSION_KEY] = scope
 
 
 def session_scope(session: Session) -> CenterScope:
@@ -165,6 +199,7 @@ def _limit_to_centers(state: ORMExecuteState) -> None:
     registries = [mapper.registry] if mapper is not None else list(_RULES)
     centers = sorted(scope.centers)
     options = [with_loader_criteria(model, rule(centers), include_aliases=True)
-               for registry in registries for model, rule in _RULES.get(registry, {}).items()]
+               for registry in registries for model in _RULES.get(registry, {})
+               if (rule := rules_of(model, scope)) is not None]
     if options:
         state.statement = state.statement.options(*options)

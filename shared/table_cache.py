@@ -16,6 +16,8 @@ from sqlalchemy import Engine
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from shared.scoping import unscoped
+
 T = TypeVar("T")
 
 
@@ -28,13 +30,15 @@ class TableCache(Generic[T]):
         self._lock = threading.Lock()
 
     def get(self, session: Session, ttl_seconds: float) -> T:
-        """The cached value of the session's database, reloaded in this session when stale."""
+        """The cached value of the session's database, reloaded in this session when stale
+        (always whole: a request's centre scope is lifted while it loads)."""
         engine = _engine(session)
         with self._lock:
             current = self._loaded.get(engine)
         if current is not None and time.monotonic() - current[0] < ttl_seconds:
             return current[1]
-        value = self._load(session)
+        with unscoped(session):
+            value = self._load(session)
         with self._lock:
             self._loaded[engine] = (time.monotonic(), value)
         return value

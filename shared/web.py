@@ -32,7 +32,7 @@ from shared.errors import (
     problem_response,
 )
 from shared.runtime import ServiceRuntime
-from shared.scoping import CenterScope
+from shared.scoping import scope_of
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +71,7 @@ async def get_uow(runtime: RuntimeDep, request: Request) -> AsyncIterator[UnitOf
     uow.__enter__()
     principal = getattr(request.state, "principal", None)
     if isinstance(principal, Principal):  # every /v1 and /fhir request: the gate checked its token
-        uow.scope_to(CenterScope(principal.centers))
+        uow.scope_to(scope_of(principal))
     try:
         yield uow
     except BaseException:

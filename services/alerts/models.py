@@ -21,9 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.contracts.vocabulary import AlertStatus
+from shared.contracts.vocabulary import AlertKind, AlertStatus
 from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_tables
-from shared.scoping import by_center, by_parent, scope_rows
+from shared.scoping import ByScope, CenterScope, Rule, by_center, by_parent, scope_rows
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 platform = define_platform_tables(metadata)
@@ -215,19 +215,31 @@ class Heartbeat(Base):
     last_heard_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-def _alert_rule(centers: list[str]) -> ColumnElement[bool]:
+def _alert_rule_of(scope: CenterScope) -> Rule:
     """An alert of a visible centre, or a system alert (no centre and no patient, as
-    `system_stale`), which every centre sees."""
-    return or_(by_center(Alert.center)(centers),
-               and_(Alert.center.is_(None), Alert.patient_mrn.is_(None)))
+    `system_stale`), which every centre sees; a lot's flow drift (no centre either, but its
+    pumps span centres) only with a lot-wide scope (biomed, admin)."""
+
+    def rule(centers: list[str]) -> ColumnElement[bool]:
+        system = and_(Alert.center.is_(None), Alert.patient_mrn.is_(None))
+        if not scope.lot_wide:
+            system = and_(system, Alert.kind.not_in(LOT_WIDE_KINDS))
+        return or_(by_center(Alert.center)(centers), system)
+
+    return rule
+
+
+LOT_WIDE_KINDS = (AlertKind.LOT_FLOW_DRIFT,)
 
 
 # centre scoping (shared/scoping.py, CONTRACT.md): an alert and what hangs off it (its timeline,
 # its pages) by the alert's centre; an on-call table by its centre; a silence by its centre
 # matcher (one without is consortium-wide, and every centre sees it)
-scope_rows(Alert, _alert_rule)
-scope_rows(AlertEvent, by_parent(AlertEvent.alert_id, Alert.id, _alert_rule))
-scope_rows(Notification, by_parent(Notification.alert_id, Alert.id, _alert_rule))
+scope_rows(Alert, ByScope(_alert_rule_of))
+scope_rows(AlertEvent, ByScope(lambda scope: by_parent(AlertEvent.alert_id, Alert.id,
+                                                      _alert_rule_of(scope))))
+scope_rows(Notification, ByScope(lambda scope: by_parent(Notification.alert_id, Alert.id,
+                                                        _alert_rule_of(scope))))
 scope_rows(OncallSchedule, by_center(OncallSchedule.center))
 scope_rows(Silence, by_center(Silence.center, or_unassigned=True))
 scope_rows(TherapyHold, by_center(TherapyHold.center))

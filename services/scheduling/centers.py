@@ -133,16 +133,24 @@ def _read(center: str, row: CenterSettings | None, settings: SchedulingSettings)
         settings={n: CenterSettingRead(**v) for n, v in values.items()})
 
 
+def _visible(uow: UnitOfWork, center: str) -> None:
+    """404 for a centre the caller's token does not cover (its settings are not disclosed)."""
+    uow.centers.visible_or_404(center, f"centre {center!r} not found")
+
+
 def get(*, uow: UnitOfWork, center: str, settings: SchedulingSettings) -> CenterSettingsRead:
     """A centre's effective settings, each with where it comes from (a centre never set: all
-    defaults, version 0)."""
+    defaults, version 0); 404 for a centre the token does not cover."""
+    _visible(uow, center)
     return _read(center, uow.session.get(CenterSettings, center), settings)
 
 
 def update(*, uow: UnitOfWork, center: str, body: CenterSettingsUpdate, actor: str,
            settings: SchedulingSettings) -> CenterSettingsRead:
     """Replace a centre's own settings (null or absent: the default), audited and announced;
-    a 422 when the effective values do not fit together (nothing written)."""
+    a 422 when the effective values do not fit together (nothing written); 403 for a centre
+    the token does not cover (the caller named it)."""
+    uow.centers.require(center)
     new_own = body.model_dump(exclude_none=True)
     defaults = {n: getattr(settings, n) for n in FIELDS}
     problems = threshold_problems({**defaults, **new_own})
@@ -173,7 +181,9 @@ def update(*, uow: UnitOfWork, center: str, body: CenterSettingsUpdate, actor: s
 
 
 def history(*, uow: UnitOfWork, center: str, page: PageParams) -> Page[AuditEntry]:
-    """Every change of a centre's settings, newest first (who, when, before and after)."""
+    """Every change of a centre's settings, newest first (who, when, before and after); 404 for
+    a centre the token does not cover."""
+    _visible(uow, center)
     table = uow.platform.audit
     stmt = select(table).where(table.c.entity_type == ENTITY, table.c.entity_id == center)
     return paginate(uow.session, stmt, keys=[table.c.id], params=page, descending=True,

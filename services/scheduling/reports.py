@@ -35,6 +35,7 @@ from shared.reports import (
     summed,
 )
 from shared.runtime import Job, ServiceRuntime
+from shared.scoping import unscoped
 
 COUNTS = ("refills_done", "on_time", "overdue_refills", "readings", "abnormal_readings",
           "deliveries", "deliveries_late")
@@ -75,20 +76,24 @@ def refill_report(*, uow: UnitOfWork, start: datetime, end: datetime, center: st
                   settings: SchedulingSettings) -> RefillReport:
     """The refill registry of [start, end): each centre's months (or one centre's), then the
     consortium's; from the period's snapshot while it is younger than
-    `HAI_REPORT_MAX_AGE_SECONDS`, else computed now (and kept)."""
+    `HAI_REPORT_MAX_AGE_SECONDS`, else computed now (and kept). The rows are the caller's
+    centres' and the consortium's (`*`, every centre's sum, whoever asks); none for a `center`
+    the token does not cover."""
     key = f"refills:{start:%Y-%m}:{last_month(end)}"
     now = uow.now()
     snapshot = uow.session.get(ReportSnapshot, key)
     if snapshot is not None and (now - snapshot.computed_at).total_seconds() \
             < settings.report_max_age_seconds:
         report = RefillReport.model_validate(snapshot.body)
-    else:
-        report = compute_refill_report(uow=uow, start=start, end=end, settings=settings)
+    else:  # the consortium's figures, whoever asks: the snapshot serves every caller
+        with unscoped(uow.session):
+            report = compute_refill_report(uow=uow, start=start, end=end, settings=settings)
         keep_snapshot(uow, key, report)
-    if center is None:
-        return report
+    if center is not None and not uow.centers.covers(center):
+        return report.model_copy(update={"center": center, "rows": []})  # as an unknown centre
     return report.model_copy(update={"center": center, "rows": [
-        r for r in report.rows if r.center in (center, CONSORTIUM)]})
+        r for r in report.rows if r.center == CONSORTIUM
+        or (uow.centers.covers(r.center) and center in (None, r.center))]})
 
 
 def keep_snapshot(uow: UnitOfWork, key: str, report: RefillReport) -> None:

@@ -14,9 +14,16 @@ from sqlalchemy import func, select
 
 from shared.events import EventType
 from tests import helpers
-from tests.factories import T0, flow_recorded, oncall_body, pump_implanted
+from tests.factories import (
+    T0,
+    flow_recorded,
+    flow_trend,
+    lot_flow_drift,
+    oncall_body,
+    pump_implanted,
+)
 from tests.helpers import Harness, auth, emit, test_settings
-from tests.security.stories import patient_body, pump_body
+from tests.security.stories import patient_body, pump_body, therapy_ready
 
 SERVICES = ["inventory", "scheduling", "alerts"]
 NORTH = auth("admin", sub="north-admin", centers=["north"])
@@ -43,6 +50,34 @@ def _implant(harness: Harness, serial: str, mrn: str, center: str, headers: dict
 
 
 # ------------------------------------------------------------------------------- inventory
+
+def _report_centres(answer: Any) -> set[str]:
+    return {r["center"] for r in answer.json()["rows"]}
+
+
+def test_the_pump_registry_shows_the_callers_centres_beside_the_whole_consortium(
+        settings: Any) -> None:
+    harness, _ = helpers.start("inventory", settings)
+    c = harness.client
+    for serial, center in (("SN-RN", "north"), ("SN-RS", "south"), ("SN-RSTOCK", None)):
+        assert c.post("/v1/pumps", json=pump_body(serial), headers=EVERY).status_code == 201
+        if center:
+            assert _implant(harness, serial, f"MRN-{serial}", center, EVERY).status_code == 200
+    every = c.get("/v1/reports/pumps", headers=EVERY).json()["rows"]
+    south = c.get("/v1/reports/pumps", headers=SOUTH)
+    assert _report_centres(south) == {"south", "(none)", "*"}
+    consortium = [r for r in south.json()["rows"] if r["center"] == "*"]
+    assert consortium == [r for r in every if r["center"] == "*"]  # every centre's sum
+    assert {"status": "implanted", "pumps": 2, "center": "*"} in consortium
+    # naming north: nothing, not even the consortium beside it (as a centre that does not exist)
+    for path in ("/v1/reports/pumps", "/v1/reports/explants"):
+        named = c.get(path, params={"center": "north"}, headers=SOUTH)
+        unknown = c.get(path, params={"center": "nowhere"}, headers=SOUTH)
+        assert named.status_code == 200 and named.json()["rows"] == unknown.json()["rows"] == []
+    csv = c.get("/v1/reports/pumps", params={"format": "csv"}, headers=SOUTH)
+    assert csv.status_code == 200 and "north" not in csv.text and "south" in csv.text
+
+
 
 def test_stock_is_every_centres_and_an_implanted_pump_its_centres_alone(settings: Any) -> None:
     harness, _ = helpers.start("inventory", settings)
@@ -123,6 +158,48 @@ def test_the_worklist_of_a_centre_lists_only_its_appointments(settings: Any) -> 
     assert (r1.status_code, r1.text) == (r2.status_code, r2.text) and r1.status_code >= 400
 
 
+def test_centre_settings_of_another_centre_are_hidden_and_not_writable(settings: Any) -> None:
+    harness, _ = helpers.start("scheduling", settings)
+    c = harness.client
+    set_north = c.put("/v1/centers/north/settings", json={"due_soon_hours": 36}, headers=NORTH)
+    assert set_north.status_code == 200, set_north.text
+    for path in ("/v1/centers/{c}/settings", "/v1/centers/{c}/settings/history"):
+        hidden = c.get(path.format(c="north"), headers=SOUTH)
+        missing = c.get(path.format(c="nowhere"), headers=SOUTH)
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json()["detail"].replace("north", "nowhere") == missing.json()["detail"]
+        assert c.get(path.format(c="south"), headers=SOUTH).status_code == 200
+        assert c.get(path.format(c="north"), headers=EVERY).status_code == 200
+    audits = _count(harness, "audit_log")
+    refused = c.put("/v1/centers/north/settings", json={"due_soon_hours": 12}, headers=SOUTH)
+    assert refused.status_code == 403 and "north" in refused.json()["detail"]
+    north = c.get("/v1/centers/north/settings", headers=NORTH).json()
+    assert north["version"] == 1 and north["settings"]["due_soon_hours"]["value"] == 36
+    assert _count(harness, "audit_log") == audits
+
+
+def test_the_refill_registry_is_the_consortiums_whoever_computes_it_first(settings: Any) -> None:
+    harness, bus = helpers.start("scheduling", settings)
+
+    def call(method: str, _template: str, path: str, body: Any) -> Any:
+        r = harness.client.request(method, path, json=body, headers=EVERY)
+        assert r.status_code in (200, 201), r.text
+        return r.json()
+
+    therapy_ready(harness, bus, call)  # north's patient: its first delivery is ordered
+    # south asks first: the snapshot it leaves must still hold north's figures for the others
+    south = harness.client.get("/v1/reports/refills", headers=SOUTH)
+    assert south.status_code == 200 and _report_centres(south) == {"*"}
+    every = harness.client.get("/v1/reports/refills", headers=EVERY).json()["rows"]
+    assert {r["center"] for r in every} == {"north", "*"}
+    assert [r for r in every if r["center"] == "*"] == south.json()["rows"]
+    assert sum(r["deliveries"] for r in every if r["center"] == "north") >= 1
+    named = harness.client.get("/v1/reports/refills", params={"center": "north"}, headers=SOUTH)
+    assert named.status_code == 200 and named.json()["rows"] == []
+    csv = harness.client.get("/v1/reports/refills", params={"format": "csv"}, headers=SOUTH)
+    assert csv.status_code == 200 and "north" not in csv.text
+
+
 # ---------------------------------------------------------------------------------- alerts
 
 def test_alerts_on_call_and_silences_stay_within_their_centre(settings: Any) -> None:
@@ -165,6 +242,35 @@ def test_a_system_alert_of_no_centre_is_seen_by_every_centre(settings: Any) -> N
     for headers in (NORTH, SOUTH):
         [alert] = harness.client.get("/v1/alerts", headers=headers).json()["items"]
         assert alert["kind"] == "system_stale" and alert["center"] is None
+
+
+def test_a_lots_flow_drift_is_seen_by_biomed_and_every_centre_never_by_a_scoped_nurse(
+        settings: Any) -> None:
+    harness, bus = helpers.start("alerts", settings)
+    c = harness.client
+    emit(harness, bus, EventType.LOT_FLOW_DRIFT, lot_flow_drift("LOT-7"))
+    emit(harness, bus, EventType.FLOW_TREND, flow_trend(center="north"))
+    kinds = {a["kind"]: a for a in c.get("/v1/alerts", headers=EVERY).json()["items"]}
+    assert set(kinds) == {"lot_flow_drift", "flow_trend"}, kinds
+    drift = kinds["lot_flow_drift"]["id"]
+    south_nurse = auth("nurse", sub="south-nurse", centers=["south"])
+    assert c.get("/v1/alerts", headers=south_nurse).json()["items"] == []
+    for path in ("/v1/alerts/{a}", "/v1/alerts/{a}/timeline"):
+        hidden = c.get(path.format(a=drift), headers=south_nurse)
+        missing = c.get(path.format(a="nope"), headers=south_nurse)
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.text.replace(drift, "nope") == missing.text
+    # biomed (and admin) of one centre see the lot, not north's pump trend
+    for headers in (SOUTH_BIOMED, SOUTH):
+        seen = c.get("/v1/alerts", headers=headers).json()["items"]
+        assert [a["kind"] for a in seen] == ["lot_flow_drift"]
+        assert c.get(f"/v1/alerts/{drift}", headers=headers).status_code == 200
+    trend = kinds["flow_trend"]["id"]
+    assert c.get(f"/v1/alerts/{trend}", headers=SOUTH).status_code == 404
+    snooze = c.post(f"/v1/alerts/{trend}/snooze", headers=SOUTH,
+                    json={"until": (T0 + timedelta(hours=1)).isoformat(), "reason": "later"})
+    assert snooze.status_code == 404
+    assert c.get(f"/v1/alerts/{trend}", headers=NORTH).json()["status"] == "firing"  # not snoozed
 
 
 # ----------------------------------------------------------------------- the missing claim

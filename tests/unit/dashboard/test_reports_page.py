@@ -7,8 +7,11 @@ import csv
 import io
 import re
 
+from services.dashboard.demo import DEMO_CENTER
 from services.dashboard.reports import compare_chart, shown
-from tests.unit.dashboard.fakes import FakeApis, client, sign_in
+from shared.auth import TokenVerifier
+from shared.clock import MovableClock
+from tests.unit.dashboard.fakes import T0, FakeApis, client, settings, sign_in
 
 ROWS = [
     {"center": "A", "month": "2026-10", "on_time_share": 0.5, "abnormal_share": 0.25,
@@ -62,3 +65,18 @@ def test_the_csv_download_is_formula_safe() -> None:
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert rows[0]["reason"] == "'=HYPERLINK(\"http://evil\")"
     assert c.get("/reports/nothing.csv").status_code == 404
+
+
+def test_the_registry_page_asks_every_api_with_the_users_own_centres() -> None:
+    fake = FakeApis()
+    fake.on("scheduling", "GET", "/v1/reports/refills", {"rows": ROWS})
+    fake.on("inventory", "GET", "/v1/reports/pumps", {"rows": []})
+    fake.on("inventory", "GET", "/v1/reports/explants", {"rows": []})
+    c = client(fake)
+    sign_in(c)  # a nurse of one centre: the services scope each report to it (CONTRACT.md)
+    assert c.get("/reports").status_code == 200
+    verifier = TokenVerifier(settings(), MovableClock(T0))
+    asked = {path: verifier.verify(h["authorization"].removeprefix("Bearer ")).centers
+             for _s, _m, path, _p, _b, h in fake.calls if path.startswith("/v1/reports/")}
+    assert asked == dict.fromkeys(("/v1/reports/refills", "/v1/reports/pumps",
+                                   "/v1/reports/explants"), {DEMO_CENTER})

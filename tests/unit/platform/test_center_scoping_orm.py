@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from services.inventory.models import Base, DeviceHistory, Pump, PumpModel
-from shared.scoping import CenterScope, scope_session
+from shared.scoping import CenterScope, scope_session, session_scope, unscoped
 
 NOW = datetime(2026, 11, 2, 8, tzinfo=UTC)
 SOUTH = CenterScope(frozenset({"south"}))
@@ -62,3 +62,14 @@ def test_an_unscoped_or_every_centre_session_sees_every_row(session: Session) ->
     assert session.scalar(select(func.count()).select_from(Pump)) == 3
     scope_session(session, CenterScope(frozenset()))
     assert session.scalars(select(Pump.serial_number)).all() == ["C"]  # stock alone
+
+
+def test_unscoped_lifts_the_scope_for_its_block_only(session: Session) -> None:
+    scope_session(session, SOUTH)
+    count = select(func.count()).select_from(Pump)
+    with unscoped(session):
+        assert session.scalar(count) == 3  # the consortium's figures
+    assert session.scalar(count) == 2 and session_scope(session) == SOUTH
+    with pytest.raises(RuntimeError), unscoped(session):
+        raise RuntimeError("a failing block")
+    assert session.scalar(count) == 2  # restored after a failure too
