@@ -31,6 +31,7 @@ from shared.contracts.scheduling import (
     RefillVoidedData,
     ReservoirNearEmptyData,
     SweepCompletedData,
+    TherapyStatusChangedData,
 )
 
 # The time every test clock starts at (a Monday morning; no test depends on today's date).
@@ -224,3 +225,13 @@ def oncall_body(*members_per_level: list[tuple[str, str, str]], delay_s: int = 9
         {"members": [{"name": n, "channel": c, "address": a} for n, c, a in members],
          "rotation_start": rotation_start, "shift_hours": shift_hours}
         for members in members_per_level]}
+
+
+def therapy_status_changed(status: str, serial: str = SERIAL, *, therapy_id: str = "th-1",
+                           minutes: float = 0, mrn: str = MRN, center: str = CENTER,
+                           reason: str | None = None) -> dict[str, Any]:
+    """`hai.scheduling.therapy.status_changed`: the therapy on `serial` paused, active again or
+    stopped, `minutes` after T0."""
+    return _valid(TherapyStatusChangedData, {
+        "therapy_id": therapy_id, "patient_mrn": mrn, "pump_serial": serial, "center": center,
+        "status": status, "reason": reason, "changed_by": "dr-onc", "at": at(minutes=minutes)})

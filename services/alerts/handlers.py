@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy import event as sa_event
 
-from services.alerts import centers, rules, service
+from services.alerts import centers, holds, rules, service
 from services.alerts.settings import AlertsSettings
 from shared.contracts.inventory import PumpExplantedData, RecallIssuedData
 from shared.contracts.registry import bindings
@@ -23,6 +23,7 @@ from shared.contracts.scheduling import (
     RefillVoidedData,
     ReservoirNearEmptyData,
     SweepCompletedData,
+    TherapyStatusChangedData,
 )
 from shared.contracts.vocabulary import EventType
 from shared.db import UnitOfWork
@@ -58,7 +59,7 @@ HANDLED_TYPES = (
     EventType.DELIVERY_UPDATED, EventType.SWEEP_COMPLETED, EventType.RECALL_ISSUED,
     EventType.PUMP_EXPLANTED, EventType.REFILL_VOIDED, EventType.ORDER_REFUSED,
     EventType.LOT_FLOW_DRIFT, EventType.FLOW_TREND,
-    EventType.CENTER_SETTINGS_CHANGED,
+    EventType.CENTER_SETTINGS_CHANGED, EventType.THERAPY_STATUS_CHANGED,
 )
 
 
@@ -101,6 +102,12 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
     def settings_changed(uow: UnitOfWork, event: CloudEvent) -> None:
         centers.on_settings_changed(uow, payload_of(event, CenterSettingsChangedData))
 
+    def therapy_status_changed(uow: UnitOfWork, event: CloudEvent) -> None:
+        released = holds.on_therapy_status_changed(
+            uow, payload_of(event, TherapyStatusChangedData), settings=settings)
+        if released:
+            kick_after_commit(uow, kick, (alert.id for alert in released))
+
     def heartbeat(uow: UnitOfWork, event: CloudEvent) -> None:
         data = payload_of(event, SweepCompletedData)
         service.record_heartbeat(uow)
@@ -134,4 +141,5 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
         EventType.FLOW_TREND: applying(lambda e: rules.flow_trend(payload_of(e, FlowTrendData))),
         EventType.SWEEP_COMPLETED: heartbeat,
         EventType.CENTER_SETTINGS_CHANGED: settings_changed,
+        EventType.THERAPY_STATUS_CHANGED: therapy_status_changed,
     }

@@ -57,6 +57,8 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     resolution: Mapped[str | None] = mapped_column(Text, nullable=True)
     silenced_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # the paused therapy whose hold kept this alert from paging (null: not held by a pause)
+    held_by_therapy: Mapped[str | None] = mapped_column(String(36), nullable=True)
     # the highest on-call level paged so far (0: none)
     escalation_level: Mapped[int] = mapped_column(Integer)
     # when a still-firing critical alert pages its next level (null: no timed escalation due)
@@ -76,6 +78,9 @@ class Alert(Base):
         Index("ix_alerts_wake_due", "wake_at",
               postgresql_where=text("wake_at IS NOT NULL"),
               sqlite_where=text("wake_at IS NOT NULL")),
+        Index("ix_alerts_held_by_therapy", "held_by_therapy",
+              postgresql_where=text("held_by_therapy IS NOT NULL"),
+              sqlite_where=text("held_by_therapy IS NOT NULL")),
         Index("ix_alerts_silenced", "silenced_by",
               postgresql_where=text("silenced_by IS NOT NULL"),
               sqlite_where=text("silenced_by IS NOT NULL")),
@@ -184,6 +189,23 @@ class Silence(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class TherapyHold(Base):
+    """Alerts' copy of a therapy's status, from scheduling's `therapy.status_changed`: while it
+    is `paused`, some warnings of its pump are recorded but not paged (`rules.pause_holds`); `at` (the
+    change's time) orders the events of one therapy: an older or repeated one changes nothing."""
+
+    __tablename__ = "therapy_holds"
+
+    therapy_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pump_serial: Mapped[str] = mapped_column(String(100), index=True)
+    patient_mrn: Mapped[str] = mapped_column(String(100))
+    center: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Heartbeat(Base):
     """When a source's heartbeat (scheduling's sweep.completed) was last heard."""
 
@@ -220,3 +242,4 @@ scope_rows(Notification, ByScope(lambda scope: by_parent(Notification.alert_id, 
                                                         _alert_rule_of(scope))))
 scope_rows(OncallSchedule, by_center(OncallSchedule.center))
 scope_rows(Silence, by_center(Silence.center, or_unassigned=True))
+scope_rows(TherapyHold, by_center(TherapyHold.center))

@@ -32,13 +32,20 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from services.alerts import centers
 from services.alerts.channels import Channels, Delivery, PageMessage, SendError, page_alert
-from services.alerts.models import Alert, Notification, OncallSchedule, Silence
+from services.alerts.models import Alert, Notification, OncallSchedule, Silence, TherapyHold
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
 from services.alerts.records import alert_data, alert_json, timeline
+from services.alerts.rules import pause_holds
 from services.alerts.settings import AlertsSettings
 from shared import tracing
 from shared.contracts.alerts import AlertRaisedData, NotificationData, PageFailedData, PageSentData
-from shared.contracts.vocabulary import RECEIPT_STATUSES, AlertStatus, NotificationStatus, Severity
+from shared.contracts.vocabulary import (
+    RECEIPT_STATUSES,
+    AlertStatus,
+    NotificationStatus,
+    Severity,
+    TherapyStatus,
+)
 from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres, new_id
 from shared.runtime import ServiceRuntime
 
@@ -57,14 +64,25 @@ MAX_PARALLEL_SENDS = 16
 def page_from_level_one(uow: UnitOfWork, alert: Alert, *, settings: AlertsSettings, reason: str) -> None:
     """The paging policy of an alert raised, or firing and risen in severity: critical and
     warning page level 1 (critical also arms escalation); info does not, and a silence in force
-    records the alert as silenced instead of paging it."""
+    records the alert as silenced instead of paging it; a warning of a pump whose therapy is
+    paused is recorded as held by that pause (`pause_holds`). An alert is held by one of them at
+    most, so the end of the one it is held by pages it once (and the other, still in force,
+    holds it again)."""
     if alert.severity == Severity.INFO:
         return
+    alert.held_by_therapy = None
     silence = active_silence(uow, alert)
     if silence is not None:
         alert.silenced_by = silence.id
         alert.next_escalation_at = None
         timeline(uow, alert, SYSTEM, "silenced", {"silence_id": silence.id, "reason": silence.reason})
+        return
+    hold = active_pause(uow, alert)
+    if hold is not None:
+        alert.held_by_therapy = hold.therapy_id
+        alert.next_escalation_at = None
+        timeline(uow, alert, SYSTEM, "held_by_pause",
+                 {"therapy_id": hold.therapy_id, "reason": hold.reason})
         return
     _page_level(uow, alert, 1, schedule=schedule_for(uow, alert.center), settings=settings,
                 reason=reason)
@@ -88,6 +106,35 @@ def active_silence(uow: UnitOfWork, alert: Alert) -> Silence | None:
         or_(Silence.center.is_(None), Silence.center == alert.center),
     ).order_by(Silence.created_at).limit(1)
     return uow.session.execute(stmt).scalar_one_or_none()
+
+
+def active_pause(uow: UnitOfWork, alert: Alert) -> TherapyHold | None:
+    """The paused therapy of the alert's pump, when the pause holds this alert."""
+    if alert.pump_serial is None or not pause_holds(kind=alert.kind, severity=alert.severity):
+        return None
+    stmt = select(TherapyHold).where(TherapyHold.pump_serial == alert.pump_serial,
+                                     TherapyHold.status == TherapyStatus.PAUSED
+                                     ).order_by(TherapyHold.at).limit(1)
+    return uow.session.execute(stmt).scalar_one_or_none()
+
+
+def release_paused(uow: UnitOfWork, therapy_id: str, *, settings: AlertsSettings,
+                   ended: str) -> list[Alert]:
+    """A pause that ends (the therapy resumed or stopped): every firing alert it held is paged
+    now, once (or held by a silence in force); its row lock and the cleared `held_by_therapy`
+    make a repeat, or the silence sweep at the same time, page nothing more."""
+    stmt = (select(Alert).where(Alert.held_by_therapy == therapy_id,
+                                Alert.status == AlertStatus.FIRING).order_by(Alert.id))
+    if is_postgres(uow.session):
+        stmt = stmt.with_for_update()
+    alerts = list(uow.session.execute(stmt).scalars())
+    for alert in alerts:
+        timeline(uow, alert, SYSTEM, "pause_ended", {"therapy_id": therapy_id, "therapy": ended})
+        page_from_level_one(uow, alert, settings=settings, reason=f"its therapy {ended}")
+    # those acknowledged or resolved meanwhile are no longer held either (a woken one pages)
+    uow.session.execute(update(Alert).where(Alert.held_by_therapy == therapy_id)
+                        .values(held_by_therapy=None).execution_options(synchronize_session=False))
+    return alerts
 
 
 def schedule_for(uow: UnitOfWork, center: str | None) -> OncallSchedule | None:

@@ -300,3 +300,21 @@ def heartbeat_heard(at: datetime) -> RuleResult:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+# ---- therapy pauses ------------------------------------------------------------------------
+
+# what a paused therapy holds (DOMAIN.md, Therapy pauses): the warnings that bear on the next
+# chemo fill, which the pause put off on purpose, and that are acted on when it resumes: a flow
+# off its band or trending off it (the next fill's volume and dose), a late drug delivery. Not
+# the refills: the paused pump keeps infusing and must still be refilled (saline) on time
+PAUSE_HELD_KINDS = frozenset({AlertKind.FLOW_ABNORMAL, AlertKind.FLOW_TREND,
+                              AlertKind.DELIVERY_LATE})
+
+
+def pause_holds(*, kind: str, severity: str) -> bool:
+    """Whether a paused therapy holds back the page of an alert of its pump: a warning of one of
+    `PAUSE_HELD_KINDS`, never a critical. The implanted pump keeps pumping while its therapy is
+    paused: a reservoir running dry, an overdue refill, a critical flow, a recalled device put the
+    patient at risk whatever the plan, and page at once."""
+    return severity == Severity.WARNING and kind in PAUSE_HELD_KINDS

@@ -50,6 +50,8 @@ class AlertRead(AlertData):
 
     resolved_by: str | None = None
     silenced_by: str | None = None
+    # the paused therapy holding its page (a warning of that therapy's pump), till it resumes
+    held_by_therapy: str | None = None
     # when an acknowledged or snoozed alert, not resolved by then, fires again
     wake_at: AwareDatetime | None = None
 

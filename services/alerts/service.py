@@ -457,12 +457,12 @@ def list_silences(*, uow: UnitOfWork, page: PageParams, active: bool | None = No
 # ---- the heartbeat watchdog ----------------------------------------------------------------
 
 def record_heartbeat(uow: UnitOfWork, *, source: str = HEARTBEAT_SOURCE) -> None:
-    """Note that a heartbeat was heard now."""
-    row = uow.session.get(Heartbeat, source, with_for_update=is_postgres(uow.session))
-    if row is None:
-        uow.session.add(Heartbeat(source=source, last_heard_at=uow.now()))
-    else:
-        row.last_heard_at = max(row.last_heard_at, uow.now())
+    """Note that a heartbeat was heard now (the first row is inserted race-safe: a consumer and
+    the watchdog, or two consumers, may both find none)."""
+    insert_if_absent(uow.session, Heartbeat, {"source": source, "last_heard_at": uow.now()})
+    row = uow.session.get_one(Heartbeat, source, with_for_update=is_postgres(uow.session),
+                              populate_existing=True)
+    row.last_heard_at = max(row.last_heard_at, uow.now())
 
 
 def watchdog(uow: UnitOfWork, *, settings: AlertsSettings, source: str = HEARTBEAT_SOURCE) -> dict[str, Any]:
@@ -470,7 +470,9 @@ def watchdog(uow: UnitOfWork, *, settings: AlertsSettings, source: str = HEARTBE
     now = uow.now()
     row = uow.session.get(Heartbeat, source)
     if row is None:
-        uow.session.add(Heartbeat(source=source, last_heard_at=now))
+        # the first run starts the clock; a heartbeat heard at the same moment may insert the
+        # row first: then that row stands, and nothing fails
+        insert_if_absent(uow.session, Heartbeat, {"source": source, "last_heard_at": now})
         return {"stale": False, "started": True}
     stale = is_stale(last_heard_at=row.last_heard_at, now=now,
                      sweep_interval_seconds=settings.sweep_interval_seconds,

@@ -27,6 +27,7 @@ from services.scheduling.schemas import (
     TherapyUpdate,
 )
 from services.scheduling.settings import SchedulingSettings
+from shared.contracts.scheduling import TherapyStatusChangedData
 from shared.contracts.vocabulary import (
     OPEN_THERAPY_STATUSES,
     AppointmentStatus,
@@ -190,6 +191,7 @@ def update_therapy(*, uow: UnitOfWork, therapy_id: str, body: TherapyUpdate, act
                                       reason=body.reason or "therapy paused")
         uow.audit(actor=actor, action="therapy.paused", entity_type="therapy",
                   entity_id=therapy.id, changes={"reason": body.reason})
+        publish_status(uow, therapy, actor=actor)
     elif body.action == "resume":
         if therapy.status != TherapyStatus.PAUSED:
             raise Conflict(f"therapy is {therapy.status}; only a paused therapy resumes",
@@ -197,6 +199,7 @@ def update_therapy(*, uow: UnitOfWork, therapy_id: str, body: TherapyUpdate, act
         therapy.status, therapy.status_reason = TherapyStatus.ACTIVE, body.reason
         uow.audit(actor=actor, action="therapy.resumed", entity_type="therapy",
                   entity_id=therapy.id, changes={"reason": body.reason})
+        publish_status(uow, therapy, actor=actor)
     elif body.action == "stop":
         stop_therapy(uow, therapy, actor=actor, reason=body.reason, settings=settings)
     therapy.updated_at = uow.now()
@@ -220,6 +223,17 @@ def stop_therapy(uow: UnitOfWork, therapy: Therapy, *, actor: str, reason: str |
                                   reason=reason or "therapy stopped")
     uow.audit(actor=actor, action="therapy.stopped", entity_type="therapy", entity_id=therapy.id,
               changes={"reason": reason, "cancelled_appointments": cancelled})
+    publish_status(uow, therapy, actor=actor)
+
+
+def publish_status(uow: UnitOfWork, therapy: Therapy, *, actor: str) -> None:
+    """Tell the others (alerts holds a paused pump's warnings) that the therapy is now paused,
+    active again or stopped: through the outbox, in the transaction that changed it."""
+    patient = get_patient_or_raise(uow=uow, mrn=therapy.patient_mrn)
+    uow.publish(TherapyStatusChangedData(
+        therapy_id=therapy.id, patient_mrn=therapy.patient_mrn, pump_serial=therapy.pump_serial,
+        center=patient.center, status=TherapyStatus(therapy.status),
+        reason=therapy.status_reason, changed_by=actor, at=uow.now()), subject=therapy.pump_serial)
 
 
 def next_order(*, uow: UnitOfWork, therapy_id: str, settings: SchedulingSettings) -> NextOrderRead:

@@ -43,6 +43,7 @@ from shared.contracts.scheduling import (
     RefillVoidedData,
     ReservoirNearEmptyData,
     SweepCompletedData,
+    TherapyStatusChangedData,
 )
 from shared.contracts.vocabulary import EventType
 from shared.events import EVENTS_EXCHANGE, PHARMACY_EXCHANGE
@@ -119,6 +120,10 @@ SPECS: tuple[EventSpec, ...] = (
               "A centre's own settings changed by an admin (time zone, refill and flow "
               "thresholds, escalation and acknowledgement times); null fields fall back to the "
               "system default.", subject="centre"),
+    EventSpec(EventType.THERAPY_STATUS_CHANGED, TherapyStatusChangedData, SCHED,
+              "A therapy paused, resumed or stopped by a clinician (or stopped with its pump's "
+              "explant), with the reason; alerts holds the pump's warnings while it is paused.",
+              subject=PUMP),
     EventSpec(EventType.ALERT_RAISED, AlertRaisedData, ALERTS,
               "An alert raised, or raised again with a higher severity.", subject=ALERT),
     EventSpec(EventType.ALERT_ACKNOWLEDGED, AlertAcknowledgedData, ALERTS, "An alert acknowledged.",

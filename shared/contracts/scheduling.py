@@ -11,6 +11,7 @@ from shared.contracts.vocabulary import (
     DeliveryStatus,
     DueBasis,
     FillType,
+    TherapyStatus,
 )
 
 
@@ -254,3 +255,19 @@ class CenterSettingsChangedData(BaseModel):
     values: CenterSettingsValues
     changed_by: str
     changed_at: AwareDatetime
+
+
+class TherapyStatusChangedData(BaseModel):
+    """`hai.scheduling.therapy.status_changed` (added): a therapy paused, resumed or stopped;
+    `at` orders the changes of one therapy (a consumer keeps the latest)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    therapy_id: str
+    patient_mrn: str
+    pump_serial: str
+    center: str
+    status: TherapyStatus
+    reason: str | None = None
+    changed_by: str
+    at: AwareDatetime

@@ -35,6 +35,7 @@ class EventType(StrEnum):
     LOT_FLOW_DRIFT = "hai.scheduling.lot.flow_drift"  # added: flow surveillance
     FLOW_TREND = "hai.scheduling.flow.trend"  # added: flow surveillance
     CENTER_SETTINGS_CHANGED = "hai.scheduling.center.settings_changed"  # added to the contract
+    THERAPY_STATUS_CHANGED = "hai.scheduling.therapy.status_changed"  # added: pause/resume/stop
     ALERT_RAISED = "hai.alerts.alert.raised"
     ALERT_ACKNOWLEDGED = "hai.alerts.alert.acknowledged"
     ALERT_RESOLVED = "hai.alerts.alert.resolved"

@@ -5,7 +5,8 @@ leaves the database as it was; the registry report on PostgreSQL matches the han
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,17 @@ def _own_rows(h: Harness) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in conn.execute(select(CenterSettings.__table__))]
 
 
-def test_a_change_applies_in_scheduling_and_alerts_without_a_restart(
-        tmp_path: Path, fresh_vhost: str, pg_database: Callable[[str], str]) -> None:
-    settings = settings_for(tmp_path, amqp_url=fresh_vhost, due_soon_hours=24,
+@contextmanager
+def scheduling_and_alerts(tmp_path: Path, vhost: str, pg_database: Callable[[str], str],
+                          **overrides: Any) -> Iterator[tuple[Harness, Harness, RabbitBus,
+                                                              MovableClock]]:
+    """Scheduling and alerts on PostgreSQL, their workers (no jobs) consuming from RabbitMQ:
+    (scheduling, alerts, bus, clock at T0)."""
+    settings = settings_for(tmp_path, amqp_url=vhost,
                             scheduling_database_url=pg_database("scheduling"),
                             alerts_database_url=pg_database("alerts"),
-                            consumer_retry_delay_ms=200, outbox_poll_seconds=0.1)
-    bus = RabbitBus(fresh_vhost, retry_delay_ms=200)
+                            consumer_retry_delay_ms=200, outbox_poll_seconds=0.1, **overrides)
+    bus = RabbitBus(vhost, retry_delay_ms=200)
     clock = MovableClock(T0)
     sched, _ = start("scheduling", settings, clock, bus)
     alerts, _ = start("alerts", settings, clock, bus)
@@ -60,6 +65,17 @@ def test_a_change_applies_in_scheduling_and_alerts_without_a_restart(
     try:
         for w in workers:
             w.start()
+        yield sched, alerts, bus, clock
+    finally:
+        for w in workers:
+            w.stop()
+        bus.close()
+
+
+def test_a_change_applies_in_scheduling_and_alerts_without_a_restart(
+        tmp_path: Path, fresh_vhost: str, pg_database: Callable[[str], str]) -> None:
+    with scheduling_and_alerts(tmp_path, fresh_vhost, pg_database,
+                               due_soon_hours=24) as (sched, alerts, bus, _):
         for n, center in ((1, "C1"), (2, "C2")):
             patient(sched, f"MRN{n}", center=center)
             _publish(bus, EventType.PUMP_IMPLANTED, {
@@ -109,10 +125,6 @@ def test_a_change_applies_in_scheduling_and_alerts_without_a_restart(
         got = _flow_alerts(alerts)
         assert got["SN1"] == "warning" and got["SN3"] == "critical"
         assert "SN2" not in got
-    finally:
-        for w in workers:
-            w.stop()
-        bus.close()
 
 
 def test_the_registry_report_on_postgresql_matches_the_hand_figures(

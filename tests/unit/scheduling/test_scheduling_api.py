@@ -249,6 +249,12 @@ def test_pause_resume_stop(tmp_path: Path) -> None:
     assert len(outbox(h, EventType.ORDER_CANCELLED)) == 2
     assert h.client.patch(url, json={"action": "resume"}, headers=ONCOLOGIST).status_code == 409
     assert h.client.patch(url, json={"action": "fly"}, headers=ONCOLOGIST).status_code == 422
+    # each change told through the outbox, once (the refused ones told nothing)
+    changes = outbox(h, EventType.THERAPY_STATUS_CHANGED)
+    assert [(c["data"]["status"], c["data"]["reason"]) for c in changes] == [
+        ("paused", "neutropenia"), ("active", None), ("stopped", "progression")]
+    assert {(c["subject"], c["data"]["therapy_id"], c["data"]["pump_serial"], c["data"]["center"])
+            for c in changes} == {(t["pump_serial"], t["id"], t["pump_serial"], "C1")}
 
 
 def test_explant_stops_the_therapy(tmp_path: Path) -> None:
