@@ -21,6 +21,7 @@ from shared.contracts.inventory import (
 from shared.contracts.pharmacy import OrderStatusData
 from shared.contracts.scheduling import (
     AppointmentData,
+    CenterSettingsChangedData,
     DeliveryData,
     FlowRecordedData,
     FlowTrendData,
@@ -213,6 +214,14 @@ def flow_trend(serial: str = SERIAL, *, crossing: bool = True, predicted_pct: fl
         "last_at": iso(T0), "last_deviation_pct": 14.0, "predicted_at": at(days=14),
         "predicted_deviation_pct": predicted_pct, "prediction_se_pct": 0.0, "band_pct": 15.0,
         "crossing": crossing, **extra})
+
+
+def center_settings_changed(center: str = CENTER, *, version: int = 1,
+                            **values: Any) -> dict[str, Any]:
+    """`hai.scheduling.center.settings_changed`: a centre's own settings (the rest default)."""
+    return _valid(CenterSettingsChangedData, {
+        "center": center, "version": version, "values": values or {"flow_warning_pct": 10.0},
+        "changed_by": "admin-ann", "changed_at": iso(T0)})
 
 
 # ---------------------------------------------------------------- request bodies

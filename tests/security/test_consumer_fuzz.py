@@ -41,6 +41,10 @@ VALID: dict[str, dict[str, Any]] = {
     EventType.REFILL_VOIDED: f.refill_voided(),
     EventType.ORDER_REFUSED: f.order_refused(),
     EventType.RECALL_ISSUED: f.recall_issued(),
+    EventType.LOT_FLOW_DRIFT: f.lot_flow_drift(),
+    EventType.FLOW_TREND: f.flow_trend(),
+    EventType.CENTER_SETTINGS_CHANGED: f.center_settings_changed(),
+    EventType.THERAPY_STATUS_CHANGED: f.therapy_status_changed("paused"),
 }
 
 json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63)
