@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from shared.db import is_postgres
 from shared.errors import Invalid
 
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# years 1000-2999: a year 0 is no date at all, and nothing is recorded before or after those
+MONTH = re.compile(r"^([12]\d{3})-(0[1-9]|1[0-2])$")
 MAX_MONTHS = 60
 CONSORTIUM = "*"  # the `center` of the rows summing every centre
 Format = Literal["json", "csv"]
