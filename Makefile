@@ -28,12 +28,13 @@ ifndef SEED
 SEED := $(shell $(PYTHON) -c 'import random; print(random.randrange(2**31))')
 endif
 
-## Install, then run the linters and the whole test suite.
+## Install, then run the linters and the whole test suite (the cluster fault tests, which start
+## a cluster of their own, are `make cluster-test`; .ci/run runs both).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services bench
 	@echo "random order seed: $(SEED) (make test SEED=$(SEED) repeats it)"
-	$(BIN)/pytest -q -ra -p randomly --randomly-seed=$(SEED) $(PYTEST_ARGS)
+	$(BIN)/pytest -q -ra -p randomly --randomly-seed=$(SEED) --ignore=tests/cluster $(PYTEST_ARGS)
 
 ## The unit tests at another date: DAYS ahead of today (libfaketime; Debian's `faketime`).
 DAYS ?= 365
