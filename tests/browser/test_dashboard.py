@@ -116,6 +116,7 @@ def test_tablet_portrait_worklist_is_usable(page: Any) -> None:
     assert width <= 768, f"the page scrolls sideways at tablet width ({width}px)"
 
 
+@pytest.mark.own_system  # the shared system holds what other tests added (a new therapy)
 def test_seeding_the_demo_again_changes_nothing(system: RunningSystem) -> None:
     import httpx
 

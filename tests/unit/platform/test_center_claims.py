@@ -4,7 +4,6 @@ always, in production) makes it a 403."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from shared.errors import Forbidden, NotFound
 from shared.scoping import CenterScope
 from shared.settings import DEV_JWT_SECRET, Settings
 from tests.factories import T0
+from tests.helpers import run_async
 
 
 def _verifier(**settings: Any) -> TokenVerifier:
@@ -64,10 +64,10 @@ def test_a_scoped_principal_sees_only_its_centres() -> None:
 def test_without_the_claim_authenticate_is_403_when_the_setting_requires_it() -> None:
     verifier = _verifier(centers_claim_required=True)
     with pytest.raises(HTTPException) as caught:
-        asyncio.run(authenticate(f"Bearer {_token()}", verifier))
+        run_async(authenticate(f"Bearer {_token()}", verifier))
     assert caught.value.status_code == 403 and "centers" in str(caught.value.detail)
-    assert asyncio.run(authenticate(f"Bearer {_token(centers=['*'])}", verifier)).centers is None
-    assert asyncio.run(authenticate(f"Bearer {_token()}", _verifier())).centers is None
+    assert run_async(authenticate(f"Bearer {_token(centers=['*'])}", verifier)).centers is None
+    assert run_async(authenticate(f"Bearer {_token()}", _verifier())).centers is None
 
 
 def test_production_requires_the_claim_and_refuses_to_be_told_otherwise() -> None:
