@@ -254,7 +254,7 @@ def therapy_start(ctx: CtxDep, mrn: str, pump_serial: Annotated[str, Form()] = "
 
 def _therapy_page(ctx: Ctx, therapy_id: str, *, values: dict[str, str] | None = None,
                   field_errors: dict[str, str] | None = None,
-                  status_code: int = 200) -> HTMLResponse:
+                  status_code: int = 200, confirm_stop: bool = False) -> HTMLResponse:
     path = quote(therapy_id, safe="")
     therapy = ctx.attempt(lambda: ctx.api.get("scheduling", f"/v1/therapies/{path}"))
     patient = preview = None
@@ -274,7 +274,7 @@ def _therapy_page(ctx: Ctx, therapy_id: str, *, values: dict[str, str] | None = 
     return ctx.render("therapy.html", status_code=status_code if therapy else 404,
                       therapy=therapy, therapy_id=therapy_id, patient=patient, preview=preview,
                       appointments=appointments, values=form, field_errors=field_errors or {},
-                      actions=ACTIONS)
+                      actions=ACTIONS, confirm_stop=confirm_stop and therapy is not None)
 
 
 @router.get("/therapies/{therapy_id}", response_class=HTMLResponse)
@@ -313,8 +313,10 @@ def therapy_dose(ctx: CtxDep, therapy_id: str, fudr_mg_per_kg_day: Annotated[str
 
 @router.post("/therapies/{therapy_id}/status", response_model=None)
 def therapy_status(ctx: CtxDep, therapy_id: str, action: Annotated[str, Form()] = "",
-                   reason: Annotated[str, Form()] = "") -> Response:
-    """Pause, resume or stop; a stop needs a reason (it cancels what is open, for good)."""
+                   reason: Annotated[str, Form()] = "",
+                   step: Annotated[str, Form()] = "review") -> Response:
+    """Pause, resume or stop; a stop needs a reason (it cancels what is open, for good) and a
+    second, confirming step that says so: one click never ends a chemotherapy."""
     errors: dict[str, str] = {}
     if action not in ACTIONS:
         errors["action"] = "Choose pause, resume or stop"
@@ -323,6 +325,8 @@ def therapy_status(ctx: CtxDep, therapy_id: str, action: Annotated[str, Form()] 
     if errors:
         return _therapy_page(ctx, therapy_id, values={"reason": reason}, field_errors=errors,
                              status_code=422)
+    if action == "stop" and step != "confirm":
+        return _therapy_page(ctx, therapy_id, values={"reason": reason}, confirm_stop=True)
     body: dict[str, Any] = {"action": action}
     if reason.strip():
         body["reason"] = reason.strip()

@@ -20,6 +20,7 @@ PAGES = (
     "/worklist",
     "/refill?pump=DEMO-SN-0004",
     "/pumps/DEMO-SN-0002",
+    "/pumps/DEMO-SN-0002/refills/{refill}/entered-in-error",  # a refill's void, its confirmation
     "/alerts",
     "/alerts/{alert}",
     "/alerts/{alert}/resolve",
@@ -41,8 +42,8 @@ PAGES = (
 
 @pytest.fixture(scope="module")
 def ids(shared_system: RunningSystem) -> dict[str, str]:
-    """The ids of one alert, one delivery and one therapy of the demo (alerts come from events
-    and sweeps: wait for the first)."""
+    """The ids of one alert, one delivery, one therapy and one refill of the demo (alerts come
+    from events and sweeps: wait for the first)."""
     deadline = time.monotonic() + 60
     alerts: list[Any] = []
     while not alerts and time.monotonic() < deadline:
@@ -53,9 +54,12 @@ def ids(shared_system: RunningSystem) -> dict[str, str]:
     delivery = call(shared_system, "scheduling", "GET", "/v1/deliveries")["items"][0]
     therapy = call(shared_system, "scheduling", "GET", "/v1/therapies",
                    params={"patient_mrn": "DEMO-0003"})["items"][0]
+    refill = call(shared_system, "scheduling", "GET", "/v1/refills",
+                  params={"pump_serial": "DEMO-SN-0002"})["items"][0]
     # the abnormal flow's alert, with the most to show (its pages), when it is there already
     alert = next((a for a in alerts if a.get("pump_serial") == "DEMO-SN-0002"), alerts[0])
-    return {"alert": alert["id"], "delivery": delivery["id"], "therapy": therapy["id"]}
+    return {"alert": alert["id"], "delivery": delivery["id"], "therapy": therapy["id"],
+            "refill": refill["id"]}
 
 
 @pytest.fixture(scope="module", params=sorted(VIEWPORTS), ids=lambda w: f"{w}px")

@@ -99,6 +99,9 @@ def test_register_weigh_start_a_therapy_and_see_the_next_order(page: Any,
     expect(page.get_by_test_id("therapy-status")).to_have_text("active")
     page.get_by_label("Reason (needed to pause or stop)").fill("course complete")
     page.get_by_role("button", name="Stop therapy (final)").click()
+    expect(page.get_by_test_id("confirm")).to_contain_text("course complete")
+    expect(page.get_by_test_id("therapy-status")).to_have_text("active")  # nothing sent yet
+    page.get_by_role("button", name="Confirm: stop therapy").click()
     expect(page.get_by_test_id("therapy-status")).to_have_text("stopped")
     expect(page.get_by_test_id("dose-form")).to_have_count(0)
     expect(page.get_by_test_id("no-order")).to_be_visible()

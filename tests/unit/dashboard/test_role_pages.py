@@ -126,13 +126,24 @@ def test_a_dose_beyond_the_hard_limit_comes_back_beside_the_field(fake: FakeApis
         {"fudr_mg_per_kg_day": 3.0, "dose_override_reason": "board"}]
 
 
-def test_a_stop_needs_a_reason_and_is_sent_once_given(fake: FakeApis) -> None:
+def test_a_stop_needs_a_reason_and_a_confirmation_and_is_sent_once_given(fake: FakeApis) -> None:
     fake.on("scheduling", "PATCH", "/v1/therapies/t1", {"id": "t1"})
     c = client(fake)
     sign_in(c, "omar.oncologist", ("oncologist",))
     assert c.post("/therapies/t1/status", data={"action": "stop"}).status_code in (404, 422)
     assert not fake.called("scheduling", "PATCH", "/v1/therapies/t1")
-    done = c.post("/therapies/t1/status", data={"action": "stop", "reason": "complete"})
+    # the first post only asks for the confirmation, naming what a stop does, and sends nothing
+    fake.on("scheduling", "GET", "/v1/therapies/t1", {
+        "id": "t1", "patient_mrn": "M1", "pump_serial": "S1", "regimen": "saline_maintenance",
+        "status": "active", "start_on": "2026-11-02", "refill_interval_days": 14,
+        "dosing_weight": "actual", "created_by": "dr"})
+    fake.on("scheduling", "GET", "/v1/appointments", page([]))
+    asked = c.post("/therapies/t1/status", data={"action": "stop", "reason": "complete"})
+    assert asked.status_code == 200 and "Confirm: stop this therapy for good?" in asked.text
+    assert 'name="reason" value="complete"' in asked.text
+    assert not fake.called("scheduling", "PATCH", "/v1/therapies/t1")
+    done = c.post("/therapies/t1/status", data={"action": "stop", "reason": "complete",
+                                                "step": "confirm"})
     assert done.headers["location"] == "/therapies/t1?done=stop"
     assert fake.called("scheduling", "PATCH", "/v1/therapies/t1") == [
         {"action": "stop", "reason": "complete"}]
