@@ -14,12 +14,14 @@ import json
 import queue
 import random
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pika
@@ -88,15 +90,109 @@ def refusing_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
+class ConnectionCounter:
+    """A listener at (host, port) that counts the TCP connections reaching it and closes each
+    at once (an address no page may reach)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.connections = 0
+        self._sock = socket.socket()
+        self._sock.bind((host, port))
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="test-counter", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+
+@contextlib.contextmanager
+def connection_counter(host: str, port: int) -> Iterator[ConnectionCounter]:
+    """A ConnectionCounter for the duration of a block."""
+    counter = ConnectionCounter(host, port)
+    try:
+        yield counter
+    finally:
+        counter.close()
+
+
+def tls_for(name: str, directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server's TLS context with a certificate for the DNS name `name` only (signed by a CA made
+    for the test), and the path of that CA's certificate for the client to trust."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.now(UTC)
+
+    def issued(subject: str, key: Any, issuer: x509.Name, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - timedelta(minutes=5))
+                   .not_valid_after(now + timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                                  critical=False))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False), critical=True)
+        else:
+            builder = (builder
+                       .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+                       .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                                      critical=False)
+                       .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                           signer.public_key()), critical=False))
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "HAI test CA")])
+    ca = issued("HAI test CA", ca_key, ca_name, ca_key, True)
+    leaf = issued(name, key, ca_name, ca_key, False)
+    pem = serialization.Encoding.PEM
+    ca_path, chain, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca_path.write_bytes(ca.public_bytes(pem))
+    chain.write_bytes(leaf.public_bytes(pem))
+    key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key_path)
+    return context, ca_path
+
+
 # ---------------------------------------------------------------- HTTP servers
 
 class LocalHttpServer:
-    """`handler` served on 127.0.0.1 port 0 in a thread of its own until close()."""
+    """`handler` served on 127.0.0.1 port 0 in a thread of its own until close() (over TLS with
+    a `tls` context)."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(self, handler: type[BaseHTTPRequestHandler], *,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = int(self.server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="test-http",
                                        daemon=True)
         self.thread.start()
@@ -163,7 +259,8 @@ class WebhookReceiver:
     queue, with its arrival time, for a reader that blocks on it."""
 
     def __init__(self, *, fail_first: int = 0, always_fail: bool = False,
-                 redirect_to: str | None = None, answer: dict[str, Any] | None = None) -> None:
+                 redirect_to: str | None = None, answer: dict[str, Any] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.fail_first = fail_first
         self.always_fail = always_fail
         self.redirect_to = redirect_to
@@ -195,7 +292,7 @@ class WebhookReceiver:
                 self.end_headers()
                 self.wfile.write(answer)
 
-        self._server = LocalHttpServer(Handler)
+        self._server = LocalHttpServer(Handler, tls=tls)
         self.base_url = self._server.url
         self.port = self._server.port
 

@@ -6,7 +6,8 @@ An apprise URL carries its provider's secrets (tokens, passwords): the API shows
 way apprise itself masks it (`mask_address`), and an error or a log line names only that form.
 Addresses of self-hosted services (json, ntfy, gotify, mailto...: the schemes apprise also
 speaks over plain HTTP or SMTP) keep to the webhook's address rules: judged by their literal host
-when the on-call table is set, and by every address the host resolves to before each send.
+when the on-call table is set, and by every address the host resolves to before each send; apprise
+then connects to those addresses only (`pinning`: its own lookup of the name is pinned to them).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import structlog
 
+from services.alerts.pinning import pinned
 from services.alerts.settings import AlertsSettings
 from services.alerts.webhooks import (
     AddressRefused,
@@ -222,11 +224,20 @@ class Channels:
         if plugin is None:
             raise SendError(f"apprise: {shown} is not a URL apprise can send to")
         host = self_hosted_host(plugin)
-        if host is not None:
-            refusal = _resolved_refusal(host, allow_private=private_allowed(self.settings),
-                                        resolve=self.resolve)
-            if refusal:
-                raise SendError(f"apprise: {shown}: address refused: {refusal}")
+        if host is None:
+            self._apprise_notify(page, plugin, shown)
+            return
+        try:
+            addresses = checked_addresses(host, allow_private=private_allowed(self.settings),
+                                          resolve=self.resolve)
+        except AddressRefused as exc:
+            raise SendError(f"apprise: {shown}: address refused: {exc}") from exc
+        # apprise resolves the name again when it connects: there, in this thread, the name
+        # resolves to the addresses just checked and to no other (DNS rebinding gains nothing)
+        with pinned(host, addresses):
+            self._apprise_notify(page, plugin, shown)
+
+    def _apprise_notify(self, page: PageMessage, plugin: Any, shown: str) -> None:
         plugin.socket_connect_timeout = plugin.socket_read_timeout = self.settings.page_timeout_seconds
         # as the webhook's: never follow a redirect (it could lead past the address checks), and
         # in production never send a page over TLS left unverified by its URL's `verify=no`
@@ -338,16 +349,22 @@ def address_refusal(channel: str, address: str, *, allow_private: bool) -> str |
     return f"{host}: {refusal}" if refusal else None
 
 
-def _resolved_refusal(host: str, *, allow_private: bool, resolve: Resolver) -> str | None:
-    """Why a self-hosted service's host may not be paged now: any address it resolves to that
-    the rules refuse (a name that does not resolve is left to the provider to fail)."""
+def checked_addresses(host: str, *, allow_private: bool, resolve: Resolver) -> list[str]:
+    """Every address a self-hosted service's host resolves to now, each allowed by the rules;
+    AddressRefused naming the first refused (or saying the name does not resolve)."""
     try:
         infos = resolve(host, 0)
-    except (OSError, UnicodeError):
-        return None
+    except (OSError, UnicodeError) as exc:
+        raise AddressRefused(f"cannot resolve {host}: {exc}") from exc
+    addresses: list[str] = []
     for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        refusal = refusal_of_ip(ip, allow_private=allow_private)
+        address = str(info[4][0])
+        refusal = refusal_of_ip(ipaddress.ip_address(address.split("%", 1)[0]),
+                                allow_private=allow_private)
         if refusal:
-            return f"{host} resolves to {refusal}"
-    return None
+            raise AddressRefused(f"{host} resolves to {refusal}")
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise AddressRefused(f"{host} has no address")
+    return addresses

@@ -71,9 +71,11 @@ def get_timeline(_: CurrentUser, uow: UowDep, page: PageDep, alert_id: Key) -> P
 def acknowledge(user: Responder, uow: UowDep, runtime: RuntimeDep, alert_id: Key,
                 body: AckIn | None = None) -> AlertDetail:
     """Acknowledge a firing alert (stops its escalation; unresolved after the centre's
-    acknowledgement timeout it fires again)."""
+    acknowledgement timeout it fires again). The acknowledging user's pages are acknowledged:
+    the one whose ack link was used (`notification_id`) and those addressed to them."""
     return service.acknowledge(uow=uow, alert_id=alert_id, actor=user.sub,
-                               note=body.note if body else None, settings=runtime.settings)
+                               note=body.note if body else None, settings=runtime.settings,
+                               notification_id=body.notification_id if body else None)
 
 
 @router.post("/alerts/{alert_id}/snooze")

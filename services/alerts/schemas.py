@@ -20,7 +20,7 @@ from services.alerts.webhooks import secret_problem
 from shared.contracts.alerts import AlertData, NotificationData
 from shared.contracts.vocabulary import AlertKind
 from shared.schemas import RequestModel
-from shared.text import LINE_PATTERN, Centre, Code, Line, Paragraph, text_rules
+from shared.text import LINE_PATTERN, Centre, Code, Key, Line, Paragraph, text_rules
 
 Channel = Literal["webhook", "email", "log", "apprise"]
 MAX_FALLBACKS = 4
@@ -63,9 +63,13 @@ class AlertDetail(AlertRead):
 
 
 class AckIn(RequestModel):
+    """`note`; `notification_id`: the page whose ack link was used (the dashboard passes the
+    link's `n`): that page is acknowledged, besides the pages addressed to the acknowledging user."""
+
     model_config = ConfigDict(extra="forbid")
 
     note: Paragraph | None = None
+    notification_id: Key | None = None
 
 
 class SnoozeIn(RequestModel):

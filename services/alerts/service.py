@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, or_, select
 
 from services.alerts import paging
 from services.alerts.channels import address_refusal, mask_address
@@ -193,22 +193,34 @@ def _locked(uow: UnitOfWork, model: type[T], key: str, *, what: str) -> T:
 
 
 def acknowledge(*, uow: UnitOfWork, alert_id: str, actor: str, note: str | None,
-                settings: AlertsSettings) -> AlertDetail:
+                settings: AlertsSettings, notification_id: str | None = None) -> AlertDetail:
     """Acknowledge a firing alert: escalation stops, and it fires again when still unresolved
-    after the acknowledgement timeout. 409 when it is not firing."""
+    after the acknowledgement timeout. The acknowledging user's pages are acknowledged: the page
+    whose ack link was used (`notification_id`, 422 when not a page of this alert) and the pages
+    addressed to them (recipient = their login); other recipients' pages keep their status.
+    409 when it is not firing."""
     alert = _get_for_update(uow, alert_id)
     if alert.status != AlertStatus.FIRING:
         raise Conflict(f"alert {alert_id} is {alert.status}; only a firing alert can be acknowledged",
                        current_status=alert.status)
+    if notification_id is not None:
+        page = uow.session.get(Notification, notification_id)
+        if page is None or page.alert_id != alert.id:
+            raise Invalid("notification_id", f"not a page of alert {alert_id}")
     timeout_s = paging.ack_timeout_seconds(uow, alert, settings=settings)
+    entry: dict[str, Any] = {"note": note} if note else {}
+    if notification_id is not None:
+        entry["notification_id"] = notification_id
     _acknowledge(uow, alert, actor=actor, wake_at=uow.now() + timedelta(seconds=timeout_s),
-                 entry={"note": note} if note else {})
+                 entry=entry, via=notification_id)
     return get_alert(uow=uow, alert_id=alert_id)
 
 
 def _acknowledge(uow: UnitOfWork, alert: Alert, *, actor: str, wake_at: datetime,
-                 entry: dict[str, Any], action: str = "acknowledged") -> None:
-    """The alert acknowledged until `wake_at`; every page that reached someone is closed."""
+                 entry: dict[str, Any], action: str = "acknowledged", via: str | None = None) -> None:
+    """The alert acknowledged (once: by whom, when) until `wake_at`; of its pages that reached
+    someone, the actor's are acknowledged: the page `via` (whose ack link was used) and those
+    addressed to the actor. Every other recipient's page keeps its own read status."""
     alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_by = actor
     alert.acknowledged_at = uow.now()
@@ -217,9 +229,12 @@ def _acknowledge(uow: UnitOfWork, alert: Alert, *, actor: str, wake_at: datetime
     timeline(uow, alert, actor, action, {**entry, "wake_at": wake_at.isoformat()})
     _audit(uow, alert, f"alert.{action}", entry, actor=actor)
     uow.publish(alert_data(alert, AlertAcknowledgedData), subject=alert.id)
+    theirs = Notification.recipient == actor
+    if via is not None:
+        theirs = or_(theirs, Notification.id == via)
     pages = uow.session.execute(select(Notification).where(
         Notification.alert_id == alert.id, Notification.status.in_(RECEIPT_STATUSES),
-        Notification.acknowledged_at.is_(None)).order_by(Notification.created_at)).scalars()
+        Notification.acknowledged_at.is_(None), theirs).order_by(Notification.created_at)).scalars()
     for n in pages:
         paging.advance_receipt(uow, n, alert, NotificationStatus.ACKNOWLEDGED, actor=actor)
 
@@ -227,7 +242,8 @@ def _acknowledge(uow: UnitOfWork, alert: Alert, *, actor: str, wake_at: datetime
 def snooze(*, uow: UnitOfWork, alert_id: str, actor: str, until: datetime, reason: str,
            settings: AlertsSettings) -> AlertDetail:
     """Snooze an open alert until `until` (future, at most HAI_SNOOZE_MAX_SECONDS away): no pages
-    nor escalation till then; then, still unresolved, it fires again and pages level 1."""
+    nor escalation till then; then, still unresolved, it fires again and pages level 1. The
+    snoozer's own pages (addressed to them) are acknowledged, as by an acknowledgement."""
     alert = _get_for_update(uow, alert_id)
     if alert.status == AlertStatus.RESOLVED:
         raise Conflict(f"alert {alert_id} is resolved; only an open alert can be snoozed",

@@ -156,15 +156,16 @@ def _retry(fn: Callable[[], httpx.Response], until: Callable[[httpx.Response], b
 
 
 def seed_oncall(api: DemoClient, now: datetime, escalation_delay_seconds: int) -> None:
-    """Levels 1 and 2 for the demo center, paging to the log."""
+    """Levels 1 and 2 for the demo center, paging to the log; each member named by their login,
+    so that their acknowledgement lands on their own pages."""
     midnight = datetime.combine(now.date(), dtime(0), tzinfo=UTC)
     api.call("alerts", "PUT", f"/v1/oncall/{DEMO_CENTER}", as_=ONCALL, body={
         "escalation_delay_seconds": escalation_delay_seconds,
         "levels": [
-            {"members": [{"name": "Otto Oncall (demo)", "channel": "log", "address": "otto.oncall"},
-                         {"name": "Olga Oncall (demo)", "channel": "log", "address": "olga.oncall"}],
+            {"members": [{"name": "otto.oncall", "channel": "log", "address": "otto.oncall"},
+                         {"name": "olga.oncall", "channel": "log", "address": "olga.oncall"}],
              "rotation_start": iso_z(midnight), "shift_hours": 12},
-            {"members": [{"name": "Dr Demo Supervisor", "channel": "log",
+            {"members": [{"name": "demo.supervisor", "channel": "log",
                           "address": "demo.supervisor"}],
              "rotation_start": iso_z(midnight), "shift_hours": 24},
         ],

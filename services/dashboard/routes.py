@@ -29,6 +29,7 @@ from services.dashboard.views import (
     flow_chart,
     iso_z,
     normalize_udi,
+    page_acknowledgers,
     parse_lots,
     parse_ts,
     sort_alerts,
@@ -553,9 +554,13 @@ def alert_page(ctx: CtxDep, alert_id: str, n: str = "") -> HTMLResponse:
     alert, patient = _alert_and_patient(ctx, alert_id)
     notifications = ctx.attempt(lambda: ctx.api.items("alerts", "/v1/notifications",
                                                       alert_id=alert_id), []) if alert else []
+    # acknowledging from the link acknowledges its page (only a page of this alert: a stale or
+    # mistyped link must not make the acknowledgement fail)
+    via = n if any(p.get("id") == n for p in notifications) else ""
     return ctx.render("alert.html", alert=alert, alert_id=alert_id, notifications=notifications,
                       patient=patient, details=detail_facts((alert or {}).get("details"),
                                                             _alert_zone(ctx, alert, patient)),
+                      via_page=via, acknowledgers=page_acknowledgers((alert or {}).get("timeline")),
                       status_code=200 if alert else 404)
 
 
@@ -601,9 +606,12 @@ def _alert_action(ctx: Ctx, alert_id: str, action: str, body: dict[str, Any], ba
 @router.post("/alerts/{alert_id}/ack", response_model=None)
 def alert_ack(ctx: CtxDep, alert_id: str, note: Annotated[str, Form()] = "",
               back: Annotated[str, Form()] = "/alerts", status: Annotated[str, Form()] = "open",
-              center: Annotated[str, Form()] = "") -> Response:
-    """Acknowledge an alert in one click."""
-    body = {"note": note.strip()} if note.strip() else {}
+              center: Annotated[str, Form()] = "",
+              notification_id: Annotated[str, Form()] = "") -> Response:
+    """Acknowledge an alert in one click (from a page's link: that page is acknowledged too)."""
+    body: dict[str, Any] = {"note": note.strip()} if note.strip() else {}
+    if notification_id:
+        body["notification_id"] = notification_id
     return _alert_action(ctx, alert_id, "ack", body, back, status, center)
 
 

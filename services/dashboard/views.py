@@ -263,6 +263,13 @@ SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 STATUS_ORDER = {AlertStatus.FIRING: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.RESOLVED: 2}
 
 
+def page_acknowledgers(timeline: Any) -> dict[str, str]:
+    """Who acknowledged each page of an alert (by notification id), from its timeline."""
+    return {str(t["details"]["notification_id"]): str(t.get("actor") or "")
+            for t in timeline or [] if isinstance(t, dict) and t.get("action") == "page_acknowledged"
+            and isinstance(t.get("details"), dict) and t["details"].get("notification_id")}
+
+
 def sort_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Open ones first (firing before acknowledged), then by severity, newest first."""
     def key(a: dict[str, Any]) -> tuple[int, int, float]:

@@ -91,3 +91,35 @@ def test_at_desktop_width_the_cards_sit_side_by_side(page: Any) -> None:
         assert not RAW_ISO.search(title), title
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "oncall-alerts-1280.png"), full_page=True)
+
+
+@pytest.mark.own_system  # acknowledges a demo alert
+def test_acknowledging_from_a_page_s_link_acknowledges_that_page_and_says_who(
+        page: Any, system: Any) -> None:
+    from services.dashboard.demo import ONCALL, DemoClient
+    from shared.clock import SystemClock
+    from tests.helpers import wait_until
+
+    api = DemoClient(system.settings, SystemClock())
+    try:
+        def pages() -> list[dict[str, Any]]:
+            alerts = api.call("alerts", "GET", "/v1/alerts", as_=ONCALL,
+                              params={"kind": "flow_abnormal", "status": "firing"}).json()["items"]
+            return [p for a in alerts for p in api.call(
+                "alerts", "GET", "/v1/notifications", as_=ONCALL,
+                params={"alert_id": a["id"]}).json()["items"] if p["sent_at"]]
+
+        wait_until(pages, what="a flow alert's page sent", timeout_s=60)
+        sent = pages()[0]
+        # the nurse is no on-call member: only the link says which page she answers
+        sign_in(page, "nora.nurse", "nurse", start=f"/alerts/{sent['alert_id']}?n={sent['id']}")
+        page.get_by_role("button", name="Acknowledge").click()
+        expect(page.get_by_test_id("alert-status")).to_have_text("acknowledged")
+        receipts = page.get_by_test_id("page-receipts")
+        expect(receipts).to_contain_text("by nora.nurse")
+        (mine,) = [p for p in api.call("alerts", "GET", "/v1/notifications", as_=ONCALL,
+                                       params={"alert_id": sent["alert_id"]}).json()["items"]
+                   if p["id"] == sent["id"]]
+        assert mine["status"] == "acknowledged", mine
+    finally:
+        api.close()

@@ -186,13 +186,58 @@ def test_sent_delivered_seen_acknowledged_per_recipient(h: Harness, bus: InProce
     assert h.client.post(seen, headers=NURSE).json()["seen_at"] == r.json()["seen_at"]  # once
     assert h.client.post("/v1/notifications/nope/seen", headers=NURSE).status_code == 404
     assert h.client.post(seen, headers=auth_none()).status_code == 401
-    assert h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=ONCALL).status_code == 200
+    # acknowledged through ann's link: ann's page is acknowledged, bob's keeps its own status
+    r = h.client.post(f"/v1/alerts/{alert['id']}/ack", json={"notification_id": first["id"]},
+                      headers=ONCALL)
+    assert r.status_code == 200 and r.json()["acknowledged_by"] == "oncall-olga", r.text
     first, second = pages_of(h, alert["id"])
-    assert (first["status"], second["status"]) == ("acknowledged", "acknowledged")
+    assert (first["status"], second["status"]) == ("acknowledged", "sent")
+    assert first["acknowledged_at"] and second["acknowledged_at"] is None
     assert h.client.post(seen, headers=NURSE).json()["status"] == "acknowledged"  # never back
     assert [a for a in actions(h, alert["id"]) if a.startswith("page") or a == "acknowledged"] == [
         "page_planned", "paged", "page_delivered", "page_planned", "paged", "page_seen",
-        "acknowledged", "page_acknowledged", "page_acknowledged"]
+        "acknowledged", "page_acknowledged"]
+    acked = [e for e in timeline(h, alert["id"]) if e["action"].endswith("acknowledged")]
+    assert [(e["actor"], e["details"].get("notification_id")) for e in acked] == [
+        ("oncall-olga", first["id"]), ("oncall-olga", first["id"])]
+
+
+def test_an_acknowledgement_lands_on_the_acknowledging_user_s_own_pages(
+        h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall([member("ann", "log", "ann")], [member("oncall-olga", "log", "olga")],
+                           [member("cy", "log", "cy")]))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(deviation_pct=40))
+    sweep(h)
+    for _ in range(2):  # unacknowledged: levels 2 and 3 are paged
+        clock(h).advance(seconds=900)
+        sweep(h)
+    alert = the_alert(h)
+    ann, olga, cy = pages_of(h, alert["id"])
+    other = h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=ONCALL,
+                          json={"notification_id": "nope"})
+    assert other.status_code == 422 and "notification_id" in other.text, other.text
+    assert the_alert(h)["status"] == "firing"  # a bad link acknowledges nothing
+    # no link: olga (the member whose name is her login) acknowledges her own page only
+    r = h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=ONCALL, json={"note": "on it"})
+    assert r.status_code == 200, r.text
+    assert [p["status"] for p in pages_of(h, alert["id"])] == ["sent", "acknowledged", "sent"]
+    again = h.client.post(f"/v1/alerts/{alert['id']}/ack", headers=ONCALL,
+                          json={"notification_id": ann["id"]})
+    assert again.status_code == 409  # the alert is acknowledged once
+    assert [p["status"] for p in pages_of(h, alert["id"])] == ["sent", "acknowledged", "sent"]
+
+
+def test_an_ack_link_of_another_alert_is_refused(h: Harness, bus: InProcessBus) -> None:
+    put(h, "north", oncall([member("ann", "log", "ann")]))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", 40))
+    sweep(h)
+    one, two = (the_alert(h, pump_serial=s) for s in ("SN1", "SN2"))
+    (page_two,) = pages_of(h, two["id"])
+    r = h.client.post(f"/v1/alerts/{one['id']}/ack", headers=ONCALL,
+                      json={"notification_id": page_two["id"]})
+    assert r.status_code == 422, r.text
+    assert pages_of(h, two["id"])[0]["status"] == "sent"
 
 
 def test_a_page_not_yet_sent_cannot_be_seen(h: Harness, bus: InProcessBus) -> None:

@@ -356,6 +356,35 @@ def test_the_page_s_link_marks_it_seen_and_the_read_status_is_shown(fake: FakeAp
     assert c.get("/alerts/al1", params={"n": "n/2"}).status_code == 200  # a bad link still shows
 
 
+def test_acknowledging_from_a_page_s_link_acknowledges_that_page(fake: FakeApis) -> None:
+    fake.on("alerts", "GET", "/v1/alerts/al1", {
+        "id": "al1", "kind": "flow_abnormal", "severity": "critical", "status": "firing",
+        "summary": "SN1 flow fast", "occurrences": 1, "escalation_level": 2, "timeline": [
+            {"at": iso_z(T0), "action": "page_acknowledged", "actor": "olga.oncall",
+             "details": {"notification_id": "n2", "level": 2, "recipient": "bob"}}]})
+    fake.on("alerts", "POST", "/v1/notifications/n1/seen", {"id": "n1", "status": "seen"})
+    sent = {"alert_id": "al1", "channel": "log", "status": "sent", "attempts": 1,
+            "sent_at": iso_z(T0), "error": None}
+    fake.on("alerts", "GET", "/v1/notifications", page([
+        {**sent, "id": "n1", "level": 1, "recipient": "ann"},
+        {**sent, "id": "n2", "level": 2, "recipient": "bob", "status": "acknowledged",
+         "acknowledged_at": iso_z(T0)}]))
+    fake.on("alerts", "POST", "/v1/alerts/al1/ack", {"id": "al1", "status": "acknowledged"})
+    c = client(fake)
+    sign_in(c, "otto.oncall", ("oncall",))
+    html = c.get("/alerts/al1", params={"n": "n1"}).text
+    assert '<input type="hidden" name="notification_id" value="n1">' in html
+    receipts = html[html.index('data-testid="page-receipts"'):]
+    assert "by olga.oncall" in receipts and receipts.count(" by ") == 1  # bob's page only
+    # a link naming no page of this alert is no reason for the acknowledgement to fail
+    assert 'name="notification_id"' not in c.get("/alerts/al1", params={"n": "elsewhere"}).text
+    assert 'name="notification_id"' not in c.get("/alerts/al1").text
+    assert c.post("/alerts/al1/ack", data={"notification_id": "n1",
+                                           "back": "/alerts/al1"}).status_code == 303
+    assert c.post("/alerts/al1/ack", data={"back": "/alerts/al1"}).status_code == 303
+    assert fake.called("alerts", "POST", "/v1/alerts/al1/ack") == [{"notification_id": "n1"}, {}]
+
+
 @pytest.mark.parametrize("typed", ["<GS>", "\\x1d", "\x1d"])
 def test_register_by_udi_passes_the_group_separator_on(fake: FakeApis, typed: str) -> None:
     fake.on("inventory", "POST", "/v1/pumps", lambda r: httpx.Response(201, json={
