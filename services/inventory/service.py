@@ -36,6 +36,7 @@ from shared.contracts.inventory import (
     RecalledImplant,
     RecallIssuedData,
 )
+from shared.contracts.scheduling import PatientCenterChangedData
 from shared.contracts.vocabulary import PumpStatus
 from shared.db import UnitOfWork, new_id
 from shared.errors import Conflict, Invalid, NotFound
@@ -387,3 +388,19 @@ def _recall_read(recall: Recall, centers: CenterScope) -> RecallRead:
                    if centers.covers(i.get("center"))],
         already_quarantined=list(recall.already_quarantined or []),
     )
+
+
+def on_patient_center_changed(uow: UnitOfWork, data: PatientCenterChangedData) -> list[str]:
+    """A patient transferred (scheduling's `patient.center_changed`): their implanted pumps still
+    recorded at the old centre take the new one, each with a line in its device history.
+    Idempotent: a pump moved already is not at the old centre any more. Returns the serials."""
+    pumps = uow.session.scalars(select(Pump).where(
+        Pump.patient_mrn == data.patient_mrn, Pump.status == PumpStatus.IMPLANTED.value,
+        Pump.center == data.from_center).order_by(Pump.serial_number).with_for_update()).all()
+    for pump in pumps:
+        pump.center, pump.updated_at = data.center, uow.now()
+        _record(uow, pump, actor=data.changed_by, action="center_changed",
+                from_status=pump.status, details={"from_center": data.from_center,
+                                                  "center": data.center, "source": "scheduling"})
+    uow.session.flush()
+    return [p.serial_number for p in pumps]
