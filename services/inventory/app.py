@@ -6,8 +6,8 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from services.inventory import fhir
-from services.inventory.handlers import subscriptions
 from services.inventory.catalogue import seed_demo_catalogue
+from services.inventory.handlers import subscriptions
 from services.inventory.models import metadata, platform
 from services.inventory.routes import router
 from services.inventory.settings import InventorySettings, get_settings

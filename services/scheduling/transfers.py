@@ -46,8 +46,9 @@ def move_patient(uow: UnitOfWork, *, patient: Patient, to_center: str,
         .order_by(Delivery.id).with_for_update()))
     therapy_ids = list(session.scalars(select(Therapy.id).where(Therapy.patient_mrn == mrn)
                                        .order_by(Therapy.id)))
-    patient.center, patient.updated_at = to_center, now
-    for row in (*pumps, *appointments, *deliveries):
+    rows: list[Patient | ImplantedPump | Appointment | Delivery] = [
+        patient, *pumps, *appointments, *deliveries]
+    for row in rows:
         row.center, row.updated_at = to_center, now
     session.flush()
     moved = PatientCenterChangedData(

@@ -18,7 +18,6 @@ from services.alerts import paging
 from services.scheduling.jobs import sweep
 from services.scheduling.models import Appointment, ImplantedPump, Patient
 from shared.clock import MovableClock
-from shared.events import EventType
 from shared.messaging.rabbit import RabbitBus
 from shared.runtime import Worker
 from tests.doubles import WebhookReceiver, webhook

@@ -114,6 +114,10 @@ def test_past_refills_and_used_orders_keep_their_centre(tmp_path: Path) -> None:
     # the old centre still reads the refill it did; the new one does not
     assert [x["id"] for x in _items(h, "/v1/refills", OLD_ONLY)] == [refill.json()["id"]]
     assert _items(h, "/v1/refills", NEW_ONLY) == []
+    # the registry counts the refill at the centre that did it
+    report = h.client.get("/v1/reports/refills", params={"from": "2026-11", "to": "2026-11"},
+                          headers=BOTH).json()
+    assert {(r["center"], r["refills_done"]) for r in report["rows"]} == {(OLD, 1), ("*", 1)}
 
 
 def test_a_token_without_the_old_centre_gets_404_and_changes_nothing(tmp_path: Path) -> None:
