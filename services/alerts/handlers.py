@@ -88,7 +88,7 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
 
     def applying_in(rule: Callable[[UnitOfWork, CloudEvent], rules.RuleResult]) -> Handler:
         def handle(uow: UnitOfWork, event: CloudEvent) -> None:
-            result = rule(uow, event)
+            result = transfers.recentred(uow, rule(uow, event))
             changed = service.apply(uow, result, settings=settings)
             if result.raise_:
                 kick_after_commit(uow, kick, (alert.id for alert in changed))

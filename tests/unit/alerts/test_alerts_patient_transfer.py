@@ -10,7 +10,13 @@ from typing import Any
 
 from services.alerts import paging
 from shared.events import EventType
-from tests.factories import flow_recorded, oncall_body, patient_center_changed, refill_overdue
+from tests.factories import (
+    flow_recorded,
+    oncall_body,
+    patient_center_changed,
+    refill_overdue,
+    reservoir_near_empty,
+)
 from tests.helpers import Harness, auth, emit, start
 from tests.helpers import test_settings as settings_for
 
@@ -100,3 +106,29 @@ def test_another_patient_s_alerts_stay(tmp_path: Path) -> None:
          patient_center_changed("south", mrn="MRN-OTHER", serial="SN-OTHER"))
     assert {a["center"] for a in _alerts(h)} == {"north"}
     assert _pages(h, alerts["overdue"]["id"]) == [(1, "nora-1", "pending")]
+
+
+def test_transfers_heard_out_of_order_end_at_the_latest(tmp_path: Path) -> None:
+    h, bus, alerts = _ready(tmp_path)
+    emit(h, bus, EventType.PATIENT_CENTER_CHANGED,
+         patient_center_changed("east", from_center="south", minutes=10))
+    emit(h, bus, EventType.PATIENT_CENTER_CHANGED, patient_center_changed("south", minutes=5))
+    assert {a["id"]: a["center"] for a in _alerts(h, status="firing")} == {
+        alerts["overdue"]["id"]: "east"}
+    assert {a["center"] for a in _alerts(h, status="acknowledged")} == {"east"}
+
+
+def test_a_fact_announced_before_the_transfer_and_heard_after_it_is_raised_at_the_new_centre(
+        tmp_path: Path) -> None:
+    h, bus, _ = _ready(tmp_path)
+    emit(h, bus, EventType.PATIENT_CENTER_CHANGED, patient_center_changed("south"))
+    # the sweep's near-empty fact, written before the move, still names north
+    emit(h, bus, EventType.RESERVOIR_NEAR_EMPTY, reservoir_near_empty("appt-1", center="north"))
+    [near_empty] = _alerts(h, kind="reservoir_near_empty")
+    assert near_empty["center"] == "south"
+    assert _pages(h, near_empty["id"]) == [(1, "sam-1", "pending")]
+    # another patient's facts of north stay at north
+    emit(h, bus, EventType.RESERVOIR_NEAR_EMPTY,
+         reservoir_near_empty("appt-9", "SN-9", mrn="MRN-9", center="north"))
+    [other] = _alerts(h, kind="reservoir_near_empty", patient_mrn="MRN-9")
+    assert other["center"] == "north"
