@@ -47,7 +47,8 @@ def test_the_implanted_pump_takes_the_new_centre_once(tmp_path: Path) -> None:
         "SN-OLD": "north", "SN-NOW": "south", "SN-OTHER": "north"}
     last = _history(h, "SN-NOW")[-1]
     assert last["action"] == "center_changed" and last["actor"] == "nina"
-    assert last["details"] == {"from_center": "north", "center": "south", "source": "scheduling"}
+    assert last["details"] == {"from_center": "north", "center": "south", "source": "scheduling",
+                               "changed_at": T0.isoformat()}
     assert last["from_status"] == last["to_status"] == "implanted"
 
     # the same fact again: nothing more
@@ -59,3 +60,14 @@ def test_the_implanted_pump_takes_the_new_centre_once(tmp_path: Path) -> None:
     north = auth("biomed", sub="n", centers=["north"])
     assert h.client.get("/v1/pumps/SN-NOW", headers=south).status_code == 200
     assert h.client.get("/v1/pumps/SN-NOW", headers=north).status_code == 404
+
+
+def test_transfers_heard_out_of_order_end_at_the_latest(tmp_path: Path) -> None:
+    h, bus = start("inventory", settings_for(tmp_path))
+    _implanted(h, "SN-1", "MRN-1")
+    emit(h, bus, EventType.PATIENT_CENTER_CHANGED,
+         patient_center_changed("east", from_center="south", mrn="MRN-1", minutes=10))
+    emit(h, bus, EventType.PATIENT_CENTER_CHANGED,
+         patient_center_changed("south", mrn="MRN-1", minutes=5))
+    assert _pump(h, "SN-1")["center"] == "east"
+    assert [e["action"] for e in _history(h, "SN-1")].count("center_changed") == 1
