@@ -34,6 +34,12 @@ def move_patient(uow: UnitOfWork, *, patient: Patient, to_center: str,
     if to_center == from_center:
         return None
     now, session, mrn = uow.now(), uow.session, patient.mrn
+    # first wait for a refill of the patient under way (it claims its appointment's row, or its
+    # pump's): the reads below, statements of their own, then see the next appointment it wrote
+    for locked in (select(ImplantedPump.serial_number).where(ImplantedPump.patient_mrn == mrn),
+                   select(Appointment.id).where(Appointment.patient_mrn == mrn,
+                                                Appointment.status == AppointmentStatus.SCHEDULED)):
+        session.execute(locked.with_for_update())
     pumps = list(session.scalars(select(ImplantedPump).where(
         ImplantedPump.patient_mrn == mrn, ImplantedPump.status == PumpStatus.IMPLANTED)
         .order_by(ImplantedPump.serial_number).with_for_update()))
