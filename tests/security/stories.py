@@ -125,8 +125,9 @@ def scheduling_story(harness: Harness, bus: InProcessBus, call: Call) -> None:
     call("PUT", "/v1/centers/{center}/settings", "/v1/centers/north/settings",
          {"due_soon_hours": 36})
     # a second patient transferred to south with their open appointment, order and pump
-    therapy_ready(harness, bus, call, serial="SN-AUD-2", mrn="MRN-AUD-2")
-    moved = call("PATCH", "/v1/patients/{mrn}", "/v1/patients/MRN-AUD-2", {"center": "south"})
+    therapy_ready(harness, bus, call, serial="SN-AUD-MOVED", mrn="MRN-AUD-MOVED")
+    moved = call("PATCH", "/v1/patients/{mrn}", "/v1/patients/MRN-AUD-MOVED",
+                 {"center": "south"})
     assert moved["center"] == "south", moved
 
 
