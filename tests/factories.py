@@ -27,6 +27,7 @@ from shared.contracts.scheduling import (
     FlowTrendData,
     LotFlowDriftData,
     OrderRefusedData,
+    PatientCenterChangedData,
     RefillCompletedData,
     RefillOverdueData,
     RefillVoidedData,
@@ -244,3 +245,14 @@ def therapy_status_changed(status: str, serial: str = SERIAL, *, therapy_id: str
     return _valid(TherapyStatusChangedData, {
         "therapy_id": therapy_id, "patient_mrn": mrn, "pump_serial": serial, "center": center,
         "status": status, "reason": reason, "changed_by": "dr-onc", "at": at(minutes=minutes)})
+
+
+def patient_center_changed(to_center: str = "south", *, from_center: str = CENTER,
+                           mrn: str = MRN, serial: str = SERIAL, minutes: float = 0,
+                           **extra: Any) -> dict[str, Any]:
+    """`hai.scheduling.patient.center_changed`: the patient (and the pump `serial`) transferred
+    from `from_center` to `to_center`, `minutes` after T0."""
+    return _valid(PatientCenterChangedData, {
+        "patient_mrn": mrn, "center": to_center, "from_center": from_center,
+        "pump_serials": [serial], "therapy_ids": ["th-1"], "appointment_ids": ["appt-1"],
+        "delivery_ids": [], "changed_by": "nina", "changed_at": at(minutes=minutes), **extra})

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy import event as sa_event
 
-from services.alerts import centers, holds, rules, service
+from services.alerts import centers, holds, rules, service, transfers
 from services.alerts.settings import AlertsSettings
 from shared.contracts.inventory import PumpExplantedData, RecallIssuedData
 from shared.contracts.registry import bindings
@@ -18,6 +18,7 @@ from shared.contracts.scheduling import (
     FlowTrendData,
     LotFlowDriftData,
     OrderRefusedData,
+    PatientCenterChangedData,
     RefillCompletedData,
     RefillOverdueData,
     RefillVoidedData,
@@ -60,6 +61,7 @@ HANDLED_TYPES = (
     EventType.PUMP_EXPLANTED, EventType.REFILL_VOIDED, EventType.ORDER_REFUSED,
     EventType.LOT_FLOW_DRIFT, EventType.FLOW_TREND,
     EventType.CENTER_SETTINGS_CHANGED, EventType.THERAPY_STATUS_CHANGED,
+    EventType.PATIENT_CENTER_CHANGED,
 )
 
 
@@ -86,7 +88,7 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
 
     def applying_in(rule: Callable[[UnitOfWork, CloudEvent], rules.RuleResult]) -> Handler:
         def handle(uow: UnitOfWork, event: CloudEvent) -> None:
-            result = rule(uow, event)
+            result = transfers.recentred(uow, rule(uow, event))
             changed = service.apply(uow, result, settings=settings)
             if result.raise_:
                 kick_after_commit(uow, kick, (alert.id for alert in changed))
@@ -107,6 +109,12 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
             uow, payload_of(event, TherapyStatusChangedData), settings=settings)
         if released:
             kick_after_commit(uow, kick, (alert.id for alert in released))
+
+    def patient_center_changed(uow: UnitOfWork, event: CloudEvent) -> None:
+        paged = transfers.on_patient_center_changed(
+            uow, payload_of(event, PatientCenterChangedData), settings=settings)
+        if paged:
+            kick_after_commit(uow, kick, (alert.id for alert in paged))
 
     def heartbeat(uow: UnitOfWork, event: CloudEvent) -> None:
         data = payload_of(event, SweepCompletedData)
@@ -142,4 +150,5 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
         EventType.SWEEP_COMPLETED: heartbeat,
         EventType.CENTER_SETTINGS_CHANGED: settings_changed,
         EventType.THERAPY_STATUS_CHANGED: therapy_status_changed,
+        EventType.PATIENT_CENTER_CHANGED: patient_center_changed,
     }

@@ -206,6 +206,21 @@ class TherapyHold(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class PatientTransfer(Base):
+    """Where a transferred patient last moved (scheduling's `patient.center_changed`), and from
+    where: `changed_at` orders the transfers of one patient (an older or repeated one changes
+    nothing), and a fact that still names the centre the patient left is raised at the new one
+    (an event written before the transfer, or by a service that has not heard of it yet)."""
+
+    __tablename__ = "patient_transfers"
+
+    patient_mrn: Mapped[str] = mapped_column(String(100), primary_key=True)
+    center: Mapped[str] = mapped_column(String(100))
+    from_center: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Heartbeat(Base):
     """When a source's heartbeat (scheduling's sweep.completed) was last heard."""
 
@@ -243,3 +258,4 @@ scope_rows(Notification, ByScope(lambda scope: by_parent(Notification.alert_id, 
 scope_rows(OncallSchedule, by_center(OncallSchedule.center))
 scope_rows(Silence, by_center(Silence.center, or_unassigned=True))
 scope_rows(TherapyHold, by_center(TherapyHold.center))
+scope_rows(PatientTransfer, by_center(PatientTransfer.center))

@@ -7,6 +7,7 @@ from sqlalchemy import Engine
 
 from services.inventory import fhir
 from services.inventory.catalogue import seed_demo_catalogue
+from services.inventory.handlers import subscriptions
 from services.inventory.models import metadata, platform
 from services.inventory.routes import router
 from services.inventory.settings import InventorySettings, get_settings
@@ -27,10 +28,12 @@ def bootstrap(
     bus: Bus | None = None,
     engine: Engine | None = None,
 ) -> ServiceRuntime:
-    """Assemble the inventory service (its schema must be migrated; seeds the demo catalogue)."""
+    """Assemble the inventory service (its schema must be migrated; seeds the demo catalogue;
+    consumes patient transfers)."""
     settings = settings or get_settings()
     runtime = build_runtime(name=NAME, settings=settings, metadata=metadata,
                             platform=platform, clock=clock, bus=bus, engine=engine)
+    runtime.subscriptions.extend(subscriptions())
     if settings.inventory_seed_demo_catalogue:
         seed_demo_catalogue(runtime.uow_factory)
     return runtime

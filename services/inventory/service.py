@@ -36,6 +36,7 @@ from shared.contracts.inventory import (
     RecalledImplant,
     RecallIssuedData,
 )
+from shared.contracts.scheduling import PatientCenterChangedData
 from shared.contracts.vocabulary import PumpStatus
 from shared.db import UnitOfWork, new_id
 from shared.errors import Conflict, Invalid, NotFound
@@ -387,3 +388,33 @@ def _recall_read(recall: Recall, centers: CenterScope) -> RecallRead:
                    if centers.covers(i.get("center"))],
         already_quarantined=list(recall.already_quarantined or []),
     )
+
+
+def on_patient_center_changed(uow: UnitOfWork, data: PatientCenterChangedData) -> list[str]:
+    """A patient transferred (scheduling's `patient.center_changed`): their implanted pumps take
+    the new centre, each with a line in its device history. A repeat finds them there already;
+    a transfer older (by `changed_at`) than one a pump has taken already changes nothing.
+    Returns the serials moved."""
+    pumps = uow.session.scalars(select(Pump).where(
+        Pump.patient_mrn == data.patient_mrn, Pump.status == PumpStatus.IMPLANTED.value,
+        Pump.center != data.center).order_by(Pump.serial_number).with_for_update()).all()
+    moved = []
+    for pump in pumps:
+        last = uow.session.scalars(select(DeviceHistory.details).where(
+            DeviceHistory.serial_number == pump.serial_number,
+            DeviceHistory.action == CENTER_CHANGED).order_by(DeviceHistory.id.desc()).limit(1)
+        ).first()
+        if last and datetime.fromisoformat(last["changed_at"]) >= data.changed_at:
+            continue
+        from_center = pump.center
+        pump.center, pump.updated_at = data.center, uow.now()
+        _record(uow, pump, actor=data.changed_by, action=CENTER_CHANGED,
+                from_status=pump.status,
+                details={"from_center": from_center, "center": data.center,
+                         "changed_at": data.changed_at.isoformat(), "source": "scheduling"})
+        moved.append(pump.serial_number)
+    uow.session.flush()
+    return moved
+
+
+CENTER_CHANGED = "center_changed"  # a device history action beside the lifecycle's moves

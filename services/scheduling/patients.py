@@ -8,6 +8,7 @@ from sqlalchemy import func, or_, select
 
 from services.scheduling.models import Patient
 from services.scheduling.schemas import CenterRead, PatientCreate, PatientRead, PatientUpdate
+from services.scheduling.transfers import move_patient
 from shared.db import UnitOfWork
 from shared.errors import Conflict, NotFound
 from shared.pagination import Page, PageParams, paginate
@@ -41,14 +42,19 @@ def get_patient(*, uow: UnitOfWork, mrn: str) -> PatientRead:
 
 
 def update_patient(*, uow: UnitOfWork, mrn: str, body: PatientUpdate, actor: str) -> PatientRead:
-    """Change a patient's details (e.g. a new weight: the next order's dose follows it)."""
-    patient = get_patient_or_raise(uow=uow, mrn=mrn)
+    """Change a patient's details (e.g. a new weight: the next order's dose follows it); a new
+    `center` transfers the patient with their open work (`transfers.move_patient`)."""
+    patient = get_patient_or_raise(uow=uow, mrn=mrn)  # another centre's patient: 404
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     if "center" in changes:  # a move to another centre: the token must cover that one too
         uow.centers.require(changes["center"])
     before = {k: getattr(patient, k) for k in changes}
+    to_center = changes.pop("center", None)
     for key, value in changes.items():
         setattr(patient, key, value)
+    if to_center is not None:
+        move_patient(uow, patient=patient, to_center=to_center, actor=actor)
+        changes["center"] = to_center
     patient.updated_at = uow.now()
     uow.session.flush()
     uow.audit(actor=actor, action="patient.updated", entity_type="patient", entity_id=mrn,

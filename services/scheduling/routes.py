@@ -82,7 +82,10 @@ def get_patient(mrn: Key, uow: UowDep, audit: ReadAuditDep) -> PatientRead:
 
 @router.patch("/patients/{mrn}", tags=["patients"])
 def update_patient(mrn: Key, body: PatientUpdate, user: Clinician, uow: UowDep) -> PatientRead:
-    """Change a patient's details, e.g. a new weight (nurse, oncologist)."""
+    """Change a patient's details, e.g. a new weight (nurse, oncologist). A new `center`
+    transfers the patient: their implanted pump, scheduled appointments and deliveries not yet
+    administered move too (past refills stay), announced as `patient.center_changed`; the
+    token must cover both centres."""
     return patients.update_patient(uow=uow, mrn=mrn, body=body, actor=user.sub)
 
 

@@ -37,6 +37,7 @@ from shared.contracts.scheduling import (
     FlowTrendData,
     LotFlowDriftData,
     OrderRefusedData,
+    PatientCenterChangedData,
     RefillCompletedData,
     RefillDueSoonData,
     RefillOverdueData,
@@ -124,6 +125,10 @@ SPECS: tuple[EventSpec, ...] = (
               "A therapy paused, resumed or stopped by a clinician (or stopped with its pump's "
               "explant), with the reason; alerts holds the pump's warnings while it is paused.",
               subject=PUMP),
+    EventSpec(EventType.PATIENT_CENTER_CHANGED, PatientCenterChangedData, SCHED,
+              "A patient transferred to another centre: their implanted pumps, open "
+              "appointments and deliveries not yet administered moved with them (ids only); "
+              "past refills keep the centre they were done at.", subject="patient MRN"),
     EventSpec(EventType.ALERT_RAISED, AlertRaisedData, ALERTS,
               "An alert raised, or raised again with a higher severity.", subject=ALERT),
     EventSpec(EventType.ALERT_ACKNOWLEDGED, AlertAcknowledgedData, ALERTS, "An alert acknowledged.",

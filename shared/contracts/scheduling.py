@@ -271,3 +271,21 @@ class TherapyStatusChangedData(BaseModel):
     reason: str | None = None
     changed_by: str
     at: AwareDatetime
+
+
+class PatientCenterChangedData(BaseModel):
+    """`hai.scheduling.patient.center_changed` (added): a patient transferred to another centre,
+    with the open work that moved with them (ids only): the implanted pumps, the scheduled
+    appointments and the deliveries not yet administered; past refills keep their centre."""
+
+    model_config = ConfigDict(extra="allow")
+
+    patient_mrn: str
+    center: str  # the new centre
+    from_center: str
+    pump_serials: list[str] = []
+    therapy_ids: list[str] = []
+    appointment_ids: list[str] = []
+    delivery_ids: list[str] = []
+    changed_by: str
+    changed_at: AwareDatetime

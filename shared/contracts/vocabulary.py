@@ -36,6 +36,7 @@ class EventType(StrEnum):
     FLOW_TREND = "hai.scheduling.flow.trend"  # added: flow surveillance
     CENTER_SETTINGS_CHANGED = "hai.scheduling.center.settings_changed"  # added to the contract
     THERAPY_STATUS_CHANGED = "hai.scheduling.therapy.status_changed"  # added: pause/resume/stop
+    PATIENT_CENTER_CHANGED = "hai.scheduling.patient.center_changed"  # added: a transfer
     ALERT_RAISED = "hai.alerts.alert.raised"
     ALERT_ACKNOWLEDGED = "hai.alerts.alert.acknowledged"
     ALERT_RESOLVED = "hai.alerts.alert.resolved"

@@ -105,7 +105,7 @@ def therapy_ready(harness: Harness, bus: InProcessBus, call: Call, serial: str =
 
 def scheduling_story(harness: Harness, bus: InProcessBus, call: Call) -> None:
     """A patient, a therapy, its appointment booked, its order accepted, the refill done,
-    the weight changed and the therapy paused."""
+    the weight changed and the therapy paused; another patient transferred to another centre."""
     therapy, appt = therapy_ready(harness, bus, call)
     call("PATCH", "/v1/patients/{mrn}", "/v1/patients/MRN-AUD-1", {"weight_kg": 72})
     call("PATCH", "/v1/appointments/{appointment_id}", f"/v1/appointments/{appt['id']}",
@@ -124,6 +124,11 @@ def scheduling_story(harness: Harness, bus: InProcessBus, call: Call) -> None:
          {"action": "pause", "reason": "neutropenia"})
     call("PUT", "/v1/centers/{center}/settings", "/v1/centers/north/settings",
          {"due_soon_hours": 36})
+    # a second patient transferred to south with their open appointment, order and pump
+    therapy_ready(harness, bus, call, serial="SN-AUD-MOVED", mrn="MRN-AUD-MOVED")
+    moved = call("PATCH", "/v1/patients/{mrn}", "/v1/patients/MRN-AUD-MOVED",
+                 {"center": "south"})
+    assert moved["center"] == "south", moved
 
 
 # ---------------------------------------------------------------- alerts

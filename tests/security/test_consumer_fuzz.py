@@ -45,6 +45,7 @@ VALID: dict[str, dict[str, Any]] = {
     EventType.FLOW_TREND: f.flow_trend(),
     EventType.CENTER_SETTINGS_CHANGED: f.center_settings_changed(),
     EventType.THERAPY_STATUS_CHANGED: f.therapy_status_changed("paused"),
+    EventType.PATIENT_CENTER_CHANGED: f.patient_center_changed(),
 }
 
 json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63)
@@ -133,7 +134,7 @@ def _fuzz(runtime, consumer: EventConsumer) -> dict[str, int]:
     return seen
 
 
-@pytest.mark.parametrize("name", ["scheduling", "alerts"])
+@pytest.mark.parametrize("name", ["inventory", "scheduling", "alerts"])
 def test_every_message_is_acked_or_dead_lettered_and_leaves_nothing_when_refused(name, tmp_path):
     consumers = _consumers(name, tmp_path)
     assert consumers, f"{name} consumes no queue"
@@ -163,7 +164,7 @@ def _inbox_ids(runtime) -> set[str]:
         return set(conn.execute(select(inbox.c.event_id)).scalars())
 
 
-@pytest.mark.parametrize("name", ["scheduling", "alerts"])
+@pytest.mark.parametrize("name", ["inventory", "scheduling", "alerts"])
 def test_a_batch_with_a_bad_message_still_handles_the_good_ones(name, tmp_path):
     consumers = _consumers(name, tmp_path / "fuzz")
     assert consumers
