@@ -141,7 +141,7 @@ def patient_create(ctx: CtxDep, mrn: Annotated[str, Form()] = "",
 
 def _patient_page(ctx: Ctx, mrn: str, *, values: dict[str, str] | None = None,
                   field_errors: dict[str, str] | None = None,
-                  status_code: int = 200) -> HTMLResponse:
+                  status_code: int = 200, confirm_transfer: bool = False) -> HTMLResponse:
     path = quote(mrn, safe="")
     patient = ctx.attempt(lambda: ctx.api.get("scheduling", f"/v1/patients/{path}"))
     therapies: list[dict[str, Any]] = []
@@ -158,7 +158,8 @@ def _patient_page(ctx: Ctx, mrn: str, *, values: dict[str, str] | None = None,
     return ctx.render("patient.html", status_code=status_code if patient else 404,
                       patient=patient, mrn=mrn, therapies=therapies, pumps=pumps, values=form,
                       field_errors=field_errors or {}, regimens=list(Regimen),
-                      idempotency_key=str(uuid.uuid4()))
+                      idempotency_key=str(uuid.uuid4()),
+                      confirm_transfer=confirm_transfer and patient is not None)
 
 
 @router.get("/patients/{mrn}", response_class=HTMLResponse)
@@ -168,6 +169,9 @@ def patient_page(ctx: CtxDep, mrn: str, done: str = "") -> HTMLResponse:
         ctx.flash.append("Patient registered.")
     elif done == "updated":
         ctx.flash.append("Weight and height saved: the next order's dose follows them.")
+    elif done == "transferred":
+        ctx.flash.append("Patient transferred: their open appointments, orders not yet given, "
+                         "pump record and open alerts are now the new centre's.")
     return _patient_page(ctx, mrn)
 
 
@@ -191,6 +195,41 @@ def patient_update(ctx: CtxDep, mrn: str, weight_kg: Annotated[str, Form()] = ""
                              field_errors=api_errors(ctx, exc, PATIENT_FIELDS),
                              status_code=exc.status if 400 <= exc.status < 500 else 502)
     return see_other(f"/patients/{quote(mrn, safe='')}?done=updated")
+
+
+@router.post("/patients/{mrn}/transfer", response_model=None)
+def patient_transfer(ctx: CtxDep, mrn: str, to_center: Annotated[str, Form()] = "",
+                     step: Annotated[str, Form()] = "review") -> Response:
+    """Move a patient's care to another centre: first the review (what moves, what stays),
+    then the confirmed move (scheduling's `PATCH /v1/patients/{mrn}` with the new `center`;
+    a repeat once moved is refused here as "already at" and changes nothing)."""
+    values = {"to_center": to_center}
+    target = to_center.strip()
+    errors: dict[str, str] = {}
+    patient = ctx.attempt(lambda: ctx.api.get("scheduling", f"/v1/patients/{quote(mrn, safe='')}"))
+    if patient is None:
+        return _patient_page(ctx, mrn, status_code=404)
+    if not target:
+        errors["to_center"] = "Enter the code of the centre taking over the patient's care"
+    elif target == patient.get("center"):
+        errors["to_center"] = f"The patient is already cared for at {target}"
+    if errors:
+        return _patient_page(ctx, mrn, values=values, field_errors=errors, status_code=422)
+    if step != "confirm":
+        return _patient_page(ctx, mrn, values=values, confirm_transfer=True)
+    try:
+        ctx.api.request("scheduling", "PATCH", f"/v1/patients/{quote(mrn, safe='')}",
+                        json={"center": target})
+    except ApiError as exc:
+        if exc.status == 403:  # the token does not cover the centre named
+            return _patient_page(ctx, mrn, values=values, status_code=403, field_errors={
+                "to_center": f"You may not move patients to {target}: it is not one of your "
+                             "centres"})
+        field_errors = {("to_center" if k == "center" else k): v
+                        for k, v in api_errors(ctx, exc, ("center",)).items()}
+        return _patient_page(ctx, mrn, values=values, field_errors=field_errors,
+                             status_code=exc.status if 400 <= exc.status < 500 else 502)
+    return see_other(f"/patients/{quote(mrn, safe='')}?done=transferred")
 
 
 # ---------------------------------------------------------------- therapies

@@ -221,3 +221,40 @@ def test_the_recall_page_lists_past_recalls_with_what_each_touched(fake: FakeApi
     for shown in ("2026-11-01 10:00 UTC", "lots L1, L2", "FSN-9", "Quarantined (1): S1",
                   "already quarantined: S3", "S2 (MRN M2)"):
         assert shown in past
+
+
+def test_a_transfer_is_reviewed_then_confirmed_and_sent_once(fake: FakeApis) -> None:
+    patient = {"mrn": "M1", "given_name": "Ann", "family_name": "Doe", "birth_date": "1950-02-03",
+               "weight_kg": 70, "center": "C1"}
+    fake.on("scheduling", "GET", "/v1/patients/M1", patient)
+    fake.on("scheduling", "GET", "/v1/therapies", page([]))
+    fake.on("inventory", "GET", "/v1/pumps", page([]))
+    fake.on("scheduling", "PATCH", "/v1/patients/M1", {**patient, "center": "C2"})
+    c = client(fake)
+    sign_in(c, "omar.oncologist", ("oncologist",))
+    assert 'data-testid="transfer-form"' in c.get("/patients/M1").text
+    for typed, words in (("  ", "Enter the code of the centre"),
+                         ("C1", "already cared for at C1")):
+        refused = c.post("/patients/M1/transfer", data={"to_center": typed, "step": "confirm"})
+        assert refused.status_code == 422 and words in refused.text
+    asked = c.post("/patients/M1/transfer", data={"to_center": " C2 "})
+    assert asked.status_code == 200 and "from C1 to C2?" in asked.text
+    assert "Past refills stay counted where they were done" in asked.text
+    assert not fake.called("scheduling", "PATCH", "/v1/patients/M1")  # the review sends nothing
+    done = c.post("/patients/M1/transfer", data={"to_center": " C2 ", "step": "confirm"})
+    assert done.status_code == 303 and done.headers["location"] == "/patients/M1?done=transferred"
+    assert fake.called("scheduling", "PATCH", "/v1/patients/M1") == [{"center": "C2"}]
+
+
+def test_a_transfer_to_a_centre_the_user_lacks_is_said_beside_the_field(fake: FakeApis) -> None:
+    fake.on("scheduling", "GET", "/v1/patients/M1", {
+        "mrn": "M1", "given_name": "Ann", "family_name": "Doe", "birth_date": "1950-02-03",
+        "weight_kg": 70, "center": "C1"})
+    fake.on("scheduling", "PATCH", "/v1/patients/M1", {
+        "title": "Forbidden", "status": 403, "detail": "this token does not cover centre C9"},
+        status=403)
+    c = client(fake)
+    sign_in(c, "omar.oncologist", ("oncologist",))
+    refused = c.post("/patients/M1/transfer", data={"to_center": "C9", "step": "confirm"})
+    assert refused.status_code == 403
+    assert "You may not move patients to C9: it is not one of your centres" in refused.text
