@@ -51,7 +51,8 @@ SELECT 'A' || i, 'T' || (i % {p}), 'M' || (i % {p}), 'C' || ((i % {p}) % {c}), '
        'saline', %(start)s + (i::float8 / {n} * 360) * interval '1 day', 'completed', 'interval',
        %(now)s, %(now)s FROM generate_series(0::bigint, {n} - 1) i;
 INSERT INTO refills (id, pump_serial, patient_mrn, center, therapy_id, appointment_id,
-                     appointment_due_at, performed_at, residual_volume_ml, fill_volume_ml, fill_type, elapsed_days,
+                     appointment_due_at, performed_at, residual_volume_ml, fill_volume_ml,
+                     fill_type, elapsed_days,
                      measured_flow_ml_per_day, expected_flow_ml_per_day, flow_deviation_pct,
                      outside_window, recorded_by, created_at, status)
 SELECT 'R' || i, 'S' || (i % {p}), 'M' || (i % {p}), 'C' || ((i % {p}) % {c}), 'T' || (i % {p}),

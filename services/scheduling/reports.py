@@ -7,11 +7,25 @@ centre's next to the consortium's. Plain SQL aggregates; percentiles by PostgreS
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ARRAY, Float, and_, case, cast, delete, func, literal, literal_column, select, text, tuple_
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Float,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.scheduling.models import (
@@ -139,10 +153,11 @@ def _refill_figures_pg(uow: UnitOfWork, start: datetime, end: datetime, settings
     # the consortium's month of hours sorted in memory (4 MB, the default, spills to disk)
     session.execute(text("SET LOCAL jit = off"))
     session.execute(text("SET LOCAL work_mem = '32MB'"))
-    month = literal_column(REPORT_MONTH_SQL.replace("performed_at", "refills.performed_at"))
+    month: ColumnElement[datetime] = literal_column(
+        REPORT_MONTH_SQL.replace("performed_at", "refills.performed_at"))
     bands = {c: float(b) for c, b in session.execute(
         select(CenterSettings.center, CenterSettings.flow_warning_pct)
-        .where(CenterSettings.flow_warning_pct.is_not(None)))}
+        .where(CenterSettings.flow_warning_pct.is_not(None))) if b is not None}
     default = literal(settings.flow_warning_pct, Float)
     deviation = func.abs(Refill.flow_deviation_pct)
     # each centre's own band; the cheap test first (most readings are inside every band)
@@ -160,7 +175,7 @@ def _refill_figures_pg(uow: UnitOfWork, start: datetime, end: datetime, settings
                    func.percentile_cont(literal([0.5, 0.9], ARRAY(Float)))
                    .within_group(hours).filter(overdue).label("hours"))
             .where(Refill.status == RefillStatus.RECORDED,
-                   month >= start.replace(tzinfo=None), month < end.replace(tzinfo=None))
+                   month >= _utc_wall(start), month < _utc_wall(end))
             .group_by(func.rollup(month, Refill.center)))
     counts: dict[tuple[str, str], dict[str, Any]] = {}
     overdue_hours: dict[tuple[str, str], Overdue] = {}
@@ -175,6 +190,11 @@ def _refill_figures_pg(uow: UnitOfWork, start: datetime, end: datetime, settings
                            "on_time": r.on_time, "readings": r.readings,
                            "abnormal_readings": r.abnormal_readings}
     return counts, overdue_hours
+
+
+def _utc_wall(at: datetime) -> datetime:
+    """`at` as a UTC wall time (the index's months are timestamps without a zone)."""
+    return at.astimezone(UTC).replace(tzinfo=None)
 
 
 def refresh_default_report(uow: UnitOfWork, settings: SchedulingSettings) -> dict[str, Any]:
