@@ -125,7 +125,7 @@ BARE = {
         FROM refills r LEFT JOIN center_settings s ON s.center = r.center
         WHERE r.status = 'recorded' AND r.performed_at >= %(start)s AND r.performed_at < %(end)s
         GROUP BY r.center, month""",
-    "overdue percentiles": """  # by a join of the appointments
+    "overdue percentiles": """
         SELECT r.center, to_char(timezone('UTC', r.performed_at), 'YYYY-MM') AS month,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM r.performed_at - a.due_at)),
                percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM r.performed_at - a.due_at))
