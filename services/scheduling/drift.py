@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -180,7 +181,8 @@ def _add_to_lot(uow: UnitOfWork, model_code: str, lot_number: str,
     new = upsert.cte("lot")
     rest = _sums_of_lots(table, table.c.model_code == model_code,
                          table.c.lot_number != lot_number).subquery("rest")
-    row = _connection(uow).execute(select(new, rest)).one()
+    # one row beside one row: joined on true, the lint of cartesian products satisfied
+    row = _connection(uow).execute(select(new, rest).select_from(new.join(rest, true()))).one()
     lot = GroupSums(row[0], row[1], row[2], row[3])
     return lot, bool(row[4]), lot + GroupSums(int(row[5]), float(row[6]), float(row[7]), int(row[8]))
 
