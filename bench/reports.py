@@ -10,7 +10,9 @@ deliveries; inventory with 100,000 pumps (80 % implanted, 10 % explanted with on
 reasons, the rest in stock or quarantined). Each report is asked through the service's HTTP
 app (routing, validation, the SQL, JSON or CSV), median of 5 after one warm-up, for the whole
 consortium and for one centre; the baseline is the report's main aggregate run alone as
-plain SQL on a psycopg connection. The refill report is measured twice: computed at every
+plain SQL on a psycopg connection (for the refill report: its one pass, written by hand; the
+refills carry their appointment's due time as the service records it). The refill report is
+measured twice: computed at every
 request (`HAI_REPORT_MAX_AGE_SECONDS=0`), and as served (from its period's snapshot, which
 the warm-up, or in production the worker's job, computed).
 """
@@ -51,11 +53,12 @@ SELECT 'A' || i, 'T' || (i % {p}), 'M' || (i % {p}), 'C' || ((i % {p}) % {c}), '
        'saline', %(start)s + (i::float8 / {n} * 360) * interval '1 day', 'completed', 'interval',
        %(now)s, %(now)s FROM generate_series(0::bigint, {n} - 1) i;
 INSERT INTO refills (id, pump_serial, patient_mrn, center, therapy_id, appointment_id,
-                     performed_at, residual_volume_ml, fill_volume_ml, fill_type, elapsed_days,
+                     appointment_due_at, performed_at, residual_volume_ml, fill_volume_ml,
+                     fill_type, elapsed_days,
                      measured_flow_ml_per_day, expected_flow_ml_per_day, flow_deviation_pct,
                      outside_window, recorded_by, created_at, status)
 SELECT 'R' || i, 'S' || (i % {p}), 'M' || (i % {p}), 'C' || ((i % {p}) % {c}), 'T' || (i % {p}),
-       'A' || i,
+       'A' || i, %(start)s + (i::float8 / {n} * 360) * interval '1 day',
        %(start)s + (i::float8 / {n} * 360) * interval '1 day'
          + ((i * 7919) % 200 - 60) * interval '1 hour',
        1.0, 30.0, 'saline', 14.0, 1 + ((i * 31) % 400 - 200) / 1000.0, 1.0,
@@ -97,7 +100,24 @@ FROM generate_series(0::bigint, {p} - 1) i;
 
 # the bare aggregates: what each report's main query does, as one plain SQL statement
 BARE = {
+    # the refill report's one pass (services/scheduling/reports.py): counts, the centres' own
+    # bands, the hours overdue from the due time each refill recorded, the consortium's rows
     "refills": """
+        SELECT date_trunc('month', timezone('UTC', r.performed_at)) AS month, r.center, count(*),
+               count(*) FILTER (WHERE NOT r.outside_window), count(r.flow_deviation_pct),
+               count(*) FILTER (WHERE abs(r.flow_deviation_pct) > coalesce(s.flow_warning_pct, 15)),
+               count(*) FILTER (WHERE r.performed_at > r.appointment_due_at),
+               percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (
+                   ORDER BY date_part('epoch', r.performed_at - r.appointment_due_at) / 3600)
+                   FILTER (WHERE r.performed_at > r.appointment_due_at)
+        FROM refills r LEFT JOIN center_settings s ON s.center = r.center
+        WHERE r.status = 'recorded'
+          AND date_trunc('month', timezone('UTC', r.performed_at)) >= timezone('UTC', %(start)s)
+          AND date_trunc('month', timezone('UTC', r.performed_at)) < timezone('UTC', %(end)s)
+        GROUP BY ROLLUP (1, 2)""",
+    # before issue 22's scale work: the counts by a scan and a hash, the percentiles by a join
+    # of the appointments (their figures are kept beside, for comparison)
+    "refill counts by a scan": """
         SELECT r.center, to_char(timezone('UTC', r.performed_at), 'YYYY-MM') AS month, count(*),
                sum(CASE WHEN r.outside_window THEN 0 ELSE 1 END),
                sum(CASE WHEN abs(r.flow_deviation_pct) > coalesce(s.flow_warning_pct, 15)
@@ -218,6 +238,8 @@ def run(refills: int = 1_000_000) -> dict[str, Any]:
 
                     timings[f"{name}, {label}"] = (_median_ms(ask), bare_ms, label)
                 if name == "refills" and "bare_overdue_percentiles_ms" not in figures:
+                    figures["bare_refill_counts_by_a_scan_ms"] = _bare(
+                        url, BARE["refill counts by a scan"], start, end)
                     figures["bare_overdue_percentiles_ms"] = _bare(
                         url, BARE["overdue percentiles"], start, end)
             finally:

@@ -244,7 +244,8 @@ def _write(uow: UnitOfWork, body: RefillCreate, pump: ImplantedPump, therapy: Th
     refill = Refill(
         id=refill_id, pump_serial=pump.serial_number, patient_mrn=therapy.patient_mrn,
         center=center, therapy_id=therapy.id,
-        appointment_id=appt.id if appt is not None else None, delivery_id=body.delivery_id,
+        appointment_id=appt.id if appt is not None else None,
+        appointment_due_at=appt.due_at if appt is not None else None, delivery_id=body.delivery_id,
         performed_at=body.performed_at, residual_volume_ml=body.residual_volume_ml,
         fill_volume_ml=body.fill_volume_ml, fill_type=body.fill_type, notes=body.notes,
         elapsed_days=figures.elapsed_days, measured_flow_ml_per_day=figures.measured_flow_ml_per_day,

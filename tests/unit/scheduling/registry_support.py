@@ -85,7 +85,8 @@ def seed_registry(h: Harness) -> None:
                               pump_serial=f"S{c}", fill_type=FillType.SALINE, due_at=due,
                               status=AppointmentStatus.COMPLETED, created_at=now, updated_at=now))
             s.add(Refill(id=f"R{i}", pump_serial=f"S{c}", patient_mrn=f"M{c}", center=c,
-                         therapy_id=f"T{c}", appointment_id=f"AP{i}", performed_at=performed,
+                         therapy_id=f"T{c}", appointment_id=f"AP{i}", appointment_due_at=due,
+                         performed_at=performed,
                          residual_volume_ml=1.0, fill_volume_ml=30.0, fill_type=FillType.SALINE,
                          expected_flow_ml_per_day=1.0, flow_deviation_pct=dev,
                          measured_flow_ml_per_day=None if dev is None else 1 + dev / 100,

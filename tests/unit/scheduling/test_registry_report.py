@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from tests.factories import T0
 from tests.helpers import Harness, auth, start
 from tests.helpers import test_settings as settings_for
 from tests.unit.scheduling.registry_support import ADMIN, EXPECTED, by_key, seed_registry
+from tests.unit.scheduling.scheduling_support import setup_therapy, worklist
 
 NURSE = auth("nurse")
 PERIOD = {"from": "2026-10", "to": "2026-11"}
@@ -100,3 +101,27 @@ def test_the_worker_keeps_the_default_period_fresh(tmp_path: Path) -> None:
     assert job.run(h.runtime) == {"rows": 8}
     r = h.client.get("/v1/reports/refills", headers=NURSE).json()
     assert r["computed_at"] == (T0 + timedelta(days=30)).isoformat().replace("+00:00", "Z")
+
+
+def test_a_refill_recorded_late_keeps_its_appointments_due_time_for_the_hours_overdue(
+        tmp_path: Path) -> None:
+    h, bus = start("scheduling", settings_for(tmp_path))
+    setup_therapy(h, bus, regimen="saline_maintenance", start_on="2026-11-02")
+    appt = worklist(h)[0]
+    due = datetime.fromisoformat(appt["due_at"])
+    performed = min(due + timedelta(hours=30), T0)
+    r = h.client.post("/v1/refills", headers=NURSE, json={
+        "pump_serial": "SN1", "performed_at": performed.isoformat(), "residual_volume_ml": 10,
+        "fill_volume_ml": 30, "fill_type": "saline"})
+    assert r.status_code == 201, r.text
+    assert r.json()["appointment_id"] == appt["id"]
+    with h.runtime.uow_factory() as uow:
+        refill = uow.session.get(Refill, r.json()["id"])
+        assert refill is not None and refill.appointment_due_at == due
+    month = f"{performed:%Y-%m}"
+    rows = h.client.get("/v1/reports/refills", params={"from": month, "to": month},
+                        headers=NURSE).json()["rows"]
+    hours = (performed - due).total_seconds() / 3600
+    assert hours > 0
+    for row in rows:  # the centre's row and the consortium's
+        assert (row["overdue_refills"], row["overdue_hours_median"]) == (1, round(hours, 2))
