@@ -311,6 +311,14 @@ def _soon(rt: ServiceRuntime) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=1)
 
 
+def lower_cpu_priority(nice: int) -> None:
+    """Lower this process's CPU priority by `nice` (0: unchanged). A worker of bulk work (a
+    sweep's burst of events) then yields the CPU to the processes that page (the flow worker,
+    the APIs) when the machine has too little; it gets the whole CPU when nothing else runs."""
+    if nice:
+        os.nice(nice)
+
+
 def settle_heap() -> None:
     """Move what start-up built (modules, the app, schemas, mappers) out of the collector's
     sight: a full collection then walks only what requests allocate, not the whole start-up
