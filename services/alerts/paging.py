@@ -41,7 +41,6 @@ from shared import tracing
 from shared.contracts.alerts import AlertRaisedData, NotificationData, PageFailedData, PageSentData
 from shared.contracts.vocabulary import (
     RECEIPT_STATUSES,
-    AlertKind,
     AlertStatus,
     NotificationStatus,
     Severity,
@@ -287,9 +286,6 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
     """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim;
     with `alert_ids`, only the pages of those alerts.
 
-    Without `alert_ids`, the first page of an abnormal flow younger than
-    HAI_PAGER_URGENT_GRACE_SECONDS is left to the urgent lane.
-
     Storms: a recipient gets at most HAI_PAGE_RATE_PER_MINUTE page messages a minute. When more
     pages are due for one than that leaves room for, they go as one page listing them all; when
     no room is left, they wait until the minute frees one (and then go together)."""
@@ -303,11 +299,6 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                 .where(due).order_by(Notification.next_attempt_at).limit(limit))
         if alert_ids is not None:
             stmt = stmt.where(Notification.alert_id.in_(sorted(alert_ids)))
-        elif settings.pager_urgent_grace_seconds:
-            stmt = stmt.where(or_(
-                Alert.kind != AlertKind.FLOW_ABNORMAL, Notification.level != 1,
-                Notification.status != NotificationStatus.PENDING,
-                Notification.created_at <= now - timedelta(seconds=settings.pager_urgent_grace_seconds)))
         if is_postgres(uow.session):
             stmt = stmt.with_for_update(skip_locked=True, of=Notification)
         rows = [(row[0], row[1]) for row in uow.session.execute(stmt).all()]

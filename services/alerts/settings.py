@@ -36,11 +36,6 @@ class AlertsSettings(ServiceAddresses):
     page_first_retry_seconds: float = 2.0
     page_timeout_seconds: float = 5.0
     page_sweep_seconds: float = 1.0  # how often the pager looks for due pages and escalations
-    # the first page of an abnormal flow is the urgent lane's (the flow worker sends it as its
-    # consumer commits): the other pager passes leave it alone this long, so that a worker of
-    # bulk work (at a lower CPU priority) does not take it and hold it behind a burst; after
-    # that, any pass sends it (the lane's worker down). 0: any pass takes it at once
-    pager_urgent_grace_seconds: float = Field(default=0.0, ge=0.0, le=60.0)
     # consumers of `alerts.events` per worker on RabbitMQ (one on the in-process bus): a sweep's
     # burst is handled by several transactions at once, each waiting on the database in turn
     alerts_event_consumers: int = Field(default=3, ge=1, le=16)

@@ -17,7 +17,7 @@ from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from tests.doubles import ntfy_server, refusing_port, smtp_server, webhook
-from tests.factories import T0, flow_recorded, oncall_body, reservoir_near_empty
+from tests.factories import T0, flow_recorded, oncall_body
 from tests.helpers import Harness, deliver, emit
 from tests.integration.alerts.alerts_testkit import NURSE, ONCALL
 from tests.integration.alerts.test_alerts_api import clock
@@ -462,28 +462,3 @@ def test_a_pass_records_the_results_of_all_its_pages_in_one_transaction(
         (page,) = pages_of(h, the_alert(h, pump_serial=serial)["id"])
         assert (page["status"], page["attempts"]) == ("sent", 1)
         assert "paged" in actions(h, page["alert_id"])
-
-
-def test_a_fresh_flow_page_is_the_urgent_lane_s_for_the_grace_then_any_pass_s(
-        tmp_path, pg_database: Callable[[str], str], bus: InProcessBus) -> None:
-    """A worker of bulk work (at a lower CPU priority) leaves an abnormal flow's first page to
-    the urgent lane for HAI_PAGER_URGENT_GRACE_SECONDS, so that it never holds it behind a
-    burst; past the grace (the lane's worker down) its pass sends it. Other pages: at once."""
-    h = pg_alerts(tmp_path, pg_database("alerts"), MovableClock(T0), bus,
-                  pager_urgent_grace_seconds=5.0)
-    try:
-        with webhook() as hook:
-            put(h, "north", oncall([member("ann", "webhook", hook.url)]))
-            emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
-            assert sweep(h)["claimed"] == 0  # a bulk pass: the urgent lane's
-            first = the_alert(h, pump_serial="SN1")["id"]
-            assert paging.sweep_once(h.runtime, alert_ids=[first], timed=False)["sent"] == 1
-            emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", 40))
-            assert sweep(h)["claimed"] == 0
-            clock(h).advance(seconds=6)
-            assert sweep(h)["sent"] == 1  # past the grace: any pass
-            emit(h, bus, EventType.RESERVOIR_NEAR_EMPTY, reservoir_near_empty())
-            assert sweep(h)["sent"] == 1  # not an abnormal flow: at once
-        assert [p["alert"]["pump_serial"] for p in hook.pages][:2] == ["SN1", "SN2"]
-    finally:
-        h.runtime.engine.dispose()
