@@ -91,7 +91,7 @@ def _start(name: str, args: list[str], env: dict[str, str], logdir: Path) -> sub
 # alerts as deploy/Procfile runs it: its API alone, abnormal flows (and their pages) in a worker
 # of their own, and the rest of its events in another
 ALERTS_SPLIT = {"alerts_flow": ["worker", "alerts", "--queue", "alerts.flow"],
-                "alerts_events": ["worker", "alerts", "--queue", "alerts.events"]}
+                "alerts_events": ["worker", "alerts", "--queue", "alerts.events", "--nice", "10"]}
 
 
 @contextmanager

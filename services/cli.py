@@ -28,7 +28,7 @@ from services.settings import HaiSettings, get_settings
 from shared.auth import CENTER_CODE_MAX_LEN, ROLES, mint_token
 from shared.logging import configure_logging
 from shared.migrations import make_revision, upgrade
-from shared.runtime import settle_heap
+from shared.runtime import lower_cpu_priority, settle_heap
 
 app = typer.Typer(help="HAI pump safety services.", no_args_is_help=True, add_completion=False)
 dlq_app = typer.Typer(help="Inspect and re-drive dead-lettered messages.", no_args_is_help=True)
@@ -157,10 +157,16 @@ def worker(
         help="consume only this queue of the service (repeatable; default: all of them), e.g. "
              "`hai worker alerts --queue alerts.flow`: abnormal flows and their pages in a "
              "process of their own, beside workers of `--queue alerts.events`")] = None,
+    nice: Annotated[int, typer.Option(
+        min=0, max=19,
+        help="lower this worker's CPU priority by this much (as nice(1) does), e.g. "
+             "`--nice 10` for the workers of a bulk queue: when the machine is short of CPU, "
+             "the flow worker and the APIs run first")] = 0,
 ) -> None:
     """Run a service's background work alone: outbox relay, consumers, scheduled jobs."""
     from shared.runtime import Worker
 
+    lower_cpu_priority(nice)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json, service)
     if service not in SERVICES:

@@ -63,6 +63,9 @@ class Subscription:
     # queue whose handling waits on the database most of the time drains faster with several
     # (its events' order is not kept, as with several workers; only where no handler needs it)
     consumers: int = 1
+    # the most deliveries one transaction of this queue's consumers handles (None: the service's
+    # HAI_CONSUMER_PREFETCH); a queue whose handlers lock rows others wait for takes small ones
+    batch: int | None = None
 
 
 @dataclass
@@ -207,7 +210,7 @@ class Worker:
                 for n in range(max(1, sub.consumers)):
                     suffix = f"-{n + 1}" if sub.consumers > 1 else ""
                     self._spawn(f"{rt.name}-consume-{sub.queue.name}{suffix}", self._consume,
-                                consumer)
+                                consumer, sub.batch or rt.settings.consumer_prefetch)
         jobs = self.jobs()
         if jobs:
             self.scheduler = BackgroundScheduler(timezone="UTC")
@@ -258,12 +261,12 @@ class Worker:
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, 10)
 
-    def _consume(self, consumer: EventConsumer) -> None:
+    def _consume(self, consumer: EventConsumer, batch: int) -> None:
         rt = self.runtime
         while not self.stop_event.is_set():
             try:
                 rt.bus.consume(consumer.queue, consumer.process,
-                               prefetch=rt.settings.consumer_prefetch, stop=self.stop_event,
+                               prefetch=batch, stop=self.stop_event,
                                retry_delay_ms=rt.settings.consumer_retry_delay_ms)
             except Exception as exc:  # noqa: BLE001 - the consumer never dies
                 log.error("consumer.crashed", queue=consumer.queue.name, error=safe_error(exc))
@@ -309,6 +312,14 @@ class Worker:
 def _soon(rt: ServiceRuntime) -> datetime:
     """A second from now (APScheduler's own clock, not the service's injectable one)."""
     return datetime.now(UTC) + timedelta(seconds=1)
+
+
+def lower_cpu_priority(nice: int) -> None:
+    """Lower this process's CPU priority by `nice` (0: unchanged). A worker of bulk work (a
+    sweep's burst of events) then yields the CPU to the processes that page (the flow worker,
+    the APIs) when the machine has too little; it gets the whole CPU when nothing else runs."""
+    if nice:
+        os.nice(nice)
 
 
 def settle_heap() -> None:

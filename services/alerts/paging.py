@@ -18,7 +18,7 @@ before the result was committed makes the page go out again after the lease (the
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -410,12 +410,26 @@ def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | Non
                   settings: AlertsSettings, delivery: Delivery | None = None) -> str:
     """Record how a send went, for each page the message carried that this worker still holds
     the claim of; returns the new status (of the first)."""
+    return record_results(uow_factory, [(claim, error, delivery)], settings=settings)[0]
+
+
+Sent = tuple[Claim, str | None, Delivery | None]  # a claim, its send's error (None: sent), route
+
+
+def record_results(uow_factory: UnitOfWorkFactory, sent: Sequence[Sent], *,
+                   settings: AlertsSettings) -> list[str]:
+    """Record how the sends of one pass went, all in one transaction (one commit for the pass,
+    not one per page: the lane is free for the next pages sooner); the new status of each
+    claim's first page, in order. Each page is recorded only while this worker holds its claim."""
+    if not sent:
+        return []
     with uow_factory() as uow:
-        statuses = [_record(uow, notification_id, claim, error, settings=settings,
-                            delivery=delivery)
-                    for notification_id in claim.notification_ids or (claim.page.notification_id,)]
+        statuses = [[_record(uow, notification_id, claim, error, settings=settings,
+                             delivery=delivery)
+                     for notification_id in claim.notification_ids or (claim.page.notification_id,)]
+                    for claim, error, delivery in sent]
         uow.commit()
-        return statuses[0]
+    return [first for first, *_ in statuses]
 
 
 def _record(uow: UnitOfWork, notification_id: str, claim: Claim, error: str | None, *,
@@ -533,10 +547,10 @@ def sweep_once(runtime: ServiceRuntime, *, timed: bool = True,
                              NotificationStatus.FAILED: 0, "claim_lost": 0}
     # re-notified and released alerts, said only when there were some
     facts.update({k: v for k, v in (("woken", woken), ("released", released)) if v})
-    for claim, outcome in zip(claims, outcomes, strict=True):
-        error, delivery = (outcome, None) if isinstance(outcome, str) else (None, outcome)
-        status = record_result(runtime.uow_factory, claim, error, settings=settings,
-                               delivery=delivery)
+    sent: list[Sent] = [(claim, outcome, None) if isinstance(outcome, str) else (claim, None, outcome)
+                        for claim, outcome in zip(claims, outcomes, strict=True)]
+    statuses = record_results(runtime.uow_factory, sent, settings=settings)
+    for claim, status in zip(claims, statuses, strict=True):
         counted = NotificationStatus.SENT if status in RECEIPT_STATUSES else status
         facts[counted] = facts.get(counted, 0) + max(1, len(claim.notification_ids))
         if status in (NotificationStatus.RETRYING, NotificationStatus.FAILED):

@@ -39,6 +39,11 @@ class AlertsSettings(ServiceAddresses):
     # consumers of `alerts.events` per worker on RabbitMQ (one on the in-process bus): a sweep's
     # burst is handled by several transactions at once, each waiting on the database in turn
     alerts_event_consumers: int = Field(default=3, ge=1, le=16)
+    # the most events one transaction of an alerts consumer handles: a sweep's burst in batches
+    # of this many, so that a batch holds the rows it raised (that a completed refill's clear
+    # waits for) and its pages (invisible to the pager until it commits) briefly; the service-wide
+    # HAI_CONSUMER_PREFETCH (200) suits bulk copies, not alerts that page
+    alerts_consumer_batch: int = Field(default=20, ge=1, le=1000)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "hai-alerts@localhost"

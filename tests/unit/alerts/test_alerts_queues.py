@@ -27,6 +27,19 @@ def test_every_handled_type_has_one_queue_and_flow_readings_a_queue_of_their_own
         runtime.engine.dispose()
 
 
+def test_alerts_handles_its_queues_in_small_batches(tmp_path) -> None:
+    # a sweep's burst in transactions of HAI_ALERTS_CONSUMER_BATCH events, not of the service's
+    # prefetch (200): a batch's raised rows and pages stay locked, and unseen, only briefly
+    settings = make_settings(tmp_path).model_copy(update={"alerts_consumer_batch": 7})
+    runtime = alerts_app.bootstrap(settings, bus=InProcessBus())
+    try:
+        assert {s.queue.name: s.batch for s in runtime.subscriptions} == {
+            handlers.QUEUE: 7, handlers.FLOW_QUEUE: 7}
+        assert make_settings(tmp_path).alerts_consumer_batch == 20
+    finally:
+        runtime.engine.dispose()
+
+
 def test_a_worker_consumes_only_the_queues_it_is_given(tmp_path) -> None:
     # `hai worker alerts --queue alerts.flow`: abnormal flows in a process of their own
     runtime = alerts_app.bootstrap(make_settings(tmp_path), bus=InProcessBus())

@@ -81,7 +81,7 @@ def test_under_services_only_who_opened_a_unit_of_work_commits_it() -> None:
 def test_the_known_edges_are_seen_as_edges() -> None:
     """The walk sees the commits it must allow (so the test above is not passing by blindness)."""
     edges = {(c.module, c.function) for c in all_commits() if c.opened_here}
-    assert {("services/alerts/paging.py", "claim_due"), ("services/alerts/paging.py", "record_result"),
+    assert {("services/alerts/paging.py", "claim_due"), ("services/alerts/paging.py", "record_results"),
             ("services/alerts/jobs.py", "watchdog"), ("services/scheduling/jobs.py", "sweep"),
             } <= edges, sorted(edges)
 

@@ -16,6 +16,8 @@ SERVICES = {"inventory": 8001, "scheduling": 8002, "alerts": 8003}
 WORKER = {"inventory": ["hai", "worker", "inventory"], "scheduling": ["hai", "worker", "scheduling"],
           "alerts": ["hai", "worker", "alerts", "--queue", "alerts.events"]}
 FLOW_WORKER = ["hai", "worker", "alerts", "--queue", "alerts.flow"]
+# on one machine (the Procfile) the workers of alerts' bulk events yield the CPU to the flow worker
+PROCFILE_WORKER = {**WORKER, "alerts": [*WORKER["alerts"], "--nice", "10"]}
 CONTRACT_ENV = {
     "HAI_AMQP_URL", "HAI_INVENTORY_DATABASE_URL", "HAI_SCHEDULING_DATABASE_URL",
     "HAI_ALERTS_DATABASE_URL", "HAI_INVENTORY_URL", "HAI_SCHEDULING_URL", "HAI_ALERTS_URL",
@@ -91,7 +93,7 @@ def test_procfile_runs_each_api_with_two_workers():
     procs = dict(ln.split(": ", 1) for ln in lines)
     for name, port in SERVICES.items():
         assert procs[name] == f"hai serve {name} --no-worker --port ${{{name.upper()}_PORT:-{port}}}"
-        assert sum(1 for cmd in procs.values() if cmd == " ".join(WORKER[name])) == 2
+        assert sum(1 for cmd in procs.values() if cmd == " ".join(PROCFILE_WORKER[name])) == 2
     assert sum(1 for cmd in procs.values() if cmd == " ".join(FLOW_WORKER)) == 1
     assert procs["dashboard"].startswith("hai serve dashboard")
     env = (DEPLOY / "local.env").read_text()

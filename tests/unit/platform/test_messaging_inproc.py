@@ -143,3 +143,28 @@ def test_batch_is_one_transaction_and_duplicates_inside_it_count_once(tmp_path):
     d = Delivery(body=ev.to_json_bytes(), routing_key=ev.type, exchange="hai.events")
     assert [o.action for o in consumer.process([d, d, d])] == ["ack"] * 3
     assert _seen(rt) == 1
+
+
+def test_a_subscription_s_batch_bounds_the_events_of_one_transaction(tmp_path):
+    """A queue whose handlers page (alerts) takes small batches: 7 waiting events with a batch
+    of 3 are handled in three transactions (3, 3, 1), not in one of the service's prefetch."""
+    from sqlalchemy import event as sa_event
+
+    from shared.runtime import Subscription, Worker
+
+    bus, rt, _, relay = _setup(tmp_path)
+    rt.subscriptions.append(Subscription(queue=QUEUE, handlers={"toy.widget.created": on_widget},
+                                         batch=3))
+    for n in range(7):
+        _publish(rt, name=f"w{n}")
+    while relay.run_once():
+        pass
+    commits: list[int] = []
+    sa_event.listen(rt.engine, "commit", lambda _conn: commits.append(1))
+    worker = Worker(rt, relay=False, jobs=False)
+    try:
+        worker.start()
+        wait_until(lambda: _seen(rt) == 7, what="the 7 events handled")
+    finally:
+        worker.stop()
+    assert len(commits) == 3, commits

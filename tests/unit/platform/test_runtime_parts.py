@@ -3,6 +3,8 @@ type (shared/ knows no service's types)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,3 +37,14 @@ def test_a_part_is_found_by_its_type_and_a_missing_one_is_named(tmp_path: Path) 
 def test_the_runtime_knows_when_it_was_built_on_its_clock(tmp_path: Path) -> None:
     runtime = toy_runtime(tmp_path)
     assert runtime.started_at == runtime.clock.now()
+
+
+def test_a_worker_of_bulk_work_can_yield_the_cpu() -> None:
+    """`hai worker --nice N` lowers the process's CPU priority by N; 0 leaves it as it was."""
+    probe = ("import os; from shared.runtime import lower_cpu_priority; "
+             "before = os.getpriority(os.PRIO_PROCESS, 0); lower_cpu_priority({n}); "
+             "print(os.getpriority(os.PRIO_PROCESS, 0) - before)")
+    for nice, lowered in ((0, 0), (5, 5)):
+        out = subprocess.run([sys.executable, "-c", probe.format(n=nice)], capture_output=True,
+                             text=True, check=True, cwd=Path(__file__).resolve().parents[3])
+        assert int(out.stdout) == lowered, out
