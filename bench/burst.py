@@ -119,7 +119,7 @@ def _burst_state(sys_: System, since: datetime) -> dict[str, Any]:
             "alerts_queue_ready": _queue_ready(sys_.amqp_url, EVENTS_QUEUE.name),
             # announced since the trigger for alerts.events, and not yet committed by its
             # consumers: the ready count misses those a consumer holds in a batch not yet done
-            "events_unhandled": len(announced - handled)}
+            "events_unhandled": len(announced - handled), "events_announced": len(announced)}
 
 
 def _unpublished(conn: psycopg.Connection[Any]) -> int:
@@ -145,6 +145,9 @@ class BurstWatch:
         self.done = threading.Event()
         self.state: dict[str, Any] = {}
         self.timed_out = False
+        # every few seconds after the trigger: alerts raised, events announced and not yet
+        # handled by alerts, rows not yet published by the outboxes, pages not yet sent
+        self.progress: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
@@ -163,6 +166,13 @@ class BurstWatch:
                 print(f"burst watch: {exc}", file=sys.stderr)
                 continue
             self.state = state
+            elapsed = time.monotonic() - (deadline - self.timeout_s)
+            if not self.progress or elapsed - self.progress[-1]["s"] >= 5:
+                self.progress.append({"s": round(elapsed, 1), "alerts": state["alerts"],
+                                      "events_announced": state["events_announced"],
+                                      "events_unhandled": state["events_unhandled"],
+                                      "outbox_unpublished": state["outbox_unpublished"],
+                                      "pages_unsent": state["pages_unsent"]})
             if state["alerts"] != last_count:
                 stable_since, last_count = time.monotonic(), state["alerts"]
             quiet = (not state["outbox_unpublished"] and not state["alerts_queue_ready"]
@@ -178,7 +188,7 @@ class BurstWatch:
         self._thread.join()
 
 
-def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, pumps: int = 100,
+def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, pumps: int = 200,
         quiet_s: float = 20.0, burst_s: float = 40.0, timeout_s: float = 240.0,
         split_alerts: bool = True) -> dict[str, Any]:
     """Quiet phase, then the burst; returns the figures and a table for RESULTS.md.
@@ -207,7 +217,7 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
                     "ends_at": (now + timedelta(days=1)).isoformat(), "reason": "benchmark"}),
                    "silence")
             readings = int((quiet_s + burst_s) * rate) + 10
-            load = FlowLoad(sys_, pumps=pumps, days_back=readings + 3)
+            load = FlowLoad(sys_, pumps=pumps, readings=readings)
             load.drive(int(quiet_s * rate), rate, "quiet")
             watch, trigger = _trigger(sys_, model_code, timeout_s)
             load.drive(int(burst_s * rate), rate, watch.phase)
@@ -279,7 +289,7 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
         "page_before_201": load.early,
         "burst_alerts": state.get("alerts"), "burst_alerts_all_raised_s": raised_s,
         "burst_pages_sent": state.get("pages_sent"), "burst_pages_all_sent_s": sent_s,
-        "burst_watch_timed_out": watch.timed_out,
+        "burst_watch_timed_out": watch.timed_out, "burst_progress": watch.progress,
         # the machine's 1-minute load average (2 cores, shared): before the run, end of the burst
         "load_average": load_average,
     }
@@ -312,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--therapies", type=int, default=100_000)
     parser.add_argument("--recall-pumps", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0, help="flow readings per second")
-    parser.add_argument("--pumps", type=int, default=100)
+    parser.add_argument("--pumps", type=int, default=200)
     parser.add_argument("--quiet-s", type=float, default=20.0)
     parser.add_argument("--burst-s", type=float, default=40.0)
     parser.add_argument("--timeout-s", type=float, default=240.0,

@@ -4,7 +4,7 @@ Inventory, scheduling and alerts run as separate `hai serve` processes on their 
 databases and a fresh RabbitMQ vhost; this process is the nurse (posting refills), the on-call's
 webhook receiver, and the on-call resolving each alert so that its pump can page again.
 
-    .venv/bin/python -m bench.time_to_page [--readings 1000 --rate 20 --pumps 50]
+    .venv/bin/python -m bench.time_to_page [--readings 1000 --rate 20 --pumps 150]
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 HAI = str(ROOT / ".venv" / "bin" / "hai")
 CENTER = "bench-center"
 AIM_P99_MS = 500.0
+# each pump's readings are a day apart (the minimum between two fills) and all within the last
+# RECENT_DAYS days: every refill's next appointment (14 days on, or 3 days before a 1.5x flow
+# empties the 30 mL reservoir: 17 days) is then not yet due soon (48 h before), so a reading
+# makes only its flow alert, as a refill of the day does; readings dated further back made each
+# refill an overdue appointment too (about 3 silenced alerts per reading until 2026-12-02)
+RECENT_DAYS = 10
 QUIET_KINDS = ("refill_due_soon", "refill_overdue", "reservoir_near_empty", "delivery_late",
                "delivery_rejected", "device_recalled_implanted", "system_stale")
 SERVICES = ("inventory", "scheduling", "alerts")
@@ -46,7 +52,8 @@ SERVICES = ("inventory", "scheduling", "alerts")
 
 @dataclass
 class PumpState:
-    """One bench pump: its next reading day and the reading waiting for its page."""
+    """One bench pump: its readings so far (the next is a day after the last) and the reading
+    waiting for its page."""
 
     serial: str
     labeled_flow_ml_per_day: float
@@ -138,11 +145,12 @@ def system(label: str, *, env: dict[str, str] | None = None,
             raise
 
 
-def _setup_pumps(inv: httpx.Client, sch: httpx.Client, n: int, days_back: int) -> list[PumpState]:
-    """Register, implant, admit, start a therapy and make a first fill for each pump."""
+def _setup_pumps(inv: httpx.Client, sch: httpx.Client, n: int) -> list[PumpState]:
+    """Register, implant, admit, start a therapy and make a first fill (RECENT_DAYS ago) for
+    each pump."""
     model = ok(inv.get("/v1/pump-models"), "pump models")["items"][0]
     now = datetime.now(UTC).replace(microsecond=0)
-    base = now - timedelta(days=days_back)
+    base = now - timedelta(days=RECENT_DAYS)
     run = os.urandom(3).hex()
     pumps = []
     for i in range(n):
@@ -180,9 +188,14 @@ class FlowLoad:
 
     The on-call of the bench centre is the system's webhook receiver; the centre's other kinds of
     alert are silenced, so only flow pages arrive there. Each page is resolved at once, so that
-    its pump can page again; each reading is counted in the phase it was posted in."""
+    its pump can page again; each reading is counted in the phase it was posted in. The readings
+    go round the pumps, each a day after its pump's last (RECENT_DAYS - 1 at most per pump)."""
 
-    def __init__(self, sys_: System, *, pumps: int, days_back: int, flow_factor: float = 1.5) -> None:
+    def __init__(self, sys_: System, *, pumps: int, readings: int, flow_factor: float = 1.5) -> None:
+        if pumps * (RECENT_DAYS - 1) < readings:
+            raise ValueError(f"{readings} readings need at least "
+                             f"{-(-readings // (RECENT_DAYS - 1))} pumps (a day apart, within "
+                             f"{RECENT_DAYS} days)")
         self.inv, self.sch, self.alr = (sys_.client(s) for s in SERVICES)
         self.receiver = sys_.receiver
         self.flow_factor = flow_factor
@@ -194,7 +207,8 @@ class FlowLoad:
             ok(self.alr.post("/v1/silences", json={
                 "matchers": {"kind": kind, "center": CENTER}, "starts_at": now.isoformat(),
                 "ends_at": (now + timedelta(days=1)).isoformat(), "reason": "benchmark"}), "silence")
-        self.pumps = _setup_pumps(self.inv, self.sch, pumps, days_back=days_back)
+        self.pumps = _setup_pumps(self.inv, self.sch, pumps)
+        self._next = 0  # where the round of the pumps goes on
         self.by_serial = {p.serial: p for p in self.pumps}
         self.latencies_ms: dict[str, list[float]] = defaultdict(list)
         self.to_alert_ms: dict[str, list[float]] = defaultdict(list)
@@ -271,7 +285,7 @@ class FlowLoad:
             if delay > 0:
                 time.sleep(delay)
             now_phase = phase() if callable(phase) else phase
-            pump = next((p for p in self.pumps if p.free.is_set()), None)
+            pump = self._free_pump()
             if pump is None:
                 self.skipped[now_phase] += 1
                 continue
@@ -281,6 +295,16 @@ class FlowLoad:
                 self.posted[now_phase] += 1
             self._posters.submit(self._post, pump)
         self.sending_s += time.perf_counter() - started
+
+    def _free_pump(self) -> PumpState | None:
+        """The next pump round the list whose page is in and which has days left."""
+        n = len(self.pumps)
+        for j in range(n):
+            pump = self.pumps[(self._next + j) % n]
+            if pump.free.is_set() and pump.readings < RECENT_DAYS - 1:
+                self._next = (self._next + j + 1) % n
+                return pump
+        return None
 
     def finish(self, timeout_s: float = 15.0) -> None:
         """Wait for the pages still out (at most `timeout_s`), then stop collecting."""
@@ -312,11 +336,11 @@ class FlowLoad:
         return out
 
 
-def run(readings: int = 1000, rate: float = 20.0, pumps: int = 50,
+def run(readings: int = 1000, rate: float = 20.0, pumps: int = 150,
         flow_factor: float = 1.5) -> dict[str, Any]:
     """Run the benchmark; returns the figures (p50/p99/max in ms) and a table for RESULTS.md."""
     with system("page") as sys_:
-        load = FlowLoad(sys_, pumps=pumps, days_back=readings + 3, flow_factor=flow_factor)
+        load = FlowLoad(sys_, pumps=pumps, readings=readings, flow_factor=flow_factor)
         load.drive(readings, rate)
         load.finish()
         return _figures(load, readings=readings, rate=rate)
@@ -360,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.time_to_page")
     parser.add_argument("--readings", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0, help="readings per second")
-    parser.add_argument("--pumps", type=int, default=50)
+    parser.add_argument("--pumps", type=int, default=150)
     args = parser.parse_args(argv)
     figures = run(readings=args.readings, rate=args.rate, pumps=args.pumps)
     print(json.dumps({k: v for k, v in figures.items() if k != "table"}, indent=2))
