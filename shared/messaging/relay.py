@@ -221,18 +221,21 @@ class OutboxListener:
 
     def run(self, stop: threading.Event) -> None:
         """Listen until stopped, reconnecting with a growing delay after a failure."""
-        backoff = 0.5
+        backoff, failed = 0.5, False
         while not stop.is_set():
             try:
                 with self.connect() as conn:
                     conn.execute(f'LISTEN "{self.channel}"')
                     self.listening.set()
                     self.signal.set()  # what committed while nobody listened
-                    backoff = 0.5
+                    if failed:
+                        log.info("outbox.listening_again", channel=self.channel)
+                    backoff, failed = 0.5, False
                     while not stop.is_set():
                         for _ in conn.notifies(timeout=self.wait_seconds):
                             self.signal.set()
             except Exception as exc:  # noqa: BLE001 - the listener outlives database outages
+                failed = True
                 log.warning("outbox.listen_failed", channel=self.channel, error=safe_error(exc),
                             retry_in_s=backoff)
             finally:
