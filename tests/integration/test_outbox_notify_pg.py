@@ -52,6 +52,7 @@ def _worker(engine: Engine) -> Iterator[ServiceRuntime]:
     worker = Worker(rt, consumers=False, jobs=False)
     worker.start()
     try:
+        assert [t.name for t in worker.threads] == ["toy-relay", "toy-outbox-listener"]
         yield rt
     finally:
         worker.stop()
