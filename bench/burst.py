@@ -2,15 +2,16 @@
 webhook page, first on a quiet system, then while a scheduling sweep announces the facts of
 1 % of 100,000 active therapies at once and a recall names 1,000 implanted pumps.
 
-Inventory, scheduling and alerts run as `hai serve` processes (as bench/time_to_page.py runs
-them) on their own databases and vhost. Scheduling's database is filled by COPY before it starts
+Inventory, scheduling and alerts run as deploy/Procfile runs them (each API alone, its work in
+worker processes: bench/time_to_page.py's PROCFILE_WORKERS; `--one-process`: each service one
+`hai serve`) on their own databases and vhost. Scheduling's database is filled by COPY before it starts
 (bench/sweep.py's load), with every appointment 20 days later than it will be, so that nothing
 is due yet; inventory gets the recalled pumps by COPY. The burst is one UPDATE that brings the
 due 1 % back to now (the next sweep announces them: due soon, overdue, near empty, pharmacy
 orders, late deliveries) and one `POST /v1/recalls`. The burst's alerts page a `default` on-call
 whose webhook is a small HTTP server in a process of its own.
 
-    .venv/bin/python -m bench.burst [--therapies 100000 --recall-pumps 1000 --rate 20]
+    .venv/bin/python -m bench.burst [--therapies 100000 --recall-pumps 1000 --rate 20] [--one-process]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import psycopg
 
 from bench import sweep
 from bench._infra import ok
-from bench.time_to_page import FlowLoad, System, system
+from bench.time_to_page import FlowLoad, System, _processes, system
 from services.alerts.handlers import queue_specs
 from tests.doubles import free_port
 
@@ -190,10 +191,10 @@ class BurstWatch:
 
 def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, pumps: int = 200,
         quiet_s: float = 20.0, burst_s: float = 40.0, timeout_s: float = 240.0,
-        split_alerts: bool = True) -> dict[str, Any]:
+        procfile: bool = True) -> dict[str, Any]:
     """Quiet phase, then the burst; returns the figures and a table for RESULTS.md.
-    `split_alerts`: alerts as deploy/Procfile runs it (API, flow worker, events worker), else
-    one `hai serve alerts` process as bench/time_to_page.py runs it."""
+    `procfile`: the services as deploy/Procfile runs them (each API alone, its work in workers:
+    bench.time_to_page.PROCFILE_WORKERS), else each one `hai serve` process."""
     seed_s: dict[str, float] = {}
     load_average = {"before": round(os.getloadavg()[0], 1)}
     sink_port = free_port()
@@ -202,7 +203,7 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
         with system("burst", env={"HAI_SWEEP_INTERVAL_SECONDS": str(SWEEP_INTERVAL_S)},
                     before_start=lambda dbs: seed_s.update(
                         scheduling=_seed_scheduling(dbs, therapies)),
-                    split_alerts=split_alerts) as sys_:
+                    procfile=procfile) as sys_:
             started = time.perf_counter()
             model_code = _seed_recalled_pumps(sys_, recall_pumps)
             seed_s["inventory"] = time.perf_counter() - started
@@ -227,7 +228,7 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
             load.finish(timeout_s=60)
             return _figures(load, watch, trigger, therapies=therapies, recall_pumps=recall_pumps,
                             rate=rate, seed_s=seed_s, load_average=load_average,
-                            split_alerts=split_alerts)
+                            procfile=procfile)
     finally:
         sink.terminate()
         sink.wait(10)
@@ -273,7 +274,7 @@ def _beside_quiet(measure: str, ours: float | None, base: float | None,
 
 def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies: int,
              recall_pumps: int, rate: float, seed_s: dict[str, float],
-             load_average: dict[str, float], split_alerts: bool) -> dict[str, Any]:
+             load_average: dict[str, float], procfile: bool) -> dict[str, Any]:
     quiet, burst, after = (load.figures(p) for p in ("quiet", "burst", "after"))
     state = watch.state
     raised_s = _seconds_after(state.get("last_raised"), trigger)
@@ -282,8 +283,7 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
     figures: dict[str, Any] = {
         "therapies": therapies, "due": therapies // sweep.DUE_EVERY, "recall_pumps": recall_pumps,
         "rate_per_s": rate, "pumps": len(load.pumps),
-        "alerts_processes": ("API, worker --queue alerts.flow, worker --queue alerts.events"
-                             if split_alerts else "one hai serve alerts (API and worker)"),
+        "processes": _processes(procfile),
         "seed_s": {k: round(v, 1) for k, v in seed_s.items()},
         "quiet": quiet, "burst": burst, "after": after, "pages_missing": missing,
         "page_before_201": load.early,
@@ -327,12 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst-s", type=float, default=40.0)
     parser.add_argument("--timeout-s", type=float, default=240.0,
                         help="how long to wait for the burst's alerts and pages")
-    parser.add_argument("--one-alerts-process", action="store_true",
-                        help="alerts as one `hai serve` process (API and worker together)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="each service one `hai serve` process (API and worker together), "
+                             "not deploy/Procfile's APIs and workers")
     args = parser.parse_args(argv)
     figures = run(therapies=args.therapies, recall_pumps=args.recall_pumps, rate=args.rate,
                   pumps=args.pumps, quiet_s=args.quiet_s, burst_s=args.burst_s,
-                  timeout_s=args.timeout_s, split_alerts=not args.one_alerts_process)
+                  timeout_s=args.timeout_s, procfile=not args.one_process)
     print(json.dumps({k: v for k, v in figures.items() if k != "table"}, indent=2, default=str))
     for row in figures["table"]:
         print(f"{row['measure']}: {row['ours']} (baseline {row['baseline']}; aim {row['aim']}: "

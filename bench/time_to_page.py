@@ -1,10 +1,12 @@
 """Time to page: from the 201 of a refill whose flow is abnormal to the webhook page arriving.
 
-Inventory, scheduling and alerts run as separate `hai serve` processes on their own PostgreSQL
-databases and a fresh RabbitMQ vhost; this process is the nurse (posting refills), the on-call's
-webhook receiver, and the on-call resolving each alert so that its pump can page again.
+Inventory, scheduling and alerts run as deploy/Procfile runs them (each API `--no-worker`, its
+background work in worker processes; `--one-process`: each service one `hai serve`), on their
+own PostgreSQL databases and a fresh RabbitMQ vhost; this process is the nurse (posting
+refills), the on-call's webhook receiver, and the on-call resolving each alert so that its pump
+can page again.
 
-    .venv/bin/python -m bench.time_to_page [--readings 1000 --rate 20 --pumps 150]
+    .venv/bin/python -m bench.time_to_page [--readings 1000 --rate 20 --pumps 150] [--one-process]
 """
 
 from __future__ import annotations
@@ -95,19 +97,28 @@ def _start(name: str, args: list[str], env: dict[str, str], logdir: Path) -> sub
                             stderr=subprocess.STDOUT, cwd=str(logdir))
 
 
-# alerts as deploy/Procfile runs it: its API alone, abnormal flows (and their pages) in a worker
-# of their own, and the rest of its events in another
-ALERTS_SPLIT = {"alerts_flow": ["worker", "alerts", "--queue", "alerts.flow"],
-                "alerts_events": ["worker", "alerts", "--queue", "alerts.events", "--nice", "10"]}
+# deploy/Procfile's topology: each service's API alone (`--no-worker`), its background work
+# (outbox relay, consumers, jobs) in worker processes; so an event an API commits reaches the
+# broker through another process's relay, as in production. Alerts' abnormal flow readings (and
+# their pages) have a worker of their own, the rest of its events another; scheduling and
+# inventory one worker each (the Procfile runs two: a second replica changes no path a page takes
+# and would take its share of the bench's CPU)
+PROCFILE_WORKERS = {
+    "inventory_worker": ["worker", "inventory"],
+    "scheduling_worker": ["worker", "scheduling"],
+    "alerts_flow": ["worker", "alerts", "--queue", "alerts.flow"],
+    "alerts_events": ["worker", "alerts", "--queue", "alerts.events", "--nice", "10"],
+}
 
 
 @contextmanager
 def system(label: str, *, env: dict[str, str] | None = None,
            before_start: Callable[[dict[str, str]], None] | None = None,
-           split_alerts: bool = False) -> Iterator[System]:
-    """Start the three services (each `hai serve`: API and worker in one process; alerts as
-    ALERTS_SPLIT when `split_alerts`) on a fresh vhost and databases (`before_start(dbs)` may
-    fill them first); stop them and drop everything after; print the log tails on a failure."""
+           procfile: bool = True) -> Iterator[System]:
+    """Start the three services on a fresh vhost and databases (`before_start(dbs)` may fill
+    them first): as deploy/Procfile runs them (PROCFILE_WORKERS) when `procfile`, else each one
+    `hai serve` process (API and worker together); stop them and drop everything after; print
+    the log tails on a failure."""
     token = mint_token("bench", ["admin"], secret=os.environ.get("HAI_JWT_SECRET", DEV_JWT_SECRET))
     with ExitStack() as stack:
         amqp = stack.enter_context(vhost(label))
@@ -126,11 +137,11 @@ def system(label: str, *, env: dict[str, str] | None = None,
                     **{f"HAI_{s.upper()}_DATABASE_URL": u for s, u in dbs.items()},
                     **{f"HAI_{s.upper()}_URL": u for s, u in urls.items()}, **(env or {})}
         procs = {s: _start(s, ["serve", s, "--port", str(ports[s])]
-                           + (["--no-worker"] if split_alerts and s == "alerts" else []),
+                           + (["--no-worker"] if procfile else []),
                            full_env, logdir) for s in dbs}
-        if split_alerts:
+        if procfile:
             procs.update({name: _start(name, args, full_env, logdir)
-                          for name, args in ALERTS_SPLIT.items()})
+                          for name, args in PROCFILE_WORKERS.items()})
         for proc in procs.values():
             stack.callback(stop_process, proc)
         try:
@@ -337,14 +348,21 @@ class FlowLoad:
 
 
 def run(readings: int = 1000, rate: float = 20.0, pumps: int = 150,
-        flow_factor: float = 1.5) -> dict[str, Any]:
-    """Run the benchmark; returns the figures (p50/p99/max in ms) and a table for RESULTS.md."""
-    with system("page") as sys_:
+        flow_factor: float = 1.5, procfile: bool = True) -> dict[str, Any]:
+    """Run the benchmark; returns the figures (p50/p99/max in ms) and a table for RESULTS.md.
+    `procfile`: the services as deploy/Procfile runs them, else each one `hai serve` process."""
+    with system("page", procfile=procfile) as sys_:
         load = FlowLoad(sys_, pumps=pumps, readings=readings, flow_factor=flow_factor)
         load.drive(readings, rate)
         load.finish()
-        return _figures(load, readings=readings, rate=rate)
+        return {**_figures(load, readings=readings, rate=rate), "processes": _processes(procfile)}
     raise AssertionError("unreachable")
+
+
+def _processes(procfile: bool) -> str:
+    """How the services ran, for the figures."""
+    return ("as deploy/Procfile: each API --no-worker, workers: " + ", ".join(PROCFILE_WORKERS)
+            if procfile else "each service one hai serve process (API and worker)")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -385,8 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readings", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0, help="readings per second")
     parser.add_argument("--pumps", type=int, default=150)
+    parser.add_argument("--one-process", action="store_true",
+                        help="each service one `hai serve` process (API and worker together), "
+                             "not deploy/Procfile's APIs and workers")
     args = parser.parse_args(argv)
-    figures = run(readings=args.readings, rate=args.rate, pumps=args.pumps)
+    figures = run(readings=args.readings, rate=args.rate, pumps=args.pumps,
+                  procfile=not args.one_process)
     print(json.dumps({k: v for k, v in figures.items() if k != "table"}, indent=2))
     if figures.get("pages"):
         print(f"time to page: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "

@@ -138,6 +138,12 @@ def define_platform_tables(metadata: MetaData) -> PlatformTables:
     return PlatformTables(outbox=outbox, inbox=inbox, idempotency=idempotency, audit=audit)
 
 
+def outbox_channel(service: str) -> str:
+    """The PostgreSQL channel notified when a transaction that wrote `service`'s outbox commits
+    (the outbox's trigger, `shared.migrations.create_outbox_notify`); its relays LISTEN on it."""
+    return f"hai_outbox_{service}"
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for a service's database; SQLite files get their folder, WAL and a busy timeout."""
     # a failed statement's error names the statement, never its values (they may be an MRN)

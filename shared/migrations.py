@@ -7,9 +7,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, text
+from sqlalchemy import Connection, MetaData, text
 
-from shared.db import make_engine
+from shared.db import make_engine, outbox_channel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +40,30 @@ def upgrade(service: str, url: str, revision: str = "head") -> None:
                 lock_conn.commit()
     finally:
         engine.dispose()
+
+
+def create_outbox_notify(conn: Connection, service: str) -> None:
+    """PostgreSQL: every statement that inserts outbox rows notifies `outbox_channel(service)`,
+    delivered when (and only if) its transaction commits, once per transaction: the relays of
+    the service's other processes (`hai worker`) wake at once rather than at their next poll.
+    A trigger, not a NOTIFY sent by the unit of work: no round trip, and every writer of the
+    outbox (COPY too) is covered. Elsewhere (SQLite: one process) nothing."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(text(
+        "CREATE OR REPLACE FUNCTION hai_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN PERFORM pg_notify(TG_ARGV[0], ''); RETURN NULL; END $$"))
+    conn.execute(text(
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT "
+        f"EXECUTE FUNCTION hai_outbox_notify('{outbox_channel(service)}')"))
+
+
+def drop_outbox_notify(conn: Connection) -> None:
+    """Undo `create_outbox_notify`."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(text("DROP TRIGGER IF EXISTS outbox_notify ON outbox"))
+    conn.execute(text("DROP FUNCTION IF EXISTS hai_outbox_notify()"))
 
 
 def make_revision(service: str, url: str, message: str) -> None:

@@ -22,7 +22,7 @@ from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping
 from shared.logging import safe_error
 from shared.messaging.base import Bus, Outcome, QueueSpec
 from shared.messaging.consumer import BatchHandler, EventConsumer, Handler
-from shared.messaging.relay import OutboxRelay
+from shared.messaging.relay import OutboxListener, OutboxRelay
 from shared.metrics import SystemCollector, watch_queues
 from shared.settings import Settings
 
@@ -198,6 +198,11 @@ class Worker:
                 on_published=rt.events_published.inc,
             )
             self._spawn(f"{rt.name}-relay", relay.run, self.stop_event)
+            if rt.engine.dialect.name == "postgresql":
+                # an API in another process (`hai serve --no-worker`) commits most events: its
+                # commit's NOTIFY wakes this relay, which otherwise sees them at its next poll
+                listener = OutboxListener(rt.engine, rt.name, rt.uow_factory.outbox_signal)
+                self._spawn(f"{rt.name}-outbox-listener", listener.run, self.stop_event)
         if self._consumers:
             for sub in rt.subscriptions:
                 if self.queues is not None and sub.queue.name not in self.queues:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import BigInteger, any_, bindparam, select, update
+from sqlalchemy import BigInteger, Engine, any_, bindparam, select, update
 from sqlalchemy.dialects import postgresql
 
-from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres
+from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres, outbox_channel
 from shared.logging import safe_error
 from shared.messaging.base import OutgoingMessage, Publisher
 
@@ -136,7 +136,8 @@ class OutboxRelay:
             self._publisher = None
 
     def run(self, stop: threading.Event) -> None:
-        """Relay until stopped: at once after a local commit, else every poll interval.
+        """Relay until stopped: at once when woken (a commit of this process that published,
+        or another process's, through `OutboxListener`), else every poll interval.
 
         On PostgreSQL, while there is a backlog (full batches), the relay keeps the broker busy:
         it claims and sends the next batch before it waits for the confirms of the one before,
@@ -184,3 +185,60 @@ class OutboxRelay:
         while in_flight:
             in_flight.pop().uow.__exit__(None, None, None)
         self._drop_publisher()
+
+
+class OutboxListener:
+    """Wakes a relay when another process commits outbox rows: PostgreSQL LISTEN on the
+    service's channel (the outbox's trigger notifies it at commit), on a connection of its own.
+
+    Only a wake-up: the relay still polls, so a listener that is down (database outage,
+    failover, a connection on a frozen node) makes events wait for the poll, never lost. It
+    reconnects after any failure, and wakes the relay once it listens again (events committed
+    while nobody listened)."""
+
+    def __init__(self, engine: Engine, service: str, signal: threading.Event, *,
+                 wait_seconds: float = 1.0, retry_max_seconds: float = 10.0) -> None:
+        self.engine = engine
+        self.channel = outbox_channel(service)
+        self.signal = signal
+        self.wait_seconds = wait_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self.listening = threading.Event()  # set while LISTEN holds (for readiness and tests)
+
+    def connect(self) -> Any:
+        """An autocommit psycopg connection with the engine's own connection parameters (its
+        URL's hosts, `target_session_attrs`: LISTEN must reach the primary), outside its pool;
+        TCP keepalives find a peer that vanished without a word."""
+        import psycopg
+
+        _args, params = self.engine.dialect.create_connect_args(self.engine.url)
+        params.pop("context", None)  # SQLAlchemy's type adapters: nothing goes through them here
+        for key, value in (("keepalives", 1), ("keepalives_idle", 10),
+                           ("keepalives_interval", 5), ("keepalives_count", 3),
+                           ("connect_timeout", 10)):
+            params.setdefault(key, value)
+        return psycopg.connect(autocommit=True, **params)
+
+    def run(self, stop: threading.Event) -> None:
+        """Listen until stopped, reconnecting with a growing delay after a failure."""
+        backoff, failed = 0.5, False
+        while not stop.is_set():
+            try:
+                with self.connect() as conn:
+                    conn.execute(f'LISTEN "{self.channel}"')
+                    self.listening.set()
+                    self.signal.set()  # what committed while nobody listened
+                    if failed:
+                        log.info("outbox.listening_again", channel=self.channel)
+                    backoff, failed = 0.5, False
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=self.wait_seconds):
+                            self.signal.set()
+            except Exception as exc:  # noqa: BLE001 - the listener outlives database outages
+                failed = True
+                log.warning("outbox.listen_failed", channel=self.channel, error=safe_error(exc),
+                            retry_in_s=backoff)
+            finally:
+                self.listening.clear()
+            stop.wait(backoff)
+            backoff = min(backoff * 2, self.retry_max_seconds)

@@ -12,7 +12,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from shared.db import make_engine
+from shared.clock import SystemClock
+from shared.db import UnitOfWorkFactory, make_engine, outbox_channel
+from shared.messaging.relay import OutboxListener
 from shared.migrations import alembic_config, upgrade
 
 SERVICES = ("inventory", "scheduling", "alerts", "hl7_bridge")
@@ -46,3 +48,25 @@ def test_migrations_build_the_models_schema_on_sqlite(service: str, tmp_path: Pa
 def test_migrations_build_the_models_schema_on_postgres(
         service: str, pg_database: Callable[[str], str]) -> None:
     assert _diff(service, pg_database(service)) == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_commit_that_wrote_the_outbox_notifies_the_services_relays_on_postgres(
+        service: str, pg_database: Callable[[str], str]) -> None:
+    url = pg_database(service)
+    upgrade(service, url)
+    platform = importlib.import_module(f"services.{service}.models").platform
+    engine = make_engine(url)
+    factory = UnitOfWorkFactory(engine, platform, SystemClock(), service)
+    try:
+        with OutboxListener(engine, service, factory.outbox_signal).connect() as listening:
+            listening.execute(f'LISTEN "{outbox_channel(service)}"')
+            with factory() as uow:  # rolled back: nothing to wake anyone for
+                uow.publish_raw("test.rolled.back", {})
+            with factory.begin() as uow:  # two statements, one transaction: one notification
+                uow.publish_raw("test.one", {})
+                uow.publish_many_raw([("test.two", {}, None), ("test.three", {}, None)])
+            got = list(listening.notifies(timeout=2.0))
+        assert [n.channel for n in got] == [outbox_channel(service)]
+    finally:
+        engine.dispose()

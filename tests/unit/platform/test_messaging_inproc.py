@@ -168,3 +168,18 @@ def test_a_subscription_s_batch_bounds_the_events_of_one_transaction(tmp_path):
     finally:
         worker.stop()
     assert len(commits) == 3, commits
+
+
+def test_a_worker_on_sqlite_wakes_its_relay_in_process_and_listens_for_nothing(tmp_path):
+    """One process on SQLite: the commit wakes the relay directly; no PostgreSQL listener."""
+    from shared.runtime import Worker
+
+    bus, rt, _, _ = _setup(tmp_path)
+    worker = Worker(rt, consumers=False, jobs=False)
+    try:
+        worker.start()
+        assert [t.name for t in worker.threads] == ["toy-relay"]
+        _publish(rt)
+        wait_until(lambda: bus.depth(QUEUE.name) == 1, what="the event relayed")
+    finally:
+        worker.stop()
