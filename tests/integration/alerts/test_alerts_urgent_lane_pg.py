@@ -37,10 +37,11 @@ def bus() -> InProcessBus:
 
 @pytest.fixture
 def h(tmp_path, pg_database: Callable[[str], str], bus: InProcessBus) -> Iterator[Harness]:
-    harness = pg_alerts(tmp_path, pg_database("alerts"), MovableClock(T0), bus,
-                        pager_urgent_grace_seconds=GRACE_SECONDS)
-    yield harness
-    harness.runtime.engine.dispose()
+    """Alerts where a worker of abnormal flows runs the urgent lane (deploy/local.env's grace)."""
+    with_a_lane = pg_alerts(tmp_path, pg_database("alerts"), MovableClock(T0), bus,
+                            pager_urgent_grace_seconds=GRACE_SECONDS)
+    yield with_a_lane
+    with_a_lane.runtime.engine.dispose()
 
 
 def urgent_lane(h: Harness, alert_id: str) -> dict[str, int]:
