@@ -58,6 +58,7 @@ DEFAULT_CENTER = "default"  # the on-call used for alerts of a center without on
 CLAIM_BATCH = 50
 RATE_WINDOW_SECONDS = 60  # the per-recipient page limit counts the messages of the last minute
 MAX_PARALLEL_SENDS = 16
+URGENT_LANE = "urgent"  # a targeted pass's pages (the flow worker's), so marked on the timeline
 
 
 # ---- planning (inside the transaction that decides) ----------------------------------------
@@ -455,17 +456,18 @@ Sent = tuple[Claim, str | None, Delivery | None]  # a claim, its send's error (N
 
 
 def record_results(uow_factory: UnitOfWorkFactory, sent: Sequence[Sent], *,
-                   settings: AlertsSettings) -> list[str]:
+                   settings: AlertsSettings, lane: str | None = None) -> list[str]:
     """Record how the sends of one pass went, all in one transaction (one commit for the pass,
     not one per page: the lane is free for the next pages sooner); the new status of each
-    claim's first page, in order. Each page is recorded only while this worker holds its claim."""
+    claim's first page, in order. Each page is recorded only while this worker holds its claim.
+    `lane`: the pager's lane that sent them (`urgent`), said on the timeline's `paged`."""
     if not sent:
         return []
     with uow_factory() as uow:
         pages = _pages_to_record(uow, [notification_id for claim, _, _ in sent
                                        for notification_id in _carried(claim)])
         statuses = [[_record(uow, *pages[notification_id], claim, error, settings=settings,
-                             delivery=delivery)
+                             delivery=delivery, lane=lane)
                      for notification_id in _carried(claim)]
                     for claim, error, delivery in sent]
         uow.commit()
@@ -488,7 +490,7 @@ def _pages_to_record(uow: UnitOfWork, ids: Sequence[str]) -> dict[str, tuple[Not
 
 
 def _record(uow: UnitOfWork, n: Notification, alert: Alert, claim: Claim, error: str | None, *,
-            settings: AlertsSettings, delivery: Delivery | None) -> str:
+            settings: AlertsSettings, delivery: Delivery | None, lane: str | None) -> str:
     if n.status != NotificationStatus.SENDING or n.claim_token != claim.token:
         log.warning("page.claim_lost", notification_id=n.id, status=n.status)
         return "claim_lost"
@@ -507,6 +509,8 @@ def _record(uow: UnitOfWork, n: Notification, alert: Alert, claim: Claim, error:
             entry.update(route=delivery.route, failed=list(delivery.failed))
         if claim.page.others:
             entry.update(message_id=n.message_id, alerts_in_page=len(claim.page.others) + 1)
+        if lane:
+            entry.update(lane=lane)
         timeline(uow, alert, SYSTEM, "paged", entry)
         if delivery.delivered:
             advance_receipt(uow, n, alert, NotificationStatus.DELIVERED, actor=SYSTEM)
@@ -596,7 +600,8 @@ def sweep_once(runtime: ServiceRuntime, *, timed: bool = True,
     facts.update({k: v for k, v in (("woken", woken), ("released", released)) if v})
     sent: list[Sent] = [(claim, outcome, None) if isinstance(outcome, str) else (claim, None, outcome)
                         for claim, outcome in zip(claims, outcomes, strict=True)]
-    statuses = record_results(runtime.uow_factory, sent, settings=settings)
+    statuses = record_results(runtime.uow_factory, sent, settings=settings,
+                              lane=None if everything else URGENT_LANE)
     for claim, status in zip(claims, statuses, strict=True):
         counted = NotificationStatus.SENT if status in RECEIPT_STATUSES else status
         facts[counted] = facts.get(counted, 0) + max(1, len(claim.notification_ids))

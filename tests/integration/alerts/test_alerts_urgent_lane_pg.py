@@ -24,6 +24,7 @@ from tests.integration.alerts.test_alerts_paging_loop_pg import (
     put,
     sweep,
     the_alert,
+    timeline,
 )
 from tests.integration.alerts.test_alerts_pg import pg_alerts
 
@@ -64,6 +65,7 @@ def test_a_bulk_pass_leaves_a_fresh_flow_page_to_the_urgent_lane(h: Harness, bus
         assert urgent_lane(h, flow)["sent"] == 1
     assert [p["alert"]["kind"] for p in hook.pages] == ["reservoir_near_empty", "flow_abnormal"]
     assert [(p["status"], p["attempts"]) for p in pages_of(h, flow)] == [("sent", 1)]
+    assert [e["details"].get("lane") for e in timeline(h, flow) if e["action"] == "paged"] == ["urgent"]
 
 
 def test_past_the_grace_any_pass_sends_a_flow_page_the_urgent_lane_did_not(
@@ -76,6 +78,8 @@ def test_past_the_grace_any_pass_sends_a_flow_page_the_urgent_lane_did_not(
         clock(h).advance(seconds=GRACE_SECONDS + 0.5)
         assert sweep(h)["sent"] == 1
     assert [p["alert"]["pump_serial"] for p in hook.pages] == ["SN1"]
+    flow = the_alert(h, pump_serial="SN1")["id"]
+    assert [e["details"].get("lane") for e in timeline(h, flow) if e["action"] == "paged"] == [None]
 
 
 def test_one_urgent_page_is_claimed_and_recorded_in_six_statements_and_two_commits(
