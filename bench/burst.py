@@ -103,6 +103,11 @@ def _burst_state(sys_: System, since: datetime) -> dict[str, Any]:
             "count(*) FILTER (WHERE n.status IN ('pending', 'retrying', 'sending')), "
             "max(n.sent_at) FROM notifications n JOIN alerts a ON a.id = n.alert_id "
             "WHERE a.center LIKE 'C%%' AND a.first_raised_at >= %s", (since,)).fetchone() or (0, 0, None)
+        # the abnormal flows' pages by the pager's lane that sent them (the timeline's `paged`)
+        urgent, flow_paged = conn.execute(
+            "SELECT count(*) FILTER (WHERE e.details->>'lane' = 'urgent'), count(*) "
+            "FROM alert_events e JOIN alerts a ON a.id = e.alert_id WHERE e.action = 'paged' "
+            "AND a.kind = 'flow_abnormal' AND e.at >= %s", (since,)).fetchone() or (0, 0)
         alerts_outbox = _unpublished(conn)
         handled = {row[0] for row in conn.execute(
             "SELECT event_id FROM inbox WHERE consumer = %s AND processed_at >= %s",
@@ -117,6 +122,7 @@ def _burst_state(sys_: System, since: datetime) -> dict[str, Any]:
                 (since, EVENTS_ROUTING_KEYS))}
     return {"alerts": alerts, "last_raised": last_raised, "pages_sent": sent,
             "pages_unsent": unsent, "last_sent": last_sent, "outbox_unpublished": outboxes,
+            "flow_pages_by_lane": {"urgent": urgent, "bulk": flow_paged - urgent},
             "alerts_queue_ready": _queue_ready(sys_.amqp_url, EVENTS_QUEUE.name),
             # announced since the trigger for alerts.events, and not yet committed by its
             # consumers: the ready count misses those a consumer holds in a batch not yet done
@@ -289,6 +295,8 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
         "page_before_201": load.early,
         "burst_alerts": state.get("alerts"), "burst_alerts_all_raised_s": raised_s,
         "burst_pages_sent": state.get("pages_sent"), "burst_pages_all_sent_s": sent_s,
+        # abnormal flows' pages since the trigger, by the lane that sent them
+        "burst_flow_pages_by_lane": state.get("flow_pages_by_lane"),
         "burst_watch_timed_out": watch.timed_out, "burst_progress": watch.progress,
         # the machine's 1-minute load average (2 cores, shared): before the run, end of the burst
         "load_average": load_average,

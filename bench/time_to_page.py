@@ -134,6 +134,8 @@ def system(label: str, *, env: dict[str, str] | None = None,
         # HAI_PAGE_RATE_PER_MINUTE) is lifted, so that each page is one page and is measured
         full_env = {**os.environ, "HAI_AMQP_URL": amqp, "HAI_LOG_LEVEL": "WARNING",
                     "HAI_PAGE_RATE_PER_MINUTE": "1000000",
+                    # as deploy/local.env: a flow's first page is the urgent lane's (split alerts)
+                    "HAI_PAGER_URGENT_GRACE_SECONDS": "2",
                     **{f"HAI_{s.upper()}_DATABASE_URL": u for s, u in dbs.items()},
                     **{f"HAI_{s.upper()}_URL": u for s, u in urls.items()}, **(env or {})}
         procs = {s: _start(s, ["serve", s, "--port", str(ports[s])]

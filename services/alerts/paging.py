@@ -20,15 +20,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from services.alerts import centers
 from services.alerts.channels import Channels, Delivery, PageMessage, SendError, page_alert
@@ -41,6 +41,7 @@ from shared import tracing
 from shared.contracts.alerts import AlertRaisedData, NotificationData, PageFailedData, PageSentData
 from shared.contracts.vocabulary import (
     RECEIPT_STATUSES,
+    AlertKind,
     AlertStatus,
     NotificationStatus,
     Severity,
@@ -57,6 +58,7 @@ DEFAULT_CENTER = "default"  # the on-call used for alerts of a center without on
 CLAIM_BATCH = 50
 RATE_WINDOW_SECONDS = 60  # the per-recipient page limit counts the messages of the last minute
 MAX_PARALLEL_SENDS = 16
+URGENT_LANE = "urgent"  # a targeted pass's pages (the flow worker's), so marked on the timeline
 
 
 # ---- planning (inside the transaction that decides) ----------------------------------------
@@ -284,7 +286,10 @@ def lease_seconds(settings: AlertsSettings) -> float:
 def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
               limit: int = CLAIM_BATCH, alert_ids: Collection[str] | None = None) -> list[Claim]:
     """Claim due pages (pending, retrying, or sending with an expired lease) and commit the claim;
-    with `alert_ids`, only the pages of those alerts.
+    with `alert_ids`, only the pages of those alerts (the urgent lane).
+
+    Without `alert_ids`, the first page of an abnormal flow younger than
+    HAI_PAGER_URGENT_GRACE_SECONDS is left to the urgent lane.
 
     Storms: a recipient gets at most HAI_PAGE_RATE_PER_MINUTE page messages a minute. When more
     pages are due for one than that leaves room for, they go as one page listing them all; when
@@ -292,18 +297,24 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
     claims: list[Claim] = []
     with uow_factory() as uow:
         now = uow.now()
-        waiting = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
-        due = ((Notification.status.in_(waiting) & (Notification.next_attempt_at <= now))
-               | ((Notification.status == NotificationStatus.SENDING) & (Notification.claimed_until <= now)))
-        stmt = (select(Notification, Alert).join(Alert, Alert.id == Notification.alert_id)
-                .where(due).order_by(Notification.next_attempt_at).limit(limit))
+        # one statement finds, locks and sizes the pages: each row carries its recipient's
+        # messages of the minute (the storm limit's room) and the signing secret of its on-call
+        stmt = (select(Notification, Alert, MESSAGES_OF_THE_MINUTE, FIRST_OF_THE_MINUTE,
+                       OncallSchedule.webhook_secret)
+                .join(Alert, Alert.id == Notification.alert_id)
+                .outerjoin(OncallSchedule, OncallSchedule.center == Notification.oncall_center)
+                .where(_due(now)).order_by(Notification.next_attempt_at).limit(limit))
         if alert_ids is not None:
             stmt = stmt.where(Notification.alert_id.in_(sorted(alert_ids)))
+        elif settings.pager_urgent_grace_seconds:
+            stmt = stmt.where(~_urgent_lanes(now, settings.pager_urgent_grace_seconds))
         if is_postgres(uow.session):
             stmt = stmt.with_for_update(skip_locked=True, of=Notification)
-        rows = [(row[0], row[1]) for row in uow.session.execute(stmt).all()]
         by_recipient: dict[tuple[str, str, str], list[tuple[Notification, Alert]]] = {}
-        for notification, alert in rows:
+        rooms: dict[tuple[str, str, str], tuple[int, datetime]] = {}
+        secrets: dict[str, str | None] = {}
+        window = {"rate_window_start": now - timedelta(seconds=RATE_WINDOW_SECONDS)}
+        for notification, alert, messages, oldest, secret in uow.session.execute(stmt, window).all():
             if alert.status != AlertStatus.FIRING:
                 if _set_if_unchanged(uow, notification, status=NotificationStatus.CANCELLED,
                                      claimed_until=None,
@@ -313,34 +324,60 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                 continue
             key = (notification.recipient, notification.channel, notification.address)
             by_recipient.setdefault(key, []).append((notification, alert))
+            rooms.setdefault(key, _room_left(messages, oldest, now=now, settings=settings))
+            if notification.oncall_center:
+                secrets[notification.id] = secret
         for key, group in by_recipient.items():
-            left, frees_at = _room(uow, key, now=now, settings=settings)
+            left, frees_at = rooms[key]
             if left <= 0:
                 _hold(uow, group, until=frees_at, settings=settings)
             elif len(group) <= left:
-                claims.extend(c for c in (_claim(uow, [row], now=now, settings=settings)
-                                          for row in group) if c is not None)
+                claims.extend(c for c in (_claim(uow, [row], now=now, settings=settings,
+                                                 secrets=secrets) for row in group) if c is not None)
             else:
-                claim = _claim(uow, group[:settings.page_group_max], now=now, settings=settings)
+                claim = _claim(uow, group[:settings.page_group_max], now=now, settings=settings,
+                               secrets=secrets)
                 claims.extend([claim] if claim is not None else [])
         uow.commit()
     return claims
 
 
-def _room(uow: UnitOfWork, key: tuple[str, str, str], *, now: datetime,
-          settings: AlertsSettings) -> tuple[int, datetime]:
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Pages due now: waiting for their time, or claimed by a worker whose lease ran out."""
+    waiting = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
+    return ((Notification.status.in_(waiting) & (Notification.next_attempt_at <= now))
+            | ((Notification.status == NotificationStatus.SENDING) & (Notification.claimed_until <= now)))
+
+
+def _urgent_lanes(now: datetime, grace_seconds: float) -> ColumnElement[bool]:
+    """The first page of an abnormal flow, planned less than the grace ago: the urgent lane's."""
+    return and_(Alert.kind == AlertKind.FLOW_ABNORMAL, Notification.level == 1,
+                Notification.status == NotificationStatus.PENDING,
+                Notification.created_at > now - timedelta(seconds=grace_seconds))
+
+
+def _messages_of_the_minute() -> tuple[ScalarSelect[int], ScalarSelect[datetime]]:
+    """Per page row: how many page messages its recipient got since `rate_window_start` (a
+    minute ago), and when the oldest of them went: correlated subqueries, so that the claim's one
+    statement sizes the storm limit's room (built once: building them costs more than the query)."""
+    sent = aliased(Notification)
+    message = func.coalesce(sent.message_id, sent.id)
+    of_the_minute = (select().where(
+        sent.recipient == Notification.recipient, sent.channel == Notification.channel,
+        sent.address == Notification.address, sent.sent_at > bindparam("rate_window_start")))
+    return (of_the_minute.add_columns(func.count(message.distinct())).scalar_subquery(),
+            of_the_minute.add_columns(func.min(sent.sent_at)).scalar_subquery())
+
+
+MESSAGES_OF_THE_MINUTE, FIRST_OF_THE_MINUTE = _messages_of_the_minute()
+
+
+def _room_left(messages: int | None, oldest: datetime | None, *, now: datetime,
+               settings: AlertsSettings) -> tuple[int, datetime]:
     """How many more page messages the recipient may get in this minute, and when the oldest
     message of the minute stops counting."""
-    recipient, channel, address = key
-    message = func.coalesce(Notification.message_id, Notification.id)
-    rows = uow.session.execute(
-        select(message, func.min(Notification.sent_at))
-        .where(Notification.recipient == recipient, Notification.channel == channel,
-               Notification.address == address,
-               Notification.sent_at > now - timedelta(seconds=RATE_WINDOW_SECONDS))
-        .group_by(message)).all()
-    oldest: datetime = min((row[1] for row in rows if row[1] is not None), default=now)
-    return settings.page_rate_per_minute - len(rows), oldest + timedelta(seconds=RATE_WINDOW_SECONDS)
+    return (settings.page_rate_per_minute - (messages or 0),
+            (oldest or now) + timedelta(seconds=RATE_WINDOW_SECONDS))
 
 
 def _hold(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, until: datetime,
@@ -354,8 +391,9 @@ def _hold(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, until: da
 
 
 def _claim(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, now: datetime,
-           settings: AlertsSettings) -> Claim | None:
-    """Claim the pages of one message (one page, or a storm's list for one recipient)."""
+           settings: AlertsSettings, secrets: dict[str, str | None]) -> Claim | None:
+    """Claim the pages of one message (one page, or a storm's list for one recipient);
+    `secrets`: the signing secrets the claim's statement read, by page."""
     token = new_id()
     held = [(n, a) for n, a in group
             if _set_if_unchanged(uow, n, status=NotificationStatus.SENDING, claim_token=token,
@@ -372,7 +410,8 @@ def _claim(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, now: dat
         address=notification.address, recipient=notification.recipient,
         level=notification.level, alert=page_alert(alert_json(alert)),
         ack_url=ack_url(settings, alert.id, notification.id),
-        webhook_secret=signing_secret(uow, notification, alert) if webhook else None,
+        webhook_secret=((secrets[notification.id] if notification.id in secrets
+                         else signing_secret(uow, notification, alert)) if webhook else None),
         fallbacks=fallbacks,
         others=tuple({**page_alert(alert_json(a)), "notification_id": n.id,
                       "ack_url": ack_url(settings, a.id, n.id)} for n, a in held[1:]),
@@ -417,32 +456,44 @@ Sent = tuple[Claim, str | None, Delivery | None]  # a claim, its send's error (N
 
 
 def record_results(uow_factory: UnitOfWorkFactory, sent: Sequence[Sent], *,
-                   settings: AlertsSettings) -> list[str]:
+                   settings: AlertsSettings, lane: str | None = None) -> list[str]:
     """Record how the sends of one pass went, all in one transaction (one commit for the pass,
     not one per page: the lane is free for the next pages sooner); the new status of each
-    claim's first page, in order. Each page is recorded only while this worker holds its claim."""
+    claim's first page, in order. Each page is recorded only while this worker holds its claim.
+    `lane`: the pager's lane that sent them (`urgent`), said on the timeline's `paged`."""
     if not sent:
         return []
     with uow_factory() as uow:
-        statuses = [[_record(uow, notification_id, claim, error, settings=settings,
-                             delivery=delivery)
-                     for notification_id in claim.notification_ids or (claim.page.notification_id,)]
+        pages = _pages_to_record(uow, [notification_id for claim, _, _ in sent
+                                       for notification_id in _carried(claim)])
+        statuses = [[_record(uow, *pages[notification_id], claim, error, settings=settings,
+                             delivery=delivery, lane=lane)
+                     for notification_id in _carried(claim)]
                     for claim, error, delivery in sent]
         uow.commit()
     return [first for first, *_ in statuses]
 
 
-def _record(uow: UnitOfWork, notification_id: str, claim: Claim, error: str | None, *,
-            settings: AlertsSettings, delivery: Delivery | None) -> str:
-    stmt = select(Notification).where(Notification.id == notification_id)
+def _carried(claim: Claim) -> tuple[str, ...]:
+    """The pages a claim's message carried (one, or a storm's list)."""
+    return claim.notification_ids or (claim.page.notification_id,)
+
+
+def _pages_to_record(uow: UnitOfWork, ids: Sequence[str]) -> dict[str, tuple[Notification, Alert]]:
+    """The pages of a pass with their alerts, locked, in one statement (in id order, so that two
+    transactions locking several pages never wait on each other crosswise)."""
+    stmt = (select(Notification, Alert).join(Alert, Alert.id == Notification.alert_id)
+            .where(Notification.id.in_(sorted(set(ids)))).order_by(Notification.id))
     if is_postgres(uow.session):
-        stmt = stmt.with_for_update()
-    n = uow.session.execute(stmt).scalar_one()
+        stmt = stmt.with_for_update(of=Notification)
+    return {n.id: (n, alert) for n, alert in uow.session.execute(stmt).all()}
+
+
+def _record(uow: UnitOfWork, n: Notification, alert: Alert, claim: Claim, error: str | None, *,
+            settings: AlertsSettings, delivery: Delivery | None, lane: str | None) -> str:
     if n.status != NotificationStatus.SENDING or n.claim_token != claim.token:
         log.warning("page.claim_lost", notification_id=n.id, status=n.status)
         return "claim_lost"
-    alert = uow.session.get(Alert, n.alert_id)
-    assert alert is not None
     now = uow.now()
     n.claimed_until = None
     n.claim_token = None
@@ -458,6 +509,8 @@ def _record(uow: UnitOfWork, notification_id: str, claim: Claim, error: str | No
             entry.update(route=delivery.route, failed=list(delivery.failed))
         if claim.page.others:
             entry.update(message_id=n.message_id, alerts_in_page=len(claim.page.others) + 1)
+        if lane:
+            entry.update(lane=lane)
         timeline(uow, alert, SYSTEM, "paged", entry)
         if delivery.delivered:
             advance_receipt(uow, n, alert, NotificationStatus.DELIVERED, actor=SYSTEM)
@@ -537,11 +590,9 @@ def sweep_once(runtime: ServiceRuntime, *, timed: bool = True,
                 else 0)
     claims = claim_due(runtime.uow_factory, settings=settings, alert_ids=alert_ids)
     channels = state.channels
-    if len(claims) <= 1:
-        outcomes = [send(channels, c) for c in claims]
-    else:
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SENDS, len(claims))) as pool:
-            outcomes = list(pool.map(lambda c: send(channels, c), claims))
+    # one page goes on this thread; several in parallel, on the runtime's threads (made once)
+    outcomes = ([send(channels, c) for c in claims] if len(claims) <= 1
+                else list(state.senders.map(lambda c: send(channels, c), claims)))
     facts: dict[str, int] = {"escalated": escalated, "claimed": len(claims),
                              NotificationStatus.SENT: 0, NotificationStatus.RETRYING: 0,
                              NotificationStatus.FAILED: 0, "claim_lost": 0}
@@ -549,7 +600,8 @@ def sweep_once(runtime: ServiceRuntime, *, timed: bool = True,
     facts.update({k: v for k, v in (("woken", woken), ("released", released)) if v})
     sent: list[Sent] = [(claim, outcome, None) if isinstance(outcome, str) else (claim, None, outcome)
                         for claim, outcome in zip(claims, outcomes, strict=True)]
-    statuses = record_results(runtime.uow_factory, sent, settings=settings)
+    statuses = record_results(runtime.uow_factory, sent, settings=settings,
+                              lane=None if everything else URGENT_LANE)
     for claim, status in zip(claims, statuses, strict=True):
         counted = NotificationStatus.SENT if status in RECEIPT_STATUSES else status
         facts[counted] = facts.get(counted, 0) + max(1, len(claim.notification_ids))
@@ -626,6 +678,9 @@ class Pager:
     page_failures: Counter
     # `hai_heartbeat_ping_failures_total`: pings of HAI_HEARTBEAT_URL that did not get through
     heartbeat_failures: Counter
+    # the threads that send a pass's pages in parallel, kept for the next pass
+    senders: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=MAX_PARALLEL_SENDS, thread_name_prefix="alerts-page-send"))
 
     @classmethod
     def attach_to(cls, runtime: ServiceRuntime) -> Pager:

@@ -36,6 +36,12 @@ class AlertsSettings(ServiceAddresses):
     page_first_retry_seconds: float = 2.0
     page_timeout_seconds: float = 5.0
     page_sweep_seconds: float = 1.0  # how often the pager looks for due pages and escalations
+    # where a worker of abnormal flows runs the urgent lane (deploy/Procfile's alerts_flow): the
+    # other pager passes (the sweep job, the kick after an `alerts.events` commit, run by workers
+    # of bulk work at a lower CPU priority) leave an abnormal flow's first page to that lane this
+    # long, so that they never claim it and hold it behind a burst's hundreds; past it any pass
+    # sends it (the lane's worker down or late). 0: no urgent lane, any pass takes it at once
+    pager_urgent_grace_seconds: float = Field(default=0.0, ge=0.0, le=60.0)
     # consumers of `alerts.events` per worker on RabbitMQ (one on the in-process bus): a sweep's
     # burst is handled by several transactions at once, each waiting on the database in turn
     alerts_event_consumers: int = Field(default=3, ge=1, le=16)

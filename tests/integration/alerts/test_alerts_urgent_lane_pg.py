@@ -1,0 +1,102 @@
+"""The urgent lane on PostgreSQL: an abnormal flow's first page is the flow worker's to send
+(the bulk workers' passes leave it alone for HAI_PAGER_URGENT_GRACE_SECONDS, then take it, so
+that a dead flow worker never loses a page), and what one urgent page costs the database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import event as sa_event
+
+from services.alerts import paging
+from shared.clock import MovableClock
+from shared.events import EventType
+from shared.messaging.inproc import InProcessBus
+from tests.doubles import webhook
+from tests.factories import T0, flow_recorded, reservoir_near_empty
+from tests.helpers import Harness, emit
+from tests.integration.alerts.test_alerts_api import clock
+from tests.integration.alerts.test_alerts_paging_loop_pg import (
+    member,
+    oncall,
+    pages_of,
+    put,
+    sweep,
+    the_alert,
+    timeline,
+)
+from tests.integration.alerts.test_alerts_pg import pg_alerts
+
+GRACE_SECONDS = 2.0
+
+
+@pytest.fixture
+def bus() -> InProcessBus:
+    return InProcessBus()
+
+
+@pytest.fixture
+def h(tmp_path, pg_database: Callable[[str], str], bus: InProcessBus) -> Iterator[Harness]:
+    """Alerts where a worker of abnormal flows runs the urgent lane (deploy/local.env's grace)."""
+    with_a_lane = pg_alerts(tmp_path, pg_database("alerts"), MovableClock(T0), bus,
+                            pager_urgent_grace_seconds=GRACE_SECONDS)
+    yield with_a_lane
+    with_a_lane.runtime.engine.dispose()
+
+
+def urgent_lane(h: Harness, alert_id: str) -> dict[str, int]:
+    """The flow worker's pass: the pages of the alerts its consumer just raised."""
+    return paging.sweep_once(h.runtime, alert_ids=[alert_id], timed=False)
+
+
+def test_a_bulk_pass_leaves_a_fresh_flow_page_to_the_urgent_lane(h: Harness, bus: InProcessBus) -> None:
+    with webhook() as hook:
+        put(h, "north", oncall([member("ann", "webhook", hook.url)]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+        emit(h, bus, EventType.RESERVOIR_NEAR_EMPTY, reservoir_near_empty(serial="SN2"))
+        flow = the_alert(h, pump_serial="SN1")["id"]
+        # the bulk pass (a kick after an alerts.events commit, or the job): the burst's page only
+        assert sweep(h)["sent"] == 1
+        assert [p["alert"]["kind"] for p in hook.pages] == ["reservoir_near_empty"]
+        assert [p["status"] for p in pages_of(h, flow)] == ["pending"]
+        clock(h).advance(seconds=GRACE_SECONDS / 2)
+        assert sweep(h)["claimed"] == 0  # still within the grace
+        assert urgent_lane(h, flow)["sent"] == 1
+    assert [p["alert"]["kind"] for p in hook.pages] == ["reservoir_near_empty", "flow_abnormal"]
+    assert [(p["status"], p["attempts"]) for p in pages_of(h, flow)] == [("sent", 1)]
+    assert [e["details"].get("lane") for e in timeline(h, flow) if e["action"] == "paged"] == ["urgent"]
+
+
+def test_past_the_grace_any_pass_sends_a_flow_page_the_urgent_lane_did_not(
+        h: Harness, bus: InProcessBus) -> None:
+    """The flow worker died (or is late) after its consumer committed: the page is not lost."""
+    with webhook() as hook:
+        put(h, "north", oncall([member("ann", "webhook", hook.url)]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+        assert sweep(h)["claimed"] == 0
+        clock(h).advance(seconds=GRACE_SECONDS + 0.5)
+        assert sweep(h)["sent"] == 1
+    assert [p["alert"]["pump_serial"] for p in hook.pages] == ["SN1"]
+    flow = the_alert(h, pump_serial="SN1")["id"]
+    assert [e["details"].get("lane") for e in timeline(h, flow) if e["action"] == "paged"] == [None]
+
+
+def test_one_urgent_page_is_claimed_and_recorded_in_six_statements_and_two_commits(
+        h: Harness, bus: InProcessBus) -> None:
+    """Claim: one SELECT (the due page, its alert, its recipient's messages of the minute and
+    its on-call's signing secret), the UPDATE that claims it; record: one SELECT (the page and
+    its alert), the timeline row, the page's UPDATE, the outbox row."""
+    statements: list[str] = []
+    commits: list[int] = []
+    with webhook() as hook:
+        put(h, "north", oncall([member("ann", "webhook", hook.url)]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+        flow = the_alert(h, pump_serial="SN1")["id"]
+        sa_event.listen(h.runtime.engine, "before_cursor_execute",
+                        lambda _c, _cur, statement, *_: statements.append(statement))
+        sa_event.listen(h.runtime.engine, "commit", lambda _conn: commits.append(1))
+        assert urgent_lane(h, flow)["sent"] == 1
+    assert hook.pages[0]["alert"]["pump_serial"] == "SN1"
+    assert len(statements) <= 6, "\n".join(s.split("\n")[0] for s in statements)
+    assert len(commits) == 2
