@@ -590,9 +590,11 @@ def sweep_once(runtime: ServiceRuntime, *, timed: bool = True,
                 else 0)
     claims = claim_due(runtime.uow_factory, settings=settings, alert_ids=alert_ids)
     channels = state.channels
-    # one page goes on this thread; several in parallel, on the runtime's threads (made once)
+    # one page goes on this thread; several in parallel, on the runtime's threads (made once;
+    # the urgent lane's own, so that its pages never queue behind a bulk pass's in one process)
+    senders = state.senders if everything else state.urgent_senders
     outcomes = ([send(channels, c) for c in claims] if len(claims) <= 1
-                else list(state.senders.map(lambda c: send(channels, c), claims)))
+                else list(senders.map(lambda c: send(channels, c), claims)))
     facts: dict[str, int] = {"escalated": escalated, "claimed": len(claims),
                              NotificationStatus.SENT: 0, NotificationStatus.RETRYING: 0,
                              NotificationStatus.FAILED: 0, "claim_lost": 0}
@@ -681,6 +683,8 @@ class Pager:
     # the threads that send a pass's pages in parallel, kept for the next pass
     senders: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=MAX_PARALLEL_SENDS, thread_name_prefix="alerts-page-send"))
+    urgent_senders: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=MAX_PARALLEL_SENDS, thread_name_prefix="alerts-page-send-urgent"))
 
     @classmethod
     def attach_to(cls, runtime: ServiceRuntime) -> Pager:
