@@ -155,8 +155,15 @@ def release_paused(uow: UnitOfWork, therapy_id: str, *, settings: AlertsSettings
 
 def schedule_for(uow: UnitOfWork, center: str | None) -> OncallSchedule | None:
     """The center's on-call, else the `default` one, else None."""
-    schedule = uow.session.get(OncallSchedule, center) if center else None
-    return schedule or uow.session.get(OncallSchedule, DEFAULT_CENTER)
+    schedule = _schedule(uow, center) if center else None
+    return schedule or _schedule(uow, DEFAULT_CENTER)
+
+
+def _schedule(uow: UnitOfWork, center: str) -> OncallSchedule | None:
+    # kept for the transaction: the session's identity map holds an unchanged row weakly (it
+    # is read again for every alert of a batch), and a centre without one is read again too
+    return txcache.cached(uow.session, f"oncall:{center}", OncallSchedule,
+                          lambda: uow.session.get(OncallSchedule, center))
 
 
 def _plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,

@@ -79,17 +79,18 @@ def test_one_flow_alert_is_raised_and_paged_in_a_few_statements(h, bus, consumer
         assert uow.session.scalars(select(Notification.alert_id)).all() == [alert.id]
 
 
-def test_a_batch_of_twenty_alerts_reads_silences_once(h, bus, consumer_statements):  # noqa: F811
+def test_a_batch_of_twenty_alerts_reads_silences_and_oncall_once(h, bus, consumer_statements):  # noqa: F811
     put(h, "north", oncall_body([("ann", "log", "ann")], [("bob", "log", "bob")]))
     _handle(h, bus, [(EventType.REFILL_OVERDUE,
                       refill_overdue(f"appt-{i}", f"SN{i:03}", mrn=f"MRN-{i}", hours_to_empty=5.0))
                      for i in range(20)])
     statements = consumer_statements()
     assert sum(s.startswith("SELECT silences") for s in statements) == 1, statements
+    assert sum(s.startswith("SELECT oncall_schedules") for s in statements) == 1, statements
     assert not [s for s in statements if s.startswith("UPDATE alerts")], statements
-    # per alert: transfer, open alert, pause; INSERT alert, timeline, page, audit, outbox (8;
-    # 12 before, 240 for the batch)
-    assert len(statements) <= 1 + 20 * 8 + 1, "\n".join(statements)
+    # inbox claim, silences, on-call table once; per alert: patient transfer, open alert;
+    # INSERT alert, timeline, page, audit, outbox: 143 (242 before)
+    assert len(statements) <= 3 + 20 * 7, "\n".join(statements)
     with h.runtime.uow_factory() as uow:
         assert len(uow.session.scalars(select(Alert)).all()) == 20
         assert len(uow.session.scalars(select(Notification)).all()) == 20
