@@ -94,3 +94,37 @@ def test_a_batch_of_twenty_alerts_reads_silences_and_oncall_once(h, bus, consume
     with h.runtime.uow_factory() as uow:
         assert len(uow.session.scalars(select(Alert)).all()) == 20
         assert len(uow.session.scalars(select(Notification)).all()) == 20
+
+
+def test_what_a_transaction_writes_is_seen_by_its_kept_lookups(h):  # noqa: F811
+    """A silence or an on-call table the transaction itself writes is seen at once, and what
+    another transaction committed is seen by the next one: nothing is kept past a commit."""
+    from datetime import timedelta
+
+    from services.alerts import paging, service
+    from services.alerts.schemas import OncallIn, SilenceIn
+    from shared.db import new_id
+
+    now = h.runtime.clock.now()
+    alert = Alert(id=new_id(), kind="refill_overdue", severity="warning", pump_serial="SN9",
+                  center="north")
+    silence = SilenceIn.model_validate({"matchers": {"pump_serial": "SN9"}, "starts_at": now,
+                                        "ends_at": now + timedelta(hours=1), "reason": "test"})
+    with h.runtime.uow_factory() as uow:
+        assert paging.active_silence(uow, alert) is None
+        assert paging.schedule_for(uow, "north") is None
+        made = service.create_silence(uow=uow, body=silence, actor="olga")
+        assert paging.active_silence(uow, alert).id == made.id  # type: ignore[union-attr]
+        service.put_oncall(uow=uow, center="north", actor="olga", allow_private=True,
+                           body=OncallIn.model_validate(oncall_body([("ann", "log", "ann")])))
+        assert paging.schedule_for(uow, "north").center == "north"  # type: ignore[union-attr]
+        uow.rollback()
+        assert paging.active_silence(uow, alert) is None
+        assert paging.schedule_for(uow, "north") is None
+        # another transaction commits a silence: this one's next transaction sees it
+        with h.runtime.uow_factory() as other:
+            made = service.create_silence(uow=other, body=silence, actor="olga")
+            other.commit()
+        assert paging.active_silence(uow, alert) is None  # still the same transaction
+        uow.commit()
+        assert paging.active_silence(uow, alert).id == made.id  # type: ignore[union-attr]
