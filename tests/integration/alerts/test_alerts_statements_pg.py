@@ -41,7 +41,7 @@ def consumer_statements(h: Harness) -> Iterator[Callable[[], list[str]]]:  # noq
     def last_transaction() -> list[str]:
         start = max(i for i, (_, s) in enumerate(seen) if s.startswith("INSERT INTO inbox"))
         conn = seen[start][0]
-        out = []
+        out: list[str] = []
         for c, statement in seen[start:]:
             if c is conn:
                 if statement == "COMMIT":
