@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from services.alerts import centers, txcache
