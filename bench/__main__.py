@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, dict[str, Any]]] = {
     "surveillance": ("bench.surveillance", {}),
     "reports": ("bench.reports", {}),
     "burst": ("bench.burst", {}),
+    "alerts_raise": ("bench.alerts_raise", {}),
 }
 
 

@@ -88,6 +88,9 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
 
     def applying_in(rule: Callable[[UnitOfWork, CloudEvent], rules.RuleResult]) -> Handler:
         def handle(uow: UnitOfWork, event: CloudEvent) -> None:
+            # a batch's alerts write their audit and outbox rows at its commit, one statement
+            # per table (no handler of ours reads them back, nor uses a savepoint)
+            uow.defer_platform_writes()
             result = transfers.recentred(uow, rule(uow, event))
             changed = service.apply(uow, result, settings=settings)
             if result.raise_:

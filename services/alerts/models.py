@@ -19,7 +19,7 @@ from sqlalchemy import (
     or_,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.contracts.vocabulary import AlertKind, AlertStatus
 from shared.db import NAMING_CONVENTION, BigIntPK, UTCDateTime, define_platform_tables
@@ -94,6 +94,9 @@ class AlertEvent(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    # never loaded: it tells the unit of work to insert a new alert before its timeline, when
+    # both are flushed together (a new alert is inserted once, with its entries and pages)
+    alert: Mapped[Alert] = relationship(lazy="raise")
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(50))
@@ -107,6 +110,7 @@ class Notification(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    alert: Mapped[Alert] = relationship(lazy="raise")  # never loaded: orders the flush (above)
     level: Mapped[int] = mapped_column(Integer)
     channel: Mapped[str] = mapped_column(String(20))
     recipient: Mapped[str] = mapped_column(String(200))

@@ -27,10 +27,10 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
-from services.alerts import centers
+from services.alerts import centers, txcache
 from services.alerts.channels import Channels, Delivery, PageMessage, SendError, page_alert
 from services.alerts.models import Alert, Notification, OncallSchedule, Silence, TherapyHold
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
@@ -99,15 +99,29 @@ def _page_level(uow: UnitOfWork, alert: Alert, level: int, *, schedule: OncallSc
 
 
 def active_silence(uow: UnitOfWork, alert: Alert) -> Silence | None:
-    """A silence in force now that matches the alert, if any."""
+    """A silence in force now that matches the alert (the first created), if any."""
     now = uow.now()
-    stmt = select(Silence).where(
-        Silence.starts_at <= now, Silence.ends_at > now,
-        or_(Silence.kind.is_(None), Silence.kind == alert.kind),
-        or_(Silence.pump_serial.is_(None), Silence.pump_serial == alert.pump_serial),
-        or_(Silence.center.is_(None), Silence.center == alert.center),
-    ).order_by(Silence.created_at).limit(1)
-    return uow.session.execute(stmt).scalar_one_or_none()
+    for s in _silences_not_ended(uow, now):
+        if (s.starts_at <= now < s.ends_at
+                and (s.kind is None or s.kind == alert.kind)
+                and (s.pump_serial is None or s.pump_serial == alert.pump_serial)
+                and (s.center is None or s.center == alert.center)):
+            return s
+    return None
+
+
+def _silences_not_ended(uow: UnitOfWork, now: datetime) -> list[Silence]:
+    """The silences not ended at `now`, oldest first, read once per transaction (a batch of
+    alerts asks for each): in force or still to start, as the clock moves on during it."""
+    def load() -> tuple[datetime, list[Silence]]:
+        return now, list(uow.session.scalars(
+            select(Silence).where(Silence.ends_at > now).order_by(Silence.created_at)))
+
+    read_at, silences = txcache.cached(uow.session, "silences", Silence, load)
+    if now < read_at:  # a clock set back (tests): those ended by then may not be ended now
+        txcache.forget(uow.session)
+        read_at, silences = txcache.cached(uow.session, "silences", Silence, load)
+    return silences
 
 
 def active_pause(uow: UnitOfWork, alert: Alert) -> TherapyHold | None:
@@ -141,8 +155,15 @@ def release_paused(uow: UnitOfWork, therapy_id: str, *, settings: AlertsSettings
 
 def schedule_for(uow: UnitOfWork, center: str | None) -> OncallSchedule | None:
     """The center's on-call, else the `default` one, else None."""
-    schedule = uow.session.get(OncallSchedule, center) if center else None
-    return schedule or uow.session.get(OncallSchedule, DEFAULT_CENTER)
+    schedule = _schedule(uow, center) if center else None
+    return schedule or _schedule(uow, DEFAULT_CENTER)
+
+
+def _schedule(uow: UnitOfWork, center: str) -> OncallSchedule | None:
+    # kept for the transaction: the session's identity map holds an unchanged row weakly (it
+    # is read again for every alert of a batch), and a centre without one is read again too
+    return txcache.cached(uow.session, f"oncall:{center}", OncallSchedule,
+                          lambda: uow.session.get(OncallSchedule, center))
 
 
 def _plan_level(uow: UnitOfWork, alert: Alert, level: int, *, reason: str,

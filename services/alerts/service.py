@@ -99,12 +99,16 @@ def raise_alert(uow: UnitOfWork, fact: AlertFact, *, settings: AlertsSettings) -
         dedup_key=fact.dedup_key, patient_mrn=fact.patient_mrn, pump_serial=fact.pump_serial,
         center=fact.center, summary=fact.summary, details=dict(fact.details),
         first_raised_at=now, last_raised_at=now, occurrences=1, escalation_level=0,
+        silenced_by=None, held_by_therapy=None, next_escalation_at=None, wake_at=None,
     )
-    uow.session.add(alert)
-    uow.session.flush()
-    timeline(uow, alert, SYSTEM, "raised", {"severity": alert.severity})
-    _audit(uow, alert, "alert.raised", {"kind": alert.kind, "severity": alert.severity})
-    paging.page_from_level_one(uow, alert, settings=settings, reason="raised")
+    # the alert is inserted once, with what paging decides (silenced, held, escalation), at the
+    # next flush, together with its timeline and page: no lookup paging makes reads a row of it
+    # (`_open_by_key` flushed everything before), so none needs it flushed first
+    with uow.session.no_autoflush:
+        uow.session.add(alert)
+        timeline(uow, alert, SYSTEM, "raised", {"severity": alert.severity})
+        _audit(uow, alert, "alert.raised", {"kind": alert.kind, "severity": alert.severity})
+        paging.page_from_level_one(uow, alert, settings=settings, reason="raised")
     uow.publish(alert_data(alert, AlertRaisedData), subject=alert.id)
     log.info("alert.raised", alert_id=alert.id, kind=alert.kind, severity=alert.severity)
     return alert
