@@ -144,6 +144,26 @@ def outbox_channel(service: str) -> str:
     return f"hai_outbox_{service}"
 
 
+# a connection setting: "on" in processes that relay their own outbox (the outbox's trigger
+# then notifies no one: `shared.migrations.create_outbox_notify`)
+RELAY_HERE = "hai.relay_here"
+
+
+def relay_in_this_process(engine: Engine) -> None:
+    """Mark the engine's connections as those of a process whose own relay publishes what it
+    commits (woken by `UnitOfWorkFactory.outbox_signal`): their commits wake no other process's
+    relay. Connections made before are dropped, so that every one carries the mark."""
+    if engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _relay_here(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute(f"SET {RELAY_HERE} = on")
+        dbapi_conn.commit()  # a SET in a transaction rolled back would be undone
+
+    engine.dispose()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for a service's database; SQLite files get their folder, WAL and a busy timeout."""
     # a failed statement's error names the statement, never its values (they may be an MRN)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, MetaData
 
 from shared import tracing
 from shared.clock import Clock, SystemClock
-from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping
+from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping, relay_in_this_process
 from shared.logging import safe_error
 from shared.messaging.base import Bus, Outcome, QueueSpec
 from shared.messaging.consumer import BatchHandler, EventConsumer, Handler
@@ -200,7 +200,9 @@ class Worker:
             self._spawn(f"{rt.name}-relay", relay.run, self.stop_event)
             if rt.engine.dialect.name == "postgresql":
                 # an API in another process (`hai serve --no-worker`) commits most events: its
-                # commit's NOTIFY wakes this relay, which otherwise sees them at its next poll
+                # commit's NOTIFY wakes this relay, which otherwise sees them at its next poll;
+                # this process's own commits wake only this relay (in-process), no other
+                relay_in_this_process(rt.engine)
                 listener = OutboxListener(rt.engine, rt.name, rt.uow_factory.outbox_signal)
                 self._spawn(f"{rt.name}-outbox-listener", listener.run, self.stop_event)
         if self._consumers:

@@ -126,3 +126,30 @@ def test_the_relay_keeps_polling_while_it_cannot_listen(
         assert not listening.is_alive()
     finally:
         engine.dispose()
+
+
+def test_a_worker_s_own_commits_wake_no_other_relay(
+        pg_database: Callable[[str], str], tmp_path: Path) -> None:
+    """A worker's relay publishes what its own process commits (woken in-process): its commits
+    notify no one, so that the service's other relays do not each run a claim for them; an
+    API's commits still do."""
+    url = pg_database("outbox_quiet")
+    api_engine, worker_engine = make_engine(url), make_engine(url)
+    try:
+        api = toy_runtime(tmp_path, engine=api_engine)
+        with api_engine.begin() as conn:
+            create_outbox_notify(conn, "toy")
+        listening = OutboxListener(api_engine, "toy", threading.Event()).connect()
+        with listening, _worker(worker_engine) as worker:
+            listening.execute(f'LISTEN "{outbox_channel("toy")}"')
+            with worker.uow_factory.begin() as uow:
+                uow.publish_raw("toy.widget.created", {"id": 1, "name": "w", "volume_ml": 1})
+            assert list(listening.notifies(timeout=1.0)) == []
+            wait_until(lambda: _unpublished(worker_engine) == 0, what="its own relay published it")
+            with api.uow_factory.begin() as uow:
+                uow.publish_raw("toy.widget.created", {"id": 2, "name": "v", "volume_ml": 1})
+            assert [n.channel for n in listening.notifies(timeout=2.0, stop_after=1)] == [
+                outbox_channel("toy")]
+    finally:
+        api_engine.dispose()
+        worker_engine.dispose()
