@@ -100,14 +100,16 @@ def _start(name: str, args: list[str], env: dict[str, str], logdir: Path) -> sub
 # deploy/Procfile's topology: each service's API alone (`--no-worker`), its background work
 # (outbox relay, consumers, jobs) in worker processes; so an event an API commits reaches the
 # broker through another process's relay, as in production. Alerts' abnormal flow readings (and
-# their pages) have a worker of their own, the rest of its events another; scheduling and
-# inventory one worker each (the Procfile runs two: a second replica changes no path a page takes
-# and would take its share of the bench's CPU)
+# their pages) have a worker of their own, the rest of its events two at `--nice 10`, as the
+# Procfile runs them (a burst is raised by both); scheduling and inventory one worker each (the
+# Procfile runs two: a second replica changes no path a page or a burst's alert takes, and
+# would take its share of the bench's CPU)
 PROCFILE_WORKERS = {
     "inventory_worker": ["worker", "inventory"],
     "scheduling_worker": ["worker", "scheduling"],
     "alerts_flow": ["worker", "alerts", "--queue", "alerts.flow"],
     "alerts_events": ["worker", "alerts", "--queue", "alerts.events", "--nice", "10"],
+    "alerts_events_2": ["worker", "alerts", "--queue", "alerts.events", "--nice", "10"],
 }
 
 
