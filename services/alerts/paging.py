@@ -297,6 +297,8 @@ class Claim:
     traceparent: str | None = None
     # every page the message carries (one, or a storm's list for one recipient), first = page's
     notification_ids: tuple[str, ...] = ()
+    # a critical page's message sent although its recipient had their messages of the minute
+    past_storm_limit: bool = False
 
 
 def lease_seconds(settings: AlertsSettings) -> float:
@@ -313,8 +315,10 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
     HAI_PAGER_URGENT_GRACE_SECONDS is left to the urgent lane.
 
     Storms: a recipient gets at most HAI_PAGE_RATE_PER_MINUTE page messages a minute. When more
-    pages are due for one than that leaves room for, they go as one page listing them all; when
-    no room is left, they wait until the minute frees one (and then go together)."""
+    pages are due for one than that leaves room for, they go as one page listing them all
+    (critical ones first); when no room is left, they wait until the minute frees one (and then
+    go together). A critical page never waits for the limit: with no room left, its recipient's
+    due pages go as one message past it, the critical first (`past_storm_limit`)."""
     claims: list[Claim] = []
     with uow_factory() as uow:
         now = uow.now()
@@ -350,15 +354,22 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                 secrets[notification.id] = secret
         for key, group in by_recipient.items():
             left, frees_at = rooms[key]
-            if left <= 0:
-                _hold(uow, group, until=frees_at, settings=settings)
-            elif len(group) <= left:
+            if len(group) <= left:
                 claims.extend(c for c in (_claim(uow, [row], now=now, settings=settings,
                                                  secrets=secrets) for row in group) if c is not None)
-            else:
-                claim = _claim(uow, group[:settings.page_group_max], now=now, settings=settings,
-                               secrets=secrets)
-                claims.extend([claim] if claim is not None else [])
+                continue
+            # one message: its main `alert` the most severe (stable: oldest due first otherwise)
+            group.sort(key=lambda row: -Severity(row[1].severity).rank)
+            past_limit = left <= 0
+            if past_limit and group[0][1].severity != Severity.CRITICAL:
+                _hold(uow, group, until=frees_at, settings=settings)
+                continue
+            claim = _claim(uow, group[:settings.page_group_max], now=now, settings=settings,
+                           secrets=secrets, past_storm_limit=past_limit)
+            if claim is not None and past_limit:
+                log.warning("page.past_storm_limit", notification_id=claim.page.notification_id,
+                            recipient=claim.page.recipient, pages=len(claim.notification_ids))
+            claims.extend([claim] if claim is not None else [])
         uow.commit()
     return claims
 
@@ -412,9 +423,11 @@ def _hold(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, until: da
 
 
 def _claim(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, now: datetime,
-           settings: AlertsSettings, secrets: dict[str, str | None]) -> Claim | None:
+           settings: AlertsSettings, secrets: dict[str, str | None],
+           past_storm_limit: bool = False) -> Claim | None:
     """Claim the pages of one message (one page, or a storm's list for one recipient);
-    `secrets`: the signing secrets the claim's statement read, by page."""
+    `secrets`: the signing secrets the claim's statement read, by page; `past_storm_limit`: a
+    critical page's message that its recipient's full minute does not hold."""
     token = new_id()
     held = [(n, a) for n, a in group
             if _set_if_unchanged(uow, n, status=NotificationStatus.SENDING, claim_token=token,
@@ -436,7 +449,8 @@ def _claim(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, now: dat
         fallbacks=fallbacks,
         others=tuple({**page_alert(alert_json(a)), "notification_id": n.id,
                       "ack_url": ack_url(settings, a.id, n.id)} for n, a in held[1:]),
-    ), traceparent=notification.traceparent, notification_ids=tuple(n.id for n, _ in held))
+    ), traceparent=notification.traceparent, notification_ids=tuple(n.id for n, _ in held),
+        past_storm_limit=past_storm_limit)
 
 
 def ack_url(settings: AlertsSettings, alert_id: str, notification_id: str) -> str:
@@ -532,6 +546,8 @@ def _record(uow: UnitOfWork, n: Notification, alert: Alert, claim: Claim, error:
             entry.update(message_id=n.message_id, alerts_in_page=len(claim.page.others) + 1)
         if lane:
             entry.update(lane=lane)
+        if claim.past_storm_limit:
+            entry.update(past_storm_limit=True)
         timeline(uow, alert, SYSTEM, "paged", entry)
         if delivery.delivered:
             advance_receipt(uow, n, alert, NotificationStatus.DELIVERED, actor=SYSTEM)

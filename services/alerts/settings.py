@@ -60,7 +60,8 @@ class AlertsSettings(ServiceAddresses):
     snooze_max_seconds: int = 24 * 3600
     # storms: at most this many page messages per recipient (name and address) per minute; when
     # more pages are due for one than that leaves room for, they go as one page listing the alerts
-    # (up to page_group_max in one page), and with no room left they wait for the minute to free one
+    # (up to page_group_max in one page, critical ones first), and with no room left they wait for
+    # the minute to free one; a critical page never waits: its recipient's due pages go past it
     page_rate_per_minute: int = 20
     page_group_max: int = 50
     # heartbeat out: the pager pings this URL (a dead man's switch: healthchecks.io, Uptime Kuma,

@@ -17,7 +17,7 @@ from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from tests.doubles import ntfy_server, refusing_port, smtp_server, webhook
-from tests.factories import T0, flow_recorded, oncall_body
+from tests.factories import T0, flow_recorded, oncall_body, refill_overdue
 from tests.helpers import Harness, deliver, emit
 from tests.integration.alerts.alerts_testkit import NURSE, ONCALL
 from tests.integration.alerts.test_alerts_api import clock
@@ -467,8 +467,9 @@ def test_a_storm_goes_as_one_page_per_recipient_with_the_list_within_a_rate_limi
         sweep(h)
         emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN11", 40))
         sweep(h)
-        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN12", 40))
-        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN13", 40))
+        # warnings (a critical page is never held: see the tests below)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN12", 20))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN13", 20))
         assert sweep(h)["claimed"] == 0
         assert len(ann.pages) == 3
         held = the_alert(h, pump_serial="SN12")
@@ -479,6 +480,104 @@ def test_a_storm_goes_as_one_page_per_recipient_with_the_list_within_a_rate_limi
         assert sweep(h)["sent"] == 2
     assert sorted(p["alert"]["pump_serial"] for p in ann.pages[-2:]) == ["SN12", "SN13"]
     assert len(ann.pages) == 5
+
+
+def overdue(h: Harness, bus: InProcessBus, serial: str) -> str:
+    """A sweep's overdue refill of pump `serial` raised (a warning: no projection of empty); its id."""
+    emit(h, bus, EventType.REFILL_OVERDUE, refill_overdue(f"appt-{serial}", serial, hours_to_empty=None))
+    return str(the_alert(h, pump_serial=serial)["id"])
+
+
+def abnormal_flow(h: Harness, bus: InProcessBus, serial: str) -> str:
+    """An abnormal flow of pump `serial` raised (critical); its id."""
+    emit(h, bus, EventType.FLOW_RECORDED, flow_recorded(serial, 40))
+    alert = the_alert(h, pump_serial=serial)
+    assert (alert["kind"], alert["severity"]) == ("flow_abnormal", "critical")
+    return str(alert["id"])
+
+
+def messages_of_the_minute(h: Harness, bus: InProcessBus, count: int) -> None:
+    """`count` warnings paged to the recipient one message each, a second apart."""
+    for i in range(count):
+        overdue(h, bus, f"SN-W{i}")
+        assert sweep(h)["sent"] == 1
+        clock(h).advance(seconds=1)
+
+
+def paged(h: Harness, alert_id: str) -> dict[str, Any]:
+    (entry,) = [e["details"] for e in timeline(h, alert_id) if e["action"] == "paged"]
+    return entry
+
+
+def test_a_full_minute_holds_warnings_but_never_a_critical_page(
+        h: Harness, bus: InProcessBus) -> None:
+    """A burst's warnings filled the on-call's minute (HAI_PAGE_RATE_PER_MINUTE, 20): an abnormal
+    flow still goes at once, as one message past the limit, the flow first and the warning due
+    with it listed after it; a warning alone still waits for the minute."""
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        messages_of_the_minute(h, bus, 20)
+        held = overdue(h, bus, "SN-HELD")
+        assert sweep(h)["claimed"] == 0
+        assert actions(h, held)[-1] == "page_held"
+        warning = overdue(h, bus, "SN-WARN")
+        clock(h).advance(seconds=1)  # the warning's page is due first
+        flow = abnormal_flow(h, bus, "SN-FLOW")
+        facts = sweep(h)
+        assert (facts["claimed"], facts["sent"]) == (1, 2)
+        assert len(ann.pages) == 21
+        page = ann.pages[-1]
+        assert (page["alert"]["pump_serial"], page["alert"]["severity"]) == ("SN-FLOW", "critical")
+        assert [a["pump_serial"] for a in page["alerts"]] == ["SN-FLOW", "SN-WARN"]
+        assert paged(h, flow)["past_storm_limit"] is True
+        assert paged(h, warning)["past_storm_limit"] is True
+        assert {p["message_id"] for a in (flow, warning) for p in pages_of(h, a)} == {
+            page["notification_id"]}
+        # the limit still holds what is not critical
+        assert [p["status"] for p in pages_of(h, held)] == ["pending"]
+        assert "paged" not in actions(h, held)
+        later = overdue(h, bus, "SN-LATER")
+        assert sweep(h)["claimed"] == 0
+        assert actions(h, later)[-1] == "page_held"
+    assert len(ann.pages) == 21
+
+
+def test_the_urgent_lane_sends_an_abnormal_flow_past_a_full_minute(
+        h: Harness, bus: InProcessBus) -> None:
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        messages_of_the_minute(h, bus, 20)
+        flow = abnormal_flow(h, bus, "SN-FLOW")
+        facts = paging.sweep_once(h.runtime, alert_ids=[flow], timed=False)
+        assert (facts["claimed"], facts["sent"]) == (1, 1)
+    page = ann.pages[-1]
+    assert len(ann.pages) == 21 and "alerts" not in page
+    assert page["alert"]["pump_serial"] == "SN-FLOW"
+    assert [(p["status"], p["attempts"]) for p in pages_of(h, flow)] == [("sent", 1)]
+    details = paged(h, flow)
+    assert (details["lane"], details["past_storm_limit"]) == ("urgent", True)
+    assert "page_held" not in actions(h, flow)
+
+
+def test_a_storm_s_message_puts_its_critical_page_first(h: Harness, bus: InProcessBus) -> None:
+    """Room for two more messages and three pages due (two warnings first): one message, whose
+    `alert` is the abnormal flow; within the limit, so not past it."""
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        messages_of_the_minute(h, bus, 18)
+        warnings = []
+        for serial in ("SN-A", "SN-B"):  # due a second apart, the flow last
+            warnings.append(overdue(h, bus, serial))
+            clock(h).advance(seconds=1)
+        flow = abnormal_flow(h, bus, "SN-FLOW")
+        facts = sweep(h)
+        assert (facts["claimed"], facts["sent"]) == (1, 3)
+    page = ann.pages[-1]
+    assert len(ann.pages) == 19
+    assert page["alert"]["pump_serial"] == "SN-FLOW"
+    assert [a["pump_serial"] for a in page["alerts"]] == ["SN-FLOW", "SN-A", "SN-B"]
+    for alert_id in (flow, *warnings):
+        assert "past_storm_limit" not in paged(h, alert_id)
 
 
 def test_a_pass_records_the_results_of_all_its_pages_in_one_transaction(
