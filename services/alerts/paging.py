@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, case, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from services.alerts import centers, txcache
@@ -328,7 +328,8 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                        OncallSchedule.webhook_secret)
                 .join(Alert, Alert.id == Notification.alert_id)
                 .outerjoin(OncallSchedule, OncallSchedule.center == Notification.oncall_center)
-                .where(_due(now)).order_by(Notification.next_attempt_at).limit(limit))
+                .where(_due(now)).order_by(CRITICAL_FIRST, Notification.next_attempt_at)
+                .limit(limit))
         if alert_ids is not None:
             stmt = stmt.where(Notification.alert_id.in_(sorted(alert_ids)))
         elif settings.pager_urgent_grace_seconds:
@@ -372,6 +373,11 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
             claims.extend([claim] if claim is not None else [])
         uow.commit()
     return claims
+
+
+# the claim takes critical pages before the rest: behind a burst's thousands of due warnings a
+# critical page is in the first pass's batch, not in the fortieth (the oldest due first otherwise)
+CRITICAL_FIRST = case((Alert.severity == Severity.CRITICAL, 0), else_=1)
 
 
 def _due(now: datetime) -> ColumnElement[bool]:

@@ -542,6 +542,27 @@ def test_a_full_minute_holds_warnings_but_never_a_critical_page(
     assert len(ann.pages) == 21
 
 
+def test_a_critical_page_behind_a_burst_s_backlog_goes_in_the_first_pass(
+        h: Harness, bus: InProcessBus) -> None:
+    """More warnings due than one pass claims (CLAIM_BATCH), all older than an abnormal flow's
+    page, and the on-call's minute full: the first pass still takes the critical page, at once,
+    past the limit, the warnings it claimed with it listed after it; the rest wait."""
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        messages_of_the_minute(h, bus, 20)
+        backlog = [overdue(h, bus, f"SN-B{i}") for i in range(paging.CLAIM_BATCH + 5)]
+        clock(h).advance(seconds=1)  # every warning's page is due before the flow's
+        flow = abnormal_flow(h, bus, "SN-FLOW")
+        facts = sweep(h)
+        assert (facts["claimed"], facts["sent"]) == (1, paging.CLAIM_BATCH)
+        page = ann.pages[-1]
+        assert page["alert"]["pump_serial"] == "SN-FLOW"
+        assert len(page["alerts"]) == paging.CLAIM_BATCH
+        assert paged(h, flow)["past_storm_limit"] is True
+        left = [a for a in backlog if "paged" not in actions(h, a)]
+        assert len(left) == 6  # CLAIM_BATCH + 5 warnings, 49 of them carried with the flow
+
+
 def test_the_urgent_lane_sends_an_abnormal_flow_past_a_full_minute(
         h: Harness, bus: InProcessBus) -> None:
     with webhook() as ann:
