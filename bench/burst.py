@@ -9,7 +9,10 @@ worker processes: bench/time_to_page.py's PROCFILE_WORKERS; `--one-process`: eac
 is due yet; inventory gets the recalled pumps by COPY. The burst is one UPDATE that brings the
 due 1 % back to now (the next sweep announces them: due soon, overdue, near empty, pharmacy
 orders, late deliveries) and one `POST /v1/recalls`. The burst's alerts page a `default` on-call
-whose webhook is a small HTTP server in a process of its own.
+whose webhook is a small HTTP server in a process of its own. The storm limit is as deployed
+(HAI_PAGE_RATE_PER_MINUTE 20): the burst's pages go grouped, the abnormal flows' (critical) past
+it. bench._cpu reads where the machine's CPU went, in the quiet phase (and per reading) and
+during the burst.
 
     .venv/bin/python -m bench.burst [--therapies 100000 --recall-pumps 1000 --rate 20] [--one-process]
 """
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,6 +37,7 @@ import pika.exceptions
 import psycopg
 
 from bench import sweep
+from bench._cpu import CpuMeter, per_unit_ms
 from bench._infra import ok
 from bench.time_to_page import FlowLoad, System, _processes, system
 from services.alerts.handlers import queue_specs
@@ -147,8 +152,10 @@ def _queue_ready(amqp_url: str, queue: str) -> int:
 class BurstWatch:
     """Polls the burst's progress until its alerts stop coming and their pages are all out."""
 
-    def __init__(self, sys_: System, since: datetime, *, timeout_s: float) -> None:
+    def __init__(self, sys_: System, since: datetime, *, timeout_s: float,
+                 on_done: Callable[[], None] = lambda: None) -> None:
         self.sys, self.since, self.timeout_s = sys_, since, timeout_s
+        self.on_done = on_done
         self.done = threading.Event()
         self.state: dict[str, Any] = {}
         self.timed_out = False
@@ -186,9 +193,11 @@ class BurstWatch:
                      and not state["events_unhandled"] and not state["pages_unsent"]
                      and state["alerts"] > 0)
             if quiet and time.monotonic() >= earliest and time.monotonic() - stable_since >= 3:
+                self.on_done()
                 self.done.set()
                 return
         self.timed_out = True
+        self.on_done()
         self.done.set()
 
     def join(self) -> None:
@@ -225,16 +234,21 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
                    "silence")
             readings = int((quiet_s + burst_s) * rate) + 10
             load = FlowLoad(sys_, pumps=pumps, readings=readings)
+            meter = CpuMeter({name: p.pid for name, p in sys_.procs.items()}, sys_.dbs).start()
+            meter.phase("quiet")
             load.drive(int(quiet_s * rate), rate, "quiet")
-            watch, trigger = _trigger(sys_, model_code, timeout_s)
+            meter.phase("burst")
+            watch, trigger = _trigger(sys_, model_code, timeout_s,
+                                      on_done=lambda: meter.phase("after"))
             load.drive(int(burst_s * rate), rate, watch.phase)
             load_average["burst"] = round(os.getloadavg()[0], 1)
             watch.join()
             next_profile_phase(sys_)
             load.finish(timeout_s=60)
+            meter.stop()
             return _figures(load, watch, trigger, therapies=therapies, recall_pumps=recall_pumps,
                             rate=rate, seed_s=seed_s, load_average=load_average,
-                            procfile=procfile)
+                            procfile=procfile, cpu=meter.figures())
     finally:
         sink.terminate()
         sink.wait(10)
@@ -248,7 +262,8 @@ def next_profile_phase(sys_: System) -> None:
             sys_.procs[service].send_signal(signal.SIGUSR1)
 
 
-def _trigger(sys_: System, model_code: str, timeout: float) -> tuple[BurstWatch, datetime]:
+def _trigger(sys_: System, model_code: str, timeout: float, *,
+             on_done: Callable[[], None] = lambda: None) -> tuple[BurstWatch, datetime]:
     """Bring the due 1 % back to now (the next sweep announces them) and issue the recall."""
     next_profile_phase(sys_)
     trigger = datetime.now(UTC)
@@ -257,7 +272,7 @@ def _trigger(sys_: System, model_code: str, timeout: float) -> tuple[BurstWatch,
                      "projected_empty_at = projected_empty_at - %s "
                      "WHERE due_at < %s AND pump_serial LIKE 'S%%'",
                      (SHIFT, SHIFT, trigger + SHIFT + timedelta(days=2)))
-    watch = BurstWatch(sys_, trigger - timedelta(seconds=1), timeout_s=timeout)
+    watch = BurstWatch(sys_, trigger - timedelta(seconds=1), timeout_s=timeout, on_done=on_done)
     with sys_.client("inventory") as inv:
         ok(inv.post("/v1/recalls", json={"model_code": model_code, "lot_numbers": [LOT],
                                          "reason": "burst benchmark"}), "recall")
@@ -280,7 +295,8 @@ def _beside_quiet(measure: str, ours: float | None, base: float | None,
 
 def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies: int,
              recall_pumps: int, rate: float, seed_s: dict[str, float],
-             load_average: dict[str, float], procfile: bool) -> dict[str, Any]:
+             load_average: dict[str, float], procfile: bool,
+             cpu: dict[str, Any] | None = None) -> dict[str, Any]:
     quiet, burst, after = (load.figures(p) for p in ("quiet", "burst", "after"))
     state = watch.state
     raised_s = _seconds_after(state.get("last_raised"), trigger)
@@ -300,7 +316,13 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
         "burst_watch_timed_out": watch.timed_out, "burst_progress": watch.progress,
         # the machine's 1-minute load average (2 cores, shared): before the run, end of the burst
         "load_average": load_average,
+        # CPU seconds by process in each phase (bench._cpu), and the quiet phase's per reading
+        "cpu": cpu or {},
     }
+    quiet_cpu = (cpu or {}).get("quiet")
+    if quiet_cpu and quiet["posted"]:
+        figures["cpu_ms_per_quiet_reading"] = per_unit_ms(quiet_cpu["by_process_cpu_s"],
+                                                          quiet["posted"])
     rows = [_beside_quiet(f"time to page {label} during the burst ({burst['pages']} pages)",
                           burst.get(key), quiet.get(key), aim)
             for label, key, aim in (("p50", "p50_ms", None), ("p99", "p99_ms", AIM_P99_MS),
@@ -317,11 +339,33 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
                  "met": "yes" if raised_s is not None and raised_s < AIM_RAISED_S
                  and not watch.timed_out else "no"})
     late = f" (not all by {watch.timeout_s:.0f} s: the watch timed out)" if watch.timed_out else ""
-    rows.append({"measure": f"burst's own pages all sent ({state.get('pages_sent')} sent)",
+    rows.append({"measure": f"burst's own pages all sent ({state.get('pages_sent')} pages to one "
+                            "recipient, grouped as the storm limit has them: 20 messages a minute)",
                  "ours": f"{sent_s} s{late}" if sent_s is not None else "-", "baseline": "-",
                  "ratio": "-", "aim": "-", "met": "-"})
+    rows += _cpu_rows(cpu or {}, figures.get("cpu_ms_per_quiet_reading", {}), rate=rate)
     figures["table"] = rows
     return figures
+
+
+def _cpu_rows(cpu: dict[str, Any], per_reading: dict[str, float], *, rate: float) -> list[dict[str, str]]:
+    """The machine's CPU in the quiet phase and during the burst (bench._cpu's figures)."""
+    cores = os.cpu_count() or 1
+    rows = []
+    for phase, what in (("quiet", f"abnormal flows alone, {rate:.0f}/s"),
+                        ("burst", "flows beside the burst, until its alerts and pages are out")):
+        figures = cpu.get(phase)
+        if not figures or figures.get("cores") is None:
+            continue
+        top = ", ".join(f"{label} {seconds / figures['cpu_s']:.0%}" for label, seconds in
+                        list(figures["by_process_cpu_s"].items())[:4]) if figures["cpu_s"] else ""
+        extra = (f"; {per_reading['all']:.0f} ms CPU per reading" if phase == "quiet"
+                 and per_reading.get("all") else "")
+        rows.append({"measure": f"CPU used, {phase} phase ({what}; most: {top})",
+                     "ours": f"{figures['cores']:.2f} cores{extra}",
+                     "baseline": f"{cores} cores (the machine)", "ratio":
+                     f"{figures['cores'] / cores:.0%}", "aim": "-", "met": "-"})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

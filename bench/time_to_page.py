@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench._cpu import CpuMeter, per_unit_ms
 from bench._infra import database, ok, vhost, wait_ready
 from bench._infra import stop as stop_process
 from shared.auth import mint_token
@@ -132,10 +133,11 @@ def system(label: str, *, env: dict[str, str] | None = None,
         logdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"hai-bench-{label}-")))
         receiver = WebhookReceiver()
         stack.callback(receiver.close)
-        # every reading pages the one bench recipient: the storm limit (pages grouped past
-        # HAI_PAGE_RATE_PER_MINUTE) is lifted, so that each page is one page and is measured
+        # every reading pages the one bench recipient, past the storm limit (HAI_PAGE_RATE_PER_
+        # MINUTE, as deployed: 20) after its first 20 pages of a minute: an abnormal flow's page is
+        # critical, which the limit never holds (pages due together go as one message, each of
+        # its alerts timed); a burst's warnings to one recipient go grouped, as deployed
         full_env = {**os.environ, "HAI_AMQP_URL": amqp, "HAI_LOG_LEVEL": "WARNING",
-                    "HAI_PAGE_RATE_PER_MINUTE": "1000000",
                     # as deploy/local.env: a flow's first page is the urgent lane's (split alerts)
                     "HAI_PAGER_URGENT_GRACE_SECONDS": "2",
                     **{f"HAI_{s.upper()}_DATABASE_URL": u for s, u in dbs.items()},
@@ -252,23 +254,28 @@ class FlowLoad:
                 arrived, body = self.receiver.arrivals.get(timeout=0.1)
             except queue.Empty:
                 continue
-            alert = body.get("alert", {})
-            pump = self.by_serial.get(alert.get("pump_serial", ""))
-            if alert.get("kind") != "flow_abnormal" or pump is None:
-                continue
-            while pump.t_201 is None:  # the page beat the 201 to us: wait for the 201's stamp
-                time.sleep(0.0005)
-            with self._lock:
-                latency_ms = (arrived - pump.t_201) * 1000
-                self.latencies_ms[pump.phase].append(latency_ms)
-                if latency_ms < 0:
-                    self.early += 1
-                raised = datetime.fromisoformat(str(alert["first_raised_at"]).replace("Z", "+00:00"))
-                self.to_alert_ms[pump.phase].append((raised.timestamp() - (pump.wall_201 or 0)) * 1000)
-                arrived_wall = (pump.wall_201 or 0) + (arrived - pump.t_201)
-                self.raised_to_page_ms[pump.phase].append((arrived_wall - raised.timestamp()) * 1000)
-            pump.t_201 = None
-            self._resolver.submit(self._resolve, alert["id"], pump)
+            # a page message carries one alert, or (a storm's) several: each arrived with it
+            for alert in body.get("alerts") or [body.get("alert", {})]:
+                self._arrived(alert, arrived)
+
+    def _arrived(self, alert: dict[str, Any], arrived: float) -> None:
+        """A page of `alert` arrived at `arrived` (perf_counter): time it, resolve the alert."""
+        pump = self.by_serial.get(alert.get("pump_serial", ""))
+        if alert.get("kind") != "flow_abnormal" or pump is None:
+            return
+        while pump.t_201 is None:  # the page beat the 201 to us: wait for the 201's stamp
+            time.sleep(0.0005)
+        with self._lock:
+            latency_ms = (arrived - pump.t_201) * 1000
+            self.latencies_ms[pump.phase].append(latency_ms)
+            if latency_ms < 0:
+                self.early += 1
+            raised = datetime.fromisoformat(str(alert["first_raised_at"]).replace("Z", "+00:00"))
+            self.to_alert_ms[pump.phase].append((raised.timestamp() - (pump.wall_201 or 0)) * 1000)
+            arrived_wall = (pump.wall_201 or 0) + (arrived - pump.t_201)
+            self.raised_to_page_ms[pump.phase].append((arrived_wall - raised.timestamp()) * 1000)
+        pump.t_201 = None
+        self._resolver.submit(self._resolve, alert["id"], pump)
 
     def _post(self, pump: PumpState) -> None:
         pump.readings += 1
@@ -357,9 +364,16 @@ def run(readings: int = 1000, rate: float = 20.0, pumps: int = 150,
     `procfile`: the services as deploy/Procfile runs them, else each one `hai serve` process."""
     with system("page", procfile=procfile) as sys_:
         load = FlowLoad(sys_, pumps=pumps, readings=readings, flow_factor=flow_factor)
+        meter = CpuMeter({name: p.pid for name, p in sys_.procs.items()}, sys_.dbs).start()
+        meter.phase("quiet")
         load.drive(readings, rate)
         load.finish()
-        return {**_figures(load, readings=readings, rate=rate), "processes": _processes(procfile)}
+        meter.stop()
+        cpu = meter.figures().get("quiet", {})
+        return {**_figures(load, readings=readings, rate=rate), "processes": _processes(procfile),
+                # CPU seconds by process while the readings went, and per reading (bench._cpu)
+                "cpu": cpu, "cpu_ms_per_reading": per_unit_ms(cpu.get("by_process_cpu_s", {}),
+                                                              load.posted["quiet"])}
     raise AssertionError("unreachable")
 
 

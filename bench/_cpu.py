@@ -1,0 +1,163 @@
+"""Where a benchmark's CPU went: CPU seconds by process, read off /proc once a second.
+
+The processes: the services a benchmark started (by their names), PostgreSQL's backends of its
+databases (by service), PostgreSQL's other processes, RabbitMQ's node, and the benchmark itself
+(with the children it started that are not services). Each phase (`phase(name)`) gets the CPU
+seconds spent while it ran. A process that ends between two readings loses at most its last
+second. Linux only, and only for a PostgreSQL and RabbitMQ on this machine: elsewhere the
+figures are empty.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+TICK_S = 1.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_s(pid: int) -> float | None:
+    """User plus system CPU seconds of a process so far (None when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class CpuMeter:
+    """Reads the CPU of the benchmark's processes every TICK_S in a thread of its own."""
+
+    def __init__(self, services: Mapping[str, int], dbs: Mapping[str, str]) -> None:
+        """`services`: pid by service process name; `dbs`: SQLAlchemy URL by service."""
+        self.services = dict(services)
+        self.db_names = {url.rsplit("/", 1)[1]: service for service, url in dbs.items()}
+        self.admin_url = next(iter(dbs.values())).replace("postgresql+psycopg://", "postgresql://", 1)
+        self.last: dict[int, float] = {}
+        self.spent: dict[str, dict[str, float]] = {}
+        self.walls: dict[str, float] = {}
+        self.current: str | None = None
+        self.started_at = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-cpu-meter", daemon=True)
+        self.available = Path("/proc/self/stat").exists()
+
+    def start(self) -> CpuMeter:
+        if self.available:
+            self._read()  # the baseline
+            self._thread.start()
+        return self
+
+    def phase(self, name: str | None) -> None:
+        """Count from now on into phase `name` (None: into none)."""
+        if not self.available:
+            return
+        self._read()
+        now = time.monotonic()
+        with self._lock:
+            if self.current is not None:
+                self.walls[self.current] = self.walls.get(self.current, 0.0) + now - self.started_at
+            self.current, self.started_at = name, now
+
+    def stop(self) -> None:
+        self.phase(None)
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK_S):
+            self._read()
+
+    def _labels(self) -> dict[int, str]:
+        """Every process to read, by label."""
+        labels = {pid: name for name, pid in self.services.items()}
+        me = os.getpid()
+        labels[me] = "bench"
+        for child in _children(me):
+            labels.setdefault(child, "bench")
+        try:
+            with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
+                rows = conn.execute("SELECT pid, datname FROM pg_stat_activity "
+                                    "WHERE pid <> pg_backend_pid()").fetchall()
+        except psycopg.Error:
+            rows = []
+        for pid, datname in rows:
+            service = self.db_names.get(datname or "")
+            labels[int(pid)] = f"postgres: {service}" if service else "postgres: other"
+        for pid in _pids_of("^postgres"):
+            labels.setdefault(pid, "postgres: other")
+        for pid in _pids_of("beam.smp"):
+            labels[pid] = "rabbitmq"
+        return labels
+
+    def _read(self) -> None:
+        labels = self._labels()
+        with self._lock:
+            spent = self.spent.setdefault(self.current, {}) if self.current else None
+            for pid, label in labels.items():
+                now = cpu_s(pid)
+                if now is None:
+                    continue
+                before = self.last.get(pid)
+                self.last[pid] = now
+                if spent is not None and before is not None:
+                    spent[label] = spent.get(label, 0.0) + max(0.0, now - before)
+
+    def figures(self) -> dict[str, Any]:
+        """By phase: its seconds, the cores it used in all, and CPU seconds by process."""
+        out: dict[str, Any] = {}
+        for phase, spent in self.spent.items():
+            wall = self.walls.get(phase, 0.0)
+            total = sum(spent.values())
+            out[phase] = {"wall_s": round(wall, 1), "cpu_s": round(total, 1),
+                          "cores": round(total / wall, 2) if wall else None,
+                          "by_process_cpu_s": {k: round(v, 2) for k, v in
+                                               sorted(spent.items(), key=lambda kv: -kv[1])}}
+        return out
+
+
+def _pids_of(pattern: str) -> list[int]:
+    """The pids of processes whose command line matches `pattern` (pgrep -f)."""
+    try:
+        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True,
+                               timeout=5, check=False).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [int(p) for p in found if "pgrep" not in _cmdline(int(p))]
+
+
+def per_unit_ms(spent: Mapping[str, float], units: int) -> dict[str, float]:
+    """CPU milliseconds per unit (a reading, an alert) by process, and in all."""
+    if not units:
+        return {}
+    grouped: dict[str, float] = defaultdict(float)
+    for label, seconds in spent.items():
+        grouped[label] += seconds
+    out = {label: round(seconds * 1000 / units, 1) for label, seconds in grouped.items()}
+    out["all"] = round(sum(grouped.values()) * 1000 / units, 1)
+    return out
