@@ -187,14 +187,28 @@ class OutboxRelay:
         self._drop_publisher()
 
 
+# The class of the listeners' advisory locks ("HAIL"); the other key is `hashtext` of the channel.
+# Two 32-bit keys: a key space apart from the single 64-bit keys of the repo's other advisory
+# locks (migrations, the lot rebuild), so that none can clash with these.
+LISTENER_LOCK_CLASS = 0x4841494C
+
+
 class OutboxListener:
     """Wakes a relay when another process commits outbox rows: PostgreSQL LISTEN on the
     service's channel (the outbox's trigger notifies it at commit), on a connection of its own.
 
-    Only a wake-up: the relay still polls, so a listener that is down (database outage,
-    failover, a connection on a frozen node) makes events wait for the poll, never lost. It
-    reconnects after any failure, and wakes the relay once it listens again (events committed
-    while nobody listened)."""
+    One listener per service listens at a time: the one whose connection holds the channel's
+    session advisory lock (`LISTENER_LOCK_CLASS`, `hashtext(channel)`), so that a commit wakes
+    one of the service's workers, not all of them each to claim nothing. The others stand by
+    (`standing_by`): without LISTEN, they try the lock again every `wait_seconds` on the same
+    connection. The lock goes with its connection: a listener that stops, dies or loses its
+    connection frees it (keepalives on both sides find a peer that vanished), and a standby
+    takes over at its next try, waking its relay at once (events committed meanwhile).
+
+    Only a wake-up: every relay still polls, so a standby's relay, or one whose listener is
+    down (database outage, failover, a connection on a frozen node), sees events at its poll,
+    never loses them. It reconnects after any failure, and wakes the relay once it listens
+    again (events committed while nobody listened)."""
 
     def __init__(self, engine: Engine, service: str, signal: threading.Event, *,
                  wait_seconds: float = 1.0, retry_max_seconds: float = 10.0) -> None:
@@ -204,6 +218,7 @@ class OutboxListener:
         self.wait_seconds = wait_seconds
         self.retry_max_seconds = retry_max_seconds
         self.listening = threading.Event()  # set while LISTEN holds (for readiness and tests)
+        self.standing_by = threading.Event()  # set while another listener holds the lock
 
     def connect(self) -> Any:
         """An autocommit psycopg connection with the engine's own connection parameters (its
@@ -220,25 +235,47 @@ class OutboxListener:
         return psycopg.connect(autocommit=True, **params)
 
     def run(self, stop: threading.Event) -> None:
-        """Listen until stopped, reconnecting with a growing delay after a failure."""
-        backoff, failed = 0.5, False
+        """Listen (or stand by) until stopped, reconnecting with a growing delay after a
+        failure."""
+        backoff = 0.5
         while not stop.is_set():
             try:
                 with self.connect() as conn:
+                    for setting, value in (("idle", 10), ("interval", 5), ("count", 3)):
+                        # the server's keepalives: they end the session (and free the lock) of
+                        # a listener whose host vanished, as the client's find a server that did
+                        conn.execute(f"SET tcp_keepalives_{setting} = {value}")
+                    backoff = 0.5
+                    if not self._take_lock(conn, stop):
+                        return  # stopped while standing by
                     conn.execute(f'LISTEN "{self.channel}"')
-                    self.listening.set()
                     self.signal.set()  # what committed while nobody listened
-                    if failed:
-                        log.info("outbox.listening_again", channel=self.channel)
-                    backoff, failed = 0.5, False
+                    self.listening.set()
+                    log.info("outbox.listening", channel=self.channel)
                     while not stop.is_set():
                         for _ in conn.notifies(timeout=self.wait_seconds):
                             self.signal.set()
             except Exception as exc:  # noqa: BLE001 - the listener outlives database outages
-                failed = True
                 log.warning("outbox.listen_failed", channel=self.channel, error=safe_error(exc),
                             retry_in_s=backoff)
             finally:
                 self.listening.clear()
+                self.standing_by.clear()
             stop.wait(backoff)
             backoff = min(backoff * 2, self.retry_max_seconds)
+
+    def _take_lock(self, conn: Any, stop: threading.Event) -> bool:
+        """Wait, standing by, until this connection holds the channel's lock (a session lock:
+        it goes with the connection); False if stopped first."""
+        while not stop.is_set():
+            held = conn.execute(
+                f"SELECT pg_try_advisory_lock({LISTENER_LOCK_CLASS}, hashtext(%s))",
+                (self.channel,)).fetchone()[0]
+            if held:
+                self.standing_by.clear()
+                return True
+            if not self.standing_by.is_set():
+                self.standing_by.set()
+                log.info("outbox.standing_by", channel=self.channel)
+            stop.wait(self.wait_seconds)
+        return False
