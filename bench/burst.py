@@ -241,6 +241,8 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
             watch, trigger = _trigger(sys_, model_code, timeout_s,
                                       on_done=lambda: meter.phase("after"))
             load.drive(int(burst_s * rate), rate, watch.phase)
+            if not watch.done.is_set():  # the burst goes on without the readings
+                meter.phase("burst, readings over")
             load_average["burst"] = round(os.getloadavg()[0], 1)
             watch.join()
             next_profile_phase(sys_)
@@ -353,7 +355,9 @@ def _cpu_rows(cpu: dict[str, Any], per_reading: dict[str, float], *, rate: float
     cores = os.cpu_count() or 1
     rows = []
     for phase, what in (("quiet", f"abnormal flows alone, {rate:.0f}/s"),
-                        ("burst", "flows beside the burst, until its alerts and pages are out")):
+                        ("burst", "the flows beside the burst, while the readings go"),
+                        ("burst, readings over", "the burst alone, until its alerts and pages "
+                                                 "are out")):
         figures = cpu.get(phase)
         if not figures or figures.get("cores") is None:
             continue
