@@ -39,7 +39,7 @@ import psycopg
 from bench import sweep
 from bench._cpu import CpuMeter, per_unit_ms
 from bench._infra import ok
-from bench.time_to_page import FlowLoad, System, _processes, system
+from bench.time_to_page import FlowLoad, System, _processes, pct, system
 from services.alerts.handlers import queue_specs
 from tests.doubles import free_port
 
@@ -316,6 +316,8 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
         # abnormal flows' pages since the trigger, by the lane that sent them
         "burst_flow_pages_by_lane": state.get("flow_pages_by_lane"),
         "burst_watch_timed_out": watch.timed_out, "burst_progress": watch.progress,
+        # the burst's pages by 5 s after the trigger (of their 201): where the slow ones came
+        "burst_by_5s": _by_window(load.timed["burst"], trigger.timestamp(), 5.0),
         # the machine's 1-minute load average (2 cores, shared): before the run, end of the burst
         "load_average": load_average,
         # CPU seconds by process in each phase (bench._cpu), and the quiet phase's per reading
@@ -348,6 +350,17 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
     rows += _cpu_rows(cpu or {}, figures.get("cpu_ms_per_quiet_reading", {}), rate=rate)
     figures["table"] = rows
     return figures
+
+
+def _by_window(timed: list[tuple[float, float]], start: float,
+               width_s: float) -> list[dict[str, float]]:
+    """Pages by window of `width_s` after `start` (their 201): count, p50, p99 and max in ms."""
+    windows: dict[int, list[float]] = {}
+    for at, latency_ms in timed:
+        windows.setdefault(int((at - start) // width_s), []).append(latency_ms)
+    return [{"from_s": k * width_s, "pages": len(v), "p50_ms": round(pct(v, 0.5), 1),
+             "p99_ms": round(pct(v, 0.99), 1), "max_ms": round(max(v), 1)}
+            for k, v in sorted(windows.items())]
 
 
 def _cpu_rows(cpu: dict[str, Any], per_reading: dict[str, float], *, rate: float) -> list[dict[str, str]]:

@@ -231,6 +231,9 @@ class FlowLoad:
         self.to_alert_ms: dict[str, list[float]] = defaultdict(list)
         # the alerts side alone: the alert raised (its consumer) → the page arrived
         self.raised_to_page_ms: dict[str, list[float]] = defaultdict(list)
+        # each page's (wall time of its 201, time to page in ms), by phase: when in a phase
+        # the slow ones came
+        self.timed: dict[str, list[tuple[float, float]]] = defaultdict(list)
         self.posted: dict[str, int] = defaultdict(int)
         self.skipped: dict[str, int] = defaultdict(int)
         self.early = 0
@@ -274,6 +277,7 @@ class FlowLoad:
             self.to_alert_ms[pump.phase].append((raised.timestamp() - (pump.wall_201 or 0)) * 1000)
             arrived_wall = (pump.wall_201 or 0) + (arrived - pump.t_201)
             self.raised_to_page_ms[pump.phase].append((arrived_wall - raised.timestamp()) * 1000)
+            self.timed[pump.phase].append((pump.wall_201 or 0, latency_ms))
         pump.t_201 = None
         self._resolver.submit(self._resolve, alert["id"], pump)
 
