@@ -14,7 +14,6 @@ import os
 import subprocess
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -155,9 +154,6 @@ def per_unit_ms(spent: Mapping[str, float], units: int) -> dict[str, float]:
     """CPU milliseconds per unit (a reading, an alert) by process, and in all."""
     if not units:
         return {}
-    grouped: dict[str, float] = defaultdict(float)
-    for label, seconds in spent.items():
-        grouped[label] += seconds
-    out = {label: round(seconds * 1000 / units, 1) for label, seconds in grouped.items()}
-    out["all"] = round(sum(grouped.values()) * 1000 / units, 1)
+    out = {label: round(seconds * 1000 / units, 1) for label, seconds in spent.items()}
+    out["all"] = round(sum(spent.values()) * 1000 / units, 1)
     return out
