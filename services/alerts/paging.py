@@ -328,7 +328,7 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                        OncallSchedule.webhook_secret)
                 .join(Alert, Alert.id == Notification.alert_id)
                 .outerjoin(OncallSchedule, OncallSchedule.center == Notification.oncall_center)
-                .where(_due(now)).order_by(CRITICAL_FIRST, Notification.next_attempt_at)
+                .where(_due(now)).order_by(MOST_SEVERE_FIRST, Notification.next_attempt_at)
                 .limit(limit))
         if alert_ids is not None:
             stmt = stmt.where(Notification.alert_id.in_(sorted(alert_ids)))
@@ -359,8 +359,7 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                 claims.extend(c for c in (_claim(uow, [row], now=now, settings=settings,
                                                  secrets=secrets) for row in group) if c is not None)
                 continue
-            # one message: its main `alert` the most severe (stable: oldest due first otherwise)
-            group.sort(key=lambda row: -Severity(row[1].severity).rank)
+            # one message: its main `alert` the most severe (the claim's order: MOST_SEVERE_FIRST)
             past_limit = left <= 0
             if past_limit and group[0][1].severity != Severity.CRITICAL:
                 _hold(uow, group, until=frees_at, settings=settings)
@@ -375,9 +374,10 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
     return claims
 
 
-# the claim takes critical pages before the rest: behind a burst's thousands of due warnings a
-# critical page is in the first pass's batch, not in the fortieth (the oldest due first otherwise)
-CRITICAL_FIRST = case((Alert.severity == Severity.CRITICAL, 0), else_=1)
+# the claim takes the most severe pages first: behind a burst's thousands of due warnings a
+# critical page is in the first pass's batch, not in the fortieth, and a storm's message leads
+# with it (the oldest due first otherwise)
+MOST_SEVERE_FIRST = case({s.value: -s.rank for s in Severity}, value=Alert.severity, else_=0)
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
