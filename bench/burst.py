@@ -37,7 +37,7 @@ import pika.exceptions
 import psycopg
 
 from bench import sweep
-from bench._cpu import CpuMeter, per_unit_ms
+from bench._cpu import per_unit_ms
 from bench._infra import ok
 from bench.time_to_page import FlowLoad, System, _processes, pct, system
 from services.alerts.handlers import queue_specs
@@ -234,7 +234,7 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
                    "silence")
             readings = int((quiet_s + burst_s) * rate) + 10
             load = FlowLoad(sys_, pumps=pumps, readings=readings)
-            meter = CpuMeter({name: p.pid for name, p in sys_.procs.items()}, sys_.dbs).start()
+            meter = sys_.cpu_meter()
             meter.phase("quiet")
             load.drive(int(quiet_s * rate), rate, "quiet")
             meter.phase("burst")

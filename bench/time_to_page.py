@@ -84,6 +84,10 @@ class System:
     def client(self, service: str) -> httpx.Client:
         return httpx.Client(base_url=self.urls[service], headers=self.headers, timeout=30)
 
+    def cpu_meter(self) -> CpuMeter:
+        """A running CpuMeter of the system's processes and of their databases' backends."""
+        return CpuMeter({name: p.pid for name, p in self.procs.items()}, self.dbs).start()
+
 
 def _start(name: str, args: list[str], env: dict[str, str], logdir: Path) -> subprocess.Popen[bytes]:
     """`hai ARGS`, logging to NAME.log; under bench._sampler's profiler when HAI_BENCH_PROFILE
@@ -368,7 +372,7 @@ def run(readings: int = 1000, rate: float = 20.0, pumps: int = 150,
     `procfile`: the services as deploy/Procfile runs them, else each one `hai serve` process."""
     with system("page", procfile=procfile) as sys_:
         load = FlowLoad(sys_, pumps=pumps, readings=readings, flow_factor=flow_factor)
-        meter = CpuMeter({name: p.pid for name, p in sys_.procs.items()}, sys_.dbs).start()
+        meter = sys_.cpu_meter()
         meter.phase("quiet")
         load.drive(readings, rate)
         load.finish()
