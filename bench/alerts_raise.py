@@ -44,7 +44,8 @@ def _measure(rt: ServiceRuntime, bus: InProcessBus, event_type: str,
     """Statements and CPU of this process to handle `events` in batches of `batch`."""
     (sub,) = [s for s in rt.subscriptions if event_type in s.handlers]
     consumer = EventConsumer(sub.queue.name, sub.queue, sub.handlers, rt.uow_factory,
-                             max_attempts=3, batch_handlers=sub.batch_handlers)
+                             max_attempts=3, batch_handlers=sub.batch_handlers,
+                             prepare=sub.prepare)
     for data in events:
         publish(bus, event_type, data, time=rt.clock.now())
     statements = 0

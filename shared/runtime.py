@@ -21,7 +21,7 @@ from shared.clock import Clock, SystemClock
 from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping, relay_in_this_process
 from shared.logging import safe_error
 from shared.messaging.base import Bus, Outcome, QueueSpec
-from shared.messaging.consumer import BatchHandler, EventConsumer, Handler
+from shared.messaging.consumer import BatchHandler, EventConsumer, Handler, Prepare
 from shared.messaging.relay import OutboxListener, OutboxRelay
 from shared.metrics import SystemCollector, watch_queues
 from shared.settings import Settings
@@ -59,6 +59,8 @@ class Subscription:
     queue: QueueSpec
     handlers: Mapping[str, Handler]
     batch_handlers: Mapping[str, BatchHandler] = field(default_factory=dict)
+    # called with each transaction's events before they are handled (EventConsumer's)
+    prepare: Prepare | None = None
     # consumers of the queue in each worker, each on its own connection and transactions: a
     # queue whose handling waits on the database most of the time drains faster with several
     # (its events' order is not kept, as with several workers; only where no handler needs it)
@@ -213,6 +215,7 @@ class Worker:
                     sub.queue.name, sub.queue, sub.handlers, rt.uow_factory,
                     max_attempts=rt.settings.consumer_max_attempts,
                     on_outcome=self._count_outcome, batch_handlers=sub.batch_handlers,
+                    prepare=sub.prepare,
                 )
                 for n in range(max(1, sub.consumers)):
                     suffix = f"-{n + 1}" if sub.consumers > 1 else ""

@@ -126,7 +126,8 @@ def deliver(harnesses: Sequence[Harness], bus: InProcessBus, rounds: int = 20) -
             for sub in rt.subscriptions:
                 consumer = EventConsumer(sub.queue.name, sub.queue, sub.handlers, rt.uow_factory,
                                          max_attempts=rt.settings.consumer_max_attempts,
-                                         batch_handlers=sub.batch_handlers)
+                                         batch_handlers=sub.batch_handlers,
+                                         prepare=sub.prepare)
                 batch = bus.take(sub.queue.name)
                 if batch:
                     moved += 1

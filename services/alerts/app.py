@@ -41,7 +41,8 @@ def bootstrap(
                      if spec.name == handlers.QUEUE and settings.amqp_url else 1)
         runtime.subscriptions.append(Subscription(
             queue=spec, handlers={t: h for t, h in every_handler.items() if t in handled},
-            consumers=consumers, batch=settings.alerts_consumer_batch))
+            consumers=consumers, batch=settings.alerts_consumer_batch,
+            prepare=handlers.make_prepare(settings)))
     runtime.jobs.extend(jobs.jobs(runtime))
     return runtime
 

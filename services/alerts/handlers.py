@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy import event as sa_event
 
@@ -30,7 +30,7 @@ from shared.contracts.vocabulary import EventType
 from shared.db import UnitOfWork
 from shared.events import CloudEvent
 from shared.messaging.base import QueueSpec
-from shared.messaging.consumer import Handler, payload_of
+from shared.messaging.consumer import Handler, Prepare, payload_of
 
 QUEUE = "alerts.events"
 # flow readings have a queue and a consumer of their own: an abnormal flow pages the on-call
@@ -80,13 +80,72 @@ def kick_after_commit(uow: UnitOfWork, kick: Kick, alert_ids: Iterable[str]) -> 
     raised.extend(alert_ids)
 
 
+Decide = Callable[[UnitOfWork, CloudEvent], rules.RuleResult]
+
+
+def decisions(settings: AlertsSettings) -> dict[str, Decide]:
+    """What each rule-driven event type decides (alerts to raise, conditions cleared)."""
+
+    def pure(rule: Callable[[CloudEvent], rules.RuleResult]) -> Decide:
+        return lambda _uow, e: rule(e)
+
+    def flow_abnormal(uow: UnitOfWork, event: CloudEvent) -> rules.RuleResult:
+        # by the bands of the reading's centre (its own settings, else the defaults)
+        data = payload_of(event, FlowRecordedData)
+        own = centers.effective_settings(uow, settings, data.center)
+        return rules.flow_abnormal(data, warning_pct=own.flow_warning_pct,
+                                   critical_pct=own.flow_critical_pct)
+
+    return {
+        EventType.REFILL_DUE_SOON: pure(
+            lambda e: rules.refill_due_soon(payload_of(e, AppointmentData))),
+        EventType.REFILL_OVERDUE: pure(lambda e: rules.refill_overdue(
+            payload_of(e, RefillOverdueData),
+            critical_hours_to_empty=settings.overdue_critical_hours_to_empty)),
+        EventType.RESERVOIR_NEAR_EMPTY: pure(
+            lambda e: rules.reservoir_near_empty(payload_of(e, ReservoirNearEmptyData))),
+        EventType.FLOW_RECORDED: flow_abnormal,
+        EventType.REFILL_COMPLETED: pure(
+            lambda e: rules.refill_completed(payload_of(e, RefillCompletedData))),
+        EventType.DELIVERY_LATE: pure(
+            lambda e: rules.delivery_late(payload_of(e, DeliveryData))),
+        EventType.DELIVERY_UPDATED: pure(
+            lambda e: rules.delivery_updated(payload_of(e, DeliveryData))),
+        EventType.RECALL_ISSUED: pure(
+            lambda e: rules.recall_issued(payload_of(e, RecallIssuedData))),
+        EventType.PUMP_EXPLANTED: pure(
+            lambda e: rules.pump_explanted(payload_of(e, PumpExplantedData))),
+        EventType.REFILL_VOIDED: pure(
+            lambda e: rules.refill_voided(payload_of(e, RefillVoidedData))),
+        EventType.ORDER_REFUSED: pure(
+            lambda e: rules.order_refused(payload_of(e, OrderRefusedData))),
+        EventType.LOT_FLOW_DRIFT: pure(
+            lambda e: rules.lot_flow_drift(payload_of(e, LotFlowDriftData))),
+        EventType.FLOW_TREND: pure(lambda e: rules.flow_trend(payload_of(e, FlowTrendData))),
+    }
+
+
+def make_prepare(settings: AlertsSettings) -> Prepare:
+    """Read at once, at the start of a batch's transaction, what its events' handlers would
+    each look up: the open alerts of every dedup key they raise (locked) and the transfers of
+    every patient they name. A sweep's batch of 20 then costs two statements for these, not 40;
+    a recall naming 1,000 pumps two, not 1,000. One alert's lookups are not read ahead."""
+    decide = decisions(settings)
+
+    def prepare(uow: UnitOfWork, events: Sequence[CloudEvent]) -> None:
+        # an event whose data is bad raises here as in its handler: the batch then goes one
+        # event at a time, and that one is dead-lettered with the reason
+        results = [decide[e.type](uow, e) for e in events if e.type in decide]
+        transfers.look_ahead(uow, results)
+        service.look_ahead(uow, results)
+
+    return prepare
+
+
 def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
     """The handler of every consumed event type; a raise wakes the pager after the commit."""
 
-    def applying(rule: Callable[[CloudEvent], rules.RuleResult]) -> Handler:
-        return applying_in(lambda _uow, e: rule(e))
-
-    def applying_in(rule: Callable[[UnitOfWork, CloudEvent], rules.RuleResult]) -> Handler:
+    def applying(rule: Decide) -> Handler:
         def handle(uow: UnitOfWork, event: CloudEvent) -> None:
             # a batch's alerts write their audit and outbox rows at its commit, one statement
             # per table (no handler of ours reads them back, nor uses a savepoint)
@@ -96,13 +155,6 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
             if result.raise_:
                 kick_after_commit(uow, kick, (alert.id for alert in changed))
         return handle
-
-    def flow_abnormal(uow: UnitOfWork, event: CloudEvent) -> rules.RuleResult:
-        # by the bands of the reading's centre (its own settings, else the defaults)
-        data = payload_of(event, FlowRecordedData)
-        own = centers.effective_settings(uow, settings, data.center)
-        return rules.flow_abnormal(data, warning_pct=own.flow_warning_pct,
-                                   critical_pct=own.flow_critical_pct)
 
     def settings_changed(uow: UnitOfWork, event: CloudEvent) -> None:
         centers.on_settings_changed(uow, payload_of(event, CenterSettingsChangedData))
@@ -125,31 +177,7 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
         service.apply(uow, rules.heartbeat_heard(data.at), settings=settings)
 
     return {
-        EventType.REFILL_DUE_SOON: applying(
-            lambda e: rules.refill_due_soon(payload_of(e, AppointmentData))),
-        EventType.REFILL_OVERDUE: applying(lambda e: rules.refill_overdue(
-            payload_of(e, RefillOverdueData),
-            critical_hours_to_empty=settings.overdue_critical_hours_to_empty)),
-        EventType.RESERVOIR_NEAR_EMPTY: applying(
-            lambda e: rules.reservoir_near_empty(payload_of(e, ReservoirNearEmptyData))),
-        EventType.FLOW_RECORDED: applying_in(flow_abnormal),
-        EventType.REFILL_COMPLETED: applying(
-            lambda e: rules.refill_completed(payload_of(e, RefillCompletedData))),
-        EventType.DELIVERY_LATE: applying(
-            lambda e: rules.delivery_late(payload_of(e, DeliveryData))),
-        EventType.DELIVERY_UPDATED: applying(
-            lambda e: rules.delivery_updated(payload_of(e, DeliveryData))),
-        EventType.RECALL_ISSUED: applying(
-            lambda e: rules.recall_issued(payload_of(e, RecallIssuedData))),
-        EventType.PUMP_EXPLANTED: applying(
-            lambda e: rules.pump_explanted(payload_of(e, PumpExplantedData))),
-        EventType.REFILL_VOIDED: applying(
-            lambda e: rules.refill_voided(payload_of(e, RefillVoidedData))),
-        EventType.ORDER_REFUSED: applying(
-            lambda e: rules.order_refused(payload_of(e, OrderRefusedData))),
-        EventType.LOT_FLOW_DRIFT: applying(
-            lambda e: rules.lot_flow_drift(payload_of(e, LotFlowDriftData))),
-        EventType.FLOW_TREND: applying(lambda e: rules.flow_trend(payload_of(e, FlowTrendData))),
+        **{event_type: applying(rule) for event_type, rule in decisions(settings).items()},
         EventType.SWEEP_COMPLETED: heartbeat,
         EventType.CENTER_SETTINGS_CHANGED: settings_changed,
         EventType.THERAPY_STATUS_CHANGED: therapy_status_changed,

@@ -7,11 +7,12 @@ recall from inventory before it heard of the move) is raised at the new centre."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from sqlalchemy import select, update
 
-from services.alerts import paging
+from services.alerts import paging, txcache
 from services.alerts.holds import NEVER
 from services.alerts.models import Alert, Notification, PatientTransfer, TherapyHold
 from services.alerts.records import timeline
@@ -70,14 +71,43 @@ def on_patient_center_changed(uow: UnitOfWork, data: PatientCenterChangedData, *
     return paged
 
 
+_LOOKED_AHEAD = "transfers"  # the transaction's look-ahead (txcache): {mrn: transfer or None}
+
+
+def _mrns(result: RuleResult) -> set[str]:
+    return {f.patient_mrn for f in result.raise_ if f.patient_mrn and f.center}
+
+
+def _transfers_of(uow: UnitOfWork, mrns: set[str]) -> dict[str, PatientTransfer]:
+    # without a flush: the batch's alerts raised so far are not read here, and a transfer is
+    # written by statements run at once (`on_patient_center_changed`), never left pending
+    with uow.session.no_autoflush:
+        return {t.patient_mrn: t for t in uow.session.scalars(
+            select(PatientTransfer).where(PatientTransfer.patient_mrn.in_(sorted(mrns))))}
+
+
+def look_ahead(uow: UnitOfWork, results: Sequence[RuleResult]) -> None:
+    """Read in one statement the transfers of every patient these results raise alerts of, for
+    `recentred` (kept until the transaction ends or writes a transfer). Fewer than two: no."""
+    mrns = set().union(*(_mrns(result) for result in results))
+    if len(mrns) < 2:
+        return
+    moved = _transfers_of(uow, mrns)
+    txcache.keep(uow.session, _LOOKED_AHEAD, PatientTransfer,
+                 {mrn: moved.get(mrn) for mrn in mrns})
+
+
 def recentred(uow: UnitOfWork, result: RuleResult) -> RuleResult:
     """A rule's result with each fact that names the centre its patient last left raised at
     the centre the patient went to."""
-    mrns = {f.patient_mrn for f in result.raise_ if f.patient_mrn and f.center}
+    mrns = _mrns(result)
     if not mrns:
         return result
-    moved = {t.patient_mrn: t for t in uow.session.scalars(
-        select(PatientTransfer).where(PatientTransfer.patient_mrn.in_(sorted(mrns))))}
+    ahead: dict[str, PatientTransfer | None] | None = txcache.peek(uow.session, _LOOKED_AHEAD)
+    if ahead is not None and mrns <= ahead.keys():
+        moved = {mrn: t for mrn in mrns if (t := ahead[mrn]) is not None}
+    else:
+        moved = _transfers_of(uow, mrns)
     if not moved:
         return result
     return replace(result, raise_=tuple(

@@ -33,6 +33,18 @@ def cached(session: Session, name: str, watched: type[Any], load: Callable[[], T
     return value
 
 
+def peek(session: Session, name: str) -> Any:
+    """What the transaction keeps under `name` (`cached` or `keep`), or None."""
+    hit = session.info.get(_KEY, {}).get(name)
+    return None if hit is None else hit[1]
+
+
+def keep(session: Session, name: str, watched: type[Any], value: Any) -> None:
+    """Keep `value` under `name` until the transaction ends or writes `watched`."""
+    session.info.setdefault(_KEY, {}).pop(name, None)
+    cached(session, name, watched, lambda: value)
+
+
 def forget(session: Session, classes: Callable[[type[Any]], bool] | None = None) -> None:
     """Drop the transaction's lookups (those of the classes `classes` accepts, when given)."""
     entries = session.info.get(_KEY)

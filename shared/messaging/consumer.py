@@ -24,6 +24,9 @@ log = structlog.get_logger(__name__)
 P = TypeVar("P", bound=BaseModel)
 Handler = Callable[[UnitOfWork, CloudEvent], None]
 BatchHandler = Callable[[UnitOfWork, Sequence[CloudEvent]], None]
+# called with a transaction's events before any is handled: to read at once what their handlers
+# would each look up
+Prepare = Callable[[UnitOfWork, Sequence[CloudEvent]], None]
 
 # the database is away (down, restarting, a failover): no message is at fault, so the batch
 # goes back to the queue whole and no attempt is counted against any message
@@ -69,12 +72,14 @@ class EventConsumer:
         max_attempts: int = 5,
         on_outcome: Callable[[str, Outcome], None] | None = None,
         batch_handlers: Mapping[str, BatchHandler] | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.name = name
         self.queue = queue
         self.handlers = dict(handlers)
         # a batch handler takes a run of consecutive events of its type in one call
         self.batch_handlers = dict(batch_handlers or {})
+        self.prepare = prepare
         self.uow_factory = uow_factory
         self.max_attempts = max_attempts
         self._on_outcome = on_outcome
@@ -187,6 +192,8 @@ class EventConsumer:
 
     def _handle_events(self, uow: UnitOfWork, events: Sequence[CloudEvent]) -> None:
         """Hand the events over in their order; consecutive ones of a batch handler's type at once."""
+        if self.prepare is not None and events:
+            self.prepare(uow, events)
         run: list[CloudEvent] = []
         for event in events:
             if run and run[0].type != event.type:

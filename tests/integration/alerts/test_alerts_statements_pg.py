@@ -15,7 +15,15 @@ from sqlalchemy import select
 from services.alerts.models import Alert, AlertEvent, Notification
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
-from tests.factories import flow_recorded, oncall_body, refill_overdue
+from tests.factories import (
+    T0,
+    flow_recorded,
+    oncall_body,
+    patient_center_changed,
+    recall_issued,
+    refill_completed,
+    refill_overdue,
+)
 from tests.helpers import Harness, deliver, publish
 from tests.integration.alerts.test_alerts_paging_loop_pg import bus, h, put  # noqa: F401
 
@@ -91,9 +99,13 @@ def test_a_batch_of_twenty_alerts_reads_silences_and_oncall_once(h, bus, consume
     # audit and outbox rows at the commit, one COPY per table (`bulk_insert`: on the driver's
     # connection, unseen here), none per alert
     assert not [s for s in statements if s.startswith(("INSERT INTO audit", "INSERT INTO outbox"))]
-    # inbox claim, silences, on-call table once; per alert: patient transfer, open alert;
-    # INSERT alert, timeline, page: 103, and the 2 COPYs (242 before)
-    assert len(statements) <= 3 + 20 * 5, "\n".join(statements)
+    # the batch's patient transfers and open alerts each read ahead in one statement, and the
+    # alerts, their timelines and pages inserted at the commit in one flush: inbox claim,
+    # transfers, open alerts (locked), silences, on-call table, INSERT alerts, timeline, pages:
+    # 8, and the 2 COPYs (103 before the look-ahead, 242 before that)
+    assert sum(s.startswith("SELECT patient_transfers") for s in statements) == 1, statements
+    assert sum(s.startswith("SELECT alerts") for s in statements) == 1, statements
+    assert len(statements) <= 10, "\n".join(statements)
     with h.runtime.uow_factory() as uow:
         alerts = uow.session.scalars(select(Alert.id)).all()
         assert len(alerts) == 20
@@ -136,3 +148,92 @@ def test_what_a_transaction_writes_is_seen_by_its_kept_lookups(h):  # noqa: F811
         assert paging.active_silence(uow, alert) is None  # still the same transaction
         uow.commit()
         assert paging.active_silence(uow, alert).id == made.id  # type: ignore[union-attr]
+
+
+# ---- a batch read ahead: what its handlers see of the transaction's own writes ---------------
+
+@pytest.fixture
+def transactions(h: Harness) -> Iterator[Callable[[], int]]:  # noqa: F811
+    """How many consumer transactions began (inbox claims): a batch that fails on a duplicate
+    open alert goes again one event at a time, and ends right, but in more of them."""
+    claims = 0
+
+    def executed(_conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+        nonlocal claims
+        claims += statement.startswith("INSERT INTO inbox")
+
+    sa_event.listen(h.runtime.engine, "before_cursor_execute", executed)
+    yield lambda: claims
+    sa_event.remove(h.runtime.engine, "before_cursor_execute", executed)
+
+
+def _alerts(h: Harness) -> list[Alert]:  # noqa: F811
+    with h.runtime.uow_factory() as uow:
+        alerts = list(uow.session.scalars(select(Alert).order_by(Alert.dedup_key)))
+        uow.session.expunge_all()
+        return alerts
+
+
+def test_a_key_raised_twice_in_one_batch_repeats_the_alert_the_batch_raised(h, bus, transactions):  # noqa: F811
+    put(h, "north", oncall_body([("ann", "log", "ann")]))
+    _handle(h, bus, [(EventType.REFILL_OVERDUE, refill_overdue("appt-1", "SN1", overdue_hours=5.0)),
+                     (EventType.REFILL_OVERDUE, refill_overdue("appt-2", "SN2")),
+                     (EventType.REFILL_OVERDUE, refill_overdue("appt-1", "SN1", overdue_hours=6.0))])
+    (first, second) = _alerts(h)
+    assert (first.dedup_key, first.occurrences) == ("refill_overdue:appt-1", 2)
+    assert "overdue by 6 h" in first.summary and second.occurrences == 1
+    assert transactions() == 1  # in the batch's one transaction, not after its failure
+
+
+def test_an_alert_the_batch_resolved_is_not_open_to_a_later_event_of_it(h, bus, transactions):  # noqa: F811
+    put(h, "north", oncall_body([("ann", "log", "ann")]))
+    _handle(h, bus, [(EventType.REFILL_OVERDUE, refill_overdue("appt-1", "SN1"))])
+    (earlier,) = _alerts(h)
+    before = transactions()
+    # read ahead at the batch's start, the open alert is resolved by the refill, in memory
+    # only; the sweep's next overdue of the same appointment raises a new one
+    _handle(h, bus, [(EventType.REFILL_OVERDUE, refill_overdue("appt-2", "SN2")),
+                     (EventType.REFILL_COMPLETED, refill_completed("rf-1", "SN1")),
+                     (EventType.REFILL_OVERDUE, refill_overdue("appt-1", "SN1"))])
+    alerts = {a.id: a for a in _alerts(h)}
+    assert alerts[earlier.id].status == "resolved" and alerts[earlier.id].occurrences == 1
+    again = [a for a in alerts.values() if a.dedup_key == "refill_overdue:appt-1" and a.id != earlier.id]
+    assert len(again) == 1 and again[0].status == "firing"
+    assert transactions() - before == 1
+
+
+def test_a_transfer_in_the_batch_moves_the_later_facts_naming_the_old_centre(h, bus, transactions):  # noqa: F811
+    put(h, "north", oncall_body([("ann", "log", "ann")]))
+    put(h, "south", oncall_body([("sue", "log", "sue")]))
+    # the patient's transfers are read ahead (none) before the batch's transfer is handled
+    _handle(h, bus, [
+        (EventType.REFILL_OVERDUE, refill_overdue("appt-0", "SN0", mrn="MRN-6")),
+        (EventType.REFILL_OVERDUE, refill_overdue("appt-1", "SN1", mrn="MRN-7")),
+        (EventType.PATIENT_CENTER_CHANGED, patient_center_changed("south", mrn="MRN-7", serial="SN1")),
+        (EventType.REFILL_OVERDUE, refill_overdue("appt-2", "SN1", mrn="MRN-7")),
+    ])
+    assert [(a.dedup_key, a.center) for a in _alerts(h)] == [("refill_overdue:appt-0", "north"),
+        ("refill_overdue:appt-1", "south"), ("refill_overdue:appt-2", "south")]
+    with h.runtime.uow_factory() as uow:
+        pages = uow.session.execute(select(Notification.recipient, Notification.status)).all()
+    # north's page of the first, unsent, is cancelled by the transfer; south pages both
+    assert sorted(map(tuple, pages)) == [("ann", "cancelled"), ("ann", "pending"),
+                                         ("sue", "pending"), ("sue", "pending")]
+    assert transactions() == 1
+
+
+def test_a_recall_reads_its_pumps_open_alerts_in_one_statement(h, bus, consumer_statements):  # noqa: F811
+    put(h, "north", oncall_body([("ann", "log", "ann")]))
+    implanted = [{"serial_number": f"SN{i:03}", "patient_mrn": f"MRN-{i}", "center": "north"}
+                 for i in range(50)]
+    _handle(h, bus, [(EventType.RECALL_ISSUED, recall_issued(implanted=implanted[:10]))])
+    # the recall announced again (another event), now naming all 50: 10 repeat, 40 are new
+    _handle(h, bus, [(EventType.RECALL_ISSUED, recall_issued(implanted=implanted))])
+    statements = consumer_statements()
+    assert sum(s.startswith("SELECT alerts") for s in statements) == 1, statements
+    assert sum(s.startswith("SELECT patient_transfers") for s in statements) == 1, statements
+    assert len(statements) <= 10, "\n".join(statements)
+    alerts = _alerts(h)
+    assert len(alerts) == 50
+    assert sorted(a.occurrences for a in alerts) == [1] * 40 + [2] * 10
+    assert T0 <= alerts[0].first_raised_at
