@@ -32,7 +32,14 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from services.alerts import centers, txcache
 from services.alerts.channels import Channels, Delivery, PageMessage, SendError, page_alert
-from services.alerts.models import Alert, Notification, OncallSchedule, Silence, TherapyHold
+from services.alerts.models import (
+    Alert,
+    AlertEvent,
+    Notification,
+    OncallSchedule,
+    Silence,
+    TherapyHold,
+)
 from services.alerts.oncall import levels_from_json, next_attempt_delay_seconds, shift_at
 from services.alerts.records import alert_data, alert_json, timeline
 from services.alerts.rules import pause_holds
@@ -362,7 +369,7 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
             # one message: its main `alert` the most severe (the claim's order: MOST_SEVERE_FIRST)
             past_limit = left <= 0
             if past_limit and group[0][1].severity != Severity.CRITICAL:
-                _hold(uow, group, until=frees_at, settings=settings)
+                _hold(uow, key, now=now, until=frees_at, settings=settings, alert_ids=alert_ids)
                 continue
             claim = _claim(uow, group[:settings.page_group_max], now=now, settings=settings,
                            secrets=secrets, past_storm_limit=past_limit)
@@ -418,14 +425,40 @@ def _room_left(messages: int | None, oldest: datetime | None, *, now: datetime,
             (oldest or now) + timedelta(seconds=RATE_WINDOW_SECONDS))
 
 
-def _hold(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, until: datetime,
-          settings: AlertsSettings) -> None:
-    """The recipient had their pages for this minute: these wait until one frees."""
-    for notification, alert in group:
-        if _set_if_unchanged(uow, notification, next_attempt_at=until, claimed_until=None):
-            timeline(uow, alert, SYSTEM, "page_held", {
-                "notification_id": notification.id, "until": until.isoformat(),
-                "reason": f"{settings.page_rate_per_minute} pages a minute to {notification.recipient}"})
+def _hold(uow: UnitOfWork, recipient: tuple[str, str, str], *, now: datetime, until: datetime,
+          settings: AlertsSettings, alert_ids: Collection[str] | None) -> None:
+    """The recipient had their page messages for this minute and none of their due pages is
+    critical: all their due pages wait until one frees, in one statement (not only those of
+    this pass: a burst's thousands are held at once, not fifty a pass, each pass of every
+    worker claiming and holding the next fifty), each with `page_held` on its timeline. Only
+    pages still due and not locked by another pass are held (on PostgreSQL, SKIP LOCKED); a
+    page whose claim's lease ran out (`sending`) waits as `retrying`, to be claimed again. The
+    urgent lane (`alert_ids`) holds only its alerts' pages, as it claims only those."""
+    name, channel, address = recipient
+    due = (select(Notification.id).join(Alert, Alert.id == Notification.alert_id)
+           .where(Notification.recipient == name, Notification.channel == channel,
+                  Notification.address == address, _due(now), Alert.severity != Severity.CRITICAL,
+                  # a page of an alert no longer firing: the next pass cancels it
+                  Alert.status == AlertStatus.FIRING))
+    if alert_ids is not None:
+        due = due.where(Notification.alert_id.in_(sorted(alert_ids)))
+    elif settings.pager_urgent_grace_seconds:
+        due = due.where(~_urgent_lanes(now, settings.pager_urgent_grace_seconds))
+    if is_postgres(uow.session):
+        due = due.with_for_update(skip_locked=True, of=Notification)
+    held = uow.session.execute(
+        update(Notification).where(Notification.id.in_(due.scalar_subquery()), _due(now))
+        .values(next_attempt_at=until, claimed_until=None,
+                status=case((Notification.status == NotificationStatus.SENDING,
+                             NotificationStatus.RETRYING), else_=Notification.status))
+        .returning(Notification.id, Notification.alert_id)
+        .execution_options(synchronize_session=False)).all()
+    reason = f"{settings.page_rate_per_minute} pages a minute to {name}"
+    uow.session.add_all([
+        AlertEvent(alert_id=alert_id, at=uow.now(), actor=SYSTEM, action="page_held",
+                   details={"notification_id": notification_id, "until": until.isoformat(),
+                            "reason": reason})
+        for notification_id, alert_id in held])
 
 
 def _claim(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, now: datetime,

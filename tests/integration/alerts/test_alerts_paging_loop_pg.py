@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -561,6 +562,70 @@ def test_a_critical_page_behind_a_burst_s_backlog_goes_in_the_first_pass(
         assert paged(h, flow)["past_storm_limit"] is True
         left = [a for a in backlog if "paged" not in actions(h, a)]
         assert len(left) == 6  # CLAIM_BATCH + 5 warnings, 49 of them carried with the flow
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def either(request: pytest.FixtureRequest, tmp_path, bus: InProcessBus) -> Iterator[Harness]:
+    """The alerts service on PostgreSQL, and on SQLite (the embedded default)."""
+    url = (request.getfixturevalue("pg_database")("alerts") if request.param == "postgresql"
+           else f"sqlite:///{tmp_path}/alerts.db")
+    harness = pg_alerts(tmp_path, url, MovableClock(T0), bus, dashboard_url="http://dash.test")
+    yield harness
+    harness.runtime.engine.dispose()
+
+
+def test_a_full_minute_holds_a_recipient_s_whole_backlog_in_one_pass(
+        either: Harness, bus: InProcessBus) -> None:
+    """More warnings due than one pass claims (CLAIM_BATCH), and the on-call's minute full:
+    one pass holds them all, once each (not fifty a pass, every pass of every worker claiming
+    and holding the next fifty); passes before the minute frees find nothing due; then they go
+    (a message listing up to HAI_PAGE_GROUP_MAX while they outnumber the minute's room)."""
+    h = either
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        messages_of_the_minute(h, bus, 20)
+        backlog = [overdue(h, bus, f"SN-B{i}") for i in range(paging.CLAIM_BATCH + 5)]
+        assert sweep(h)["claimed"] == 0
+        assert [actions(h, a).count("page_held") for a in backlog] == [1] * len(backlog)
+        assert sweep(h)["claimed"] == 0  # nothing due until the minute frees one
+        assert [actions(h, a).count("page_held") for a in backlog] == [1] * len(backlog)
+        clock(h).advance(seconds=60)  # the minute's messages leave it
+        group_max = h.runtime.settings.page_group_max
+        assert (sweep(h)["claimed"], len(ann.pages[-1]["alerts"])) == (1, group_max)
+        # the five left, with room for nineteen more messages this minute: a message each
+        assert sweep(h)["claimed"] == len(backlog) - group_max
+        assert len(ann.pages) == 20 + 1 + len(backlog) - group_max
+        assert all("paged" in actions(h, a) for a in backlog)
+        assert [actions(h, a).count("page_held") for a in backlog] == [1] * len(backlog)
+
+
+def test_a_page_whose_claim_ran_out_is_held_as_retrying_and_goes_when_the_minute_frees(
+        either: Harness, bus: InProcessBus) -> None:
+    """A worker claimed a warning's page and died before recording the send (its lease ran
+    out) while the on-call's minute is full: the page waits as `retrying`, not `sending` with no
+    lease (which no pass would ever take again), and goes when the minute frees one."""
+    from sqlalchemy import update
+
+    from services.alerts.models import Notification
+
+    h = either
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        messages_of_the_minute(h, bus, 20)
+        stuck = overdue(h, bus, "SN-STUCK")
+        now = clock(h).now()
+        with h.runtime.uow_factory() as uow:
+            uow.session.execute(update(Notification).where(Notification.alert_id == stuck).values(
+                status="sending", attempts=1, claim_token="dead-worker",
+                claimed_until=now - timedelta(seconds=1)))
+            uow.commit()
+        assert sweep(h)["claimed"] == 0
+        assert [(p["status"], p["attempts"]) for p in pages_of(h, stuck)] == [("retrying", 1)]
+        assert actions(h, stuck)[-1] == "page_held"
+        clock(h).advance(seconds=60)
+        assert sweep(h)["sent"] == 1
+    assert [(p["status"], p["attempts"]) for p in pages_of(h, stuck)] == [("sent", 2)]
+    assert ann.pages[-1]["alert"]["pump_serial"] == "SN-STUCK"
 
 
 def test_the_urgent_lane_sends_an_abnormal_flow_past_a_full_minute(
