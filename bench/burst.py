@@ -97,56 +97,84 @@ def _seed_recalled_pumps(sys_: System, n: int) -> str:
     return str(model["code"])
 
 
-def _burst_state(sys_: System, since: datetime) -> dict[str, Any]:
-    """The burst's alerts and pages so far, and what is still on its way to alerts."""
-    with psycopg.connect(_pg(sys_.dbs["alerts"]), autocommit=True) as conn:
+class _Probe:
+    """Reads the burst's progress: its alerts and pages so far, and what is still on its way to
+    alerts. Light on the system it measures (it shares its CPU): its database connections and
+    its broker connection are kept, the events announced are read as they come (the outbox rows
+    since the last read), and of the inbox only those still waiting are looked up."""
+
+    def __init__(self, sys_: System, since: datetime) -> None:
+        self.sys, self.since = sys_, since
+        self.conns = {service: psycopg.connect(_pg(sys_.dbs[service]), autocommit=True)
+                      for service in ("alerts", "scheduling", "inventory")}
+        self.amqp: pika.BlockingConnection | None = None
+        self.announced: set[str] = set()
+        self.handled: set[str] = set()
+        self.announced_after = {"scheduling": 0, "inventory": 0}  # the outbox seq read up to
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+        if self.amqp is not None and self.amqp.is_open:
+            self.amqp.close()
+
+    def _queue_ready(self) -> int:
+        if self.amqp is None or not self.amqp.is_open:
+            self.amqp = pika.BlockingConnection(pika.URLParameters(self.sys.amqp_url))
+        try:
+            return int(self.amqp.channel().queue_declare(
+                EVENTS_QUEUE.name, passive=True).method.message_count)
+        except pika.exceptions.ChannelClosedByBroker:
+            return 0
+
+    def state(self) -> dict[str, Any]:
+        conn = self.conns["alerts"]
         alerts, last_raised = conn.execute(
             "SELECT count(*), max(first_raised_at) FROM alerts WHERE center LIKE 'C%%' "
-            "AND first_raised_at >= %s", (since,)).fetchone() or (0, None)
+            "AND first_raised_at >= %s", (self.since,)).fetchone() or (0, None)
         sent, unsent, last_sent = conn.execute(
             "SELECT count(*) FILTER (WHERE n.status = 'sent'), "
             "count(*) FILTER (WHERE n.status IN ('pending', 'retrying', 'sending')), "
             "max(n.sent_at) FROM notifications n JOIN alerts a ON a.id = n.alert_id "
-            "WHERE a.center LIKE 'C%%' AND a.first_raised_at >= %s", (since,)).fetchone() or (0, 0, None)
-        # the abnormal flows' pages by the pager's lane that sent them (the timeline's `paged`)
-        urgent, flow_paged = conn.execute(
+            "WHERE a.center LIKE 'C%%' AND a.first_raised_at >= %s",
+            (self.since,)).fetchone() or (0, 0, None)
+        outboxes = _unpublished(conn)
+        for service in ("scheduling", "inventory"):
+            other = self.conns[service]
+            outboxes += _unpublished(other)
+            rows = other.execute(
+                "SELECT seq, event_id FROM outbox WHERE seq > %s AND created_at >= %s "
+                "AND routing_key = ANY(%s) ORDER BY seq",
+                (self.announced_after[service], self.since, EVENTS_ROUTING_KEYS)).fetchall()
+            self.announced.update(row[1] for row in rows)
+            if rows:
+                self.announced_after[service] = rows[-1][0]
+        # of the events announced and not yet seen handled, those handled now
+        waiting = sorted(self.announced - self.handled)
+        self.handled.update(row[0] for row in conn.execute(
+            "SELECT event_id FROM inbox WHERE consumer = %s AND event_id = ANY(%s)",
+            (EVENTS_QUEUE.name, waiting)).fetchall())
+        return {"alerts": alerts, "last_raised": last_raised, "pages_sent": sent,
+                "pages_unsent": unsent, "last_sent": last_sent, "outbox_unpublished": outboxes,
+                "alerts_queue_ready": self._queue_ready(),
+                # announced since the trigger for alerts.events, and not yet committed by its
+                # consumers: the ready count misses those a consumer holds in a batch not yet done
+                "events_unhandled": len(self.announced - self.handled),
+                "events_announced": len(self.announced)}
+
+    def flow_pages_by_lane(self) -> dict[str, int]:
+        """The abnormal flows' pages by the pager's lane that sent them (the timeline's `paged`):
+        read once, at the end."""
+        urgent, flow_paged = self.conns["alerts"].execute(
             "SELECT count(*) FILTER (WHERE e.details->>'lane' = 'urgent'), count(*) "
             "FROM alert_events e JOIN alerts a ON a.id = e.alert_id WHERE e.action = 'paged' "
-            "AND a.kind = 'flow_abnormal' AND e.at >= %s", (since,)).fetchone() or (0, 0)
-        alerts_outbox = _unpublished(conn)
-        handled = {row[0] for row in conn.execute(
-            "SELECT event_id FROM inbox WHERE consumer = %s AND processed_at >= %s",
-            (EVENTS_QUEUE.name, since))}
-    outboxes = alerts_outbox
-    announced: set[str] = set()
-    for service in ("scheduling", "inventory"):
-        with psycopg.connect(_pg(sys_.dbs[service]), autocommit=True) as conn:
-            outboxes += _unpublished(conn)
-            announced |= {row[0] for row in conn.execute(
-                "SELECT event_id FROM outbox WHERE created_at >= %s AND routing_key = ANY(%s)",
-                (since, EVENTS_ROUTING_KEYS))}
-    return {"alerts": alerts, "last_raised": last_raised, "pages_sent": sent,
-            "pages_unsent": unsent, "last_sent": last_sent, "outbox_unpublished": outboxes,
-            "flow_pages_by_lane": {"urgent": urgent, "bulk": flow_paged - urgent},
-            "alerts_queue_ready": _queue_ready(sys_.amqp_url, EVENTS_QUEUE.name),
-            # announced since the trigger for alerts.events, and not yet committed by its
-            # consumers: the ready count misses those a consumer holds in a batch not yet done
-            "events_unhandled": len(announced - handled), "events_announced": len(announced)}
+            "AND a.kind = 'flow_abnormal' AND e.at >= %s", (self.since,)).fetchone() or (0, 0)
+        return {"urgent": urgent, "bulk": flow_paged - urgent}
 
 
 def _unpublished(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()
     return int(row[0]) if row else 0
-
-
-def _queue_ready(amqp_url: str, queue: str) -> int:
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
-    except pika.exceptions.ChannelClosedByBroker:
-        return 0
-    finally:
-        conn.close()
 
 
 class BurstWatch:
@@ -158,6 +186,7 @@ class BurstWatch:
         self.on_done = on_done
         self.done = threading.Event()
         self.state: dict[str, Any] = {}
+        self.lanes: dict[str, int] = {}
         self.timed_out = False
         # every few seconds after the trigger: alerts raised, events announced and not yet
         # handled by alerts, rows not yet published by the outboxes, pages not yet sent
@@ -172,33 +201,38 @@ class BurstWatch:
         deadline = time.monotonic() + self.timeout_s
         earliest = time.monotonic() + SWEEP_INTERVAL_S + 2  # the sweep has surely run by then
         stable_since, last_count = time.monotonic(), -1
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                state = _burst_state(self.sys, self.since)
-            except (psycopg.Error, pika.exceptions.AMQPError) as exc:
-                print(f"burst watch: {exc}", file=sys.stderr)
-                continue
-            self.state = state
-            elapsed = time.monotonic() - (deadline - self.timeout_s)
-            if not self.progress or elapsed - self.progress[-1]["s"] >= 5:
-                self.progress.append({"s": round(elapsed, 1), "alerts": state["alerts"],
-                                      "events_announced": state["events_announced"],
-                                      "events_unhandled": state["events_unhandled"],
-                                      "outbox_unpublished": state["outbox_unpublished"],
-                                      "pages_unsent": state["pages_unsent"]})
-            if state["alerts"] != last_count:
-                stable_since, last_count = time.monotonic(), state["alerts"]
-            quiet = (not state["outbox_unpublished"] and not state["alerts_queue_ready"]
-                     and not state["events_unhandled"] and not state["pages_unsent"]
-                     and state["alerts"] > 0)
-            if quiet and time.monotonic() >= earliest and time.monotonic() - stable_since >= 3:
-                self.on_done()
-                self.done.set()
-                return
-        self.timed_out = True
-        self.on_done()
-        self.done.set()
+        probe = _Probe(self.sys, self.since)
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(1.0)
+                try:
+                    state = probe.state()
+                except (psycopg.Error, pika.exceptions.AMQPError) as exc:
+                    print(f"burst watch: {exc}", file=sys.stderr)
+                    continue
+                self.state = state
+                elapsed = time.monotonic() - (deadline - self.timeout_s)
+                if not self.progress or elapsed - self.progress[-1]["s"] >= 5:
+                    self.progress.append({"s": round(elapsed, 1), "alerts": state["alerts"],
+                                          "events_announced": state["events_announced"],
+                                          "events_unhandled": state["events_unhandled"],
+                                          "outbox_unpublished": state["outbox_unpublished"],
+                                          "pages_unsent": state["pages_unsent"]})
+                if state["alerts"] != last_count:
+                    stable_since, last_count = time.monotonic(), state["alerts"]
+                quiet = (not state["outbox_unpublished"] and not state["alerts_queue_ready"]
+                         and not state["events_unhandled"] and not state["pages_unsent"]
+                         and state["alerts"] > 0)
+                if (quiet and time.monotonic() >= earliest
+                        and time.monotonic() - stable_since >= 3):
+                    break
+            else:
+                self.timed_out = True
+            self.lanes = probe.flow_pages_by_lane()
+        finally:
+            probe.close()
+            self.on_done()
+            self.done.set()
 
     def join(self) -> None:
         self._thread.join()
@@ -314,7 +348,7 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
         "burst_alerts": state.get("alerts"), "burst_alerts_all_raised_s": raised_s,
         "burst_pages_sent": state.get("pages_sent"), "burst_pages_all_sent_s": sent_s,
         # abnormal flows' pages since the trigger, by the lane that sent them
-        "burst_flow_pages_by_lane": state.get("flow_pages_by_lane"),
+        "burst_flow_pages_by_lane": watch.lanes,
         "burst_watch_timed_out": watch.timed_out, "burst_progress": watch.progress,
         # the burst's pages by 5 s after the trigger (of their 201): where the slow ones came
         "burst_by_5s": _by_window(load.timed["burst"], trigger.timestamp(), 5.0),
