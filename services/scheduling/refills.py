@@ -113,9 +113,6 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
     result.next_appointment = AppointmentRead.model_validate(nxt)
     events = _refill_events(result, refill, nxt, outcome.figures)
     if outcome.figures.flow_deviation_pct is not None:
-        drift.on_reading_unless_locked(uow, pump=pump,
-                                       deviation_pct=outcome.figures.flow_deviation_pct,
-                                       settings=settings)
         trend = drift.trend_event(uow, refill, settings)
         if trend is not None:
             events.append((trend, refill.pump_serial))
@@ -133,6 +130,13 @@ def record_refill(*, uow: UnitOfWork, body: RefillCreate, actor: str,
              outside_window=outcome.outside_window,
              flow_deviation_pct=outcome.figures.flow_deviation_pct)
     deliveries.place_order_if_due(uow, nxt, settings=settings, actor=actor)
+    if outcome.figures.flow_deviation_pct is not None:
+        # last: the lot's row is every reading of the lot's, locked from its update to the
+        # commit; taken earlier, concurrent readings of one lot queued behind the rest of
+        # each other's transactions (at 20 a second, most of the time a refill took)
+        drift.on_reading_unless_locked(uow, pump=pump,
+                                       deviation_pct=outcome.figures.flow_deviation_pct,
+                                       settings=settings)
     return result
 
 
