@@ -27,7 +27,17 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, case, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from services.alerts import centers, txcache
@@ -337,12 +347,7 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
                 .outerjoin(OncallSchedule, OncallSchedule.center == Notification.oncall_center)
                 .where(_due(now)).order_by(MOST_SEVERE_FIRST, Notification.next_attempt_at)
                 .limit(limit))
-        if alert_ids is not None:
-            stmt = stmt.where(Notification.alert_id.in_(sorted(alert_ids)))
-        elif settings.pager_urgent_grace_seconds:
-            stmt = stmt.where(~_urgent_lanes(now, settings.pager_urgent_grace_seconds))
-        if is_postgres(uow.session):
-            stmt = stmt.with_for_update(skip_locked=True, of=Notification)
+        stmt = _of_this_pass(uow, stmt, now=now, settings=settings, alert_ids=alert_ids)
         by_recipient: dict[tuple[str, str, str], list[tuple[Notification, Alert]]] = {}
         rooms: dict[tuple[str, str, str], tuple[int, datetime]] = {}
         secrets: dict[str, str | None] = {}
@@ -379,6 +384,23 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
             claims.extend([claim] if claim is not None else [])
         uow.commit()
     return claims
+
+
+S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
+
+
+def _of_this_pass(uow: UnitOfWork, stmt: S, *, now: datetime, settings: AlertsSettings,
+                  alert_ids: Collection[str] | None) -> S:
+    """A pass's query of due pages narrowed to what the pass takes: the urgent lane
+    (`alert_ids`) those alerts' pages only, any other pass all but the urgent lane's young
+    ones; locked, skipping those another pass has locked (on PostgreSQL)."""
+    if alert_ids is not None:
+        stmt = stmt.where(Notification.alert_id.in_(sorted(alert_ids)))
+    elif settings.pager_urgent_grace_seconds:
+        stmt = stmt.where(~_urgent_lanes(now, settings.pager_urgent_grace_seconds))
+    if is_postgres(uow.session):
+        stmt = stmt.with_for_update(skip_locked=True, of=Notification)
+    return stmt
 
 
 # the claim takes the most severe pages first: behind a burst's thousands of due warnings a
@@ -440,12 +462,7 @@ def _hold(uow: UnitOfWork, recipient: tuple[str, str, str], *, now: datetime, un
                   Notification.address == address, _due(now), Alert.severity != Severity.CRITICAL,
                   # a page of an alert no longer firing: the next pass cancels it
                   Alert.status == AlertStatus.FIRING))
-    if alert_ids is not None:
-        due = due.where(Notification.alert_id.in_(sorted(alert_ids)))
-    elif settings.pager_urgent_grace_seconds:
-        due = due.where(~_urgent_lanes(now, settings.pager_urgent_grace_seconds))
-    if is_postgres(uow.session):
-        due = due.with_for_update(skip_locked=True, of=Notification)
+    due = _of_this_pass(uow, due, now=now, settings=settings, alert_ids=alert_ids)
     held = uow.session.execute(
         update(Notification).where(Notification.id.in_(due.scalar_subquery()), _due(now))
         .values(next_attempt_at=until, claimed_until=None,

@@ -73,6 +73,9 @@ def _known(uow: UnitOfWork) -> dict[str, Alert | None]:
     a resolve changes the alert in memory), or by another transaction's raise of a key read as
     free, which the open key's unique index refuses at our commit, as without this."""
     tx = uow.session.get_transaction()
+    if tx is None:  # none begun yet: begin it, so that what is kept is tied to it
+        uow.session.connection()
+        tx = uow.session.get_transaction()
     kept = uow.session.info.get(_OPEN_KNOWN)
     if kept is None or kept[0] is not tx:
         kept = uow.session.info[_OPEN_KNOWN] = (tx, {})

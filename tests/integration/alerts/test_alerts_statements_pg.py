@@ -237,3 +237,18 @@ def test_a_recall_reads_its_pumps_open_alerts_in_one_statement(h, bus, consumer_
     assert len(alerts) == 50
     assert sorted(a.occurrences for a in alerts) == [1] * 40 + [2] * 10
     assert T0 <= alerts[0].first_raised_at
+
+
+def test_a_bad_event_in_a_batch_read_ahead_is_dead_lettered_and_the_rest_raised(h, bus):  # noqa: F811
+    """The look-ahead reads every event's data first: one that is malformed fails there as in
+    its handler, the batch goes one event at a time, that one is dead-lettered with the reason
+    and the others are raised."""
+    put(h, "north", oncall_body([("ann", "log", "ann")]))
+    bus.declare(h.runtime.all_queues())
+    publish(bus, EventType.REFILL_OVERDUE, refill_overdue("appt-1", "SN1"), time=T0)
+    publish(bus, EventType.REFILL_OVERDUE, {"id": "appt-2", "pump_serial": "SN2"}, time=T0)
+    publish(bus, EventType.REFILL_OVERDUE, refill_overdue("appt-3", "SN3"), time=T0)
+    outcomes = deliver([h], bus)
+    assert [o.action for o in outcomes] == ["ack", "dead_letter", "ack"], outcomes
+    assert "malformed hai.scheduling.refill.overdue" in (outcomes[1].reason or "")
+    assert [a.dedup_key for a in _alerts(h)] == ["refill_overdue:appt-1", "refill_overdue:appt-3"]
