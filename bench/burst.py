@@ -281,10 +281,12 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
             watch.join()
             next_profile_phase(sys_)
             load.finish(timeout_s=60)
+            unanswered = load.diagnose(sys_.dbs["alerts"])
             meter.stop()
-            return _figures(load, watch, trigger, therapies=therapies, recall_pumps=recall_pumps,
-                            rate=rate, seed_s=seed_s, load_average=load_average,
-                            procfile=procfile, cpu=meter.figures())
+            figures = _figures(load, watch, trigger, therapies=therapies,
+                               recall_pumps=recall_pumps, rate=rate, seed_s=seed_s,
+                               load_average=load_average, procfile=procfile, cpu=meter.figures())
+            return {**figures, "unanswered_readings": unanswered}
     finally:
         sink.terminate()
         sink.wait(10)
@@ -344,7 +346,8 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
         "processes": _processes(procfile),
         "seed_s": {k: round(v, 1) for k, v in seed_s.items()},
         "quiet": quiet, "burst": burst, "after": after, "pages_missing": missing,
-        "page_before_201": load.early,
+        "page_before_201": load.early, "duplicate_pages": load.duplicates,
+        "resolve_retries": load.resolve_retries,
         "burst_alerts": state.get("alerts"), "burst_alerts_all_raised_s": raised_s,
         "burst_pages_sent": state.get("pages_sent"), "burst_pages_all_sent_s": sent_s,
         # abnormal flows' pages since the trigger, by the lane that sent them

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from bench._cpu import CpuMeter, per_unit_ms
 from bench._infra import database, ok, vhost, wait_ready
@@ -248,10 +249,25 @@ class FlowLoad:
         self._posters = ThreadPoolExecutor(16)
         self._collector = threading.Thread(target=self._collect, daemon=True)
         self._collector.start()
+        self.unanswered: list[dict[str, Any]] = []
+        self.paged_alerts: set[Any] = set()
+        self.duplicates = 0
+        self.resolve_retries = 0  # resolves answered "locked, try again" (409), tried again
 
     def _resolve(self, alert_id: str, pump: PumpState) -> None:
-        r = self.alr.post(f"/v1/alerts/{alert_id}/resolve", json={"resolution": "benchmark"})
-        if r.status_code not in (200, 409):
+        """Resolve the alert, so that its pump's next reading pages again. A 409 that is not
+        "already resolved" (the alert's row locked past the API's lock timeout: "try again")
+        is tried again after its Retry-After, as a nurse would; freed without it, the pump's
+        next reading would repeat the open alert and page no one (counted as a page missing)."""
+        for _ in range(30):
+            r = self.alr.post(f"/v1/alerts/{alert_id}/resolve", json={"resolution": "benchmark"})
+            locked = r.status_code == 409 and r.json().get("current_status") != "resolved"
+            if not locked:
+                break
+            with self._lock:
+                self.resolve_retries += 1
+            time.sleep(float(r.headers.get("retry-after", "1")))
+        if r.status_code not in (200, 409) or locked:
             print(f"resolve failed: {r.status_code} {r.text[:200]}", file=sys.stderr)
         pump.free.set()
 
@@ -270,6 +286,13 @@ class FlowLoad:
         pump = self.by_serial.get(alert.get("pump_serial", ""))
         if alert.get("kind") != "flow_abnormal" or pump is None:
             return
+        with self._lock:
+            if alert.get("id") in self.paged_alerts:
+                # the same alert's page again (a send retried after its answer came too late:
+                # at least once): counted, never timed as the pump's next reading's page
+                self.duplicates += 1
+                return
+            self.paged_alerts.add(alert.get("id"))
         while pump.t_201 is None:  # the page beat the 201 to us: wait for the 201's stamp
             time.sleep(0.0005)
         with self._lock:
@@ -347,6 +370,37 @@ class FlowLoad:
         self._resolver.shutdown(wait=True)
         for client in (self.inv, self.sch, self.alr):
             client.close()
+        # a reading still waiting: its page did not come, or its alert's resolve did not return
+        self.unanswered = [{"pump_serial": p.serial, "reading": p.readings, "phase": p.phase,
+                            "page_arrived": p.t_201 is None,
+                            "answered_201_at": (datetime.fromtimestamp(p.wall_201, UTC).isoformat()
+                                                if p.wall_201 else None)}
+                           for p in self.pumps if not p.free.is_set()]
+
+    def diagnose(self, alerts_db_url: str) -> list[dict[str, Any]]:
+        """For each unanswered reading: its pump's alerts as the alerts database has them, with
+        their pages and timelines (read before the databases are dropped)."""
+        out: list[dict[str, Any]] = []
+        if not self.unanswered:
+            return out
+        url = alerts_db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(url, autocommit=True) as conn:
+            for item in self.unanswered:
+                alerts = conn.execute(
+                    "SELECT id, status, severity, occurrences, first_raised_at::text, "
+                    "last_raised_at::text, resolved_by FROM alerts WHERE pump_serial = %s "
+                    "ORDER BY first_raised_at DESC LIMIT 2", (item["pump_serial"],)).fetchall()
+                for alert in alerts:
+                    pages = conn.execute(
+                        "SELECT status, attempts, sent_at::text, message_id FROM notifications "
+                        "WHERE alert_id = %s", (alert[0],)).fetchall()
+                    actions = [r[0] for r in conn.execute(
+                        "SELECT action FROM alert_events WHERE alert_id = %s ORDER BY id",
+                        (alert[0],))]
+                    out.append({**item, "alert": [str(v) for v in alert], "pages": [
+                        [str(v) for v in page] for page in pages], "timeline": actions})
+        print(f"unanswered readings: {json.dumps(out, indent=1)}", file=sys.stderr)
+        return out
 
     def figures(self, phase: str) -> dict[str, Any]:
         """p50/p99/max of one phase's pages, and how many are missing."""
@@ -407,6 +461,7 @@ def _figures(load: FlowLoad, *, readings: int, rate: float) -> dict[str, Any]:
         "skipped_no_free_pump": quiet["skipped_no_free_pump"], "pumps": len(load.pumps),
         "rate_per_s": rate, "achieved_rate_per_s": round(quiet["posted"] / load.sending_s, 1),
         "pages": quiet["pages"], "missing": quiet["missing"], "page_before_201": load.early,
+        "duplicate_pages": load.duplicates, "resolve_retries": load.resolve_retries,
         "p50_ms": p50, "p99_ms": p99, "max_ms": worst,
         "to_alert_raised_p50_ms": quiet["to_alert_raised_p50_ms"],
         "to_alert_raised_p99_ms": quiet["to_alert_raised_p99_ms"],
