@@ -247,12 +247,12 @@ class FlowLoad:
         self._stop = threading.Event()
         self._resolver = ThreadPoolExecutor(8)
         self._posters = ThreadPoolExecutor(16)
-        self._collector = threading.Thread(target=self._collect, daemon=True)
-        self._collector.start()
         self.unanswered: list[dict[str, Any]] = []
         self.paged_alerts: set[Any] = set()
         self.duplicates = 0
         self.resolve_retries = 0  # resolves answered "locked, try again" (409), tried again
+        self._collector = threading.Thread(target=self._collect, daemon=True)
+        self._collector.start()
 
     def _resolve(self, alert_id: str, pump: PumpState) -> None:
         """Resolve the alert, so that its pump's next reading pages again. A 409 that is not
