@@ -18,6 +18,7 @@ from sqlalchemy import Engine, MetaData
 
 from shared import tracing
 from shared.clock import Clock, SystemClock
+from shared.contracts.registry import urgent_types
 from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping, relay_in_this_process
 from shared.logging import safe_error
 from shared.messaging.base import Bus, Outcome, QueueSpec
@@ -198,6 +199,7 @@ class Worker:
                 batch_size=rt.settings.outbox_batch_size,
                 poll_seconds=rt.settings.outbox_poll_seconds,
                 on_published=rt.events_published.inc,
+                first=[t.value for t in urgent_types(rt.name)],
             )
             self._spawn(f"{rt.name}-relay", relay.run, self.stop_event)
             if rt.engine.dialect.name == "postgresql":

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from services.settings import HaiSettings
 from shared.auth import mint_token
 from shared.clock import Clock, MovableClock
+from shared.contracts.registry import urgent_types
 from shared.events import EVENTS_EXCHANGE, CloudEvent
 from shared.messaging.base import Outcome, OutgoingMessage
 from shared.messaging.consumer import EventConsumer
@@ -118,7 +119,8 @@ def deliver(harnesses: Sequence[Harness], bus: InProcessBus, rounds: int = 20) -
         moved = 0
         for h in harnesses:
             rt = h.runtime
-            relay = OutboxRelay(rt.uow_factory, lambda: bus)
+            relay = OutboxRelay(rt.uow_factory, lambda: bus,
+                                first=[t.value for t in urgent_types(rt.name)])
             while relay.run_once():
                 moved += 1
         for h in harnesses:

@@ -9,7 +9,7 @@ from sqlalchemy import event as sa_event
 from services.alerts import centers, holds, rules, service, transfers
 from services.alerts.settings import AlertsSettings
 from shared.contracts.inventory import PumpExplantedData, RecallIssuedData
-from shared.contracts.registry import bindings
+from shared.contracts.registry import bindings, urgent_types
 from shared.contracts.scheduling import (
     AppointmentData,
     CenterSettingsChangedData,
@@ -38,8 +38,9 @@ QUEUE = "alerts.events"
 # announces at once (bench/time_to_page.py measures the time to page)
 FLOW_QUEUE = "alerts.flow"
 # a refill entered in error withdraws the flow alert its reading raised: it rides the flow queue,
-# behind the reading it withdraws, never ahead of it
-FLOW_TYPES = (EventType.FLOW_RECORDED, EventType.REFILL_VOIDED)
+# behind the reading it withdraws, never ahead of it; both are the contract's urgent events,
+# which scheduling's outbox relay sends ahead of a sweep's backlog
+FLOW_TYPES = urgent_types()
 
 
 def queue_specs() -> tuple[QueueSpec, QueueSpec]:

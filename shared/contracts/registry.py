@@ -62,6 +62,8 @@ class EventSpec:
     description: str
     exchange: str = EVENTS_EXCHANGE
     subject: str | None = None  # what the CloudEvents `subject` names
+    # its publisher's outbox relay sends it ahead of an older backlog (`urgent_types`)
+    urgent: bool = False
 
     @property
     def routing_key(self) -> str:
@@ -94,7 +96,7 @@ SPECS: tuple[EventSpec, ...] = (
     EventSpec(EventType.REFILL_COMPLETED, RefillCompletedData, SCHED,
               "A refill recorded, with its flow figures and the next appointment.", subject=PUMP),
     EventSpec(EventType.FLOW_RECORDED, FlowRecordedData, SCHED,
-              "A measured flow rate, from a refill after the first.", subject=PUMP),
+              "A measured flow rate, from a refill after the first.", subject=PUMP, urgent=True),
     EventSpec(EventType.DELIVERY_UPDATED, DeliveryUpdatedData, SCHED,
               "A drug delivery order requested, or its status moved.", subject=ORDER),
     EventSpec(EventType.DELIVERY_LATE, DeliveryLateData, SCHED,
@@ -106,7 +108,7 @@ SPECS: tuple[EventSpec, ...] = (
               "hours left.", subject=PUMP),
     EventSpec(EventType.REFILL_VOIDED, RefillVoidedData, SCHED,
               "A refill entered in error: out of every figure, its appointments undone.",
-              subject=PUMP),
+              subject=PUMP, urgent=True),
     EventSpec(EventType.ORDER_REFUSED, OrderRefusedData, SCHED,
               "A chemo fill's pharmacy order not sent: its dose could not be computed or broke "
               "a hard limit.", subject=PUMP),
@@ -176,6 +178,18 @@ def spec_of(event_type: str) -> EventSpec:
         return EVENTS[event_type]
     except KeyError:
         raise UnknownEventType(f"unknown event type {event_type!r}") from None
+
+
+def urgent_types(publisher: str | None = None) -> tuple[EventType, ...]:
+    """The events an outbox relay sends ahead of an older backlog (of `publisher`'s, or all).
+
+    An abnormal flow pages the on-call now, not after the thousands of events a sweep or a
+    recall committed just before it. These are exactly the events of alerts' flow queue (a
+    reading, and the voided refill that withdraws its alert): their relay keeps their order
+    among themselves, and no consumer of the other events depends on the order between those
+    and these (services/alerts/handlers.py's queue_specs)."""
+    return tuple(s.event_type for s in SPECS
+                 if s.urgent and (publisher is None or s.publisher == publisher))
 
 
 def bindings(*event_types: EventType) -> tuple[tuple[str, str], ...]:
