@@ -162,6 +162,11 @@ def worker(
         help="lower this worker's CPU priority by this much (as nice(1) does), e.g. "
              "`--nice 10` for the workers of a bulk queue: when the machine is short of CPU, "
              "the flow worker and the APIs run first")] = 0,
+    relay: Annotated[bool, typer.Option(
+        "--relay/--no-relay",
+        help="run the service's outbox relay here too (default); `--no-relay` leaves it to "
+             "the service's other workers, e.g. `hai worker alerts --queue alerts.flow "
+             "--no-relay`: the process that pages an abnormal flow does nothing else")] = True,
 ) -> None:
     """Run a service's background work alone: outbox relay, consumers, scheduled jobs."""
     from shared.runtime import Worker
@@ -174,7 +179,7 @@ def worker(
     upgrade(service, settings.database_url(service))
     runtime = service_module(service).bootstrap(settings)
     try:
-        work = Worker(runtime, queues=queue or None)
+        work = Worker(runtime, queues=queue or None, relay=relay)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--queue") from exc
     if metrics_port is not None:

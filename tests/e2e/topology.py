@@ -167,7 +167,8 @@ def _topology(amqp_url: str, db_urls: dict[str, str], *, workers: int, sweep_sec
             topo.procs[f"{s}_worker_{i}"] = Proc(f"{s}_worker_{i}", hai("worker", s, *queues), env,
                                                  run_dir / f"{s}_worker_{i}.log")
         if s == "alerts":
-            topo.procs["alerts_flow"] = Proc("alerts_flow", hai("worker", s, "--queue", "alerts.flow"),
+            topo.procs["alerts_flow"] = Proc("alerts_flow", hai("worker", s, "--queue", "alerts.flow",
+                                                                 "--no-relay"),
                                              env, run_dir / "alerts_flow.log")
     if dashboard:
         topo.procs["dashboard"] = Proc("dashboard", hai("serve", "dashboard", "--port",

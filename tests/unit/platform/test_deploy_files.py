@@ -15,7 +15,8 @@ SERVICES = {"inventory": 8001, "scheduling": 8002, "alerts": 8003}
 # worker of their own beside them (FLOW_WORKER), so that a sweep's burst never shares its interpreter
 WORKER = {"inventory": ["hai", "worker", "inventory"], "scheduling": ["hai", "worker", "scheduling"],
           "alerts": ["hai", "worker", "alerts", "--queue", "alerts.events"]}
-FLOW_WORKER = ["hai", "worker", "alerts", "--queue", "alerts.flow"]
+# and it does nothing else: alerts' outbox relay runs in the other workers (--no-relay)
+FLOW_WORKER = ["hai", "worker", "alerts", "--queue", "alerts.flow", "--no-relay"]
 # on one machine (the Procfile) the workers of alerts' bulk events yield the CPU to the flow worker
 PROCFILE_WORKER = {**WORKER, "alerts": [*WORKER["alerts"], "--nice", "10"]}
 CONTRACT_ENV = {

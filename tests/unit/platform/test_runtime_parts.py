@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.runtime import Worker
 from tests.unit.platform.toyservice import toy_runtime
 
 
@@ -48,3 +49,17 @@ def test_a_worker_of_bulk_work_can_yield_the_cpu() -> None:
         out = subprocess.run([sys.executable, "-c", probe.format(n=nice)], capture_output=True,
                              text=True, check=True, cwd=Path(__file__).resolve().parents[3])
         assert int(out.stdout) == lowered, out
+
+
+def test_a_worker_without_its_relay_leaves_the_outbox_to_the_others(tmp_path: Path) -> None:
+    """`hai worker --no-relay` (alerts' flow worker) runs no outbox relay: the process that pages
+    an abnormal flow does nothing else; the service's other workers relay its events."""
+    for relay, relays in ((True, ["toy-relay"]), (False, [])):
+        (tmp_path / str(relay)).mkdir()
+        worker = Worker(toy_runtime(tmp_path / str(relay)), relay=relay, consumers=False,
+                        jobs=False)
+        worker.start()
+        try:
+            assert [t.name for t in worker.threads if "relay" in t.name] == relays
+        finally:
+            worker.stop()
