@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -669,11 +669,14 @@ def advance_receipt(uow: UnitOfWork, n: Notification, alert: Alert, status: Noti
 
 
 def sweep_once(runtime: ServiceRuntime, *, timed: bool = True,
-               alert_ids: Collection[str] | None = None) -> dict[str, int]:
+               alert_ids: Collection[str] | None = None,
+               recorder: Executor | None = None) -> dict[str, int]:
     """One pass: escalate what is due, re-notify and release what is due (`timed`; a kick after
     a consumer's commit leaves those to the job's next pass, to page the new alert sooner), claim
     due pages, send them in parallel, record results. With `alert_ids`, only the due pages of
-    those alerts (no escalation)."""
+    those alerts (no escalation). With `recorder`, the results are recorded on it after this
+    returns (the urgent lane's: its next pages are claimed and sent while the last ones' results
+    are written), and the facts count only the claims."""
     settings = runtime.settings
     state = pager(runtime)
     everything = alert_ids is None
@@ -695,14 +698,35 @@ def sweep_once(runtime: ServiceRuntime, *, timed: bool = True,
     facts.update({k: v for k, v in (("woken", woken), ("released", released)) if v})
     sent: list[Sent] = [(claim, outcome, None) if isinstance(outcome, str) else (claim, None, outcome)
                         for claim, outcome in zip(claims, outcomes, strict=True)]
-    statuses = record_results(runtime.uow_factory, sent, settings=settings,
-                              lane=None if everything else URGENT_LANE)
-    for claim, status in zip(claims, statuses, strict=True):
+    lane = None if everything else URGENT_LANE
+    if recorder is not None and sent:
+        recorder.submit(_record_in_background, runtime, sent, lane)
+        return facts
+    return _record_pass(runtime, sent, lane, facts)
+
+
+def _record_pass(runtime: ServiceRuntime, sent: Sequence[Sent], lane: str | None,
+                 facts: dict[str, int]) -> dict[str, int]:
+    """Record a pass's results (one transaction) and count them in `facts`; failed attempts and
+    pages given up on the metric."""
+    statuses = record_results(runtime.uow_factory, sent, settings=runtime.settings, lane=lane)
+    for (claim, _, _), status in zip(sent, statuses, strict=True):
         counted = NotificationStatus.SENT if status in RECEIPT_STATUSES else status
         facts[counted] = facts.get(counted, 0) + max(1, len(claim.notification_ids))
         if status in (NotificationStatus.RETRYING, NotificationStatus.FAILED):
-            state.page_failures.labels(channel=claim.page.channel, result=status).inc()
+            pager(runtime).page_failures.labels(channel=claim.page.channel, result=status).inc()
     return facts
+
+
+def _record_in_background(runtime: ServiceRuntime, sent: Sequence[Sent], lane: str | None) -> None:
+    """`_record_pass` on a recorder's thread: a failure is logged (the pages stay `sending`
+    until their lease runs out; then the pager sweep sends them again: at least once)."""
+    try:
+        _record_pass(runtime, sent, lane, {})
+    except Exception as exc:  # noqa: BLE001 - nothing above this thread would see it
+        log.error("pager.record_failed", lane=lane, pages=len(sent),
+                  notification_ids=[c.page.notification_id for c, _, _ in sent],
+                  error=f"{type(exc).__name__}: {exc}")
 
 
 def run_pager(runtime: ServiceRuntime) -> dict[str, Any]:
@@ -734,6 +758,10 @@ class PagerKick:
         self._alert_ids: set[str] = set()
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        # a targeted kick records its pages' results on a thread of its own: the lane claims and
+        # sends the next abnormal flow's page while the last one's result is written
+        self._recorder = (ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-record")
+                          if targeted else None)
 
     def kick(self, alert_ids: Iterable[str] = ()) -> None:
         """Ask for a sweep soon (of these alerts' pages, when targeted; no-op until armed)."""
@@ -753,7 +781,8 @@ class PagerKick:
         try:
             if self.targeted:
                 if alert_ids:
-                    sweep_once(self.runtime, alert_ids=alert_ids, timed=False)
+                    sweep_once(self.runtime, alert_ids=alert_ids, timed=False,
+                               recorder=self._recorder)
             else:
                 sweep_once(self.runtime, timed=False)
         except Exception as exc:  # noqa: BLE001 - the job's next sweep tries again

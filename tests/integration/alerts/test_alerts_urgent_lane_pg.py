@@ -4,7 +4,9 @@ that a dead flow worker never loses a page), and what one urgent page costs the 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import event as sa_event
@@ -15,7 +17,7 @@ from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from tests.doubles import webhook
 from tests.factories import T0, flow_recorded, reservoir_near_empty
-from tests.helpers import Harness, emit
+from tests.helpers import Harness, emit, wait_until
 from tests.integration.alerts.test_alerts_api import clock
 from tests.integration.alerts.test_alerts_paging_loop_pg import (
     member,
@@ -100,3 +102,42 @@ def test_one_urgent_page_is_claimed_and_recorded_in_six_statements_and_two_commi
     assert hook.pages[0]["alert"]["pump_serial"] == "SN1"
     assert len(statements) <= 6, "\n".join(s.split("\n")[0] for s in statements)
     assert len(commits) == 2
+
+
+def test_the_lane_sends_the_next_flow_page_while_the_last_one_s_result_is_written(
+        h: Harness, bus: InProcessBus) -> None:
+    """The urgent lane (the flow worker's targeted kick) records a pass's results on a thread of
+    its own: while one page's result is slow to write (its statement held here), the next
+    abnormal flow's page is claimed and sent; then both are recorded, as the lane's."""
+    writing = threading.Event()
+    release = threading.Event()
+
+    def slow_record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # the record's first statement (the pass's pages, locked; the claim's skips locked rows)
+        if "FOR UPDATE" in statement and "SKIP LOCKED" not in statement and not writing.is_set():
+            writing.set()
+            release.wait(30)
+
+    lane = paging.PagerKick(h.runtime, targeted=True, name="test-urgent")
+    lane.armed = True
+    with webhook() as hook:
+        put(h, "north", oncall([member("ann", "webhook", hook.url)]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN2", 40))
+        first, second = (the_alert(h, pump_serial=s)["id"] for s in ("SN1", "SN2"))
+        sa_event.listen(h.runtime.engine, "before_cursor_execute", slow_record)
+        try:
+            lane.kick([first])
+            assert writing.wait(10), "the first page's result was never written"
+            lane.kick([second])
+            wait_until(lambda: len(hook.pages) == 2, timeout_s=10,
+                       what="the second page sent while the first's result is written")
+            assert [p["status"] for p in pages_of(h, first)] == ["sending"]
+        finally:
+            release.set()
+        wait_until(lambda: [p["status"] for a in (first, second) for p in pages_of(h, a)]
+                   == ["sent", "sent"], what="both results recorded")
+    assert [p["alert"]["pump_serial"] for p in hook.pages] == ["SN1", "SN2"]
+    for alert in (first, second):
+        assert [e["details"].get("lane") for e in timeline(h, alert)
+                if e["action"] == "paged"] == ["urgent"]
