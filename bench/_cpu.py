@@ -157,3 +157,16 @@ def per_unit_ms(spent: Mapping[str, float], units: int) -> dict[str, float]:
     out = {label: round(seconds * 1000 / units, 1) for label, seconds in spent.items()}
     out["all"] = round(sum(spent.values()) * 1000 / units, 1)
     return out
+
+
+def reference_loop_ms(repeats: int = 5) -> float:
+    """How fast this machine is now: the best of `repeats` timings of one fixed loop of pure
+    Python, in ms. The same code costs a third more CPU on a slow minute of a shared host than on
+    a fast one; a run's figures read beside it (a larger number: a slower machine)."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+

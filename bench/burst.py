@@ -11,10 +11,15 @@ due 1 % back to now (the next sweep announces them: due soon, overdue, near empt
 orders, late deliveries) and one `POST /v1/recalls`. The burst's alerts page a `default` on-call
 whose webhook is a small HTTP server in a process of its own. The storm limit is as deployed
 (HAI_PAGE_RATE_PER_MINUTE 20): the burst's pages go grouped, the abnormal flows' (critical) past
-it. bench._cpu reads where the machine's CPU went, in the quiet phase (and per reading) and
-during the burst.
+it. Each reading is of a pump of its own (as many patients' pumps as readings, registered and
+filled through the APIs first), so no alert is resolved while the readings go; `--pumps N`
+has N pumps go round instead, each page's alert resolved a second after it came (a nurse's
+20 resolves a second, on top). bench._cpu reads where the machine's CPU went, in the quiet
+phase (and per reading) and during the burst, and how fast the machine was (a fixed loop's
+time, before and after: a shared host's speed moves by a third from one minute to the next).
 
-    .venv/bin/python -m bench.burst [--therapies 100000 --recall-pumps 1000 --rate 20] [--one-process]
+    .venv/bin/python -m bench.burst [--therapies 100000 --recall-pumps 1000 --rate 20]
+        [--pumps N] [--one-process]
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ import pika.exceptions
 import psycopg
 
 from bench import sweep
-from bench._cpu import per_unit_ms
+from bench._cpu import per_unit_ms, reference_loop_ms
 from bench._infra import ok
-from bench.time_to_page import FlowLoad, System, _processes, pct, system
+from bench.time_to_page import RESOLVE_AFTER_S, FlowLoad, System, _processes, pct, system
 from services.alerts.handlers import queue_specs
 from tests.doubles import free_port
 
@@ -238,7 +243,7 @@ class BurstWatch:
         self._thread.join()
 
 
-def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, pumps: int = 200,
+def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, pumps: int | None = None,
         quiet_s: float = 20.0, burst_s: float = 40.0, timeout_s: float = 240.0,
         procfile: bool = True) -> dict[str, Any]:
     """Quiet phase, then the burst; returns the figures and a table for RESULTS.md.
@@ -246,6 +251,8 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
     bench.time_to_page.PROCFILE_WORKERS), else each one `hai serve` process."""
     seed_s: dict[str, float] = {}
     load_average = {"before": round(os.getloadavg()[0], 1)}
+    # the machine's speed (bench._cpu.reference_loop_ms) before the run and after it
+    speed = {"before": reference_loop_ms()}
     sink_port = free_port()
     sink = subprocess.Popen([sys.executable, "-c", f"from bench.burst import _sink; _sink({sink_port})"])
     try:
@@ -267,7 +274,10 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
                     "ends_at": (now + timedelta(days=1)).isoformat(), "reason": "benchmark"}),
                    "silence")
             readings = int((quiet_s + burst_s) * rate) + 10
-            load = FlowLoad(sys_, pumps=pumps, readings=readings)
+            # as many patients' pumps as readings, each read once (no alert resolved), unless
+            # `pumps`: those go round, each alert resolved a second after its page
+            load = FlowLoad(sys_, pumps=pumps or readings, readings=readings,
+                            resolve_after_s=RESOLVE_AFTER_S if pumps else None)
             meter = sys_.cpu_meter()
             meter.phase("quiet")
             load.drive(int(quiet_s * rate), rate, "quiet")
@@ -283,9 +293,11 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
             load.finish(timeout_s=60)
             unanswered = load.diagnose(sys_.dbs["alerts"])
             meter.stop()
+            speed["after"] = reference_loop_ms()
             figures = _figures(load, watch, trigger, therapies=therapies,
                                recall_pumps=recall_pumps, rate=rate, seed_s=seed_s,
-                               load_average=load_average, procfile=procfile, cpu=meter.figures())
+                               load_average=load_average, procfile=procfile, cpu=meter.figures(),
+                               speed=speed)
             return {**figures, "unanswered_readings": unanswered}
     finally:
         sink.terminate()
@@ -333,7 +345,7 @@ def _beside_quiet(measure: str, ours: float | None, base: float | None,
 
 def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies: int,
              recall_pumps: int, rate: float, seed_s: dict[str, float],
-             load_average: dict[str, float], procfile: bool,
+             load_average: dict[str, float], procfile: bool, speed: dict[str, float],
              cpu: dict[str, Any] | None = None) -> dict[str, Any]:
     quiet, burst, after = (load.figures(p) for p in ("quiet", "burst", "after"))
     state = watch.state
@@ -357,6 +369,8 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
         "burst_by_5s": _by_window(load.timed["burst"], trigger.timestamp(), 5.0),
         # the machine's 1-minute load average (2 cores, shared): before the run, end of the burst
         "load_average": load_average,
+        # ms of one fixed loop of pure Python, before and after the run: the machine's speed
+        "reference_loop_ms": speed,
         # CPU seconds by process in each phase (bench._cpu), and the quiet phase's per reading
         "cpu": cpu or {},
     }
@@ -385,6 +399,10 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
                  "ours": f"{sent_s} s{late}" if sent_s is not None else "-", "baseline": "-",
                  "ratio": "-", "aim": "-", "met": "-"})
     rows += _cpu_rows(cpu or {}, figures.get("cpu_ms_per_quiet_reading", {}), rate=rate)
+    rows.append({"measure": "the machine's speed: one fixed loop of pure Python (bench._cpu's "
+                            "reference_loop_ms; larger: slower), before the run / after it",
+                 "ours": f"{speed['before']:.0f} / {speed['after']:.0f} ms", "baseline": "-",
+                 "ratio": "-", "aim": "-", "met": "-"})
     figures["table"] = rows
     return figures
 
@@ -428,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--therapies", type=int, default=100_000)
     parser.add_argument("--recall-pumps", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0, help="flow readings per second")
-    parser.add_argument("--pumps", type=int, default=200)
+    parser.add_argument("--pumps", type=int, default=None,
+                        help="this many pumps go round, each page's alert resolved a second "
+                             "after it came (default: one pump per reading, none resolved)")
     parser.add_argument("--quiet-s", type=float, default=20.0)
     parser.add_argument("--burst-s", type=float, default=40.0)
     parser.add_argument("--timeout-s", type=float, default=240.0,

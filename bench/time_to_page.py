@@ -3,8 +3,8 @@
 Inventory, scheduling and alerts run as deploy/Procfile runs them (each API `--no-worker`, its
 background work in worker processes; `--one-process`: each service one `hai serve`), on their
 own PostgreSQL databases and a fresh RabbitMQ vhost; this process is the nurse (posting
-refills), the on-call's webhook receiver, and the on-call resolving each alert so that its pump
-can page again.
+refills), the on-call's webhook receiver, and the on-call resolving each alert a second after
+its page (RESOLVE_AFTER_S) so that its pump can page again.
 
     .venv/bin/python -m bench.time_to_page [--readings 1000 --rate 20 --pumps 150] [--one-process]
 """
@@ -49,6 +49,10 @@ AIM_P99_MS = 500.0
 # makes only its flow alert, as a refill of the day does; readings dated further back made each
 # refill an overdue appointment too (about 3 silenced alerts per reading until 2026-12-02)
 RECENT_DAYS = 10
+# a page's alert is resolved this long after the page arrived, as a nurse resolves it: never in
+# the same milliseconds as the pager records that page (a race no one on a ward can make, which
+# made the page path wait on the resolve's row locks), and soon enough that 200 pumps go round
+RESOLVE_AFTER_S = 1.0
 QUIET_KINDS = ("refill_due_soon", "refill_overdue", "reservoir_near_empty", "delivery_late",
                "delivery_rejected", "device_recalled_implanted", "system_stale")
 SERVICES = ("inventory", "scheduling", "alerts")
@@ -113,7 +117,7 @@ def _start(name: str, args: list[str], env: dict[str, str], logdir: Path) -> sub
 PROCFILE_WORKERS = {
     "inventory_worker": ["worker", "inventory"],
     "scheduling_worker": ["worker", "scheduling"],
-    "alerts_flow": ["worker", "alerts", "--queue", "alerts.flow"],
+    "alerts_flow": ["worker", "alerts", "--queue", "alerts.flow", "--no-relay"],
     "alerts_events": ["worker", "alerts", "--queue", "alerts.events", "--nice", "10"],
     "alerts_events_2": ["worker", "alerts", "--queue", "alerts.events", "--nice", "10"],
 }
@@ -169,13 +173,13 @@ def system(label: str, *, env: dict[str, str] | None = None,
 
 def _setup_pumps(inv: httpx.Client, sch: httpx.Client, n: int) -> list[PumpState]:
     """Register, implant, admit, start a therapy and make a first fill (RECENT_DAYS ago) for
-    each pump."""
+    each pump (several pumps at once: a thousand take a minute, not ten)."""
     model = ok(inv.get("/v1/pump-models"), "pump models")["items"][0]
     now = datetime.now(UTC).replace(microsecond=0)
     base = now - timedelta(days=RECENT_DAYS)
     run = os.urandom(3).hex()
-    pumps = []
-    for i in range(n):
+
+    def one(i: int) -> PumpState:
         serial, mrn = f"BENCH-{run}-{i:04d}", f"BMRN-{run}-{i:04d}"
         pump = ok(inv.post("/v1/pumps", json={
             "serial_number": serial, "model_code": model["code"], "lot_number": "BENCHLOT",
@@ -201,23 +205,32 @@ def _setup_pumps(inv: httpx.Client, sch: httpx.Client, n: int) -> list[PumpState
         state = PumpState(serial=serial, labeled_flow_ml_per_day=pump["labeled_flow_ml_per_day"],
                           reservoir_ml=pump["reservoir_ml"], base=base)
         state.free.set()
-        pumps.append(state)
-    return pumps
+        return state
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(n)))
 
 
 class FlowLoad:
     """Abnormal flow readings at a steady rate, each timed from its 201 to its page.
 
     The on-call of the bench centre is the system's webhook receiver; the centre's other kinds of
-    alert are silenced, so only flow pages arrive there. Each page is resolved at once, so that
-    its pump can page again; each reading is counted in the phase it was posted in. The readings
-    go round the pumps, each a day after its pump's last (RECENT_DAYS - 1 at most per pump)."""
+    alert are silenced, so only flow pages arrive there. Each page's alert is resolved
+    `resolve_after_s` after the page arrived (RESOLVE_AFTER_S), so that its pump can page again,
+    and the readings go round the pumps, each a day after its pump's last (RECENT_DAYS - 1 at
+    most per pump); with `resolve_after_s` None, each pump reads once (as many patients' pumps
+    as readings) and no alert is resolved. Each reading is counted in the phase it was posted
+    in."""
 
-    def __init__(self, sys_: System, *, pumps: int, readings: int, flow_factor: float = 1.5) -> None:
-        if pumps * (RECENT_DAYS - 1) < readings:
+    def __init__(self, sys_: System, *, pumps: int, readings: int, flow_factor: float = 1.5,
+                 resolve_after_s: float | None = RESOLVE_AFTER_S) -> None:
+        # resolved after a while, a pump reads again (a day later); never resolved, once
+        self.readings_per_pump = RECENT_DAYS - 1 if resolve_after_s is not None else 1
+        if pumps * self.readings_per_pump < readings:
             raise ValueError(f"{readings} readings need at least "
-                             f"{-(-readings // (RECENT_DAYS - 1))} pumps (a day apart, within "
-                             f"{RECENT_DAYS} days)")
+                             f"{-(-readings // self.readings_per_pump)} pumps ("
+                             + (f"a day apart, within {RECENT_DAYS} days)"
+                                if resolve_after_s is not None else "one reading each)"))
         self.inv, self.sch, self.alr = (sys_.client(s) for s in SERVICES)
         self.receiver = sys_.receiver
         self.flow_factor = flow_factor
@@ -246,6 +259,11 @@ class FlowLoad:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._resolver = ThreadPoolExecutor(8)
+        self.resolve_after_s = resolve_after_s
+        # (when, alert id, pump): each page's alert, resolved in turn when its time comes
+        self._to_resolve: queue.Queue[tuple[float, str, PumpState] | None] = queue.Queue()
+        self._resolving = threading.Thread(target=self._resolve_in_turn, daemon=True)
+        self._resolving.start()
         self._posters = ThreadPoolExecutor(16)
         self.unanswered: list[dict[str, Any]] = []
         self.paged_alerts: set[Any] = set()
@@ -253,6 +271,16 @@ class FlowLoad:
         self.resolve_retries = 0  # resolves answered "locked, try again" (409), tried again
         self._collector = threading.Thread(target=self._collect, daemon=True)
         self._collector.start()
+
+    def _resolve_in_turn(self) -> None:
+        """Hand each page's alert to the resolvers when its time has come (in arrival order:
+        each is due `resolve_after_s` after its page)."""
+        while (item := self._to_resolve.get()) is not None:
+            due, alert_id, pump = item
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            self._resolver.submit(self._resolve, alert_id, pump)
 
     def _resolve(self, alert_id: str, pump: PumpState) -> None:
         """Resolve the alert, so that its pump's next reading pages again. A 409 that is not
@@ -306,7 +334,10 @@ class FlowLoad:
             self.raised_to_page_ms[pump.phase].append((arrived_wall - raised.timestamp()) * 1000)
             self.timed[pump.phase].append((pump.wall_201 or 0, latency_ms))
         pump.t_201 = None
-        self._resolver.submit(self._resolve, alert["id"], pump)
+        if self.resolve_after_s is None:  # the pump reads no more: its alert stays open
+            pump.free.set()
+        else:
+            self._to_resolve.put((arrived + self.resolve_after_s, alert["id"], pump))
 
     def _post(self, pump: PumpState) -> None:
         pump.readings += 1
@@ -354,7 +385,7 @@ class FlowLoad:
         n = len(self.pumps)
         for j in range(n):
             pump = self.pumps[(self._next + j) % n]
-            if pump.free.is_set() and pump.readings < RECENT_DAYS - 1:
+            if pump.free.is_set() and pump.readings < self.readings_per_pump:
                 self._next = (self._next + j + 1) % n
                 return pump
         return None
@@ -367,6 +398,8 @@ class FlowLoad:
             time.sleep(0.05)
         self._stop.set()
         self._collector.join(5)
+        self._to_resolve.put(None)
+        self._resolving.join(5)
         self._resolver.shutdown(wait=True)
         for client in (self.inv, self.sch, self.alr):
             client.close()
