@@ -151,8 +151,10 @@ class OutboxRelay:
         it claims and sends the next batch before it waits for the confirms of the one before,
         so the broker's work on one batch overlaps the database's on the other. A batch that is
         not full is settled at once, as a lone event should be. The batches still leave in
-        order; only if a batch fails after the next one was sent does that one arrive first
-        (the failed one is sent again later, as after any failure: delivery is at least once)."""
+        order (with `first`, an urgent event committed during a backlog goes in the next batch
+        claimed, ahead of older rows of other types); only if a batch fails after the next one
+        was sent does that one arrive first (the failed one is sent again later, as after any
+        failure: delivery is at least once)."""
         signal = self.uow_factory.outbox_signal
         pipelined = is_postgres(self.uow_factory.engine)
         backoff = 0.5
