@@ -51,7 +51,7 @@ AIM_P99_MS = 500.0
 RECENT_DAYS = 10
 # a page's alert is resolved this long after the page arrived, as a nurse resolves it: never in
 # the same milliseconds as the pager records that page (a race no one on a ward can make, which
-# made the page path wait on the resolve's row locks), and soon enough that 200 pumps go round
+# made the page path wait on the resolve's row locks), and soon enough for the pumps to go round
 RESOLVE_AFTER_S = 1.0
 QUIET_KINDS = ("refill_due_soon", "refill_overdue", "reservoir_near_empty", "delivery_late",
                "delivery_rejected", "device_recalled_implanted", "system_stale")
