@@ -7,15 +7,18 @@ restore). The arithmetic is services/scheduling/surveillance.py."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import structlog
 from sqlalchemy import (
+    BindParameter,
     Connection,
     Float,
     Select,
     Table,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -133,20 +136,40 @@ def _add_to_pump(uow: UnitOfWork, pump: ImplantedPump, deviation_pct: float,
         stmt = stmt.values(readings=table.c.readings - 1,
                            sum_deviation_pct=table.c.sum_deviation_pct + deviation_pct,
                            updated_at=uow.now())
+        stmt = stmt.returning(table.c.model_code, table.c.lot_number, table.c.readings,
+                              table.c.sum_deviation_pct)
+        row = _connection(uow).execute(stmt).first()
     else:
-        stmt = _upsert(uow, table).values(
-            serial_number=pump.serial_number, model_code=pump.model_code,
-            lot_number=pump.lot_number, readings=1, sum_deviation_pct=deviation_pct,
-            updated_at=uow.now())
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.serial_number],
-            set_={"readings": table.c.readings + 1,
-                  "sum_deviation_pct": table.c.sum_deviation_pct + stmt.excluded.sum_deviation_pct,
-                  "updated_at": stmt.excluded.updated_at})
-    row = _connection(uow).execute(stmt.returning(
-        table.c.model_code, table.c.lot_number, table.c.readings, table.c.sum_deviation_pct),
-    ).first()
+        row = _connection(uow).execute(_pump_upsert(is_postgres(uow.session)), {
+            "serial_number": pump.serial_number, "model_code": pump.model_code,
+            "lot_number": pump.lot_number, "deviation_pct": deviation_pct,
+            "now": uow.now()}).first()
     return None if row is None else (row[0], row[1], int(row[2]), float(row[3]))
+
+
+def _param(table: Table, column: str, name: str | None = None) -> BindParameter[Any]:
+    """A named parameter of `column`'s type (its type's conversions apply to the value)."""
+    return bindparam(name or column, type_=table.c[column].type)
+
+
+# a reading's statements are built once, their values parameters: built (and keyed for the
+# statement cache) on every call they were half of the surveillance's cost per reading
+@functools.cache
+def _pump_upsert(postgres: bool) -> Any:
+    """Add one reading to a pump's sums (its row made at its first), returning the new sums."""
+    table = cast_table(FlowPumpStats)
+    stmt = (postgresql.insert(table) if postgres else sqlite.insert(table)).values(
+        serial_number=_param(table, "serial_number"), model_code=_param(table, "model_code"),
+        lot_number=_param(table, "lot_number"), readings=1,
+        sum_deviation_pct=_param(table, "sum_deviation_pct", "deviation_pct"),
+        updated_at=_param(table, "updated_at", "now"))
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.serial_number],
+        set_={"readings": table.c.readings + 1,
+              "sum_deviation_pct": table.c.sum_deviation_pct + stmt.excluded.sum_deviation_pct,
+              "updated_at": stmt.excluded.updated_at},
+    ).returning(table.c.model_code, table.c.lot_number, table.c.readings,
+                table.c.sum_deviation_pct)
 
 
 def _connection(uow: UnitOfWork) -> Connection:
@@ -160,12 +183,29 @@ def _add_to_lot(uow: UnitOfWork, model_code: str, lot_number: str,
     after the other); the row's new sums, its drifting flag and the model's new sums. On
     PostgreSQL one statement: the upsert in a CTE beside the sums of the model's other lots
     (which it does not change)."""
+    params = {"model_code": model_code, "lot_number": lot_number, "pumps": delta.pumps,
+              "sum_mean_pct": delta.sum_mean_pct, "sum_mean_sq": delta.sum_mean_sq,
+              "readings": delta.readings, "now": uow.now()}
+    if not is_postgres(uow.session):  # SQLite: no INSERT in a WITH
+        row = _connection(uow).execute(_lot_upsert(False), params).one()
+        lot = GroupSums(row[0], row[1], row[2], row[3])
+        return lot, bool(row[4]), _model_sums(uow, model_code)
+    row = _connection(uow).execute(_lot_upsert_beside_the_rest(), params).one()
+    lot = GroupSums(row[0], row[1], row[2], row[3])
+    return lot, bool(row[4]), lot + GroupSums(int(row[5]), float(row[6]), float(row[7]), int(row[8]))
+
+
+@functools.cache
+def _lot_upsert(postgres: bool) -> Any:
+    """Add a change of sums to a lot's row (made at its first), returning the new sums and the
+    lot's drifting flag."""
     table = cast_table(FlowLotStats)
-    stmt = _upsert(uow, table).values(
-        model_code=model_code, lot_number=lot_number, pumps=delta.pumps,
-        sum_mean_pct=delta.sum_mean_pct, sum_mean_sq=delta.sum_mean_sq, readings=delta.readings,
-        drifting=False, updated_at=uow.now())
-    upsert = stmt.on_conflict_do_update(
+    stmt = (postgresql.insert(table) if postgres else sqlite.insert(table)).values(
+        model_code=_param(table, "model_code"), lot_number=_param(table, "lot_number"),
+        pumps=_param(table, "pumps"), sum_mean_pct=_param(table, "sum_mean_pct"),
+        sum_mean_sq=_param(table, "sum_mean_sq"), readings=_param(table, "readings"),
+        drifting=False, updated_at=_param(table, "updated_at", "now"))
+    return stmt.on_conflict_do_update(
         index_elements=[table.c.model_code, table.c.lot_number],
         set_={"pumps": table.c.pumps + stmt.excluded.pumps,
               "sum_mean_pct": table.c.sum_mean_pct + stmt.excluded.sum_mean_pct,
@@ -174,17 +214,17 @@ def _add_to_lot(uow: UnitOfWork, model_code: str, lot_number: str,
               "updated_at": stmt.excluded.updated_at},
     ).returning(table.c.pumps, table.c.sum_mean_pct, table.c.sum_mean_sq, table.c.readings,
                 table.c.drifting)
-    if not is_postgres(uow.session):  # SQLite: no INSERT in a WITH
-        row = _connection(uow).execute(upsert).one()
-        lot = GroupSums(row[0], row[1], row[2], row[3])
-        return lot, bool(row[4]), _model_sums(uow, model_code)
-    new = upsert.cte("lot")
-    rest = _sums_of_lots(table, table.c.model_code == model_code,
-                         table.c.lot_number != lot_number).subquery("rest")
+
+
+@functools.cache
+def _lot_upsert_beside_the_rest() -> Any:
+    """PostgreSQL: the lot's upsert in a CTE, beside the sums of the model's other lots."""
+    table = cast_table(FlowLotStats)
+    new = _lot_upsert(True).cte("lot")
+    rest = _sums_of_lots(table, table.c.model_code == _param(table, "model_code"),
+                         table.c.lot_number != _param(table, "lot_number")).subquery("rest")
     # one row beside one row: joined on true, the lint of cartesian products satisfied
-    row = _connection(uow).execute(select(new, rest).select_from(new.join(rest, true()))).one()
-    lot = GroupSums(row[0], row[1], row[2], row[3])
-    return lot, bool(row[4]), lot + GroupSums(int(row[5]), float(row[6]), float(row[7]), int(row[8]))
+    return select(new, rest).select_from(new.join(rest, true()))
 
 
 def _sums_of_lots(table: Table, *where: Any) -> Select[Any]:
