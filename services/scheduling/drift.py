@@ -121,9 +121,9 @@ def on_reading_unless_locked(uow: UnitOfWork, *, pump: ImplantedPump, deviation_
         return None
 
 
-def _upsert(uow: UnitOfWork, table: Table) -> Any:
+def _upsert(postgres: bool, table: Table) -> Any:
     """The dialect's INSERT (PostgreSQL or SQLite), for ON CONFLICT DO UPDATE."""
-    return postgresql.insert(table) if is_postgres(uow.session) else sqlite.insert(table)
+    return postgresql.insert(table) if postgres else sqlite.insert(table)
 
 
 def _add_to_pump(uow: UnitOfWork, pump: ImplantedPump, deviation_pct: float,
@@ -158,7 +158,7 @@ def _param(table: Table, column: str, name: str | None = None) -> BindParameter[
 def _pump_upsert(postgres: bool) -> Any:
     """Add one reading to a pump's sums (its row made at its first), returning the new sums."""
     table = cast_table(FlowPumpStats)
-    stmt = (postgresql.insert(table) if postgres else sqlite.insert(table)).values(
+    stmt = _upsert(postgres, table).values(
         serial_number=_param(table, "serial_number"), model_code=_param(table, "model_code"),
         lot_number=_param(table, "lot_number"), readings=1,
         sum_deviation_pct=_param(table, "sum_deviation_pct", "deviation_pct"),
@@ -200,7 +200,7 @@ def _lot_upsert(postgres: bool) -> Any:
     """Add a change of sums to a lot's row (made at its first), returning the new sums and the
     lot's drifting flag."""
     table = cast_table(FlowLotStats)
-    stmt = (postgresql.insert(table) if postgres else sqlite.insert(table)).values(
+    stmt = _upsert(postgres, table).values(
         model_code=_param(table, "model_code"), lot_number=_param(table, "lot_number"),
         pumps=_param(table, "pumps"), sum_mean_pct=_param(table, "sum_mean_pct"),
         sum_mean_sq=_param(table, "sum_mean_sq"), readings=_param(table, "readings"),
