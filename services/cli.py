@@ -167,6 +167,15 @@ def worker(
         help="run the service's outbox relay here too (default); `--no-relay` leaves it to "
              "the service's other workers, e.g. `hai worker alerts --queue alerts.flow "
              "--no-relay`: the process that pages an abnormal flow does nothing else")] = True,
+    consumers: Annotated[bool, typer.Option(
+        "--consumers/--no-consumers",
+        help="consume the service's queues here (default); `--no-consumers` with `--no-jobs`: "
+             "a process that only relays the outbox")] = True,
+    jobs: Annotated[bool, typer.Option(
+        "--jobs/--no-jobs",
+        help="run the service's scheduled jobs here (default), e.g. `hai worker scheduling "
+             "--nice 10 --no-relay`: the sweep at a lower CPU priority, beside a relay of "
+             "`--no-jobs --no-consumers` that sends an abnormal flow's reading at once")] = True,
 ) -> None:
     """Run a service's background work alone: outbox relay, consumers, scheduled jobs."""
     from shared.runtime import Worker
@@ -179,7 +188,8 @@ def worker(
     upgrade(service, settings.database_url(service))
     runtime = service_module(service).bootstrap(settings)
     try:
-        work = Worker(runtime, queues=queue or None, relay=relay)
+        work = Worker(runtime, queues=queue or None, relay=relay, consumers=consumers,
+                      jobs=jobs)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--queue") from exc
     if metrics_port is not None:

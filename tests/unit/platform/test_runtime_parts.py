@@ -63,3 +63,41 @@ def test_a_worker_without_its_relay_leaves_the_outbox_to_the_others(tmp_path: Pa
             assert [t.name for t in worker.threads if "relay" in t.name] == relays
         finally:
             worker.stop()
+
+
+def _worker_started(tmp_path: Path, *options: str) -> dict[str, object]:
+    """Run `hai worker scheduling OPTIONS` on a SQLite file until it says what it started."""
+    import json
+    import os
+    import signal
+
+    root = Path(__file__).resolve().parents[3]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAI_")}
+    env.update(HAI_SCHEDULING_DATABASE_URL=f"sqlite:///{tmp_path}/scheduling.db",
+               HAI_LOG_LEVEL="INFO", HAI_LOG_JSON="true")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "hai"), "worker", "scheduling",
+                             *options], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if '"worker.started"' in line:
+                return dict(json.loads(line[line.index("{"):]))
+        raise AssertionError(f"the worker exited with {proc.wait()} before it started")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_hai_worker_runs_only_the_parts_it_is_asked_to(tmp_path: Path) -> None:
+    """deploy/Procfile's scheduling: its relay alone (`--no-jobs --no-consumers`: one thread,
+    no job), and workers of the sweep and the consumers that relay nothing (`--no-relay`)."""
+    (tmp_path / "relay").mkdir()
+    (tmp_path / "bulk").mkdir()
+    relay = _worker_started(tmp_path / "relay", "--no-jobs", "--no-consumers")
+    assert (relay["threads"], relay["jobs"]) == (1, [])  # SQLite: the relay, no listener
+    bulk = _worker_started(tmp_path / "bulk", "--no-relay", "--nice", "10")
+    assert "sweep" in bulk["jobs"] and int(str(bulk["threads"])) > 1  # its consumers
