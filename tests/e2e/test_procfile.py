@@ -61,11 +61,24 @@ def test_honcho_runs_the_procfile(e2e_databases, tmp_path):
         text = (tmp_path / "honcho.log").read_text()
         pids = [int(p) for p in re.findall(r"_worker_\d\.1 started \(pid=(\d+)\)", text)]
         assert len(pids) == 6, text[-3000:]  # two workers for each of the three services
-        # and alerts' abnormal flows in a worker of their own
-        pids += [int(p) for p in re.findall(r"alerts_flow\.1 started \(pid=(\d+)\)", text)]
-        assert len(pids) == 7, text[-3000:]
+        # and alerts' abnormal flows in a worker of their own, scheduling's relay in another
+        pids += [int(p) for p in re.findall(r"(?:alerts_flow|scheduling_relay)\.1 started "
+                                            r"\(pid=(\d+)\)", text)]
+        assert len(pids) == 8, text[-3000:]
         for pid in pids:
             os.kill(pid, 0)  # alive
+
+        def relaying() -> set[str]:
+            """The processes whose relay of scheduling's outbox listens or stands by."""
+            return {ln.split(" ", 1)[1].split(" |", 1)[0].strip()
+                    for ln in (tmp_path / "honcho.log").read_text().splitlines()
+                    if ("outbox.listening" in ln or "outbox.standing_by" in ln)
+                    and "hai_outbox_scheduling" in ln}
+
+        # scheduling's outbox is relayed by its relay process alone, its workers relay nothing
+        wait_until(lambda: "scheduling_relay.1" in relaying(), what="scheduling's relay listening",
+                   timeout_s=30)
+        assert relaying() == {"scheduling_relay.1"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -13,12 +13,18 @@ DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 SERVICES = {"inventory": 8001, "scheduling": 8002, "alerts": 8003}
 # the command of each service's workers (two of them at least); alerts' abnormal flows have a
 # worker of their own beside them (FLOW_WORKER), so that a sweep's burst never shares its interpreter
-WORKER = {"inventory": ["hai", "worker", "inventory"], "scheduling": ["hai", "worker", "scheduling"],
+WORKER = {"inventory": ["hai", "worker", "inventory"],
+          "scheduling": ["hai", "worker", "scheduling", "--no-relay"],
           "alerts": ["hai", "worker", "alerts", "--queue", "alerts.events"]}
 # and it does nothing else: alerts' outbox relay runs in the other workers (--no-relay)
 FLOW_WORKER = ["hai", "worker", "alerts", "--queue", "alerts.flow", "--no-relay"]
-# on one machine (the Procfile) the workers of alerts' bulk events yield the CPU to the flow worker
-PROCFILE_WORKER = {**WORKER, "alerts": [*WORKER["alerts"], "--nice", "10"]}
+# scheduling's outbox (an abnormal flow's reading among a sweep's thousands) is relayed by a
+# process that does nothing else; its workers (the sweep, the consumers) relay nothing
+RELAY = ["hai", "worker", "scheduling", "--no-jobs", "--no-consumers"]
+# on one machine (the Procfile) the workers of bulk work (alerts' bulk events, scheduling's sweep)
+# yield the CPU to the flow worker and the relay
+PROCFILE_WORKER = {**WORKER, "alerts": [*WORKER["alerts"], "--nice", "10"],
+                   "scheduling": [*WORKER["scheduling"], "--nice", "10"]}
 CONTRACT_ENV = {
     "HAI_AMQP_URL", "HAI_INVENTORY_DATABASE_URL", "HAI_SCHEDULING_DATABASE_URL",
     "HAI_ALERTS_DATABASE_URL", "HAI_INVENTORY_URL", "HAI_SCHEDULING_URL", "HAI_ALERTS_URL",
@@ -50,6 +56,8 @@ def test_compose_runs_every_service_on_rabbitmq_and_postgres_with_probes():
         assert env["HAI_AMQP_URL"].startswith("amqp://") and "rabbitmq" in env["HAI_AMQP_URL"]
         assert env[f"HAI_{name.upper()}_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert services["alerts-flow-worker"]["command"] == FLOW_WORKER
+    assert services["scheduling-relay"]["command"] == RELAY
+    assert services["scheduling-relay"]["deploy"]["replicas"] >= 2
 
 
 def test_kubernetes_manifests_have_probes_resources_config_and_secret():
@@ -73,8 +81,8 @@ def test_kubernetes_manifests_have_probes_resources_config_and_secret():
         commands = [d["spec"]["template"]["spec"]["containers"][0]["command"] for d in docs
                     if d["kind"] == "Deployment"]
         if name in WORKER:
-            flow = [FLOW_WORKER] if name == "alerts" else []
-            assert sorted(c for c in commands if "worker" in c) == sorted([WORKER[name], *flow])
+            own = {"alerts": [FLOW_WORKER], "scheduling": [RELAY]}.get(name, [])
+            assert sorted(c for c in commands if "worker" in c) == sorted([WORKER[name], *own])
         for dep in (d for d in docs if d["kind"] == "Deployment"):
             (container,) = dep["spec"]["template"]["spec"]["containers"]
             refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
@@ -96,6 +104,7 @@ def test_procfile_runs_each_api_with_two_workers():
         assert procs[name] == f"hai serve {name} --no-worker --port ${{{name.upper()}_PORT:-{port}}}"
         assert sum(1 for cmd in procs.values() if cmd == " ".join(PROCFILE_WORKER[name])) == 2
     assert sum(1 for cmd in procs.values() if cmd == " ".join(FLOW_WORKER)) == 1
+    assert sum(1 for cmd in procs.values() if cmd == " ".join(RELAY)) == 1
     assert procs["dashboard"].startswith("hai serve dashboard")
     env = (DEPLOY / "local.env").read_text()
     _no_dev_secret(env)
