@@ -103,20 +103,23 @@ def _start(name: str, args: list[str], env: dict[str, str], logdir: Path) -> sub
         out = Path(env.get("HAI_BENCH_PROFILE_DIR", "/tmp")) / f"hai-profile-{name}-{os.getpid()}.json"
         print(f"profiling {name} into {out}", file=sys.stderr)
         command = [sys.executable, "-m", "bench._sampler", str(out), "--", *command[1:]]
-    return subprocess.Popen(command, env={**env, "PYTHONPATH": str(ROOT)}, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=str(logdir))
+    return subprocess.Popen(command, env={**env, "PYTHONPATH": str(ROOT), "PGAPPNAME": name},
+                            stdout=log, stderr=subprocess.STDOUT, cwd=str(logdir))
 
 
 # deploy/Procfile's topology: each service's API alone (`--no-worker`), its background work
 # (outbox relay, consumers, jobs) in worker processes; so an event an API commits reaches the
 # broker through another process's relay, as in production. Alerts' abnormal flow readings (and
 # their pages) have a worker of their own, the rest of its events two at `--nice 10`, as the
-# Procfile runs them (a burst is raised by both); scheduling and inventory one worker each (the
-# Procfile runs two: a second replica changes no path a page or a burst's alert takes, and
-# would take its share of the bench's CPU)
+# Procfile runs them (a burst is raised by both); scheduling's outbox relay a process of its own
+# and its sweep and consumers one worker at `--nice 10` (the Procfile runs two), inventory one
+# worker (the Procfile runs two): a second replica changes no path a page or a burst's alert
+# takes, and would take its share of the bench's CPU. Each process is named in PostgreSQL's
+# pg_stat_activity (PGAPPNAME), to see which one waits on what.
 PROCFILE_WORKERS = {
     "inventory_worker": ["worker", "inventory"],
-    "scheduling_worker": ["worker", "scheduling"],
+    "scheduling_relay": ["worker", "scheduling", "--no-jobs", "--no-consumers"],
+    "scheduling_worker": ["worker", "scheduling", "--no-relay", "--nice", "10"],
     "alerts_flow": ["worker", "alerts", "--queue", "alerts.flow", "--no-relay"],
     "alerts_events": ["worker", "alerts", "--queue", "alerts.events", "--nice", "10"],
     "alerts_events_2": ["worker", "alerts", "--queue", "alerts.events", "--nice", "10"],
