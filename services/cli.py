@@ -185,6 +185,9 @@ def worker(
     configure_logging(settings.log_level, settings.log_json, service)
     if service not in SERVICES:
         raise typer.BadParameter(f"one of {', '.join(SERVICES)}")
+    if not (relay or consumers or jobs):
+        raise typer.BadParameter("a worker with --no-relay, --no-consumers and --no-jobs would "
+                                 "do nothing", param_hint="--no-relay")
     upgrade(service, settings.database_url(service))
     runtime = service_module(service).bootstrap(settings)
     try:

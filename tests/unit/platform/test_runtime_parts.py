@@ -99,3 +99,18 @@ def test_hai_worker_runs_only_the_parts_it_is_asked_to(tmp_path: Path) -> None:
     assert (relay["threads"], relay["jobs"]) == (1, [])  # SQLite: the relay, no listener
     bulk = _worker_started(tmp_path / "bulk", "--no-relay", "--nice", "10")
     assert "sweep" in bulk["jobs"] and int(str(bulk["threads"])) > 1  # its consumers
+
+
+def test_a_worker_that_would_do_nothing_is_refused(tmp_path: Path) -> None:
+    """`--no-relay --no-consumers --no-jobs`: a process that would idle unseen is refused, with
+    the reason, before it touches the database."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAI_")}
+    env["HAI_SCHEDULING_DATABASE_URL"] = f"sqlite:///{tmp_path}/scheduling.db"
+    out = subprocess.run([str(Path(sys.executable).parent / "hai"), "worker", "scheduling",
+                          "--no-relay", "--no-consumers", "--no-jobs"], env=env,
+                         capture_output=True, text=True)
+    said = " ".join(out.stderr.replace("│", " ").split())  # typer's box, wrapped to any width
+    assert out.returncode == 2 and "would do nothing" in said, out
+    assert not (tmp_path / "scheduling.db").exists()
