@@ -164,6 +164,27 @@ def relay_in_this_process(engine: Engine) -> None:
     engine.dispose()
 
 
+class Wakeup(threading.Event):
+    """An event that also sets its followers: a commit that published wakes every relay of the
+    process (each waits on an event of its own, which it clears before it looks for rows, so
+    that one relay's clear never swallows another's wake-up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._followers: list[threading.Event] = []
+
+    def follower(self) -> threading.Event:
+        """A new event, set whenever this one is."""
+        follower = threading.Event()
+        self._followers.append(follower)
+        return follower
+
+    def set(self) -> None:
+        super().set()
+        for follower in self._followers:
+            follower.set()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for a service's database; SQLite files get their folder, WAL and a busy timeout."""
     # a failed statement's error names the statement, never its values (they may be an MRN)
@@ -489,7 +510,7 @@ class UnitOfWorkFactory:
         self.session_factory = sessionmaker(bind=engine, expire_on_commit=False)
         if request_lock_timeout_ms and engine.dialect.name == "postgresql":
             event.listen(self.session_factory, "after_begin", _set_lock_timeout)
-        self.outbox_signal = threading.Event()
+        self.outbox_signal = Wakeup()
 
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(

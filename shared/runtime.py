@@ -23,6 +23,7 @@ from shared.db import PlatformTables, UnitOfWorkFactory, make_engine, ping, rela
 from shared.logging import safe_error
 from shared.messaging.base import Bus, Outcome, QueueSpec
 from shared.messaging.consumer import BatchHandler, EventConsumer, Handler, Prepare
+from shared.messaging.inproc import InProcessBus
 from shared.messaging.relay import OutboxListener, OutboxRelay
 from shared.metrics import SystemCollector, watch_queues
 from shared.settings import Settings
@@ -30,6 +31,8 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 P = TypeVar("P")
+# the urgent lane's batch: a reading at a time, rarely more (shared.runtime.Worker.urgent_lane)
+URGENT_LANE_BATCH = 50
 # a service's settings: the platform's and its own section (services/<name>/settings.py)
 SettingsT = TypeVar("SettingsT", bound=Settings)
 
@@ -194,14 +197,26 @@ class Worker:
         rt = self.runtime
         self._declare_with_retry()
         if self._relay:
+            urgent = [t.value for t in urgent_types(rt.name)]
+            lane = bool(urgent) and self.urgent_lane()
             relay = OutboxRelay(
                 rt.uow_factory, rt.bus.publisher,
                 batch_size=rt.settings.outbox_batch_size,
                 poll_seconds=rt.settings.outbox_poll_seconds,
                 on_published=rt.events_published.inc,
-                first=[t.value for t in urgent_types(rt.name)],
+                first=() if lane else urgent, skip=urgent if lane else (),
             )
             self._spawn(f"{rt.name}-relay", relay.run, self.stop_event)
+            if lane:
+                # the urgent events by a relay of their own: not claimed after a bulk batch's
+                # confirms, nor queued behind its messages in the broker's channel
+                urgent_relay = OutboxRelay(
+                    rt.uow_factory, rt.bus.publisher, batch_size=URGENT_LANE_BATCH,
+                    poll_seconds=rt.settings.outbox_poll_seconds,
+                    on_published=rt.events_published.inc, only=urgent,
+                    signal=rt.uow_factory.outbox_signal.follower(),
+                )
+                self._spawn(f"{rt.name}-relay-urgent", urgent_relay.run, self.stop_event)
             if rt.engine.dialect.name == "postgresql":
                 # an API in another process (`hai serve --no-worker`) commits most events: its
                 # commit's NOTIFY wakes this relay, which otherwise sees them at its next poll;
@@ -243,6 +258,14 @@ class Worker:
             self._spawn(f"{rt.name}-heartbeat", self._heartbeat, rt.settings.worker_heartbeat_file)
         log.info("worker.started", service=rt.name, threads=len(self.threads),
                  jobs=[j.name for j in jobs])
+
+    def urgent_lane(self) -> bool:
+        """Whether the contract's urgent events go by a relay of their own (HAI_OUTBOX_URGENT_LANE,
+        on PostgreSQL and a broker: with SQLite's one writer and the in-process bus, a second
+        relay gains nothing)."""
+        rt = self.runtime
+        return (rt.settings.outbox_urgent_lane and rt.engine.dialect.name == "postgresql"
+                and not isinstance(rt.bus, InProcessBus))
 
     def jobs(self) -> list[Job]:
         """The service's jobs this worker runs: none without jobs; with `queues`, those meant

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # messaging
     outbox_poll_seconds: float = 0.5
     outbox_batch_size: int = 500
+    # on PostgreSQL and RabbitMQ, the contract's urgent events (an abnormal flow's reading) go by
+    # a relay of their own, on a broker connection of its own: never behind a bulk batch in the
+    # relay nor in the broker's channel (shared.runtime.Worker)
+    outbox_urgent_lane: bool = True
     consumer_prefetch: int = 200  # a consumer's batch; twice this is kept in flight
     consumer_max_attempts: int = 5
     consumer_retry_delay_ms: int = 2000

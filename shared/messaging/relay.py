@@ -40,11 +40,21 @@ class OutboxRelay:
         poll_seconds: float = 0.5,
         on_published: Callable[[int], None] | None = None,
         first: Collection[str] = (),
+        only: Collection[str] | None = None,
+        skip: Collection[str] = (),
+        signal: threading.Event | None = None,
     ) -> None:
         """`first`: routing keys sent ahead of older rows (the contract's urgent events): each
-        batch takes those first, in their order, then the oldest of the rest."""
+        batch takes those first, in their order, then the oldest of the rest. `only`: the relay
+        sends rows of these routing keys and no others; `skip`: it never sends rows of these
+        (an urgent lane and the relay of the rest: `urgent_lane`). `signal`: what wakes it
+        (default: the factory's `outbox_signal`; a second relay of the process waits on a
+        follower of it)."""
         self.uow_factory = uow_factory
         self.first = sorted(first)
+        self.only = None if only is None else sorted(only)
+        self.skip = sorted(skip)
+        self.signal = signal if signal is not None else uow_factory.outbox_signal
         self.publisher_factory = publisher_factory
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
@@ -75,6 +85,10 @@ class OutboxRelay:
             .where(outbox.c.published_at.is_(None))
             .limit(self.batch_size)
         )
+        if self.only is not None:
+            stmt = stmt.where(outbox.c.routing_key.in_(self.only))
+        if self.skip:
+            stmt = stmt.where(outbox.c.routing_key.not_in(self.skip))
         if self.first:
             # a sweep's thousands committed just before an abnormal flow do not go ahead of it
             stmt = stmt.order_by(case((outbox.c.routing_key.in_(self.first), 0), else_=1))
@@ -155,7 +169,7 @@ class OutboxRelay:
         claimed, ahead of older rows of other types); only if a batch fails after the next one
         was sent does that one arrive first (the failed one is sent again later, as after any
         failure: delivery is at least once)."""
-        signal = self.uow_factory.outbox_signal
+        signal = self.signal
         pipelined = is_postgres(self.uow_factory.engine)
         backoff = 0.5
         in_flight: list[_InFlight] = []
