@@ -376,15 +376,6 @@ class UnitOfWork:
         self.session.rollback()
         self._published = 0
 
-    def asynchronous_commit(self) -> None:
-        """Commit this transaction without waiting for PostgreSQL to flush its WAL to disk
-        (`SET LOCAL synchronous_commit = off`; nothing elsewhere): its rows are seen by every
-        other transaction at once, as always, but a crash of the database in the next fraction
-        of a second may undo them. Only for a transaction whose loss costs at most a repetition:
-        a lease (the urgent lane's claim of a page: undone, the page is sent again)."""
-        if is_postgres(self.session):
-            self.session.execute(text("SET LOCAL synchronous_commit = off"))
-
     def defer_platform_writes(self) -> None:
         """From now on, keep this unit of work's audit and outbox rows and write them when its
         transaction commits, in order, one statement per table (a consumer's batch raising 20

@@ -329,8 +329,7 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
     with `alert_ids`, only the pages of those alerts (the urgent lane).
 
     Without `alert_ids`, the first page of an abnormal flow younger than
-    HAI_PAGER_URGENT_GRACE_SECONDS is left to the urgent lane. With them, the claim is committed
-    asynchronously (`UnitOfWork.asynchronous_commit`).
+    HAI_PAGER_URGENT_GRACE_SECONDS is left to the urgent lane.
 
     Storms: a recipient gets at most HAI_PAGE_RATE_PER_MINUTE page messages a minute. When more
     pages are due for one than that leaves room for, they go as one page listing them all
@@ -339,11 +338,6 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
     due pages go as one message past it, the critical first (`past_storm_limit`)."""
     claims: list[Claim] = []
     with uow_factory() as uow:
-        if alert_ids is not None:
-            # the urgent lane's claim is a lease: its commit does not wait for the disk, on the
-            # way of an abnormal flow's page, behind a burst's flushes (a crash that undoes it
-            # sends the page again: at least once, as always)
-            uow.asynchronous_commit()
         now = uow.now()
         # one statement finds, locks and sizes the pages: each row carries its recipient's
         # messages of the minute (the storm limit's room) and the signing secret of its on-call

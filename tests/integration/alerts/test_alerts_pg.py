@@ -7,8 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from services.alerts import app as alerts_app
 from services.alerts import paging
@@ -110,49 +109,6 @@ def test_a_targeted_sweep_sends_only_the_pages_of_the_alerts_it_names(
         assert paging.sweep_once(h.runtime, alert_ids={"no-such-alert"})["claimed"] == 0
         assert paging.sweep_once(h.runtime)["sent"] == 2
         assert sorted(p["alert"]["pump_serial"] for p in l1.pages) == ["SN0", "SN1", "SN2"]
-
-
-def test_only_the_urgent_lanes_claim_commits_without_waiting_for_the_disk(
-        tmp_path, pg_database: Callable[[str], str]) -> None:
-    # the urgent lane's claim (a lease: undone by a crash, the page goes again) commits without
-    # waiting for the WAL's flush, on the way of an abnormal flow's page; every other commit,
-    # the alert's raise among them, waits for it, and the setting never outlives the claim's
-    # transaction on its pooled connection
-    clock, bus = MovableClock(T0), InProcessBus()
-    h = pg_alerts(tmp_path, pg_database("alerts"), clock, bus)
-    seen: list[str] = []
-    engine = h.runtime.engine
-
-    def commit_mode(session: Session) -> None:
-        if session.get_bind() is engine:  # this service's, not another test's thread's
-            seen.append(str(session.execute(text("SHOW synchronous_commit")).scalar()))
-
-    event.listen(Session, "before_commit", commit_mode)
-    try:
-        with webhook() as l1:
-            three_flow_alerts(h, bus, l1)
-            assert seen and set(seen) == {"on"}  # the raises
-            with h.runtime.uow_factory() as uow:
-                by_serial = {a.pump_serial: a.id for a in uow.session.scalars(select(Alert))}
-            seen.clear()
-            (claim,) = paging.claim_due(h.runtime.uow_factory, settings=h.runtime.settings,
-                                        alert_ids={by_serial["SN2"]})
-            assert seen == ["off"]
-            # every idle connection of the pool, the claim's among them, back to the default
-            idle = [engine.connect() for _ in range(engine.pool.checkedin())]  # type: ignore[attr-defined]
-            try:
-                assert idle
-                assert {c.exec_driver_sql("SHOW synchronous_commit").scalar() for c in idle} == {"on"}
-            finally:
-                for c in idle:
-                    c.close()
-            assert paging.record_result(h.runtime.uow_factory, claim, None,
-                                        settings=h.runtime.settings) == "sent"
-            assert paging.claim_due(h.runtime.uow_factory, settings=h.runtime.settings)
-            assert seen == ["off", "on", "on"]
-    finally:
-        event.remove(Session, "before_commit", commit_mode)
-    assert sorted(statuses(h.runtime)) == [(1, "sending", 1), (1, "sending", 1), (1, "sent", 1)]
 
 
 def test_two_workers_page_each_notification_once(tmp_path, pg_database: Callable[[str], str]) -> None:
