@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, dict[str, Any]]] = {
     "reports": ("bench.reports", {}),
     "burst": ("bench.burst", {}),
     "alerts_raise": ("bench.alerts_raise", {}),
+    "nice": ("bench.nice_sessions", {}),
 }
 
 

@@ -103,8 +103,11 @@ def _start(name: str, args: list[str], env: dict[str, str], logdir: Path) -> sub
         out = Path(env.get("HAI_BENCH_PROFILE_DIR", "/tmp")) / f"hai-profile-{name}-{os.getpid()}.json"
         print(f"profiling {name} into {out}", file=sys.stderr)
         command = [sys.executable, "-m", "bench._sampler", str(out), "--", *command[1:]]
+    # each in a session of its own, as honcho starts deploy/Procfile's processes (and so its
+    # workers' `--nice` lowers their session's autogroup: shared.runtime.lower_cpu_priority)
     return subprocess.Popen(command, env={**env, "PYTHONPATH": str(ROOT), "PGAPPNAME": name},
-                            stdout=log, stderr=subprocess.STDOUT, cwd=str(logdir))
+                            stdout=log, stderr=subprocess.STDOUT, cwd=str(logdir),
+                            start_new_session=True)
 
 
 # deploy/Procfile's topology: each service's API alone (`--no-worker`), its background work

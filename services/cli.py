@@ -161,7 +161,9 @@ def worker(
         min=0, max=19,
         help="lower this worker's CPU priority by this much (as nice(1) does), e.g. "
              "`--nice 10` for the workers of a bulk queue: when the machine is short of CPU, "
-             "the flow worker and the APIs run first")] = 0,
+             "the flow worker and the APIs run first (a worker leading its own session, as "
+             "honcho starts each, lowers its session's autogroup by as much: under Linux's "
+             "autogroups a nice weighs only against the processes of one session)")] = 0,
     relay: Annotated[bool, typer.Option(
         "--relay/--no-relay",
         help="run the service's outbox relay here too (default); `--no-relay` leaves it to "
@@ -180,9 +182,11 @@ def worker(
     """Run a service's background work alone: outbox relay, consumers, scheduled jobs."""
     from shared.runtime import Worker
 
-    lower_cpu_priority(nice)
+    autogroup_nice = lower_cpu_priority(nice)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json, service)
+    if nice:
+        log.info("worker.cpu_priority_lowered", nice=nice, autogroup_nice=autogroup_nice)
     if service not in SERVICES:
         raise typer.BadParameter(f"one of {', '.join(SERVICES)}")
     if not (relay or consumers or jobs):

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 import structlog
@@ -349,12 +350,38 @@ def _soon(rt: ServiceRuntime) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=1)
 
 
-def lower_cpu_priority(nice: int) -> None:
+def lower_cpu_priority(nice: int) -> int | None:
     """Lower this process's CPU priority by `nice` (0: unchanged). A worker of bulk work (a
     sweep's burst of events) then yields the CPU to the processes that page (the flow worker,
-    the APIs) when the machine has too little; it gets the whole CPU when nothing else runs."""
-    if nice:
-        os.nice(nice)
+    the APIs) when the machine has too little; it gets the whole CPU when nothing else runs.
+
+    On Linux with autogroups (sched(7); on by default on Debian), the scheduler shares the CPU
+    between sessions first, and a process's nice weighs it only against the other processes of
+    its own session. honcho starts every process of deploy/Procfile in a session of its own,
+    and PostgreSQL's every backend leads one too: there, nice(2) alone changed nothing. A worker
+    that leads its session lowers its session's autogroup as well (`AUTOGROUP`); one that does
+    not (run from a shell, beside others of its session) lowers only itself, never its
+    session's other processes. Returns the autogroup's new nice (None: left as it was)."""
+    if not nice:
+        return None
+    os.nice(nice)
+    if os.getsid(0) == os.getpid():
+        return lower_autogroup(nice)
+    return None
+
+
+AUTOGROUP = Path("/proc/self/autogroup")  # "/autogroup-42 nice 0"; absent without autogroups
+
+
+def lower_autogroup(nice: int, autogroup: Path = AUTOGROUP) -> int | None:
+    """Lower the nice of this process's autogroup by `nice` (raising a nice needs no privilege);
+    its new nice, or None where the kernel has no autogroups."""
+    try:
+        lowered = min(19, int(autogroup.read_text().split()[-1]) + nice)
+        autogroup.write_text(f"{lowered}\n")
+    except (OSError, ValueError, IndexError):
+        return None
+    return lowered
 
 
 def settle_heap() -> None:

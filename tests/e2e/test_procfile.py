@@ -67,6 +67,25 @@ def test_honcho_runs_the_procfile(e2e_databases, tmp_path):
         assert len(pids) == 8, text[-3000:]
         for pid in pids:
             os.kill(pid, 0)  # alive
+        # honcho starts each in a session of its own (the Procfile's `exec`: the worker, not
+        # its `sh -c`, leads it): where the kernel groups the CPU by session (autogroups), the
+        # bulk workers' `--nice 10` lowers their session's group too, or it would weigh nothing
+        # against the flow worker, the relay and PostgreSQL's backends
+        if Path("/proc/self/autogroup").exists():
+            started = {name: int(pid) for name, pid in
+                       re.findall(r"(\w+)\.1 started \(pid=(\d+)\)", text)}
+            bulk = {"alerts_worker_1", "alerts_worker_2", "scheduling_worker_1",
+                    "scheduling_worker_2"}
+
+            def group_nice() -> dict[str, int]:
+                return {name: int(Path(f"/proc/{started[name]}/autogroup").read_text().split()[-1])
+                        for name in (*bulk, "alerts_flow", "scheduling_relay", "alerts")}
+
+            wait_until(lambda: all(group_nice()[name] == 10 for name in bulk),
+                       what=f"the bulk workers' autogroups at nice 10: {group_nice()}",
+                       timeout_s=30)
+            assert {name: nice for name, nice in group_nice().items() if name not in bulk} == {
+                "alerts_flow": 0, "scheduling_relay": 0, "alerts": 0}
 
         def relaying() -> set[str]:
             """The processes whose relay of scheduling's outbox listens or stands by."""

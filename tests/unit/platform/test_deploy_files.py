@@ -22,9 +22,11 @@ FLOW_WORKER = ["hai", "worker", "alerts", "--queue", "alerts.flow", "--no-relay"
 # process that does nothing else; its workers (the sweep, the consumers) relay nothing
 RELAY = ["hai", "worker", "scheduling", "--no-jobs", "--no-consumers"]
 # on one machine (the Procfile) the workers of bulk work (alerts' bulk events, scheduling's sweep)
-# yield the CPU to the flow worker and the relay
-PROCFILE_WORKER = {**WORKER, "alerts": [*WORKER["alerts"], "--nice", "10"],
-                   "scheduling": [*WORKER["scheduling"], "--nice", "10"]}
+# yield the CPU to the flow worker and the relay; `exec`: the worker, not the `sh -c` that honcho
+# runs each line through, leads the session honcho starts it in, so that its --nice lowers that
+# session's autogroup too (shared.runtime.lower_cpu_priority; tests/e2e/test_procfile.py)
+PROCFILE_WORKER = {**WORKER, "alerts": ["exec", *WORKER["alerts"], "--nice", "10"],
+                   "scheduling": ["exec", *WORKER["scheduling"], "--nice", "10"]}
 CONTRACT_ENV = {
     "HAI_AMQP_URL", "HAI_INVENTORY_DATABASE_URL", "HAI_SCHEDULING_DATABASE_URL",
     "HAI_ALERTS_DATABASE_URL", "HAI_INVENTORY_URL", "HAI_SCHEDULING_URL", "HAI_ALERTS_URL",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.runtime import Worker
+from shared.runtime import AUTOGROUP, Worker, lower_autogroup
 from tests.unit.platform.toyservice import toy_runtime
 
 
@@ -49,6 +49,45 @@ def test_a_worker_of_bulk_work_can_yield_the_cpu() -> None:
         out = subprocess.run([sys.executable, "-c", probe.format(n=nice)], capture_output=True,
                              text=True, check=True, cwd=Path(__file__).resolve().parents[3])
         assert int(out.stdout) == lowered, out
+
+
+AUTOGROUP_PROBE = ("import os; from shared.runtime import lower_cpu_priority; "
+                   "nice = lambda: int(open('/proc/self/autogroup').read().split()[-1]); "
+                   "before = nice(); lower_cpu_priority({n}); print(nice() - before)")
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="a kernel without autogroups")
+def test_a_worker_that_leads_its_session_lowers_its_autogroup_too() -> None:
+    """Under autogroups a nice weighs a process only against its own session's: a worker that
+    leads its session (honcho starts each so) lowers its autogroup's nice by N as well."""
+    for nice, lowered in ((0, 0), (5, 5)):
+        out = subprocess.run([sys.executable, "-c", AUTOGROUP_PROBE.format(n=nice)],
+                             capture_output=True, text=True, check=True, start_new_session=True,
+                             cwd=Path(__file__).resolve().parents[3])
+        assert int(out.stdout) == lowered, out
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="a kernel without autogroups")
+def test_a_worker_among_others_of_its_session_never_lowers_theirs() -> None:
+    """A worker run beside other processes of its session (from a shell) lowers only itself:
+    the session's autogroup, which the others share, keeps its nice."""
+    before = AUTOGROUP.read_text()
+    out = subprocess.run([sys.executable, "-c", AUTOGROUP_PROBE.format(n=5)],
+                         capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert int(out.stdout) == 0, out
+    assert AUTOGROUP.read_text() == before
+
+
+def test_an_autogroup_is_lowered_by_nice_up_to_19(tmp_path: Path) -> None:
+    """`lower_autogroup` adds to the group's nice (the kernel's file), never past 19; where
+    there is no such file (no autogroups) it changes nothing."""
+    group = tmp_path / "autogroup"
+    group.write_text("/autogroup-42 nice 3\n")
+    assert lower_autogroup(10, group) == 13 and group.read_text() == "13\n"
+    group.write_text("/autogroup-42 nice 15\n")
+    assert lower_autogroup(10, group) == 19
+    assert lower_autogroup(10, tmp_path / "absent") is None
 
 
 def test_a_worker_without_its_relay_leaves_the_outbox_to_the_others(tmp_path: Path) -> None:
