@@ -81,10 +81,17 @@ def test_honcho_runs_the_procfile(e2e_databases, tmp_path):
                 return {name: int(Path(f"/proc/{started[name]}/autogroup").read_text().split()[-1])
                         for name in (*bulk, "alerts_flow", "scheduling_relay", "alerts")}
 
-            wait_until(lambda: all(group_nice()[name] == 10 for name in bulk),
-                       what=f"the bulk workers' autogroups at nice 10: {group_nice()}",
-                       timeout_s=30)
-            assert {name: nice for name, nice in group_nice().items() if name not in bulk} == {
+            seen: dict[str, int] = {}
+
+            def lowered() -> bool:
+                seen.update(group_nice())  # the last reading, for the failure's message
+                return all(seen[name] == 10 for name in bulk)
+
+            try:
+                wait_until(lowered, what="the bulk workers' autogroups at nice 10", timeout_s=30)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; autogroup nice by process: {seen}") from None
+            assert {name: nice for name, nice in seen.items() if name not in bulk} == {
                 "alerts_flow": 0, "scheduling_relay": 0, "alerts": 0}
 
         def relaying() -> set[str]:
