@@ -90,13 +90,16 @@ def test_a_worker_among_others_of_its_session_never_lowers_theirs() -> None:
 
 def test_an_autogroup_is_lowered_by_nice_up_to_19(tmp_path: Path) -> None:
     """`lower_autogroup` adds to the group's nice (the kernel's file), never past 19; where
-    there is no such file (no autogroups) it changes nothing."""
+    there is no such file (no autogroups), or it reads empty (the root autogroup: PID 1's session,
+    which has no nice of its own), it changes nothing."""
     group = tmp_path / "autogroup"
     group.write_text("/autogroup-42 nice 3\n")
     assert lower_autogroup(10, group) == 13 and group.read_text() == "13\n"
     group.write_text("/autogroup-42 nice 15\n")
     assert lower_autogroup(10, group) == 19
     assert lower_autogroup(10, tmp_path / "absent") is None
+    group.write_text("")
+    assert lower_autogroup(10, group) is None and group.read_text() == ""
 
 
 def test_a_worker_without_its_relay_leaves_the_outbox_to_the_others(tmp_path: Path) -> None:
