@@ -370,12 +370,14 @@ def lower_cpu_priority(nice: int) -> int | None:
     return None
 
 
-AUTOGROUP = Path("/proc/self/autogroup")  # "/autogroup-42 nice 0"; absent without autogroups
+# "/autogroup-42 nice 0"; absent without autogroups; empty in the root autogroup (PID 1's session)
+AUTOGROUP = Path("/proc/self/autogroup")
 
 
 def lower_autogroup(nice: int, autogroup: Path = AUTOGROUP) -> int | None:
     """Lower the nice of this process's autogroup by `nice` (raising a nice needs no privilege);
-    its new nice, or None where the kernel has no autogroups."""
+    its new nice, or None where the kernel has no autogroups or this is the root autogroup (PID
+    1's session, as in a container: the file reads empty and has no nice of its own)."""
     try:
         lowered = min(19, int(autogroup.read_text().split()[-1]) + nice)
         autogroup.write_text(f"{lowered}\n")
