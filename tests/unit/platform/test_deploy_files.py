@@ -98,6 +98,42 @@ def test_kubernetes_manifests_have_probes_resources_config_and_secret():
                 assert container["readinessProbe"]["httpGet"]["port"] == port
 
 
+# Docker's default CPU weight of a container (cpu_shares), which the others keep
+DEFAULT_CPU_SHARES = 1024
+
+
+def _millicores(cpu: str | int | float) -> float:
+    """A Kubernetes CPU quantity ('500m', '1', 0.5) in millicores."""
+    text = str(cpu)
+    return float(text[:-1]) if text.endswith("m") else float(text) * 1000
+
+
+def test_compose_gives_the_workers_of_bulk_work_a_fraction_of_the_cpu_weight():
+    # in containers a nice weighs only against the container's own processes: the Procfile's
+    # `--nice 10` is carried by the containers' CPU weights instead
+    services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    for bulk in ("alerts-worker", "scheduling-worker"):
+        assert services[bulk]["cpu_shares"] <= DEFAULT_CPU_SHARES // 8, bulk
+    for name in ("alerts-flow-worker", "scheduling-relay", "alerts", "scheduling", "postgres",
+                 "rabbitmq"):
+        assert services[name].get("cpu_shares", DEFAULT_CPU_SHARES) == DEFAULT_CPU_SHARES, name
+
+
+def test_kubernetes_gives_the_flow_worker_and_the_relay_the_cpu_weight_of_five_bulk_workers():
+    # a pod's CPU request is its CPU weight (cgroup cpu.weight) when the node is short of CPU
+    def request(file: str, deployment: str) -> float:
+        docs = yaml.safe_load_all((DEPLOY / "k8s" / file).read_text())
+        dep = next(d for d in docs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"] == deployment)
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        return _millicores(container["resources"]["requests"]["cpu"])
+
+    bulk = max(request("alerts.yaml", "hai-alerts-worker"),
+               request("scheduling.yaml", "hai-scheduling-worker"))
+    assert request("alerts.yaml", "hai-alerts-flow-worker") >= 5 * bulk
+    assert request("scheduling.yaml", "hai-scheduling-relay") >= 5 * bulk
+
+
 def test_procfile_runs_each_api_with_two_workers():
     lines = [ln for ln in (DEPLOY / "Procfile").read_text().splitlines()
              if ln and not ln.startswith("#")]
