@@ -118,25 +118,25 @@ def run(seconds: float = 3.0) -> dict[str, Any]:
             cgroup_shares=(DEFAULT_SHARES, BULK_SHARES)) if figures["cgroups"] else None,
     })
     base = f"{figures['same_priority']:.0%} (both at the same priority)"
+    # each label says how the two were started, after "share of one core kept beside a worker"
     rows = [
-        ("in one session, nice(2): as bench/time_to_page.py started the services until "
-         "2026-12-03", "one_session_nice"),
-        ("each in a session of its own (as honcho starts deploy/Procfile's), nice(2) alone: "
-         "`--nice 10` until 2026-12-03", "own_sessions_nice_alone"),
-        ("each in a session of its own, nice(2) and the session's autogroup lowered: "
-         "`--nice 10` now", "own_sessions_nice_and_autogroup"),
-        ("each in a cpu cgroup of its own (a container) at the same weight, the worker even "
-         "at `--nice 10`: deploy/'s containers until 2026-12-03 (their workers ran no nice)",
+        (f"at --nice {NICE}, in one session, nice(2): as bench/time_to_page.py started the "
+         "services until 2026-12-03", "one_session_nice"),
+        (f"at --nice {NICE}, each in a session of its own (as honcho starts deploy/Procfile's), "
+         "nice(2) alone: `--nice 10` until 2026-12-03", "own_sessions_nice_alone"),
+        (f"at --nice {NICE}, each in a session of its own, nice(2) and the session's autogroup "
+         "lowered: `--nice 10` now", "own_sessions_nice_and_autogroup"),
+        ("in cpu cgroups of their own (containers) at the same weight, the worker even at "
+         f"`--nice {NICE}`: deploy/'s containers until 2026-12-03 (their workers ran no nice)",
          "containers_same_weight_nice"),
-        (f"each in a cpu cgroup of its own, the worker's at cpu.shares {BULK_SHARES} beside "
+        (f"in cpu cgroups of their own, the worker's at cpu.shares {BULK_SHARES} beside "
          f"{DEFAULT_SHARES}: deploy/docker-compose.yml's `cpu_shares` now",
          "containers_cpu_shares"),
     ]
     # the ones with an aim: what `--nice 10` does now, and the containers' weights now
     aimed = ("own_sessions_nice_and_autogroup", "containers_cpu_shares")
     figures["table"] = [
-        {"measure": f"share of one core kept beside a worker at --nice {NICE}, {label}"
-         if not key.startswith("containers") else f"share of one core kept beside a worker, {label}",
+        {"measure": f"share of one core kept beside a worker {label}",
          "ours": "-" if figures[key] is None else f"{figures[key]:.0%}",
          "baseline": base, "ratio": "-",
          "aim": "≥ 80 %" if key in aimed else "-",
