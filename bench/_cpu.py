@@ -1,4 +1,6 @@
-"""Where a benchmark's CPU went: CPU seconds by process, read off /proc once a second.
+"""Where a benchmark's CPU went: CPU seconds by process, read off /proc once a second; and how
+long each process waited for a CPU (runnable, not running: the kernel's run delay of its
+threads, /proc/PID/task/*/schedstat), and what the host's other guests took (steal, /proc/stat).
 
 The processes: the services a benchmark started (by their names), PostgreSQL's backends of its
 databases (by service), PostgreSQL's other processes, RabbitMQ's node, and the benchmark itself
@@ -33,6 +35,34 @@ def cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def waited_s(pid: int) -> float | None:
+    """Seconds the threads of a process have waited for a CPU so far, runnable and not running
+    (the kernel's run delay; None when the process is gone or the kernel does not say). A
+    thread that ended takes its wait with it: read it as a count that may go back."""
+    total, seen = 0, False
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+            seen = True
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9 if seen else None
+
+
+def steal_s() -> float | None:
+    """CPU seconds the hypervisor gave the host's other guests while this machine's CPUs
+    wanted to run, over all its CPUs, so far (/proc/stat's `steal`; None where not Linux)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -57,6 +87,10 @@ class CpuMeter:
         self.admin_url = next(iter(dbs.values())).replace("postgresql+psycopg://", "postgresql://", 1)
         self.last: dict[int, float] = {}
         self.spent: dict[str, dict[str, float]] = {}
+        self.last_wait: dict[int, float] = {}
+        self.waited: dict[str, dict[str, float]] = {}
+        self.last_steal: dict[int, float] = {}
+        self.stolen: dict[str, float] = {}
         self.walls: dict[str, float] = {}
         self.current: str | None = None
         self.started_at = 0.0
@@ -118,26 +152,41 @@ class CpuMeter:
         labels = self._labels()
         with self._lock:
             spent = self.spent.setdefault(self.current, {}) if self.current else None
+            waited = self.waited.setdefault(self.current, {}) if self.current else None
             for pid, label in labels.items():
-                now = cpu_s(pid)
-                if now is None:
-                    continue
-                before = self.last.get(pid)
-                self.last[pid] = now
-                if spent is not None and before is not None:
-                    spent[label] = spent.get(label, 0.0) + max(0.0, now - before)
+                _count(spent, label, self.last, pid, cpu_s(pid))
+                _count(waited, label, self.last_wait, pid, waited_s(pid))
+            stolen = self.stolen if self.current else None
+            _count(stolen, self.current or "", self.last_steal, 0, steal_s())
 
     def figures(self) -> dict[str, Any]:
-        """By phase: its seconds, the cores it used in all, and CPU seconds by process."""
+        """By phase: its seconds, the cores it used in all, CPU seconds by process, seconds
+        waited for a CPU by process, and the CPU seconds the host's other guests took (steal)."""
         out: dict[str, Any] = {}
         for phase, spent in self.spent.items():
             wall = self.walls.get(phase, 0.0)
             total = sum(spent.values())
+            waited = self.waited.get(phase, {})
             out[phase] = {"wall_s": round(wall, 1), "cpu_s": round(total, 1),
                           "cores": round(total / wall, 2) if wall else None,
                           "by_process_cpu_s": {k: round(v, 2) for k, v in
-                                               sorted(spent.items(), key=lambda kv: -kv[1])}}
+                                               sorted(spent.items(), key=lambda kv: -kv[1])},
+                          "by_process_waited_s": {k: round(v, 2) for k, v in
+                                                  sorted(waited.items(), key=lambda kv: -kv[1])},
+                          "steal_s": round(self.stolen[phase], 2) if phase in self.stolen else None}
         return out
+
+
+def _count(into: dict[str, float] | None, label: str, last: dict[int, float], key: int,
+           now: float | None) -> None:
+    """Add to `into[label]` how much a counter (`now`; None: gone) grew since its last reading
+    (`last[key]`), which it becomes; nothing for its first reading, nor when it went back."""
+    if now is None:
+        return
+    before = last.get(key)
+    last[key] = now
+    if into is not None and before is not None:
+        into[label] = into.get(label, 0.0) + max(0.0, now - before)
 
 
 def _pids_of(pattern: str) -> list[int]:

@@ -399,6 +399,7 @@ def _figures(load: FlowLoad, watch: BurstWatch, trigger: datetime, *, therapies:
                  "ours": f"{sent_s} s{late}" if sent_s is not None else "-", "baseline": "-",
                  "ratio": "-", "aim": "-", "met": "-"})
     rows += _cpu_rows(cpu or {}, figures.get("cpu_ms_per_quiet_reading", {}), rate=rate)
+    rows += _wait_rows(cpu or {}, {"quiet": quiet["posted"], "burst": burst["posted"]})
     rows.append({"measure": "the machine's speed: one fixed loop of pure Python (bench._cpu's "
                             "reference_loop_ms; larger: slower), before the run / after it",
                  "ours": f"{speed['before']:.0f} / {speed['after']:.0f} ms", "baseline": "-",
@@ -437,6 +438,34 @@ def _cpu_rows(cpu: dict[str, Any], per_reading: dict[str, float], *, rate: float
                      "ours": f"{figures['cores']:.2f} cores{extra}",
                      "baseline": f"{cores} cores (the machine)", "ratio":
                      f"{figures['cores'] / cores:.0%}", "aim": "-", "met": "-"})
+    return rows
+
+
+# the processes an abnormal flow's page goes through (besides PostgreSQL and RabbitMQ): the
+# scheduling API that records the reading, the relay that sends it, the worker that pages
+PAGE_PATH = ("alerts_flow", "scheduling", "scheduling_relay")
+
+
+def _wait_rows(cpu: dict[str, Any], readings: dict[str, int]) -> list[dict[str, str]]:
+    """How long the page path's processes waited for a CPU, per reading, in the quiet phase and
+    during the burst (the part of a page's time that is queueing for the machine, which
+    priorities decide), beside what the host's other guests took meanwhile (steal: a noisy
+    host's minutes, which no priority of ours decides)."""
+    rows = []
+    for phase in ("quiet", "burst"):
+        figures, n = cpu.get(phase), readings.get(phase)
+        if not figures or not n or not figures.get("by_process_waited_s"):
+            continue
+        waited = figures["by_process_waited_s"]
+        per_reading = {name: waited.get(name, 0.0) * 1000 / n for name in PAGE_PATH}
+        steal, wall = figures.get("steal_s"), figures.get("wall_s") or 0.0
+        stolen = (f"; the host's other guests took {steal:.1f} s of the phase's "
+                  f"{wall:.0f} s × {os.cpu_count() or 1} cores" if steal is not None else "")
+        rows.append({"measure": f"waited for a CPU (runnable, not running), {phase} phase: the "
+                                f"page path's processes, per reading ({', '.join(PAGE_PATH)})",
+                     "ours": f"{sum(per_reading.values()):.0f} ms ("
+                             + ", ".join(f"{v:.0f}" for v in per_reading.values()) + f"){stolen}",
+                     "baseline": "-", "ratio": "-", "aim": "-", "met": "-"})
     return rows
 
 
