@@ -191,6 +191,7 @@ class Worker:
         self.queues = None if queues is None else set(queues)
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.relays: list[OutboxRelay] = []  # the outbox relays it started (none without relay)
         self.scheduler: BackgroundScheduler | None = None
         self._relay, self._consumers, self._jobs = relay, consumers, jobs
 
@@ -206,7 +207,10 @@ class Worker:
                 poll_seconds=rt.settings.outbox_poll_seconds,
                 on_published=rt.events_published.inc,
                 first=() if lane else urgent, skip=urgent if lane else (),
+                # a relay that sends no urgent event batches the commits of a moment
+                linger_seconds=rt.settings.outbox_linger_seconds if lane or not urgent else 0.0,
             )
+            self.relays.append(relay)
             self._spawn(f"{rt.name}-relay", relay.run, self.stop_event)
             if lane:
                 # the urgent events by a relay of their own: not claimed after a bulk batch's
@@ -217,6 +221,7 @@ class Worker:
                     on_published=rt.events_published.inc, only=urgent,
                     signal=rt.uow_factory.outbox_signal.follower(),
                 )
+                self.relays.append(urgent_relay)
                 self._spawn(f"{rt.name}-relay-urgent", urgent_relay.run, self.stop_event)
             if rt.engine.dialect.name == "postgresql":
                 # an API in another process (`hai serve --no-worker`) commits most events: its

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # messaging
     outbox_poll_seconds: float = 0.5
     outbox_batch_size: int = 500
+    # woken by a commit, a relay of no urgent event waits this long before it claims, so that the
+    # commits of that moment go out in one batch (OutboxRelay's `linger_seconds`); 0: at once
+    outbox_linger_seconds: float = Field(default=0.05, ge=0.0, le=1.0)
     # on PostgreSQL and RabbitMQ, the contract's urgent events (an abnormal flow's reading) go by
     # a relay of their own, on a broker connection of its own: never behind a bulk batch in the
     # relay nor in the broker's channel (shared.runtime.Worker)

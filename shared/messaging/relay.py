@@ -43,13 +43,17 @@ class OutboxRelay:
         only: Collection[str] | None = None,
         skip: Collection[str] = (),
         signal: threading.Event | None = None,
+        linger_seconds: float = 0.0,
     ) -> None:
         """`first`: routing keys sent ahead of older rows (the contract's urgent events): each
         batch takes those first, in their order, then the oldest of the rest. `only`: the relay
         sends rows of these routing keys and no others; `skip`: it never sends rows of these
         (an urgent lane and the relay of the rest: `urgent_lane`). `signal`: what wakes it
         (default: the factory's `outbox_signal`; a second relay of the process waits on a
-        follower of it)."""
+        follower of it). `linger_seconds`: woken by a commit, the relay waits this long before it
+        claims, so that the commits of the next moment go in the same batch (one claim, one
+        publish and its confirms, one mark and one commit for them all, not each its own); never
+        for a relay of urgent events, nor for a backlog (a full batch claims the next at once)."""
         self.uow_factory = uow_factory
         self.first = sorted(first)
         self.only = None if only is None else sorted(only)
@@ -58,6 +62,7 @@ class OutboxRelay:
         self.publisher_factory = publisher_factory
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.linger_seconds = linger_seconds
         self._publisher: Publisher | None = None
         self._on_published = on_published
         self.last_run_at: float | None = None
@@ -198,8 +203,8 @@ class OutboxRelay:
                     stop.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
                     continue
-                if not busy:
-                    signal.wait(self.poll_seconds)
+                if not busy and signal.wait(self.poll_seconds) and self.linger_seconds:
+                    stop.wait(self.linger_seconds)  # woken: the next moment's commits join it
         finally:
             self._abandon(in_flight)
             self._drop_publisher()

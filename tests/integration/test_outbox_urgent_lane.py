@@ -115,6 +115,10 @@ def test_a_reading_is_relayed_while_a_bulk_batch_waits_for_its_confirms(
     worker.start()
     try:
         assert "scheduling-relay-urgent" in [t.name for t in worker.threads]
+        # the relay of the rest batches a moment's commits; the urgent lane never waits
+        assert [(r.only, r.linger_seconds) for r in worker.relays] == [
+            (None, rt.settings.outbox_linger_seconds), (sorted(URGENT), 0.0)]
+        assert rt.settings.outbox_linger_seconds > 0
         wait_until(bus.held.is_set, what="the bulk batch sent, its confirms held")
         with rt.uow_factory.begin() as uow:
             reading = uow.publish_raw(URGENT[0], {"pump_serial": "SN-1"}).id

@@ -116,6 +116,34 @@ def test_a_worker_without_its_relay_leaves_the_outbox_to_the_others(tmp_path: Pa
             worker.stop()
 
 
+def test_only_a_relay_that_sends_no_urgent_event_lingers(tmp_path: Path) -> None:
+    """A relay woken by a commit waits HAI_OUTBOX_LINGER_SECONDS to batch the next commits
+    (shared.messaging.relay.OutboxRelay), unless it sends the contract's urgent events: without
+    an urgent lane (SQLite, the in-process bus) scheduling's one relay sends its flow readings,
+    and so never waits; a service with no urgent event (the toy) lingers."""
+    from sqlalchemy import create_engine
+
+    from shared.clock import MovableClock
+    from shared.messaging.inproc import InProcessBus
+    from shared.runtime import build_runtime
+    from shared.settings import Settings
+    from tests.unit.platform.toyservice import metadata, platform
+
+    settings = Settings(env="test", outbox_linger_seconds=0.05)
+    for name, lingers in (("toy", [0.05]), ("scheduling", [0.0])):
+        engine = create_engine(f"sqlite:///{tmp_path}/{name}.db")
+        metadata.create_all(engine)
+        runtime = build_runtime(name=name, settings=settings, metadata=metadata, platform=platform,
+                                clock=MovableClock(), bus=InProcessBus(), engine=engine)
+        worker = Worker(runtime, consumers=False, jobs=False)
+        worker.start()
+        try:
+            assert [r.linger_seconds for r in worker.relays] == lingers, name
+        finally:
+            worker.stop()
+            engine.dispose()
+
+
 def _worker_started(tmp_path: Path, *options: str) -> dict[str, object]:
     """Run `hai worker scheduling OPTIONS` on a SQLite file until it says what it started."""
     import json
