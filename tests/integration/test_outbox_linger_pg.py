@@ -20,7 +20,6 @@ from shared.messaging.relay import OutboxRelay
 from tests.helpers import wait_until
 from tests.unit.platform.toyservice import toy_runtime
 
-
 LATER_S = 0.3  # how long after the first commit the other two come (the linger: 1 s)
 
 
@@ -80,4 +79,3 @@ def _three_commits_in_a_moment(pg_url: str, tmp_path: Any, linger_s: float) -> l
 def test_a_lingering_relay_sends_the_commits_of_a_moment_in_one_batch(pg_database, tmp_path):
     batches = _three_commits_in_a_moment(pg_database("linger"), tmp_path, linger_s=1.0)
     assert [len(b) for b in batches] == [3]
-
