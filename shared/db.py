@@ -309,7 +309,9 @@ class UnitOfWork:
         its own unit of work from the factory and commits it (`UnitOfWorkFactory.begin`, or
         `commit()` at the end of the block). The alerts pager (`services/alerts/paging.py`:
         `escalate_due`, `claim_due`, `record_result`) is a job: it commits its claim before it
-        sends a page outside any transaction and records the result in a second transaction.
+        sends a page outside any transaction and records the result in a second transaction
+        (the urgent lane's claim is staged in the flow consumer's own transaction, as it
+        commits, and its page sent once that has committed: `PagerKick.page_at_commit`).
     - So the change, its audit rows and its outbox rows commit together or not at all.
       `tests/unit/platform/test_commit_rule.py` fails when code under `services/` commits a
       unit of work the same function did not open (`with factory() as uow:`), or when a route

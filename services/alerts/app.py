@@ -34,8 +34,8 @@ def bootstrap(
     for spec in handlers.queue_specs():
         handled = {key for _, key in spec.bindings}
         # an abnormal flow's page goes out on the pager's urgent lane, alone
-        kick = pager.urgent.kick if spec.name == handlers.FLOW_QUEUE else pager.kick.kick
-        every_handler = handlers.make_handlers(settings, kick)
+        lane = pager.urgent if spec.name == handlers.FLOW_QUEUE else pager.kick
+        every_handler = handlers.make_handlers(settings, lane.page_at_commit)
         # the flow queue keeps one consumer per worker: its readings come one by one, each paging
         consumers = (settings.alerts_event_consumers
                      if spec.name == handlers.QUEUE and settings.amqp_url else 1)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from sqlalchemy import event as sa_event
-
 from services.alerts import centers, holds, rules, service, transfers
 from services.alerts.settings import AlertsSettings
 from shared.contracts.inventory import PumpExplantedData, RecallIssuedData
@@ -66,19 +64,9 @@ HANDLED_TYPES = (
 )
 
 
-Kick = Callable[[Iterable[str]], None]
-_RAISED = "alerts.raised_ids"  # the session's alerts raised so far, for the kick after its commit
-
-
-def kick_after_commit(uow: UnitOfWork, kick: Kick, alert_ids: Iterable[str]) -> None:
-    """Wake the pager with these alerts once the transaction commits (the consumer commits
-    after us; the pages are visible only then): one kick per transaction, naming them all."""
-    raised = uow.session.info.get(_RAISED)
-    if raised is None:
-        raised = uow.session.info[_RAISED] = []
-        sa_event.listen(uow.session, "after_commit",
-                        lambda session: kick(session.info.pop(_RAISED, [])), once=True)
-    raised.extend(alert_ids)
+# what a handler calls with the alerts it raised: the pager's `page_at_commit` (a kick after
+# the commit; the flow queue's urgent lane claims their pages in the same transaction)
+Wake = Callable[[UnitOfWork, Iterable[str]], None]
 
 
 Decide = Callable[[UnitOfWork, CloudEvent], rules.RuleResult]
@@ -143,8 +131,8 @@ def make_prepare(settings: AlertsSettings) -> Prepare:
     return prepare
 
 
-def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
-    """The handler of every consumed event type; a raise wakes the pager after the commit."""
+def make_handlers(settings: AlertsSettings, wake: Wake) -> dict[str, Handler]:
+    """The handler of every consumed event type; a raise pages as the transaction commits."""
 
     def applying(rule: Decide) -> Handler:
         def handle(uow: UnitOfWork, event: CloudEvent) -> None:
@@ -154,7 +142,7 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
             result = transfers.recentred(uow, rule(uow, event))
             changed = service.apply(uow, result, settings=settings)
             if result.raise_:
-                kick_after_commit(uow, kick, (alert.id for alert in changed))
+                wake(uow, (alert.id for alert in changed))
         return handle
 
     def settings_changed(uow: UnitOfWork, event: CloudEvent) -> None:
@@ -164,13 +152,13 @@ def make_handlers(settings: AlertsSettings, kick: Kick) -> dict[str, Handler]:
         released = holds.on_therapy_status_changed(
             uow, payload_of(event, TherapyStatusChangedData), settings=settings)
         if released:
-            kick_after_commit(uow, kick, (alert.id for alert in released))
+            wake(uow, (alert.id for alert in released))
 
     def patient_center_changed(uow: UnitOfWork, event: CloudEvent) -> None:
         paged = transfers.on_patient_center_changed(
             uow, payload_of(event, PatientCenterChangedData), settings=settings)
         if paged:
-            kick_after_commit(uow, kick, (alert.id for alert in paged))
+            wake(uow, (alert.id for alert in paged))
 
     def heartbeat(uow: UnitOfWork, event: CloudEvent) -> None:
         data = payload_of(event, SweepCompletedData)

@@ -8,7 +8,9 @@ Every page is a `notifications` row written in the transaction that decided it (
 failure of the level below). The pager sweeps the table: it claims due rows (compare-and-set on
 status and attempts, `FOR UPDATE SKIP LOCKED` on PostgreSQL) by setting them `sending` with a
 lease (`claimed_until`) and a claim token, commits, sends OUTSIDE any transaction, then records
-the result only if it still holds the claim. So two workers never send the same attempt, and a
+the result only if it still holds the claim (the urgent lane claims an abnormal flow's page in
+the transaction of the consumer that raised it, and sends it once that has committed).
+So two workers never send the same attempt, and a
 worker killed mid-send loses nothing: once its lease runs out another worker takes the row over.
 The window that remains is at-least-once: a worker killed after the recipient got the page but
 before the result was committed makes the page go out again after the lease (the page carries
@@ -18,7 +20,7 @@ before the result was committed makes the page go out again after the lease (the
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +40,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from services.alerts import centers, txcache
@@ -336,53 +339,61 @@ def claim_due(uow_factory: UnitOfWorkFactory, *, settings: AlertsSettings,
     (critical ones first); when no room is left, they wait until the minute frees one (and then
     go together). A critical page never waits for the limit: with no room left, its recipient's
     due pages go as one message past it, the critical first (`past_storm_limit`)."""
-    claims: list[Claim] = []
     with uow_factory() as uow:
-        now = uow.now()
-        # one statement finds, locks and sizes the pages: each row carries its recipient's
-        # messages of the minute (the storm limit's room) and the signing secret of its on-call
-        stmt = (select(Notification, Alert, MESSAGES_OF_THE_MINUTE, FIRST_OF_THE_MINUTE,
-                       OncallSchedule.webhook_secret)
-                .join(Alert, Alert.id == Notification.alert_id)
-                .outerjoin(OncallSchedule, OncallSchedule.center == Notification.oncall_center)
-                .where(_due(now)).order_by(MOST_SEVERE_FIRST, Notification.next_attempt_at)
-                .limit(limit))
-        stmt = _of_this_pass(uow, stmt, now=now, settings=settings, alert_ids=alert_ids)
-        by_recipient: dict[tuple[str, str, str], list[tuple[Notification, Alert]]] = {}
-        rooms: dict[tuple[str, str, str], tuple[int, datetime]] = {}
-        secrets: dict[str, str | None] = {}
-        window = {"rate_window_start": now - timedelta(seconds=RATE_WINDOW_SECONDS)}
-        for notification, alert, messages, oldest, secret in uow.session.execute(stmt, window).all():
-            if alert.status != AlertStatus.FIRING:
-                if _set_if_unchanged(uow, notification, status=NotificationStatus.CANCELLED,
-                                     claimed_until=None,
-                                     error=f"alert {alert.status} before the page went out"):
-                    timeline(uow, alert, SYSTEM, "page_cancelled",
-                             {"notification_id": notification.id, "alert_status": alert.status})
-                continue
-            key = (notification.recipient, notification.channel, notification.address)
-            by_recipient.setdefault(key, []).append((notification, alert))
-            rooms.setdefault(key, _room_left(messages, oldest, now=now, settings=settings))
-            if notification.oncall_center:
-                secrets[notification.id] = secret
-        for key, group in by_recipient.items():
-            left, frees_at = rooms[key]
-            if len(group) <= left:
-                claims.extend(c for c in (_claim(uow, [row], now=now, settings=settings,
-                                                 secrets=secrets) for row in group) if c is not None)
-                continue
-            # one message: its main `alert` the most severe (the claim's order: MOST_SEVERE_FIRST)
-            past_limit = left <= 0
-            if past_limit and group[0][1].severity != Severity.CRITICAL:
-                _hold(uow, key, now=now, until=frees_at, settings=settings, alert_ids=alert_ids)
-                continue
-            claim = _claim(uow, group[:settings.page_group_max], now=now, settings=settings,
-                           secrets=secrets, past_storm_limit=past_limit)
-            if claim is not None and past_limit:
-                log.warning("page.past_storm_limit", notification_id=claim.page.notification_id,
-                            recipient=claim.page.recipient, pages=len(claim.notification_ids))
-            claims.extend([claim] if claim is not None else [])
+        claims = claim_in(uow, settings=settings, limit=limit, alert_ids=alert_ids)
         uow.commit()
+    return claims
+
+
+def claim_in(uow: UnitOfWork, *, settings: AlertsSettings, limit: int = CLAIM_BATCH,
+             alert_ids: Collection[str] | None = None) -> list[Claim]:
+    """`claim_due`'s claim, staged in the caller's transaction: the claims hold (and may be
+    sent) only once it commits (`PagerKick.page_at_commit`: a consumer's own)."""
+    claims: list[Claim] = []
+    now = uow.now()
+    # one statement finds, locks and sizes the pages: each row carries its recipient's
+    # messages of the minute (the storm limit's room) and the signing secret of its on-call
+    stmt = (select(Notification, Alert, MESSAGES_OF_THE_MINUTE, FIRST_OF_THE_MINUTE,
+                   OncallSchedule.webhook_secret)
+            .join(Alert, Alert.id == Notification.alert_id)
+            .outerjoin(OncallSchedule, OncallSchedule.center == Notification.oncall_center)
+            .where(_due(now)).order_by(MOST_SEVERE_FIRST, Notification.next_attempt_at)
+            .limit(limit))
+    stmt = _of_this_pass(uow, stmt, now=now, settings=settings, alert_ids=alert_ids)
+    by_recipient: dict[tuple[str, str, str], list[tuple[Notification, Alert]]] = {}
+    rooms: dict[tuple[str, str, str], tuple[int, datetime]] = {}
+    secrets: dict[str, str | None] = {}
+    window = {"rate_window_start": now - timedelta(seconds=RATE_WINDOW_SECONDS)}
+    for notification, alert, messages, oldest, secret in uow.session.execute(stmt, window).all():
+        if alert.status != AlertStatus.FIRING:
+            if _set_if_unchanged(uow, notification, status=NotificationStatus.CANCELLED,
+                                 claimed_until=None,
+                                 error=f"alert {alert.status} before the page went out"):
+                timeline(uow, alert, SYSTEM, "page_cancelled",
+                         {"notification_id": notification.id, "alert_status": alert.status})
+            continue
+        key = (notification.recipient, notification.channel, notification.address)
+        by_recipient.setdefault(key, []).append((notification, alert))
+        rooms.setdefault(key, _room_left(messages, oldest, now=now, settings=settings))
+        if notification.oncall_center:
+            secrets[notification.id] = secret
+    for key, group in by_recipient.items():
+        left, frees_at = rooms[key]
+        if len(group) <= left:
+            claims.extend(c for c in (_claim(uow, [row], now=now, settings=settings,
+                                             secrets=secrets) for row in group) if c is not None)
+            continue
+        # one message: its main `alert` the most severe (the claim's order: MOST_SEVERE_FIRST)
+        past_limit = left <= 0
+        if past_limit and group[0][1].severity != Severity.CRITICAL:
+            _hold(uow, key, now=now, until=frees_at, settings=settings, alert_ids=alert_ids)
+            continue
+        claim = _claim(uow, group[:settings.page_group_max], now=now, settings=settings,
+                       secrets=secrets, past_storm_limit=past_limit)
+        if claim is not None and past_limit:
+            log.warning("page.past_storm_limit", notification_id=claim.page.notification_id,
+                        recipient=claim.page.recipient, pages=len(claim.notification_ids))
+        claims.extend([claim] if claim is not None else [])
     return claims
 
 
@@ -678,27 +689,35 @@ def sweep_once(runtime: ServiceRuntime, *, timed: bool = True,
     returns (the urgent lane's: its next pages are claimed and sent while the last ones' results
     are written), and the facts count only the claims."""
     settings = runtime.settings
-    state = pager(runtime)
     everything = alert_ids is None
     escalated = escalate_due(runtime.uow_factory, settings=settings) if everything else 0
     woken = wake_due(runtime.uow_factory, settings=settings) if timed and everything else 0
     released = (release_held(runtime.uow_factory, settings=settings) if timed and everything
                 else 0)
     claims = claim_due(runtime.uow_factory, settings=settings, alert_ids=alert_ids)
-    channels = state.channels
-    # one page goes on this thread; several in parallel, on the runtime's threads (made once;
-    # the urgent lane's own, so that its pages never queue behind a bulk pass's in one process)
-    senders = state.senders if everything else state.urgent_senders
-    outcomes = ([send(channels, c) for c in claims] if len(claims) <= 1
-                else list(senders.map(lambda c: send(channels, c), claims)))
-    facts: dict[str, int] = {"escalated": escalated, "claimed": len(claims),
-                             NotificationStatus.SENT: 0, NotificationStatus.RETRYING: 0,
-                             NotificationStatus.FAILED: 0, "claim_lost": 0}
+    facts: dict[str, int] = {"escalated": escalated}
     # re-notified and released alerts, said only when there were some
     facts.update({k: v for k, v in (("woken", woken), ("released", released)) if v})
+    return send_claimed(runtime, claims, lane=None if everything else URGENT_LANE,
+                        recorder=recorder, facts=facts)
+
+
+def send_claimed(runtime: ServiceRuntime, claims: Sequence[Claim], *, lane: str | None = None,
+                 recorder: Executor | None = None,
+                 facts: dict[str, int] | None = None) -> dict[str, int]:
+    """Send claimed pages (one on this thread, several in parallel) and record the results (on
+    `recorder`, after this returns, when given); the pass's facts."""
+    state = pager(runtime)
+    channels = state.channels
+    # several in parallel on the runtime's threads (made once; the urgent lane's own, so that
+    # its pages never queue behind a bulk pass's in one process)
+    senders = state.senders if lane is None else state.urgent_senders
+    outcomes = ([send(channels, c) for c in claims] if len(claims) <= 1
+                else list(senders.map(lambda c: send(channels, c), claims)))
+    facts = {**(facts or {}), "claimed": len(claims), NotificationStatus.SENT: 0,
+             NotificationStatus.RETRYING: 0, NotificationStatus.FAILED: 0, "claim_lost": 0}
     sent: list[Sent] = [(claim, outcome, None) if isinstance(outcome, str) else (claim, None, outcome)
                         for claim, outcome in zip(claims, outcomes, strict=True)]
-    lane = None if everything else URGENT_LANE
     if recorder is not None and sent:
         recorder.submit(_record_in_background, runtime, sent, lane)
         return facts
@@ -746,7 +765,9 @@ class PagerKick:
     lowers latency: the pager job's sweep over the database stays what guarantees the page. It is
     armed by the first run of the pager job, so only a process running the jobs kicks. A
     `targeted` kick sends only the pages of the alerts it was given, on a thread of its own: the
-    pages of an abnormal flow go out at once, not behind the hundreds a sweep's burst planned.
+    pages of an abnormal flow go out at once, not behind the hundreds a sweep's burst planned;
+    and its consumer claims them in its own transaction (`page_at_commit`), so that the page
+    goes out as that commits, with no transaction of its own in between.
     """
 
     def __init__(self, runtime: ServiceRuntime, *, targeted: bool = False,
@@ -756,6 +777,7 @@ class PagerKick:
         self.targeted = targeted
         self._pending = False
         self._alert_ids: set[str] = set()
+        self._claims: list[Claim] = []
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         # a targeted kick records its pages' results on a thread of its own: the lane claims and
@@ -767,18 +789,72 @@ class PagerKick:
         """Ask for a sweep soon (of these alerts' pages, when targeted; no-op until armed)."""
         if not self.armed:
             return
+        self._submit(alert_ids=alert_ids)
+
+    def _submit(self, *, alert_ids: Iterable[str] = (), claims: Sequence[Claim] = ()) -> None:
         with self._lock:
             self._alert_ids.update(alert_ids)
+            self._claims.extend(claims)
             if self._pending:
                 return
             self._pending = True
         self._executor.submit(self._run)
 
+    def page_at_commit(self, uow: UnitOfWork, alert_ids: Iterable[str]) -> None:
+        """The targeted lane's way after a consumer raised these alerts (a kick after the commit
+        otherwise): their due pages are claimed in the consumer's own transaction, as it
+        commits (after its handlers, before its deferred rows), and sent once it has
+        committed. A page then leaves without a claim's transaction of its own in between (its
+        commit is the one that waits longest when the database is busy). The claim runs in a
+        savepoint: should it fail, the alerts are still raised, and a kick after the commit
+        claims their pages as before. A worker killed between this commit and the send: the
+        claim's lease runs out, and any pager pass sends the page (at least once, as ever)."""
+        if not self.targeted:
+            kick_after_commit(uow, self.kick, alert_ids)
+            return
+        if not self.armed:
+            return
+        session = uow.session
+        pending = session.info.get(_TO_CLAIM)
+        if pending is None:
+            pending = session.info[_TO_CLAIM] = []
+            # first among the commit's listeners: before the deferred audit and outbox rows
+            sa_event.listen(session, "before_commit",
+                            lambda _session: self._claim_before_commit(uow), once=True, insert=True)
+        pending.extend(alert_ids)
+
+    def _claim_before_commit(self, uow: UnitOfWork) -> None:
+        alert_ids = set(uow.session.info.pop(_TO_CLAIM, ()))
+        if not alert_ids:
+            return
+        try:
+            with uow.session.begin_nested():
+                claims = claim_in(uow, settings=self.runtime.settings, alert_ids=alert_ids)
+        except Exception as exc:  # noqa: BLE001 - the alerts count more than this page's speed
+            log.warning("pager.page_at_commit_failed", alert_ids=sorted(alert_ids),
+                        error=f"{type(exc).__name__}: {exc}")
+            kick_after_commit(uow, self.kick, alert_ids)
+            return
+        if claims:
+            sa_event.listen(uow.session, "after_commit",
+                            lambda _session: self._send_after_commit(claims), once=True)
+
+    def _send_after_commit(self, claims: Sequence[Claim]) -> None:
+        try:
+            self._submit(claims=claims)
+        except Exception as exc:  # noqa: BLE001 - committed: the lease's end sends them
+            log.error("pager.send_after_commit_failed",
+                      notification_ids=[c.page.notification_id for c in claims],
+                      error=f"{type(exc).__name__}: {exc}")
+
     def _run(self) -> None:
         with self._lock:
             self._pending = False
             alert_ids, self._alert_ids = self._alert_ids, set()
+            claims, self._claims = self._claims, []
         try:
+            if claims:
+                send_claimed(self.runtime, claims, lane=URGENT_LANE, recorder=self._recorder)
             if self.targeted:
                 if alert_ids:
                     sweep_once(self.runtime, alert_ids=alert_ids, timed=False,
@@ -787,6 +863,22 @@ class PagerKick:
                 sweep_once(self.runtime, timed=False)
         except Exception as exc:  # noqa: BLE001 - the job's next sweep tries again
             log.warning("pager.kick_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+_TO_CLAIM = "alerts.urgent_to_claim"  # a session's alerts whose pages it claims as it commits
+_RAISED = "alerts.raised_ids"  # the session's alerts raised so far, for the kick after its commit
+
+
+def kick_after_commit(uow: UnitOfWork, kick: Callable[[Iterable[str]], None],
+                      alert_ids: Iterable[str]) -> None:
+    """Wake the pager with these alerts once the transaction commits (the consumer commits
+    after us; the pages are visible only then): one kick per transaction, naming them all."""
+    raised = uow.session.info.get(_RAISED)
+    if raised is None:
+        raised = uow.session.info[_RAISED] = []
+        sa_event.listen(uow.session, "after_commit",
+                        lambda session: kick(session.info.pop(_RAISED, [])), once=True)
+    raised.extend(alert_ids)
 
 
 @dataclass

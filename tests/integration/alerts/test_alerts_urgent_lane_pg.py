@@ -5,11 +5,13 @@ that a dead flow worker never loses a page), and what one urgent page costs the 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import event as sa_event
+from sqlalchemy import text
 
 from services.alerts import paging
 from shared.clock import MovableClock
@@ -141,3 +143,98 @@ def test_the_lane_sends_the_next_flow_page_while_the_last_one_s_result_is_writte
     for alert in (first, second):
         assert [e["details"].get("lane") for e in timeline(h, alert)
                 if e["action"] == "paged"] == ["urgent"]
+
+
+# ---- the flow consumer claims its pages in its own transaction ---------------------------------
+
+def armed_lane(h: Harness) -> paging.PagerKick:
+    """The flow worker's urgent lane, armed as its job arms it in a worker of abnormal flows."""
+    lane = paging.pager(h.runtime).urgent
+    lane.armed = True
+    return lane
+
+
+def test_an_abnormal_flow_s_page_leaves_with_the_consumer_s_commit(
+        h: Harness, bus: InProcessBus) -> None:
+    """Armed, the lane claims the page in the flow consumer's transaction: after the consumer's
+    commit, the lane's threads commit once (the result), where a claim of its own made it twice
+    (the claim's commit is the one that waits longest when the database is busy)."""
+    lane_commits: list[str] = []
+
+    def on_commit(_conn: Any) -> None:
+        if threading.current_thread().name.startswith("alerts-pager-urgent"):
+            lane_commits.append(threading.current_thread().name)
+
+    armed_lane(h)
+    with webhook() as hook:
+        put(h, "north", oncall([member("ann", "webhook", hook.url)]))
+        sa_event.listen(h.runtime.engine, "commit", on_commit)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+        flow = the_alert(h, pump_serial="SN1")["id"]
+        wait_until(lambda: [p["status"] for p in pages_of(h, flow)] == ["sent"],
+                   what="the page sent and recorded")
+    assert [p["alert"]["pump_serial"] for p in hook.pages] == ["SN1"]
+    assert [(p["status"], p["attempts"]) for p in pages_of(h, flow)] == [("sent", 1)]
+    assert [e["details"].get("lane") for e in timeline(h, flow) if e["action"] == "paged"] == ["urgent"]
+    assert lane_commits == ["alerts-pager-urgent-record_0"]
+
+
+def test_a_claim_that_fails_in_the_consumer_s_transaction_loses_neither_the_alert_nor_its_page(
+        h: Harness, bus: InProcessBus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claim's statement fails inside the consumer's transaction, every time (on
+    PostgreSQL that aborts a transaction): in its savepoint, only the claim is lost; the alert
+    is raised with the consumer's commit and a kick after it claims and sends its page."""
+    real_claim = paging.claim_in
+    failed: list[str] = []
+
+    def failing_in_the_consumer(uow: Any, **kwargs: Any) -> list[paging.Claim]:
+        if threading.current_thread() is threading.main_thread():
+            failed.append(threading.current_thread().name)
+            uow.session.execute(text("SELECT 1 / 0"))
+        return real_claim(uow, **kwargs)
+
+    monkeypatch.setattr(paging, "claim_in", failing_in_the_consumer)
+    armed_lane(h)
+    with webhook() as hook:
+        put(h, "north", oncall([member("ann", "webhook", hook.url)]))
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+        flow = the_alert(h, pump_serial="SN1")["id"]
+        wait_until(lambda: [p["status"] for p in pages_of(h, flow)] == ["sent"],
+                   what="the page sent by the kick after the commit")
+    assert failed == [threading.main_thread().name]  # the consumer's transaction
+    assert [p["alert"]["pump_serial"] for p in hook.pages] == ["SN1"]
+    assert [e["details"].get("lane") for e in timeline(h, flow) if e["action"] == "paged"] == ["urgent"]
+
+
+def test_a_claim_whose_transaction_does_not_commit_sends_nothing(
+        h: Harness, bus: InProcessBus) -> None:
+    """The consumer's commit fails after the lane claimed the page in it: the claim goes with
+    the rest, nothing is sent; the consumer's retry raises the alert and claims the page again,
+    and the page goes out once, at its first attempt."""
+    claimed_here: set[int] = set()
+    refused: list[int] = []
+
+    def note_claim(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "SKIP LOCKED" in statement and threading.current_thread() is threading.main_thread():
+            claimed_here.add(id(conn))
+
+    def refuse_once(conn: Any) -> None:
+        if id(conn) in claimed_here:
+            claimed_here.discard(id(conn))
+            if not refused:
+                refused.append(1)
+                raise RuntimeError("the commit failed")
+
+    armed_lane(h)
+    with webhook() as hook:
+        put(h, "north", oncall([member("ann", "webhook", hook.url)]))
+        sa_event.listen(h.runtime.engine, "before_cursor_execute", note_claim)
+        sa_event.listen(h.runtime.engine, "commit", refuse_once)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+        flow = the_alert(h, pump_serial="SN1")["id"]
+        wait_until(lambda: [p["status"] for p in pages_of(h, flow)] == ["sent"],
+                   what="the page sent after the retry's commit")
+        time.sleep(0.3)  # a page sent by the failed transaction's claim would have come by now
+    assert refused == [1]
+    assert [p["alert"]["pump_serial"] for p in hook.pages] == ["SN1"]
+    assert [(p["status"], p["attempts"]) for p in pages_of(h, flow)] == [("sent", 1)]

@@ -62,13 +62,13 @@ def test_the_pager_is_kicked_once_per_commit_with_every_alert_raised_in_it(tmp_p
     kicks: list[list[str]] = []
     try:
         with runtime.uow_factory() as uow:
-            handlers.kick_after_commit(uow, lambda ids: kicks.append(list(ids)), ["a1"])
-            handlers.kick_after_commit(uow, lambda ids: kicks.append(list(ids)), ["a2", "a3"])
+            paging.kick_after_commit(uow, lambda ids: kicks.append(list(ids)), ["a1"])
+            paging.kick_after_commit(uow, lambda ids: kicks.append(list(ids)), ["a2", "a3"])
             assert kicks == []  # nothing before the commit: the pages are not visible yet
             uow.commit()
         assert kicks == [["a1", "a2", "a3"]]
         with runtime.uow_factory() as uow:  # rolled back: no kick
-            handlers.kick_after_commit(uow, lambda ids: kicks.append(list(ids)), ["b1"])
+            paging.kick_after_commit(uow, lambda ids: kicks.append(list(ids)), ["b1"])
         assert kicks == [["a1", "a2", "a3"]]
     finally:
         runtime.engine.dispose()
