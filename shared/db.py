@@ -396,8 +396,10 @@ class UnitOfWork:
         rows.extend(new)
 
     def _write_deferred(self, session: Session) -> None:
-        # before_commit: on whichever path commits the session, so none commits without them
-        if self._deferred is None:
+        # before_commit: on whichever path commits the session, so none commits without them;
+        # SQLAlchemy runs it for a savepoint's commit too, whose rows a rollback could still
+        # take: they wait for the transaction's own commit
+        if self._deferred is None or session.in_nested_transaction():
             return
         audit_rows, outbox_rows = self._deferred
         if audit_rows:

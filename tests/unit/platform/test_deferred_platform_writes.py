@@ -55,3 +55,18 @@ def test_deferred_rows_are_dropped_by_a_rollback(tmp_path):
         _stage(uow, "c")
         uow.commit()
     assert _stored(rt) == (["widget.c"], ["c"])
+
+
+def test_a_savepoint_s_commit_leaves_them_to_the_transaction_s(tmp_path):
+    """SQLAlchemy runs `before_commit` for a savepoint's commit too (the urgent lane claims its
+    page in one, as the consumer commits): the rows wait for the transaction's own commit, so
+    that a savepoint rolled back after its release cannot take them with it."""
+    rt = toy_runtime(tmp_path, bus=InProcessBus())
+    with rt.uow_factory() as uow:
+        _stage(uow, "a")
+        with uow.session.begin_nested():
+            pass
+        written = uow.session.scalars(select(uow.platform.outbox.c.body)).all()
+        assert written == []
+        uow.commit()
+    assert _stored(rt) == (["widget.a"], ["a"])
