@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, dict[str, Any]]] = {
     "reports": ("bench.reports", {}),
     "burst": ("bench.burst", {}),
     "alerts_raise": ("bench.alerts_raise", {}),
+    "claim_backlog": ("bench.claim_backlog", {}),
     "nice": ("bench.nice_sessions", {}),
 }
 

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event as sa_event
+from sqlalchemy import select, update
 
 from services.alerts import paging
+from services.alerts.models import Notification
 from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
@@ -664,6 +666,59 @@ def test_a_storm_s_message_puts_its_critical_page_first(h: Harness, bus: InProce
     assert [a["pump_serial"] for a in page["alerts"]] == ["SN-FLOW", "SN-A", "SN-B"]
     for alert_id in (flow, *warnings):
         assert "past_storm_limit" not in paged(h, alert_id)
+
+
+def test_a_storm_s_message_is_claimed_in_one_update_however_many_pages_it_lists(
+        h: Harness, bus: InProcessBus) -> None:
+    """Behind a burst every pass claims a message of up to 50 pages: one UPDATE claims them all
+    (50 before), and the recipient's messages of the minute are counted once for the pass."""
+    statements: list[str] = []
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        messages_of_the_minute(h, bus, 18)  # room for two more messages
+        for i in range(12):
+            overdue(h, bus, f"SN-B{i:02}")
+        sa_event.listen(h.runtime.engine, "before_cursor_execute",
+                        lambda _c, _cur, statement, *_: statements.append(statement))
+        facts = sweep(h)
+    assert (facts["claimed"], facts["sent"]) == (1, 12)
+    assert [a["pump_serial"] for a in ann.pages[-1]["alerts"]] == [f"SN-B{i:02}" for i in range(12)]
+    claims = [s for s in statements  # the claim sets the attempts; the results' record does not
+              if s.startswith("UPDATE notifications SET") and "attempts=" in s.split("WHERE")[0]]
+    rooms = [s for s in statements if "count(DISTINCT" in s]
+    assert (len(claims), len(rooms)) == (1, 1), "\n".join(s.split("\n")[0] for s in statements)
+
+
+def test_a_page_changed_since_the_pass_read_it_is_not_claimed(h: Harness, bus: InProcessBus) -> None:
+    """The claim's compare-and-set, one statement for a message's pages: a page another worker
+    changed after this pass read it (its attempts, status or claim token) is left to that worker;
+    the others (pending, or `sending` whose lease ran out, with their token) are claimed."""
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        ids = [overdue(h, bus, f"SN-{i}") for i in range(3)]
+    page = {alert_id: pages_of(h, alert_id)[0]["id"] for alert_id in ids}
+    rt = h.runtime
+    with rt.uow_factory() as setup:  # the third's earlier claim, its lease run out
+        setup.session.execute(update(Notification).where(Notification.id == page[ids[2]])
+                              .values(status="sending", claim_token="old-token",
+                                      claimed_until=T0, attempts=1))
+        setup.commit()
+    with rt.uow_factory() as uow:
+        read = list(uow.session.scalars(select(Notification).where(
+            Notification.id.in_(list(page.values())))))
+        with rt.uow_factory() as other:  # another worker, after this pass read them
+            other.session.execute(update(Notification).where(Notification.id == page[ids[1]])
+                                  .values(attempts=Notification.attempts + 1))
+            other.commit()
+        taken = paging._set_each_if_unchanged(uow, read, status="sending", claim_token="mine",
+                                              attempts=Notification.attempts + 1)
+        uow.commit()
+    assert taken == {page[ids[0]], page[ids[2]]}
+    with rt.uow_factory() as check:
+        rows = {n.id: (n.status, n.claim_token, n.attempts) for n in check.session.scalars(
+            select(Notification).where(Notification.id.in_(list(page.values()))))}
+    assert rows == {page[ids[0]]: ("sending", "mine", 1), page[ids[1]]: ("pending", None, 1),
+                    page[ids[2]]: ("sending", "mine", 2)}
 
 
 def test_a_pass_records_the_results_of_all_its_pages_in_one_transaction(
