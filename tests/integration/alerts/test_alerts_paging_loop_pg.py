@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event as sa_event
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from services.alerts import paging
 from services.alerts.models import Notification
@@ -687,6 +687,14 @@ def test_a_storm_s_message_is_claimed_in_one_update_however_many_pages_it_lists(
               if s.startswith("UPDATE notifications SET") and "attempts=" in s.split("WHERE")[0]]
     rooms = [s for s in statements if "count(DISTINCT" in s]
     assert (len(claims), len(rooms)) == (1, 1), "\n".join(s.split("\n")[0] for s in statements)
+    # the record: the message's twelve PageSent events in one statement at its commit (a COPY,
+    # unseen by the engine's events), not one INSERT each, each flushing its page first
+    assert not [s for s in statements if s.startswith("INSERT INTO outbox")]
+    with h.runtime.uow_factory() as uow:
+        outbox = uow.platform.outbox
+        sent_events = uow.session.scalar(select(func.count()).select_from(outbox).where(
+            outbox.c.routing_key == EventType.PAGE_SENT.value))
+    assert sent_events == 18 + 12
 
 
 def test_a_page_changed_since_the_pass_read_it_is_not_claimed(h: Harness, bus: InProcessBus) -> None:
