@@ -70,3 +70,15 @@ def test_a_savepoint_s_commit_leaves_them_to_the_transaction_s(tmp_path):
         assert written == []
         uow.commit()
     assert _stored(rt) == (["widget.a"], ["a"])
+
+
+def test_a_commit_with_a_savepoint_still_open_writes_them(tmp_path):
+    """The session's commit commits the open savepoint first, then the transaction: the rows go
+    with the transaction's, not lost between the two."""
+    rt = toy_runtime(tmp_path, bus=InProcessBus())
+    with rt.uow_factory() as uow:
+        _stage(uow, "a")
+        uow.session.begin_nested()
+        _stage(uow, "b")
+        uow.commit()
+    assert _stored(rt) == (["widget.a", "widget.b"], ["a", "b"])
