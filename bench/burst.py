@@ -108,7 +108,7 @@ class _Probe:
     its broker connection are kept, the events announced are read as they come (the outbox rows
     since the last read), of the inbox only those still waiting are looked up, and those
     costlier reads (`backlog`) are made every five seconds, or each second once the cheap ones
-    say the burst may be over (until 2026-12-03 23:05 UTC every second: sampled in the burst,
+    say the burst may be over (until 2026-12-03 23:18 UTC every second: sampled in the burst,
     ~50 ms of the alerts database's CPU a second, a quarter of what it spent on the burst)."""
 
     def __init__(self, sys_: System, since: datetime) -> None:

@@ -548,8 +548,9 @@ def signing_secret(uow: UnitOfWork, n: Notification, alert: Alert) -> str | None
 
 def _set_each_if_unchanged(uow: UnitOfWork, pages: Sequence[Notification],
                            **values: Any) -> set[str]:
-    """`_set_if_unchanged` of several pages in one statement (a storm's message of 50: one
-    UPDATE, not 50); the ids of those it set."""
+    """Compare-and-set of several pages on (status, attempts, claim_token) as this pass read
+    them, in one statement (a storm's message of 50: one UPDATE, not 50): safe even where SKIP
+    LOCKED is not; the ids of those it set."""
     if not pages:
         return set()
     as_read = [(n.id, n.status, n.attempts, n.claim_token or "") for n in pages]
@@ -564,16 +565,7 @@ def _set_each_if_unchanged(uow: UnitOfWork, pages: Sequence[Notification],
 
 def _set_if_unchanged(uow: UnitOfWork, n: Notification, **values: Any) -> bool:
     """Compare-and-set on (status, attempts, claim_token): safe even where SKIP LOCKED is not."""
-    result = uow.session.execute(
-        update(Notification)
-        .where(Notification.id == n.id, Notification.status == n.status,
-               Notification.attempts == n.attempts,
-               (Notification.claim_token == n.claim_token) if n.claim_token is not None
-               else Notification.claim_token.is_(None))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return n.id in _set_each_if_unchanged(uow, [n], **values)
 
 
 def record_result(uow_factory: UnitOfWorkFactory, claim: Claim, error: str | None, *,
