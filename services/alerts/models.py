@@ -103,6 +103,11 @@ class AlertEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+# a sent page that stands for its message: a storm's message lists several pages, all sharing the
+# first one's id as `message_id`; pages sent before messages were recorded have none
+MESSAGES_SENT = "sent_at IS NOT NULL AND (message_id IS NULL OR message_id = id)"
+
+
 class Notification(Base):
     """A page to one on-call member: pending → sending → sent | retrying → ... → failed."""
 
@@ -143,6 +148,10 @@ class Notification(Base):
         Index("ix_notifications_due", "status", "next_attempt_at"),
         Index("ix_notifications_listing", "created_at", "id"),
         Index("ix_notifications_recipient_sent", "recipient", "sent_at"),
+        # the storm limit's count: each recipient's latest page messages, one row a message (its
+        # first page, whose message is itself), read newest first (paging._rooms_left)
+        Index("ix_notifications_messages_sent", "recipient", "channel", "address", "sent_at",
+              postgresql_where=text(MESSAGES_SENT), sqlite_where=text(MESSAGES_SENT)),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 
 from services.alerts import paging
-from services.alerts.models import Notification
+from services.alerts.models import MESSAGES_SENT, Notification
 from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
@@ -601,6 +601,35 @@ def test_a_full_minute_holds_a_recipient_s_whole_backlog_in_one_pass(
         assert [actions(h, a).count("page_held") for a in backlog] == [1] * len(backlog)
 
 
+def test_a_minute_past_its_limit_holds_a_warning_until_a_room_frees_once(
+        either: Harness, bus: InProcessBus) -> None:
+    """The minute holds 23 messages: 20 warnings', then three abnormal flows' past the limit.
+    A warning due then waits until the minute is down to 19, when the 4th oldest message
+    leaves it (the 20th latest), not when the oldest does (the room's count read all the
+    minute's pages until 2026-12-04, and held the page again each second from there); held
+    once, it goes then."""
+    h = either
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        start = clock(h).now()
+        messages_of_the_minute(h, bus, 20)  # sent at start + 0 s … 19 s
+        for i in range(3):  # sent at start + 20 s … 22 s, past the limit
+            flow = abnormal_flow(h, bus, f"SN-F{i}")
+            assert sweep(h)["sent"] == 1 and paged(h, flow)["past_storm_limit"] is True
+            clock(h).advance(seconds=1)
+        held = overdue(h, bus, "SN-HELD")
+        assert sweep(h)["claimed"] == 0
+        frees_at = start + timedelta(seconds=3 + paging.RATE_WINDOW_SECONDS)
+        (hold,) = [e["details"] for e in timeline(h, held) if e["action"] == "page_held"]
+        assert datetime.fromisoformat(hold["until"]) == frees_at
+        clock(h).advance(seconds=(frees_at - clock(h).now()).total_seconds() - 1)
+        assert sweep(h)["claimed"] == 0
+        clock(h).advance(seconds=1)
+        assert sweep(h)["sent"] == 1
+        assert ann.pages[-1]["alert"]["pump_serial"] == "SN-HELD"
+        assert actions(h, held).count("page_held") == 1
+
+
 def test_a_page_whose_claim_ran_out_is_held_as_retrying_and_goes_when_the_minute_frees(
         either: Harness, bus: InProcessBus) -> None:
     """A worker claimed a warning's page and died before recording the send (its lease ran
@@ -685,7 +714,7 @@ def test_a_storm_s_message_is_claimed_in_one_update_however_many_pages_it_lists(
     assert [a["pump_serial"] for a in ann.pages[-1]["alerts"]] == [f"SN-B{i:02}" for i in range(12)]
     claims = [s for s in statements  # the claim sets the attempts; the results' record does not
               if s.startswith("UPDATE notifications SET") and "attempts=" in s.split("WHERE")[0]]
-    rooms = [s for s in statements if "count(DISTINCT" in s]
+    rooms = [s for s in statements if MESSAGES_SENT in s]
     assert (len(claims), len(rooms)) == (1, 1), "\n".join(s.split("\n")[0] for s in statements)
     # the record: the message's twelve PageSent events in one statement at its commit (a COPY,
     # unseen by the engine's events), not one INSERT each, each flushing its page first
