@@ -528,6 +528,14 @@ def _claim(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, now: dat
     held = [(n, a) for n, a in group if n.id in taken]  # else: another worker took it
     if not held:
         return None
+    return _message(uow, held, token=token, settings=settings, secrets=secrets,
+                    past_storm_limit=past_storm_limit)
+
+
+def _message(uow: UnitOfWork, held: list[tuple[Notification, Alert]], *, token: str,
+             settings: AlertsSettings, secrets: dict[str, str | None],
+             past_storm_limit: bool) -> Claim:
+    """The claim of one message whose pages this pass holds (`token`), the first its page."""
     notification, alert = held[0]
     fallbacks = tuple((f["channel"], f["address"]) for f in notification.fallbacks or ())
     webhook = any(channel == "webhook" for channel, _ in
@@ -544,6 +552,69 @@ def _claim(uow: UnitOfWork, group: list[tuple[Notification, Alert]], *, now: dat
                       "ack_url": ack_url(settings, a.id, n.id)} for n, a in held[1:]),
     ), traceparent=notification.traceparent, notification_ids=tuple(n.id for n, _ in held),
         past_storm_limit=past_storm_limit)
+
+
+def claim_fresh(uow: UnitOfWork, *, settings: AlertsSettings,
+                alert_ids: Collection[str]) -> list[Claim] | None:
+    """The urgent lane's claim of the pages of alerts this transaction raised itself, none yet
+    written (`PagerKick.page_at_commit`): no other pass can see them before it commits, so they
+    are chosen from memory and go to the database claimed (`sending`, with the lease and the
+    token), in the INSERT that writes them, without the SELECT that finds and locks them and the
+    UPDATE that claims them (one abnormal flow's claim cost the flow worker ~5 ms of CPU and two
+    statements of the alerts database, on the page's path). The storm limit's room is read as
+    `claim_in` reads it, and decides as there: each page its own message while the room holds
+    them, else one message (past the limit when the room is full and its first page is critical).
+    None, leaving it to `claim_in`: an alert that is not new (a repeat whose severity rose: its
+    older pages are rows), one no longer firing (resolved later in the batch: `claim_in` cancels
+    its page), or a recipient whose full minute would hold a page (`_hold`'s statement)."""
+    new = list(uow.session.new)
+    alerts = {a.id: a for a in new if isinstance(a, Alert)}
+    if not all(alerts.get(i) is not None and alerts[i].status == AlertStatus.FIRING
+               for i in alert_ids):
+        return None
+    now = uow.now()
+    by_recipient: dict[Recipient, list[tuple[Notification, Alert]]] = {}
+    for n in sorted((n for n in new if isinstance(n, Notification) and n.alert_id in alert_ids
+                     and n.status == NotificationStatus.PENDING
+                     and n.next_attempt_at is not None and n.next_attempt_at <= now),
+                    key=lambda n: _claim_order(n, alerts[n.alert_id])):
+        by_recipient.setdefault((n.recipient, n.channel, n.address), []).append(
+            (n, alerts[n.alert_id]))
+    if not by_recipient:
+        return []
+    # the one statement, in a savepoint of its own (nothing written before it: the pages are
+    # still to be inserted), so that its failure leaves the transaction whole: the alerts are
+    # raised, and a kick after the commit claims their pages
+    with uow.session.no_autoflush, uow.session.connection().begin_nested():
+        rooms = _rooms_left(uow, by_recipient, now=now, settings=settings)
+    messages: list[tuple[list[tuple[Notification, Alert]], bool]] = []
+    for key, group in by_recipient.items():
+        left, _ = rooms[key]
+        if len(group) <= left:
+            messages.extend(([row], False) for row in group)
+        elif left > 0 or group[0][1].severity == Severity.CRITICAL:
+            messages.append((group[:settings.page_group_max], left <= 0))
+        else:
+            return None
+    # the messages first, then the claim on the pages (a failure before it claims nothing)
+    claims = [_message(uow, held, token=new_id(), settings=settings, secrets={},
+                       past_storm_limit=past_limit) for held, past_limit in messages]
+    claimed_until = now + timedelta(seconds=lease_seconds(settings))
+    for claim, (held, _) in zip(claims, messages, strict=True):
+        for n, _alert in held:
+            n.status, n.claim_token, n.claimed_until = (NotificationStatus.SENDING, claim.token,
+                                                        claimed_until)
+            n.attempts += 1
+        if claim.past_storm_limit:
+            log.warning("page.past_storm_limit", notification_id=claim.page.notification_id,
+                        recipient=claim.page.recipient, pages=len(held))
+    return claims
+
+
+def _claim_order(n: Notification, alert: Alert) -> tuple[Any, ...]:
+    """`CLAIM_ORDER` in memory (a pump serial that is NULL last, as PostgreSQL sorts it)."""
+    return (-Severity(alert.severity).rank, n.next_attempt_at, alert.pump_serial is None,
+            alert.pump_serial or "", n.id)
 
 
 def ack_url(settings: AlertsSettings, alert_id: str, notification_id: str) -> str:
@@ -842,8 +913,10 @@ class PagerKick:
         otherwise): their due pages are claimed in the consumer's own transaction, as it
         commits (after its handlers, before its deferred rows), and sent once it has
         committed. A page then leaves without a claim's transaction of its own in between (its
-        commit is the one that waits longest when the database is busy). The claim runs in a
-        savepoint: should it fail, the alerts are still raised, and a kick after the commit
+        commit is the one that waits longest when the database is busy). The pages of alerts
+        the transaction raised are claimed from memory and inserted claimed (`claim_fresh`);
+        any other (a repeat whose severity rose), by `claim_in`. The claim's statements run in a
+        savepoint: should they fail, the alerts are still raised, and a kick after the commit
         claims their pages as before. A worker killed between this commit and the send: the
         claim's lease runs out, and any pager pass sends the page (at least once, as ever)."""
         if not self.targeted:
@@ -864,9 +937,12 @@ class PagerKick:
         alert_ids = set(uow.session.info.pop(_TO_CLAIM, ()))
         if not alert_ids:
             return
+        settings = self.runtime.settings
         try:
-            with uow.session.begin_nested():
-                claims = claim_in(uow, settings=self.runtime.settings, alert_ids=alert_ids)
+            claims = claim_fresh(uow, settings=settings, alert_ids=alert_ids)
+            if claims is None:
+                with uow.session.begin_nested():
+                    claims = claim_in(uow, settings=settings, alert_ids=alert_ids)
         except Exception as exc:  # noqa: BLE001 - the alerts count more than this page's speed
             log.warning("pager.page_at_commit_failed", alert_ids=sorted(alert_ids),
                         error=f"{type(exc).__name__}: {exc}")

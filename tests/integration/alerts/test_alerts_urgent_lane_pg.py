@@ -14,16 +14,21 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import text
 
 from services.alerts import paging
+from services.alerts.models import MESSAGES_SENT
 from shared.clock import MovableClock
 from shared.events import EventType
 from shared.messaging.inproc import InProcessBus
 from tests.doubles import webhook
 from tests.factories import T0, flow_recorded, reservoir_near_empty
-from tests.helpers import Harness, emit, wait_until
+from tests.helpers import Harness, deliver, emit, publish, wait_until
 from tests.integration.alerts.test_alerts_api import clock
-from tests.integration.alerts.test_alerts_paging_loop_pg import (
+from tests.integration.alerts.test_alerts_paging_loop_pg import (  # noqa: F401 - either
+    actions,
+    either,
     member,
+    messages_of_the_minute,
     oncall,
+    paged,
     pages_of,
     put,
     sweep,
@@ -184,17 +189,18 @@ def test_a_claim_that_fails_in_the_consumer_s_transaction_loses_neither_the_aler
         h: Harness, bus: InProcessBus, monkeypatch: pytest.MonkeyPatch) -> None:
     """The claim's statement fails inside the consumer's transaction, every time (on
     PostgreSQL that aborts a transaction): in its savepoint, only the claim is lost; the alert
-    is raised with the consumer's commit and a kick after it claims and sends its page."""
-    real_claim = paging.claim_in
+    is raised with the consumer's commit and a kick after it claims and sends its page. (The
+    statement of a new alert's claim is its recipient's room: `claim_fresh`.)"""
+    real_rooms = paging._rooms_left
     failed: list[str] = []
 
-    def failing_in_the_consumer(uow: Any, **kwargs: Any) -> list[paging.Claim]:
+    def failing_in_the_consumer(uow: Any, *args: Any, **kwargs: Any) -> Any:
         if threading.current_thread() is threading.main_thread():
             failed.append(threading.current_thread().name)
             uow.session.execute(text("SELECT 1 / 0"))
-        return real_claim(uow, **kwargs)
+        return real_rooms(uow, *args, **kwargs)
 
-    monkeypatch.setattr(paging, "claim_in", failing_in_the_consumer)
+    monkeypatch.setattr(paging, "_rooms_left", failing_in_the_consumer)
     armed_lane(h)
     with webhook() as hook:
         put(h, "north", oncall([member("ann", "webhook", hook.url)]))
@@ -216,7 +222,8 @@ def test_a_claim_whose_transaction_does_not_commit_sends_nothing(
     refused: list[int] = []
 
     def note_claim(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "SKIP LOCKED" in statement and threading.current_thread() is threading.main_thread():
+        # the claim's statement: its recipient's room (a new alert's pages are claimed in memory)
+        if MESSAGES_SENT in statement and threading.current_thread() is threading.main_thread():
             claimed_here.add(id(conn))
 
     def refuse_once(conn: Any) -> None:
@@ -239,3 +246,105 @@ def test_a_claim_whose_transaction_does_not_commit_sends_nothing(
     assert refused == [1]
     assert [p["alert"]["pump_serial"] for p in hook.pages] == ["SN1"]
     assert [(p["status"], p["attempts"]) for p in pages_of(h, flow)] == [("sent", 1)]
+
+
+def consumer_statements(h: Harness) -> list[tuple[str, Any]]:
+    """Start noting every statement the consumer (the test's main thread) executes, with its
+    parameters; the list it fills."""
+    seen: list[tuple[str, Any]] = []
+
+    def executed(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            seen.append((statement, parameters))
+
+    sa_event.listen(h.runtime.engine, "before_cursor_execute", executed)
+    return seen
+
+
+def test_a_new_alert_s_page_is_written_claimed_by_the_insert_that_writes_it(
+        h: Harness, bus: InProcessBus) -> None:
+    """The page of an alert the consumer's transaction raised is claimed in memory
+    (`claim_fresh`): the transaction reads its recipient's room, in a savepoint, and inserts the
+    page already `sending` with its lease; no SELECT finds and locks it, no UPDATE claims it
+    (both cost the flow worker ~5 ms of CPU a page, on the page's path, until 2026-12-04)."""
+    armed_lane(h)
+    with webhook() as hook:
+        put(h, "north", oncall([member("ann", "webhook", hook.url)]))
+        seen = consumer_statements(h)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN1", 40))
+        flow = the_alert(h, pump_serial="SN1")["id"]
+        wait_until(lambda: [p["status"] for p in pages_of(h, flow)] == ["sent"],
+                   what="the page sent and recorded")
+    on_pages = [(st, params) for st, params in seen if "notifications" in st]
+    assert not [st for st, _ in on_pages if st.lstrip().startswith("UPDATE")
+                or "FOR UPDATE" in st], "\n\n".join(st for st, _ in on_pages)
+    (insert,) = [params for st, params in on_pages if st.lstrip().startswith("INSERT")]
+    row = insert if isinstance(insert, dict) else insert[0]
+    assert (row["status"], row["attempts"]) == ("sending", 1) and row["claim_token"]
+    assert [(p["status"], p["attempts"]) for p in pages_of(h, flow)] == [("sent", 1)]
+    assert [p["alert"]["pump_serial"] for p in hook.pages] == ["SN1"]
+    assert [e["details"].get("lane") for e in timeline(h, flow) if e["action"] == "paged"] == ["urgent"]
+
+
+def test_a_new_critical_flow_in_a_full_minute_goes_past_the_limit_from_memory_too(
+        h: Harness, bus: InProcessBus) -> None:
+    armed_lane(h)
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        messages_of_the_minute(h, bus, 20)
+        seen = consumer_statements(h)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN-FLOW", 40))
+        flow = the_alert(h, pump_serial="SN-FLOW")["id"]
+        wait_until(lambda: [p["status"] for p in pages_of(h, flow)] == ["sent"],
+                   what="the page sent past the limit")
+    assert not [st for st, _ in seen if "notifications" in st and "FOR UPDATE" in st]
+    assert len(ann.pages) == 21 and ann.pages[-1]["alert"]["pump_serial"] == "SN-FLOW"
+    assert [(p["status"], p["attempts"]) for p in pages_of(h, flow)] == [("sent", 1)]
+    details = paged(h, flow)
+    assert (details["lane"], details["past_storm_limit"]) == ("urgent", True)
+
+
+def test_a_new_warning_in_a_full_minute_is_held_as_a_pass_holds_it(
+        h: Harness, bus: InProcessBus) -> None:
+    """A warning of a flow (not critical) whose recipient's minute is full: the claim from memory
+    leaves it to `claim_in`, which holds it with the recipient's due pages; it goes when the
+    minute frees one, once."""
+    armed_lane(h)
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        messages_of_the_minute(h, bus, 20)
+        emit(h, bus, EventType.FLOW_RECORDED, flow_recorded("SN-WARN", 20))
+        warning = the_alert(h, pump_serial="SN-WARN")
+        assert warning["severity"] == "warning"
+        assert [p["status"] for p in pages_of(h, warning["id"])] == ["pending"]
+        assert actions(h, warning["id"]).count("page_held") == 1
+        assert len(ann.pages) == 20
+        clock(h).advance(seconds=60)
+        assert sweep(h)["sent"] == 1
+    assert ann.pages[-1]["alert"]["pump_serial"] == "SN-WARN"
+    assert [(p["status"], p["attempts"]) for p in pages_of(h, warning["id"])] == [("sent", 1)]
+
+
+def test_new_flows_outnumbering_the_room_go_as_one_message_the_critical_first(
+        either: Harness, bus: InProcessBus) -> None:  # noqa: F811
+    """Room for one more message and a batch of the flow consumer raising a warning and a
+    critical flow: one message from memory, the critical one its page, the warning listed (on
+    PostgreSQL and on SQLite, the embedded default, whose savepoint the room's read takes too)."""
+    h = either
+    armed_lane(h)
+    with webhook() as ann:
+        put(h, "north", oncall([member("ann", "webhook", ann.url)]))
+        messages_of_the_minute(h, bus, 19)
+        bus.declare(h.runtime.all_queues())
+        for serial, deviation in (("SN-WARN", 20), ("SN-CRIT", 40)):
+            publish(bus, EventType.FLOW_RECORDED, flow_recorded(serial, deviation),
+                    time=h.runtime.clock.now())
+        assert all(o.action == "ack" for o in deliver([h], bus))
+        ids = {s: the_alert(h, pump_serial=s)["id"] for s in ("SN-WARN", "SN-CRIT")}
+        wait_until(lambda: [p["status"] for s in ids.values() for p in pages_of(h, s)]
+                   == ["sent", "sent"], what="both pages sent in one message")
+    page = ann.pages[-1]
+    assert len(ann.pages) == 20
+    assert [a["pump_serial"] for a in page["alerts"]] == ["SN-CRIT", "SN-WARN"]
+    assert page["alert"]["pump_serial"] == "SN-CRIT"
+    assert "past_storm_limit" not in paged(h, ids["SN-CRIT"])
