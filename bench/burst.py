@@ -17,9 +17,12 @@ has N pumps go round instead, each page's alert resolved a second after it came 
 20 resolves a second, on top). bench._cpu reads where the machine's CPU went, in the quiet
 phase (and per reading) and during the burst, and how fast the machine was (a fixed loop's
 time, before and after: a shared host's speed moves by a third from one minute to the next).
+`--contend N` runs N busy loops of pure Python beside the system for the whole run, each in a
+session (and so a scheduler autogroup) of its own, as a host whose other guests take N cores'
+worth of its CPU would (not metered: they are the host's, not ours).
 
     .venv/bin/python -m bench.burst [--therapies 100000 --recall-pumps 1000 --rate 20]
-        [--pumps N] [--one-process]
+        [--pumps N] [--one-process] [--contend N]
 """
 
 from __future__ import annotations
@@ -262,16 +265,19 @@ class BurstWatch:
 
 def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, pumps: int | None = None,
         quiet_s: float = 20.0, burst_s: float = 40.0, timeout_s: float = 240.0,
-        procfile: bool = True) -> dict[str, Any]:
+        procfile: bool = True, contend: int = 0) -> dict[str, Any]:
     """Quiet phase, then the burst; returns the figures and a table for RESULTS.md.
     `procfile`: the services as deploy/Procfile runs them (each API alone, its work in workers:
-    bench.time_to_page.PROCFILE_WORKERS), else each one `hai serve` process."""
+    bench.time_to_page.PROCFILE_WORKERS), else each one `hai serve` process. `contend`: busy
+    loops beside the system for the whole run (`CONTEND`)."""
     seed_s: dict[str, float] = {}
     load_average = {"before": round(os.getloadavg()[0], 1)}
     # the machine's speed (bench._cpu.reference_loop_ms) before the run and after it
     speed = {"before": reference_loop_ms()}
     sink_port = free_port()
     sink = subprocess.Popen([sys.executable, "-c", f"from bench.burst import _sink; _sink({sink_port})"])
+    contention = (subprocess.Popen([sys.executable, "-c", CONTEND, str(contend)]) if contend
+                  else None)
     try:
         with system("burst", env={"HAI_SWEEP_INTERVAL_SECONDS": str(SWEEP_INTERVAL_S)},
                     before_start=lambda dbs: seed_s.update(
@@ -315,11 +321,37 @@ def run(therapies: int = 100_000, recall_pumps: int = 1000, rate: float = 20.0, 
                                recall_pumps=recall_pumps, rate=rate, seed_s=seed_s,
                                load_average=load_average, procfile=procfile, cpu=meter.figures(),
                                speed=speed)
-            return {**figures, "unanswered_readings": unanswered}
+            if contend:
+                figures["table"].insert(0, {
+                    "measure": "busy loops beside the system (`--contend`: another guest's load, "
+                               "not metered)", "ours": str(contend), "baseline": "-",
+                    "ratio": "-", "aim": "-", "met": "-"})
+            return {**figures, "unanswered_readings": unanswered, "contending_loops": contend}
     finally:
         sink.terminate()
         sink.wait(10)
+        if contention is not None:
+            contention.terminate()
+            contention.wait(10)
     raise AssertionError("unreachable")
+
+
+# `--contend N`: a process (the benchmark's child, asleep) starts N busy loops, each in a session
+# of its own, and kills them when it is told to end; a loop whose starter is gone (the benchmark
+# killed) ends by itself. Grandchildren of the benchmark: bench._cpu does not count them.
+CONTEND = """
+import os, signal, subprocess, sys
+LOOP = "import os\\nppid = os.getppid()\\nwhile os.getppid() == ppid:\\n    sum(range(100000))"
+loops = [subprocess.Popen([sys.executable, "-c", LOOP], start_new_session=True)
+         for _ in range(int(sys.argv[1]))]
+def end(*_):
+    for loop in loops:
+        loop.kill()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, end)
+while True:
+    signal.pause()
+"""
 
 
 def next_profile_phase(sys_: System) -> None:
@@ -502,10 +534,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one-process", action="store_true",
                         help="each service one `hai serve` process (API and worker together), "
                              "not deploy/Procfile's APIs and workers")
+    parser.add_argument("--contend", type=int, default=0, metavar="N",
+                        help="N busy loops beside the system for the whole run, each in a "
+                             "session of its own: a host whose other guests take N cores")
     args = parser.parse_args(argv)
     figures = run(therapies=args.therapies, recall_pumps=args.recall_pumps, rate=args.rate,
                   pumps=args.pumps, quiet_s=args.quiet_s, burst_s=args.burst_s,
-                  timeout_s=args.timeout_s, procfile=not args.one_process)
+                  timeout_s=args.timeout_s, procfile=not args.one_process, contend=args.contend)
     print(json.dumps({k: v for k, v in figures.items() if k != "table"}, indent=2, default=str))
     for row in figures["table"]:
         print(f"{row['measure']}: {row['ours']} (baseline {row['baseline']}; aim {row['aim']}: "
