@@ -582,23 +582,24 @@ def claim_fresh(uow: UnitOfWork, *, settings: AlertsSettings,
             (n, alerts[n.alert_id]))
     if not by_recipient:
         return []
-    # the one statement, in a savepoint of its own (nothing written before it: the pages are
-    # still to be inserted), so that its failure leaves the transaction whole: the alerts are
-    # raised, and a kick after the commit claims their pages
+    # its statements (the room; a signing secret not yet loaded) in a savepoint of their own,
+    # nothing flushed before them (the pages go to the database claimed), so that a failure
+    # leaves the transaction whole: the alerts are raised, and a kick after the commit claims
+    # their pages
+    messages: list[tuple[list[tuple[Notification, Alert]], bool]] = []
     with uow.session.no_autoflush, uow.session.connection().begin_nested():
         rooms = _rooms_left(uow, by_recipient, now=now, settings=settings)
-    messages: list[tuple[list[tuple[Notification, Alert]], bool]] = []
-    for key, group in by_recipient.items():
-        left, _ = rooms[key]
-        if len(group) <= left:
-            messages.extend(([row], False) for row in group)
-        elif left > 0 or group[0][1].severity == Severity.CRITICAL:
-            messages.append((group[:settings.page_group_max], left <= 0))
-        else:
-            return None
-    # the messages first, then the claim on the pages (a failure before it claims nothing)
-    claims = [_message(uow, held, token=new_id(), settings=settings, secrets={},
-                       past_storm_limit=past_limit) for held, past_limit in messages]
+        for key, group in by_recipient.items():
+            left, _ = rooms[key]
+            if len(group) <= left:
+                messages.extend(([row], False) for row in group)
+            elif left > 0 or group[0][1].severity == Severity.CRITICAL:
+                messages.append((group[:settings.page_group_max], left <= 0))
+            else:
+                return None
+        # the messages first, then the claim on the pages (a failure before it claims nothing)
+        claims = [_message(uow, held, token=new_id(), settings=settings, secrets={},
+                           past_storm_limit=past_limit) for held, past_limit in messages]
     claimed_until = now + timedelta(seconds=lease_seconds(settings))
     for claim, (held, _) in zip(claims, messages, strict=True):
         for n, _alert in held:

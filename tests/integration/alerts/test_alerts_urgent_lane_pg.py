@@ -185,22 +185,24 @@ def test_an_abnormal_flow_s_page_leaves_with_the_consumer_s_commit(
     assert lane_commits == ["alerts-pager-urgent-record_0"]
 
 
+@pytest.mark.parametrize("statement", ["_rooms_left", "signing_secret"])
 def test_a_claim_that_fails_in_the_consumer_s_transaction_loses_neither_the_alert_nor_its_page(
-        h: Harness, bus: InProcessBus, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The claim's statement fails inside the consumer's transaction, every time (on
+        h: Harness, bus: InProcessBus, monkeypatch: pytest.MonkeyPatch, statement: str) -> None:
+    """A statement of the claim fails inside the consumer's transaction, every time (on
     PostgreSQL that aborts a transaction): in its savepoint, only the claim is lost; the alert
-    is raised with the consumer's commit and a kick after it claims and sends its page. (The
-    statement of a new alert's claim is its recipient's room: `claim_fresh`.)"""
-    real_rooms = paging._rooms_left
+    is raised with the consumer's commit and a kick after it claims and sends its page. (A new
+    alert's claim reads its recipient's room, and the webhook's signing secret when the table
+    is not loaded yet: `claim_fresh`.)"""
+    real = getattr(paging, statement)
     failed: list[str] = []
 
     def failing_in_the_consumer(uow: Any, *args: Any, **kwargs: Any) -> Any:
         if threading.current_thread() is threading.main_thread():
             failed.append(threading.current_thread().name)
             uow.session.execute(text("SELECT 1 / 0"))
-        return real_rooms(uow, *args, **kwargs)
+        return real(uow, *args, **kwargs)
 
-    monkeypatch.setattr(paging, "_rooms_left", failing_in_the_consumer)
+    monkeypatch.setattr(paging, statement, failing_in_the_consumer)
     armed_lane(h)
     with webhook() as hook:
         put(h, "north", oncall([member("ann", "webhook", hook.url)]))
